@@ -1,0 +1,55 @@
+"""Crash-safe file replacement: write to a temp file, fsync, rename, fsync the directory.
+
+After a power cut the file holds either the old bytes or the new ones, never a mix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+from pathlib import Path
+
+from agent.errors import StateError
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+    directory = path.parent
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise StateError(_explain(exc, path)) from None
+    try:
+        with os.fdopen(fd, "wb") as tmp:
+            os.fchmod(tmp.fileno(), mode)
+            tmp.write(data)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp_name, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise StateError(_explain(exc, path)) from None
+    fsync_dir(directory)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename durable: the directory entry itself must reach the disk."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _explain(exc: OSError, path: Path) -> str:
+    if exc.errno == errno.ENOSPC:
+        hint = f"no space left on the device holding {path.parent}: free some space"
+    elif exc.errno == errno.EROFS:
+        hint = f"{path.parent} is on a read-only file system: mount it read-write"
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        hint = f"no permission to write in {path.parent}: run as the camagent user or root"
+    else:
+        hint = exc.strerror or str(exc)
+    return f"cannot save {path}: {hint}; the previous contents are kept"

@@ -1,0 +1,203 @@
+"""`camagent [--config PATH] COMMAND` (DESIGN §10). Exit codes: 0 ok, 1 failure, 2 usage."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from agent import __version__
+from agent import config as config_mod
+from agent.errors import CamagentError, DaemonUnavailable
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="camagent",
+        description="Connects this camera or NVR to its cloud with as little effort as possible.",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="configuration file "
+        f"(default: ${config_mod.CONFIG_ENV} or {config_mod.DEFAULT_CONFIG_PATH})",
+    )
+    parser.add_argument("--version", action="version", version=f"camagent {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon in the foreground")
+    run.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    status = sub.add_parser("status", help="show the device's state")
+    status.add_argument("--json", action="store_true", help="print JSON for scripts")
+    sub.add_parser("reset", help="forget the token and provision again from the first step")
+    token = sub.add_parser("token", help="replace or forget the token (forced change)")
+    token_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    token_set = token_sub.add_parser("set", help="use TOKEN (verified like any token)")
+    token_set.add_argument("token", metavar="TOKEN")
+    token_sub.add_parser("clear", help="forget the token (same as reset)")
+    sub.add_parser("poll-now", help="restart the fast provisioning phase now")
+    demo = sub.add_parser("demo", help="mock cloud + agent on loopback, the story narrated")
+    demo.add_argument("--once", action="store_true", help="exit when the camera is connected")
+    doctor = sub.add_parser("doctor", help="check config, state, clock, DNS and TLS")
+    doctor.add_argument("--json", action="store_true", help="print JSON for scripts")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = COMMANDS[args.command]
+    try:
+        return handler(args)
+    except CamagentError as exc:
+        print(f"camagent: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _config(args: argparse.Namespace) -> tuple[config_mod.Config, Path]:
+    path = config_mod.resolve_path(args.config)
+    return config_mod.load(path), path
+
+
+def _daemon(config: config_mod.Config, cmd: str, **cmd_args: Any) -> Any:
+    from agent import control_socket
+
+    return control_socket.request(config.control_socket, cmd, cmd_args)
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import logging
+
+    from agent import daemon, logging_setup
+
+    logging_setup.setup(logging.DEBUG if args.verbose else logging.INFO)
+    config, path = _config(args)
+    return daemon.run(config, path)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    config, _ = _config(args)
+    try:
+        status = _daemon(config, "status")
+    except DaemonUnavailable:
+        from agent import offline
+
+        status = offline.status(config)
+    if args.json:
+        print(json.dumps(status))
+    else:
+        print(format_status(status))
+    return EXIT_OK
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    config, _ = _config(args)
+    try:
+        _daemon(config, "reset")
+        print("Token forgotten; the device is provisioning again from the first step.")
+    except DaemonUnavailable:
+        from agent import offline
+
+        offline.reset(config)
+        print("Token forgotten; provisioning starts when the daemon starts.")
+    return EXIT_OK
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    if args.token_command == "clear":
+        return cmd_reset(args)
+    config, _ = _config(args)
+    try:
+        _daemon(config, "token_set", token=args.token)
+        print("Token replaced; the device is connecting with it.")
+    except DaemonUnavailable:
+        from agent import offline
+
+        offline.set_token(config, args.token)
+        print("Token stored; the device connects with it when the daemon starts.")
+    return EXIT_OK
+
+
+def cmd_poll_now(args: argparse.Namespace) -> int:
+    config, _ = _config(args)
+    _daemon(config, "poll_now")
+    print("Polling now; the fast phase starts again.")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from agent import demo
+
+    return demo.run(once=args.once)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from agent import doctor
+
+    path = config_mod.resolve_path(args.config)
+    results = doctor.run_checks(path)
+    if args.json:
+        print(json.dumps([r.to_json() for r in results]))
+    else:
+        print(doctor.format_results(results))
+    return EXIT_FAILURE if any(r.status == "fail" for r in results) else EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": cmd_run,
+    "status": cmd_status,
+    "reset": cmd_reset,
+    "token": cmd_token,
+    "poll-now": cmd_poll_now,
+    "demo": cmd_demo,
+    "doctor": cmd_doctor,
+}
+
+
+# -- human output -----------------------------------------------------------------------
+
+
+def format_status(status: dict[str, Any]) -> str:
+    token = status["token"]
+    prov = status["provisioning"]
+    lines = [
+        f"camagent {status['version']} — {status['kind']} {status['device_id']}"
+        + (f" ({status['name']})" if status.get("name") else ""),
+        f"  state         {status['state']}"
+        + ("" if status.get("daemon") else "  (daemon not running)"),
+        f"  cloud         {status['cloud']['url']}",
+    ]
+    since = status["cloud"].get("connected_since")
+    if since:
+        lines.append(f"  connected     since {_clock(since)}")
+    if token.get("present"):
+        issued = _clock(token["iat"]) if "iat" in token else "?"
+        org, jti = token.get("org", "?"), token.get("jti", "?")
+        lines.append(f"  token         org {org}, id {jti}, issued {issued}")
+    else:
+        lines.append("  token         none")
+    if prov["phase"] == "off":
+        lines.append("  provisioning  off" + (" (token held)" if token.get("present") else ""))
+    else:
+        nxt = prov["next_poll_in"]
+        lines.append(
+            f"  provisioning  {prov['phase']} phase, {prov['attempts']} request(s) so far, "
+            f"next in {nxt:.1f} s"
+        )
+    if prov.get("last_result"):
+        lines.append(f"  last poll     {prov['last_result']} at {_clock(prov['last_at'])}")
+    return "\n".join(lines)
+
+
+def _clock(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))

@@ -1,0 +1,198 @@
+"""`agent.toml` (DESIGN §9): dataclasses with defaults, strict validation, clear errors.
+
+Every error names the file and the key, because the person reading it is standing in
+front of a camera with a text editor.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from agent.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/camagent/agent.toml")
+CONFIG_ENV = "CAMAGENT_CONFIG"
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    id: str = ""  # empty: the MAC of the first non-loopback interface
+    kind: str = "camera"
+    password_file: str = "/etc/camagent/password"
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class CloudConfig:
+    url: str = "https://cloud.example.com"
+    ca_file: str = ""
+    trust_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProvisioningConfig:
+    fast_interval: float = 60.0
+    fast_attempts: int = 5
+    slow_interval: float = 3600.0
+    slow_jitter: float = 0.10
+    long_poll: float = 50.0  # clamped so that a poll always ends before the next is due
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    state_dir: str = "/var/lib/camagent"
+    run_dir: str = "/run/camagent"
+
+
+@dataclass(frozen=True)
+class LocalApiConfig:
+    enabled: bool = True
+    listen: str = "0.0.0.0"  # noqa: S104 - the LAN API is meant to be reachable on the LAN
+    port: int = 9443
+    mdns: bool = True
+
+
+@dataclass(frozen=True)
+class Config:
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    cloud: CloudConfig = field(default_factory=CloudConfig)
+    provisioning: ProvisioningConfig = field(default_factory=ProvisioningConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    local_api: LocalApiConfig = field(default_factory=LocalApiConfig)
+    source: str = "<defaults>"
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(self.paths.state_dir)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.paths.run_dir)
+
+    @property
+    def control_socket(self) -> Path:
+        return self.run_dir / "control.sock"
+
+
+_SECTIONS: dict[str, type] = {
+    "device": DeviceConfig,
+    "cloud": CloudConfig,
+    "provisioning": ProvisioningConfig,
+    "paths": PathsConfig,
+    "local_api": LocalApiConfig,
+}
+
+
+def resolve_path(cli_path: str | None) -> Path:
+    """--config wins, then $CAMAGENT_CONFIG, then /etc/camagent/agent.toml."""
+    if cli_path:
+        return Path(cli_path)
+    env = os.environ.get(CONFIG_ENV)
+    return Path(env) if env else DEFAULT_CONFIG_PATH
+
+
+def load(path: Path) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no such configuration file (give one with --config or ${CONFIG_ENV})"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read it: {exc}") from None
+    return parse(text, str(path))
+
+
+def parse(text: str, source: str) -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    sections: dict[str, Any] = {}
+    for name, value in data.items():
+        section_type = _SECTIONS.get(name)
+        if section_type is None:
+            raise ConfigError(f"{source}: unknown section [{name}] (known: {', '.join(_SECTIONS)})")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {name} must be a table ([{name}])")
+        sections[name] = _build_section(section_type, name, value, source)
+    config = Config(**sections, source=source)
+    _validate(config)
+    return config
+
+
+def _build_section(section_type: type, section: str, values: dict[str, Any], source: str) -> Any:
+    defaults = section_type()
+    known = {f.name: f for f in fields(section_type)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(
+                f"{source}: unknown key {section}.{key} (known in [{section}]: {', '.join(known)})"
+            )
+        kwargs[key] = _coerce(getattr(defaults, key), value, f"{section}.{key}", source)
+    return replace(defaults, **kwargs)
+
+
+def _coerce(default: Any, value: Any, key: str, source: str) -> Any:
+    """Check `value` against the type of the default; ints are accepted where floats are."""
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+        expected = "true or false"
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        expected = "an integer"
+    elif isinstance(default, float):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        expected = "a number"
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+        expected = "a string"
+    elif isinstance(default, tuple):
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        expected = "a list of strings"
+        value = tuple(value) if ok else value
+    else:  # pragma: no cover - every section field has one of the types above
+        raise AssertionError(key)
+    if not ok:
+        raise ConfigError(f"{source}: {key} must be {expected}, not {value!r}")
+    return float(value) if isinstance(default, float) else value
+
+
+def _validate(config: Config) -> None:
+    src = config.source
+
+    def fail(key: str, problem: str) -> None:
+        raise ConfigError(f"{src}: {key} {problem}")
+
+    if config.device.kind not in ("camera", "nvr"):
+        fail("device.kind", f'must be "camera" or "nvr", not {config.device.kind!r}')
+    if config.device.id:
+        from agent.errors import WireError
+        from agent.provisioning.wire import normalize_device_id
+
+        try:
+            normalize_device_id(config.device.id)
+        except WireError as exc:
+            fail("device.id", f"is invalid: {exc}")
+    if not config.cloud.url.startswith("https://") or len(config.cloud.url) <= len("https://"):
+        fail("cloud.url", f"must be an https:// URL, not {config.cloud.url!r}")
+    p = config.provisioning
+    for key in ("fast_interval", "slow_interval"):
+        if getattr(p, key) <= 0:
+            fail(f"provisioning.{key}", "must be greater than 0 seconds")
+    if p.fast_attempts < 0:
+        fail("provisioning.fast_attempts", "must be 0 or more")
+    if not 0 <= p.slow_jitter <= 0.5:
+        fail("provisioning.slow_jitter", "must be between 0 and 0.5")
+    if p.long_poll < 0:
+        fail("provisioning.long_poll", "must be 0 (plain polls) or more seconds")
+    if not 0 < config.local_api.port < 65536:
+        fail("local_api.port", "must be a TCP port from 1 to 65535")
+    for key in ("state_dir", "run_dir"):
+        if not getattr(config.paths, key):
+            fail(f"paths.{key}", "must not be empty")

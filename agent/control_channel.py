@@ -1,0 +1,179 @@
+"""The control channel to the cloud (DESIGN §2): WSS, Bearer token, JSON messages.
+
+The device speaks first (`hello`), answers `command`s with `result`s and sends a
+`heartbeat` at the interval the cloud asks for. Close code 4401 means the cloud revoked
+the token. Everything else that ends a connection is retried with capped backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from agent.backoff import Backoff
+
+log = logging.getLogger(__name__)
+
+WS_PATH = "/v1/devices/ws"
+CLOSE_REVOKED = 4401
+DEFAULT_HEARTBEAT_S = 30.0
+MAX_MESSAGE = 256 * 1024
+# A connection that stayed up this long counts as healthy: the backoff starts over.
+HEALTHY_AFTER_S = 30.0
+
+CommandHandler = Callable[[str, dict[str, Any]], Awaitable[tuple[bool, Any]]]
+
+
+class TokenRevokedError(Exception):
+    """The cloud closed the channel with 4401 (or refused the upgrade with 401)."""
+
+
+@dataclass(frozen=True)
+class Hello:
+    device_id: str
+    kind: str
+    version: str
+
+    def message(self) -> dict[str, Any]:
+        return {
+            "type": "hello",
+            "device_id": self.device_id,
+            "kind": self.kind,
+            "version": self.version,
+        }
+
+
+class ControlChannel:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        cloud_url: str,
+        token: str,
+        hello: Hello,
+        on_command: CommandHandler,
+        on_connected: Callable[[], None],
+        on_lost: Callable[[str], None],
+        backoff: Backoff | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.session = session
+        self.url = cloud_url.rstrip("/") + WS_PATH
+        self.token = token
+        self.hello = hello
+        self.on_command = on_command
+        self.on_connected = on_connected
+        self.on_lost = on_lost
+        self.backoff = backoff or Backoff()
+        self.rng = rng or random.Random()
+        self.failures = 0
+
+    async def run(self) -> None:
+        """Keep the channel up until cancelled; raise TokenRevokedError on 4401."""
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            reason = await self._connect_once()
+            if loop.time() - started >= HEALTHY_AFTER_S:
+                self.failures = 0
+            self.failures += 1
+            delay = self.backoff.delay(self.failures, self.rng.random())
+            self.on_lost(reason)
+            log.info("control channel down (%s); reconnecting in %.1f s", reason, delay)
+            await asyncio.sleep(delay)
+
+    async def _connect_once(self) -> str:
+        try:
+            async with self.session.ws_connect(
+                self.url,
+                headers={"Authorization": f"Bearer {self.token}"},
+                max_msg_size=MAX_MESSAGE,
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5),
+            ) as ws:
+                return await self._converse(ws)
+        except aiohttp.WSServerHandshakeError as exc:
+            if exc.status == 401:
+                raise TokenRevokedError("the cloud refused the token (HTTP 401)") from None
+            return f"handshake refused: HTTP {exc.status}"
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            return f"cannot connect: {exc or type(exc).__name__}"
+
+    async def _converse(self, ws: aiohttp.ClientWebSocketResponse) -> str:
+        await ws.send_json(self.hello.message())
+        heartbeat = DEFAULT_HEARTBEAT_S
+        first = await self._receive(ws, timeout=30)
+        if first is None:
+            return self._closed_reason(ws)
+        if isinstance(first, dict) and first.get("type") == "hello":
+            value = first.get("heartbeat_s")
+            if isinstance(value, int | float) and 0.05 <= value <= 3600:
+                heartbeat = float(value)
+        self.on_connected()
+        silent_for = 0.0
+        while True:
+            message = await self._receive(ws, timeout=heartbeat)
+            if message is _TIMEOUT:
+                silent_for += heartbeat
+                if silent_for > 2.5 * heartbeat:
+                    return "the cloud stopped answering"
+                await ws.send_json({"type": "heartbeat"})
+                continue
+            if message is None:
+                return self._closed_reason(ws)
+            silent_for = 0.0
+            await self._handle(ws, message)
+
+    async def _receive(self, ws: aiohttp.ClientWebSocketResponse, timeout: float) -> Any:
+        """The next JSON message, None when the channel closed, _TIMEOUT on silence."""
+        while True:
+            try:
+                msg = await ws.receive(timeout=timeout)
+            except TimeoutError:
+                return _TIMEOUT
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                try:
+                    return json.loads(msg.data)
+                except ValueError:
+                    log.warning("ignoring a control message that is not JSON")
+                    continue
+            if msg.type in (
+                aiohttp.WSMsgType.CLOSE,
+                aiohttp.WSMsgType.CLOSING,
+                aiohttp.WSMsgType.CLOSED,
+                aiohttp.WSMsgType.ERROR,
+            ):
+                return None
+            # binary, ping/pong: nothing for us
+
+    def _closed_reason(self, ws: aiohttp.ClientWebSocketResponse) -> str:
+        if ws.close_code == CLOSE_REVOKED:
+            raise TokenRevokedError("the cloud revoked the token (close code 4401)")
+        return f"closed by the cloud (code {ws.close_code})"
+
+    async def _handle(self, ws: aiohttp.ClientWebSocketResponse, message: Any) -> None:
+        if not isinstance(message, dict):
+            log.warning("ignoring a control message that is not an object")
+            return
+        kind = message.get("type")
+        if kind == "heartbeat" or kind == "hello":
+            return
+        if kind != "command":
+            log.info("ignoring control message of type %r", kind)
+            return
+        command_id, name, args = message.get("id"), message.get("name"), message.get("args") or {}
+        if not isinstance(name, str) or not isinstance(args, dict):
+            await ws.send_json(
+                {"type": "result", "id": command_id, "ok": False, "data": "malformed command"}
+            )
+            return
+        ok, data = await self.on_command(name, args)
+        await ws.send_json({"type": "result", "id": command_id, "ok": ok, "data": data})
+
+
+_TIMEOUT: Any = object()

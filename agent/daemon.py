@@ -1,0 +1,450 @@
+"""`camagent run`: the asyncio shell around the pure schedule and state machine.
+
+All events (poll results, CLI requests, cloud commands, channel changes) go through one
+queue and are applied by one supervisor coroutine, so the state machine sees them one at
+a time, in order, and no task ever has to cancel itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import random
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from agent import __version__, identity, sd_notify
+from agent import config as config_mod
+from agent.config import Config
+from agent.control_channel import ControlChannel, Hello, TokenRevokedError
+from agent.control_socket import serve as serve_control_socket
+from agent.errors import CamagentError, StateError, TokenError
+from agent.provisioning.client import PollOutcome, fetch_keys, poll_once
+from agent.provisioning.machine import (
+    Action,
+    ChannelLost,
+    ChannelOpened,
+    DeviceState,
+    Event,
+    PollNowRequested,
+    ResetRequested,
+    Started,
+    TokenAccepted,
+    TokenRevoked,
+    transition,
+)
+from agent.provisioning.schedule import PollPlan, PollSchedule, ScheduleSettings
+from agent.provisioning.wire import derive_key
+from agent.tls import client_context
+from agent.token_codec import token_summary
+from agent.token_store import DeviceRecord, PasswordStamp, TokenStore
+from agent.trust import TokenVerifier
+
+log = logging.getLogger("camagent")
+
+# A request must have *ended* before the next is due; this covers the last hop back.
+DEADLINE_MARGIN_S = 0.05
+
+
+@dataclass
+class LastPoll:
+    attempt: int
+    detail: str
+    at: float  # wall clock, for people
+
+
+class Daemon:
+    def __init__(
+        self, config: Config, config_path: Path | None = None, rng: random.Random | None = None
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.rng = rng or random.Random()
+        self.device_id = identity.device_id(config)
+        self.store = TokenStore(config.state_dir)
+        self.record = DeviceRecord(device_id=self.device_id)
+        self.verifier: TokenVerifier
+        self.state: DeviceState | None = None
+        self.schedule: PollSchedule | None = None
+        self.last_poll: LastPoll | None = None
+        self.clock_offset: float | None = None
+        self.connected_since: float | None = None
+        self._events: asyncio.Queue[tuple[Event, asyncio.Future[None] | None]] = asyncio.Queue()
+        self._poll_task: asyncio.Task[None] | None = None
+        self._channel_task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._session: aiohttp.ClientSession | None = None
+
+    # -- life cycle -----------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        self.record = self._load_record()
+        self.verifier = TokenVerifier(self.config, self.device_id, self.record.trusted_keys_pem)
+        self._drop_token_if_untrusted()
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=client_context(self.config.cloud.ca_file)),
+            headers={"User-Agent": f"camagent/{__version__}"},
+        )
+        server = await serve_control_socket(self.config.control_socket, self._control)
+        watchdog = asyncio.create_task(self._watchdog())
+        await self._apply(Started(has_token=self.record.has_token))
+        sd_notify.notify(f"READY=1\nSTATUS={self._status_line()}")
+        log.info(
+            "camagent %s running as %s %s (cloud %s)",
+            __version__,
+            self.config.device.kind,
+            self.device_id,
+            self.config.cloud.url,
+        )
+        try:
+            await self._supervise()
+        finally:
+            sd_notify.notify("STOPPING=1")
+            log.info("stopping")
+            for task in (self._poll_task, self._channel_task, watchdog):
+                await _cancel(task)
+            server.close()
+            await server.wait_closed()
+            with contextlib.suppress(FileNotFoundError):
+                self.config.control_socket.unlink()
+            await self._session.close()
+        return 0
+
+    async def _supervise(self) -> None:
+        stop = asyncio.create_task(self._stopping.wait())
+        try:
+            while True:
+                get = asyncio.create_task(self._events.get())
+                done, _ = await asyncio.wait({get, stop}, return_when=asyncio.FIRST_COMPLETED)
+                if stop in done:
+                    get.cancel()
+                    return
+                event, future = get.result()
+                try:
+                    await self._apply(event)
+                finally:
+                    if future is not None and not future.done():
+                        future.set_result(None)
+        finally:
+            stop.cancel()
+
+    async def submit(self, event: Event) -> None:
+        """Queue an event and wait until the supervisor has carried it out."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._events.put_nowait((event, future))
+        await future
+
+    def post(self, event: Event) -> None:
+        self._events.put_nowait((event, None))
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the config; intervals and trusted keys apply at once."""
+        if self.config_path is None:
+            return
+        try:
+            new = config_mod.load(self.config_path)
+            verifier = TokenVerifier(new, self.device_id, self.record.trusted_keys_pem)
+        except CamagentError as exc:
+            log.error("reload refused, keeping the running configuration: %s", exc)
+            return
+        for section in ("device", "cloud", "paths", "local_api"):
+            if getattr(new, section) != getattr(self.config, section):
+                log.warning("[%s] changed: it takes effect when camagent restarts", section)
+        self.config = Config(
+            device=self.config.device,
+            cloud=self.config.cloud,
+            paths=self.config.paths,
+            local_api=self.config.local_api,
+            provisioning=new.provisioning,
+            source=new.source,
+        )
+        self.verifier = TokenVerifier(self.config, self.device_id, self.record.trusted_keys_pem)
+        del verifier
+        if self.schedule is not None:
+            self.schedule.settings = ScheduleSettings.from_config(new.provisioning)
+        log.info("configuration reloaded from %s", self.config_path)
+
+    # -- the state machine's actions ------------------------------------------------
+
+    async def _apply(self, event: Event) -> None:
+        step = transition(self.state, event)
+        for action in step.actions:
+            await self._do(action, event)
+        if step.state is not self.state:
+            self.state = step.state
+            self.connected_since = time.time() if step.state is DeviceState.CONNECTED else None
+            log.info(
+                "state: %s",
+                step.state.value,
+                extra={"DEVICE_ID": self.device_id, "STATE": step.state.value},
+            )
+            sd_notify.notify(f"STATUS={self._status_line()}")
+
+    async def _do(self, action: Action, event: Event) -> None:
+        loop = asyncio.get_running_loop()
+        match action:
+            case Action.START_POLLING:
+                await _cancel(self._poll_task)
+                settings = ScheduleSettings.from_config(self.config.provisioning)
+                self.schedule = PollSchedule(settings, loop.time())
+                self._poll_task = asyncio.create_task(self._poll_loop())
+            case Action.STOP_POLLING:
+                await _cancel(self._poll_task)
+                self._poll_task = None
+                self.schedule = None
+            case Action.SAVE_TOKEN:
+                assert isinstance(event, TokenAccepted)
+                self._save(lambda r: r.with_token(event.token, event.source))
+                log.info("token accepted (from %s)", event.source)
+            case Action.FORGET_TOKEN:
+                self._save(DeviceRecord.without_token)
+                source = getattr(event, "source", "cloud revocation")
+                log.info("token forgotten (%s); provisioning from the first step", source)
+            case Action.CONNECT:
+                self._channel_task = asyncio.create_task(self._channel_loop(self.record.token))
+            case Action.DISCONNECT:
+                await _cancel(self._channel_task)
+                self._channel_task = None
+
+    def _save(self, change: Callable[[DeviceRecord], DeviceRecord]) -> None:
+        """Persist a change; if the disk refuses, keep running on the in-memory state."""
+        try:
+            self.record = self.store.update(change)
+        except StateError as exc:
+            log.error("%s", exc)
+            self.record = change(self.record)
+
+    # -- provisioning ---------------------------------------------------------------
+
+    async def _poll_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        schedule = self.schedule
+        assert schedule is not None
+        while True:
+            await asyncio.sleep(schedule.delay(loop.time()))
+            plan = schedule.begin(loop.time(), self.rng.uniform(-1.0, 1.0))
+            outcome = await self._poll(plan)
+            schedule.finish(loop.time(), outcome.retry_after)
+            self.last_poll = LastPoll(plan.attempt, outcome.detail, time.time())
+            if outcome.token is not None:
+                log.info("poll %d (%s phase): token received", plan.attempt, plan.phase.value)
+                self.post(TokenAccepted(outcome.token, "poll"))
+                return
+            log.info(
+                "poll %d (%s phase, wait %d s): %s; next in %.1f s",
+                plan.attempt,
+                plan.phase.value,
+                plan.wait,
+                outcome.detail,
+                schedule.delay(loop.time()),
+            )
+
+    async def _poll(self, plan: PollPlan) -> PollOutcome:
+        """One request; every failure becomes an outcome without a token."""
+        assert self._session is not None
+        loop = asyncio.get_running_loop()
+        try:
+            key = await self._provisioning_key()
+            await self._ensure_trusted_keys()
+        except CamagentError as exc:
+            return PollOutcome(None, str(exc))
+        timeout = max(0.1, plan.deadline - loop.time() - DEADLINE_MARGIN_S)
+        outcome = await poll_once(
+            self._session,
+            self.config.cloud.url,
+            key,
+            self.device_id,
+            wait=min(plan.wait, int(timeout)),
+            timeout=timeout,
+            clock_offset=self.clock_offset,
+        )
+        if outcome.clock_offset is not None:
+            self.clock_offset = outcome.clock_offset
+        if outcome.token is None:
+            return outcome
+        try:
+            self.verifier.verify(outcome.token)
+        except TokenError as exc:
+            log.warning("discarding the token from the cloud: %s", exc)
+            return PollOutcome(None, f"token refused: {exc}", None, outcome.clock_offset)
+        return outcome
+
+    async def _provisioning_key(self) -> bytes:
+        """K, derived once from the password file and kept in the state."""
+        path = Path(self.config.device.password_file)
+        stamp = PasswordStamp.of(path) if path.exists() else None
+        key = self.record.provisioning_key()
+        if key is not None and (stamp is None or stamp == self.record.key_stamp):
+            return key
+        password = identity.read_password(self.config)
+        key = await asyncio.to_thread(derive_key, password, self.device_id)
+        encoded = base64.b64encode(key).decode()
+        self._save(lambda r: replace(r, key=encoded, key_stamp=stamp))
+        log.info("provisioning key derived from %s", path)
+        return key
+
+    async def _ensure_trusted_keys(self) -> None:
+        if not self.verifier.needs_keys:
+            return
+        assert self._session is not None
+        pems = await fetch_keys(self._session, self.config.cloud.url)
+        self._save(lambda r: replace(r, trusted_keys_pem=tuple(pems)))
+        self.verifier = TokenVerifier(self.config, self.device_id, pems)
+        log.info(
+            "trusting %d token-signing key(s) fetched from %s", len(pems), self.config.cloud.url
+        )
+
+    # -- the control channel --------------------------------------------------------
+
+    async def _channel_loop(self, token: str) -> None:
+        assert self._session is not None
+        channel = ControlChannel(
+            self._session,
+            self.config.cloud.url,
+            token,
+            Hello(self.device_id, self.config.device.kind, __version__),
+            on_command=self._cloud_command,
+            on_connected=lambda: self.post(ChannelOpened()),
+            on_lost=lambda reason: self.post(ChannelLost(reason)),
+            rng=self.rng,
+        )
+        try:
+            await channel.run()
+        except TokenRevokedError as exc:
+            log.warning("%s", exc)
+            self.post(TokenRevoked())
+
+    async def _cloud_command(self, name: str, args: dict[str, Any]) -> tuple[bool, Any]:
+        match name:
+            case "ping":
+                return True, {"pong": True, "device_id": self.device_id, "ts": time.time()}
+            case "reset":
+                self.post(ResetRequested("cloud"))
+                return True, "resetting"
+            case "set_token":
+                try:
+                    self.verifier.verify(str(args.get("token", "")))
+                except TokenError as exc:
+                    return False, str(exc)
+                self.post(TokenAccepted(str(args["token"]), "cloud"))
+                return True, "token replaced"
+        return False, f"unknown command {name!r}"
+
+    # -- the local control socket ---------------------------------------------------
+
+    async def _control(self, cmd: str, args: dict[str, Any]) -> Any:
+        match cmd:
+            case "status":
+                return self.status()
+            case "reset" | "token_clear":
+                await self.submit(ResetRequested("cli"))
+                return self.status()
+            case "token_set":
+                token = args.get("token")
+                if not isinstance(token, str):
+                    raise TokenError("token must be a string")
+                self.verifier.verify(token)
+                await self.submit(TokenAccepted(token.strip(), "cli"))
+                return self.status()
+            case "poll_now":
+                if self.state is not DeviceState.PROVISIONING:
+                    raise CamagentError(
+                        "this device holds a token and makes no provisioning requests; "
+                        "run `camagent reset` first to provision again"
+                    )
+                await self.submit(PollNowRequested("cli"))
+                return self.status()
+        raise CamagentError(f"unknown command {cmd!r}")
+
+    def status(self) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        schedule = self.schedule
+        provisioning: dict[str, Any] = {"attempts": 0, "phase": "off", "next_poll_in": None}
+        if schedule is not None and self.state is DeviceState.PROVISIONING:
+            provisioning = {
+                "attempts": schedule.attempts,
+                "phase": schedule.phase.value,
+                "next_poll_in": round(schedule.delay(loop.time()), 3),
+            }
+        if self.last_poll is not None:
+            provisioning["last_result"] = self.last_poll.detail
+            provisioning["last_at"] = self.last_poll.at
+        return {
+            "device_id": self.device_id,
+            "kind": self.config.device.kind,
+            "name": self.config.device.name,
+            "state": self.state.value if self.state else "provisioning",
+            "token": token_summary(self.record.token),
+            "provisioning": provisioning,
+            "cloud": {"url": self.config.cloud.url, "connected_since": self.connected_since},
+            "version": __version__,
+            "daemon": True,
+        }
+
+    def _status_line(self) -> str:
+        return f"{self.state.value if self.state else 'starting'} ({self.device_id})"
+
+    # -- start-up helpers -----------------------------------------------------------
+
+    def _load_record(self) -> DeviceRecord:
+        try:
+            record = self.store.load()
+        except StateError as exc:
+            aside = self.store.set_aside()
+            log.error("%s; moved it to %s and starting with a fresh state", exc, aside)
+            record = DeviceRecord()
+        if record.device_id != self.device_id:
+            if record.device_id:
+                log.warning(
+                    "the state belongs to device %s, this is %s: starting afresh",
+                    record.device_id,
+                    self.device_id,
+                )
+            record = DeviceRecord(device_id=self.device_id)
+            try:
+                self.store.update(lambda _: record)
+            except StateError as exc:
+                log.error("%s", exc)
+        return record
+
+    def _drop_token_if_untrusted(self) -> None:
+        """A held token that no longer verifies (new cloud, new keys) is useless: provision."""
+        if not self.record.has_token or self.verifier.needs_keys:
+            return
+        try:
+            self.verifier.verify(self.record.token)
+        except TokenError as exc:
+            log.warning("the stored token is no longer accepted (%s): provisioning again", exc)
+            self._save(DeviceRecord.without_token)
+
+    async def _watchdog(self) -> None:
+        interval = sd_notify.watchdog_interval()
+        if interval is None:
+            return
+        while True:
+            sd_notify.notify("WATCHDOG=1")
+            await asyncio.sleep(interval)
+
+
+async def _cancel(task: asyncio.Task[Any] | None) -> None:
+    if task is None or task.done():
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def run(config: Config, config_path: Path | None) -> int:
+    return asyncio.run(Daemon(config, config_path).run())

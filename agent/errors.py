@@ -1,0 +1,34 @@
+"""One exception hierarchy for everything camagent reports to a person.
+
+Every message should tell the reader what went wrong *and* what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class CamagentError(Exception):
+    """Base class: `str(error)` is a message a user can act on."""
+
+
+class ConfigError(CamagentError):
+    """The configuration file is missing, unreadable or invalid."""
+
+
+class TokenError(CamagentError):
+    """A token failed decoding, signature, device or cloud checks."""
+
+
+class WireError(CamagentError):
+    """A message from the network was malformed."""
+
+
+class StateError(CamagentError):
+    """The device state could not be read or written."""
+
+
+class ProvisioningError(CamagentError):
+    """A provisioning request brought no token (network, HTTP or payload problem)."""
+
+
+class DaemonUnavailable(CamagentError):
+    """No daemon answers on the control socket."""

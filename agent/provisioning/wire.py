@@ -1,0 +1,167 @@
+"""Provisioning wire format v1 (DESIGN §2): key derivation, poll proof, sealed tokens.
+
+Both the agent and the mock cloud use these functions: they *are* the contract, so they
+live in one place. Tests check them against values computed independently.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from agent.errors import WireError
+
+KDF_SALT_PREFIX = b"camagent-provisioning-v1|"
+KDF_N = 2**14
+KDF_R = 8
+KDF_P = 1
+KEY_LEN = 32
+NONCE_BYTES = 16
+SEAL_NONCE_BYTES = 12
+MAX_WAIT_S = 300
+MAX_DEVICE_ID_LEN = 128
+
+# A MAC with one consistent separator (":", "-" or none), any case.
+_MAC_RE = re.compile(r"^[0-9a-f]{2}(?P<sep>[:-]?)(?:[0-9a-f]{2}(?P=sep)){4}[0-9a-f]{2}$", re.I)
+_DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:._@-]{0,127}$")
+
+
+def normalize_device_id(raw: str) -> str:
+    """Return the canonical device ID: a MAC as `aa:bb:cc:dd:ee:ff`, else the ID as given.
+
+    MAC input is accepted with `:`, `-` or no separators, in any case.
+    """
+    text = raw.strip()
+    if _MAC_RE.match(text):
+        hexdigits = re.sub(r"[:-]", "", text).lower()
+        return ":".join(hexdigits[i : i + 2] for i in range(0, 12, 2))
+    if not _DEVICE_ID_RE.match(text):
+        raise WireError(
+            f"invalid device ID {raw!r}: use a MAC address (aa:bb:cc:dd:ee:ff) or "
+            "letters, digits and ':._@-' (at most 128 characters)"
+        )
+    return text
+
+
+def derive_key(password: str, device_id: str) -> bytes:
+    """K = scrypt(password, salt=prefix + device_id): slow on purpose (DESIGN §2)."""
+    return hashlib.scrypt(
+        password.encode(),
+        salt=KDF_SALT_PREFIX + device_id.encode(),
+        n=KDF_N,
+        r=KDF_R,
+        p=KDF_P,
+        dklen=KEY_LEN,
+        maxmem=64 * 1024 * 1024,
+    )
+
+
+def new_nonce() -> str:
+    return base64.b64encode(os.urandom(NONCE_BYTES)).decode()
+
+
+def poll_proof(key: bytes, device_id: str, ts: int, nonce: str) -> str:
+    message = f"{device_id}\n{ts}\n{nonce}".encode()
+    return base64.b64encode(hmac.new(key, message, hashlib.sha256).digest()).decode()
+
+
+def proof_matches(key: bytes, device_id: str, ts: int, nonce: str, proof: str) -> bool:
+    return hmac.compare_digest(poll_proof(key, device_id, ts, nonce), proof)
+
+
+def seal_token(key: bytes, device_id: str, token: str) -> str:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    nonce12 = os.urandom(SEAL_NONCE_BYTES)
+    ciphertext = AESGCM(key).encrypt(nonce12, token.encode(), device_id.encode())
+    return base64.b64encode(nonce12 + ciphertext).decode()
+
+
+def unseal_token(key: bytes, device_id: str, sealed: str) -> str:
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    blob = b64decode_strict(sealed, "sealed_token")
+    if len(blob) < SEAL_NONCE_BYTES + 16:
+        raise WireError("sealed_token is too short to hold a token")
+    try:
+        plain = AESGCM(key).decrypt(
+            blob[:SEAL_NONCE_BYTES], blob[SEAL_NONCE_BYTES:], device_id.encode()
+        )
+    except InvalidTag:
+        raise WireError(
+            "sealed_token does not open with this device's key: the password on the device "
+            "differs from the one entered in the cloud"
+        ) from None
+    try:
+        return plain.decode()
+    except UnicodeDecodeError:
+        raise WireError("sealed_token holds bytes that are not text") from None
+
+
+def b64decode_strict(value: object, field: str) -> bytes:
+    if not isinstance(value, str):
+        raise WireError(f"{field} must be a base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise WireError(f"{field} is not valid base64") from None
+
+
+@dataclass(frozen=True)
+class PollRequest:
+    device_id: str
+    ts: int
+    nonce: str
+    proof: str
+    wait: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "device_id": self.device_id,
+            "ts": self.ts,
+            "nonce": self.nonce,
+            "proof": self.proof,
+            "wait": self.wait,
+        }
+
+    @classmethod
+    def build(cls, key: bytes, device_id: str, ts: int, wait: int) -> PollRequest:
+        nonce = new_nonce()
+        return cls(device_id, ts, nonce, poll_proof(key, device_id, ts, nonce), wait)
+
+    @classmethod
+    def parse(cls, body: bytes) -> PollRequest:
+        """Validate a poll body; raise WireError naming the first problem."""
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise WireError("body is not JSON") from None
+        if not isinstance(data, dict):
+            raise WireError("body must be a JSON object")
+        missing = {"device_id", "ts", "nonce", "proof"} - data.keys()
+        if missing:
+            raise WireError(f"missing field(s): {', '.join(sorted(missing))}")
+        device_id = data["device_id"]
+        if not isinstance(device_id, str) or not device_id or len(device_id) > MAX_DEVICE_ID_LEN:
+            raise WireError("device_id must be a non-empty string")
+        ts = data["ts"]
+        if not isinstance(ts, int) or isinstance(ts, bool):
+            raise WireError("ts must be an integer (Unix seconds)")
+        wait = data.get("wait", 0)
+        if not isinstance(wait, int) or isinstance(wait, bool) or not 0 <= wait <= MAX_WAIT_S:
+            raise WireError(f"wait must be an integer from 0 to {MAX_WAIT_S}")
+        nonce = data["nonce"]
+        if len(b64decode_strict(nonce, "nonce")) != NONCE_BYTES:
+            raise WireError(f"nonce must be base64 of {NONCE_BYTES} bytes")
+        proof = data["proof"]
+        if len(b64decode_strict(proof, "proof")) != 32:
+            raise WireError("proof must be base64 of an HMAC-SHA256 (32 bytes)")
+        return cls(device_id, ts, nonce, proof, wait)

@@ -1,0 +1,189 @@
+"""Signed tokens (DESIGN §2): `base64url(payload JSON) + "." + base64url(Ed25519 signature)`.
+
+A token is accepted from any path (poll, LAN push, QR, CLI) only through `verify_token`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from agent.errors import TokenError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
+
+TOKEN_VERSION = 1
+MAX_TOKEN_LEN = 8192
+KINDS = ("camera", "nvr")
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    v: int
+    sub: str
+    kind: str
+    org: str
+    api: str
+    iat: int
+    jti: str
+    raw: str
+
+    def summary(self) -> dict[str, Any]:
+        return {"present": True, "org": self.org, "api": self.api, "jti": self.jti, "iat": self.iat}
+
+
+def b64url_encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def b64url_decode(text: str) -> bytes:
+    if any(c not in _B64URL_ALPHABET for c in text):
+        raise TokenError("token is not base64url text")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise TokenError("token is not base64url text") from None
+
+
+_B64URL_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def sign_token(payload: dict[str, Any], key: Ed25519PrivateKey) -> str:
+    body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+    return b64url_encode(body) + "." + b64url_encode(key.sign(body))
+
+
+def split_token(token: str) -> tuple[bytes, bytes]:
+    """Return (payload bytes, signature bytes) or raise TokenError."""
+    if not isinstance(token, str) or not token:
+        raise TokenError("token is empty")
+    token = token.strip()
+    if len(token) > MAX_TOKEN_LEN:
+        raise TokenError(f"token is longer than {MAX_TOKEN_LEN} characters")
+    parts = token.split(".")
+    if len(parts) != 2 or not all(parts):
+        raise TokenError("token must be two base64url parts joined by '.' (payload.signature)")
+    return b64url_decode(parts[0]), b64url_decode(parts[1])
+
+
+def parse_claims(token: str) -> TokenClaims:
+    """Decode the payload *without* checking the signature (for display and checks)."""
+    payload_bytes, _ = split_token(token)
+    try:
+        data = json.loads(payload_bytes)
+    except (ValueError, UnicodeDecodeError):
+        raise TokenError("token payload is not JSON") from None
+    if not isinstance(data, dict):
+        raise TokenError("token payload must be a JSON object")
+    expected: dict[str, type] = {
+        "v": int,
+        "sub": str,
+        "kind": str,
+        "org": str,
+        "api": str,
+        "iat": int,
+        "jti": str,
+    }
+    for name, typ in expected.items():
+        value = data.get(name)
+        if not isinstance(value, typ) or isinstance(value, bool):
+            raise TokenError(f"token payload field {name!r} is missing or not a {typ.__name__}")
+    if data["v"] != TOKEN_VERSION:
+        raise TokenError(f"token version {data['v']} is not supported (this agent speaks v1)")
+    if data["kind"] not in KINDS:
+        raise TokenError(f"token kind {data['kind']!r} is neither 'camera' nor 'nvr'")
+    return TokenClaims(
+        v=data["v"],
+        sub=data["sub"],
+        kind=data["kind"],
+        org=data["org"],
+        api=data["api"],
+        iat=data["iat"],
+        jti=data["jti"],
+        raw=token.strip(),
+    )
+
+
+def token_summary(token: str) -> dict[str, Any]:
+    """What `status` shows of a held token (no secrets: the signature is left out)."""
+    if not token:
+        return {"present": False}
+    try:
+        return parse_claims(token).summary()
+    except TokenError:
+        return {"present": True}
+
+
+def origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) with the scheme's default port filled in."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is None:
+        port = {"https": 443, "http": 80, "wss": 443, "ws": 80}.get(scheme, 0)
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def verify_token(
+    token: str,
+    trusted_keys: Iterable[Ed25519PublicKey],
+    *,
+    device_id: str,
+    kind: str,
+    cloud_url: str,
+) -> TokenClaims:
+    """Check signature, subject, kind and cloud; return the claims or raise TokenError."""
+    from cryptography.exceptions import InvalidSignature
+
+    claims = parse_claims(token)
+    payload, signature = split_token(claims.raw)
+    keys = list(trusted_keys)
+    if not keys:
+        raise TokenError(
+            "no trusted token-signing key: set [cloud] trust_keys to the cloud's public key file"
+        )
+    for key in keys:
+        try:
+            key.verify(signature, payload)
+            break
+        except InvalidSignature:
+            continue
+    else:
+        raise TokenError(
+            "token signature does not verify against any trusted cloud key "
+            "(forged, or signed by another cloud)"
+        )
+    if claims.sub != device_id:
+        raise TokenError(f"token is for device {claims.sub!r}, not this device ({device_id!r})")
+    if claims.kind != kind:
+        raise TokenError(f"token is for a {claims.kind}, but this device is a {kind}")
+    if origin(claims.api) != origin(cloud_url) or origin(cloud_url)[0] != "https":
+        raise TokenError(
+            f"token points to cloud {claims.api!r}, but this device trusts only {cloud_url!r}"
+        )
+    return claims
+
+
+def load_public_key(pem: bytes, source: str) -> Ed25519PublicKey:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    try:
+        key = load_pem_public_key(pem)
+    except ValueError:
+        raise TokenError(f"{source}: not a PEM public key") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise TokenError(f"{source}: not an Ed25519 public key")
+    return key

@@ -1,0 +1,235 @@
+"""The device's persistent state: token, provisioning key K, trusted keys — encrypted at rest.
+
+One file, `state.bin`, replaced atomically (see atomic_file), mode 0600, sealed with
+AES-GCM under a 256-bit state key. The state key comes from a systemd credential
+(`$CREDENTIALS_DIRECTORY/state-key`, which systemd can bind to a TPM) when there is one,
+else from `state.key` beside the state, made on first use. Daemon and CLI both change
+the state, so every read-modify-write holds an exclusive `flock` on `state.lock`.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from agent.atomic_file import fsync_dir, write_atomic
+from agent.errors import StateError
+
+STATE_FILE = "state.bin"
+KEY_FILE = "state.key"
+LOCK_FILE = "state.lock"
+CREDENTIAL_NAME = "state-key"
+MAGIC = b"CAMAGENT-STATE-1\n"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PasswordStamp:
+    """Which password file K was derived from; a change means K must be derived again."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    inode: int
+
+    @classmethod
+    def of(cls, path: Path) -> PasswordStamp:
+        st = path.stat()
+        return cls(str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+@dataclass(frozen=True)
+class DeviceRecord:
+    device_id: str = ""
+    key: str = ""  # base64 of K (empty: not derived yet)
+    key_stamp: PasswordStamp | None = None
+    token: str = ""
+    token_source: str = ""
+    token_saved_at: float = 0.0
+    trusted_keys_pem: tuple[str, ...] = field(default_factory=tuple)  # fetched from the cloud
+
+    @property
+    def has_token(self) -> bool:
+        return bool(self.token)
+
+    def provisioning_key(self) -> bytes | None:
+        return base64.b64decode(self.key) if self.key else None
+
+    def with_token(self, token: str, source: str) -> DeviceRecord:
+        return replace(self, token=token, token_source=source, token_saved_at=time.time())
+
+    def without_token(self) -> DeviceRecord:
+        return replace(self, token="", token_source="", token_saved_at=0.0)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["trusted_keys_pem"] = list(self.trusted_keys_pem)
+        return {"format": FORMAT_VERSION, **data}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DeviceRecord:
+        if data.get("format") != FORMAT_VERSION:
+            raise ValueError(f"unknown state format {data.get('format')!r}")
+        stamp = data.get("key_stamp")
+        return cls(
+            device_id=str(data["device_id"]),
+            key=str(data["key"]),
+            key_stamp=PasswordStamp(**stamp) if stamp else None,
+            token=str(data["token"]),
+            token_source=str(data["token_source"]),
+            token_saved_at=float(data["token_saved_at"]),
+            trusted_keys_pem=tuple(str(p) for p in data["trusted_keys_pem"]),
+        )
+
+
+class TokenStore:
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.path = state_dir / STATE_FILE
+        self._key: bytes | None = None
+
+    # -- locking --------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        self._ensure_dir()
+        try:
+            fd = os.open(self.state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StateError(
+                f"cannot open the state lock in {self.state_dir}: {exc.strerror}"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def update(self, change: Callable[[DeviceRecord], DeviceRecord]) -> DeviceRecord:
+        """Read, change and save under the lock, so daemon and CLI never lose a write."""
+        with self.locked():
+            record = change(self.load())
+            self.save(record)
+            return record
+
+    # -- reading and writing --------------------------------------------------------
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def load(self) -> DeviceRecord:
+        try:
+            blob = self.path.read_bytes()
+        except FileNotFoundError:
+            return DeviceRecord()
+        except OSError as exc:
+            raise StateError(f"cannot read {self.path}: {exc.strerror}") from None
+        return self._decode(blob)
+
+    def save(self, record: DeviceRecord) -> None:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        self._ensure_dir()
+        plain = json.dumps(record.to_json(), separators=(",", ":")).encode()
+        nonce = os.urandom(12)
+        sealed = AESGCM(self._state_key()).encrypt(nonce, plain, MAGIC)
+        write_atomic(self.path, MAGIC + nonce + sealed)
+
+    def set_aside(self) -> Path:
+        """Move an unreadable state file out of the way (kept for inspection, not deleted)."""
+        aside = self.path.with_name(f"{STATE_FILE}.unreadable-{int(time.time())}")
+        os.replace(self.path, aside)
+        return aside
+
+    def _decode(self, blob: bytes) -> DeviceRecord:
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        if not blob.startswith(MAGIC) or len(blob) < len(MAGIC) + 12 + 16:
+            raise StateError(f"{self.path} is not a camagent state file (damaged?)")
+        body = blob[len(MAGIC) :]
+        try:
+            plain = AESGCM(self._state_key()).decrypt(body[:12], body[12:], MAGIC)
+            return DeviceRecord.from_json(json.loads(plain))
+        except InvalidTag:
+            raise StateError(
+                f"{self.path} does not open with the state key "
+                f"({self._key_description()}): it was written with another key or damaged"
+            ) from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StateError(f"{self.path} holds an unexpected record: {exc}") from None
+
+    # -- the state key --------------------------------------------------------------
+
+    def _state_key(self) -> bytes:
+        if self._key is None:
+            self._key = self._read_or_make_key()
+        return self._key
+
+    def _credential_path(self) -> Path | None:
+        directory = os.environ.get("CREDENTIALS_DIRECTORY")
+        if directory and (Path(directory) / CREDENTIAL_NAME).exists():
+            return Path(directory) / CREDENTIAL_NAME
+        return None
+
+    def _key_description(self) -> str:
+        cred = self._credential_path()
+        return f"systemd credential {cred}" if cred else str(self.state_dir / KEY_FILE)
+
+    def _read_or_make_key(self) -> bytes:
+        cred = self._credential_path()
+        path = cred or self.state_dir / KEY_FILE
+        try:
+            key = path.read_bytes()
+        except FileNotFoundError:
+            if cred:
+                raise
+            return self._make_key(path)
+        except OSError as exc:
+            raise StateError(f"cannot read the state key {path}: {exc.strerror}") from None
+        if len(key) != 32:
+            raise StateError(f"the state key {path} must be 32 bytes, it has {len(key)}")
+        return key
+
+    def _make_key(self, path: Path) -> bytes:
+        """Create the key so that a concurrent reader never sees it half-written.
+
+        The key is written to a temp file first and hard-linked into place: linking fails
+        if another process got there first, and then its key is the one to use.
+        """
+        key = os.urandom(32)
+        self._ensure_dir()
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(key)
+                out.flush()
+                os.fsync(out.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                return self._read_or_make_key()
+            fsync_dir(path.parent)
+            return key
+        except OSError as exc:
+            raise StateError(f"cannot create the state key {path}: {exc.strerror}") from None
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+    def _ensure_dir(self) -> None:
+        try:
+            self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateError(
+                f"cannot create the state directory {self.state_dir}: {exc.strerror}"
+            ) from None

@@ -1,0 +1,37 @@
+#!/bin/sh
+# Sets up a development checkout on Debian 12: system packages, .venv, the project.
+# Safe to run again: it only installs what is missing. Usage: scripts/setup.sh
+set -eu
+
+cd "$(dirname "$0")/.."
+
+# libsystemd-dev + pkg-config: to build systemd-python (journal fields, sd_notify).
+APT_PACKAGES="libsystemd-dev pkg-config gcc python3-dev python3-venv"
+
+missing=""
+for pkg in $APT_PACKAGES; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing="$missing $pkg"
+done
+if [ -n "$missing" ]; then
+    if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    echo "setup: installing Debian packages:$missing"
+    $SUDO apt-get update -qq
+    # shellcheck disable=SC2086  # word splitting of the package list is intended
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+    echo "setup: creating .venv with $($PYTHON --version)"
+    "$PYTHON" -m venv .venv
+fi
+
+# Reinstall only when the dependency list changed.
+stamp=".venv/.camagent-deps"
+want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "setup: installing Python packages into .venv"
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e '.[dev,systemd]'
+    echo "$want" > "$stamp"
+fi
