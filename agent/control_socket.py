@@ -26,9 +26,14 @@ Handler = Callable[[str, dict[str, Any]], Awaitable[Any]]
 
 
 async def serve(path: Path, handler: Handler) -> asyncio.Server:
-    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()  # left behind by a daemon that was killed
+    try:
+        path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # left behind by a daemon that was killed
+    except OSError as exc:
+        raise CamagentError(
+            f"cannot prepare the control socket {path}: {exc.strerror} (check paths.run_dir)"
+        ) from None
 
     async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -44,6 +49,8 @@ async def serve(path: Path, handler: Handler) -> asyncio.Server:
     old_umask = os.umask(0o177)
     try:
         server = await asyncio.start_unix_server(on_client, path, limit=MAX_REQUEST)
+    except OSError as exc:
+        raise CamagentError(f"cannot listen on the control socket {path}: {exc.strerror}") from None
     finally:
         os.umask(old_umask)
     return server

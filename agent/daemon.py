@@ -81,6 +81,7 @@ class Daemon:
         self._poll_task: asyncio.Task[None] | None = None
         self._channel_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._rescheduled = asyncio.Event()  # wakes the poll loop when the schedule moved
         self._session: aiohttp.ClientSession | None = None
 
     # -- life cycle -----------------------------------------------------------------
@@ -93,11 +94,11 @@ class Daemon:
         self.record = self._load_record()
         self.verifier = TokenVerifier(self.config, self.device_id, self.record.trusted_keys_pem)
         self._drop_token_if_untrusted()
+        server = await serve_control_socket(self.config.control_socket, self._control)
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(ssl=client_context(self.config.cloud.ca_file)),
             headers={"User-Agent": f"camagent/{__version__}"},
         )
-        server = await serve_control_socket(self.config.control_socket, self._control)
         watchdog = asyncio.create_task(self._watchdog())
         await self._apply(Started(has_token=self.record.has_token))
         sd_notify.notify(f"READY=1\nSTATUS={self._status_line()}")
@@ -173,7 +174,8 @@ class Daemon:
         self.verifier = TokenVerifier(self.config, self.device_id, self.record.trusted_keys_pem)
         del verifier
         if self.schedule is not None:
-            self.schedule.settings = ScheduleSettings.from_config(new.provisioning)
+            self.schedule.reconfigure(ScheduleSettings.from_config(new.provisioning))
+            self._rescheduled.set()
         log.info("configuration reloaded from %s", self.config_path)
 
     # -- the state machine's actions ------------------------------------------------
@@ -233,7 +235,7 @@ class Daemon:
         schedule = self.schedule
         assert schedule is not None
         while True:
-            await asyncio.sleep(schedule.delay(loop.time()))
+            await self._sleep_until_due(schedule)
             plan = schedule.begin(loop.time(), self.rng.uniform(-1.0, 1.0))
             outcome = await self._poll(plan)
             schedule.finish(loop.time(), outcome.retry_after)
@@ -250,6 +252,13 @@ class Daemon:
                 outcome.detail,
                 schedule.delay(loop.time()),
             )
+
+    async def _sleep_until_due(self, schedule: PollSchedule) -> None:
+        loop = asyncio.get_running_loop()
+        while (delay := schedule.delay(loop.time())) > 0:
+            self._rescheduled.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._rescheduled.wait(), delay)
 
     async def _poll(self, plan: PollPlan) -> PollOutcome:
         """One request; every failure becomes an outcome without a token."""
@@ -379,6 +388,7 @@ class Daemon:
                 "next_poll_in": round(schedule.delay(loop.time()), 3),
             }
         if self.last_poll is not None:
+            provisioning["last_attempt"] = self.last_poll.attempt
             provisioning["last_result"] = self.last_poll.detail
             provisioning["last_at"] = self.last_poll.at
         return {

@@ -6,7 +6,6 @@ processes, real TLS with the mock's own CA, intervals shrunk through configurati
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -131,8 +130,9 @@ def start_cloud(
 ) -> Cloud:
     data_dir.mkdir(parents=True, exist_ok=True)
     url_file = data_dir / "url"
-    with contextlib.suppress(FileNotFoundError):
-        url_file.unlink()  # so that we wait for *this* run's URL
+    # The mock replaces `url` atomically when it is ready; an earlier run's file (whose port
+    # the mock reuses) is told apart by its inode.
+    old_inode = url_file.stat().st_ino if url_file.exists() else None
     argv = [sys.executable, "-m", "cloud_mock", "--port", str(port), "--data-dir", str(data_dir)]
     if test_hooks:
         argv.append("--test-hooks")
@@ -145,7 +145,12 @@ def start_cloud(
     )
     cloud = Cloud(data_dir, process, log)
     try:
-        _wait_for(url_file.exists, READY_TIMEOUT_S, "mock cloud", process)
+        _wait_for(
+            lambda: url_file.exists() and url_file.stat().st_ino != old_inode,
+            READY_TIMEOUT_S,
+            "mock cloud",
+            process,
+        )
     except SandboxError:
         cloud.stop()
         raise
@@ -233,6 +238,14 @@ class Agent:
         )
         return time.monotonic() - start
 
+    def answers(self) -> bool:
+        """True once the daemon answers on its control socket (a stale socket does not)."""
+        try:
+            self.status()
+        except CamagentError:
+            return False
+        return True
+
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 
@@ -255,7 +268,7 @@ def start_agent(config_path: Path, env: dict[str, str] | None = None) -> Agent:
         )
     agent = Agent(config_path, process, log_path)
     try:
-        _wait_for(agent.socket.exists, READY_TIMEOUT_S, "agent", process)
+        _wait_for(agent.answers, READY_TIMEOUT_S, "agent", process)
     except SandboxError:
         agent.stop()
         raise

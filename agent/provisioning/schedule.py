@@ -66,6 +66,8 @@ class PollSchedule:
         self.settings = settings
         self.attempts = 0
         self.next_due = now
+        self._last_start = now
+        self._last_jitter = 0.0
 
     def restart(self, now: float) -> None:
         """Start again from the first step: a request is due now (reset, poll-now, new link)."""
@@ -83,19 +85,29 @@ class PollSchedule:
             raise ValueError(f"request started at {now} before it was due at {self.next_due}")
         phase = self.phase
         self.attempts += 1
-        s = self.settings
-        if self.attempts <= s.fast_attempts:
-            interval = s.fast_interval
-        else:
-            interval = s.slow_interval * (1.0 + s.slow_jitter * max(-1.0, min(1.0, jitter)))
+        self._last_start = now
+        self._last_jitter = max(-1.0, min(1.0, jitter))
+        interval = self._interval_after(self.attempts)
         self.next_due = now + interval
         return PollPlan(
             attempt=self.attempts,
             phase=phase,
             starts_at=now,
-            wait=long_poll_wait(s.long_poll, interval),
+            wait=long_poll_wait(self.settings.long_poll, interval),
             deadline=self.next_due,
         )
+
+    def reconfigure(self, settings: ScheduleSettings) -> None:
+        """New intervals (config reload): the next request is due by the new rule."""
+        self.settings = settings
+        if self.attempts:
+            self.next_due = self._last_start + self._interval_after(self.attempts)
+
+    def _interval_after(self, attempt: int) -> float:
+        s = self.settings
+        if attempt <= s.fast_attempts:
+            return s.fast_interval
+        return s.slow_interval * (1.0 + s.slow_jitter * self._last_jitter)
 
     def finish(self, now: float, retry_after: float | None = None) -> None:
         """The request ended without a token; honour the cloud's Retry-After.

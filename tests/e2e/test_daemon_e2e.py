@@ -1,0 +1,173 @@
+"""The daemon as a process: sd_notify on a real socket, watchdog, signals, damaged state."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from agent import sandbox
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def notify_socket(tmp_path: Path):
+    path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(10)
+    yield path, sock
+    sock.close()
+
+
+def _messages(sock: socket.socket, until: str, timeout: float = 10) -> list[str]:
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen.append(sock.recv(4096).decode())
+        if until in seen[-1]:
+            return seen
+    raise AssertionError(f"{until!r} not received; got {seen}")
+
+
+def test_ready_watchdog_and_stopping_reach_the_notify_socket(fleet, notify_socket):
+    path, sock = notify_socket
+    config, device_id, _ = fleet.configure()
+    agent = fleet.start(config, env={"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "400000"})
+    ready = _messages(sock, "READY=1")
+    assert any("STATUS=" in m and device_id in m for m in ready)
+    pings = [time.monotonic() for m in _messages(sock, "WATCHDOG=1") if "WATCHDOG=1" in m]
+    _messages(sock, "WATCHDOG=1")
+    pings.append(time.monotonic())
+    assert pings[-1] - pings[0] == pytest.approx(0.2, abs=0.15)  # half of WATCHDOG_USEC
+    assert agent.stop() == 0
+    assert any("STOPPING=1" in m for m in _messages(sock, "STOPPING=1"))
+
+
+def test_sigterm_exits_cleanly_and_removes_the_socket(fleet):
+    config, _, _ = fleet.configure()
+    agent = fleet.start(config)
+    assert agent.stop() == 0
+    assert not agent.socket.exists()
+    assert "Traceback" not in agent.log_text()
+
+
+def test_sighup_applies_new_intervals_and_survives_a_broken_file(fleet):
+    config, _, _ = fleet.configure(fast_interval=30.0, long_poll=0.0)
+    agent = fleet.start(config)
+    original = config.read_text()
+    config.write_text(original.replace("fast_interval = 30.0", "fast_interval = 1.5"))
+    agent.process.send_signal(signal.SIGHUP)
+    time.sleep(0.3)
+    config.write_text("[provisioning\nbroken")
+    agent.process.send_signal(signal.SIGHUP)
+    time.sleep(0.3)
+    assert agent.process.poll() is None
+    assert "reload refused" in agent.log_text()
+    # The valid reload took: polls now come 1.5 s apart instead of 30 s.
+    deadline = time.monotonic() + 5
+    while agent.status()["provisioning"]["attempts"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert agent.status()["provisioning"]["attempts"] >= 2
+    assert time.monotonic() < deadline
+
+
+def test_password_file_is_only_needed_once(fleet, add_camera):
+    config, device_id, password = fleet.configure(fast_interval=0.5, long_poll=0.0)
+    agent = fleet.start(config)
+    time.sleep(0.3)
+    assert "provisioning key derived" in agent.log_text()
+    agent.stop()
+    (config.parent / "password").unlink()  # e.g. a label file on a tmpfs that is gone
+    add_camera(device_id, password)
+    agent = fleet.start(config)
+    agent.wait_for_state("connected")
+
+
+def test_state_is_encrypted_private_and_an_unreadable_one_is_set_aside(fleet, add_camera):
+    config, device_id, password = fleet.configure()
+    camera = add_camera(device_id, password)
+    agent = fleet.start(config)
+    agent.wait_for_state("connected")
+    agent.stop()
+    state = config.parent / "state" / "state.bin"
+    assert state.stat().st_mode & 0o777 == 0o600
+    assert camera["token"].split(".")[0].encode() not in state.read_bytes()
+    assert device_id.encode() not in state.read_bytes()
+
+    state.write_bytes(state.read_bytes()[:-5] + b"XXXXX")  # bit rot
+    agent = fleet.start(config)
+    agent.wait_for_state("connected")  # provisioned again from the cloud
+    assert list(state.parent.glob("state.bin.unreadable-*"))
+    assert "starting with a fresh state" in agent.log_text()
+
+
+def test_daemon_refuses_to_start_on_an_unwritable_run_dir(fleet, tmp_path, run_cli):
+    config, _, _ = fleet.configure()
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    config.write_text(
+        config.read_text().replace(
+            f'run_dir = "{config.parent / "run"}"', f'run_dir = "{blocker}/run"'
+        )
+    )
+    result = run_cli(config, "run")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert str(blocker) in result.stderr
+
+
+def test_demo_once_connects_and_exits_zero(run_cli):
+    result = run_cli(None, "demo", "--once")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "CONNECTED" in result.stdout
+    assert "Done (--once)." in result.stdout
+
+
+def test_full_demo_tells_the_whole_story_then_stops_on_ctrl_c():
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agent", "demo"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines = []
+    assert process.stdout is not None
+    deadline = time.monotonic() + 60
+    for line in process.stdout:
+        lines.append(line)
+        if "Press Ctrl-C" in line or time.monotonic() > deadline:
+            break
+    process.send_signal(signal.SIGINT)
+    assert process.wait(15) == 0
+    story = "".join(lines)
+    for step in (
+        "poll 1",
+        "adds the camera",
+        "CONNECTED",
+        "presses reset",
+        "provisioned again",
+        "revokes its token",
+        "provisioning again",
+    ):
+        assert step in story, story
+    assert not any(os.path.exists(p) for p in _workdirs(story))
+
+
+def _workdirs(story: str) -> list[str]:
+    return [w.rstrip(")") for w in story.split() if "camagent-demo-" in w and w.startswith("/")]
+
+
+def test_sandbox_surfaces_a_mock_that_cannot_start(tmp_path):
+    bad = tmp_path / "fixtures.json"
+    bad.write_text("{not json")
+    with pytest.raises(sandbox.SandboxError, match="exited"):
+        sandbox.start_cloud(tmp_path / "cloud", extra_args=("--fixtures", str(bad)))

@@ -1,0 +1,202 @@
+"""Provisioning end to end: real mock cloud, real daemon, real TLS, shrunk intervals."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import pytest
+
+from agent import sandbox
+from tests.e2e.conftest import polls
+
+pytestmark = pytest.mark.e2e
+
+
+def test_long_poll_delivers_the_token_within_a_second_of_adding(fleet, cloud, add_camera):
+    config, device_id, password = fleet.configure(fast_interval=3.0, long_poll=2.0)
+    agent = fleet.start(config)
+    # Wait until a poll is being held by the cloud, then add the camera.
+    deadline = time.monotonic() + 10
+    while agent.status()["provisioning"]["attempts"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    added = time.monotonic()
+    add_camera(device_id.upper().replace(":", "-"), password)
+    agent.wait_for_state("connected", timeout=5)
+    assert time.monotonic() - added < 1.0
+    log = polls(cloud, device_id)
+    assert log[-1]["result"] == "token"
+    assert log[-1]["held_s"] >= 0.2, "the token should have come back in the held long-poll"
+
+
+def test_fast_phase_then_slow_phase_cadence(fleet, cloud):
+    config, device_id, _ = fleet.configure(
+        fast_interval=0.6, fast_attempts=3, slow_interval=2.0, slow_jitter=0.0, long_poll=0.0
+    )
+    agent = fleet.start(config)
+    deadline = time.monotonic() + 15
+    while len(polls(cloud, device_id)) < 6 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    starts = [p["at"] for p in polls(cloud, device_id)][:6]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    # first request at start, three more 0.6 s apart, then every 2 s
+    assert gaps[:3] == pytest.approx([0.6, 0.6, 0.6], abs=0.15)
+    assert gaps[3:5] == pytest.approx([2.0, 2.0], abs=0.15)
+    status = agent.status()["provisioning"]
+    assert status["phase"] == "slow"
+    assert all(p["result"] == "unknown" for p in polls(cloud, device_id))
+
+
+def test_no_polls_while_a_token_is_held_even_after_restart_or_sigkill(fleet, cloud, add_camera):
+    config, device_id, password = fleet.configure(fast_interval=0.5, long_poll=0.0)
+    add_camera(device_id, password)
+    agent = fleet.start(config)
+    agent.wait_for_state("connected")
+    count = len(polls(cloud, device_id))
+    time.sleep(1.5)  # three fast intervals: a polling device would have polled
+    assert len(polls(cloud, device_id)) == count
+
+    assert agent.stop() == 0
+    agent = fleet.start(config)
+    agent.wait_for_state("connected")
+    agent.kill()  # SIGKILL: no chance to clean up
+    agent = fleet.start(config)
+    agent.wait_for_state("connected")
+    time.sleep(1.0)
+    assert len(polls(cloud, device_id)) == count
+    assert agent.status()["provisioning"]["phase"] == "off"
+
+
+def test_cli_reset_and_cloud_revocation_start_provisioning_again(
+    fleet, cloud, session, add_camera, run_cli
+):
+    config, device_id, password = fleet.configure(fast_interval=1.0, long_poll=0.5)
+    camera = add_camera(device_id, password)
+    agent = fleet.start(config)
+    agent.wait_for_state("connected")
+    jti = agent.status()["token"]["jti"]
+    before = len(polls(cloud, device_id))
+
+    result = run_cli(config, "reset")
+    assert result.returncode == 0, result.stderr
+    agent.wait_for_state("connected")
+    assert len(polls(cloud, device_id)) == before + 1, "reset → one poll, from the first step"
+    assert agent.status()["token"]["jti"] == jti  # the cloud still holds the same token
+
+    status, _ = cloud.request("DELETE", f"/v1/cameras/{camera['camera_id']}", None, session)
+    assert status == 204
+    agent.wait_for_state("provisioning", timeout=5)
+    assert agent.status()["token"] == {"present": False}
+    camera = add_camera(device_id, password)
+    agent.wait_for_state("connected", timeout=5)
+    assert agent.status()["token"]["jti"] != jti
+
+
+def test_wrong_password_never_provisions(fleet, cloud, add_camera):
+    config, device_id, _ = fleet.configure(fast_interval=0.5, long_poll=0.0)
+    add_camera(device_id, "the-password-the-owner-typed")
+    agent = fleet.start(config)
+    time.sleep(2.0)
+    assert agent.status()["state"] == "provisioning"
+    results = {p["result"] for p in polls(cloud, device_id)}
+    assert results == {"bad_proof"}
+    assert len(polls(cloud, device_id)) >= 3
+
+
+def test_token_signed_by_an_untrusted_key_is_discarded(tmp_path, fleet, cloud, add_camera):
+    other = sandbox.start_cloud(tmp_path / "other-cloud")
+    try:
+        config, device_id, password = fleet.configure(fast_interval=0.5, long_poll=0.0)
+        text = config.read_text().replace(str(cloud.signing_key_file), str(other.signing_key_file))
+        config.write_text(text)
+        add_camera(device_id, password)
+        agent = fleet.start(config)
+        time.sleep(1.5)
+        status = agent.status()
+        assert status["state"] == "provisioning"
+        assert "signature" in status["provisioning"]["last_result"]
+        assert "discarding the token" in agent.log_text()
+        assert {p["result"] for p in polls(cloud, device_id)} == {"token"}
+    finally:
+        other.stop()
+
+
+def test_token_for_another_cloud_url_is_refused(fleet, cloud, add_camera):
+    # Same server, but the device trusts https://localhost:PORT while tokens name 127.0.0.1.
+    config, device_id, password = fleet.configure(fast_interval=0.5, long_poll=0.0)
+    config.write_text(
+        config.read_text().replace(
+            f'url = "{cloud.url}"', f'url = "{cloud.url.replace("127.0.0.1", "localhost")}"'
+        )
+    )
+    add_camera(device_id, password)
+    agent = fleet.start(config)
+    time.sleep(1.5)
+    status = agent.status()
+    assert status["state"] == "provisioning"
+    assert "trusts only" in status["provisioning"]["last_result"]
+
+
+def test_retry_after_is_honoured(fleet, cloud):
+    status, _ = cloud.request(
+        "POST", "/v1/test/provisioning/fault", {"status": 503, "retry_after": 2, "count": 1}
+    )
+    assert status == 200
+    config, device_id, _ = fleet.configure(fast_interval=0.5, long_poll=0.0)
+    fleet.start(config)
+    time.sleep(3.5)
+    log = polls(cloud, device_id)
+    assert log[0]["result"] == "fault"
+    assert log[1]["at"] - log[0]["at"] >= 1.95
+    assert log[2]["at"] - log[1]["at"] == pytest.approx(0.5, abs=0.15)
+
+
+def test_mock_restart_keeps_cameras_and_agents_come_back(
+    tmp_path, fleet, cloud, session, add_camera
+):
+    configs = [fleet.configure(fast_interval=1.0, long_poll=0.5) for _ in range(3)]
+    for _, device_id, password in configs:
+        add_camera(device_id, password)
+    agents = [fleet.start(config) for config, _, _ in configs]
+    for agent in agents:
+        agent.wait_for_state("connected")
+    port = cloud.url.rsplit(":", 1)[1]
+    assert cloud.stop() == 0
+    for agent in agents:
+        agent.wait_for_state("disconnected", timeout=5)
+    restarted = sandbox.start_cloud(cloud.data_dir)
+    try:
+        assert restarted.url.rsplit(":", 1)[1] == port
+        for agent in agents:
+            agent.wait_for_state("connected", timeout=15)
+        _, body = restarted.request("GET", "/v1/cameras", None, restarted.login())
+        assert {c["device_id"] for c in body["cameras"]} == {d for _, d, _ in configs}
+        assert {c["status"] for c in body["cameras"]} == {"online"}
+    finally:
+        restarted.stop()
+
+
+def test_cloud_commands_reach_the_device(fleet, cloud, session, add_camera):
+    config, device_id, password = fleet.configure()
+    camera = add_camera(device_id, password)
+    agent = fleet.start(config)
+    agent.wait_for_state("connected")
+    status, body = cloud.request(
+        "POST",
+        f"/v1/cameras/{camera['camera_id']}/commands",
+        {"name": "ping", "args": {}},
+        session,
+    )
+    assert status == 200, body
+    assert body["ok"] is True
+    assert body["data"]["device_id"] == device_id
+    status, body = cloud.request(
+        "POST",
+        f"/v1/cameras/{camera['camera_id']}/commands",
+        {"name": "set_token", "args": {"token": "garbage"}},
+        session,
+    )
+    assert status == 200
+    assert body["ok"] is False
+    assert agent.status()["state"] == "connected"
