@@ -6,6 +6,7 @@ front of a camera with a text editor.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -158,9 +159,22 @@ def _coerce(default: Any, value: Any, key: str, source: str) -> Any:
         value = tuple(value) if ok else value
     else:  # pragma: no cover - every section field has one of the types above
         raise AssertionError(key)
+    if ok and isinstance(default, float) and not math.isfinite(value):
+        ok, expected = False, "a finite number"
     if not ok:
         raise ConfigError(f"{source}: {key} must be {expected}, not {value!r}")
     return float(value) if isinstance(default, float) else value
+
+
+def _is_https_url(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError:
+        return False
+    return parts.scheme == "https" and bool(parts.hostname)
 
 
 def _validate(config: Config) -> None:
@@ -179,8 +193,8 @@ def _validate(config: Config) -> None:
             normalize_device_id(config.device.id)
         except WireError as exc:
             fail("device.id", f"is invalid: {exc}")
-    if not config.cloud.url.startswith("https://") or len(config.cloud.url) <= len("https://"):
-        fail("cloud.url", f"must be an https:// URL, not {config.cloud.url!r}")
+    if not _is_https_url(config.cloud.url):
+        fail("cloud.url", f"must be an https:// URL with a host, not {config.cloud.url!r}")
     p = config.provisioning
     for key in ("fast_interval", "slow_interval"):
         if getattr(p, key) <= 0:

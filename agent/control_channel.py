@@ -139,7 +139,7 @@ class ControlChannel:
             if msg.type == aiohttp.WSMsgType.TEXT:
                 try:
                     return json.loads(msg.data)
-                except ValueError:
+                except (ValueError, RecursionError):
                     log.warning("ignoring a control message that is not JSON")
                     continue
             if msg.type in (

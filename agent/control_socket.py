@@ -32,7 +32,7 @@ async def serve(path: Path, handler: Handler) -> asyncio.Server:
             path.unlink()  # left behind by a daemon that was killed
     except OSError as exc:
         raise CamagentError(
-            f"cannot prepare the control socket {path}: {exc.strerror} (check paths.run_dir)"
+            f"cannot prepare the control socket {path}: {exc.strerror or exc} (check paths.run_dir)"
         ) from None
 
     async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -50,7 +50,9 @@ async def serve(path: Path, handler: Handler) -> asyncio.Server:
     try:
         server = await asyncio.start_unix_server(on_client, path, limit=MAX_REQUEST)
     except OSError as exc:
-        raise CamagentError(f"cannot listen on the control socket {path}: {exc.strerror}") from None
+        raise CamagentError(
+            f"cannot listen on the control socket {path}: {exc.strerror or exc}"
+        ) from None
     finally:
         os.umask(old_umask)
     return server
@@ -63,7 +65,7 @@ async def _answer(line: bytes, handler: Handler) -> dict[str, Any]:
         args = request.get("args") or {}
         if not isinstance(cmd, str) or not isinstance(args, dict):
             raise TypeError
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return {"ok": False, "error": "malformed request"}
     try:
         return {"ok": True, "data": await handler(cmd, args)}
@@ -84,17 +86,23 @@ def request(path: Path, cmd: str, args: dict[str, Any] | None = None, timeout: f
             raise DaemonUnavailable(
                 f"no camagent daemon is running (no socket at {path})"
             ) from None
+        except TimeoutError:
+            raise DaemonUnavailable(f"the daemon did not accept a connection on {path}") from None
         except PermissionError:
             raise CamagentError(
                 f"no permission to use {path}: run as root or the camagent user"
             ) from None
-        sock.sendall(json.dumps({"cmd": cmd, "args": args or {}}).encode() + b"\n")
-        chunks = []
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
+        except OSError as exc:  # e.g. "AF_UNIX path too long": no daemon can be there either
+            raise DaemonUnavailable(f"cannot reach the daemon at {path}: {exc}") from None
+        try:
+            sock.sendall(json.dumps({"cmd": cmd, "args": args or {}}).encode() + b"\n")
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except TimeoutError:
+            raise CamagentError(f"the daemon did not answer {cmd!r} within {timeout:g} s") from None
+        except OSError as exc:
+            raise CamagentError(f"the daemon dropped the connection: {exc}") from None
     try:
         answer = json.loads(b"".join(chunks))
     except ValueError:

@@ -74,7 +74,7 @@ def run(once: bool = False) -> int:
                 "password": PASSWORD,
                 "name": "Front door",
             },
-            session,
+            session=session,
         )
         if status != 201:
             raise CamagentError(f"adding the camera failed: HTTP {status} {body}")
@@ -101,7 +101,7 @@ def run(once: bool = False) -> int:
         )
 
         say("The owner deletes the camera: the cloud revokes its token (close code 4401)")
-        cloud.request("DELETE", f"/v1/cameras/{camera_id}", None, session)
+        cloud.request("DELETE", f"/v1/cameras/{camera_id}", session=session)
         agent.wait_for_state("provisioning")
         say("The camera forgot the revoked token and is provisioning again")
 
@@ -144,7 +144,7 @@ def _camera_status(cloud: sandbox.Cloud, session: str, camera_id: str) -> str:
     deadline = time.monotonic() + 5
     status = "?"
     while time.monotonic() < deadline:
-        _, body = cloud.request("GET", f"/v1/cameras/{camera_id}", None, session)
+        _, body = cloud.request("GET", f"/v1/cameras/{camera_id}", session=session)
         status = body.get("status", "?") if isinstance(body, dict) else "?"
         if status == "online":
             break

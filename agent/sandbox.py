@@ -1,4 +1,4 @@
-"""A mock cloud and camagent daemons as real subprocesses in one directory.
+"""The mock cloud and camagent daemons as real subprocesses in one directory.
 
 The demo, the end-to-end tests and the benchmarks all run the system this way: real
 processes, real TLS with the mock's own CA, intervals shrunk through configuration.
@@ -6,21 +6,28 @@ processes, real TLS with the mock's own CA, intervals shrunk through configurati
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import ssl
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from agent import control_socket
 from agent.errors import CamagentError
+from cloud_mock.testing import MockCloud, MockCloudError, start_mock_cloud
+
+__all__ = [
+    "Agent",
+    "Cloud",
+    "MockCloudError",
+    "SandboxError",
+    "start_agent",
+    "start_cloud",
+    "write_agent_config",
+]
 
 READY_TIMEOUT_S = 30.0
 
@@ -51,111 +58,10 @@ def _stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
     return process.returncode
 
 
-# -- the mock cloud ---------------------------------------------------------------------
+# -- the mock cloud: started by its own package's helper ---------------------------------
 
-
-@dataclass
-class Cloud:
-    data_dir: Path
-    process: subprocess.Popen[bytes]
-    log: IO[bytes]
-    url: str = ""
-    _context: ssl.SSLContext | None = field(default=None, repr=False)
-
-    @property
-    def ca_file(self) -> Path:
-        return self.data_dir / "ca.pem"
-
-    @property
-    def signing_key_file(self) -> Path:
-        return self.data_dir / "token-signing.pub.pem"
-
-    @property
-    def admin_password(self) -> str:
-        return (self.data_dir / "admin-password").read_text().strip()
-
-    def ssl_context(self) -> ssl.SSLContext:
-        if self._context is None:
-            self._context = ssl.create_default_context(cafile=str(self.ca_file))
-        return self._context
-
-    def request(
-        self, method: str, path: str, body: Any = None, session: str | None = None
-    ) -> tuple[int, Any]:
-        """One JSON request to the mock's API; returns (status, decoded body or None)."""
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method)  # noqa: S310
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        if session:
-            req.add_header("Authorization", f"Bearer {session}")
-        try:
-            with urllib.request.urlopen(req, context=self.ssl_context(), timeout=30) as resp:  # noqa: S310
-                status, raw = resp.status, resp.read()
-        except urllib.error.HTTPError as exc:
-            status, raw = exc.code, exc.read()
-        try:
-            return status, json.loads(raw) if raw else None
-        except ValueError:
-            return status, raw.decode(errors="replace")
-
-    def login(self, login: str = "admin", password: str | None = None) -> str:
-        status, body = self.request(
-            "POST",
-            "/v1/auth/login",
-            {
-                "login": login,
-                "password": password or self.admin_password,
-                "device": "sandbox",
-                "software": "camagent-sandbox",
-            },
-        )
-        if status != 200:
-            raise SandboxError(f"login as {login} failed: HTTP {status} {body}")
-        return str(body["session"])
-
-    def stop(self) -> int:
-        code = _stop(self.process)
-        self.log.close()
-        return code
-
-
-def start_cloud(
-    data_dir: Path,
-    *,
-    port: int = 0,
-    test_hooks: bool = True,
-    env: dict[str, str] | None = None,
-    extra_args: tuple[str, ...] = (),
-) -> Cloud:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    url_file = data_dir / "url"
-    # The mock replaces `url` atomically when it is ready; an earlier run's file (whose port
-    # the mock reuses) is told apart by its inode.
-    old_inode = url_file.stat().st_ino if url_file.exists() else None
-    argv = [sys.executable, "-m", "cloud_mock", "--port", str(port), "--data-dir", str(data_dir)]
-    if test_hooks:
-        argv.append("--test-hooks")
-    log = (data_dir / "cloud.log").open("ab")
-    process = subprocess.Popen(
-        [*argv, *extra_args],
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-        env={**os.environ, **(env or {})},
-    )
-    cloud = Cloud(data_dir, process, log)
-    try:
-        _wait_for(
-            lambda: url_file.exists() and url_file.stat().st_ino != old_inode,
-            READY_TIMEOUT_S,
-            "mock cloud",
-            process,
-        )
-    except SandboxError:
-        cloud.stop()
-        raise
-    cloud.url = url_file.read_text().strip()
-    return cloud
+Cloud = MockCloud
+start_cloud = start_mock_cloud
 
 
 # -- agents -----------------------------------------------------------------------------

@@ -29,7 +29,10 @@ def _notify_by_libsystemd(message: str) -> bool | None:
         from systemd import daemon
     except ImportError:
         return None
-    return bool(daemon.notify(message))
+    try:
+        return bool(daemon.notify(message))
+    except OSError:  # the socket went away (systemd restarting, a test tearing down)
+        return False
 
 
 def notify(message: str, *, use_libsystemd: bool = True) -> bool:

@@ -80,7 +80,7 @@ def parse_claims(token: str) -> TokenClaims:
     payload_bytes, _ = split_token(token)
     try:
         data = json.loads(payload_bytes)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
         raise TokenError("token payload is not JSON") from None
     if not isinstance(data, dict):
         raise TokenError("token payload must be a JSON object")
@@ -130,7 +130,7 @@ def origin(url: str) -> tuple[str, str, int]:
     try:
         port = parts.port
     except ValueError:
-        port = None
+        return scheme, "", -1  # an unparsable port is no port: it matches nothing
     if port is None:
         port = {"https": 443, "http": 80, "wss": 443, "ws": 80}.get(scheme, 0)
     return scheme, (parts.hostname or "").lower(), port

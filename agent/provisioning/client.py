@@ -91,11 +91,13 @@ async def poll_once(
                 return PollOutcome(None, "no token yet", retry_after, offset)
             if response.status != 200:
                 return PollOutcome(None, f"HTTP {response.status}", retry_after, offset)
-            body = await response.content.read(MAX_ANSWER_BYTES + 1)
+            body = await read_bounded(response, MAX_ANSWER_BYTES)
     except TimeoutError:
         return PollOutcome(None, f"timed out after {timeout:.1f} s")
     except (aiohttp.ClientError, OSError) as exc:
         return PollOutcome(None, f"network error: {exc or type(exc).__name__}")
+    except WireError as exc:
+        return PollOutcome(None, f"malformed answer: {exc}")
     try:
         token = _unseal_answer(body, key, device_id)
     except WireError as exc:
@@ -103,12 +105,22 @@ async def poll_once(
     return PollOutcome(token, "token received", None, offset)
 
 
+async def read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole body, however it was split on the wire, but never more than `limit`."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(16384):
+        size += len(chunk)
+        if size > limit:
+            raise WireError(f"answer is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _unseal_answer(body: bytes, key: bytes, device_id: str) -> str:
-    if len(body) > MAX_ANSWER_BYTES:
-        raise WireError("answer is too large")
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
         raise WireError("answer is not JSON") from None
     if not isinstance(data, dict) or "sealed_token" not in data:
         raise WireError("answer has no sealed_token")
@@ -122,8 +134,15 @@ async def fetch_keys(session: aiohttp.ClientSession, cloud_url: str) -> list[str
             cloud_url.rstrip("/") + KEYS_PATH, timeout=aiohttp.ClientTimeout(total=15)
         ) as response:
             response.raise_for_status()
-            data = json.loads(await response.content.read(MAX_ANSWER_BYTES))
-    except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+            data = json.loads(await read_bounded(response, MAX_ANSWER_BYTES))
+    except (
+        aiohttp.ClientError,
+        OSError,
+        TimeoutError,
+        ValueError,
+        RecursionError,
+        WireError,
+    ) as exc:
         raise WireError(f"cannot fetch the cloud's keys from {cloud_url}: {exc}") from None
     keys = data.get("keys") if isinstance(data, dict) else None
     pems = [k.get("pem") for k in keys or [] if isinstance(k, dict)]

@@ -68,11 +68,13 @@ class PollSchedule:
         self.next_due = now
         self._last_start = now
         self._last_jitter = 0.0
+        self._not_before = now  # Retry-After: no request before this
 
     def restart(self, now: float) -> None:
         """Start again from the first step: a request is due now (reset, poll-now, new link)."""
         self.attempts = 0
         self.next_due = now
+        self._not_before = now
 
     @property
     def phase(self) -> Phase:
@@ -101,7 +103,8 @@ class PollSchedule:
         """New intervals (config reload): the next request is due by the new rule."""
         self.settings = settings
         if self.attempts:
-            self.next_due = self._last_start + self._interval_after(self.attempts)
+            due = self._last_start + self._interval_after(self.attempts)
+            self.next_due = max(due, self._not_before)
 
     def _interval_after(self, attempt: int) -> float:
         s = self.settings
@@ -117,7 +120,8 @@ class PollSchedule:
         """
         if retry_after is not None and retry_after > 0:
             delay = min(retry_after, self.settings.slow_interval)
-            self.next_due = max(self.next_due, now + delay)
+            self._not_before = max(self._not_before, now + delay)
+            self.next_due = max(self.next_due, self._not_before)
 
     def delay(self, now: float) -> float:
         return max(0.0, self.next_due - now)

@@ -142,8 +142,10 @@ class PollRequest:
         """Validate a poll body; raise WireError naming the first problem."""
         try:
             data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except ValueError:
             raise WireError("body is not JSON") from None
+        except RecursionError:  # a few KiB of "[" are enough to exhaust the decoder
+            raise WireError("body is nested too deeply") from None
         if not isinstance(data, dict):
             raise WireError("body must be a JSON object")
         missing = {"device_id", "ts", "nonce", "proof"} - data.keys()

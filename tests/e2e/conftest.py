@@ -74,7 +74,7 @@ def add_camera(cloud: sandbox.Cloud, session: str) -> Callable[..., dict[str, An
             "POST",
             "/v1/cameras",
             {"device_id": device_id, "password": password, "name": name},
-            session,
+            session=session,
         )
         assert status == 201, body
         return dict(body)

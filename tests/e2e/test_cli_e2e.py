@@ -94,7 +94,7 @@ def test_forced_token_change_makes_no_poll_and_reconnects(
 ):
     config, device_id, camera, agent = connected
     # The owner re-adds the camera (new token); the installer pushes it by CLI.
-    _status, _ = cloud.request("DELETE", f"/v1/cameras/{camera['camera_id']}", None, session)
+    _status, _ = cloud.request("DELETE", f"/v1/cameras/{camera['camera_id']}", session=session)
     agent.wait_for_state("provisioning", timeout=5)
     new = add_camera(device_id, "whatever-the-owner-typed")  # K differs: polls cannot open it
     result = run_cli(config, "token", "set", new["token"])

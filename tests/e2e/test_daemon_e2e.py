@@ -169,5 +169,5 @@ def _workdirs(story: str) -> list[str]:
 def test_sandbox_surfaces_a_mock_that_cannot_start(tmp_path):
     bad = tmp_path / "fixtures.json"
     bad.write_text("{not json")
-    with pytest.raises(sandbox.SandboxError, match="exited"):
-        sandbox.start_cloud(tmp_path / "cloud", extra_args=("--fixtures", str(bad)))
+    with pytest.raises(sandbox.MockCloudError, match=str(bad)):
+        sandbox.start_cloud(tmp_path / "cloud", fixtures=bad)

@@ -84,7 +84,7 @@ def test_cli_reset_and_cloud_revocation_start_provisioning_again(
     assert len(polls(cloud, device_id)) == before + 1, "reset → one poll, from the first step"
     assert agent.status()["token"]["jti"] == jti  # the cloud still holds the same token
 
-    status, _ = cloud.request("DELETE", f"/v1/cameras/{camera['camera_id']}", None, session)
+    status, _ = cloud.request("DELETE", f"/v1/cameras/{camera['camera_id']}", session=session)
     assert status == 204
     agent.wait_for_state("provisioning", timeout=5)
     assert agent.status()["token"] == {"present": False}
@@ -170,7 +170,7 @@ def test_mock_restart_keeps_cameras_and_agents_come_back(
         assert restarted.url.rsplit(":", 1)[1] == port
         for agent in agents:
             agent.wait_for_state("connected", timeout=15)
-        _, body = restarted.request("GET", "/v1/cameras", None, restarted.login())
+        _, body = restarted.request("GET", "/v1/cameras", session=restarted.login())
         assert {c["device_id"] for c in body["cameras"]} == {d for _, d, _ in configs}
         assert {c["status"] for c in body["cameras"]} == {"online"}
     finally:
@@ -186,7 +186,7 @@ def test_cloud_commands_reach_the_device(fleet, cloud, session, add_camera):
         "POST",
         f"/v1/cameras/{camera['camera_id']}/commands",
         {"name": "ping", "args": {}},
-        session,
+        session=session,
     )
     assert status == 200, body
     assert body["ok"] is True
@@ -195,7 +195,7 @@ def test_cloud_commands_reach_the_device(fleet, cloud, session, add_camera):
         "POST",
         f"/v1/cameras/{camera['camera_id']}/commands",
         {"name": "set_token", "args": {"token": "garbage"}},
-        session,
+        session=session,
     )
     assert status == 200
     assert body["ok"] is False

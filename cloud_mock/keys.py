@@ -1,0 +1,34 @@
+"""Typed application keys and the mock's run-time configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from cloud_mock.clock import MockClock
+from cloud_mock.fixtures import Fixtures
+from cloud_mock.store import Store
+
+DEFAULT_HEARTBEAT_S = 30
+DEFAULT_COMMAND_TIMEOUT_S = 10.0
+MAX_HOLD_S = 120.0
+
+
+@dataclass(frozen=True)
+class MockConfig:
+    data_dir: Path
+    url: str  # what tokens carry in `api`: the mock's own https origin
+    signing_key: Ed25519PrivateKey
+    test_hooks: bool = False
+    heartbeat_s: int = DEFAULT_HEARTBEAT_S
+    command_timeout_s: float = DEFAULT_COMMAND_TIMEOUT_S
+    max_hold_s: float = MAX_HOLD_S
+    fixtures: Fixtures | None = None
+
+
+CONFIG = web.AppKey("config", MockConfig)
+CLOCK = web.AppKey("clock", MockClock)
+STORE = web.AppKey("store", Store)

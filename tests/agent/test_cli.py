@@ -1,0 +1,340 @@
+"""`camagent [--config PATH] COMMAND` (DESIGN §10): exit codes, messages, status JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from agent import __version__
+from agent.cli import format_status, main
+from agent.config import CONFIG_ENV
+from agent.control_socket import serve
+from agent.token_codec import sign_token
+from agent.token_store import DeviceRecord, TokenStore
+
+DEVICE = "aa:bb:cc:dd:ee:ff"
+CLOUD = "https://cloud.test"
+
+
+@pytest.fixture
+def signer() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+@pytest.fixture
+def config_path(tmp_path: Path, signer: Ed25519PrivateKey, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    monkeypatch.delenv(CONFIG_ENV, raising=False)
+    pub = tmp_path / "signing.pub.pem"
+    pub.write_bytes(
+        signer.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        f"""
+[device]
+id = "aa-bb-cc-dd-ee-ff"
+[cloud]
+url = "{CLOUD}"
+trust_keys = ["{pub}"]
+[paths]
+state_dir = "{tmp_path / "state"}"
+run_dir = "{tmp_path / "run"}"
+"""
+    )
+    return path
+
+
+def token(signer: Ed25519PrivateKey, **changes: Any) -> str:
+    payload = {
+        "v": 1,
+        "sub": DEVICE,
+        "kind": "camera",
+        "org": "acme",
+        "api": CLOUD,
+        "iat": 1_700_000_000,
+        "jti": "t-42",
+    }
+    payload.update(changes)
+    return sign_token(payload, signer)
+
+
+def usage_exit(argv: list[str]) -> int:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    return int(info.value.code or 0)
+
+
+# -- usage errors ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [[], ["frobnicate"], ["token"], ["token", "set"], ["token", "bogus"], ["status", "--yaml"]],
+)
+def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert usage_exit(argv) == 2
+    err = capsys.readouterr().err
+    assert "usage: camagent" in err
+    assert "Traceback" not in err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert usage_exit(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"camagent {__version__}"
+
+
+# -- failures: exit 1 and one line -------------------------------------------------------
+
+
+def one_line_failure(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    err = captured.err
+    assert "Traceback" not in err
+    assert err.startswith("camagent: ")
+    assert err.endswith("\n")
+    assert err.count("\n") == 1, err
+    return err
+
+
+def test_a_broken_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text('[device]\nkind = "dvr"\n')
+    err = one_line_failure(capsys, ["--config", str(path), "status"])
+    assert str(path) in err
+    assert "device.kind" in err
+
+
+def test_a_missing_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    err = one_line_failure(capsys, ["--config", str(tmp_path / "none.toml"), "status", "--json"])
+    assert "no such configuration file" in err
+
+
+def test_config_from_the_environment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "env.toml"
+    path.write_text("[nope]\n")
+    monkeypatch.setenv(CONFIG_ENV, str(path))
+    err = one_line_failure(capsys, ["reset"])
+    assert str(path) in err
+    assert "unknown section [nope]" in err
+
+
+@pytest.mark.parametrize("bad", ["garbage", "a.b", "x" * 9000])
+def test_a_garbage_token(config_path: Path, capsys: pytest.CaptureFixture[str], bad: str) -> None:
+    err = one_line_failure(capsys, ["--config", str(config_path), "token", "set", bad])
+    assert "token" in err
+    assert not (config_path.parent / "state" / "state.bin").exists()
+
+
+def test_a_forged_token_leaves_the_state_alone(
+    config_path: Path, signer: Ed25519PrivateKey, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = token(signer)
+    assert main(["--config", str(config_path), "token", "set", good]) == 0
+    capsys.readouterr()
+    forged = token(Ed25519PrivateKey.generate())
+    err = one_line_failure(capsys, ["--config", str(config_path), "token", "set", forged])
+    assert "signature" in err
+    assert TokenStore(config_path.parent / "state").load().token == good
+
+
+def test_poll_now_without_a_daemon(config_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    err = one_line_failure(capsys, ["--config", str(config_path), "poll-now"])
+    assert "no camagent daemon is running" in err
+
+
+# -- without a daemon --------------------------------------------------------------------
+
+
+def status_json(config_path: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    assert main(["--config", str(config_path), "status", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1
+    return json.loads(out)
+
+
+def test_status_json_without_a_daemon(
+    config_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = status_json(config_path, capsys)
+    assert status["device_id"] == DEVICE
+    assert status["kind"] == "camera"
+    assert status["state"] == "provisioning"
+    assert status["state"] in {
+        "provisioning",
+        "connecting",
+        "connected",
+        "disconnected",
+        "awaiting_activation",
+    }
+    assert status["token"] == {"present": False}
+    assert set(status["provisioning"]) >= {"attempts", "phase", "next_poll_in"}
+    assert status["provisioning"]["attempts"] == 0
+    assert status["version"] == __version__
+
+
+def test_token_set_then_reset_without_a_daemon(
+    config_path: Path, signer: Ed25519PrivateKey, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = config_path.parent / "state"
+    good = token(signer)
+    assert main(["--config", str(config_path), "token", "set", good]) == 0
+    assert "Token stored" in capsys.readouterr().out
+    assert TokenStore(state).load().token == good
+
+    status = status_json(config_path, capsys)
+    assert status["token"] == {
+        "present": True,
+        "org": "acme",
+        "api": CLOUD,
+        "jti": "t-42",
+        "iat": 1_700_000_000,
+    }
+    assert status["state"] == "disconnected"
+
+    assert main(["--config", str(config_path), "reset"]) == 0
+    assert "Token forgotten" in capsys.readouterr().out
+    assert TokenStore(state).load() == DeviceRecord(device_id=DEVICE)
+    assert status_json(config_path, capsys)["token"] == {"present": False}
+
+
+def test_token_clear_is_reset(
+    config_path: Path, signer: Ed25519PrivateKey, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--config", str(config_path), "token", "set", token(signer)]) == 0
+    assert main(["--config", str(config_path), "token", "clear"]) == 0
+    assert not TokenStore(config_path.parent / "state").load().has_token
+
+
+def test_human_status_without_a_daemon(
+    config_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--config", str(config_path), "status"]) == 0
+    out = capsys.readouterr().out
+    assert DEVICE in out
+    assert "daemon not running" in out
+    assert "token         none" in out
+
+
+def test_status_with_a_long_run_dir_falls_back_to_the_state_file(
+    config_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = config_path.read_text().replace(
+        f'run_dir = "{tmp_path / "run"}"', f'run_dir = "{tmp_path / ("r" * 120)}"'
+    )
+    assert text != config_path.read_text()
+    config_path.write_text(text)
+    assert status_json(config_path, capsys)["device_id"] == DEVICE
+
+
+# -- with a daemon -----------------------------------------------------------------------
+
+
+async def test_commands_go_to_a_running_daemon(
+    config_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls: list[tuple[str, dict[str, Any]]] = []
+    status = {
+        "device_id": DEVICE,
+        "kind": "camera",
+        "name": "",
+        "state": "connected",
+        "token": {"present": True, "org": "acme", "api": CLOUD, "jti": "t-1", "iat": 0},
+        "provisioning": {"attempts": 0, "phase": "off", "next_poll_in": None},
+        "cloud": {"url": CLOUD, "connected_since": 1_700_000_000.0},
+        "version": __version__,
+        "daemon": True,
+    }
+
+    async def handler(cmd: str, args: dict[str, Any]) -> Any:
+        calls.append((cmd, args))
+        return status
+
+    server = await serve(config_path.parent / "run" / "control.sock", handler)
+    try:
+        argv = ["--config", str(config_path)]
+        assert await asyncio.to_thread(main, [*argv, "status", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out) == status
+        assert await asyncio.to_thread(main, [*argv, "token", "set", "a.b"]) == 0
+        assert await asyncio.to_thread(main, [*argv, "reset"]) == 0
+        assert await asyncio.to_thread(main, [*argv, "poll-now"]) == 0
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert calls == [
+        ("status", {}),
+        ("token_set", {"token": "a.b"}),
+        ("reset", {}),
+        ("poll_now", {}),
+    ]
+    # Nothing was written by the CLI itself: the daemon owns the state while it runs.
+    assert not (config_path.parent / "state" / "state.bin").exists()
+
+
+# -- format_status -----------------------------------------------------------------------
+
+
+def test_format_status_connected() -> None:
+    since = time.mktime((2024, 5, 6, 7, 8, 9, 0, 0, -1))
+    text = format_status(
+        {
+            "device_id": DEVICE,
+            "kind": "camera",
+            "name": "Lobby",
+            "state": "connected",
+            "token": {"present": True, "org": "acme", "api": CLOUD, "jti": "t-9", "iat": since},
+            "provisioning": {"attempts": 0, "phase": "off", "next_poll_in": None},
+            "cloud": {"url": CLOUD, "connected_since": since},
+            "version": "9.9.9",
+            "daemon": True,
+        }
+    )
+    lines = text.splitlines()
+    assert lines[0] == f"camagent 9.9.9 — camera {DEVICE} (Lobby)"
+    assert "state         connected" in text
+    assert "daemon not running" not in text
+    assert f"cloud         {CLOUD}" in text
+    assert "connected     since 2024-05-06 07:08:09" in text
+    assert "token         org acme, id t-9, issued 2024-05-06 07:08:09" in text
+    assert "provisioning  off (token held)" in text
+
+
+def test_format_status_provisioning() -> None:
+    last_at = time.mktime((2024, 1, 2, 3, 4, 5, 0, 0, -1))
+    text = format_status(
+        {
+            "device_id": DEVICE,
+            "kind": "camera",
+            "name": "",
+            "state": "provisioning",
+            "token": {"present": False},
+            "provisioning": {
+                "attempts": 3,
+                "phase": "fast",
+                "next_poll_in": 42.34,
+                "last_result": "no token yet",
+                "last_at": last_at,
+            },
+            "cloud": {"url": CLOUD, "connected_since": None},
+            "version": "9.9.9",
+            "daemon": True,
+        }
+    )
+    assert text.splitlines()[0] == f"camagent 9.9.9 — camera {DEVICE}"
+    assert "state         provisioning" in text
+    assert "token         none" in text
+    assert "provisioning  fast phase, 3 request(s) so far, next in 42.3 s" in text
+    assert "last poll     no token yet at 2024-01-02 03:04:05" in text
+    assert "connected     since" not in text

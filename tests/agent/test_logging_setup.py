@@ -1,0 +1,159 @@
+"""Logging under systemd (priority prefixes, no timestamps) and on a terminal."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent import logging_setup
+from agent.logging_setup import JournalPrefixFormatter, under_journal
+
+
+@pytest.fixture
+def stderr_file(tmp_path: Path) -> Iterator[io.TextIOWrapper]:
+    """A real file to stand for stderr; each test installs it (pytest's capture resets
+    sys.stderr between the set-up and the call)."""
+    with (tmp_path / "stderr.txt").open("w+") as stream:
+        yield stream
+
+
+@pytest.fixture
+def root_logger() -> Iterator[logging.Logger]:
+    """setup() replaces the root handlers: put pytest's back afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield root
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+def journal_stream_of(stream: io.TextIOWrapper) -> str:
+    st = os.fstat(stream.fileno())
+    return f"{st.st_dev}:{st.st_ino}"
+
+
+def test_under_journal_when_the_stream_matches(
+    stderr_file: io.TextIOWrapper, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stderr", stderr_file)
+    monkeypatch.setenv("JOURNAL_STREAM", journal_stream_of(stderr_file))
+    assert under_journal() is True
+
+
+def test_not_under_journal_when_stderr_was_redirected(
+    stderr_file: io.TextIOWrapper, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stderr", stderr_file)
+    # e.g. `camagent status 2>log` started from a unit: the variable is inherited, not true
+    with (tmp_path / "other").open("w") as other:
+        monkeypatch.setenv("JOURNAL_STREAM", journal_stream_of(other))
+        assert under_journal() is False
+    st = os.fstat(stderr_file.fileno())
+    monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino + 1}")
+    assert under_journal() is False
+    monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev + 1}:{st.st_ino}")
+    assert under_journal() is False
+
+
+@pytest.mark.parametrize("value", [None, "", "garbage"])
+def test_not_under_journal_without_the_variable(
+    stderr_file: io.TextIOWrapper, monkeypatch: pytest.MonkeyPatch, value: str | None
+) -> None:
+    monkeypatch.setattr(sys, "stderr", stderr_file)
+    if value is None:
+        monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    else:
+        monkeypatch.setenv("JOURNAL_STREAM", value)
+    assert under_journal() is False
+
+
+def test_not_under_journal_when_stderr_has_no_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    monkeypatch.setenv("JOURNAL_STREAM", "1:2")
+    assert under_journal() is False
+
+
+def make_record(level: int, message: str = "poll %d: %s", args: tuple = (3, "no token yet")):  # type: ignore[no-untyped-def]
+    return logging.LogRecord("camagent", level, __file__, 1, message, args, None)
+
+
+@pytest.mark.parametrize(
+    ("level", "prefix"),
+    [
+        (logging.DEBUG, "<7>"),
+        (logging.INFO, "<6>"),
+        (logging.WARNING, "<4>"),
+        (logging.ERROR, "<3>"),
+        (logging.CRITICAL, "<2>"),
+    ],
+)
+def test_journal_prefixes(level: int, prefix: str) -> None:
+    line = JournalPrefixFormatter("%(name)s: %(message)s").format(make_record(level))
+    assert line == f"{prefix}camagent: poll 3: no token yet"
+
+
+def test_journal_lines_have_no_timestamp() -> None:
+    line = JournalPrefixFormatter("%(name)s: %(message)s").format(make_record(logging.INFO))
+    assert not re.search(r"\d{1,2}:\d{2}:\d{2}", line)
+    assert not re.search(r"\d{4}-\d{2}-\d{2}", line)
+
+
+def test_setup_under_journal_without_systemd_python_prefixes_stderr(
+    stderr_file: io.TextIOWrapper, monkeypatch: pytest.MonkeyPatch, root_logger: logging.Logger
+) -> None:
+    monkeypatch.setattr(sys, "stderr", stderr_file)
+    monkeypatch.setenv("JOURNAL_STREAM", journal_stream_of(stderr_file))
+    monkeypatch.setattr(logging_setup, "_journal_handler", lambda: None)
+    logging_setup.setup()
+    logging.getLogger("camagent").info("hello %s", "journal")
+    logging.getLogger("camagent").error("it broke")
+    logging.getLogger("camagent").debug("not shown at INFO")
+    stderr_file.seek(0)
+    assert stderr_file.read().splitlines() == [
+        "<6>camagent: hello journal",
+        "<3>camagent: it broke",
+    ]
+
+
+def test_setup_on_a_terminal_has_timestamps(
+    stderr_file: io.TextIOWrapper, monkeypatch: pytest.MonkeyPatch, root_logger: logging.Logger
+) -> None:
+    monkeypatch.setattr(sys, "stderr", stderr_file)
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    logging_setup.setup(logging.DEBUG)
+    assert len(root_logger.handlers) == 1
+    logging.getLogger("camagent").debug("detail")
+    stderr_file.seek(0)
+    line = stderr_file.read().strip()
+    assert re.fullmatch(r"\d{2}:\d{2}:\d{2} DEBUG   camagent: detail", line), line
+    assert not line.startswith("<")
+    assert logging.getLogger("aiohttp.access").level == logging.WARNING
+
+
+def test_setup_under_journal_prefers_the_journal_handler(
+    stderr_file: io.TextIOWrapper, monkeypatch: pytest.MonkeyPatch, root_logger: logging.Logger
+) -> None:
+    monkeypatch.setattr(sys, "stderr", stderr_file)
+    monkeypatch.setenv("JOURNAL_STREAM", journal_stream_of(stderr_file))
+    records: list[str] = []
+
+    class FakeJournal(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(self.format(record))
+
+    monkeypatch.setattr(logging_setup, "_journal_handler", FakeJournal)
+    logging_setup.setup()
+    logging.getLogger("camagent").warning("to the journal", extra={"DEVICE_ID": "aa"})
+    assert records == ["to the journal"]  # journald keeps time and priority as fields
+    stderr_file.seek(0)
+    assert stderr_file.read() == ""

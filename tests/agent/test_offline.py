@@ -1,0 +1,162 @@
+"""What the CLI does to the state when no daemon runs (DESIGN §10)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from agent import __version__, offline
+from agent.config import Config, load
+from agent.errors import ConfigError, TokenError
+from agent.token_codec import sign_token
+from agent.token_store import STATE_FILE, DeviceRecord, TokenStore
+
+DEVICE = "aa:bb:cc:dd:ee:ff"
+CLOUD = "https://cloud.test:8443"
+
+
+def claims(**changes: Any) -> dict[str, Any]:
+    data = {
+        "v": 1,
+        "sub": DEVICE,
+        "kind": "camera",
+        "org": "demo",
+        "api": CLOUD,
+        "iat": 1_700_000_000,
+        "jti": "jti-1",
+    }
+    data.update(changes)
+    return data
+
+
+@pytest.fixture
+def signer() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+@pytest.fixture
+def config(tmp_path: Path, signer: Ed25519PrivateKey, monkeypatch: pytest.MonkeyPatch) -> Config:
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    pub = tmp_path / "signing.pub.pem"
+    pub.write_bytes(
+        signer.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        f"""
+[device]
+id = "AA:BB:CC:DD:EE:FF"
+name = "Lobby"
+[cloud]
+url = "{CLOUD}"
+trust_keys = ["{pub}"]
+[paths]
+state_dir = "{tmp_path / "state"}"
+run_dir = "{tmp_path / "run"}"
+"""
+    )
+    return load(path)
+
+
+def test_status_of_a_fresh_device(config: Config) -> None:
+    status = offline.status(config)
+    assert status == {
+        "device_id": DEVICE,
+        "kind": "camera",
+        "name": "Lobby",
+        "state": "provisioning",
+        "token": {"present": False},
+        "provisioning": {"attempts": 0, "phase": "off", "next_poll_in": None},
+        "cloud": {"url": CLOUD, "connected_since": None},
+        "version": __version__,
+        "daemon": False,
+    }
+    json.dumps(status)  # printable by `status --json`
+    assert not (config.state_dir / STATE_FILE).exists()  # looking changes nothing
+
+
+def test_set_token_stores_a_verified_token(config: Config, signer: Ed25519PrivateKey) -> None:
+    token = sign_token(claims(), signer)
+    offline.set_token(config, f" {token}\n")
+    record = TokenStore(config.state_dir).load()
+    assert (record.device_id, record.token, record.token_source) == (DEVICE, token, "cli")
+    status = offline.status(config)
+    assert status["state"] == "disconnected"  # holds a token, the daemon is not running
+    assert status["token"] == {
+        "present": True,
+        "org": "demo",
+        "api": CLOUD,
+        "jti": "jti-1",
+        "iat": 1_700_000_000,
+    }
+
+
+def test_set_token_keeps_the_rest_of_the_state(config: Config, signer: Ed25519PrivateKey) -> None:
+    store = TokenStore(config.state_dir)
+    store.save(DeviceRecord(device_id=DEVICE, key="S0tLSw==", token="old.token"))
+    offline.set_token(config, sign_token(claims(jti="new"), signer))
+    record = store.load()
+    assert record.key == "S0tLSw=="  # K is kept: no need to derive it again
+    assert offline.status(config)["token"]["jti"] == "new"
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda good, other: sign_token(claims(), other), "signature"),
+        (lambda good, other: sign_token(claims(sub="11:22:33:44:55:66"), good), "for device"),
+        (lambda good, other: sign_token(claims(kind="nvr"), good), "nvr"),
+        (lambda good, other: sign_token(claims(api="https://evil.test:8443"), good), "points to"),
+        (lambda good, other: "garbage", "two base64url parts"),
+    ],
+)
+def test_a_refused_token_leaves_the_old_state_intact(
+    config: Config, signer: Ed25519PrivateKey, make: Any, words: str
+) -> None:
+    good = sign_token(claims(jti="kept"), signer)
+    offline.set_token(config, good)
+    before = (config.state_dir / STATE_FILE).read_bytes()
+    bad = make(signer, Ed25519PrivateKey.generate())
+    with pytest.raises(TokenError) as info:
+        offline.set_token(config, bad)
+    assert words in str(info.value)
+    assert (config.state_dir / STATE_FILE).read_bytes() == before
+    assert TokenStore(config.state_dir).load().token == good
+
+
+def test_a_state_of_another_device_is_not_shown_and_is_replaced(
+    config: Config, signer: Ed25519PrivateKey
+) -> None:
+    store = TokenStore(config.state_dir)
+    store.save(DeviceRecord(device_id="11:22:33:44:55:66", key="S0tLSw==", token="other.tok"))
+    assert offline.status(config)["token"] == {"present": False}
+    token = sign_token(claims(), signer)
+    offline.set_token(config, token)
+    record = store.load()
+    assert (record.device_id, record.token, record.key) == (DEVICE, token, "")
+
+
+def test_reset_forgets_the_token(config: Config, signer: Ed25519PrivateKey) -> None:
+    offline.set_token(config, sign_token(claims(), signer))
+    offline.reset(config)
+    record = TokenStore(config.state_dir).load()
+    assert (record.device_id, record.token, record.token_source) == (DEVICE, "", "")
+    assert offline.status(config)["state"] == "provisioning"
+
+
+def test_reset_of_a_fresh_device_writes_an_empty_state(config: Config) -> None:
+    offline.reset(config)
+    assert TokenStore(config.state_dir).load() == DeviceRecord(device_id=DEVICE)
+
+
+def test_an_unreadable_trust_key_is_a_config_error(config: Config, tmp_path: Path) -> None:
+    (tmp_path / "signing.pub.pem").unlink()
+    with pytest.raises(ConfigError, match=r"cloud\.trust_keys"):
+        offline.set_token(config, "a.b")

@@ -1,0 +1,147 @@
+"""Cameras CRUD through the user API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import pytest
+
+from cloud_mock.server import RunningMock
+from tests.cloud_mock.helpers import MAC, PASSWORD, add_camera, poll_body, verify_token
+
+
+async def test_add_list_get_delete(
+    client: aiohttp.ClientSession, auth: dict[str, str], mock: RunningMock
+) -> None:
+    created = await add_camera(client, auth, device_id="AA-BB-CC-DD-EE-01", name="porch")
+    assert created["device_id"] == MAC  # normalized
+    assert set(created) == {"camera_id", "token", "device_id"}
+    claims = verify_token(created["token"], mock.data_dir / "token-signing.pub.pem")
+    assert claims["sub"] == MAC
+
+    async with client.get("/v1/cameras", headers=auth) as response:
+        assert response.status == 200
+        [camera] = (await response.json())["cameras"]
+    assert camera["camera_id"] == created["camera_id"]
+    assert camera["name"] == "porch"
+    assert camera["org"] == "demo"
+    assert camera["status"] == "waiting"
+    assert camera["last_seen"] is None
+    assert isinstance(camera["created"], float)
+
+    async with client.post("/v1/provisioning/poll", json=poll_body(MAC, PASSWORD)) as response:
+        assert response.status == 200
+    async with client.get(f"/v1/cameras/{created['camera_id']}", headers=auth) as response:
+        assert response.status == 200
+        detail = await response.json()
+    assert {k: detail[k] for k in camera} == camera
+    assert [p["result"] for p in detail["polls"]] == ["token"]
+    assert set(detail["polls"][0]) == {"device_id", "at", "result", "wait", "held_s"}
+
+    async with client.delete(f"/v1/cameras/{created['camera_id']}", headers=auth) as response:
+        assert response.status == 204
+    async with client.get(f"/v1/cameras/{created['camera_id']}", headers=auth) as response:
+        assert response.status == 404
+    async with client.delete(f"/v1/cameras/{created['camera_id']}", headers=auth) as response:
+        assert response.status == 404
+    # Its provisioning entry is gone: the same device now gets nothing.
+    async with client.post("/v1/provisioning/poll", json=poll_body(MAC, PASSWORD)) as response:
+        assert response.status == 204
+
+
+async def test_duplicate_device_is_409(client: aiohttp.ClientSession, auth: dict[str, str]) -> None:
+    await add_camera(client, auth)
+    async with client.post(
+        "/v1/cameras",
+        headers=auth,
+        json={
+            "device_id": "AABBCCDDEE01",
+            "password": "other",
+            "name": "again",
+        },
+    ) as response:
+        assert response.status == 409
+        assert MAC in (await response.json())["error"]
+
+
+async def test_readding_after_delete_gives_a_new_token(
+    client: aiohttp.ClientSession, auth: dict[str, str]
+) -> None:
+    first = await add_camera(client, auth)
+    async with client.delete(f"/v1/cameras/{first['camera_id']}", headers=auth) as response:
+        assert response.status == 204
+    second = await add_camera(client, auth)
+    assert second["token"] != first["token"]
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"device_id": "not a mac!", "password": "p"}, "invalid device ID"),
+        ({"device_id": MAC, "password": ""}, "password"),
+        ({"device_id": MAC, "password": "x" * 257}, "password"),
+        ({"device_id": MAC, "password": 5}, "password"),
+        ({"device_id": MAC}, "password"),
+        ({"password": "p"}, "device_id"),
+        ({"device_id": ["x"], "password": "p"}, "device_id"),
+        ({"device_id": MAC, "password": "p", "name": 7}, "name"),
+        ({"device_id": MAC, "password": "p", "org": 7}, "org"),
+        ([MAC], "JSON object"),
+    ],
+)
+async def test_invalid_camera_is_400(
+    client: aiohttp.ClientSession, auth: dict[str, str], body: Any, fragment: str
+) -> None:
+    async with client.post("/v1/cameras", headers=auth, json=body) as response:
+        assert response.status == 400
+        assert fragment in (await response.json())["error"]
+
+
+async def test_malformed_json_is_400(client: aiohttp.ClientSession, auth: dict[str, str]) -> None:
+    async with client.post("/v1/cameras", headers=auth, data=b"{oops") as response:
+        assert response.status == 400
+        assert (await response.json())["error"] == "request body is not valid JSON"
+
+
+async def test_other_org_is_403(client: aiohttp.ClientSession, auth: dict[str, str]) -> None:
+    async with client.post(
+        "/v1/cameras",
+        headers=auth,
+        json={
+            "org": "someone-else",
+            "device_id": MAC,
+            "password": "p",
+        },
+    ) as response:
+        assert response.status == 403
+
+
+async def test_body_over_64k_is_413(client: aiohttp.ClientSession, auth: dict[str, str]) -> None:
+    async with client.post(
+        "/v1/cameras",
+        headers=auth,
+        json={
+            "device_id": MAC,
+            "password": "p",
+            "name": "x" * 70_000,
+        },
+    ) as response:
+        assert response.status == 413
+        assert "error" in await response.json()
+
+
+async def test_command_to_unconnected_camera_is_409(
+    client: aiohttp.ClientSession, auth: dict[str, str]
+) -> None:
+    camera = await add_camera(client, auth)
+    async with client.post(
+        f"/v1/cameras/{camera['camera_id']}/commands", headers=auth, json={"name": "ping"}
+    ) as response:
+        assert response.status == 409
+    bad: list[dict[str, Any]] = [{"name": ""}, {"name": "ping", "args": [1]}, {"args": {}}]
+    for body in bad:
+        async with client.post(
+            f"/v1/cameras/{camera['camera_id']}/commands", headers=auth, json=body
+        ) as response:
+            assert response.status == 400
