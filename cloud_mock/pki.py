@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from cloud_mock.files import write_atomic
+from agent.atomic_file import write_atomic
 
 CA_CERT = "ca.pem"
 CA_KEY = "ca.key.pem"
@@ -127,7 +127,7 @@ def _ensure_ca(data_dir: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivat
     )
     # Key first: a CA certificate without its key would be useless on the next run.
     write_atomic(key_path, _key_pem(key), 0o600)
-    write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+    write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
     return cert, key
 
 
@@ -207,7 +207,7 @@ def _ensure_server_cert(
         .sign(ca_key, hashes.SHA256())
     )
     write_atomic(key_path, _key_pem(key), 0o600)
-    write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+    write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
 
 
 def ensure_signing_key(data_dir: Path) -> Ed25519PrivateKey:
@@ -222,7 +222,7 @@ def ensure_signing_key(data_dir: Path) -> Ed25519PrivateKey:
     # Always rewrite the public half: it is derived, and clients read it from here.
     pub_pem = public_pem(key.public_key())
     if not pub_path.exists() or pub_path.read_text() != pub_pem:
-        write_atomic(pub_path, pub_pem)
+        write_atomic(pub_path, pub_pem.encode(), 0o644)
     return key
 
 

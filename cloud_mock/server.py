@@ -22,9 +22,9 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from agent.atomic_file import write_atomic
 from cloud_mock.app import make_app
 from cloud_mock.clock import MockClock
-from cloud_mock.files import write_atomic
 from cloud_mock.fixtures import Fixtures, load_fixtures
 from cloud_mock.keys import (
     CLOCK,
@@ -192,7 +192,7 @@ async def _start_locked(
             raise
         try:
             await web.SockSite(runner, sock, ssl_context=pki.ssl_context()).start()
-            write_atomic(data_dir / URL_FILE, url + "\n")
+            write_atomic(data_dir / URL_FILE, (url + "\n").encode(), 0o644)
         except BaseException:
             await runner.cleanup()
             raise

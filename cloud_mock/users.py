@@ -21,8 +21,8 @@ from typing import Any
 
 from aiohttp import web
 
+from agent.atomic_file import write_atomic
 from cloud_mock.api import ApiError, bearer_token, get_str, read_json_object
-from cloud_mock.files import write_atomic
 from cloud_mock.fixtures import DEFAULT_ORG, Fixtures
 from cloud_mock.keys import CLOCK, STORE
 from cloud_mock.store import Session, Store, User
@@ -103,7 +103,7 @@ def ensure_admin(store: Store, data_dir: Path) -> None:
     password = path.read_text().strip() if path.exists() else ""
     if not password:
         password = secrets.token_urlsafe(12)
-        write_atomic(path, password + "\n", 0o600)
+        write_atomic(path, (password + "\n").encode(), 0o600)
     existing = store.get_user(ADMIN_LOGIN)
     if (
         existing is not None
