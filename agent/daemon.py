@@ -21,7 +21,7 @@ from typing import Any
 
 import aiohttp
 
-from agent import __version__, identity, sd_notify
+from agent import __version__, identity, logging_setup, sd_notify
 from agent import config as config_mod
 from agent.config import Config
 from agent.control_channel import ControlChannel, Hello, TokenRevokedError
@@ -91,6 +91,7 @@ class Daemon:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
+        logging_setup.set_context(DEVICE_ID=self.device_id)
         self.record = self._load_record()
         self.verifier = TokenVerifier(self.config, self.device_id, self.record.trusted_keys_pem)
         self._drop_token_if_untrusted()
@@ -187,11 +188,8 @@ class Daemon:
         if step.state is not self.state:
             self.state = step.state
             self.connected_since = time.time() if step.state is DeviceState.CONNECTED else None
-            log.info(
-                "state: %s",
-                step.state.value,
-                extra={"DEVICE_ID": self.device_id, "STATE": step.state.value},
-            )
+            logging_setup.set_context(STATE=step.state.value)
+            log.info("state: %s", step.state.value)
             sd_notify.notify(f"STATUS={self._status_line()}")
 
     async def _do(self, action: Action, event: Event) -> None:

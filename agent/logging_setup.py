@@ -1,24 +1,79 @@
-"""Logging: the journal with fields under systemd, timestamped lines on a terminal."""
+"""Logging: the journal with fields under systemd, timestamped lines on a terminal.
+
+Under systemd every record carries the journal fields DEVICE_ID and STATE (from
+`set_context`), so `journalctl DEVICE_ID=aa:bb:… STATE=connected` finds them. The fields
+go through systemd-python's JournalHandler when it is installed, else straight to
+journald's native socket: the protocol is a datagram of KEY=value lines.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
+import struct
 import sys
 
-# Structured fields passed with `extra=` (e.g. extra={"DEVICE_ID": ..., "STATE": ...})
-# become journal fields under systemd.
-JOURNAL_FIELDS = ("DEVICE_ID", "STATE")
+JOURNAL_SOCKET = "/run/systemd/journal/socket"
+SYSLOG_IDENTIFIER = "camagent"
+PRIORITY = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
+
+# Fields added to every record (journal fields under systemd); see set_context.
+_context: dict[str, str] = {}
+
+
+def set_context(**fields: str) -> None:
+    """E.g. set_context(DEVICE_ID="aa:bb:…", STATE="connected")."""
+    _context.update(fields)
+
+
+class ContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in _context.items():
+            if not hasattr(record, key):
+                setattr(record, key, value)
+        return True
 
 
 class JournalPrefixFormatter(logging.Formatter):
     """stderr under systemd: `<N>` priority prefixes, no timestamps (journald adds them)."""
 
-    PRIORITY = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
-
     def format(self, record: logging.LogRecord) -> str:
-        prefix = f"<{self.PRIORITY.get(record.levelname, 6)}>"
-        return prefix + super().format(record)
+        return f"<{PRIORITY.get(record.levelname, 6)}>" + super().format(record)
+
+
+def _journal_field(key: str, value: str) -> bytes:
+    if "\n" not in value:
+        return f"{key}={value}\n".encode()
+    data = value.encode()
+    # Values with newlines use the binary form: KEY\n, 64-bit LE length, value, \n.
+    return key.encode() + b"\n" + struct.pack("<Q", len(data)) + data + b"\n"
+
+
+class NativeJournalHandler(logging.Handler):
+    """journald's native protocol by hand, for images without systemd-python."""
+
+    def __init__(self, path: str = JOURNAL_SOCKET) -> None:
+        super().__init__()
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            fields = {
+                "MESSAGE": self.format(record),
+                "PRIORITY": str(PRIORITY.get(record.levelname, 6)),
+                "SYSLOG_IDENTIFIER": SYSLOG_IDENTIFIER,
+                "LOGGER": record.name,
+                **{k: str(getattr(record, k)) for k in _context if hasattr(record, k)},
+            }
+            self.sock.sendto(b"".join(_journal_field(k, v) for k, v in fields.items()), self.path)
+        except Exception:
+            self.handleError(record)
+
+    def close(self) -> None:
+        self.sock.close()
+        super().close()
 
 
 def under_journal() -> bool:
@@ -33,32 +88,36 @@ def under_journal() -> bool:
     return stream == f"{st.st_dev}:{st.st_ino}"
 
 
-def _journal_handler() -> logging.Handler | None:
-    try:
-        from systemd.journal import JournalHandler
-    except ImportError:
-        return None
-    handler: logging.Handler = JournalHandler(SYSLOG_IDENTIFIER="camagent")
-    return handler
+def journal_handler(use_libsystemd: bool = True) -> logging.Handler | None:
+    if use_libsystemd:
+        try:
+            from systemd.journal import JournalHandler
+        except ImportError:
+            pass
+        else:
+            handler: logging.Handler = JournalHandler(SYSLOG_IDENTIFIER=SYSLOG_IDENTIFIER)
+            return handler
+    if os.path.exists(JOURNAL_SOCKET):
+        return NativeJournalHandler()
+    return None
 
 
 def setup(level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.setLevel(level)
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    if under_journal():
-        journal = _journal_handler()
-        if journal is not None:
-            journal.setFormatter(logging.Formatter("%(message)s"))
-            root.addHandler(journal)
-            return
-        stream = logging.StreamHandler(sys.stderr)
-        stream.setFormatter(JournalPrefixFormatter("%(name)s: %(message)s"))
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    handler: logging.Handler | None = journal_handler() if under_journal() else None
+    if handler is not None:
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    elif under_journal():
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JournalPrefixFormatter("%(name)s: %(message)s"))
     else:
-        stream = logging.StreamHandler(sys.stderr)
-        stream.setFormatter(
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
         )
-    root.addHandler(stream)
+    handler.addFilter(ContextFilter())
+    root.addHandler(handler)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -113,7 +113,7 @@ def test_setup_under_journal_without_systemd_python_prefixes_stderr(
 ) -> None:
     monkeypatch.setattr(sys, "stderr", stderr_file)
     monkeypatch.setenv("JOURNAL_STREAM", journal_stream_of(stderr_file))
-    monkeypatch.setattr(logging_setup, "_journal_handler", lambda: None)
+    monkeypatch.setattr(logging_setup, "journal_handler", lambda: None)
     logging_setup.setup()
     logging.getLogger("camagent").info("hello %s", "journal")
     logging.getLogger("camagent").error("it broke")
@@ -151,9 +151,67 @@ def test_setup_under_journal_prefers_the_journal_handler(
         def emit(self, record: logging.LogRecord) -> None:
             records.append(self.format(record))
 
-    monkeypatch.setattr(logging_setup, "_journal_handler", FakeJournal)
+    monkeypatch.setattr(logging_setup, "journal_handler", FakeJournal)
     logging_setup.setup()
     logging.getLogger("camagent").warning("to the journal", extra={"DEVICE_ID": "aa"})
     assert records == ["to the journal"]  # journald keeps time and priority as fields
     stderr_file.seek(0)
     assert stderr_file.read() == ""
+
+
+def _parse_native(datagram: bytes) -> dict[str, str]:
+    """Decode journald's native protocol independently of the handler."""
+    import struct
+
+    fields: dict[str, str] = {}
+    rest = datagram
+    while rest:
+        line, _sep, after = rest.partition(b"\n")
+        if b"=" in line:
+            key, _, value = line.partition(b"=")
+            fields[key.decode()] = value.decode()
+            rest = after
+        else:
+            (size,) = struct.unpack("<Q", after[:8])
+            fields[line.decode()] = after[8 : 8 + size].decode()
+            assert after[8 + size : 9 + size] == b"\n"
+            rest = after[9 + size :]
+    return fields
+
+
+def test_native_journal_handler_sends_fields_with_context(tmp_path) -> None:
+    import socket
+
+    path = tmp_path / "journal.sock"
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(str(path))
+    receiver.settimeout(5)
+    handler = logging_setup.NativeJournalHandler(str(path))
+    handler.addFilter(logging_setup.ContextFilter())
+    logger = logging.getLogger("camagent.test.native")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logging_setup.set_context(DEVICE_ID="aa:bb:cc:dd:ee:ff", STATE="connected")
+        logger.warning("two\nlines")
+        fields = _parse_native(receiver.recv(65536))
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+        receiver.close()
+        logging_setup._context.clear()
+    assert fields["MESSAGE"] == "two\nlines"
+    assert fields["PRIORITY"] == "4"
+    assert fields["SYSLOG_IDENTIFIER"] == "camagent"
+    assert fields["DEVICE_ID"] == "aa:bb:cc:dd:ee:ff"
+    assert fields["STATE"] == "connected"
+
+
+def test_context_fields_reach_every_record() -> None:
+    logging_setup.set_context(DEVICE_ID="x1")
+    try:
+        record = logging.LogRecord("n", logging.INFO, __file__, 1, "m", None, None)
+        assert logging_setup.ContextFilter().filter(record)
+        assert record.DEVICE_ID == "x1"  # type: ignore[attr-defined]
+    finally:
+        logging_setup._context.clear()
