@@ -190,7 +190,11 @@ async def poll(request: web.Request) -> web.StreamResponse:
 
     outcome = _check(store, req)
     if outcome.sealed is None:
-        outcome = await _hold(request, req, outcome)
+        try:
+            outcome = await _hold(request, req, outcome)
+        except asyncio.CancelledError:  # the device hung up while its poll was held
+            record(req.device_id, "abandoned", req.wait)
+            raise
     record(req.device_id, outcome.result, req.wait)
     if outcome.sealed is None:
         return web.Response(status=204)

@@ -183,8 +183,13 @@ async def _start_locked(
                 fixtures=fixtures,
             )
             app = make_app(config)
+            # handler_cancellation: a device that gives up on a held long-poll must free
+            # its handler (and the TLS buffers behind it) now, not when the wait runs out.
             runner = web.AppRunner(
-                app, access_log_format=ACCESS_LOG_FORMAT, shutdown_timeout=SHUTDOWN_TIMEOUT_S
+                app,
+                access_log_format=ACCESS_LOG_FORMAT,
+                shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+                handler_cancellation=True,
             )
             await runner.setup()
         except BaseException:

@@ -132,6 +132,23 @@ async def test_long_poll_wakes_when_camera_is_added(
     assert 0.2 < entry["held_s"] < 2
 
 
+async def test_a_poll_abandoned_by_its_device_is_released_at_once(
+    client: aiohttp.ClientSession, mock: RunningMock
+) -> None:
+    async with client_for(mock) as impatient:
+        task = asyncio.create_task(do_poll(impatient, poll_body(MAC, PASSWORD, wait=30)))
+        await asyncio.sleep(0.3)
+        task.cancel()
+    hung_up = time.monotonic()
+    entries: list[Any] = []
+    while time.monotonic() - hung_up < 3 and not entries:
+        await asyncio.sleep(0.05)
+        entries = await log_of(client, MAC)
+    [entry] = entries
+    assert entry["result"] == "abandoned"
+    assert entry["held_s"] < 2, "the handler must not sit out the 30 s wait"
+
+
 async def test_many_held_polls_of_many_devices(
     client: aiohttp.ClientSession, auth: dict[str, str]
 ) -> None:

@@ -1,0 +1,245 @@
+"""Load generator against the mock's provisioning service, run as its own process.
+
+    python -m benchmarks.loadgen polls --url URL --ca CA --seconds 5 --workers 50 [--known FILE]
+    python -m benchmarks.loadgen hold  --url URL --ca CA --count 2000 --mock-pid PID
+
+Every request is a complete, correctly signed poll (`PollRequest.build`). It prints one
+JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import ssl
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from agent.provisioning.wire import PollRequest, derive_key
+from benchmarks.common import cpu_ticks, open_fds, percentile, proc_status
+
+POLL_PATH = "/v1/provisioning/poll"
+OPEN_LIMIT_S = 120.0
+
+
+def _ssl(ca: str) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=ca)
+
+
+def _unknown_device(n: int) -> str:
+    # Locally administered MACs no camera was added for.
+    return f"06:1d:{(n >> 24) & 255:02x}:{(n >> 16) & 255:02x}:{(n >> 8) & 255:02x}:{n & 255:02x}"
+
+
+# -- polls per second -------------------------------------------------------------------
+
+
+async def _poll_load(
+    url: str, ca: str, seconds: float, workers: int, devices: list[tuple[str, bytes]]
+) -> dict[str, Any]:
+    """`workers` loops posting `wait 0` polls for `seconds`; devices are used round-robin."""
+    latencies: list[float] = []
+    statuses: dict[str, int] = {}
+    errors: list[str] = []
+    connector = aiohttp.TCPConnector(ssl=_ssl(ca), limit=workers)
+    counter = 0
+
+    async def worker(stop_at: float) -> None:
+        nonlocal counter
+        while time.perf_counter() < stop_at:
+            counter += 1
+            device_id, key = devices[counter % len(devices)]
+            body = PollRequest.build(key, device_id, int(time.time()), 0).to_json()
+            start = time.perf_counter()
+            try:
+                async with session.post(url + POLL_PATH, json=body) as resp:
+                    await resp.read()
+                    status = resp.status
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+                continue
+            if time.perf_counter() <= stop_at:
+                latencies.append(time.perf_counter() - start)
+                statuses[str(status)] = statuses.get(str(status), 0) + 1
+
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=30)
+    ) as session:
+        # Warm-up: open the connections (TLS handshakes are not what is measured).
+        await asyncio.gather(*(worker(time.perf_counter() + 0.5) for _ in range(workers)))
+        latencies.clear()
+        statuses.clear()
+        errors.clear()
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(start + seconds) for _ in range(workers)))
+        elapsed = time.perf_counter() - start
+    if not latencies:
+        return {"polls": 0, "errors": len(errors), "first_error": errors[:1]}
+    return {
+        "polls": len(latencies),
+        "seconds": round(elapsed, 3),
+        "polls_per_s": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(percentile(latencies, 50) * 1000, 2),
+        "p99_ms": round(percentile(latencies, 99) * 1000, 2),
+        "max_ms": round(max(latencies) * 1000, 2),
+        "statuses": statuses,
+        "errors": len(errors),
+        "first_error": errors[:1],
+        "workers": workers,
+        "devices": len(devices),
+    }
+
+
+def polls(args: argparse.Namespace) -> dict[str, Any]:
+    if args.known:
+        pairs = json.loads(Path(args.known).read_text())
+        devices = [(d, derive_key(p, d)) for d, p in pairs]
+    else:
+        dummy = os.urandom(32)  # the mock cannot tell: it checks against a dummy key too
+        devices = [(_unknown_device(n), dummy) for n in range(1000)]
+    return asyncio.run(_poll_load(args.url, args.ca, args.seconds, args.workers, devices))
+
+
+# -- held long-polls --------------------------------------------------------------------
+
+
+async def _hold(args: argparse.Namespace) -> dict[str, Any]:
+    url, mock_pid, count = args.url, args.mock_pid, args.count
+    key = os.urandom(32)
+    opening = asyncio.Semaphore(args.concurrency)
+    sent = released = 0
+
+    def release(gate: dict[str, bool]) -> None:
+        nonlocal released
+        if not gate["released"]:
+            gate["released"] = True
+            released += 1
+            opening.release()
+
+    async def on_chunk_sent(_s: Any, ctx: Any, _p: Any) -> None:
+        # The request is on the wire: the next connection may start its handshake.
+        nonlocal sent
+        gate = ctx.trace_request_ctx
+        if gate is not None and not gate["released"]:
+            sent += 1
+            release(gate)
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_chunk_sent.append(on_chunk_sent)
+    connector = aiohttp.TCPConnector(ssl=_ssl(args.ca), limit=0)
+    timeout = aiohttp.ClientTimeout(total=args.wait + 60)
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=timeout, trace_configs=[trace]
+    ) as session:
+
+        async def one(n: int, wait: int) -> int:
+            gate = {"released": False}
+            await opening.acquire()
+            try:
+                body = PollRequest.build(key, _unknown_device(n), int(time.time()), wait)
+                async with session.post(
+                    url + POLL_PATH, json=body.to_json(), trace_request_ctx=gate
+                ) as resp:
+                    await resp.read()
+                    return resp.status
+            finally:
+                release(gate)
+
+        # Warm-up: the mock's TLS and poll code paths have run before the baseline.
+        await asyncio.gather(*(one(10_000_000 + n, 0) for n in range(20)))
+        await asyncio.sleep(0.5)
+        sent = released = 0
+        rss_before = proc_status(mock_pid)["VmRSS"]
+        fds_before = open_fds(mock_pid)
+        ticks_before = cpu_ticks(mock_pid)
+
+        start = time.perf_counter()
+        tasks = [asyncio.create_task(one(n, args.wait)) for n in range(count)]
+        while released < count and time.perf_counter() - start < OPEN_LIMIT_S:
+            await asyncio.sleep(0.05)
+        open_s = time.perf_counter() - start
+        # Let the mock finish reading what was sent, then watch for early answers.
+        settle_start = time.perf_counter()
+        last = cpu_ticks(mock_pid)
+        while time.perf_counter() - settle_start < 30:
+            await asyncio.sleep(0.5)
+            now = cpu_ticks(mock_pid)
+            if now - last <= 1:
+                break
+            last = now
+        await asyncio.sleep(args.check)
+        returned = [t for t in tasks if t.done()]
+        failures = [t for t in returned if t.exception() is not None]
+        statuses: dict[str, int] = {}
+        for t in returned:
+            if t.exception() is None:
+                statuses[str(t.result())] = statuses.get(str(t.result()), 0) + 1
+        rss_after = proc_status(mock_pid)["VmRSS"]
+        fds_after = open_fds(mock_pid)
+        ticks_open = cpu_ticks(mock_pid) - ticks_before
+        held = count - len(returned)
+        for t in tasks:
+            t.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*tasks, return_exceptions=True)
+    return {
+        "requested": count,
+        "sent": sent,
+        "held": held,
+        "returned_early": len(returned),
+        "returned_statuses": statuses,
+        "failures": len(failures),
+        "first_failure": [repr(t.exception()) for t in failures[:1]],
+        "open_seconds": round(open_s, 2),
+        "check_seconds": args.check,
+        "mock_rss_before_kib": rss_before,
+        "mock_rss_after_kib": rss_after,
+        "kib_per_held_poll": round((rss_after - rss_before) / held, 2) if held else None,
+        "mock_fds_before": fds_before,
+        "mock_fds_after": fds_after,
+        "mock_cpu_s_while_opening": round(ticks_open / os.sysconf("SC_CLK_TCK"), 2),
+        "wait": args.wait,
+        "concurrency": args.concurrency,
+    }
+
+
+def hold(args: argparse.Namespace) -> dict[str, Any]:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < args.count + 256:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, args.count + 1024), hard))
+    return asyncio.run(_hold(args))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.loadgen")
+    sub = parser.add_subparsers(dest="mode", required=True)
+    p = sub.add_parser("polls", help="plain polls (wait 0) as fast as the mock answers")
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--workers", type=int, default=50)
+    p.add_argument("--known", help="JSON [[device_id, password], …]; default: unknown ids")
+    h = sub.add_parser("hold", help="open COUNT long-polls and check that all are held")
+    h.add_argument("--count", type=int, default=2000)
+    h.add_argument("--wait", type=int, default=30)
+    h.add_argument("--concurrency", type=int, default=200)
+    h.add_argument("--check", type=float, default=3.0, help="seconds none may return")
+    h.add_argument("--mock-pid", type=int, required=True)
+    for s in (p, h):
+        s.add_argument("--url", required=True)
+        s.add_argument("--ca", required=True)
+    args = parser.parse_args(argv)
+    result = polls(args) if args.mode == "polls" else hold(args)
+    json.dump(result, sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
