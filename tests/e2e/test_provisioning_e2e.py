@@ -200,3 +200,43 @@ def test_cloud_commands_reach_the_device(fleet, cloud, session, add_camera):
     assert status == 200
     assert body["ok"] is False
     assert agent.status()["state"] == "connected"
+
+
+def test_a_replayed_poll_gets_nothing(cloud, add_camera):
+    """An observer who recorded a camera's poll cannot replay it to get the token."""
+    import base64
+
+    from agent.provisioning.wire import PollRequest, derive_key
+
+    device_id, password = "02:00:00:00:fe:01", "replay-test-password"
+    add_camera(device_id, password)
+    poll = PollRequest.build(derive_key(password, device_id), device_id, int(time.time()), 0)
+    first = cloud.request("POST", "/v1/provisioning/poll", poll.to_json())
+    replay = cloud.request("POST", "/v1/provisioning/poll", poll.to_json())
+    assert first[0] == 200
+    assert base64.b64decode(first[1]["sealed_token"])  # sealed, not the token in clear
+    assert replay == (204, None)
+    assert [p["result"] for p in polls(cloud, device_id)] == ["token", "replay"]
+
+
+def test_heartbeats_keep_the_camera_seen(tmp_path, fleet, add_camera):
+    slow_cloud = sandbox.start_cloud(tmp_path / "hb-cloud", env={"CAMAGENT_MOCK_HEARTBEAT_S": "1"})
+    try:
+        session = slow_cloud.login()
+        hb_fleet = type(fleet)(tmp_path / "hb-devices", slow_cloud)
+        config, device_id, password = hb_fleet.configure()
+        camera = slow_cloud.add_camera(session, device_id, password)
+        agent = hb_fleet.start(config)
+        agent.wait_for_state("connected")
+        first = slow_cloud.camera(session, camera["camera_id"])["last_seen"]
+        time.sleep(2.5)
+        later = slow_cloud.camera(session, camera["camera_id"])
+        assert later["status"] == "online"
+        assert later["last_seen"] - first >= 1.5
+        hb_fleet.stop_all()
+        deadline = time.monotonic() + 5
+        while slow_cloud.camera(session, camera["camera_id"])["status"] != "offline":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        slow_cloud.stop()
