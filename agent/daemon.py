@@ -17,17 +17,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from agent import __version__, identity, logging_setup, sd_notify
 from agent import config as config_mod
 from agent.config import Config
-from agent.control_channel import ControlChannel, Hello, TokenRevokedError
 from agent.control_socket import serve as serve_control_socket
 from agent.errors import CamagentError, StateError, TokenError
-from agent.provisioning.client import PollOutcome, fetch_keys, poll_once
 from agent.provisioning.machine import (
     Action,
     ChannelLost,
@@ -47,6 +43,13 @@ from agent.tls import client_context
 from agent.token_codec import token_summary
 from agent.token_store import DeviceRecord, PasswordStamp, TokenStore
 from agent.trust import TokenVerifier
+
+if TYPE_CHECKING:
+    import ssl
+
+    import aiohttp
+
+    from agent.provisioning.client import PollOutcome
 
 log = logging.getLogger("camagent")
 
@@ -83,6 +86,7 @@ class Daemon:
         self._stopping = asyncio.Event()
         self._rescheduled = asyncio.Event()  # wakes the poll loop when the schedule moved
         self._session: aiohttp.ClientSession | None = None
+        self._tls: ssl.SSLContext | None = None
 
     # -- life cycle -----------------------------------------------------------------
 
@@ -96,10 +100,7 @@ class Daemon:
         self.verifier = TokenVerifier(self.config, self.device_id, self.record.trusted_keys_pem)
         self._drop_token_if_untrusted()
         server = await serve_control_socket(self.config.control_socket, self._control)
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=client_context(self.config.cloud.ca_file)),
-            headers={"User-Agent": f"camagent/{__version__}"},
-        )
+        self._tls = client_context(self.config.cloud.ca_file)  # a bad ca_file fails here
         watchdog = asyncio.create_task(self._watchdog())
         await self._apply(Started(has_token=self.record.has_token))
         sd_notify.notify(f"READY=1\nSTATUS={self._status_line()}")
@@ -121,7 +122,8 @@ class Daemon:
             await server.wait_closed()
             with contextlib.suppress(FileNotFoundError):
                 self.config.control_socket.unlink()
-            await self._session.close()
+            if self._session is not None:
+                await self._session.close()
         return 0
 
     async def _supervise(self) -> None:
@@ -232,6 +234,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         schedule = self.schedule
         assert schedule is not None
+        self._http()  # import the HTTP stack before the clock of the first request starts
         while True:
             await self._sleep_until_due(schedule)
             plan = schedule.begin(loop.time(), self.rng.uniform(-1.0, 1.0))
@@ -258,9 +261,27 @@ class Daemon:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._rescheduled.wait(), delay)
 
+    def _http(self) -> aiohttp.ClientSession:
+        """The one HTTPS session, made on first use.
+
+        aiohttp is the daemon's heaviest import (~150 ms): READY=1 and the control socket
+        do not wait for it, the first poll or connection does.
+        """
+        if self._session is None:
+            import aiohttp
+
+            assert self._tls is not None, "run() makes the TLS context first"
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=self._tls),
+                headers={"User-Agent": f"camagent/{__version__}"},
+            )
+        return self._session
+
     async def _poll(self, plan: PollPlan) -> PollOutcome:
         """One request; every failure becomes an outcome without a token."""
-        assert self._session is not None
+        from agent.provisioning.client import PollOutcome, poll_once
+
+        session = self._http()
         loop = asyncio.get_running_loop()
         try:
             key = await self._provisioning_key()
@@ -269,7 +290,7 @@ class Daemon:
             return PollOutcome(None, str(exc))
         timeout = max(0.1, plan.deadline - loop.time() - DEADLINE_MARGIN_S)
         outcome = await poll_once(
-            self._session,
+            session,
             self.config.cloud.url,
             key,
             self.device_id,
@@ -305,8 +326,9 @@ class Daemon:
     async def _ensure_trusted_keys(self) -> None:
         if not self.verifier.needs_keys:
             return
-        assert self._session is not None
-        pems = await fetch_keys(self._session, self.config.cloud.url)
+        from agent.provisioning.client import fetch_keys
+
+        pems = await fetch_keys(self._http(), self.config.cloud.url)
         self._save(lambda r: replace(r, trusted_keys_pem=tuple(pems)))
         self.verifier = TokenVerifier(self.config, self.device_id, pems)
         log.info(
@@ -316,9 +338,10 @@ class Daemon:
     # -- the control channel --------------------------------------------------------
 
     async def _channel_loop(self, token: str) -> None:
-        assert self._session is not None
+        from agent.control_channel import ControlChannel, Hello, TokenRevokedError
+
         channel = ControlChannel(
-            self._session,
+            self._http(),
             self.config.cloud.url,
             token,
             Hello(self.device_id, self.config.device.kind, __version__),
