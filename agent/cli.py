@@ -42,6 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     token_set.add_argument("token", metavar="TOKEN")
     token_sub.add_parser("clear", help="forget the token (same as reset)")
     sub.add_parser("poll-now", help="restart the fast provisioning phase now")
+    nvr = sub.add_parser("nvr", help="virtual NVR: activation code, registration, checks")
+    nvr_sub = nvr.add_subparsers(dest="nvr_command", required=True, metavar="ACTION")
+    nvr_code = nvr_sub.add_parser("code", help="the activation code to enter in the cloud")
+    nvr_code.add_argument("--json", action="store_true", help="print JSON for scripts")
+    nvr_register = nvr_sub.add_parser("register", help="link with a registration token")
+    nvr_register.add_argument("token", metavar="TOKEN")
+    nvr_checks = nvr_sub.add_parser("checks", help="the device-side checks the cloud shows")
+    nvr_checks.add_argument("--json", action="store_true", help="print JSON for scripts")
     demo = sub.add_parser("demo", help="mock cloud + agent on loopback, the story narrated")
     demo.add_argument("--once", action="store_true", help="exit when the camera is connected")
     doctor = sub.add_parser("doctor", help="check config, state, clock, DNS and TLS")
@@ -135,6 +143,57 @@ def cmd_poll_now(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_nvr(args: argparse.Namespace) -> int:
+    config, _ = _config(args)
+    if config.device.kind != "nvr":
+        raise CamagentError(
+            f'this device is a {config.device.kind}: set device.kind = "nvr" '
+            f"in {config.source} to use it as an NVR"
+        )
+    if args.nvr_command == "checks":
+        from agent.checks import format_results
+        from agent.nvr.checks import run_checks
+
+        results = run_checks(config)
+        print(json.dumps([r.to_json() for r in results]) if args.json else format_results(results))
+        return EXIT_FAILURE if any(r.status == "fail" for r in results) else EXIT_OK
+    if args.nvr_command == "register":
+        try:
+            _daemon(config, "nvr_register", token=args.token)
+        except DaemonUnavailable:
+            from agent import offline
+
+            offline.nvr_register(config, args.token)
+        print("Linked: the NVR is registered with the cloud and connects with its token.")
+        return EXIT_OK
+    try:
+        activation = _daemon(config, "nvr_code")
+    except DaemonUnavailable:
+        from agent import offline
+
+        activation = offline.nvr_code(config)
+    if args.json:
+        print(json.dumps(activation))
+    else:
+        print(format_activation(activation))
+    return EXIT_OK
+
+
+def format_activation(activation: dict[str, Any]) -> str:
+    from agent.qr.terminal import render
+
+    return "\n".join(
+        [
+            f"Activation code:  {activation['code']}",
+            f"Valid until:      {_clock(activation['expires_at'])}",
+            "Enter it in the cloud (Registrators → Add registrator → Connect), or open:",
+            f"  {activation['activation_url']}",
+            "",
+            render(activation["activation_url"]),
+        ]
+    )
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from agent import demo
 
@@ -159,6 +218,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "reset": cmd_reset,
     "token": cmd_token,
     "poll-now": cmd_poll_now,
+    "nvr": cmd_nvr,
     "demo": cmd_demo,
     "doctor": cmd_doctor,
 }
@@ -194,6 +254,12 @@ def format_status(status: dict[str, Any]) -> str:
             f"  provisioning  {prov['phase']} phase, {prov['attempts']} request(s) so far, "
             f"next in {nxt:.1f} s"
         )
+    if status.get("activation"):
+        code = status["activation"]
+        lines.append(
+            f"  activation    code {code['code']}, valid until {_clock(code['expires_at'])}"
+        )
+        lines.append(f"                {code['activation_url']}")
     if prov.get("last_result"):
         lines.append(f"  last poll     {prov['last_result']} at {_clock(prov['last_at'])}")
     return "\n".join(lines)

@@ -58,12 +58,29 @@ class LocalApiConfig:
 
 
 @dataclass(frozen=True)
+class NvrCamera:
+    """One camera of a virtual NVR: `[[nvr.cameras]]`."""
+
+    name: str = ""
+    url: str = ""  # rtsp:// or rtsps://
+    onvif_url: str = ""
+    credentials_file: str = ""  # "user:password" for the camera, kept out of this file
+
+
+@dataclass(frozen=True)
+class NvrConfig:
+    archive_path: str = "/var/lib/camagent/archive"
+    cameras: tuple[NvrCamera, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     device: DeviceConfig = field(default_factory=DeviceConfig)
     cloud: CloudConfig = field(default_factory=CloudConfig)
     provisioning: ProvisioningConfig = field(default_factory=ProvisioningConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     local_api: LocalApiConfig = field(default_factory=LocalApiConfig)
+    nvr: NvrConfig = field(default_factory=NvrConfig)
     source: str = "<defaults>"
 
     @property
@@ -85,6 +102,7 @@ _SECTIONS: dict[str, type] = {
     "provisioning": ProvisioningConfig,
     "paths": PathsConfig,
     "local_api": LocalApiConfig,
+    "nvr": NvrConfig,
 }
 
 
@@ -135,8 +153,31 @@ def _build_section(section_type: type, section: str, values: dict[str, Any], sou
             raise ConfigError(
                 f"{source}: unknown key {section}.{key} (known in [{section}]: {', '.join(known)})"
             )
+        if (section, key) == ("nvr", "cameras"):
+            kwargs[key] = _nvr_cameras(value, source)
+            continue
         kwargs[key] = _coerce(getattr(defaults, key), value, f"{section}.{key}", source)
     return replace(defaults, **kwargs)
+
+
+def _nvr_cameras(value: Any, source: str) -> tuple[NvrCamera, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ConfigError(f"{source}: nvr.cameras must be tables ([[nvr.cameras]])")
+    cameras = []
+    for index, table in enumerate(value):
+        where = f"nvr.cameras[{index}]"
+        camera = _build_section(NvrCamera, where, table, source)
+        if not camera.name:
+            raise ConfigError(f"{source}: {where}.name must be set (it names the camera)")
+        if not camera.url.startswith(("rtsp://", "rtsps://")):
+            raise ConfigError(f"{source}: {where}.url must be an rtsp:// URL, not {camera.url!r}")
+        if camera.onvif_url and not camera.onvif_url.startswith(("http://", "https://")):
+            raise ConfigError(f"{source}: {where}.onvif_url must be an http(s):// URL")
+        cameras.append(camera)
+    names = [c.name for c in cameras]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{source}: nvr.cameras names must be unique")
+    return tuple(cameras)
 
 
 def _coerce(default: Any, value: Any, key: str, source: str) -> Any:

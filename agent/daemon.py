@@ -25,6 +25,7 @@ from agent.config import Config
 from agent.control_socket import serve as serve_control_socket
 from agent.errors import CamagentError, StateError, TokenError
 from agent.provisioning.machine import (
+    UNLINKED,
     Action,
     ChannelLost,
     ChannelOpened,
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 
     import aiohttp
 
+    from agent.nvr.link import NvrLink
     from agent.provisioning.client import PollOutcome
 
 log = logging.getLogger("camagent")
@@ -87,6 +89,11 @@ class Daemon:
         self._rescheduled = asyncio.Event()  # wakes the poll loop when the schedule moved
         self._session: aiohttp.ClientSession | None = None
         self._tls: ssl.SSLContext | None = None
+        self.nvr: NvrLink | None = None
+        if config.device.kind == "nvr":
+            from agent.nvr.link import NvrLink
+
+            self.nvr = NvrLink(config, self.device_id, lambda: self.record, self._save)
 
     # -- life cycle -----------------------------------------------------------------
 
@@ -184,7 +191,7 @@ class Daemon:
     # -- the state machine's actions ------------------------------------------------
 
     async def _apply(self, event: Event) -> None:
-        step = transition(self.state, event)
+        step = transition(self.state, event, kind=self.config.device.kind)
         for action in step.actions:
             await self._do(action, event)
         if step.state is not self.state:
@@ -255,11 +262,27 @@ class Daemon:
             )
 
     async def _sleep_until_due(self, schedule: PollSchedule) -> None:
+        """Sleep until the next request is due; an NVR wakes up to renew its code too."""
         loop = asyncio.get_running_loop()
         while (delay := schedule.delay(loop.time())) > 0:
+            renew_at = self.nvr.renew_at() if self.nvr else None
+            if renew_at is not None and renew_at <= time.time():
+                await self._renew_code()
+                continue
+            if renew_at is not None:
+                delay = min(delay, renew_at - time.time())
             self._rescheduled.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._rescheduled.wait(), delay)
+
+    async def _renew_code(self) -> None:
+        assert self.nvr is not None
+        try:
+            await self.nvr.key(self._http())
+        except CamagentError as exc:
+            # The cloud is unreachable: try again at the next poll rather than spin.
+            log.warning("cannot renew the activation code: %s", exc)
+            await asyncio.sleep(min(60.0, self.config.provisioning.fast_interval))
 
     def _http(self) -> aiohttp.ClientSession:
         """The one HTTPS session, made on first use.
@@ -310,7 +333,12 @@ class Daemon:
         return outcome
 
     async def _provisioning_key(self) -> bytes:
-        """K, derived once from the password file and kept in the state."""
+        """K, derived once from the password file and kept in the state.
+
+        An NVR has no password: it polls with the secret of its activation code.
+        """
+        if self.nvr is not None:
+            return await self.nvr.key(self._http())
         path = Path(self.config.device.password_file)
         stamp = PasswordStamp.of(path) if path.exists() else None
         key = self.record.provisioning_key()
@@ -370,6 +398,8 @@ class Daemon:
                     return False, str(exc)
                 self.post(TokenAccepted(str(args["token"]), "cloud"))
                 return True, "token replaced"
+        if self.nvr is not None and (answer := await self.nvr.command(name, args)) is not None:
+            return answer
         return False, f"unknown command {name!r}"
 
     # -- the local control socket ---------------------------------------------------
@@ -388,8 +418,22 @@ class Daemon:
                 self.verifier.verify(token)
                 await self.submit(TokenAccepted(token.strip(), "cli"))
                 return self.status()
+            case "nvr_code":
+                activation = self.nvr.activation() if self.nvr else None
+                if activation is None or self.state is not DeviceState.AWAITING_ACTIVATION:
+                    raise CamagentError(self._no_code_reason())
+                return activation.public()
+            case "nvr_register":
+                if self.nvr is None:
+                    raise CamagentError('this device is a camera: set device.kind = "nvr"')
+                if self.state is not DeviceState.AWAITING_ACTIVATION:
+                    raise CamagentError(self._no_code_reason())
+                answer = await self.nvr.register(self._http(), str(args.get("token") or ""))
+                claims = self.verifier.verify(answer)
+                await self.submit(TokenAccepted(claims.raw, "registration"))
+                return self.status()
             case "poll_now":
-                if self.state is not DeviceState.PROVISIONING:
+                if self.state not in UNLINKED:
                     raise CamagentError(
                         "this device holds a token and makes no provisioning requests; "
                         "run `camagent reset` first to provision again"
@@ -402,7 +446,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         schedule = self.schedule
         provisioning: dict[str, Any] = {"attempts": 0, "phase": "off", "next_poll_in": None}
-        if schedule is not None and self.state is DeviceState.PROVISIONING:
+        if schedule is not None and self.state in UNLINKED:
             provisioning = {
                 "attempts": schedule.attempts,
                 "phase": schedule.phase.value,
@@ -422,7 +466,22 @@ class Daemon:
             "cloud": {"url": self.config.cloud.url, "connected_since": self.connected_since},
             "version": __version__,
             "daemon": True,
+            **self._activation_status(),
         }
+
+    def _activation_status(self) -> dict[str, Any]:
+        activation = self.nvr.activation() if self.nvr else None
+        if activation is None or self.state is not DeviceState.AWAITING_ACTIVATION:
+            return {}
+        return {"activation": activation.public()}
+
+    def _no_code_reason(self) -> str:
+        if self.nvr is None:
+            return 'this device is a camera; only an NVR (device.kind = "nvr") has a code'
+        if self.state is not DeviceState.AWAITING_ACTIVATION:
+            return "this NVR is linked to the cloud already (run `camagent reset` to unlink)"
+        reason = self.last_poll.detail if self.last_poll else "registering it with the cloud"
+        return f"no activation code yet: {reason}"
 
     def _status_line(self) -> str:
         return f"{self.state.value if self.state else 'starting'} ({self.device_id})"

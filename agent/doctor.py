@@ -2,34 +2,15 @@
 
 from __future__ import annotations
 
-import email.utils
-import http.client
 import os
-import socket
-import ssl
-import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
 
 from agent import config as config_mod
 from agent import identity
+from agent.checks import Check, format_results, network_checks
 from agent.errors import CamagentError, DaemonUnavailable
 
-CLOCK_WINDOW_S = 300
-NET_TIMEOUT_S = 5.0
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    status: str  # "ok" | "warn" | "fail"
-    detail: str
-    fix: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "status": self.status, "detail": self.detail, "fix": self.fix}
+__all__ = ["Check", "format_results", "run_checks"]
 
 
 def run_checks(path: Path) -> list[Check]:
@@ -44,7 +25,7 @@ def run_checks(path: Path) -> list[Check]:
     except CamagentError as exc:
         return [*results, Check("device id", "fail", str(exc), "set device.id in the config")]
     results += [_state(config, device_id), _trust(config)]
-    results += _network(config)
+    results += network_checks(config)
     results.append(_daemon(config))
     return results
 
@@ -103,75 +84,6 @@ def _trust(config: config_mod.Config) -> Check:
     return Check("trusted keys", "ok", f"{len(keys)} token-signing key(s) configured")
 
 
-def _network(config: config_mod.Config) -> list[Check]:
-    from agent.tls import client_context
-
-    url = urlsplit(config.cloud.url)
-    host, port = url.hostname or "", url.port or 443
-    try:
-        addresses = {str(a[4][0]) for a in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
-    except OSError as exc:
-        return [
-            Check(
-                "dns",
-                "fail",
-                f"cannot resolve {host}: {exc}",
-                "check the network and /etc/resolv.conf, or cloud.url",
-            )
-        ]
-    checks = [Check("dns", "ok", f"{host} → {', '.join(sorted(addresses))}")]
-    try:
-        context = client_context(config.cloud.ca_file)
-        conn = http.client.HTTPSConnection(host, port, context=context, timeout=NET_TIMEOUT_S)
-        sent = time.time()
-        conn.request("GET", "/v1/keys")
-        response = conn.getresponse()
-        received = time.time()
-        date = response.getheader("Date")
-        conn.close()
-    except ssl.SSLCertVerificationError as exc:
-        return [
-            *checks,
-            Check(
-                "tls",
-                "fail",
-                f"{host}:{port}: {exc.verify_message}",
-                "set cloud.ca_file to the CA that signed the cloud's certificate",
-            ),
-        ]
-    except (OSError, ssl.SSLError, http.client.HTTPException, CamagentError) as exc:
-        return [
-            *checks,
-            Check(
-                "tls",
-                "fail",
-                f"cannot reach {host}:{port}: {exc}",
-                f"check the network path and firewall to the cloud (TCP {port} outbound)",
-            ),
-        ]
-    checks.append(Check("tls", "ok", f"{host}:{port} answered over verified TLS"))
-    checks.append(_clock(date, (sent + received) / 2))
-    return checks
-
-
-def _clock(date: str | None, local: float) -> Check:
-    if not date:
-        return Check("clock", "warn", "the cloud sent no Date header to compare with")
-    try:
-        offset = email.utils.parsedate_to_datetime(date).timestamp() - local
-    except (TypeError, ValueError):
-        return Check("clock", "warn", f"the cloud's Date header {date!r} is unreadable")
-    detail = f"local clock is {offset:+.0f} s from the cloud's"
-    if abs(offset) > CLOCK_WINDOW_S:
-        return Check(
-            "clock",
-            "warn",
-            detail + " (the agent corrects polls from the cloud's Date)",
-            "enable NTP (systemd-timesyncd or chrony)",
-        )
-    return Check("clock", "ok", detail)
-
-
 def _daemon(config: config_mod.Config) -> Check:
     from agent import control_socket
 
@@ -182,15 +94,3 @@ def _daemon(config: config_mod.Config) -> Check:
     except CamagentError as exc:
         return Check("daemon", "fail", str(exc))
     return Check("daemon", "ok", f"running, state {status['state']}")
-
-
-def format_results(results: list[Check]) -> str:
-    mark = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
-    lines = []
-    for check in results:
-        lines.append(f"[{mark[check.status]}] {check.name:<13} {check.detail}")
-        if check.fix and check.status != "ok":
-            lines.append(f"       {'':<13} → {check.fix}")
-    failed = sum(c.status == "fail" for c in results)
-    lines.append("All checks passed." if not failed else f"{failed} check(s) failed.")
-    return "\n".join(lines)

@@ -32,3 +32,11 @@ class ProvisioningError(CamagentError):
 
 class DaemonUnavailable(CamagentError):
     """No daemon answers on the control socket."""
+
+
+class ActivationCodeError(CamagentError):
+    """An activation code that cannot be read (wrong length or characters)."""
+
+
+class CodeMistypedError(ActivationCodeError):
+    """Every character is valid but the check character does not match: a typo."""

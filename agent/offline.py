@@ -11,6 +11,7 @@ from typing import Any
 
 from agent import __version__, identity
 from agent.config import Config
+from agent.errors import CamagentError
 from agent.token_codec import token_summary
 from agent.token_store import DeviceRecord, TokenStore
 from agent.trust import TokenVerifier
@@ -67,3 +68,43 @@ async def _fetch_keys(config: Config) -> list[str]:
     connector = aiohttp.TCPConnector(ssl=client_context(config.cloud.ca_file))
     async with aiohttp.ClientSession(connector=connector) as session:
         return await fetch_keys(session, config.cloud.url)
+
+
+def nvr_code(config: Config) -> dict[str, Any]:
+    """The code the daemon registered last, if it is still valid."""
+    import time
+
+    from agent.nvr.activation import Activation
+
+    record = TokenStore(config.state_dir).load()
+    if record.has_token:
+        raise CamagentError("this NVR is linked to the cloud already (`camagent reset` unlinks)")
+    if not record.activation:
+        raise CamagentError("no activation code yet: start camagent, it registers one")
+    activation = Activation.from_json(record.activation)
+    if activation.expires_at <= time.time():
+        raise CamagentError("the last activation code expired: start camagent for a new one")
+    return activation.public()
+
+
+def nvr_register(config: Config, token: str) -> None:
+    """Cloud Registration without a daemon; the token is stored for it to connect with."""
+    device_id = identity.device_id(config)
+    record = TokenStore(config.state_dir).load()
+    if record.has_token and record.device_id == device_id:
+        raise CamagentError("this NVR is linked to the cloud already (`camagent reset` unlinks)")
+    device_token = asyncio.run(_register(config, device_id, token))
+    set_token(config, device_token)
+
+
+async def _register(config: Config, device_id: str, token: str) -> str:
+    import aiohttp
+
+    from agent.nvr.link import NvrLink
+    from agent.tls import client_context
+
+    store = TokenStore(config.state_dir)
+    link = NvrLink(config, device_id, store.load, lambda change: None)
+    connector = aiohttp.TCPConnector(ssl=client_context(config.cloud.ca_file))
+    async with aiohttp.ClientSession(connector=connector) as session:
+        return await link.register(session, token)

@@ -80,8 +80,10 @@ def write_agent_config(
     slow_jitter: float = 0.1,
     long_poll: float = 1.0,
     trust_keys: bool = True,
+    extra: str = "",
 ) -> Path:
-    """A complete agent.toml for a device living in `directory`."""
+    """A complete agent.toml for a device living in `directory`; `extra` is appended TOML
+    (e.g. `[[nvr.cameras]]` tables)."""
     directory.mkdir(parents=True, exist_ok=True)
     password_file = directory / "password"
     password_file.write_text(password + "\n")
@@ -114,7 +116,10 @@ run_dir = "{directory / "run"}"
 [local_api]
 enabled = false
 mdns = false
-"""
+
+[nvr]
+archive_path = "{directory / "archive"}"
+{extra}"""
     )
     return path
 

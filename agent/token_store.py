@@ -55,6 +55,7 @@ class DeviceRecord:
     token_source: str = ""
     token_saved_at: float = 0.0
     trusted_keys_pem: tuple[str, ...] = field(default_factory=tuple)  # fetched from the cloud
+    activation: dict[str, Any] | None = None  # an NVR's live activation code (nvr.activation)
 
     @property
     def has_token(self) -> bool:
@@ -64,10 +65,13 @@ class DeviceRecord:
         return base64.b64decode(self.key) if self.key else None
 
     def with_token(self, token: str, source: str) -> DeviceRecord:
-        return replace(self, token=token, token_source=source, token_saved_at=time.time())
+        return replace(
+            self, token=token, token_source=source, token_saved_at=time.time(), activation=None
+        )
 
     def without_token(self) -> DeviceRecord:
-        return replace(self, token="", token_source="", token_saved_at=0.0)
+        """Forget the token, and with it any activation code (a used code is spent)."""
+        return replace(self, token="", token_source="", token_saved_at=0.0, activation=None)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -87,6 +91,7 @@ class DeviceRecord:
             token_source=str(data["token_source"]),
             token_saved_at=float(data["token_saved_at"]),
             trusted_keys_pem=tuple(str(p) for p in data["trusted_keys_pem"]),
+            activation=data.get("activation"),
         )
 
 

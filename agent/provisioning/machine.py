@@ -1,8 +1,10 @@
 """The device state machine, pure: (state, event) -> (state, actions).
 
 The daemon feeds it events from the network, the CLI, the LAN and timers, and carries
-out the actions it returns. Polling is only ever started from PROVISIONING, which is
-how "a device holding a token makes no provisioning request" is guaranteed.
+out the actions it returns. A device without a token is PROVISIONING (a camera) or
+AWAITING_ACTIVATION (an NVR: it polls the same way, with its activation code's secret).
+Polling is only ever started from those two states, which is how "a device holding a
+token makes no provisioning request" is guaranteed.
 """
 
 from __future__ import annotations
@@ -89,17 +91,22 @@ class Transition:
 
 
 _HOLDS_TOKEN = frozenset({DeviceState.CONNECTING, DeviceState.CONNECTED, DeviceState.DISCONNECTED})
+UNLINKED = frozenset({DeviceState.PROVISIONING, DeviceState.AWAITING_ACTIVATION})
 
 
-def transition(state: DeviceState | None, event: Event) -> Transition:
+def unlinked_state(kind: str) -> DeviceState:
+    return DeviceState.AWAITING_ACTIVATION if kind == "nvr" else DeviceState.PROVISIONING
+
+
+def transition(state: DeviceState | None, event: Event, *, kind: str = "camera") -> Transition:
     """The whole behaviour of the device in one table-like function."""
     match event:
         case Started(has_token=True):
             return Transition(DeviceState.CONNECTING, (Action.CONNECT,))
         case Started(has_token=False):
-            return Transition(DeviceState.PROVISIONING, (Action.START_POLLING,))
+            return Transition(unlinked_state(kind), (Action.START_POLLING,))
         case TokenAccepted():
-            if state is DeviceState.PROVISIONING:
+            if state in UNLINKED:
                 return Transition(
                     DeviceState.CONNECTING,
                     (Action.STOP_POLLING, Action.SAVE_TOKEN, Action.CONNECT),
@@ -110,7 +117,7 @@ def transition(state: DeviceState | None, event: Event) -> Transition:
             )
         case ResetRequested() | TokenRevoked():
             return Transition(
-                DeviceState.PROVISIONING,
+                unlinked_state(kind),
                 (Action.DISCONNECT, Action.FORGET_TOKEN, Action.START_POLLING),
             )
         case ChannelOpened():
@@ -120,8 +127,8 @@ def transition(state: DeviceState | None, event: Event) -> Transition:
             if state in _HOLDS_TOKEN:
                 return Transition(DeviceState.DISCONNECTED)
         case PollNowRequested():
-            if state is DeviceState.PROVISIONING:
-                return Transition(DeviceState.PROVISIONING, (Action.START_POLLING,))
+            if state in UNLINKED:
+                return Transition(state, (Action.START_POLLING,))
     # Anything else changes nothing: e.g. poll-now while holding a token (no polls, ever).
     assert state is not None, f"{event!r} before Started"
     return Transition(state)

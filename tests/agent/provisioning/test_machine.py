@@ -93,9 +93,38 @@ def test_poll_now_while_provisioning_restarts_the_schedule() -> None:
     )
 
 
-@pytest.mark.parametrize("state", [*HOLDS_TOKEN, S.AWAITING_ACTIVATION])
-def test_poll_now_while_not_provisioning_does_nothing(state: DeviceState) -> None:
+@pytest.mark.parametrize("state", HOLDS_TOKEN)
+def test_poll_now_while_holding_a_token_does_nothing(state: DeviceState) -> None:
     assert transition(state, PollNowRequested("link")) == Transition(state, ())
+
+
+# -- the NVR: awaiting activation instead of provisioning ----------------------------------
+
+
+def test_an_nvr_without_a_token_awaits_activation() -> None:
+    assert transition(None, Started(has_token=False), kind="nvr") == Transition(
+        S.AWAITING_ACTIVATION, (A.START_POLLING,)
+    )
+
+
+def test_an_activated_nvr_connects() -> None:
+    assert transition(S.AWAITING_ACTIVATION, TokenAccepted("t", "poll"), kind="nvr") == (
+        Transition(S.CONNECTING, (A.STOP_POLLING, A.SAVE_TOKEN, A.CONNECT))
+    )
+
+
+@pytest.mark.parametrize("state", ALL_STATES)
+@pytest.mark.parametrize("event", [ResetRequested("cli"), TokenRevoked()])
+def test_a_reset_nvr_awaits_activation_again(state: DeviceState, event: object) -> None:
+    result = transition(state, event, kind="nvr")  # type: ignore[arg-type]
+    assert result.state is S.AWAITING_ACTIVATION
+    assert result.actions == (A.DISCONNECT, A.FORGET_TOKEN, A.START_POLLING)
+
+
+def test_poll_now_while_awaiting_activation_restarts_the_schedule() -> None:
+    assert transition(
+        S.AWAITING_ACTIVATION, PollNowRequested("cli"), kind="nvr"
+    ) == Transition(S.AWAITING_ACTIVATION, (A.START_POLLING,))
 
 
 # -- the control channel -----------------------------------------------------------------
@@ -126,7 +155,7 @@ def test_channel_events_without_a_token_change_nothing(state: DeviceState, event
 def test_start_polling_only_ever_leads_to_provisioning(state: DeviceState, event: object) -> None:
     result = transition(state, event)  # type: ignore[arg-type]
     if A.START_POLLING in result.actions:
-        assert result.state is S.PROVISIONING
+        assert result.state in (S.PROVISIONING, S.AWAITING_ACTIVATION)
     if A.CONNECT in result.actions:
         assert result.state is S.CONNECTING
     if result.state in HOLDS_TOKEN and state is S.PROVISIONING and not isinstance(event, Started):

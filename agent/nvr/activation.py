@@ -1,0 +1,163 @@
+"""Linking an NVR to an organization (DESIGN §3): activation codes and registration tokens.
+
+With a code, the NVR registers `(code, secret, check results)` with the cloud and then
+polls exactly like a camera, its key being the secret: only the NVR that registered the
+code can collect the token it unlocks. Codes live 24 h; the NVR renews them before that.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from agent.errors import CamagentError, WireError
+from agent.nvr import activation_code
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from agent.checks import Check
+
+log = logging.getLogger(__name__)
+
+ACTIVATIONS_PATH = "/v1/nvr/activations"
+REGISTER_PATH = "/v1/nvr/register"
+# Renew a code this long before it expires (at most an hour, at most a tenth of its life).
+RENEW_MARGIN_MAX_S = 3600.0
+RENEW_MARGIN_FRACTION = 0.1
+CODE_ATTEMPTS = 3  # a fresh code collides with a live one about never; retry anyway
+MAX_ANSWER = 64 * 1024
+
+
+class RegistrationError(CamagentError):
+    """The cloud refused a registration; the message is the cloud's reason."""
+
+
+@dataclass(frozen=True)
+class Activation:
+    code: str
+    secret: str  # base64 of 32 random bytes, never shown
+    expires_at: float  # local wall clock
+    lifetime: float  # seconds the cloud gave the code
+    activation_url: str
+
+    def renew_at(self) -> float:
+        return self.expires_at - min(RENEW_MARGIN_MAX_S, RENEW_MARGIN_FRACTION * self.lifetime)
+
+    def needs_renewal(self, now: float) -> bool:
+        return now >= self.renew_at()
+
+    def key(self) -> bytes:
+        return base64.b64decode(self.secret)
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "expires_at": self.expires_at,
+            "activation_url": self.activation_url,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Activation:
+        return cls(
+            code=str(data["code"]),
+            secret=str(data["secret"]),
+            expires_at=float(data["expires_at"]),
+            lifetime=float(data["lifetime"]),
+            activation_url=str(data["activation_url"]),
+        )
+
+
+def device_payload(device_id: str, name: str, version: str, checks: list[Check]) -> dict[str, Any]:
+    return {
+        "device_id": device_id,
+        "name": name,
+        "version": version,
+        "checks": [c.to_json() for c in checks],
+    }
+
+
+async def register_code(
+    session: aiohttp.ClientSession, cloud_url: str, payload: dict[str, Any]
+) -> Activation:
+    """Register a fresh code and secret; return what the NVR shows and polls with."""
+    for _ in range(CODE_ATTEMPTS):
+        code = activation_code.generate()
+        secret = base64.b64encode(os.urandom(32)).decode()
+        status, answer, cloud_now = await _post(
+            session, cloud_url + ACTIVATIONS_PATH, {**payload, "code": code, "secret": secret}
+        )
+        if status == 409:
+            continue
+        if status != 201:
+            raise RegistrationError(
+                f"the cloud refused the activation code: {_reason(answer, status)}"
+            )
+        try:
+            expires = float(answer["expires_at"])
+            url = str(answer["activation_url"])
+        except (KeyError, TypeError, ValueError):
+            raise WireError("the cloud's answer to the activation code is malformed") from None
+        lifetime = max(0.0, expires - (cloud_now or time.time()))
+        return Activation(code, secret, time.time() + lifetime, lifetime, url)
+    raise RegistrationError("the cloud refused every activation code offered (all in use?)")
+
+
+async def register_with_token(
+    session: aiohttp.ClientSession, cloud_url: str, token: str, payload: dict[str, Any]
+) -> str:
+    """Cloud Registration with a registration token; return the device token (unverified)."""
+    status, answer, _ = await _post(session, cloud_url + REGISTER_PATH, {**payload, "token": token})
+    if status != 201:
+        raise RegistrationError(
+            f"the cloud refused the registration token: {_reason(answer, status)}"
+        )
+    device_token = answer.get("token") if isinstance(answer, dict) else None
+    if not isinstance(device_token, str):
+        raise WireError("the cloud's answer to the registration has no token")
+    return device_token
+
+
+async def _post(
+    session: aiohttp.ClientSession, url: str, body: dict[str, Any]
+) -> tuple[int, Any, float | None]:
+    """POST JSON; return (status, decoded answer or None, the cloud's clock if it said)."""
+    import aiohttp
+
+    from agent.provisioning.client import read_bounded
+
+    try:
+        async with session.post(url, json=body, timeout=aiohttp.ClientTimeout(total=20)) as resp:
+            raw = await read_bounded(resp, MAX_ANSWER)
+            date = resp.headers.get("Date")
+            status = resp.status
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise RegistrationError(
+            f"cannot reach the cloud at {url}: {exc or type(exc).__name__}"
+        ) from None
+    try:
+        answer = json.loads(raw) if raw else None
+    except (ValueError, RecursionError):
+        answer = None
+    cloud_now = None
+    if date:
+        try:
+            cloud_now = email.utils.parsedate_to_datetime(date).timestamp()
+        except (TypeError, ValueError):
+            cloud_now = None
+    return status, answer, cloud_now
+
+
+def _reason(answer: Any, status: int) -> str:
+    if isinstance(answer, dict) and isinstance(answer.get("error"), str):
+        return f"{answer['error']} (HTTP {status})"
+    return f"HTTP {status}"
