@@ -122,9 +122,9 @@ def test_a_reset_nvr_awaits_activation_again(state: DeviceState, event: object) 
 
 
 def test_poll_now_while_awaiting_activation_restarts_the_schedule() -> None:
-    assert transition(
-        S.AWAITING_ACTIVATION, PollNowRequested("cli"), kind="nvr"
-    ) == Transition(S.AWAITING_ACTIVATION, (A.START_POLLING,))
+    assert transition(S.AWAITING_ACTIVATION, PollNowRequested("cli"), kind="nvr") == Transition(
+        S.AWAITING_ACTIVATION, (A.START_POLLING,)
+    )
 
 
 # -- the control channel -----------------------------------------------------------------
