@@ -23,7 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from benchmarks import daemon_bench, mock_bench, online_bench
+from benchmarks import daemon_bench, mock_bench, nvr_bench, online_bench
 from benchmarks.common import Context, Extra, Row, error_row, python_label, raise_nofile
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
@@ -47,6 +47,10 @@ BENCHMARKS: list[Benchmark] = [
     Benchmark(
         "mock_long_polls_held", mock_bench.mock_long_polls_held, ">= 2000 held", "wait=30 polls"
     ),
+    Benchmark(
+        "activate_to_online", nvr_bench.activate_to_online, "p50 <= 1000 ms", "activate -> online"
+    ),
+    Benchmark("activation_code_cost", nvr_bench.activation_code_cost, "", "timeit"),
 ]
 NAMES = [b.name for b in BENCHMARKS]
 
