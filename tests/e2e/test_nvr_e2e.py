@@ -1,0 +1,274 @@
+"""The virtual NVR end to end: an NVR daemon subprocess and the mock cloud over real TLS."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from agent import sandbox
+
+pytestmark = pytest.mark.e2e
+
+CAMERAS = """
+[[nvr.cameras]]
+name = "Gate"
+url = "rtsp://10.1.1.5/stream1"
+
+[[nvr.cameras]]
+name = "Yard"
+url = "rtsp://10.1.1.6/stream1"
+onvif_url = "http://10.1.1.6/onvif/device_service"
+"""
+
+
+def nvr_config(fleet, **options):
+    options.setdefault("fast_interval", 3.0)
+    options.setdefault("long_poll", 2.0)
+    return fleet.configure(kind="nvr", password="unused", extra=CAMERAS, **options)
+
+
+def wait_for_code(agent, timeout: float = 15) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = agent.status()
+        if status.get("activation"):
+            assert status["state"] == "awaiting_activation"
+            return status["activation"]
+        time.sleep(0.05)
+    raise AssertionError(f"no activation code: {agent.status()}")
+
+
+def new_registrator(cloud, session, name="Server room") -> dict:
+    status, body = cloud.request(
+        "POST",
+        "/v1/registrators",
+        {"name": name, "note": "rack 2", "device": "virtual"},
+        session=session,
+    )
+    assert status == 201, body
+    return body
+
+
+def wait_online(cloud, session, registrator_id, timeout=5.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        _, body = cloud.request("GET", f"/v1/registrators/{registrator_id}", session=session)
+        if body["status"] == "online" or time.monotonic() > deadline:
+            return body
+        time.sleep(0.02)
+
+
+def test_code_activate_online_sync_and_configure(fleet, cloud, session, run_cli):
+    config, device_id, _ = nvr_config(fleet)
+    agent = fleet.start(config)
+    code = wait_for_code(agent)
+
+    shown = run_cli(config, "nvr", "code", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout) == code
+    human = run_cli(config, "nvr", "code")
+    assert code["code"] in human.stdout
+    assert code["activation_url"] in human.stdout
+    assert "▀" in human.stdout or "▄" in human.stdout  # the QR code of the URL
+
+    registrator = new_registrator(cloud, session)
+    rid = registrator["id"]
+    sloppy = code["code"].lower().replace("-", " ")
+    status, checks = cloud.request(
+        "GET",
+        f"/v1/registrators/{rid}/activation?code={sloppy.replace(' ', '')}",
+        session=session,
+    )
+    assert status == 200, checks
+    names = {c["name"] for c in checks["checks"]}
+    assert {"dns", "tls", "clock", "archive disk", "memory", "outbound port"} <= names
+
+    activated = time.monotonic()
+    status, body = cloud.request(
+        "POST", f"/v1/registrators/{rid}/activate", {"code": sloppy}, session=session
+    )
+    assert status == 200, body
+    agent.wait_for_state("connected", timeout=5)
+    assert time.monotonic() - activated < 1.0
+    online = wait_online(cloud, session, rid)
+    assert online["status"] == "online"
+    assert online["device_id"] == device_id
+    status_now = agent.status()
+    assert status_now["token"]["present"] is True
+    assert "activation" not in status_now
+
+    status, synced = cloud.request("POST", f"/v1/registrators/{rid}/sync", session=session)
+    assert status == 200, synced
+    assert [c["name"] for c in synced["cameras"]] == ["Gate", "Yard"]
+    assert synced["cameras"][1]["onvif_url"].endswith("/onvif/device_service")
+
+    status, body = cloud.request(
+        "PUT", f"/v1/registrators/{rid}/archive", {"enabled": True, "days": 14}, session=session
+    )
+    assert status == 200, body
+    assert body["applied"] is True
+    kept = json.loads((config.parent / "state" / "nvr-settings.json").read_text())
+    assert kept["archive"] == {"enabled": True, "days": 14}
+    assert "broadcast/archive settings applied to 2 camera(s)" in agent.log_text()
+
+
+def test_mistyped_unknown_and_reused_codes_are_told_apart(fleet, cloud, session):
+    config, _, _ = nvr_config(fleet)
+    agent = fleet.start(config)
+    code = wait_for_code(agent)["code"]
+    rid = new_registrator(cloud, session)["id"]
+    compact = code.replace("-", "")
+    typo = compact[:5] + compact[6] + compact[5] + compact[7:]
+    if typo != compact:
+        status, body = cloud.request(
+            "POST", f"/v1/registrators/{rid}/activate", {"code": typo}, session=session
+        )
+        assert status == 400
+        assert "mistyped" in body["error"]
+    status, body = cloud.request(
+        "POST", f"/v1/registrators/{rid}/activate", {"code": "0000-0000-0000"}, session=session
+    )
+    assert status == 404, body
+    assert (
+        cloud.request("POST", f"/v1/registrators/{rid}/activate", {"code": code}, session=session)[
+            0
+        ]
+        == 200
+    )
+    agent.wait_for_state("connected")
+    other = new_registrator(cloud, session, "another")["id"]
+    status, _ = cloud.request(
+        "POST", f"/v1/registrators/{other}/activate", {"code": code}, session=session
+    )
+    assert status == 409
+
+
+def test_only_the_registering_nvr_collects_the_token(fleet, cloud, session):
+    from agent.provisioning.wire import PollRequest
+
+    config, device_id, _ = nvr_config(fleet)
+    agent = fleet.start(config)
+    code = wait_for_code(agent)["code"]
+    rid = new_registrator(cloud, session)["id"]
+    cloud.request("POST", f"/v1/registrators/{rid}/activate", {"code": code}, session=session)
+    agent.wait_for_state("connected")
+    # Someone who knows the device ID and the code but not the NVR's secret gets nothing.
+    thief = PollRequest.build(b"\x00" * 32, device_id, int(time.time()), 0)
+    assert cloud.request("POST", "/v1/provisioning/poll", thief.to_json()) == (204, None)
+
+
+def test_registration_token_links_once_and_expires(fleet, cloud, session, run_cli):
+    status, made = cloud.request(
+        "POST",
+        "/v1/registrator-tokens",
+        {"title": "Rack 3", "note": "via token"},
+        session=session,
+    )
+    assert status == 201, made
+    config, device_id, _ = nvr_config(fleet)
+    agent = fleet.start(config)
+    wait_for_code(agent)
+    result = run_cli(config, "nvr", "register", made["token"])
+    assert result.returncode == 0, result.stderr
+    agent.wait_for_state("connected", timeout=5)
+    _, listing = cloud.request("GET", "/v1/registrators", session=session)
+    linked = [r for r in listing["registrators"] if r["device_id"] == device_id]
+    assert len(linked) == 1
+    assert linked[0]["name"] in ("Rack 3", f"sandbox {device_id}")
+
+    # Used: a second NVR is refused with the cloud's reason.
+    config2, _, _ = nvr_config(fleet)
+    again = run_cli(config2, "nvr", "register", made["token"])
+    assert again.returncode == 1
+    assert "already used" in again.stderr
+
+    # Older than 6 hours: refused, without a daemon running too.
+    _, fresh = cloud.request("POST", "/v1/registrator-tokens", {}, session=session)
+    cloud.advance_clock(6 * 3600 + 1)
+    expired = run_cli(config2, "nvr", "register", fresh["token"])
+    assert expired.returncode == 1
+    assert "expired" in expired.stderr
+    garbage = run_cli(config2, "nvr", "register", "not-a-token")
+    assert garbage.returncode == 1
+    assert "Traceback" not in garbage.stderr
+
+
+def test_register_without_a_daemon_then_start_connects(fleet, cloud, session, run_cli):
+    _, made = cloud.request("POST", "/v1/registrator-tokens", {}, session=session)
+    config, _, _ = nvr_config(fleet)
+    result = run_cli(config, "nvr", "register", made["token"])
+    assert result.returncode == 0, result.stderr
+    agent = fleet.start(config)
+    agent.wait_for_state("connected")
+
+
+def test_code_is_renewed_before_it_expires(tmp_path, run_cli):
+    short = sandbox.start_cloud(tmp_path / "cloud", env={"CAMAGENT_MOCK_CODE_TTL_S": "6"})
+    try:
+        from tests.e2e.conftest import Fleet
+
+        fleet = Fleet(tmp_path / "devices", short)
+        config, _, _ = nvr_config(fleet, fast_interval=30.0, long_poll=0.0)
+        agent = fleet.start(config)
+        try:
+            first = wait_for_code(agent)
+            deadline = time.monotonic() + 12
+            while agent.status()["activation"]["code"] == first["code"]:
+                assert time.monotonic() < deadline, "the code was not renewed"
+                time.sleep(0.1)
+            second = agent.status()["activation"]
+            assert second["expires_at"] > first["expires_at"]
+            assert agent.log_text().count("activation code ") == 2
+            # Still one poll: renewing a code is not a provisioning request.
+            assert agent.status()["provisioning"]["attempts"] == 1
+            session = short.login()
+            rid = new_registrator(short, session)["id"]
+            time.sleep(max(0.0, first["expires_at"] - time.time()) + 0.5)
+            status, body = short.request(
+                "POST",
+                f"/v1/registrators/{rid}/activate",
+                {"code": first["code"]},
+                session=session,
+            )
+            assert status == 410, body
+            status, _ = short.request(
+                "POST",
+                f"/v1/registrators/{rid}/activate",
+                {"code": second["code"]},
+                session=session,
+            )
+            assert status == 200
+        finally:
+            fleet.stop_all()
+    finally:
+        short.stop()
+
+
+def test_reset_unlinks_and_shows_a_new_code(fleet, cloud, session, run_cli):
+    _, made = cloud.request("POST", "/v1/registrator-tokens", {}, session=session)
+    config, _, _ = nvr_config(fleet)
+    agent = fleet.start(config)
+    first = wait_for_code(agent)
+    assert run_cli(config, "nvr", "register", made["token"]).returncode == 0
+    agent.wait_for_state("connected")
+    refused = run_cli(config, "nvr", "code")
+    assert refused.returncode == 1
+    assert "linked" in refused.stderr
+    assert run_cli(config, "reset").returncode == 0
+    again = wait_for_code(agent)
+    assert again["code"] != first["code"]
+
+
+def test_nvr_checks_command(fleet, run_cli):
+    config, _, _ = nvr_config(fleet)
+    result = run_cli(config, "nvr", "checks", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    checks = {c["name"]: c for c in json.loads(result.stdout)}
+    assert checks["tls"]["status"] == "ok"
+    assert checks["archive disk"]["status"] in ("ok", "warn")
+    camera_config, _, _ = fleet.configure()
+    refused = run_cli(camera_config, "nvr", "code")
+    assert refused.returncode == 1
+    assert 'device.kind = "nvr"' in refused.stderr
