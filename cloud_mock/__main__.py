@@ -11,11 +11,12 @@ import sys
 from pathlib import Path
 
 from cloud_mock.fixtures import FixtureError
-from cloud_mock.keys import DEFAULT_COMMAND_TIMEOUT_S, DEFAULT_HEARTBEAT_S
+from cloud_mock.keys import DEFAULT_CODE_TTL_S, DEFAULT_COMMAND_TIMEOUT_S, DEFAULT_HEARTBEAT_S
 from cloud_mock.server import DEFAULT_PORT, Options, StartupError, run
 
 ENV_HEARTBEAT = "CAMAGENT_MOCK_HEARTBEAT_S"
 ENV_COMMAND_TIMEOUT = "CAMAGENT_MOCK_COMMAND_TIMEOUT_S"
+ENV_CODE_TTL = "CAMAGENT_MOCK_CODE_TTL_S"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,7 +25,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Mock cloud for camagent: provisioning service, VMS API, device channel.",
         epilog=f"Environment: {ENV_HEARTBEAT} (heartbeat told to devices, default "
         f"{DEFAULT_HEARTBEAT_S}), {ENV_COMMAND_TIMEOUT} (command wait, default "
-        f"{DEFAULT_COMMAND_TIMEOUT_S:g}).",
+        f"{DEFAULT_COMMAND_TIMEOUT_S:g}), {ENV_CODE_TTL} (NVR activation code lifetime, "
+        f"default {DEFAULT_CODE_TTL_S:g}).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument(
@@ -81,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             command_timeout_s=_env_number(
                 ENV_COMMAND_TIMEOUT, DEFAULT_COMMAND_TIMEOUT_S, integer=False
             ),
+            code_ttl_s=_env_number(ENV_CODE_TTL, DEFAULT_CODE_TTL_S, integer=False),
         )
         asyncio.run(run(options))
     except (FixtureError, StartupError) as error:

@@ -7,7 +7,16 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from cloud_mock import cameras, devices_ws, provisioning, test_hooks, users
+from cloud_mock import (
+    cameras,
+    devices_ws,
+    nvr_device,
+    provisioning,
+    registration_tokens,
+    registrators,
+    test_hooks,
+    users,
+)
 from cloud_mock.api import JSON_BODY_LIMIT, error_middleware
 from cloud_mock.clock import MockClock
 from cloud_mock.keys import CLOCK, CONFIG, STORE, MockConfig
@@ -26,6 +35,9 @@ def make_app(config: MockConfig, clock: MockClock | None = None) -> web.Applicat
     devices_ws.setup(app)
     users.add_routes(app)
     cameras.add_routes(app)
+    registrators.setup(app)
+    registration_tokens.add_routes(app)
+    nvr_device.add_routes(app)
     if config.test_hooks:
         test_hooks.add_routes(app)
     return app

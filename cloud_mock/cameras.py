@@ -82,6 +82,8 @@ async def add_camera(request: web.Request) -> web.Response:
     store, config = request.app[STORE], request.app[CONFIG]
     if store.camera_by_device(device_id) is not None:
         raise ApiError(409, f"a camera with device ID {device_id} already exists")
+    if store.registrator_by_device(device_id) is not None:
+        raise ApiError(409, f"device ID {device_id} belongs to an NVR, not a camera")
     # Slow on purpose (scrypt): off the event loop, once per camera.
     key = await asyncio.to_thread(derive_key, password, device_id)
     now = request.app[CLOCK].now()
@@ -103,7 +105,7 @@ async def add_camera(request: web.Request) -> web.Response:
     try:
         store.add_camera(camera, key, token)
     except DuplicateDevice:  # added by a concurrent request while we derived K
-        raise ApiError(409, f"a camera with device ID {device_id} already exists") from None
+        raise ApiError(409, f"device ID {device_id} is already in use") from None
     woken = request.app[WAITERS].notify(device_id)
     log.info("camera %s added to %s (%d waiting poll(s) woken)", device_id, org, woken)
     return web.json_response(

@@ -15,6 +15,7 @@ from cloud_mock.store import Store
 DEFAULT_HEARTBEAT_S = 30
 DEFAULT_COMMAND_TIMEOUT_S = 10.0
 MAX_HOLD_S = 120.0
+DEFAULT_CODE_TTL_S = 86_400.0  # NVR activation codes live 24 h (DESIGN §3)
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class MockConfig:
     heartbeat_s: int = DEFAULT_HEARTBEAT_S
     command_timeout_s: float = DEFAULT_COMMAND_TIMEOUT_S
     max_hold_s: float = MAX_HOLD_S
+    code_ttl_s: float = DEFAULT_CODE_TTL_S
     fixtures: Fixtures | None = None
 
 

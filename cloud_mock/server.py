@@ -28,6 +28,7 @@ from cloud_mock.clock import MockClock
 from cloud_mock.fixtures import Fixtures, load_fixtures
 from cloud_mock.keys import (
     CLOCK,
+    DEFAULT_CODE_TTL_S,
     DEFAULT_COMMAND_TIMEOUT_S,
     DEFAULT_HEARTBEAT_S,
     MockConfig,
@@ -56,6 +57,7 @@ class Options:
     test_hooks: bool = False
     heartbeat_s: int = DEFAULT_HEARTBEAT_S
     command_timeout_s: float = DEFAULT_COMMAND_TIMEOUT_S
+    code_ttl_s: float = DEFAULT_CODE_TTL_S
 
 
 @dataclass
@@ -180,6 +182,7 @@ async def _start_locked(
                 test_hooks=options.test_hooks,
                 heartbeat_s=options.heartbeat_s,
                 command_timeout_s=options.command_timeout_s,
+                code_ttl_s=options.code_ttl_s,
                 fixtures=fixtures,
             )
             app = make_app(config)

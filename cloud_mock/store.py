@@ -8,10 +8,11 @@ is a local, indexed, sub-millisecond operation, so no thread hop is worth it).
 from __future__ import annotations
 
 import contextlib
+import hmac
 import json
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -76,11 +77,62 @@ CREATE TABLE IF NOT EXISTS settings (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS registrators (
+    id TEXT PRIMARY KEY,
+    org TEXT NOT NULL REFERENCES orgs(name),
+    name TEXT NOT NULL,
+    note TEXT NOT NULL,
+    device TEXT NOT NULL,
+    created REAL NOT NULL,
+    broadcast TEXT NOT NULL,
+    archive TEXT NOT NULL,
+    cameras TEXT NOT NULL DEFAULT '[]',
+    pending_configure INTEGER NOT NULL DEFAULT 0,
+    device_id TEXT UNIQUE,
+    device_name TEXT NOT NULL DEFAULT '',
+    version TEXT NOT NULL DEFAULT '',
+    checks TEXT NOT NULL DEFAULT '[]',
+    token_jti TEXT UNIQUE,
+    linked_at REAL,
+    hello_at REAL,
+    last_seen REAL
+);
+CREATE INDEX IF NOT EXISTS registrators_org ON registrators(org, created);
+CREATE TABLE IF NOT EXISTS activations (
+    code TEXT PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    secret BLOB NOT NULL,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    checks TEXT NOT NULL,
+    created REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    activated_at REAL,
+    registrator_id TEXT
+);
+CREATE INDEX IF NOT EXISTS activations_device ON activations(device_id, created);
+CREATE TABLE IF NOT EXISTS registration_tokens (
+    id TEXT PRIMARY KEY,
+    token_hash TEXT NOT NULL UNIQUE,
+    org TEXT NOT NULL REFERENCES orgs(name),
+    created_by TEXT NOT NULL,
+    title TEXT NOT NULL,
+    note TEXT NOT NULL,
+    created REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    used_at REAL,
+    registrator_id TEXT
+);
+CREATE INDEX IF NOT EXISTS registration_tokens_org ON registration_tokens(org, created);
 """
 
 
 class DuplicateDevice(Exception):
-    """A camera with this device_id already exists."""
+    """A camera (or a linked NVR) with this device_id already exists."""
+
+
+class Conflict(Exception):
+    """A guarded change lost a race: what it relied on changed (the message says what)."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +171,71 @@ class ProvisioningEntry:
     device_id: str
     key: bytes
     token: str | None
+
+
+@dataclass(frozen=True)
+class Registrator:
+    """A virtual NVR of an org; `device_id` and the rest of the link are None until linked."""
+
+    id: str
+    org: str
+    name: str
+    note: str
+    device: str  # "virtual" | "network"
+    created: float
+    broadcast: dict[str, Any]
+    archive: dict[str, Any]
+    cameras: list[dict[str, str]] = field(default_factory=list)
+    pending_configure: bool = False
+    device_id: str | None = None
+    device_name: str = ""
+    version: str = ""
+    checks: list[dict[str, str]] = field(default_factory=list)
+    token_jti: str | None = None
+    linked_at: float | None = None
+    hello_at: float | None = None
+    last_seen: float | None = None
+
+
+@dataclass(frozen=True)
+class Link:
+    """What linking an NVR to a registrator records."""
+
+    device_id: str
+    device_name: str
+    version: str
+    checks: list[dict[str, str]]
+    token_jti: str
+    linked_at: float
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An activation code an NVR registered, with its secret and device-side checks."""
+
+    code: str
+    device_id: str
+    secret: bytes
+    name: str
+    version: str
+    checks: list[dict[str, str]]
+    created: float
+    expires_at: float
+    activated_at: float | None = None
+    registrator_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RegistrationToken:
+    id: str
+    org: str
+    created_by: str
+    title: str
+    note: str
+    created: float
+    expires_at: float
+    used_at: float | None = None
+    registrator_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -174,6 +291,12 @@ class Store:
             "INSERT INTO orgs(name, business) VALUES (?, ?) "
             "ON CONFLICT(name) DO UPDATE SET business = excluded.business",
             (name, int(business)),
+        )
+
+    def ensure_org(self, name: str, business: bool) -> None:
+        """Create the org if it does not exist; an existing one is left as it is."""
+        self._db.execute(
+            "INSERT OR IGNORE INTO orgs(name, business) VALUES (?, ?)", (name, int(business))
         )
 
     def org_is_business(self, name: str) -> bool | None:
@@ -241,6 +364,11 @@ class Store:
         """Create the camera and its provisioning entry together; DuplicateDevice if taken."""
         try:
             with self._transaction() as db:
+                linked = db.execute(
+                    "SELECT 1 FROM registrators WHERE device_id = ?", (camera.device_id,)
+                ).fetchone()
+                if linked is not None:
+                    raise DuplicateDevice(camera.device_id)
                 db.execute(
                     "INSERT INTO cameras(camera_id, org, device_id, name, created, token_jti, "
                     "hello_at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -357,6 +485,255 @@ class Store:
             for row in reversed(rows)
         ]
 
+    # --- registrators (virtual NVRs) ------------------------------------------------------
+
+    def add_registrator(self, registrator: Registrator) -> None:
+        self._db.execute(
+            "INSERT INTO registrators(id, org, name, note, device, created, broadcast, archive) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                registrator.id,
+                registrator.org,
+                registrator.name,
+                registrator.note,
+                registrator.device,
+                registrator.created,
+                json.dumps(registrator.broadcast),
+                json.dumps(registrator.archive),
+            ),
+        )
+
+    def get_registrator(self, registrator_id: str) -> Registrator | None:
+        row = self._db.execute(
+            "SELECT * FROM registrators WHERE id = ?", (registrator_id,)
+        ).fetchone()
+        return None if row is None else _registrator(row)
+
+    def registrator_by_jti(self, jti: str) -> Registrator | None:
+        row = self._db.execute("SELECT * FROM registrators WHERE token_jti = ?", (jti,)).fetchone()
+        return None if row is None else _registrator(row)
+
+    def registrator_by_device(self, device_id: str) -> Registrator | None:
+        row = self._db.execute(
+            "SELECT * FROM registrators WHERE device_id = ?", (device_id,)
+        ).fetchone()
+        return None if row is None else _registrator(row)
+
+    def registrators_of(self, org: str) -> list[Registrator]:
+        rows = self._db.execute(
+            "SELECT * FROM registrators WHERE org = ? ORDER BY created, rowid", (org,)
+        ).fetchall()
+        return [_registrator(row) for row in rows]
+
+    def update_registrator(self, registrator_id: str, **changes: Any) -> None:
+        """Change plain columns (name, note, device, broadcast, archive, cameras,
+        pending_configure); dicts and lists are stored as JSON."""
+        unknown = set(changes) - _REGISTRATOR_EDITABLE
+        if unknown:
+            raise ValueError(f"not editable: {', '.join(sorted(unknown))}")
+        if not changes:
+            return
+        columns = sorted(changes)
+        values = [_column_value(changes[c]) for c in columns]
+        assignments = ", ".join(f"{c} = ?" for c in columns)
+        self._db.execute(
+            f"UPDATE registrators SET {assignments} WHERE id = ?",  # noqa: S608 - names checked
+            (*values, registrator_id),
+        )
+
+    def registrator_seen(self, registrator_id: str, at: float, *, hello: bool = False) -> None:
+        if hello:
+            self._db.execute(
+                "UPDATE registrators SET last_seen = ?, hello_at = COALESCE(hello_at, ?) "
+                "WHERE id = ?",
+                (at, at, registrator_id),
+            )
+        else:
+            self._db.execute(
+                "UPDATE registrators SET last_seen = ? WHERE id = ?", (at, registrator_id)
+            )
+
+    def link_by_code(self, registrator_id: str, code: str, link: Link, token: str) -> None:
+        """Link the registrator, mark the code activated and store the token for the
+        provisioning service under the code's secret, all at once; Conflict if the
+        registrator was linked or the code activated in the meantime."""
+        with self._transaction() as db:
+            row = db.execute("SELECT secret FROM activations WHERE code = ?", (code,)).fetchone()
+            cursor = db.execute(
+                "UPDATE activations SET activated_at = ?, registrator_id = ? "
+                "WHERE code = ? AND activated_at IS NULL",
+                (link.linked_at, registrator_id, code),
+            )
+            if row is None or cursor.rowcount != 1:
+                raise Conflict("the code was already activated")
+            _link(db, registrator_id, link)
+            db.execute(
+                "INSERT OR REPLACE INTO provisioning(device_id, key, token, camera_id) "
+                "VALUES (?, ?, ?, NULL)",
+                (link.device_id, bytes(row["secret"]), token),
+            )
+
+    def add_registrator_by_token(self, token_id: str, registrator: Registrator, link: Link) -> None:
+        """Use the registration token (once only) and create the linked registrator;
+        Conflict if the token was used in the meantime."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE registration_tokens SET used_at = ?, registrator_id = ? "
+                "WHERE id = ? AND used_at IS NULL",
+                (link.linked_at, registrator.id, token_id),
+            )
+            if cursor.rowcount != 1:
+                raise Conflict("registration token already used")
+            db.execute(
+                "INSERT INTO registrators(id, org, name, note, device, created, broadcast, "
+                "archive) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    registrator.id,
+                    registrator.org,
+                    registrator.name,
+                    registrator.note,
+                    registrator.device,
+                    registrator.created,
+                    json.dumps(registrator.broadcast),
+                    json.dumps(registrator.archive),
+                ),
+            )
+            _link(db, registrator.id, link)
+            # An NVR linked with a token polls for nothing: no stale entry may linger.
+            db.execute(
+                "DELETE FROM provisioning WHERE device_id = ? AND camera_id IS NULL",
+                (link.device_id,),
+            )
+
+    def unlink_registrator(self, registrator_id: str, at: float) -> Registrator | None:
+        """Back to "pending": forget the device, revoke its token; settings are kept."""
+        with self._transaction() as db:
+            registrator = _revoke_registrator(db, registrator_id, at)
+            if registrator is not None:
+                db.execute(
+                    "UPDATE registrators SET device_id = NULL, device_name = '', version = '', "
+                    "checks = '[]', token_jti = NULL, linked_at = NULL, hello_at = NULL "
+                    "WHERE id = ?",
+                    (registrator_id,),
+                )
+        return registrator
+
+    def delete_registrator(self, registrator_id: str, at: float) -> Registrator | None:
+        """Remove the registrator, its provisioning entry and revoke its token, at once."""
+        with self._transaction() as db:
+            registrator = _revoke_registrator(db, registrator_id, at)
+            if registrator is not None:
+                db.execute("DELETE FROM registrators WHERE id = ?", (registrator_id,))
+        return registrator
+
+    # --- activation codes --------------------------------------------------------------------
+
+    def register_activation(self, activation: Activation, now: float, keep: int) -> Activation:
+        """Store a code an NVR registered; return what is stored.
+
+        The same NVR (device_id and secret) registering the same code again refreshes it
+        (an activated code stays as it is). A code that is live or activated for another
+        registration raises Conflict; an expired, unused one is replaced. Only the `keep`
+        newest codes of a device are kept.
+        """
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT * FROM activations WHERE code = ?", (activation.code,)
+            ).fetchone()
+            if row is not None:
+                old = _activation(row)
+                if old.device_id == activation.device_id and hmac.compare_digest(
+                    old.secret, activation.secret
+                ):
+                    if old.activated_at is not None:
+                        return old
+                    db.execute(
+                        "UPDATE activations SET name = ?, version = ?, checks = ?, "
+                        "expires_at = ? WHERE code = ?",
+                        (
+                            activation.name,
+                            activation.version,
+                            json.dumps(activation.checks),
+                            activation.expires_at,
+                            activation.code,
+                        ),
+                    )
+                    return _activation(
+                        db.execute(
+                            "SELECT * FROM activations WHERE code = ?", (activation.code,)
+                        ).fetchone()
+                    )
+                if old.activated_at is not None or old.expires_at > now:
+                    raise Conflict("code already in use")
+                db.execute("DELETE FROM activations WHERE code = ?", (activation.code,))
+            db.execute(
+                "INSERT INTO activations(code, device_id, secret, name, version, checks, "
+                "created, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    activation.code,
+                    activation.device_id,
+                    activation.secret,
+                    activation.name,
+                    activation.version,
+                    json.dumps(activation.checks),
+                    activation.created,
+                    activation.expires_at,
+                ),
+            )
+            db.execute(
+                "DELETE FROM activations WHERE device_id = ? AND code NOT IN (SELECT code "
+                "FROM activations WHERE device_id = ? ORDER BY created DESC, rowid DESC "
+                "LIMIT ?)",
+                (activation.device_id, activation.device_id, keep),
+            )
+        return activation
+
+    def get_activation(self, code: str) -> Activation | None:
+        row = self._db.execute("SELECT * FROM activations WHERE code = ?", (code,)).fetchone()
+        return None if row is None else _activation(row)
+
+    def activations_of(self, device_id: str) -> list[Activation]:
+        rows = self._db.execute(
+            "SELECT * FROM activations WHERE device_id = ? ORDER BY created, rowid", (device_id,)
+        ).fetchall()
+        return [_activation(row) for row in rows]
+
+    # --- registration tokens -------------------------------------------------------------------
+
+    def add_registration_token(self, token: RegistrationToken, token_hash: str) -> None:
+        self._db.execute(
+            "INSERT INTO registration_tokens(id, token_hash, org, created_by, title, note, "
+            "created, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                token.id,
+                token_hash,
+                token.org,
+                token.created_by,
+                token.title,
+                token.note,
+                token.created,
+                token.expires_at,
+            ),
+        )
+
+    def registration_token_by_hash(self, token_hash: str) -> RegistrationToken | None:
+        row = self._db.execute(
+            "SELECT * FROM registration_tokens WHERE token_hash = ?", (token_hash,)
+        ).fetchone()
+        return None if row is None else _registration_token(row)
+
+    def registration_tokens_of(self, org: str) -> list[RegistrationToken]:
+        rows = self._db.execute(
+            "SELECT * FROM registration_tokens WHERE org = ? ORDER BY created, rowid", (org,)
+        ).fetchall()
+        return [_registration_token(row) for row in rows]
+
+    def delete_registration_token(self, token_id: str, org: str) -> bool:
+        cursor = self._db.execute(
+            "DELETE FROM registration_tokens WHERE id = ? AND org = ?", (token_id, org)
+        )
+        return cursor.rowcount > 0
+
     # --- settings ----------------------------------------------------------------------
 
     def set_settings(self, settings: dict[str, Any]) -> None:
@@ -393,4 +770,107 @@ def _camera(row: sqlite3.Row) -> Camera:
         row["token_jti"],
         row["hello_at"],
         row["last_seen"],
+    )
+
+
+_REGISTRATOR_EDITABLE = frozenset(
+    {"name", "note", "device", "broadcast", "archive", "cameras", "pending_configure"}
+)
+
+
+def _column_value(value: Any) -> Any:
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def _link(db: sqlite3.Connection, registrator_id: str, link: Link) -> None:
+    cursor = db.execute(
+        "UPDATE registrators SET device_id = ?, device_name = ?, version = ?, checks = ?, "
+        "token_jti = ?, linked_at = ?, hello_at = NULL WHERE id = ? AND device_id IS NULL",
+        (
+            link.device_id,
+            link.device_name,
+            link.version,
+            json.dumps(link.checks),
+            link.token_jti,
+            link.linked_at,
+            registrator_id,
+        ),
+    )
+    if cursor.rowcount != 1:
+        raise Conflict("the registrator is gone or already linked")
+
+
+def _revoke_registrator(
+    db: sqlite3.Connection, registrator_id: str, at: float
+) -> Registrator | None:
+    row = db.execute("SELECT * FROM registrators WHERE id = ?", (registrator_id,)).fetchone()
+    if row is None:
+        return None
+    registrator = _registrator(row)
+    if registrator.device_id is not None:
+        db.execute(
+            "DELETE FROM provisioning WHERE device_id = ? AND camera_id IS NULL",
+            (registrator.device_id,),
+        )
+    if registrator.token_jti is not None:
+        db.execute(
+            "INSERT OR IGNORE INTO revoked_jtis(jti, revoked_at) VALUES (?, ?)",
+            (registrator.token_jti, at),
+        )
+    return registrator
+
+
+def _registrator(row: sqlite3.Row) -> Registrator:
+    return Registrator(
+        id=row["id"],
+        org=row["org"],
+        name=row["name"],
+        note=row["note"],
+        device=row["device"],
+        created=row["created"],
+        broadcast=json.loads(row["broadcast"]),
+        archive=json.loads(row["archive"]),
+        cameras=json.loads(row["cameras"]),
+        pending_configure=bool(row["pending_configure"]),
+        device_id=row["device_id"],
+        device_name=row["device_name"],
+        version=row["version"],
+        checks=json.loads(row["checks"]),
+        token_jti=row["token_jti"],
+        linked_at=row["linked_at"],
+        hello_at=row["hello_at"],
+        last_seen=row["last_seen"],
+    )
+
+
+def _activation(row: sqlite3.Row) -> Activation:
+    return Activation(
+        code=row["code"],
+        device_id=row["device_id"],
+        secret=bytes(row["secret"]),
+        name=row["name"],
+        version=row["version"],
+        checks=json.loads(row["checks"]),
+        created=row["created"],
+        expires_at=row["expires_at"],
+        activated_at=row["activated_at"],
+        registrator_id=row["registrator_id"],
+    )
+
+
+def _registration_token(row: sqlite3.Row) -> RegistrationToken:
+    return RegistrationToken(
+        id=row["id"],
+        org=row["org"],
+        created_by=row["created_by"],
+        title=row["title"],
+        note=row["note"],
+        created=row["created"],
+        expires_at=row["expires_at"],
+        used_at=row["used_at"],
+        registrator_id=row["registrator_id"],
     )

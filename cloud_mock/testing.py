@@ -6,6 +6,7 @@
         url, data_dir, process = cloud            # also cloud.url, cloud.ca_file, ...
         session = cloud.login()                   # admin, password from the data dir
         camera = cloud.add_camera(session, "aa:bb:cc:dd:ee:ff", "label-password")
+        nvr = cloud.add_registrator(session, "Server room")   # then cloud.activate(...)
         cloud.provisioning_log("aa:bb:cc:dd:ee:ff")
 
 The sync helpers use only the standard library (urllib), so they work from sync tests
@@ -165,6 +166,39 @@ class MockCloud(NamedTuple):
             {"name": name, "args": dict(args or {})},
             session=session,
         )
+
+    def add_registrator(
+        self, session: str, name: str, note: str = "", device: str = "virtual"
+    ) -> dict[str, Any]:
+        """POST /v1/registrators; returns the registrator object."""
+        answer: dict[str, Any] = self._ok(
+            201,
+            "POST",
+            "/v1/registrators",
+            {"name": name, "note": note, "device": device},
+            session,
+        )
+        return answer
+
+    def activate(self, session: str, registrator_id: str, code: str) -> dict[str, Any]:
+        """POST /v1/registrators/{id}/activate; returns the linked registrator."""
+        answer: dict[str, Any] = self._ok(
+            200, "POST", f"/v1/registrators/{registrator_id}/activate", {"code": code}, session
+        )
+        return answer
+
+    def registrator(self, session: str, registrator_id: str) -> dict[str, Any]:
+        answer: dict[str, Any] = self._ok(
+            200, "GET", f"/v1/registrators/{registrator_id}", session=session
+        )
+        return answer
+
+    def registration_token(self, session: str, title: str = "", note: str = "") -> str:
+        """POST /v1/registrator-tokens; returns the token (rt_…)."""
+        answer = self._ok(
+            201, "POST", "/v1/registrator-tokens", {"title": title, "note": note}, session
+        )
+        return str(answer["token"])
 
     # --- test hooks (need test_hooks=True) ---------------------------------------------------
 

@@ -82,6 +82,8 @@ _DUMMY_HASH = hash_password(secrets.token_hex(16))
 
 
 def apply_fixtures(store: Store, fixtures: Fixtures) -> None:
+    # Users of `demo` need it to exist before the built-in owner is made.
+    store.ensure_org(DEFAULT_ORG, True)
     for org in fixtures.orgs:
         store.upsert_org(org.name, org.business)
     for user in fixtures.users:
@@ -97,8 +99,11 @@ def apply_fixtures(store: Store, fixtures: Fixtures) -> None:
 
 
 def ensure_admin(store: Store, data_dir: Path) -> None:
-    """User `admin`, owner of org `demo` (business); its password is created once, kept."""
-    store.upsert_org(DEFAULT_ORG, True)
+    """User `admin`, owner of org `demo`; its password is created once, kept.
+
+    `demo` is made with a business account; fixtures may say otherwise, and win.
+    """
+    store.ensure_org(DEFAULT_ORG, True)
     path = data_dir / ADMIN_PASSWORD_FILE
     password = path.read_text().strip() if path.exists() else ""
     if not password:

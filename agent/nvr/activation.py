@@ -33,6 +33,7 @@ RENEW_MARGIN_MAX_S = 3600.0
 RENEW_MARGIN_FRACTION = 0.1
 CODE_ATTEMPTS = 3  # a fresh code collides with a live one about never; retry anyway
 MAX_ANSWER = 64 * 1024
+DATE_RESOLUTION_S = 1.0
 
 
 class RegistrationError(CamagentError):
@@ -87,12 +88,19 @@ def device_payload(device_id: str, name: str, version: str, checks: list[Check])
 
 
 async def register_code(
-    session: aiohttp.ClientSession, cloud_url: str, payload: dict[str, Any]
+    session: aiohttp.ClientSession,
+    cloud_url: str,
+    payload: dict[str, Any],
+    secret: str | None = None,
 ) -> Activation:
-    """Register a fresh code and secret; return what the NVR shows and polls with."""
+    """Register a fresh code; return what the NVR shows and polls with.
+
+    A renewal keeps the secret: a code shown earlier may still be entered in the cloud,
+    and the token it unlocks is sealed under the secret that code was registered with.
+    """
+    secret = secret or base64.b64encode(os.urandom(32)).decode()
     for _ in range(CODE_ATTEMPTS):
         code = activation_code.generate()
-        secret = base64.b64encode(os.urandom(32)).decode()
         status, answer, cloud_now = await _post(
             session, cloud_url + ACTIVATIONS_PATH, {**payload, "code": code, "secret": secret}
         )
@@ -107,7 +115,8 @@ async def register_code(
             url = str(answer["activation_url"])
         except (KeyError, TypeError, ValueError):
             raise WireError("the cloud's answer to the activation code is malformed") from None
-        lifetime = max(0.0, expires - (cloud_now or time.time()))
+        # The Date header counts whole seconds: assume the code has one second less.
+        lifetime = max(0.0, expires - (cloud_now or time.time()) - DATE_RESOLUTION_S)
         return Activation(code, secret, time.time() + lifetime, lifetime, url)
     raise RegistrationError("the cloud refused every activation code offered (all in use?)")
 

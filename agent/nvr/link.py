@@ -54,12 +54,12 @@ class NvrLink:
         """The secret to poll with: that of a live code, registered anew when due."""
         current = self.activation()
         if current is None or current.needs_renewal(time.time()):
-            current = await self._register(session)
+            current = await self._register(session, current.secret if current else None)
         return current.key()
 
-    async def _register(self, session: aiohttp.ClientSession) -> Activation:
+    async def _register(self, session: aiohttp.ClientSession, secret: str | None) -> Activation:
         payload = await self._payload()
-        activation = await register_code(session, self.config.cloud.url, payload)
+        activation = await register_code(session, self.config.cloud.url, payload, secret)
         self._save(lambda r: replace(r, activation=activation.to_json()))
         expires = time.strftime("%Y-%m-%d %H:%M", time.localtime(activation.expires_at))
         log.info(

@@ -49,3 +49,16 @@ async def client(mock: RunningMock) -> AsyncIterator[aiohttp.ClientSession]:
 @pytest.fixture
 async def auth(client: aiohttp.ClientSession, mock: RunningMock) -> dict[str, str]:
     return await login(client, mock.data_dir)
+
+
+@pytest.fixture
+async def team(tmp_path: Path) -> AsyncIterator[RunningMock]:
+    """A mock with the users and orgs of nvr_helpers.TEAM_FIXTURES (and admin of demo)."""
+    from tests.cloud_mock.nvr_helpers import write_team_fixtures
+
+    fixtures = write_team_fixtures(tmp_path / "team.json")
+    running = await start(mock_options(tmp_path / "team", fixtures=fixtures))
+    try:
+        yield running
+    finally:
+        await running.stop()

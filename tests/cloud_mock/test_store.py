@@ -6,7 +6,19 @@ from pathlib import Path
 
 import pytest
 
-from cloud_mock.store import Camera, DuplicateDevice, PollRecord, Session, Store, User
+from cloud_mock.store import (
+    Activation,
+    Camera,
+    Conflict,
+    DuplicateDevice,
+    Link,
+    PollRecord,
+    RegistrationToken,
+    Registrator,
+    Session,
+    Store,
+    User,
+)
 
 
 def camera(camera_id: str = "c1", device_id: str = "aa:bb:cc:dd:ee:01") -> Camera:
@@ -96,3 +108,42 @@ def test_state_survives_reopen(tmp_path: Path) -> None:
     assert store.settings() == {"captcha": {"after_failures": 3}}
     assert store.org_is_business("demo") is True
     assert store.org_is_business("nope") is None
+
+
+def _registrator(rid: str = "r1") -> Registrator:
+    return Registrator(rid, "demo", "nvr", "", "virtual", 100.0, {}, {})
+
+
+def _link(device_id: str = "aa:bb:cc:00:00:01", jti: str = "jti-r") -> Link:
+    return Link(device_id, "rack", "1.0", [], jti, 120.0)
+
+
+def test_a_registration_token_is_used_once(store: Store) -> None:
+    store.add_registration_token(RegistrationToken("t1", "demo", "admin", "", "", 1.0, 9.0), "h")
+    store.add_registrator_by_token("t1", _registrator("r1"), _link())
+    with pytest.raises(Conflict):
+        store.add_registrator_by_token("t1", _registrator("r2"), _link("aa:bb:cc:00:00:02", "j2"))
+    assert store.get_registrator("r2") is None  # rolled back
+    token = store.registration_token_by_hash("h")
+    assert token is not None
+    assert (token.used_at, token.registrator_id) == (120.0, "r1")
+
+
+def test_a_code_links_once_and_a_linked_device_is_no_camera(store: Store) -> None:
+    code = Activation("AAAA-BBBB-CCCC", "aa:bb:cc:00:00:01", b"s" * 32, "n", "v", [], 1.0, 9.0)
+    store.register_activation(code, now=2.0, keep=5)
+    store.add_registrator(_registrator("r1"))
+    store.add_registrator(_registrator("r2"))
+    store.link_by_code("r1", code.code, _link(), "nvr-token")
+    entry = store.provisioning_entry("aa:bb:cc:00:00:01")
+    assert entry is not None
+    assert (entry.key, entry.token) == (b"s" * 32, "nvr-token")
+    with pytest.raises(Conflict):
+        store.link_by_code("r2", code.code, _link(jti="j2"), "other")
+    with pytest.raises(DuplicateDevice):
+        store.add_camera(camera(device_id="aa:bb:cc:00:00:01"), b"k" * 32, "t")
+
+    removed = store.delete_registrator("r1", 200.0)
+    assert removed is not None
+    assert store.is_revoked("jti-r")
+    assert store.provisioning_entry("aa:bb:cc:00:00:01") is None

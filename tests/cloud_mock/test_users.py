@@ -171,3 +171,28 @@ async def test_admin_password_is_kept_across_restarts(tmp_path: Path) -> None:
             await login(client, running.data_dir)
     finally:
         await running.stop()
+
+
+async def test_fixtures_may_put_users_in_demo_and_take_its_business_account(
+    tmp_path: Path,
+) -> None:
+    fixtures = tmp_path / "fixtures.json"
+    fixtures.write_text(
+        json.dumps(
+            {
+                "orgs": [{"name": "demo", "business": False}],
+                "users": [{"login": "vera", "password": "v", "org": "demo", "role": "viewer"}],
+            }
+        )
+    )
+    running = await start(mock_options(tmp_path / "cloud", fixtures=fixtures))
+    try:
+        store = running.app[STORE]
+        assert store.org_is_business("demo") is False
+        admin = store.get_user("admin")
+        assert admin is not None
+        assert (admin.org, admin.role) == ("demo", "owner")
+        async with client_for(running) as client:
+            await login(client, running.data_dir, login_name="vera", password="v")
+    finally:
+        await running.stop()
