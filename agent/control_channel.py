@@ -94,7 +94,7 @@ class ControlChannel:
                 self.url,
                 headers={"Authorization": f"Bearer {self.token}"},
                 max_msg_size=MAX_MESSAGE,
-                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5),
+                timeout=_close_timeout(),
             ) as ws:
                 return await self._converse(ws)
         except aiohttp.WSServerHandshakeError as exc:
@@ -177,3 +177,9 @@ class ControlChannel:
 
 
 _TIMEOUT: Any = object()
+
+
+def _close_timeout() -> Any:
+    """5 s to close, no receive timeout (we keep our own), in aiohttp 3.8 (Debian 12) too."""
+    ws_timeout = getattr(aiohttp, "ClientWSTimeout", None)
+    return ws_timeout(ws_receive=None, ws_close=5) if ws_timeout else 5.0
