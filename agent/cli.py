@@ -182,6 +182,10 @@ def cmd_nvr(args: argparse.Namespace) -> int:
 def format_activation(activation: dict[str, Any]) -> str:
     from agent.qr.terminal import render
 
+    try:
+        qr = render(activation["activation_url"])
+    except ImportError:  # qrcode is recommended, not required, on small images
+        qr = "(install python3-qrcode to see the URL as a QR code)"
     return "\n".join(
         [
             f"Activation code:  {activation['code']}",
@@ -189,13 +193,19 @@ def format_activation(activation: dict[str, Any]) -> str:
             "Enter it in the cloud (Registrators → Add registrator → Connect), or open:",
             f"  {activation['activation_url']}",
             "",
-            render(activation["activation_url"]),
+            qr,
         ]
     )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from agent import demo
+    try:
+        from agent import demo
+    except ImportError:  # the Debian package ships the agent without the mock cloud
+        raise CamagentError(
+            "the demo needs the mock cloud (cloud_mock), which this installation does not "
+            "have: run scripts/demo.sh from a source checkout"
+        ) from None
 
     return demo.run(once=args.once)
 

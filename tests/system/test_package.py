@@ -1,0 +1,152 @@
+"""The Debian package on a booted systemd: install, run as a hardened service, survive
+crashes and hangs, connect to the cloud, purge. Slow: run alone with `pytest -m slow`."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+
+import pytest
+
+from tests.system.conftest import ROOT, copy_in
+
+pytestmark = pytest.mark.slow
+
+DEVICE_ID = "02:5e:00:00:00:01"
+PASSWORD = "system-test-label-password"
+
+
+def main_pid(container) -> int:
+    return int(
+        container.run(["systemctl", "show", "-p", "MainPID", "--value", "camagent"]).stdout.strip()
+    )
+
+
+def wait_active(container, timeout: float = 30, not_pid: int = 0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = container.run(["systemctl", "is-active", "camagent"], check=False).stdout.strip()
+        pid = main_pid(container)
+        if state == "active" and pid and pid != not_pid:
+            return pid
+        time.sleep(0.2)
+    log = container.run(["journalctl", "-u", "camagent", "--no-pager", "-n", "40"], check=False)
+    raise AssertionError(f"camagent not active (again) in {timeout} s:\n{log.stdout}")
+
+
+def status(container) -> dict:
+    return json.loads(container.run(["camagent", "status", "--json"]).stdout)
+
+
+def wait_state(container, state: str, timeout: float = 20) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = status(container)
+        if current["state"] == state:
+            return current
+        time.sleep(0.2)
+    raise AssertionError(f"state {state!r} not reached: {status(container)}")
+
+
+def test_static_checks_of_the_package_and_unit(deb):
+    lintian = subprocess.run(
+        ["lintian", "--allow-root", str(deb)], capture_output=True, text=True, check=False
+    )
+    assert not re.search(r"^[EW]:", lintian.stdout, re.M), lintian.stdout
+    security = subprocess.run(
+        [
+            "systemd-analyze",
+            "security",
+            "--offline=yes",
+            "--no-pager",
+            str(ROOT / "packaging" / "camagent.service"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    exposure = re.search(r"Overall exposure level for camagent\.service: ([\d.]+)", security.stdout)
+    assert exposure, security.stdout + security.stderr
+    assert float(exposure.group(1)) <= 2.0
+
+
+def test_install_starts_a_hardened_service_that_verifies_clean(container, deb):
+    copy_in(container, deb, "/root/camagent.deb")
+    container.run(["apt-get", "install", "-y", "/root/camagent.deb"], timeout=300)
+    assert container.run(["systemctl", "is-enabled", "camagent"]).stdout.strip() == "enabled"
+    verify = container.run(["systemd-analyze", "verify", "camagent.service"], check=False)
+    assert verify.stdout + verify.stderr == ""
+    assert container.run(["id", "-u", "camagent"]).stdout.strip() != "0"
+    # The default config points at cloud.example.com: the service runs (provisioning).
+    pid = wait_active(container)
+    uid = container.run(["id", "-u", "camagent"]).stdout.strip()
+    proc = container.run(["cat", f"/proc/{pid}/status"]).stdout
+    assert re.search(rf"^Uid:\s+{uid}\s", proc, re.M), "the daemon does not run as camagent"
+    assert re.search(r"^CapEff:\s+0+$", proc, re.M), "the daemon holds capabilities"
+    assert re.search(r"^NoNewPrivs:\s+1$", proc, re.M)
+    owner = container.run(["stat", "-c", "%U %a", "/var/lib/camagent"]).stdout.split()
+    assert owner == ["camagent", "700"]
+
+
+def test_the_service_connects_to_the_cloud_on_the_host(container, host_cloud):
+    copy_in(container, host_cloud.ca_file, "/etc/camagent/ca.pem")
+    copy_in(container, host_cloud.signing_key_file, "/etc/camagent/cloud-keys.pem")
+    container.path("/etc/camagent/password").write_text(PASSWORD + "\n")
+    container.run(["chown", "root:camagent", "/etc/camagent/password"])
+    container.run(["chmod", "0640", "/etc/camagent/password"])
+    container.path("/etc/camagent/agent.toml").write_text(
+        f'[device]\nid = "{DEVICE_ID}"\n'
+        f'[cloud]\nurl = "{host_cloud.url}"\nca_file = "/etc/camagent/ca.pem"\n'
+        'trust_keys = ["/etc/camagent/cloud-keys.pem"]\n'
+        "[provisioning]\nfast_interval = 3\nlong_poll = 2\n"
+    )
+    container.run(["systemctl", "restart", "camagent"])
+    wait_active(container)
+    wait_state(container, "provisioning")
+    session = host_cloud.login()
+    host_cloud.add_camera(session, DEVICE_ID, PASSWORD, "system test camera")
+    connected = wait_state(container, "connected")
+    assert connected["token"]["present"] is True
+    fields = container.run(
+        ["journalctl", "-u", "camagent", "-o", "json", "--no-pager", "STATE=connected"]
+    ).stdout.splitlines()
+    assert fields, "no journal entry carries STATE=connected"
+    assert json.loads(fields[-1])["DEVICE_ID"] == DEVICE_ID
+
+
+def test_a_crashed_daemon_is_restarted_and_keeps_its_token(container):
+    pid = wait_active(container)
+    container.run(["systemctl", "kill", "--kill-whom=main", "-s", "SEGV", "camagent"])
+    wait_active(container, not_pid=pid)
+    wait_state(container, "connected")
+
+
+def test_a_hung_daemon_is_killed_by_the_watchdog_and_restarted(container):
+    dropin = container.path("/etc/systemd/system/camagent.service.d/watchdog.conf")
+    dropin.parent.mkdir(parents=True, exist_ok=True)
+    dropin.write_text("[Service]\nWatchdogSec=3\n")  # shrunk for the test
+    container.run(["systemctl", "daemon-reload"])
+    container.run(["systemctl", "restart", "camagent"])
+    pid = wait_active(container)
+    time.sleep(4)  # several watchdog periods: a healthy daemon is left alone
+    assert main_pid(container) == pid
+    # The event loop stops: no more WATCHDOG=1.
+    container.run(["systemctl", "kill", "--kill-whom=main", "-s", "STOP", "camagent"])
+    new_pid = wait_active(container, timeout=30, not_pid=pid)
+    assert new_pid != pid
+    log = container.run(["journalctl", "-u", "camagent", "--no-pager"]).stdout
+    assert "Watchdog timeout" in log
+    dropin.unlink()
+    container.run(["systemctl", "daemon-reload"])
+    container.run(["systemctl", "restart", "camagent"])
+    wait_state(container, "connected")
+
+
+def test_purge_removes_the_service_and_the_state(container):
+    container.run(["apt-get", "purge", "-y", "camagent"], timeout=120)
+    assert not container.path("/var/lib/camagent").exists()
+    assert not container.path("/usr/bin/camagent").exists()
+    gone = container.run(["systemctl", "is-active", "camagent"], check=False)
+    assert gone.stdout.strip() in ("inactive", "unknown")
