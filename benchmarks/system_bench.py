@@ -4,27 +4,9 @@ the package's installed size, and service start → READY=1 as systemd records i
 from __future__ import annotations
 
 import shutil
-import subprocess
-from pathlib import Path
 
 from benchmarks.common import BenchmarkError, Context, Row, median
-from tests.system.container import Container
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _build_deb(ctx: Context) -> Path:
-    out = ctx.new_dir("deb")
-    result = subprocess.run(
-        [str(ROOT / "packaging" / "build-deb.sh"), str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise BenchmarkError(f"building the package failed: {result.stderr[-500:]}")
-    return Path(result.stdout.strip().splitlines()[-1])
+from tests.system.container import Container, build_deb
 
 
 def _monotonic_us(container: Container, prop: str) -> int:
@@ -34,7 +16,10 @@ def _monotonic_us(container: Container, prop: str) -> int:
 
 def service_ready(ctx: Context) -> list[Row]:
     runs = 3 if ctx.quick else 10
-    deb = _build_deb(ctx)
+    try:
+        deb = build_deb(ctx.new_dir("deb"))
+    except RuntimeError as exc:
+        raise BenchmarkError(str(exc)[-500:]) from None
     container = Container(ctx.new_dir("container") / "root", name="cambench")
     ctx.stack.callback(container.shutdown)
     container.boot()

@@ -3,30 +3,20 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from agent import sandbox
-from tests.system.container import Container
+from tests.system.container import ROOT, Container, build_deb
 
-ROOT = Path(__file__).resolve().parents[2]
+__all__ = ["ROOT", "copy_in"]
 
 
 @pytest.fixture(scope="session")
 def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("deb")
-    result = subprocess.run(
-        [str(ROOT / "packaging" / "build-deb.sh"), str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return Path(result.stdout.strip().splitlines()[-1])
+    return build_deb(tmp_path_factory.mktemp("deb"))
 
 
 @pytest.fixture(scope="session")

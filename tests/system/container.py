@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("CAMAGENT_ROOTFS_CACHE", "/var/cache/camagent-tests"))
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
@@ -151,3 +152,17 @@ class Container:
                 self.nspawn.send_signal(signal.SIGKILL)
                 self.nspawn.wait()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def build_deb(out: Path) -> Path:
+    """Build the package from this checkout (packaging/build-deb.sh); return the .deb."""
+    result = subprocess.run(
+        [str(ROOT / "packaging" / "build-deb.sh"), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"building the package failed:\n{result.stdout}{result.stderr}")
+    return Path(result.stdout.strip().splitlines()[-1])
