@@ -54,6 +54,7 @@ BENCHMARKS: list[Benchmark] = [
     Benchmark(
         "service_ready", system_bench.service_ready, "p50 <= 400 ms", "booted container, systemd"
     ),
+    Benchmark("install_one_liner", system_bench.install_one_liner, "", "booted container"),
 ]
 NAMES = [b.name for b in BENCHMARKS]
 

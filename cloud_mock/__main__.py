@@ -43,6 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--fixtures", type=Path, help="JSON file with orgs, users, settings")
     parser.add_argument(
+        "--packages",
+        type=Path,
+        metavar="DIR",
+        help="serve camagent_*_all.deb / camagent-*.whl from DIR for /install.sh",
+    )
+    parser.add_argument(
         "--test-hooks",
         action="store_true",
         help="enable /v1/test/* (clock, provisioning log, faults)",
@@ -78,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             port=args.port,
             data_dir=args.data_dir,
             fixtures=args.fixtures,
+            packages=args.packages,
             test_hooks=args.test_hooks,
             heartbeat_s=int(_env_number(ENV_HEARTBEAT, DEFAULT_HEARTBEAT_S, integer=True)),
             command_timeout_s=_env_number(

@@ -10,6 +10,7 @@ from aiohttp import web
 from cloud_mock import (
     cameras,
     devices_ws,
+    installer,
     nvr_device,
     provisioning,
     registration_tokens,
@@ -38,6 +39,7 @@ def make_app(config: MockConfig, clock: MockClock | None = None) -> web.Applicat
     registrators.setup(app)
     registration_tokens.add_routes(app)
     nvr_device.add_routes(app)
+    installer.setup(app)
     if config.test_hooks:
         test_hooks.add_routes(app)
     return app

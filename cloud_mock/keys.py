@@ -29,6 +29,7 @@ class MockConfig:
     max_hold_s: float = MAX_HOLD_S
     code_ttl_s: float = DEFAULT_CODE_TTL_S
     fixtures: Fixtures | None = None
+    packages_dir: Path | None = None  # served at /packages/ (--packages)
 
 
 CONFIG = web.AppKey("config", MockConfig)

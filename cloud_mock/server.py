@@ -58,6 +58,7 @@ class Options:
     heartbeat_s: int = DEFAULT_HEARTBEAT_S
     command_timeout_s: float = DEFAULT_COMMAND_TIMEOUT_S
     code_ttl_s: float = DEFAULT_CODE_TTL_S
+    packages: Path | None = None  # served at /packages/, pointed to by /install.sh
 
 
 @dataclass
@@ -158,6 +159,8 @@ def _prepare_data_dir(path: Path) -> Path:
 async def start(options: Options) -> RunningMock:
     # Fixtures first: a bad file must stop us before anything changes.
     fixtures = load_fixtures(options.fixtures) if options.fixtures is not None else None
+    if options.packages is not None and not options.packages.is_dir():
+        raise StartupError(f"--packages {options.packages}: not a directory")
     data_dir = _prepare_data_dir(options.data_dir)
     lock_fd = _lock(data_dir)
     try:
@@ -184,6 +187,7 @@ async def _start_locked(
                 command_timeout_s=options.command_timeout_s,
                 code_ttl_s=options.code_ttl_s,
                 fixtures=fixtures,
+                packages_dir=options.packages.resolve() if options.packages else None,
             )
             app = make_app(config)
             # handler_cancellation: a device that gives up on a held long-poll must free

@@ -237,6 +237,7 @@ def mock_command(
     host: str = "127.0.0.1",
     test_hooks: bool = True,
     fixtures: Path | None = None,
+    packages: Path | None = None,
 ) -> list[str]:
     command = [
         sys.executable,
@@ -251,6 +252,8 @@ def mock_command(
     ]
     if fixtures is not None:
         command += ["--fixtures", str(fixtures)]
+    if packages is not None:
+        command += ["--packages", str(packages)]
     if test_hooks:
         command.append("--test-hooks")
     return command
@@ -273,13 +276,15 @@ def start_mock_cloud(
     host: str = "127.0.0.1",
     test_hooks: bool = True,
     fixtures: Path | None = None,
+    packages: Path | None = None,
     env: Mapping[str, str] | None = None,
     timeout: float = START_TIMEOUT_S,
 ) -> MockCloud:
     """Start `python -m cloud_mock` and return once it listens (it printed its URL).
 
     stderr (the mock's log) goes to DATA_DIR/cloud_mock.log.  `env` adds variables,
-    e.g. {"CAMAGENT_MOCK_HEARTBEAT_S": "1"}.  Raises MockCloudError with the log tail
+    e.g. {"CAMAGENT_MOCK_HEARTBEAT_S": "1"}.  `packages`: a directory of .deb/.whl files
+    that `/install.sh` points to (`--packages`).  Raises MockCloudError with the log tail
     if the mock exits or does not get ready within `timeout`.
     """
     data_dir = Path(data_dir).resolve()
@@ -287,7 +292,14 @@ def start_mock_cloud(
     log_file = data_dir / LOG_FILE
     with log_file.open("ab") as log:
         process = subprocess.Popen(
-            mock_command(data_dir, port=port, host=host, test_hooks=test_hooks, fixtures=fixtures),
+            mock_command(
+                data_dir,
+                port=port,
+                host=host,
+                test_hooks=test_hooks,
+                fixtures=fixtures,
+                packages=Path(packages).resolve() if packages is not None else None,
+            ),
             stdout=subprocess.PIPE,
             stderr=log,
             stdin=subprocess.DEVNULL,
