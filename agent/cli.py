@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     nvr_register.add_argument("token", metavar="TOKEN")
     nvr_checks = nvr_sub.add_parser("checks", help="the device-side checks the cloud shows")
     nvr_checks.add_argument("--json", action="store_true", help="print JSON for scripts")
+    qr = sub.add_parser("qr", help="QR cards: make them (reading comes with the camera)")
+    qr_sub = qr.add_subparsers(dest="qr_command", required=True, metavar="ACTION")
+    from agent.qr import make as qr_make
+
+    qr_make.add_parser(qr_sub)
     demo = sub.add_parser("demo", help="mock cloud + agent on loopback, the story narrated")
     demo.add_argument("--once", action="store_true", help="exit when the camera is connected")
     doctor = sub.add_parser("doctor", help="check config, state, clock, DNS and TLS")
@@ -198,6 +203,12 @@ def format_activation(activation: dict[str, Any]) -> str:
     )
 
 
+def cmd_qr(args: argparse.Namespace) -> int:
+    from agent.qr import make as qr_make
+
+    return qr_make.run(args)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     try:
         from agent import demo
@@ -229,6 +240,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "token": cmd_token,
     "poll-now": cmd_poll_now,
     "nvr": cmd_nvr,
+    "qr": cmd_qr,
     "demo": cmd_demo,
     "doctor": cmd_doctor,
 }

@@ -40,3 +40,7 @@ class ActivationCodeError(CamagentError):
 
 class CodeMistypedError(ActivationCodeError):
     """Every character is valid but the check character does not match: a typo."""
+
+
+class QrPayloadError(CamagentError):
+    """A QR code's text is a WIFI: or CAMAGENT: payload that is malformed."""

@@ -6,10 +6,12 @@ set -eu
 cd "$(dirname "$0")/.."
 
 # libsystemd-dev + pkg-config: to build systemd-python (journal fields, sd_notify).
-# The rest: the Debian package and the booted-container system tests (tests/system).
+# Then: the Debian package and the booted-container system tests (tests/system);
+# libzbar0 for pyzbar (the QR fallback decoder).
 APT_PACKAGES="libsystemd-dev pkg-config gcc python3-dev python3-venv
     dpkg-dev debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools
-    lintian shellcheck dash systemd-container mmdebstrap"
+    lintian shellcheck dash systemd-container mmdebstrap
+    libzbar0"
 
 missing=""
 for pkg in $APT_PACKAGES; do

@@ -6,10 +6,11 @@ from __future__ import annotations
 _BLOCKS = {(False, False): "█", (True, False): "▄", (False, True): "▀", (True, True): " "}
 
 
-def render(text: str) -> str:
+def render(text: str, error_correction: str = "M") -> str:
     import qrcode  # lazy: the daemon never draws
 
-    code = qrcode.QRCode(border=2, error_correction=qrcode.constants.ERROR_CORRECT_M)
+    level = {"L": qrcode.constants.ERROR_CORRECT_L, "M": qrcode.constants.ERROR_CORRECT_M}
+    code = qrcode.QRCode(border=2, error_correction=level[error_correction])
     code.add_data(text)
     code.make(fit=True)
     matrix: list[list[bool]] = code.get_matrix()

@@ -1,0 +1,204 @@
+"""QR payloads: WiFi escaping, field orders, WPA3 forms, tokens, combined cards, and
+hostile or truncated text — never anything but a clear QrPayloadError."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent.errors import CamagentError, QrPayloadError
+from agent.qr import make
+from agent.qr.payloads import WifiNetwork, escape, parse, token_payload, wifi_payload
+
+TOKEN = "eyJhbGciOiJFZERTQSJ9." + "A" * 86
+
+
+@pytest.mark.parametrize(
+    ("text", "ssid", "password", "security", "hidden"),
+    [
+        ("WIFI:T:WPA;S:mynetwork;P:mypass123;;", "mynetwork", "mypass123", "WPA", False),
+        ("WIFI:S:mynetwork;T:WPA;P:mypass123;H:true;;", "mynetwork", "mypass123", "WPA", True),
+        ("WIFI:P:mypass123;H:false;S:mynetwork;T:WPA2;;", "mynetwork", "mypass123", "WPA", False),
+        ("WIFI:T:nopass;S:open cafe;;", "open cafe", "", "nopass", False),
+        ("WIFI:S:open;;", "open", "", "nopass", False),
+        ("WIFI:T:WEP;S:old;P:0123456789;;", "old", "0123456789", "WEP", False),
+        ("WIFI:T:SAE;S:new;P:longpassword;;", "new", "longpassword", "SAE", False),
+        ("WIFI:T:WPA3;S:new;P:longpassword;;", "new", "longpassword", "SAE", False),
+        (
+            r"WIFI:T:WPA;S:a\;b\,c\:d\"e\\f;P:p\;q\,r\:s\"t\\u;;",
+            'a;b,c:d"e\\f',
+            'p;q,r:s"t\\u',
+            "WPA",
+            False,
+        ),
+        ('WIFI:T:WPA;S:"123";P:"quoted pass";;', "123", "quoted pass", "WPA", False),
+        ("wifi:t:wpa;s:lower;p:password1;;", "lower", "password1", "WPA", False),
+        (
+            "WIFI:T:WPA;S:Caf\u00e9 \u2615;P:m\u00f6t\u00f6rhead;;",
+            "Caf\u00e9 \u2615",
+            "m\u00f6t\u00f6rhead",
+            "WPA",
+            False,
+        ),
+        ("WIFI:T:WPA;S:trunc;P:password1", "trunc", "password1", "WPA", False),  # no ;;
+    ],
+)
+def test_wifi_cards(text, ssid, password, security, hidden):
+    payload = parse(text)
+    assert payload.type == "wifi"
+    assert payload.wifi == WifiNetwork(ssid, password, security, hidden)
+
+
+def test_wpa3_percent_encoded_form():
+    payload = parse("WIFI:T:WPA;R:1;S:my%3Bnet%20%F0%9F%93%B7;P:pa%25ss%3Aword;K:MDkwEwYH;;")
+    assert payload.wifi is not None
+    assert payload.wifi.ssid == "my;net \U0001f4f7"
+    assert payload.wifi.password == "pa%ss:word"
+    assert payload.wifi.security == "SAE"
+    assert payload.wifi.transition_disable == 1
+    assert payload.wifi.public_key == "MDkwEwYH"
+    # R:0 keeps WPA2 compatibility on: still a WPA network
+    assert parse("WIFI:T:WPA;R:0;S:x;P:password1;;").wifi.security == "WPA"
+
+
+def test_combined_and_token_cards():
+    combined = parse(f"WIFI:T:WPA;S:site;P:password1;CT:{TOKEN};;")
+    assert combined.type == "combined"
+    assert combined.token == TOKEN
+    assert combined.wifi is not None
+    assert combined.wifi.ssid == "site"
+    assert parse(TOKEN) == parse(TOKEN)
+    assert parse(TOKEN).type == "token"
+    assert parse(TOKEN).token == TOKEN
+    assert parse(f"CAMAGENT:T:{TOKEN};;").token == TOKEN
+    assert parse(f"  {TOKEN}\n").token == TOKEN
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("https://cloud.example.com/x?y=1", "url"),
+        ("HTTP://A.B", "url"),
+        ("MEBKM:URL:http\\://en.wikipedia.org;;", "text"),
+        ("hello world", "text"),
+        ("a.b.c", "text"),
+        ("", "text"),
+        ("ftp://x", "text"),
+    ],
+)
+def test_everything_else_is_url_or_text(text, kind):
+    assert parse(text).type == kind
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("WIFI:T:WPA;P:password1;;", "no network name"),
+        ("WIFI:T:WPA;S:x;;", "needs a password"),
+        ("WIFI:T:WPA;S:x;P:short;;", "8 to 63"),
+        ("WIFI:T:WPA9;S:x;P:password1;;", "is not WPA"),
+        ("WIFI:T:WPA;S:x;P:password1;H:maybe;;", "H:"),
+        ("WIFI:T:WPA;S:x;S:y;P:password1;;", "appears twice"),
+        ("WIFI:T:WPA;S:x;P:password1\\", "lone backslash"),
+        ("WIFI:T:WPA;S:" + "x" * 33 + ";P:password1;;", "32 bytes"),
+        ("WIFI:T:WPA;S:x;P:password1;CT:not-a-token;;", "CT:"),
+        ("WIFI:T:WPA;R:zz;S:x;P:password1;;", "R:"),
+        ("WIFI:garbage;;", "has no ':'"),
+        ("CAMAGENT:T:;;", "no token"),
+        ("CAMAGENT:T:nope;;", "does not hold"),
+    ],
+)
+def test_malformed_payloads_say_why(text, words):
+    with pytest.raises(QrPayloadError, match=words.replace("\\", "\\\\")):
+        parse(text)
+
+
+@given(st.text(max_size=300))
+def test_any_text_parses_or_is_a_clear_error(text):
+    try:
+        payload = parse(text)
+    except QrPayloadError as exc:
+        message = str(exc)
+        assert message.startswith(("WIFI:", "CAMAGENT:"))
+    else:
+        assert payload.type in ("wifi", "token", "combined", "url", "text")
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=300))
+def test_truncated_wifi_payloads_never_crash(tail):
+    for cut in range(0, len(tail) + 1, 7):
+        with contextlib.suppress(QrPayloadError):
+            parse("WIFI:" + tail[:cut])
+
+
+HOSTILE = st.text(
+    alphabet=st.sampled_from(list(';,:"\\ aZ\u00e9\u4e2d\U0001f4f7')), min_size=1, max_size=12
+)
+
+
+@given(
+    ssid=HOSTILE,
+    password=st.text(
+        alphabet=st.sampled_from(list(';,:"\\ aZ\u00e9\u4e2d')), min_size=8, max_size=40
+    ),
+    hidden=st.booleans(),
+    security=st.sampled_from(["WPA", "SAE", "WEP"]),
+)
+def test_make_then_parse_round_trips_any_network(ssid, password, hidden, security):
+    if (
+        len(ssid.encode()) > 32
+        or ssid.strip() != ssid
+        or (ssid.startswith('"') and ssid.endswith('"'))
+    ):
+        return
+    if password.startswith('"') and password.endswith('"'):
+        return
+    network = WifiNetwork(ssid, password, security, hidden)
+    for token in ("", TOKEN):
+        payload = parse(wifi_payload(network, token))
+        assert payload.wifi == network
+        assert payload.token == token
+        assert payload.type == ("combined" if token else "wifi")
+
+
+def test_escape_and_token_payload():
+    assert escape('a;b,c:d"e\\f') == 'a\\;b\\,c\\:d\\"e\\\\f'
+    assert token_payload(TOKEN) == f"CAMAGENT:T:{TOKEN};;"
+
+
+def _args(**kw):
+    base = {
+        "qr_kind": "wifi",
+        "ssid": "x",
+        "password": "",
+        "security": None,
+        "hidden": False,
+        "token": "",
+        "png": None,
+    }
+    return argparse.Namespace(**{**base, **kw})
+
+
+def test_qr_make_builds_what_was_asked_and_refuses_bad_cards(tmp_path):
+    assert parse(make.payload_from_args(_args(password="password1"))).wifi.security == "WPA"
+    assert parse(make.payload_from_args(_args())).wifi.security == "nopass"
+    combined = make.payload_from_args(_args(password="password1", token=TOKEN))
+    assert parse(combined).type == "combined"
+    assert make.payload_from_args(argparse.Namespace(qr_kind="token", token=TOKEN)) == (
+        f"CAMAGENT:T:{TOKEN};;"
+    )
+    with pytest.raises(CamagentError, match="8 to 63"):
+        make.payload_from_args(_args(password="short"))
+    with pytest.raises(CamagentError, match="would read as text"):
+        make.payload_from_args(argparse.Namespace(qr_kind="url", url="not a url"))
+    with pytest.raises(CamagentError, match="does not hold a camagent token"):
+        make.payload_from_args(argparse.Namespace(qr_kind="token", token="garbage"))
+    drawing = make.terminal(combined)
+    assert max(len(line) for line in drawing.splitlines()) <= 80
+    png = tmp_path / "card.png"
+    make.write_png(combined, png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
