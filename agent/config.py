@@ -74,6 +74,13 @@ class NvrConfig:
 
 
 @dataclass(frozen=True)
+class QrConfig:
+    source: str = ""  # the camera's own video: /dev/videoN, rtsp://…, or a file
+    scan_when_unprovisioned: bool = True  # scan while there is no token (no-op without a source)
+    fps: float = 2.0
+
+
+@dataclass(frozen=True)
 class Config:
     device: DeviceConfig = field(default_factory=DeviceConfig)
     cloud: CloudConfig = field(default_factory=CloudConfig)
@@ -81,6 +88,7 @@ class Config:
     paths: PathsConfig = field(default_factory=PathsConfig)
     local_api: LocalApiConfig = field(default_factory=LocalApiConfig)
     nvr: NvrConfig = field(default_factory=NvrConfig)
+    qr: QrConfig = field(default_factory=QrConfig)
     source: str = "<defaults>"
 
     @property
@@ -103,6 +111,7 @@ _SECTIONS: dict[str, type] = {
     "paths": PathsConfig,
     "local_api": LocalApiConfig,
     "nvr": NvrConfig,
+    "qr": QrConfig,
 }
 
 
@@ -248,6 +257,8 @@ def _validate(config: Config) -> None:
         fail("provisioning.long_poll", "must be 0 (plain polls) or more seconds")
     if not 0 < config.local_api.port < 65536:
         fail("local_api.port", "must be a TCP port from 1 to 65535")
+    if not 0 < config.qr.fps <= 30:
+        fail("qr.fps", "must be more than 0 and at most 30 frames a second")
     for key in ("state_dir", "run_dir"):
         if not getattr(config.paths, key):
             fail(f"paths.{key}", "must not be empty")

@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 
     from agent.nvr.link import NvrLink
     from agent.provisioning.client import PollOutcome
+    from agent.qr.payloads import Payload
+    from agent.qr.watcher import QrWatcher
 
 log = logging.getLogger("camagent")
 
@@ -89,6 +91,7 @@ class Daemon:
         self._rescheduled = asyncio.Event()  # wakes the poll loop when the schedule moved
         self._session: aiohttp.ClientSession | None = None
         self._tls: ssl.SSLContext | None = None
+        self.qr_watcher: QrWatcher | None = None
         self.nvr: NvrLink | None = None
         if config.device.kind == "nvr":
             from agent.nvr.link import NvrLink
@@ -125,6 +128,8 @@ class Daemon:
             log.info("stopping")
             for task in (self._poll_task, self._channel_task, watchdog):
                 await _cancel(task)
+            if self.qr_watcher is not None:
+                await self.qr_watcher.stop()
             server.close()
             await server.wait_closed()
             with contextlib.suppress(FileNotFoundError):
@@ -199,6 +204,7 @@ class Daemon:
             self.connected_since = time.time() if step.state is DeviceState.CONNECTED else None
             logging_setup.set_context(STATE=step.state.value)
             log.info("state: %s", step.state.value)
+            await self._follow_qr_scanning()
             sd_notify.notify(f"STATUS={self._status_line()}")
 
     async def _do(self, action: Action, event: Event) -> None:
@@ -226,6 +232,43 @@ class Daemon:
             case Action.DISCONNECT:
                 await _cancel(self._channel_task)
                 self._channel_task = None
+
+    # -- QR cards seen by the camera ---------------------------------------------------
+
+    async def _follow_qr_scanning(self) -> None:
+        """Scan the camera's own video while there is no token; stop once there is one."""
+        qr = self.config.qr
+        wanted = bool(qr.source) and qr.scan_when_unprovisioned and self.state in UNLINKED
+        if wanted and self.qr_watcher is None:
+            from agent.qr.watcher import QrWatcher
+
+            self.qr_watcher = QrWatcher(qr, self._qr_payload)
+        if self.qr_watcher is None:
+            return
+        if wanted:
+            self.qr_watcher.start()
+        elif self.qr_watcher.running:
+            await self.qr_watcher.stop()
+            log.info("QR scanning stopped: the device holds a token")
+
+    async def _qr_payload(self, payload: Payload) -> None:
+        if payload.wifi is not None:
+            from agent.qr import wifi
+
+            try:
+                applied = await asyncio.to_thread(wifi.apply, payload.wifi)
+            except CamagentError as exc:
+                log.warning("WiFi from a QR card not applied: %s", exc)
+            else:
+                log.info("joined WiFi %r from a QR card (%s)", payload.wifi.ssid, applied.tool)
+                self.post(PollNowRequested("new link"))
+        if payload.token:
+            try:
+                claims = self.verifier.verify(payload.token)
+            except TokenError as exc:
+                log.warning("token from a QR card refused: %s", exc)
+                return
+            self.post(TokenAccepted(claims.raw, "qr"))
 
     def _save(self, change: Callable[[DeviceRecord], DeviceRecord]) -> None:
         """Persist a change; if the disk refuses, keep running on the in-memory state."""
