@@ -50,10 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     nvr_register.add_argument("token", metavar="TOKEN")
     nvr_checks = nvr_sub.add_parser("checks", help="the device-side checks the cloud shows")
     nvr_checks.add_argument("--json", action="store_true", help="print JSON for scripts")
-    qr = sub.add_parser("qr", help="QR cards: make them (reading comes with the camera)")
+    qr = sub.add_parser("qr", help="QR codes: read WiFi/token cards, make cards")
     qr_sub = qr.add_subparsers(dest="qr_command", required=True, metavar="ACTION")
     from agent.qr import make as qr_make
+    from agent.qr import scan as qr_scan
 
+    qr_scan.add_parser(qr_sub)
     qr_make.add_parser(qr_sub)
     demo = sub.add_parser("demo", help="mock cloud + agent on loopback, the story narrated")
     demo.add_argument("--once", action="store_true", help="exit when the camera is connected")
@@ -204,6 +206,10 @@ def format_activation(activation: dict[str, Any]) -> str:
 
 
 def cmd_qr(args: argparse.Namespace) -> int:
+    if args.qr_command == "scan":
+        from agent.qr import scan as qr_scan
+
+        return qr_scan.run(args, lambda: _config(args)[0])
     from agent.qr import make as qr_make
 
     return qr_make.run(args)

@@ -44,3 +44,7 @@ class CodeMistypedError(ActivationCodeError):
 
 class QrPayloadError(CamagentError):
     """A QR code's text is a WIFI: or CAMAGENT: payload that is malformed."""
+
+
+class QrError(CamagentError):
+    """A QR source (image, video, camera, stream) that cannot be opened or read."""

@@ -23,7 +23,15 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from benchmarks import daemon_bench, mock_bench, nvr_bench, online_bench, system_bench
+from benchmarks import (
+    daemon_bench,
+    mock_bench,
+    nvr_bench,
+    online_bench,
+    qr_bench,
+    qr_daemon_bench,
+    system_bench,
+)
 from benchmarks.common import Context, Extra, Row, error_row, python_label, raise_nofile
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
@@ -51,6 +59,8 @@ BENCHMARKS: list[Benchmark] = [
         "activate_to_online", nvr_bench.activate_to_online, "p50 <= 1000 ms", "activate -> online"
     ),
     Benchmark("activation_code_cost", nvr_bench.activation_code_cost, "", "timeit"),
+    Benchmark("qr_decode", qr_bench.qr_decode, ">= 88 of 89 read", "../shared/qr-bench"),
+    Benchmark("qr_daemon_memory", qr_daemon_bench.qr_daemon_memory, "<= 48 MiB", "VmRSS"),
     Benchmark(
         "service_ready", system_bench.service_ready, "p50 <= 400 ms", "booted container, systemd"
     ),

@@ -7,11 +7,13 @@ cd "$(dirname "$0")/.."
 
 # libsystemd-dev + pkg-config: to build systemd-python (journal fields, sd_notify).
 # Then: the Debian package and the booted-container system tests (tests/system);
-# libzbar0 for pyzbar (the QR fallback decoder).
+# libzbar0 for pyzbar (the QR fallback decoder); GStreamer's RTSP server for the QR
+# tests' real RTSP stream.
 APT_PACKAGES="libsystemd-dev pkg-config gcc python3-dev python3-venv
     dpkg-dev debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools
     lintian shellcheck dash systemd-container mmdebstrap
-    libzbar0"
+    libzbar0 python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
+    gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly"
 
 missing=""
 for pkg in $APT_PACKAGES; do

@@ -1,0 +1,218 @@
+"""QR cards end to end: `camagent qr make` → PNG → `camagent qr scan`, and a daemon that
+watches its own video in a child process, joins the WiFi and takes the token on a card.
+There is no radio here: nmcli is a recording stand-in on PATH."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.qr.payloads import parse
+
+pytestmark = pytest.mark.e2e
+
+HOSTILE_SSID = 'Café ";\\: 📷'
+HOSTILE_PASSWORD = 'p;a,s:s"w\\o rd ü'
+
+
+def test_every_kind_round_trips_through_png_and_the_reader(tmp_path, run_cli, fleet, add_camera):
+    _config, device_id, password = fleet.configure()
+    token = add_camera(device_id, password)["token"]
+    cards = {
+        "wifi": ["wifi", "--ssid", HOSTILE_SSID, "--password", HOSTILE_PASSWORD, "--hidden"],
+        "combined": [
+            "wifi",
+            "--ssid",
+            HOSTILE_SSID,
+            "--password",
+            HOSTILE_PASSWORD,
+            "--security",
+            "SAE",
+            "--token",
+            token,
+        ],
+        "token": ["token", token],
+        "url": ["url", "https://cloud.example.com/registrators/activate?code=ABCD"],
+    }
+    files = []
+    for kind, argv in cards.items():
+        png = tmp_path / f"{kind}.png"
+        made = run_cli(None, "qr", "make", *argv, "--png", str(png))
+        assert made.returncode == 0, made.stderr
+        files.append(str(png))
+    result = run_cli(None, "qr", "scan", "--json", *files)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["payloads"][0]["type"] for line in lines] == list(cards)
+    wifi = parse(lines[0]["payloads"][0]["text"]).wifi
+    assert wifi is not None
+    assert (wifi.ssid, wifi.password, wifi.hidden) == (HOSTILE_SSID, HOSTILE_PASSWORD, True)
+    combined = parse(lines[1]["payloads"][0]["text"])
+    assert combined.token == token
+    assert combined.wifi is not None
+    assert combined.wifi.security == "SAE"
+    assert parse(lines[2]["payloads"][0]["text"]).token == token
+
+
+def _video_with_card(path: Path, card_png: Path, blank_seconds: float = 2.0) -> None:
+    import cv2
+    import numpy as np
+
+    card = cv2.imread(str(card_png))
+    height, width = 480, 640
+    frame = np.full((height, width, 3), 200, np.uint8)
+    scale = min(height, width) * 0.8 / max(card.shape[:2])
+    card = cv2.resize(card, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+    y, x = (height - card.shape[0]) // 2, (width - card.shape[1]) // 2
+    with_card = frame.copy()
+    with_card[y : y + card.shape[0], x : x + card.shape[1]] = card
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 10, (width, height))
+    for _ in range(int(blank_seconds * 10)):
+        writer.write(frame)
+    for _ in range(20):
+        writer.write(with_card)
+    writer.release()
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_the_daemon_reads_a_card_in_its_video_joins_wifi_and_connects(
+    tmp_path, fleet, cloud, session, run_cli
+):
+    # The owner typed another password in the cloud: polls never bring the token, the card must.
+    config, device_id, _ = fleet.configure(fast_interval=2.0, long_poll=1.0)
+    token = cloud.add_camera(session, device_id, "what-the-owner-typed")["token"]
+    card = tmp_path / "card.png"
+    made = run_cli(
+        None,
+        "qr",
+        "make",
+        "wifi",
+        "--ssid",
+        HOSTILE_SSID,
+        "--password",
+        HOSTILE_PASSWORD,
+        "--token",
+        token,
+        "--png",
+        str(card),
+    )
+    assert made.returncode == 0, made.stderr
+    video = tmp_path / "camera.avi"
+    _video_with_card(video, card)
+    config.write_text(config.read_text() + f'\n[qr]\nsource = "{video}"\nfps = 5\n')
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    calls = tmp_path / "nmcli.log"
+    nmcli = bindir / "nmcli"
+    nmcli.write_text(
+        f"#!{sys.executable}\nimport json, sys\n"
+        f"open({str(calls)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+    )
+    nmcli.chmod(0o755)
+    agent = fleet.start(config, env={"PATH": f"{bindir}:{os.environ['PATH']}"})
+    idle_rss = _rss_kib(agent.process.pid)
+    agent.wait_for_state("connected", timeout=30)
+    log = agent.log_text()
+    assert "scanning" in log
+    assert f"joined WiFi {HOSTILE_SSID!r}" in log
+    assert "QR scanning stopped: the device holds a token" in log
+    recorded = [json.loads(line) for line in calls.read_text().splitlines()]
+    add = next(c for c in recorded if c[:2] == ["connection", "add"])
+    assert add[add.index("ssid") + 1] == HOSTILE_SSID
+    assert add[add.index("wifi-sec.psk") + 1] == HOSTILE_PASSWORD
+    # The heavy libraries lived in the child: the daemon never mapped them.
+    maps = Path(f"/proc/{agent.process.pid}/maps").read_text()
+    assert "cv2" not in maps
+    assert "zxing" not in maps
+    assert _rss_kib(agent.process.pid) < idle_rss + 16 * 1024
+    assert agent.status()["token"]["jti"]
+
+
+def test_scan_apply_with_a_garbage_card_changes_nothing(tmp_path, run_cli, fleet):
+    config, _, _ = fleet.configure()
+    card = tmp_path / "text.png"
+    assert (
+        run_cli(None, "qr", "make", "url", "https://x.example", "--png", str(card)).returncode == 0
+    )
+    result = run_cli(config, "qr", "scan", "--apply", str(card))
+    assert result.returncode == 0
+    assert "nothing to apply" in result.stdout
+    missing = run_cli(config, "qr", "scan", "--json", str(tmp_path / "none.png"))
+    assert missing.returncode == 1
+    assert "no such file" in json.loads(missing.stdout)["error"]
+
+
+def test_a_card_shown_on_a_real_rtsp_stream_after_blank_seconds(tmp_path, run_cli):
+    import socket
+    import subprocess
+
+    card = tmp_path / "card.png"
+    assert (
+        run_cli(
+            None,
+            "qr",
+            "make",
+            "wifi",
+            "--ssid",
+            HOSTILE_SSID,
+            "--password",
+            HOSTILE_PASSWORD,
+            "--png",
+            str(card),
+        ).returncode
+        == 0
+    )
+    video = tmp_path / "stream.avi"
+    _video_with_card(video, card, blank_seconds=3.0)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [
+            "/usr/bin/python3",
+            str(Path(__file__).with_name("rtsp_server.py")),
+            str(video),
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline().strip() == "ready", server.stderr.read()
+        started = time.monotonic()
+        result = run_cli(
+            None,
+            "qr",
+            "scan",
+            "--json",
+            "--timeout",
+            "20",
+            "--fps",
+            "5",
+            f"rtsp://127.0.0.1:{port}/cam",
+        )
+        took = time.monotonic() - started
+    finally:
+        server.terminate()
+        server.wait()
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = json.loads(result.stdout)
+    assert found["found"] is True
+    wifi = parse(found["payloads"][0]["text"]).wifi
+    assert wifi is not None
+    assert wifi.ssid == HOSTILE_SSID
+    assert took >= 2.5, "the card only appears after the blank seconds"
