@@ -1,19 +1,31 @@
 #!/bin/sh
 # Sets up a development checkout on Debian 12: system packages, .venv, the project.
-# Safe to run again: it only installs what is missing. Usage: scripts/setup.sh
+# Safe to run again: it only installs what is missing.
+#   scripts/setup.sh           what the demo needs (a venv with the project)
+#   scripts/setup.sh --tests   everything the tests need too
 set -eu
 
 cd "$(dirname "$0")/.."
 
-# libsystemd-dev + pkg-config: to build systemd-python (journal fields, sd_notify).
-# Then: the Debian package and the booted-container system tests (tests/system);
-# libzbar0 for pyzbar (the QR fallback decoder); GStreamer's RTSP server for the QR
-# tests' real RTSP stream.
-APT_PACKAGES="libsystemd-dev pkg-config gcc python3-dev python3-venv
-    dpkg-dev debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools
-    lintian shellcheck dash systemd-container mmdebstrap
-    libzbar0 python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
-    gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly"
+for_tests=false
+[ "${1:-}" = "--tests" ] && for_tests=true
+
+# The venv itself; gcc and the headers for wheels that compile.
+APT_PACKAGES="python3-venv python3-dev gcc"
+if $for_tests; then
+    # libsystemd-dev + pkg-config: to build systemd-python (journal fields, sd_notify);
+    # the Debian package and the booted-container system tests (tests/system);
+    # libzbar0 for pyzbar (the QR fallback decoder); GStreamer's RTSP server for the QR
+    # tests' real RTSP stream.
+    APT_PACKAGES="$APT_PACKAGES libsystemd-dev pkg-config
+        dpkg-dev debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools
+        lintian shellcheck dash systemd-container mmdebstrap
+        libzbar0 python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
+        gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly"
+    EXTRAS="dev,systemd"
+else
+    EXTRAS="none"
+fi
 
 missing=""
 for pkg in $APT_PACKAGES; do
@@ -33,12 +45,18 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 
-# Reinstall only when the dependency list changed.
+# Reinstall only when the dependency list or the extras asked for changed; the test
+# extras include the demo's, so a test setup serves the demo too.
 stamp=".venv/.camagent-deps"
-want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    echo "setup: installing Python packages into .venv"
-    .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e '.[dev,systemd]'
-    echo "$want" > "$stamp"
-fi
+want="$(sha256sum pyproject.toml | cut -d' ' -f1) $EXTRAS"
+have="$(cat "$stamp" 2>/dev/null || true)"
+case "$have" in
+    "$want" | "$(echo "$want" | cut -d' ' -f1) dev,systemd") ;;
+    *)
+        echo "setup: installing Python packages into .venv"
+        .venv/bin/python -m pip install -q --upgrade pip
+        if [ "$EXTRAS" = none ]; then target="."; else target=".[$EXTRAS]"; fi
+        .venv/bin/python -m pip install -q -e "$target"
+        echo "$want" > "$stamp"
+        ;;
+esac

@@ -3,7 +3,7 @@
 # Extra arguments go to pytest (e.g. `scripts/test.sh -m "not slow"`).
 set -eu
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --tests
 echo "test: ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
