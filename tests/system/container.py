@@ -93,25 +93,25 @@ class Container:
             stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
+        # nspawn's first child sets the namespaces up and only then becomes systemd: enter
+        # the container through the process that already is systemd, nothing earlier.
         while not self.leader:
             if self.nspawn.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the container did not start; see {log.name}")
-            children = Path(f"/proc/{self.nspawn.pid}/task/{self.nspawn.pid}/children")
-            pids = children.read_text().split() if children.exists() else []
-            self.leader = int(pids[0]) if pids else 0
+            self.leader = _descendant_named(self.nspawn.pid, "systemd")
             time.sleep(0.05)
-        # Until systemd inside listens on its bus, systemctl answers nothing: ask again.
+        # Until systemd inside listens on its bus, systemctl answers nothing (or "offline"
+        # while it is still starting): ask again.
         answer = ""
-        while not answer:
+        while answer not in ("running", "degraded"):
             if time.monotonic() > deadline:
-                raise RuntimeError("the container's systemd never answered")
+                raise RuntimeError(f"the container's systemd is {answer or 'silent'!r}")
             state = self.run(
                 ["systemctl", "is-system-running", "--wait"], check=False, timeout=timeout
             )
             answer = state.stdout.strip()
-            time.sleep(0.1 if not answer else 0)
-        if answer not in ("running", "degraded"):
-            raise RuntimeError(f"the container's systemd is {answer!r}")
+            if answer not in ("running", "degraded", "starting", "initializing"):
+                time.sleep(0.1)
 
     def run(
         self,
@@ -152,6 +152,26 @@ class Container:
                 self.nspawn.send_signal(signal.SIGKILL)
                 self.nspawn.wait()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _descendant_named(pid: int, name: str) -> int:
+    """The first process below `pid` whose command name is `name`, or 0."""
+    pending = [pid]
+    while pending:
+        current = pending.pop(0)
+        children = Path(f"/proc/{current}/task/{current}/children")
+        try:
+            kids = [int(k) for k in children.read_text().split()]
+        except OSError:
+            continue
+        for kid in kids:
+            try:
+                if Path(f"/proc/{kid}/comm").read_text().strip() == name:
+                    return kid
+            except OSError:
+                continue
+            pending.append(kid)
+    return 0
 
 
 def build_deb(out: Path) -> Path:
