@@ -46,8 +46,11 @@ def _describe(text: str) -> tuple[dict[str, Any], Payload | None]:
 def scan_source(source: str, timeout: float, fps: float | None) -> dict[str, Any]:
     from agent.qr.sources import scan
 
+    def valid(codes: list[Any]) -> bool:  # a card we could apply ends the watch
+        return any(_describe(code.text)[0]["type"] in APPLICABLE for code in codes)
+
     try:
-        decoded = scan(source, timeout=timeout, fps=fps)
+        decoded = scan(source, timeout=timeout, fps=fps, accept=valid)
     except CamagentError as exc:
         return {"source": source, "found": False, "payloads": [], "error": str(exc)}
     payloads = [_describe(code.text)[0] for code in decoded]

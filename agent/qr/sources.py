@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -151,12 +151,20 @@ def _capture_frames(
 
 
 def scan(
-    source: str, timeout: float | None = 10.0, fps: float | None = None, use_pyzbar: bool = False
+    source: str,
+    timeout: float | None = 10.0,
+    fps: float | None = None,
+    use_pyzbar: bool = False,
+    accept: Callable[[list[Decoded]], bool] | None = None,
 ) -> list[Decoded]:
     """Codes in `source`: an image is decoded once; a video, camera or stream frame by
-    frame until one frame yields a code, the video ends, or `timeout` passes ([] then)."""
+    frame until a frame yields codes that `accept` takes (any code, by default), the video
+    ends, or `timeout` passes. Returns the accepted codes, else the last ones seen."""
+    seen: list[Decoded] = []
     for frame in frames(source, fps=fps, timeout=timeout):
         found = decode_frame(frame, use_pyzbar=use_pyzbar)
         if found:
-            return found
-    return []
+            seen = found
+            if accept is None or accept(found):
+                return found
+    return seen

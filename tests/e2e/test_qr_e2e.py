@@ -216,3 +216,47 @@ def test_a_card_shown_on_a_real_rtsp_stream_after_blank_seconds(tmp_path, run_cl
     assert wifi is not None
     assert wifi.ssid == HOSTILE_SSID
     assert took >= 2.5, "the card only appears after the blank seconds"
+
+
+def test_a_video_is_watched_until_a_card_that_can_be_applied(tmp_path, run_cli):
+    import cv2
+
+    url_card, wifi_card = tmp_path / "url.png", tmp_path / "wifi.png"
+    assert (
+        run_cli(
+            None, "qr", "make", "url", "https://shop.example/poster", "--png", str(url_card)
+        ).returncode
+        == 0
+    )
+    assert (
+        run_cli(
+            None,
+            "qr",
+            "make",
+            "wifi",
+            "--ssid",
+            "site",
+            "--password",
+            "password1",
+            "--png",
+            str(wifi_card),
+        ).returncode
+        == 0
+    )
+    first, second = tmp_path / "a.avi", tmp_path / "b.avi"
+    _video_with_card(first, url_card, blank_seconds=0.5)
+    _video_with_card(second, wifi_card, blank_seconds=0.5)
+    joined = tmp_path / "both.avi"
+    writer = cv2.VideoWriter(str(joined), cv2.VideoWriter.fourcc(*"MJPG"), 10, (640, 480))
+    for part in (first, second):
+        capture = cv2.VideoCapture(str(part))
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            writer.write(frame)
+        capture.release()
+    writer.release()
+    result = run_cli(None, "qr", "scan", "--json", str(joined))
+    assert result.returncode == 0, result.stderr
+    assert [p["type"] for p in json.loads(result.stdout)["payloads"]] == ["wifi"]
