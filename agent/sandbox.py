@@ -7,7 +7,6 @@ processes, real TLS with the mock's own CA, intervals shrunk through configurati
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from typing import Any
 
 from agent import control_socket
 from agent.errors import CamagentError
-from cloud_mock.testing import MockCloud, MockCloudError, start_mock_cloud
+from cloud_mock.testing import MockCloud, MockCloudError, start_mock_cloud, stop_process
 
 __all__ = [
     "Agent",
@@ -45,17 +44,6 @@ def _wait_for(predicate: Any, timeout: float, what: str, process: subprocess.Pop
             raise SandboxError(f"{what}: the process exited with code {process.returncode}")
         time.sleep(0.01)
     raise SandboxError(f"{what}: not ready after {timeout:.0f} s")
-
-
-def _stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return process.returncode
 
 
 # -- the mock cloud: started by its own package's helper ---------------------------------
@@ -161,7 +149,7 @@ class Agent:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> int:
-        return _stop(self.process)
+        return stop_process(self.process, 10.0)
 
     def kill(self) -> None:
         self.process.kill()

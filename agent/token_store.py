@@ -195,8 +195,8 @@ class TokenStore:
         try:
             key = path.read_bytes()
         except FileNotFoundError:
-            if cred:
-                raise
+            if cred:  # the credential vanished between the check and the read
+                raise StateError(f"the state key {path} disappeared while reading it") from None
             return self._make_key(path)
         except OSError as exc:
             raise StateError(f"cannot read the state key {path}: {exc.strerror}") from None

@@ -72,16 +72,10 @@ class MockCloud(NamedTuple):
 
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM, wait (SIGKILL after `timeout`); return the exit status."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        code = stop_process(self.process, timeout)
         if self.process.stdout is not None:
             self.process.stdout.close()
-        return self.process.returncode
+        return code
 
     # --- API helpers -----------------------------------------------------------------------
 
@@ -219,6 +213,18 @@ class MockCloud(NamedTuple):
             "/v1/test/provisioning/fault",
             {"status": status, "retry_after": retry_after, "count": count},
         )
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 15.0) -> int:
+    """SIGTERM, wait (SIGKILL after `timeout`); return the exit status."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
 
 
 def _json_or_none(raw: bytes) -> Any:
