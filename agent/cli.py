@@ -57,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     qr_scan.add_parser(qr_sub)
     qr_make.add_parser(qr_sub)
+    from agent.cloud import cli as cloud_cli
+    from agent.finder import cli as finder_cli
+
+    finder_cli.add_parser(sub)
+    cloud_cli.add_parser(sub)
     demo = sub.add_parser("demo", help="mock cloud + agent on loopback, the story narrated")
     demo.add_argument("--once", action="store_true", help="exit when the camera is connected")
     doctor = sub.add_parser("doctor", help="check config, state, clock, DNS and TLS")
@@ -215,6 +220,18 @@ def cmd_qr(args: argparse.Namespace) -> int:
     return qr_make.run(args)
 
 
+def cmd_finder(args: argparse.Namespace) -> int:
+    from agent.finder import cli as finder_cli
+
+    return finder_cli.run(args)
+
+
+def cmd_cloud(args: argparse.Namespace) -> int:
+    from agent.cloud import cli as cloud_cli
+
+    return cloud_cli.run(args)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     try:
         from agent import demo
@@ -242,6 +259,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run,
     "status": cmd_status,
+    "finder": cmd_finder,
+    "cloud": cmd_cloud,
     "reset": cmd_reset,
     "token": cmd_token,
     "poll-now": cmd_poll_now,

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from cloud_mock import (
     cameras,
+    console,
     devices_ws,
     installer,
     nvr_device,
@@ -40,6 +41,7 @@ def make_app(config: MockConfig, clock: MockClock | None = None) -> web.Applicat
     registration_tokens.add_routes(app)
     nvr_device.add_routes(app)
     installer.setup(app)
+    console.setup(app)
     if config.test_hooks:
         test_hooks.add_routes(app)
     return app

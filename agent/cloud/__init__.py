@@ -1,0 +1,1 @@
+"""`camagent cloud …`: server profiles and sessions in the cloud (DESIGN §4)."""

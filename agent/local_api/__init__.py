@@ -1,0 +1,1 @@
+"""The device's local HTTPS API and its mDNS announcement (DESIGN §5)."""
