@@ -12,6 +12,14 @@ A read is correct when one decoded text equals the expected text once trailing C
 stripped from both; a misread is a code-bearing image whose reads are all different; a
 false positive is any read on one of the no-code photos. Targets are checked against the
 `pipeline` (what ships).
+
+One expected text is wrong (ERRATA): the code in qrcode-2/13.png holds "…aerial
+photography of…" while the manifest (copied from ZXing's 13.txt) says "photograph". Two
+independent decoders, each checking the code's Reed-Solomon error correction, read the
+same text, and ZXing's own test expects only 30 of the set's 31 images to pass. A read of
+the text the code really holds is reported in its own column, `erratum`, never as a
+correct read: the read count stays strict, and the misread target is checked with it
+set apart.
 """
 
 from __future__ import annotations
@@ -28,6 +36,12 @@ NO_CODE_SET = "falsepositives-2"
 TARGET_READ = 88
 TARGET_1080P_MS = 10.0
 TARGET_720P_MS = 4.0
+ERRATA = {
+    "qrcode-2/13.png": (
+        "The 2005 USGS aerial photography of the Washington Monument is censored.",
+        "the manifest says 'photograph'; the code holds 'photography' (zxing-cpp and zbar agree)",
+    ),
+}
 
 
 def _decoders() -> dict[str, Callable[[Any], list[str]]]:
@@ -90,7 +104,9 @@ def _score(
     for name, set_name, expected, image in items:
         texts, ms = _timed(decode, image, repeat)
         times.append(ms)
-        tally = sets.setdefault(set_name, {"images": 0, "read": 0, "misread": 0, "fp": 0})
+        tally = sets.setdefault(
+            set_name, {"images": 0, "read": 0, "misread": 0, "erratum": 0, "fp": 0}
+        )
         tally["images"] += 1
         stripped = [t.rstrip("\r\n") for t in texts]
         if expected is None:
@@ -99,12 +115,19 @@ def _score(
                 wrong.append({"file": name, "kind": "false positive", "read": stripped})
         elif expected.rstrip("\r\n") in stripped:
             tally["read"] += 1
+        elif name in ERRATA and ERRATA[name][0] in stripped:
+            tally["erratum"] += 1
+            wrong.append(
+                {"file": name, "kind": "erratum", "read": stripped, "why": ERRATA[name][1]}
+            )
         elif texts:
             tally["misread"] += 1
             wrong.append({"file": name, "kind": "misread", "read": stripped})
         else:
             wrong.append({"file": name, "kind": "not read"})
-    total = {k: sum(s[k] for s in sets.values()) for k in ("images", "read", "misread", "fp")}
+    total = {
+        k: sum(s[k] for s in sets.values()) for k in ("images", "read", "misread", "erratum", "fp")
+    }
     return {
         "sets": sets,
         "total": total,
@@ -160,6 +183,7 @@ def qr_decode(ctx: Context) -> list[Row]:
                     set_name,
                     f"{t['read']}/{code_images}" if code_images else "-",
                     str(t["misread"]),
+                    str(t["erratum"]),
                     str(t["fp"]),
                     f"{score['median_ms']:.2f}" if set_name == "total" else "",
                     f"{score['p95_ms']:.2f}" if set_name == "total" else "",
@@ -169,7 +193,7 @@ def qr_decode(ctx: Context) -> list[Row]:
         Extra(
             "QR decoding on ../shared/qr-bench (read = correct reads / images with a code; "
             "ms per image, best of runs)",
-            ("decoder", "set", "read", "misreads", "false pos.", "median ms", "p95 ms"),
+            ("decoder", "set", "read", "misreads", "erratum", "false pos.", "median ms", "p95 ms"),
             table,
             [{"decoder": k, **v} for k, v in scores.items()],
         )
@@ -207,10 +231,15 @@ def qr_decode(ctx: Context) -> list[Row]:
             "qr_decode_misreads",
             total["misread"],
             "images",
-            str(total["misread"]),
+            str(total["misread"])
+            + (
+                f" (+{total['erratum']} read as the code holds, not as the manifest's typo)"
+                if total["erratum"]
+                else ""
+            ),
             "0",
             total["misread"] == 0,
-            how,
+            how + "; see ERRATA in benchmarks/qr_bench.py",
         ),
         Row(
             "qr_decode_false_positives",
