@@ -31,6 +31,7 @@ PACKAGES = (
     "python3-cryptography",
     "python3-qrcode",
     "python3-systemd",
+    "python3-zeroconf",
     "ca-certificates",
     "iproute2",
     "curl",
