@@ -7,14 +7,18 @@ reported with the file name and the JSON path of the offending value.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 ROLES = ("owner", "manage_registrators", "viewer")
 RESERVED_LOGINS = ("admin",)  # its password lives in DATA_DIR/admin-password
 DEFAULT_ORG = "demo"
 MAX_NAME = 128
+DEFAULT_SESSION_IDLE_S = 86_400.0
+SETTINGS_KEYS = ("captcha", "max_sessions", "session_idle_s")
 
 
 class FixtureError(Exception):
@@ -34,6 +38,37 @@ class UserFixture:
     org: str
     role: str
     max_sessions: int | None
+
+
+class CaptchaMode(Enum):
+    OFF = "off"
+    ALWAYS = "always"
+    AFTER_FAILURES = "after_failures"
+
+
+@dataclass(frozen=True)
+class CaptchaPolicy:
+    mode: CaptchaMode = CaptchaMode.OFF
+    after_failures: int = 0
+
+    def required(self, failures: int) -> bool:
+        """Whether a login with `failures` failed attempts since its last success needs one."""
+        if self.mode is CaptchaMode.AFTER_FAILURES:
+            return failures >= self.after_failures
+        return self.mode is CaptchaMode.ALWAYS
+
+
+@dataclass(frozen=True)
+class AccountSettings:
+    """`settings` of the fixtures: captcha policy, session limit, idle expiry."""
+
+    captcha: CaptchaPolicy = field(default_factory=CaptchaPolicy)
+    max_sessions: int | None = None  # None: no limit (unless the user has one)
+    session_idle_s: float = DEFAULT_SESSION_IDLE_S
+
+    def session_limit(self, user_max_sessions: int | None) -> int | None:
+        """The user's own limit beats the global one; None means unlimited."""
+        return user_max_sessions if user_max_sessions is not None else self.max_sessions
 
 
 @dataclass(frozen=True)
@@ -73,9 +108,54 @@ def parse_fixtures(data: object) -> Fixtures:
     users = [_user(item, f"users[{i}]", org_names) for i, item in enumerate(_list(data, "users"))]
     _no_duplicates([user.login for user in users], "users", "login")
     settings = data.get("settings", {})
-    if not isinstance(settings, dict):
-        raise ValueError("settings: must be a JSON object")
+    parse_settings(settings)
     return Fixtures(orgs=orgs, users=users, settings=settings)
+
+
+def parse_settings(data: object, where: str = "settings") -> AccountSettings:
+    """Validate a settings object; ValueError names the offending path under `where`."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: must be a JSON object")
+    unknown = sorted(set(data) - set(SETTINGS_KEYS))
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown key(s) {', '.join(map(repr, unknown))} "
+            f"(expected {', '.join(SETTINGS_KEYS)})"
+        )
+    max_sessions = data.get("max_sessions")
+    if max_sessions is not None and not _positive_int(max_sessions):
+        raise ValueError(f"{where}.max_sessions: must be a positive integer")
+    idle = data.get("session_idle_s", DEFAULT_SESSION_IDLE_S)
+    if (
+        not isinstance(idle, int | float)
+        or isinstance(idle, bool)
+        or not math.isfinite(idle)
+        or idle <= 0
+    ):
+        raise ValueError(f"{where}.session_idle_s: must be a number of seconds greater than 0")
+    return AccountSettings(
+        captcha=_captcha_policy(data.get("captcha", "off"), f"{where}.captcha"),
+        max_sessions=max_sessions,
+        session_idle_s=float(idle),
+    )
+
+
+def _captcha_policy(value: object, where: str) -> CaptchaPolicy:
+    if value in (CaptchaMode.OFF.value, CaptchaMode.ALWAYS.value):
+        return CaptchaPolicy(CaptchaMode(value))
+    if isinstance(value, dict):
+        _keys(value, where, {"after_failures"})
+        count = value.get("after_failures")
+        if not _positive_int(count):
+            raise ValueError(
+                f'{where}.after_failures: must be a positive integer (use "always" for 0)'
+            )
+        return CaptchaPolicy(CaptchaMode.AFTER_FAILURES, count)
+    raise ValueError(f'{where}: must be "off", "always" or {{"after_failures": N}}')
+
+
+def _positive_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def _list(data: dict[str, Any], key: str) -> list[Any]:
@@ -134,9 +214,7 @@ def _user(item: object, where: str, org_names: set[str]) -> UserFixture:
     if role not in ROLES:
         raise ValueError(f"{where}.role: must be one of {', '.join(ROLES)}")
     max_sessions = user.get("max_sessions")
-    if max_sessions is not None and (
-        not isinstance(max_sessions, int) or isinstance(max_sessions, bool) or max_sessions < 1
-    ):
+    if max_sessions is not None and not _positive_int(max_sessions):
         raise ValueError(f"{where}.max_sessions: must be a positive integer")
     password = user.get("password")
     if not isinstance(password, str) or not password:

@@ -39,6 +39,9 @@ CREATE TABLE IF NOT EXISTS sessions (
     started REAL NOT NULL,
     last_activity REAL NOT NULL
 );
+-- Idle sessions are pruned by last_activity on every authenticated request.
+CREATE INDEX IF NOT EXISTS sessions_last_activity ON sessions(last_activity);
+CREATE INDEX IF NOT EXISTS sessions_login ON sessions(login, started);
 CREATE TABLE IF NOT EXISTS cameras (
     camera_id TEXT PRIMARY KEY,
     org TEXT NOT NULL REFERENCES orgs(name),
@@ -357,6 +360,15 @@ class Store:
             "DELETE FROM sessions WHERE id = ? AND login = ?", (session_id, login)
         )
         return cursor.rowcount > 0
+
+    def get_session(self, session_id: str) -> Session | None:
+        row = self._db.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        return None if row is None else _session(row)
+
+    def delete_idle_sessions(self, active_since: float) -> int:
+        """End every session whose last activity is before `active_since`; how many."""
+        cursor = self._db.execute("DELETE FROM sessions WHERE last_activity < ?", (active_since,))
+        return cursor.rowcount
 
     # --- cameras and provisioning -----------------------------------------------------
 
@@ -743,6 +755,9 @@ class Store:
                     "INSERT OR REPLACE INTO settings(key, value) VALUES (?, ?)",
                     (key, json.dumps(value)),
                 )
+
+    def delete_settings(self, keys: list[str]) -> None:
+        self._db.executemany("DELETE FROM settings WHERE key = ?", [(key,) for key in keys])
 
     def settings(self) -> dict[str, Any]:
         rows = self._db.execute("SELECT key, value FROM settings").fetchall()

@@ -1,6 +1,7 @@
 """Hooks for tests, mounted only with `--test-hooks` (otherwise these paths are 404).
 
-They move the mock clock, read the provisioning log and inject poll failures.
+They move the mock clock, read the provisioning log, inject poll failures, read captcha
+answers and change the account settings of a running mock.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from aiohttp import web
 from agent.errors import WireError
 from agent.provisioning.wire import normalize_device_id
 from cloud_mock.api import ApiError, get_int, get_number, read_json_object
+from cloud_mock.fixtures import parse_settings
 from cloud_mock.keys import CLOCK, STORE
 from cloud_mock.provisioning import FAULTS, Fault
+from cloud_mock.users import LOGIN_STATE
 
 FAULT_STATUSES = (429, 503)
 LOG_LIMIT = 10_000
@@ -52,8 +55,37 @@ async def provisioning_fault(request: web.Request) -> web.Response:
     return web.json_response({"status": status, "retry_after": retry_after, "count": count})
 
 
+async def captcha_answer(request: web.Request) -> web.Response:
+    captcha = request.app[LOGIN_STATE].captchas.peek(request.match_info["id"])
+    if captcha is None:
+        raise ApiError(404, "no live captcha with this id (used, replaced or never issued)")
+    return web.json_response({"answer": captcha.answer})
+
+
+async def get_settings(request: web.Request) -> web.Response:
+    return web.json_response(request.app[STORE].settings())
+
+
+async def change_settings(request: web.Request) -> web.Response:
+    """Merge the body into the settings, as fixtures would set them; null removes a key."""
+    changes = await read_json_object(request)
+    store = request.app[STORE]
+    merged = {**store.settings(), **changes}
+    merged = {key: value for key, value in merged.items() if value is not None}
+    try:
+        parse_settings(merged)
+    except ValueError as error:
+        raise ApiError(400, str(error)) from None
+    store.delete_settings([key for key, value in changes.items() if value is None])
+    store.set_settings({key: value for key, value in changes.items() if value is not None})
+    return web.json_response(store.settings())
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/test/clock", get_clock)
     app.router.add_post("/v1/test/clock", advance_clock)
     app.router.add_get("/v1/test/provisioning/log", provisioning_log)
     app.router.add_post("/v1/test/provisioning/fault", provisioning_fault)
+    app.router.add_get("/v1/test/captcha/{id}", captcha_answer)
+    app.router.add_get("/v1/test/settings", get_settings)
+    app.router.add_post("/v1/test/settings", change_settings)

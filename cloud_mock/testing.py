@@ -120,19 +120,36 @@ class MockCloud(NamedTuple):
         return answer
 
     def login(self, login: str = "admin", password: str | None = None) -> str:
-        """Log in (as admin by default) and return the session bearer."""
-        answer = self._ok(
-            200,
-            "POST",
-            "/v1/auth/login",
-            {
-                "login": login,
-                "password": self.admin_password if password is None else password,
-                "device": "cloud_mock.testing",
-                "software": "pytest",
-            },
-        )
-        return str(answer["session"])
+        """Log in (as admin by default) and return the session bearer.
+
+        A captcha the mock asks for is solved through the test hooks (if it runs with
+        them); any other refusal raises MockCloudError."""
+        return str(self.login_body(login, password)["session"])
+
+    def login_body(
+        self,
+        login: str = "admin",
+        password: str | None = None,
+        *,
+        device: str = "cloud_mock.testing",
+        software: str = "pytest",
+    ) -> dict[str, Any]:
+        """`login`, returning the whole 200 body ({session, session_id, user})."""
+        body: dict[str, Any] = {
+            "login": login,
+            "password": self.admin_password if password is None else password,
+            "device": device,
+            "software": software,
+        }
+        status, answer = self.request("POST", "/v1/auth/login", body)
+        if status == 428 and isinstance(answer, dict) and "captcha_id" in answer:
+            body["captcha_id"] = answer["captcha_id"]
+            body["captcha_answer"] = self.captcha_answer(answer["captcha_id"])
+            status, answer = self.request("POST", "/v1/auth/login", body)
+        if status != 200:
+            raise MockCloudError(f"POST /v1/auth/login: HTTP {status} {answer!r}")
+        result: dict[str, Any] = answer
+        return result
 
     def add_camera(
         self, session: str, device_id: str, password: str, name: str = "", org: str | None = None
@@ -198,6 +215,17 @@ class MockCloud(NamedTuple):
 
     def advance_clock(self, seconds: float) -> float:
         return float(self._ok(200, "POST", "/v1/test/clock", {"advance_s": seconds})["now"])
+
+    def captcha_answer(self, captcha_id: str) -> str:
+        """The answer to a live captcha (GET /v1/test/captcha/{id})."""
+        quoted = urllib.parse.quote(captcha_id, safe="")
+        return str(self._ok(200, "GET", f"/v1/test/captcha/{quoted}")["answer"])
+
+    def set_settings(self, **changes: Any) -> dict[str, Any]:
+        """Change account settings (captcha, max_sessions, session_idle_s) while running;
+        None removes one. Returns all settings."""
+        settings: dict[str, Any] = self._ok(200, "POST", "/v1/test/settings", changes)
+        return settings
 
     def provisioning_log(self, device_id: str | None = None) -> list[dict[str, Any]]:
         query = f"?device_id={urllib.parse.quote(device_id)}" if device_id else ""

@@ -38,7 +38,8 @@ async def test_wrong_password_and_unknown_login_answer_alike(
     ):
         async with client.post("/v1/auth/login", json=credentials) as response:
             answers.append((response.status, await response.json()))
-    assert answers[0] == answers[1] == (401, {"error": "wrong login or password"})
+    assert answers[0] == answers[1]
+    assert answers[0] == (401, {"error": "wrong_login", "message": "wrong login or password"})
 
 
 @pytest.mark.parametrize(
