@@ -90,26 +90,41 @@ class MockCloud(NamedTuple):
     ) -> tuple[int, Any]:
         """One JSON API call; returns (status, decoded JSON body or None). Never raises on
         HTTP error statuses, only on network errors."""
-        headers = {"Accept": "application/json"}
+        headers = {}
         data = None
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
         if session is not None:
             headers["Authorization"] = f"Bearer {session}"
+        status, _, answer = self.request_raw(method, path, data, headers=headers, timeout=timeout)
+        return status, answer
+
+    def request_raw(
+        self,
+        method: str,
+        path: str,
+        data: bytes | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 30.0,
+    ) -> tuple[int, dict[str, str], Any]:
+        """Send `data` exactly as given (malformed bodies too); returns (status, response
+        headers, decoded JSON body or None). Never raises on HTTP error statuses."""
+        all_headers = {"Accept": "application/json", **(headers or {})}
         if not self.url.startswith("https://"):
             raise MockCloudError(f"refusing a non-https mock URL {self.url!r}")
         request = urllib.request.Request(  # noqa: S310 - checked https just above
-            self.url + path, data=data, headers=headers, method=method
+            self.url + path, data=data, headers=all_headers, method=method
         )
         try:
             with urllib.request.urlopen(  # noqa: S310 - https to our own mock
                 request, context=self.ssl_context(), timeout=timeout
             ) as response:
-                return response.status, _json_or_none(response.read())
+                return response.status, dict(response.headers), _json_or_none(response.read())
         except urllib.error.HTTPError as error:
             with error:
-                return error.code, _json_or_none(error.read())
+                return error.code, dict(error.headers), _json_or_none(error.read())
 
     def _ok(
         self, expected: int, method: str, path: str, body: Any = None, session: str | None = None

@@ -1,0 +1,122 @@
+"""The pure bookkeeping behind login: captcha book, failure log, resolve grants."""
+
+from __future__ import annotations
+
+import pytest
+
+from cloud_mock.captcha import (
+    ALPHABET,
+    CAPTCHA_TTL_S,
+    CaptchaBook,
+    CaptchaCheck,
+    normalize_answer,
+    render_png,
+)
+from cloud_mock.login_guard import FailureLog, RateLimit, ResolveGrants
+
+T0 = 1_000_000.0
+
+
+def test_captcha_answers_use_the_unambiguous_alphabet() -> None:
+    book = CaptchaBook()
+    answers = [book.issue(f"client{i}", T0).answer for i in range(200)]
+    assert all(len(a) == 5 and set(a) <= set(ALPHABET) for a in answers)
+    assert not set(ALPHABET) & set("0O1I2Z5S8B")
+    assert len(set(answers)) > 190  # random, not a fixed sequence
+
+
+def test_captcha_check_consumes_right_or_wrong() -> None:
+    book = CaptchaBook()
+    captcha = book.issue("c", T0)
+    assert book.check(captcha.id, "nope", T0) is CaptchaCheck.WRONG
+    assert book.check(captcha.id, captcha.answer, T0) is CaptchaCheck.UNKNOWN
+    captcha = book.issue("c", T0)
+    assert book.check(captcha.id, captcha.answer.lower(), T0 + 1) is CaptchaCheck.OK
+    assert book.check(captcha.id, captcha.answer, T0 + 1) is CaptchaCheck.UNKNOWN
+    assert len(book) == 0
+
+
+@pytest.mark.parametrize(
+    ("age", "expected"),
+    [(CAPTCHA_TTL_S - 0.001, CaptchaCheck.OK), (CAPTCHA_TTL_S, CaptchaCheck.EXPIRED)],
+)
+def test_captcha_expires_after_60_s(age: float, expected: CaptchaCheck) -> None:
+    book = CaptchaBook()
+    captcha = book.issue("c", T0)
+    assert book.check(captcha.id, captcha.answer, T0 + age) is expected
+
+
+def test_one_live_captcha_per_client_and_a_bounded_book() -> None:
+    book = CaptchaBook(max_live=3)
+    first = book.issue("a", T0)
+    other = book.issue("b", T0)
+    second = book.issue("a", T0)
+    assert book.peek(first.id) is None
+    assert book.check(first.id, first.answer, T0) is CaptchaCheck.UNKNOWN
+    assert book.peek(other.id) == other
+    for i in range(10):
+        book.issue(f"flood{i}", T0)
+    assert len(book) == 3
+    assert book.peek(second.id) is None  # the oldest went first
+
+
+def test_normalize_answer() -> None:
+    assert normalize_answer(" ak 4\t7x ") == "AK47X"
+
+
+def test_render_png_is_a_png() -> None:
+    assert render_png("AK47X").startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_failure_log_blocks_per_login_until_the_window_frees_a_place() -> None:
+    log = FailureLog(per_login=RateLimit(3, 100), per_client=RateLimit(100, 100))
+    for i in range(3):
+        assert log.retry_after("eve", "ip", T0 + i) is None
+        log.failed("eve", "ip", T0 + i)
+    assert log.retry_after("eve", "ip", T0 + 10) == 90
+    assert log.retry_after("eve", "other-ip", T0 + 10) == 90  # per login, wherever from
+    assert log.retry_after("ann", "ip", T0 + 10) is None
+    assert log.retry_after("eve", "ip", T0 + 100) is None
+    assert log.failures("eve") == 3
+    log.succeeded("eve")
+    assert log.failures("eve") == 0
+    assert log.retry_after("eve", "ip", T0 + 10) is None
+
+
+def test_failure_log_blocks_per_client_across_logins() -> None:
+    log = FailureLog(per_login=RateLimit(100, 60), per_client=RateLimit(4, 60))
+    for i in range(4):
+        log.failed(f"user{i}", "ip", T0)
+    assert log.retry_after("fresh", "ip", T0 + 0.5) == 60  # rounded up, whole seconds
+    assert log.retry_after("fresh", "elsewhere", T0) is None
+
+
+def test_failure_log_stays_bounded() -> None:
+    log = FailureLog(per_login=RateLimit(2, 60), per_client=RateLimit(2, 60), max_keys=50)
+    for i in range(1000):
+        log.failed(f"user{i}", f"ip{i}", T0 + i)
+    assert len(log._streaks) <= 50
+    assert len(log._login._times) <= 50
+    assert len(log._client._times) <= 50
+
+
+def test_resolve_grant_is_single_use_and_gives_one_captcha_pass() -> None:
+    grants = ResolveGrants(ttl_s=120)
+    token = grants.issue("ann", "ip", T0)
+    grant = grants.find(token)
+    assert grant is not None
+    assert (grant.login, grant.expires_at) == ("ann", T0 + 120)
+    assert grants.find("rs_made-up") is None
+    assert not grants.take_captcha_pass("ann", "ip", T0)
+    grants.use(token)
+    assert grants.find(token) is None
+    assert not grants.take_captcha_pass("ann", "other-ip", T0)
+    assert grants.take_captcha_pass("ann", "ip", T0 + 1)
+    assert not grants.take_captcha_pass("ann", "ip", T0 + 1)
+
+
+def test_captcha_pass_ends_with_the_token_lifetime() -> None:
+    grants = ResolveGrants(ttl_s=120)
+    token = grants.issue("ann", "ip", T0)
+    grants.use(token)
+    assert not grants.take_captcha_pass("ann", "ip", T0 + 120)
