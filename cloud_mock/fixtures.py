@@ -17,7 +17,8 @@ ROLES = ("owner", "manage_registrators", "viewer")
 RESERVED_LOGINS = ("admin",)  # its password lives in DATA_DIR/admin-password
 DEFAULT_ORG = "demo"
 MAX_NAME = 128
-DEFAULT_SESSION_IDLE_S = 86_400.0
+# A week: long enough that a test (or a person) moving a day ahead keeps its session.
+DEFAULT_SESSION_IDLE_S = 7 * 86_400.0
 SETTINGS_KEYS = ("captcha", "max_sessions", "session_idle_s")
 
 

@@ -22,7 +22,7 @@ Login, in order (`login_flow`):
    checked again, of course.
 5. otherwise 200 `{session, session_id, user}`.
 
-Sessions idle longer than `settings.session_idle_s` (default 24 h, mock clock) end by
+Sessions idle longer than `settings.session_idle_s` (default a week, mock clock) end by
 themselves: every authenticated request and every login first deletes them, so they
 neither count toward the limit, nor authenticate, nor show in lists.
 

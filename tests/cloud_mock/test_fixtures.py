@@ -23,9 +23,10 @@ from tests.cloud_mock.accounts_helpers import write_json
 USER = {"login": "vera", "password": "pw", "org": "demo", "role": "viewer"}
 
 
-def test_settings_default_to_no_captcha_no_limit_one_day_idle() -> None:
-    assert parse_settings({}) == AccountSettings(CaptchaPolicy(CaptchaMode.OFF), None, 86_400.0)
-    assert DEFAULT_SESSION_IDLE_S == 86_400.0
+def test_settings_default_to_no_captcha_no_limit_a_week_idle() -> None:
+    week = 7 * 86_400.0
+    assert parse_settings({}) == AccountSettings(CaptchaPolicy(CaptchaMode.OFF), None, week)
+    assert week == DEFAULT_SESSION_IDLE_S
 
 
 def test_settings_parse() -> None:
