@@ -27,6 +27,8 @@ DEFAULT_HEARTBEAT_S = 30.0
 MAX_MESSAGE = 256 * 1024
 # A connection that stayed up this long counts as healthy: the backoff starts over.
 HEALTHY_AFTER_S = 30.0
+# The opening handshake (TCP, TLS, upgrade) must be done by then.
+CONNECT_TIMEOUT_S = 10.0
 
 CommandHandler = Callable[[str, dict[str, Any]], Awaitable[tuple[bool, Any]]]
 
@@ -73,14 +75,15 @@ class ControlChannel:
         self.backoff = backoff or Backoff()
         self.rng = rng or random.Random()
         self.failures = 0
+        self._connected_at: float | None = None
 
     async def run(self) -> None:
         """Keep the channel up until cancelled; raise TokenRevokedError on 4401."""
         loop = asyncio.get_running_loop()
         while True:
-            started = loop.time()
+            self._connected_at = None
             reason = await self._connect_once()
-            if loop.time() - started >= HEALTHY_AFTER_S:
+            if self._stayed_connected(loop.time()):
                 self.failures = 0
             self.failures += 1
             delay = self.backoff.delay(self.failures, self.rng.random())
@@ -88,21 +91,34 @@ class ControlChannel:
             log.info("control channel down (%s); reconnecting in %.1f s", reason, delay)
             await asyncio.sleep(delay)
 
+    def _stayed_connected(self, now: float) -> bool:
+        """Healthy means it stayed *connected* that long; a slow failed attempt is not."""
+        return self._connected_at is not None and now - self._connected_at >= HEALTHY_AFTER_S
+
     async def _connect_once(self) -> str:
         try:
-            async with self.session.ws_connect(
-                self.url,
-                headers={"Authorization": f"Bearer {self.token}"},
-                max_msg_size=MAX_MESSAGE,
-                timeout=_close_timeout(),
-            ) as ws:
-                return await self._converse(ws)
+            # Bounded by us: a blackholed link would otherwise hold the attempt for
+            # aiohttp's default connect timeout (30 s), past the backoff we promise.
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                ws = await self.session.ws_connect(
+                    self.url,
+                    headers={"Authorization": f"Bearer {self.token}"},
+                    max_msg_size=MAX_MESSAGE,
+                    timeout=_close_timeout(),
+                )
         except aiohttp.WSServerHandshakeError as exc:
             if exc.status == 401:
                 raise TokenRevokedError("the cloud refused the token (HTTP 401)") from None
             return f"handshake refused: HTTP {exc.status}"
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        except TimeoutError:
+            return f"cannot connect: no answer within {CONNECT_TIMEOUT_S:g} s"
+        except (aiohttp.ClientError, OSError) as exc:
             return f"cannot connect: {exc or type(exc).__name__}"
+        try:
+            async with ws:
+                return await self._converse(ws)
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            return f"connection lost: {exc or type(exc).__name__}"
 
     async def _converse(self, ws: aiohttp.ClientWebSocketResponse) -> str:
         await ws.send_json(self.hello.message())
@@ -115,6 +131,7 @@ class ControlChannel:
             if isinstance(value, int | float) and 0.05 <= value <= 3600:
                 heartbeat = float(value)
         self.on_connected()
+        self._connected_at = asyncio.get_running_loop().time()
         silent_for = 0.0
         while True:
             message = await self._receive(ws, timeout=heartbeat)
