@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 
+from cloud_mock.api import ApiError
 from cloud_mock.keys import STORE
 from cloud_mock.server import RunningMock, start
+from cloud_mock.users import caller_from_secret, end_session_as, login_flow, new_captcha
 from tests.cloud_mock.conftest import client_for, mock_options
 from tests.cloud_mock.helpers import login
 
@@ -197,3 +202,59 @@ async def test_fixtures_may_put_users_in_demo_and_take_its_business_account(
             await login(client, running.data_dir, login_name="vera", password="v")
     finally:
         await running.stop()
+
+
+# --- the Python interface the web console calls ----------------------------------------------
+
+
+def _request_to(mock: RunningMock) -> web.Request:
+    """A request object bound to the running mock's app (store, clock, login state): the
+    console's handlers hand theirs to these functions the same way."""
+    return make_mocked_request("GET", "/", app=mock.app)
+
+
+async def test_console_interface_login_flow_and_cookie_secret(mock: RunningMock) -> None:
+    password = (mock.data_dir / "admin-password").read_text().strip()
+    body = await login_flow(
+        _request_to(mock), {"login": "admin", "password": password, "device": "browser"}
+    )
+    assert body["user"] == {"login": "admin", "org": "demo", "role": "owner"}
+    caller = caller_from_secret(_request_to(mock), body["session"])
+    assert caller is not None
+    assert (caller.user.login, caller.session.id, caller.session.device) == (
+        "admin",
+        body["session_id"],
+        "browser",
+    )
+    assert caller_from_secret(_request_to(mock), "not-a-secret") is None
+    assert caller_from_secret(_request_to(mock), "") is None
+
+    with pytest.raises(ApiError) as refused:
+        await login_flow(_request_to(mock), {"login": "admin", "password": "wrong"})
+    assert refused.value.status == 401
+    assert refused.value.response().status == 401
+    with pytest.raises(ApiError) as bad:
+        await login_flow(_request_to(mock), {"login": "admin"})
+    assert bad.value.status == 400
+
+    captcha = await new_captcha(_request_to(mock))
+    assert set(captcha) == {"captcha_id", "image", "expires_in"}
+    assert base64.b64decode(captcha["image"]).startswith(b"\x89PNG")
+
+
+async def test_console_interface_end_session_as(mock: RunningMock) -> None:
+    password = (mock.data_dir / "admin-password").read_text().strip()
+    first, second = [
+        await login_flow(_request_to(mock), {"login": "admin", "password": password})
+        for _ in range(2)
+    ]
+    for credential, session_id, status in (
+        (second["session"], "no-such-id", 404),
+        ("neither-session-nor-resolve-token", first["session_id"], 401),
+    ):
+        with pytest.raises(ApiError) as refused:
+            end_session_as(_request_to(mock), session_id, credential)
+        assert refused.value.status == status
+    end_session_as(_request_to(mock), first["session_id"], second["session"])
+    assert caller_from_secret(_request_to(mock), first["session"]) is None
+    assert caller_from_secret(_request_to(mock), second["session"]) is not None
