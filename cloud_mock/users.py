@@ -325,13 +325,7 @@ async def login_flow(request: web.Request, data: dict[str, Any]) -> dict[str, An
     retry_after = state.failures.retry_after(attempt.login, client, clock.now())
     if retry_after is not None:
         log.info("login of %r from %s rate-limited for %d s", attempt.login, client, retry_after)
-        raise _coded(
-            429,
-            "rate_limited",
-            f"too many failed logins: try again in {retry_after} s",
-            headers={"Retry-After": str(retry_after)},
-            retry_after=retry_after,
-        )
+        raise _rate_limited(retry_after)
     if settings.captcha.required(
         state.failures.failures(attempt.login)
     ) and not state.grants.take_captcha_pass(attempt.login, client, clock.now()):
@@ -353,23 +347,40 @@ async def login_flow(request: web.Request, data: dict[str, Any]) -> dict[str, An
     sessions = store.sessions_of(user.login)
     if limit is not None and len(sessions) >= limit:
         log.info("login %r refused: %d of %d sessions open", user.login, len(sessions), limit)
-        raise _coded(
-            409,
-            "too_many_sessions",
-            f"{user.login} already has {len(sessions)} session(s), the most allowed is "
-            f"{limit}: end one (work not saved in it may be lost) with DELETE "
-            "/v1/sessions/{id} and Authorization: Bearer <resolve_token>, then log in again",
-            sessions=[session_json(s) for s in sessions],
-            resolve_token=state.grants.issue(user.login, client, now),
-            resolve_expires_in=int(state.grants.ttl_s),
-            max_sessions=limit,
-        )
+        token = state.grants.issue(user.login, client, now)
+        raise _too_many_sessions(user, sessions, limit, token, state.grants.ttl_s)
 
     secret = secrets.token_urlsafe(32)
     session = Session(uuid.uuid4().hex, user.login, attempt.device, attempt.software, now, now)
     store.add_session(session, _secret_hash(secret))
     log.info("login %r (%s, %s)", user.login, attempt.device, attempt.software)
     return {"session": secret, "session_id": session.id, "user": user_json(user)}
+
+
+def _rate_limited(retry_after: int) -> ApiError:
+    return _coded(
+        429,
+        "rate_limited",
+        f"too many failed logins: try again in {retry_after} s",
+        headers={"Retry-After": str(retry_after)},
+        retry_after=retry_after,
+    )
+
+
+def _too_many_sessions(
+    user: User, sessions: list[Session], limit: int, resolve_token: str, ttl_s: float
+) -> ApiError:
+    return _coded(
+        409,
+        "too_many_sessions",
+        f"{user.login} already has {len(sessions)} session(s), the most allowed is {limit}: "
+        "end one (work not saved in it may be lost) with DELETE /v1/sessions/{id} and "
+        "Authorization: Bearer <resolve_token>, then log in again",
+        sessions=[session_json(s) for s in sessions],
+        resolve_token=resolve_token,
+        resolve_expires_in=int(ttl_s),
+        max_sessions=limit,
+    )
 
 
 # --- ending sessions -----------------------------------------------------------------------
