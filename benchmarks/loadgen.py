@@ -1,7 +1,12 @@
 """Load generator against the mock's provisioning service, run as its own process.
 
     python -m benchmarks.loadgen polls --url URL --ca CA --seconds 5 --workers 50 [--known FILE]
-    python -m benchmarks.loadgen hold  --url URL --ca CA --count 2000 --mock-pid PID
+    python -m benchmarks.loadgen hold  --url URL --ca CA --count 2000 --mock-pid PID \
+        [--session BEARER --sample 50]
+
+With a session, the first `--sample` held pollers are devices with real keys; once all
+polls are held their cameras are added one by one through the user API, and the time
+from each 201 to that device's poll answer is measured (p50/p99/max).
 
 Every request is a complete, correctly signed poll (`PollRequest.build`). It prints one
 JSON object on stdout.
@@ -111,9 +116,53 @@ def polls(args: argparse.Namespace) -> dict[str, Any]:
 # -- held long-polls --------------------------------------------------------------------
 
 
+def _sample_device(n: int) -> tuple[str, str]:
+    """(device_id, password) of the n-th sampled poller: a camera added during the run."""
+    return f"06:1e:00:00:{(n >> 8) & 255:02x}:{n & 255:02x}", f"load-password-{n}"
+
+
+async def _add_and_time(
+    session: aiohttp.ClientSession,
+    url: str,
+    bearer: str,
+    sample: list[tuple[str, str, asyncio.Task[int]]],
+    answered_at: dict[str, float],
+) -> dict[str, Any]:
+    """Add each sampled device's camera; time from the 201 to its held poll's answer."""
+    from_201: list[float] = []
+    from_post: list[float] = []
+    statuses: dict[str, int] = {}
+    headers = {"Authorization": f"Bearer {bearer}"}
+    for device_id, password, task in sample:
+        body = {"device_id": device_id, "password": password, "name": "loadgen"}
+        posted = time.perf_counter()
+        async with session.post(url + "/v1/cameras", json=body, headers=headers) as resp:
+            await resp.read()
+            if resp.status != 201:
+                raise RuntimeError(f"POST /v1/cameras: HTTP {resp.status}")
+            created = time.perf_counter()
+        status = await asyncio.wait_for(asyncio.shield(task), 10)
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+        # The poll's answer can be read before the 201 is: that counts as 0, not less.
+        from_201.append(max(0.0, answered_at[device_id] - created))
+        from_post.append(answered_at[device_id] - posted)
+        await asyncio.sleep(0.02)  # one camera at a time, as users add them
+    return {
+        "sample": len(sample),
+        "sample_statuses": statuses,
+        "add_to_answer_p50_ms": round(percentile(from_201, 50) * 1000, 2),
+        "add_to_answer_p99_ms": round(percentile(from_201, 99) * 1000, 2),
+        "add_to_answer_max_ms": round(max(from_201) * 1000, 2),
+        "post_to_answer_p99_ms": round(percentile(from_post, 99) * 1000, 2),
+    }
+
+
 async def _hold(args: argparse.Namespace) -> dict[str, Any]:
     url, mock_pid, count = args.url, args.mock_pid, args.count
     key = os.urandom(32)
+    samples = [_sample_device(n) for n in range(args.sample if args.session else 0)]
+    sample_keys = [derive_key(password, device_id) for device_id, password in samples]
+    answered_at: dict[str, float] = {}
     opening = asyncio.Semaphore(args.concurrency)
     sent = released = 0
 
@@ -142,12 +191,17 @@ async def _hold(args: argparse.Namespace) -> dict[str, Any]:
 
         async def one(n: int, wait: int) -> int:
             gate = {"released": False}
+            # The first pollers are the sampled devices, with their real keys.
+            device_id, device_key = (
+                (samples[n][0], sample_keys[n]) if n < len(samples) else (_unknown_device(n), key)
+            )
             await opening.acquire()
             try:
-                body = PollRequest.build(key, _unknown_device(n), int(time.time()), wait)
+                body = PollRequest.build(device_key, device_id, int(time.time()), wait)
                 async with session.post(
                     url + POLL_PATH, json=body.to_json(), trace_request_ctx=gate
                 ) as resp:
+                    answered_at[device_id] = time.perf_counter()
                     await resp.read()
                     return resp.status
             finally:
@@ -186,6 +240,10 @@ async def _hold(args: argparse.Namespace) -> dict[str, Any]:
         fds_after = open_fds(mock_pid)
         ticks_open = cpu_ticks(mock_pid) - ticks_before
         held = count - len(returned)
+        added: dict[str, Any] = {}
+        if samples and not any(t.done() for t in tasks[: len(samples)]):
+            sample = [(d, p, tasks[n]) for n, (d, p) in enumerate(samples)]
+            added = await _add_and_time(session, url, args.session, sample, answered_at)
         for t in tasks:
             t.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -208,6 +266,7 @@ async def _hold(args: argparse.Namespace) -> dict[str, Any]:
         "mock_cpu_s_while_opening": round(ticks_open / os.sysconf("SC_CLK_TCK"), 2),
         "wait": args.wait,
         "concurrency": args.concurrency,
+        **added,
     }
 
 
@@ -231,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     h.add_argument("--concurrency", type=int, default=200)
     h.add_argument("--check", type=float, default=3.0, help="seconds none may return")
     h.add_argument("--mock-pid", type=int, required=True)
+    h.add_argument("--sample", type=int, default=50, help="held pollers whose camera is added")
+    h.add_argument("--session", help="user session (bearer) to add cameras with; no sample without")
     for s in (p, h):
         s.add_argument("--url", required=True)
         s.add_argument("--ca", required=True)

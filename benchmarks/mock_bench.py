@@ -19,7 +19,7 @@ WORKERS = 50
 KNOWN_DEVICES = 8
 
 
-def _loadgen(cloud: sandbox.Cloud, *args: str, timeout: float) -> dict[str, Any]:
+def run_loadgen(cloud: sandbox.Cloud, *args: str, timeout: float) -> dict[str, Any]:
     argv = [
         sys.executable,
         "-m",
@@ -68,7 +68,7 @@ def mock_polls_per_s(ctx: Context) -> list[Row]:
     cloud = ctx.start_cloud("polls-cloud")
     try:
         common = ("--seconds", str(seconds), "--workers", str(WORKERS))
-        unknown = _loadgen(cloud, "polls", *common, timeout=seconds + 60)
+        unknown = run_loadgen(cloud, "polls", *common, timeout=seconds + 60)
         # Known devices: their camera was added, so every poll answers 200 + sealed token.
         session = cloud.login()
         known = [ctx.next_device() for _ in range(KNOWN_DEVICES)]
@@ -76,7 +76,7 @@ def mock_polls_per_s(ctx: Context) -> list[Row]:
             cloud.add_camera(session, device_id, password, device_id)
         known_file = ctx.new_dir("known") / "known.json"
         known_file.write_text(json.dumps(known))
-        with_token = _loadgen(
+        with_token = run_loadgen(
             cloud, "polls", *common, "--known", str(known_file), timeout=seconds + 60
         )
     finally:
@@ -97,7 +97,7 @@ def mock_long_polls_held(ctx: Context) -> list[Row]:
     check = 2.0 if ctx.quick else 3.0
     cloud = ctx.start_cloud("hold-cloud")
     try:
-        data = _loadgen(
+        data = run_loadgen(
             cloud,
             "hold",
             "--count",

@@ -25,6 +25,8 @@ from typing import Any
 
 from benchmarks import (
     daemon_bench,
+    fleet_load,
+    fleet_sim,
     mock_bench,
     nvr_bench,
     online_bench,
@@ -59,6 +61,8 @@ BENCHMARKS: list[Benchmark] = [
         "activate_to_online", nvr_bench.activate_to_online, "p50 <= 1000 ms", "activate -> online"
     ),
     Benchmark("activation_code_cost", nvr_bench.activation_code_cost, "", "timeit"),
+    Benchmark("fleet_load", fleet_load.fleet_load, "p99 <= 50 ms", "N pollers, add -> answer"),
+    Benchmark("fleet_sim", fleet_sim.fleet_sim, "steady ~ N/3600", "1M devices, pure schedule"),
     Benchmark("qr_decode", qr_bench.qr_decode, ">= 88 of 89 read", "../shared/qr-bench"),
     Benchmark("qr_daemon_memory", qr_daemon_bench.qr_daemon_memory, "<= 48 MiB", "VmRSS"),
     Benchmark(
