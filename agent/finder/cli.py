@@ -1,14 +1,260 @@
-"""`camagent finder scan|push|reset|poll-now|wifi` (placeholder until issue 8 lands)."""
+"""`camagent finder scan|push|reset|poll-now|wifi` (DESIGN §5, §10): the installer's LAN tool."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import getpass
+import json
+import sys
+import time
+from collections.abc import Callable, Coroutine
 from typing import Any
+
+from agent.finder.errors import FinderError
+
+SCAN_TIMEOUT_S = 3.0
+SECURITIES = {"WPA": "WPA", "WPA2": "WPA", "WPA3": "SAE", "SAE": "SAE", "WEP": "WEP"}
+SECURITIES["NOPASS"] = "nopass"
 
 
 def add_parser(sub: Any) -> None:
-    sub.add_parser("finder", help="find camagent devices on the LAN and act on them")
+    finder = sub.add_parser("finder", help="find camagent devices on the LAN and act on them")
+    actions = finder.add_subparsers(dest="finder_command", required=True, metavar="ACTION")
+    scan = actions.add_parser("scan", help="list the devices that answer on this network")
+    scan.add_argument("--json", action="store_true", help="print a JSON list for scripts")
+    scan.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=SCAN_TIMEOUT_S,
+        metavar="S",
+        help=f"seconds to listen (default {SCAN_TIMEOUT_S:g})",
+    )
+    push = _device_parser(actions, "push", "give the device its cloud token")
+    how = push.add_mutually_exclusive_group(required=True)
+    how.add_argument("--token", metavar="T", help="this token (from the cloud console)")
+    how.add_argument(
+        "--profile",
+        metavar="P",
+        help="add the camera in the cloud through this server profile, then push its token",
+    )
+    push.add_argument("--name", default="", help="camera name in the cloud (with --profile)")
+    _device_parser(actions, "reset", "make the device forget its token and provision again")
+    _device_parser(actions, "poll-now", "make the device poll the cloud for its token now")
+    wifi = _device_parser(actions, "wifi", "make the device join a WiFi network")
+    wifi.add_argument("--ssid", required=True, metavar="S", help="network name")
+    wifi.add_argument("--password", default="", metavar="P", help="network password")
+    wifi.add_argument(
+        "--security",
+        type=str.upper,
+        choices=sorted(SECURITIES),
+        metavar="SEC",
+        help="WPA (default with a password), WPA2, WPA3, SAE, WEP or NOPASS (default without)",
+    )
+    wifi.add_argument("--hidden", action="store_true", help="the network hides its name")
+
+
+def _device_parser(actions: Any, name: str, help_text: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = actions.add_parser(name, help=help_text)
+    parser.add_argument(
+        "device", metavar="DEVICE", help="device id (as in `finder scan`), mDNS name or host:port"
+    )
+    parser.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the device password from standard input (for scripts) instead of asking",
+    )
+    parser.add_argument(
+        "--accept-new-fp",
+        action="store_true",
+        help="accept and remember a certificate fingerprint that differs from the one "
+        "remembered (after a factory reset)",
+    )
+    parser.add_argument(
+        "--scan-timeout",
+        type=_seconds,
+        default=5.0,
+        metavar="S",
+        help="seconds to look for DEVICE on the LAN (default 5)",
+    )
+    return parser
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError("give a number of seconds from 0 to 3600")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    command: Callable[[argparse.Namespace], Coroutine[Any, Any, int]] = {
+        "scan": cmd_scan,
+        "push": cmd_push,
+        "reset": cmd_reset,
+        "poll-now": cmd_poll_now,
+        "wifi": cmd_wifi,
+    }[args.finder_command]
+    return asyncio.run(command(args))
+
+
+# -- scan ---------------------------------------------------------------------------------
+
+
+async def cmd_scan(args: argparse.Namespace) -> int:
+    from agent.finder.records import format_table, sort_records
+    from agent.finder.scan import scan
+
+    start = time.monotonic()
+    progress = _progress_line if sys.stderr.isatty() else None
+    try:
+        records = sort_records(await scan(args.timeout, progress=progress))
+    finally:
+        if progress is not None:
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
+    if args.json:
+        print(json.dumps([r.to_json() for r in records]))
+    else:
+        print(format_table(records, time.monotonic() - start))
+    return 0
+
+
+def _progress_line(found: int, elapsed: float) -> None:
+    noun = "device" if found == 1 else "devices"
+    print(
+        f"\rScanning the LAN for camagent devices… {found} {noun} so far ({elapsed:.1f} s)",
+        end="",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+# -- commands on one device -----------------------------------------------------------------
+
+
+def _device_password(args: argparse.Namespace, device: str) -> str:
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        try:
+            password = getpass.getpass(f"Password of device {device} (user admin): ")
+        except EOFError:
+            password = ""
+    if not password:
+        raise FinderError("no device password given (it is on the device's label)")
+    return password
+
+
+async def _on_device(
+    args: argparse.Namespace,
+    path: str,
+    body: dict[str, Any] | None,
+    password: str | None = None,
+) -> dict[str, Any]:
+    """Open DEVICE (pinned), then POST `path` with Digest; returns the device's answer."""
+    from agent.finder.device import open_device
+    from agent.finder.known import KnownDevices, Trust
+
+    known = KnownDevices.load()
+    opened = await open_device(
+        args.device, known, accept_new_fp=args.accept_new_fp, scan_timeout=args.scan_timeout
+    )
+    async with opened.client as client:
+        if opened.trust is Trust.NEW:
+            print(
+                f"First contact with {opened.info['id']}: its certificate fingerprint "
+                f"{client.fp} is now remembered in {known.path}.",
+                file=sys.stderr,
+            )
+        elif opened.trust is Trust.REPLACED:
+            print(
+                f"Accepted the new fingerprint {client.fp} of {opened.info['id']}.", file=sys.stderr
+            )
+        if password is None:
+            password = _device_password(args, str(opened.info["id"]))
+        answer = await client.command(path, body, password)
+    return {"info": opened.info, "endpoint": str(client.endpoint), "answer": answer.body}
+
+
+async def cmd_push(args: argparse.Namespace) -> int:
+    if args.token is not None:
+        token = args.token.strip()
+        if not token:
+            raise FinderError("--token is empty")
+        done = await _on_device(args, "/v1/token", {"token": token})
+        print(f"Token pushed to {done['info']['id']} ({done['endpoint']}): it is connecting.")
+        return 0
+    return await _push_from_profile(args)
+
+
+async def _push_from_profile(args: argparse.Namespace) -> int:
+    """Add the camera in the cloud with the device password, then push the token to it.
+
+    The same password authenticates to the device, so it is asked once; the device is
+    located and pinned first, so a typo in DEVICE costs no camera in the cloud.
+    """
+    from agent.finder.device import open_device
+    from agent.finder.known import KnownDevices
+
+    known = KnownDevices.load()
+    opened = await open_device(
+        args.device, known, accept_new_fp=args.accept_new_fp, scan_timeout=args.scan_timeout
+    )
+    async with opened.client as client:
+        device_id = str(opened.info["id"])
+        password = _device_password(args, device_id)
+        name = args.name or str(opened.info.get("name") or "")
+        token = await asyncio.to_thread(_add_in_cloud, args.profile, device_id, password, name)
+        try:
+            await client.command("/v1/token", {"token": token}, password)
+        except FinderError as exc:
+            raise FinderError(
+                f"{exc}. The camera was added in the cloud (profile {args.profile}); push its "
+                f"token once the problem is fixed: camagent finder push {args.device} "
+                f"--token {token}"
+            ) from None
+    print(
+        f"Camera {device_id} added in the cloud (profile {args.profile}) and its token "
+        f"pushed to {client.endpoint}: it is connecting."
+    )
+    return 0
+
+
+def _add_in_cloud(profile: str, device_id: str, password: str, name: str) -> str:
+    from agent.cloud.api import open_session  # type: ignore[import-not-found,unused-ignore]
+
+    session = open_session(profile)
+    token: str = session.add_camera(device_id, password, name=name)
+    return token
+
+
+async def cmd_reset(args: argparse.Namespace) -> int:
+    done = await _on_device(args, "/v1/reset", None)
+    print(f"{done['info']['id']} forgot its token and is provisioning again.")
+    return 0
+
+
+async def cmd_poll_now(args: argparse.Namespace) -> int:
+    done = await _on_device(args, "/v1/poll-now", None)
+    print(f"{done['info']['id']} is polling the cloud for its token now.")
+    return 0
+
+
+async def cmd_wifi(args: argparse.Namespace) -> int:
+    security = (
+        SECURITIES[args.security] if args.security else ("WPA" if args.password else "nopass")
+    )
+    if security != "nopass" and not args.password:
+        raise FinderError(f"a {args.security} network needs --password")
+    body = {
+        "ssid": args.ssid,
+        "password": args.password,
+        "security": security,
+        "hidden": bool(args.hidden),
+    }
+    done = await _on_device(args, "/v1/wifi", body)
+    print(f"{done['info']['id']} is joining WiFi network {args.ssid!r}.")
+    return 0
