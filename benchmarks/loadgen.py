@@ -48,13 +48,22 @@ def _unknown_device(n: int) -> str:
 
 
 async def _poll_load(
-    url: str, ca: str, seconds: float, workers: int, devices: list[tuple[str, bytes]]
+    url: str,
+    ca: str,
+    seconds: float,
+    workers: int,
+    devices: list[tuple[str, bytes]],
+    fresh: bool = False,
 ) -> dict[str, Any]:
-    """`workers` loops posting `wait 0` polls for `seconds`; devices are used round-robin."""
+    """`workers` loops posting `wait 0` polls for `seconds`; devices are used round-robin.
+
+    `fresh`: a new TCP + TLS connection for every poll (what a device in its slow phase
+    does: an hour apart, no connection is kept), instead of keep-alive connections.
+    """
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     errors: list[str] = []
-    connector = aiohttp.TCPConnector(ssl=_ssl(ca), limit=workers)
+    connector = aiohttp.TCPConnector(ssl=_ssl(ca), limit=workers, force_close=fresh)
     counter = 0
 
     async def worker(stop_at: float) -> None:
@@ -100,6 +109,7 @@ async def _poll_load(
         "first_error": errors[:1],
         "workers": workers,
         "devices": len(devices),
+        "fresh_connections": fresh,
     }
 
 
@@ -110,7 +120,9 @@ def polls(args: argparse.Namespace) -> dict[str, Any]:
     else:
         dummy = os.urandom(32)  # the mock cannot tell: it checks against a dummy key too
         devices = [(_unknown_device(n), dummy) for n in range(1000)]
-    return asyncio.run(_poll_load(args.url, args.ca, args.seconds, args.workers, devices))
+    return asyncio.run(
+        _poll_load(args.url, args.ca, args.seconds, args.workers, devices, args.fresh)
+    )
 
 
 # -- held long-polls --------------------------------------------------------------------
@@ -284,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--workers", type=int, default=50)
     p.add_argument("--known", help="JSON [[device_id, password], …]; default: unknown ids")
+    p.add_argument("--fresh", action="store_true", help="a new TLS connection for every poll")
     h = sub.add_parser("hold", help="open COUNT long-polls and check that all are held")
     h.add_argument("--count", type=int, default=2000)
     h.add_argument("--wait", type=int, default=30)

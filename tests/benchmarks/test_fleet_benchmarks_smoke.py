@@ -16,6 +16,7 @@ ROWS = (
     "fleet_load.add_to_answer",
     "fleet_load.memory_per_held_poll",
     "fleet_load.polls_per_s",
+    "fleet_load.fresh_polls_per_s",
     "fleet_sim.steady",
     "fleet_sim.peak",
     "fleet_sim.exact_check",
