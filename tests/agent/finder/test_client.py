@@ -38,7 +38,8 @@ async def test_wrong_key_is_refused_before_anything_is_sent(info_server: InfoSer
         with pytest.raises(FingerprintError) as refused:
             await client.command("/v1/token", {"token": "secret"}, "label-password")
     message = str(refused.value)
-    assert info_server.cert.fp in message and expected in message
+    assert info_server.cert.fp in message
+    assert expected in message
     assert "nothing was sent" in message
     assert info_server.seen == []  # no request, no Digest response, no token reached it
 
@@ -47,7 +48,7 @@ async def test_unreachable_device_is_reported() -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with pytest.raises(FinderError, match="cannot reach the device at 127.0.0.1"):
+    with pytest.raises(FinderError, match=r"cannot reach the device at 127\.0\.0\.1"):
         await presented_fingerprint(Endpoint("127.0.0.1", port), timeout=5)
     async with DeviceClient(Endpoint("127.0.0.1", port), "0" * 64, "x") as client:
         with pytest.raises(FinderError, match="cannot reach the device"):

@@ -38,7 +38,9 @@ def test_changed_fingerprint_is_refused_with_the_way_out(tmp_path: Path) -> None
     with pytest.raises(FingerprintError) as refused:
         known.verify("dev1", NEW, accept_new=False)
     message = str(refused.value)
-    assert OLD in message and NEW in message and "--accept-new-fp" in message
+    assert OLD in message
+    assert NEW in message
+    assert "--accept-new-fp" in message
     assert known.verify("dev1", NEW, accept_new=True) is Trust.REPLACED
     known.remember("dev1", NEW, "h:1")
     assert KnownDevices.load(path).devices["dev1"].fp == NEW

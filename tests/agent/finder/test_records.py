@@ -63,7 +63,9 @@ def test_table_shortens_fingerprint_and_counts() -> None:
     table = format_table([_record()], 1.234)
     assert FP[:16] + "…" in table
     assert FP not in table
-    assert "10.0.0.5" in table and "9443" in table and "provisioning" in table
+    assert "10.0.0.5" in table
+    assert "9443" in table
+    assert "provisioning" in table
     assert table.endswith("1 device found in 1.2 s.")
 
 
