@@ -127,11 +127,17 @@ def _unseal_answer(body: bytes, key: bytes, device_id: str) -> str:
     return unseal_token(key, device_id, data["sealed_token"])
 
 
-async def fetch_keys(session: aiohttp.ClientSession, cloud_url: str) -> list[str]:
-    """The cloud's token-signing keys (PEM), over TLS verified against the trusted CAs."""
+async def fetch_keys(
+    session: aiohttp.ClientSession, cloud_url: str, timeout: float = 15.0
+) -> list[str]:
+    """The cloud's token-signing keys (PEM), over TLS verified against the trusted CAs.
+
+    A caller inside a provisioning request passes what is left of the request's time, so
+    that the fetch cannot run past the moment the next request is due.
+    """
     try:
         async with session.get(
-            cloud_url.rstrip("/") + KEYS_PATH, timeout=aiohttp.ClientTimeout(total=15)
+            cloud_url.rstrip("/") + KEYS_PATH, timeout=aiohttp.ClientTimeout(total=timeout)
         ) as response:
             response.raise_for_status()
             data = json.loads(await read_bounded(response, MAX_ANSWER_BYTES))
