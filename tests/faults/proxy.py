@@ -130,7 +130,8 @@ class FaultProxy:
         self._live: set[_Connection] = set()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
+        self.port = listen[1]  # the real one once started (listen port 0 picks one)
         self._lock = threading.Lock()
 
     # -- control, from the test's thread ------------------------------------------------
@@ -173,6 +174,7 @@ class FaultProxy:
         self._server = await asyncio.start_server(
             self._handle, self.listen[0], self.listen[1], reuse_address=True
         )
+        self.port = self._server.sockets[0].getsockname()[1]
 
     async def _stop_server(self) -> None:
         if self._server is not None:

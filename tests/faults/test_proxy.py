@@ -78,9 +78,7 @@ def proxied() -> Iterator[tuple[FaultProxy, Upstream]]:
 
 def exchange(proxy: FaultProxy, fault: Fault) -> tuple[bytes, str]:
     proxy.set_fault(fault)
-    assert proxy._server is not None
-    port = proxy._server.sockets[0].getsockname()[1]
-    with socket.create_connection(("127.0.0.1", port), timeout=0.7) as client:
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=0.7) as client:
         client.sendall(HELLO + FINISHED)
         time.sleep(0.05)
         client.sendall(REQUEST)
