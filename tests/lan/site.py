@@ -1,0 +1,164 @@
+"""The pieces of a LAN test site: the mock cloud on the hub, devices, the finder.
+
+Everything here is real: `python -m cloud_mock` in the hub namespace, `python -m agent
+run` daemons in device namespaces (local API + mDNS on), `python -m agent finder` in its
+own namespace, all joined by a bridge; only multicast and routes make them meet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent import sandbox
+from cloud_mock.testing import start_mock_cloud
+from tests.lan.netns import Lan, Namespace
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCAL_API_OFF = "[local_api]\nenabled = false\nmdns = false\n"
+
+
+def local_api_toml(**settings: Any) -> str:
+    lines = ["[local_api]", "enabled = true", 'listen = "0.0.0.0"', "port = 0", "mdns = true"]
+    lines += [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Device:
+    """A daemon in its namespace; `agent` is the sandbox handle (control socket, logs)."""
+
+    ns: Namespace
+    config: Path
+    device_id: str
+    password: str
+    agent: sandbox.Agent
+
+    @property
+    def state_dir(self) -> Path:
+        return self.config.parent / "state"
+
+    def local_api(self) -> dict[str, Any]:
+        status = self.agent.status()
+        api: dict[str, Any] = status["local_api"]
+        return api
+
+    def stop(self) -> None:
+        self.agent.stop()
+
+    def restart(self) -> None:
+        self.agent.stop()
+        self.agent = launch(self.ns, self.config)
+        wait_local_api(self)
+
+
+def launch(ns: Namespace, config: Path) -> sandbox.Agent:
+    log_path = config.parent / "agent.log"
+    with log_path.open("ab") as log:
+        process = ns.popen(
+            [sys.executable, "-m", "agent", "--config", str(config), "run"],
+            stdout=log,
+            stderr=log,
+            cwd=ROOT,
+            env=_env(),
+        )
+    agent = sandbox.Agent(config, process, log_path)
+    deadline = time.monotonic() + 30
+    while not agent.answers():
+        if process.poll() is not None or time.monotonic() > deadline:
+            agent.stop()
+            raise RuntimeError(f"agent in {ns.name} did not start:\n{agent.log_text()[-3000:]}")
+        time.sleep(0.05)
+    return agent
+
+
+def wait_local_api(device: Device, timeout: float = 20.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        api = device.agent.status().get("local_api") or {}
+        if api.get("port") and api.get("fp"):
+            return dict(api)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no local API in status: {api!r}\n{device.agent.log_text()}")
+        time.sleep(0.05)
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(extra)
+    return env
+
+
+class Site:
+    """One LAN: the hub runs the mock cloud; devices and finders get their own namespaces."""
+
+    def __init__(self, lan: Lan, root: Path, cloud: sandbox.Cloud) -> None:
+        self.lan = lan
+        self.root = root
+        self.cloud = cloud
+        self.devices: list[Device] = []
+        self._n = 0
+
+    def device(self, role: str, **local_api: Any) -> Device:
+        self._n += 1
+        ns = self.lan.node(role)
+        device_id = f"02:1a:{os.getpid() % 256:02x}:00:00:{self._n:02x}"
+        password = f"label-pw-{self._n}"
+        directory = self.root / role
+        config = sandbox.write_agent_config(
+            directory,
+            self.cloud,
+            device_id=device_id,
+            password=password,
+            fast_interval=1.0,
+            long_poll=1.0,
+        )
+        text = config.read_text()
+        assert LOCAL_API_OFF in text
+        config.write_text(text.replace(LOCAL_API_OFF, local_api_toml(**local_api)))
+        device = Device(ns, config, device_id, password, launch(ns, config))
+        self.devices.append(device)
+        wait_local_api(device)
+        return device
+
+    def finder(
+        self, ns: Namespace, *args: str, stdin: str | None = None, xdg: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        home = xdg or self.root / "finder-config"
+        return ns.run(
+            [sys.executable, "-m", "agent", "finder", *args],
+            input=stdin,
+            cwd=ROOT,
+            env=_env(XDG_CONFIG_HOME=str(home)),
+            timeout=90,
+        )
+
+    def scan(self, ns: Namespace, timeout: float = 3.0) -> dict[str, dict[str, Any]]:
+        result = self.finder(ns, "scan", "--json", "--timeout", str(timeout))
+        assert result.returncode == 0, result.stderr
+        return {d["id"]: d for d in json.loads(result.stdout)}
+
+    def add_camera(self, device: Device, name: str = "lan camera") -> str:
+        session = self.lan.hub.call(self.cloud.login)
+        body = self.lan.hub.call(
+            self.cloud.add_camera, session, device.device_id, device.password, name
+        )
+        return str(body["token"])
+
+    def close(self) -> None:
+        for device in self.devices:
+            device.stop()
+        self.cloud.stop()
+
+
+def open_site(lan: Lan, root: Path) -> Site:
+    """The mock cloud on the hub (reachable from every node at the hub's address)."""
+    cloud = lan.hub.call(start_mock_cloud, root / "cloud", host=lan.hub.address)
+    return Site(lan, root, cloud)
