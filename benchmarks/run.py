@@ -27,6 +27,7 @@ from benchmarks import (
     daemon_bench,
     fleet_load,
     fleet_sim,
+    lan_bench,
     mock_bench,
     nvr_bench,
     online_bench,
@@ -69,6 +70,7 @@ BENCHMARKS: list[Benchmark] = [
         "service_ready", system_bench.service_ready, "p50 <= 400 ms", "booted container, systemd"
     ),
     Benchmark("install_one_liner", system_bench.install_one_liner, "", "booted container"),
+    Benchmark("lan", lan_bench.lan, "push p50 <= 500 ms", "network namespaces, mDNS"),
 ]
 NAMES = [b.name for b in BENCHMARKS]
 

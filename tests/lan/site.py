@@ -106,7 +106,8 @@ class Site:
         self.devices: list[Device] = []
         self._n = 0
 
-    def device(self, role: str, **local_api: Any) -> Device:
+    def device(self, role: str, *, local_api: bool = True, **settings: Any) -> Device:
+        """A daemon in namespace `role`; `settings` go into its [local_api] table."""
         self._n += 1
         ns = self.lan.node(role)
         device_id = f"02:1a:{os.getpid() % 256:02x}:00:00:{self._n:02x}"
@@ -122,10 +123,12 @@ class Site:
         )
         text = config.read_text()
         assert LOCAL_API_OFF in text
-        config.write_text(text.replace(LOCAL_API_OFF, local_api_toml(**local_api)))
+        if local_api:
+            config.write_text(text.replace(LOCAL_API_OFF, local_api_toml(**settings)))
         device = Device(ns, config, device_id, password, launch(ns, config))
         self.devices.append(device)
-        wait_local_api(device)
+        if local_api:
+            wait_local_api(device)
         return device
 
     def finder(
