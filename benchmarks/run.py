@@ -24,6 +24,7 @@ from types import FrameType
 from typing import Any
 
 from benchmarks import (
+    crash_bench,
     daemon_bench,
     fleet_load,
     fleet_sim,
@@ -64,6 +65,7 @@ BENCHMARKS: list[Benchmark] = [
     Benchmark("activation_code_cost", nvr_bench.activation_code_cost, "", "timeit"),
     Benchmark("fleet_load", fleet_load.fleet_load, "p99 <= 50 ms", "N pollers, add -> answer"),
     Benchmark("fleet_sim", fleet_sim.fleet_sim, "steady ~ N/3600", "1M devices, pure schedule"),
+    Benchmark("crash_bench", crash_bench.crash_bench, "corrupt = 0", "SIGKILL mid-write"),
     Benchmark("qr_decode", qr_bench.qr_decode, ">= 88 of 89 read", "../shared/qr-bench"),
     Benchmark("qr_daemon_memory", qr_daemon_bench.qr_daemon_memory, "<= 48 MiB", "VmRSS"),
     Benchmark(
