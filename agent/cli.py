@@ -309,7 +309,22 @@ def format_status(status: dict[str, Any]) -> str:
         lines.append(f"                {code['activation_url']}")
     if prov.get("last_result"):
         lines.append(f"  last poll     {prov['last_result']} at {_clock(prov['last_at'])}")
+    lines.extend(_format_local_api(status.get("local_api")))
     return "\n".join(lines)
+
+
+def _format_local_api(local: dict[str, Any] | None) -> list[str]:
+    if not local:  # the daemon is not running: nothing listens
+        return []
+    if not local.get("enabled"):
+        return ["  local API     off"]
+    if local.get("error") and not local.get("port"):
+        return [f"  local API     {local['error']}"]
+    if not local.get("port"):
+        return ["  local API     starting"]
+    where = f"https://{local['listen']}, port {local['port']}"
+    mdns = f", on mDNS as {local['mdns']!r}" if local.get("mdns") else ""
+    return [f"  local API     {where}{mdns}", f"  fingerprint   {local['fp']}"]
 
 
 def _clock(ts: float) -> str:

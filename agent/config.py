@@ -53,8 +53,12 @@ class PathsConfig:
 class LocalApiConfig:
     enabled: bool = True
     listen: str = "0.0.0.0"  # noqa: S104 - the LAN API is meant to be reachable on the LAN
-    port: int = 9443
+    port: int = 9443  # 0: any free port (tests); `camagent status` shows the real one
     mdns: bool = True
+    # Wrong passwords in a row before the first lock, and that lock's length (doubled for
+    # every further wrong one, at most an hour). Tests shrink the delay.
+    lockout_after: int = 5
+    lockout_base_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -255,8 +259,12 @@ def _validate(config: Config) -> None:
         fail("provisioning.slow_jitter", "must be between 0 and 0.5")
     if p.long_poll < 0:
         fail("provisioning.long_poll", "must be 0 (plain polls) or more seconds")
-    if not 0 < config.local_api.port < 65536:
-        fail("local_api.port", "must be a TCP port from 1 to 65535")
+    if not 0 <= config.local_api.port < 65536:
+        fail("local_api.port", "must be a TCP port from 1 to 65535 (or 0: any free port)")
+    if config.local_api.lockout_after < 1:
+        fail("local_api.lockout_after", "must be 1 or more wrong passwords")
+    if config.local_api.lockout_base_s <= 0:
+        fail("local_api.lockout_base_s", "must be greater than 0 seconds")
     if not 0 < config.qr.fps <= 30:
         fail("qr.fps", "must be more than 0 and at most 30 frames a second")
     for key in ("state_dir", "run_dir"):

@@ -50,9 +50,10 @@ if TYPE_CHECKING:
 
     import aiohttp
 
+    from agent.local_api.service import LocalApi
     from agent.nvr.link import NvrLink
     from agent.provisioning.client import PollOutcome
-    from agent.qr.payloads import Payload
+    from agent.qr.payloads import Payload, WifiNetwork
     from agent.qr.watcher import QrWatcher
 
 log = logging.getLogger("camagent")
@@ -93,6 +94,7 @@ class Daemon:
         self._tls: ssl.SSLContext | None = None
         self.qr_watcher: QrWatcher | None = None
         self.nvr: NvrLink | None = None
+        self.local_api: LocalApi | None = None
         if config.device.kind == "nvr":
             from agent.nvr.link import NvrLink
 
@@ -114,6 +116,7 @@ class Daemon:
         watchdog = asyncio.create_task(self._watchdog())
         await self._apply(Started(has_token=self.record.has_token))
         sd_notify.notify(f"READY=1\nSTATUS={self._status_line()}")
+        local_api = asyncio.create_task(self._start_local_api())
         log.info(
             "camagent %s running as %s %s (cloud %s)",
             __version__,
@@ -126,8 +129,10 @@ class Daemon:
         finally:
             sd_notify.notify("STOPPING=1")
             log.info("stopping")
-            for task in (self._poll_task, self._channel_task, watchdog):
+            for task in (self._poll_task, self._channel_task, watchdog, local_api):
                 await _cancel(task)
+            if self.local_api is not None:
+                await self.local_api.stop()  # the mDNS goodbye
             if self.qr_watcher is not None:
                 await self.qr_watcher.stop()
             server.close()
@@ -206,6 +211,8 @@ class Daemon:
             log.info("state: %s", step.state.value)
             await self._follow_qr_scanning()
             sd_notify.notify(f"STATUS={self._status_line()}")
+            if self.local_api is not None:
+                self.local_api.state_changed()
 
     async def _do(self, action: Action, event: Event) -> None:
         loop = asyncio.get_running_loop()
@@ -458,8 +465,7 @@ class Daemon:
                 token = args.get("token")
                 if not isinstance(token, str):
                     raise TokenError("token must be a string")
-                self.verifier.verify(token)
-                await self.submit(TokenAccepted(token.strip(), "cli"))
+                await self.set_token(token, "cli")
                 return self.status()
             case "nvr_code":
                 activation = self.nvr.activation() if self.nvr else None
@@ -467,23 +473,67 @@ class Daemon:
                     raise CamagentError(self._no_code_reason())
                 return activation.public()
             case "nvr_register":
-                if self.nvr is None:
-                    raise CamagentError('this device is a camera: set device.kind = "nvr"')
-                if self.state is not DeviceState.AWAITING_ACTIVATION:
-                    raise CamagentError(self._no_code_reason())
-                answer = await self.nvr.register(self._http(), str(args.get("token") or ""))
-                claims = self.verifier.verify(answer)
-                await self.submit(TokenAccepted(claims.raw, "registration"))
+                await self.register_nvr(str(args.get("token") or ""))
                 return self.status()
             case "poll_now":
-                if self.state not in UNLINKED:
-                    raise CamagentError(
-                        "this device holds a token and makes no provisioning requests; "
-                        "run `camagent reset` first to provision again"
-                    )
-                await self.submit(PollNowRequested("cli"))
+                await self.poll_now("cli")
                 return self.status()
         raise CamagentError(f"unknown command {cmd!r}")
+
+    # -- changes shared by the control socket and the local API ----------------------
+
+    async def set_token(self, token: str, source: str) -> None:
+        """A forced token change: verified like any token (raises TokenError)."""
+        self.verifier.verify(token)
+        await self.submit(TokenAccepted(token.strip(), source))
+
+    async def register_nvr(self, token: str) -> None:
+        if self.nvr is None:
+            raise CamagentError('this device is a camera: set device.kind = "nvr"')
+        if self.state is not DeviceState.AWAITING_ACTIVATION:
+            raise CamagentError(self._no_code_reason())
+        answer = await self.nvr.register(self._http(), token)
+        claims = self.verifier.verify(answer)
+        await self.submit(TokenAccepted(claims.raw, "registration"))
+
+    async def poll_now(self, source: str) -> None:
+        if self.state not in UNLINKED:
+            raise CamagentError(
+                "this device holds a token and makes no provisioning requests; "
+                "run `camagent reset` first to provision again"
+            )
+        await self.submit(PollNowRequested(source))
+
+    async def join_wifi(self, network: WifiNetwork) -> str:
+        """Join a network (as from a QR card), then restart the fast phase: a new link.
+
+        Raises WifiError; returns the tool that did it.
+        """
+        from agent.qr import wifi
+
+        applied = await asyncio.to_thread(wifi.apply, network)
+        log.info("joined WiFi %r (%s)", network.ssid, applied.tool)
+        if self.state in UNLINKED:
+            await self.submit(PollNowRequested("new link"))
+        return applied.tool
+
+    # -- the local HTTPS API and mDNS ---------------------------------------------------
+
+    async def _start_local_api(self) -> None:
+        if not self.config.local_api.enabled:
+            return
+        from agent.local_api.device import DaemonDevice
+        from agent.local_api.service import LocalApi
+
+        self.local_api = LocalApi(self.config, self.device_id, DaemonDevice(self))
+        await self.local_api.start()
+
+    def _local_api_status(self) -> dict[str, Any]:
+        if not self.config.local_api.enabled:
+            return {"enabled": False}
+        if self.local_api is None:
+            return {"enabled": True, "port": None, "fp": None, "mdns": None}
+        return self.local_api.status()
 
     def status(self) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
@@ -509,6 +559,7 @@ class Daemon:
             "cloud": {"url": self.config.cloud.url, "connected_since": self.connected_since},
             "version": __version__,
             "daemon": True,
+            "local_api": self._local_api_status(),
             **self._activation_status(),
         }
 

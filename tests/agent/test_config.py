@@ -178,7 +178,7 @@ def test_wrong_types_name_the_key(text: str, key: str, expected: str) -> None:
         ("[provisioning]\nslow_jitter = 0.51\n", "provisioning.slow_jitter"),
         ("[provisioning]\nslow_jitter = -0.1\n", "provisioning.slow_jitter"),
         ("[provisioning]\nlong_poll = -5\n", "provisioning.long_poll"),
-        ("[local_api]\nport = 0\n", "local_api.port"),
+        ("[local_api]\nport = -1\n", "local_api.port"),
         ("[local_api]\nport = 70000\n", "local_api.port"),
         ("[local_api]\nport = 65536\n", "local_api.port"),
         ('[device]\nkind = "dvr"\n', "device.kind"),

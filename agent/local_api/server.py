@@ -1,0 +1,255 @@
+"""The local HTTPS API (DESIGN §5): `GET /v1/info` for anyone, changes with Digest auth.
+
+The device behind it is a `Device` (the daemon implements it), so this module knows
+HTTP, authentication and bodies, and nothing of the state machine. Every answer is JSON:
+`{ok: true, state, …}` or `{error, message}`; no input can make the daemon fail.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from agent.errors import CamagentError
+from agent.local_api import bodies, digest
+from agent.local_api.bodies import ApiError
+from agent.local_api.lockout import Lockout
+from agent.qr.payloads import WifiNetwork
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Clock = Callable[[], float]
+
+
+class ActionError(CamagentError):
+    """The device refused a change: HTTP status, error code, and a message for people."""
+
+    def __init__(self, status: int, error: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+
+
+class Device(Protocol):
+    def info(self) -> dict[str, Any]:
+        """`{id, kind, state, ver, name, model}`; the server adds `fp`."""
+
+    def password(self) -> str:
+        """The device password; raises CamagentError when there is none."""
+
+    async def set_token(self, token: str) -> dict[str, Any]: ...
+
+    async def reset(self) -> dict[str, Any]: ...
+
+    async def poll_now(self) -> dict[str, Any]: ...
+
+    async def join_wifi(self, network: WifiNetwork) -> dict[str, Any]: ...
+
+    async def register(self, token: str) -> dict[str, Any]: ...
+
+
+@dataclass
+class Auth:
+    lockout: Lockout
+    nonces: digest.NonceBook
+    clock: Clock = time.time
+
+
+DEVICE_KEY = web.AppKey("device", Device)
+AUTH_KEY = web.AppKey("auth", Auth)
+FP_KEY = web.AppKey("fp", str)
+
+
+def make_app(device: Device, auth: Auth, fp: str) -> web.Application:
+    app = web.Application(
+        middlewares=[error_middleware],
+        client_max_size=bodies.MAX_BODY_BYTES,
+    )
+    app[DEVICE_KEY] = device
+    app[AUTH_KEY] = auth
+    app[FP_KEY] = fp
+    app.router.add_get("/v1/info", handle_info)
+    app.router.add_post("/v1/token", _change(_set_token))
+    app.router.add_post("/v1/reset", _change(_reset))
+    app.router.add_post("/v1/poll-now", _change(_poll_now))
+    app.router.add_post("/v1/wifi", _change(_wifi))
+    app.router.add_post("/v1/cloud-registration", _change(_register))
+    return app
+
+
+def server_context(cert_path: str, key_path: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_path, key_path)
+    return context
+
+
+# -- middleware: every answer is JSON, nothing escapes ------------------------------------
+
+
+def error_response(error: ApiError) -> web.Response:
+    return web.json_response(error.body(), status=error.status, headers=error.headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc)
+    except web.HTTPException as exc:
+        # Routing answers (404, 405) and aiohttp's own size check (413), as JSON.
+        error = exc.reason.lower().replace(" ", "_")
+        headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+        return error_response(ApiError(exc.status, error, exc.reason, headers))
+    except Exception:  # a bug: log it, answer, keep serving
+        log.exception("local API: %s %s failed", request.method, request.path)
+        return error_response(ApiError(500, "internal_error", "the device failed to answer"))
+
+
+# -- handlers -------------------------------------------------------------------------
+
+
+async def handle_info(request: web.Request) -> web.Response:
+    info = dict(request.app[DEVICE_KEY].info())
+    info["fp"] = request.app[FP_KEY]
+    return web.json_response(info)
+
+
+Action = Callable[[Device, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+def _change(action: Action) -> Handler:
+    """Authenticate, read the body, carry out `action`, answer `{ok: true, …}`."""
+
+    async def handle(request: web.Request) -> web.Response:
+        if (request.content_length or 0) > bodies.MAX_BODY_BYTES:
+            raise ApiError(
+                413, "body_too_large", f"the body is larger than {bodies.MAX_BODY_BYTES} bytes"
+            )
+        device = request.app[DEVICE_KEY]
+        authenticate(request, device, request.app[AUTH_KEY])
+        raw = await request.read()
+        try:
+            result = await action(device, _decode(raw, request.content_type, action))
+        except ActionError as exc:
+            raise ApiError(exc.status, exc.error, str(exc)) from None
+        return web.json_response({"ok": True, **result})
+
+    return handle
+
+
+def _decode(raw: bytes, content_type: str, action: Action) -> dict[str, Any]:
+    needs_body = action in (_set_token, _wifi, _register)
+    return bodies.json_object(raw, content_type, required=needs_body)
+
+
+def authenticate(request: web.Request, device: Device, auth: Auth) -> None:
+    """Pass, or raise 401 (a Digest challenge), 429 (locked out) or 503 (no password)."""
+    now = auth.clock()
+    wait = auth.lockout.retry_after(now)
+    if wait > 0:
+        raise _locked(wait)
+    try:
+        password = device.password()
+    except CamagentError as exc:
+        raise ApiError(503, "no_password", f"this device cannot check passwords: {exc}") from None
+    verdict = digest.verify(
+        request.headers.get("Authorization"),
+        digest.Request(request.method, request.raw_path),
+        password,
+        auth.nonces,
+        now,
+    )
+    if verdict is digest.Verdict.OK:
+        auth.lockout.success()
+        return
+    if verdict.is_failure:
+        state = auth.lockout.failure(now)
+        log.warning(
+            "local API: wrong password from %s (%d in a row)", request.remote, state.failures
+        )
+        if (wait := auth.lockout.retry_after(now)) > 0:
+            raise _locked(wait)
+    challenge = digest.challenge(auth.nonces.make(now), stale=verdict is digest.Verdict.STALE)
+    extra = {"tries_left": auth.lockout.state.tries_left(auth.lockout.policy)}
+    raise ApiError(401, "unauthorized", _why(verdict), {"WWW-Authenticate": challenge}, extra)
+
+
+def _why(verdict: digest.Verdict) -> str:
+    match verdict:
+        case digest.Verdict.WRONG:
+            return "wrong user or password (user admin, the password on the device's label)"
+        case digest.Verdict.STALE:
+            return "the nonce expired: answer the new challenge"
+        case digest.Verdict.MALFORMED:
+            return "the Authorization header is not Digest SHA-256 (qop=auth) for this request"
+    return "authenticate with HTTP Digest (SHA-256, qop=auth), user admin"
+
+
+def _locked(wait: float) -> ApiError:
+    seconds = max(1, math.ceil(wait))
+    return ApiError(
+        429,
+        "locked_out",
+        f"too many wrong passwords: password checks resume in {seconds} s",
+        {"Retry-After": str(seconds)},
+    )
+
+
+# -- the changes ----------------------------------------------------------------------
+
+
+async def _set_token(device: Device, body: dict[str, Any]) -> dict[str, Any]:
+    return await device.set_token(bodies.token(body))
+
+
+async def _reset(device: Device, body: dict[str, Any]) -> dict[str, Any]:
+    bodies.no_fields(body)
+    return await device.reset()
+
+
+async def _poll_now(device: Device, body: dict[str, Any]) -> dict[str, Any]:
+    bodies.no_fields(body)
+    return await device.poll_now()
+
+
+async def _wifi(device: Device, body: dict[str, Any]) -> dict[str, Any]:
+    return await device.join_wifi(bodies.wifi(body))
+
+
+async def _register(device: Device, body: dict[str, Any]) -> dict[str, Any]:
+    return await device.register(bodies.token(body))
+
+
+# -- running it -----------------------------------------------------------------------
+
+
+@dataclass
+class Running:
+    runner: web.AppRunner
+    port: int
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start(app: web.Application, host: str, port: int, context: ssl.SSLContext) -> Running:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=context, backlog=16)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    bound = runner.addresses[0][1] if runner.addresses else port
+    return Running(runner, int(bound))
