@@ -206,11 +206,14 @@ def test_control_channel_comes_back_after_reset_and_blackhole(rig: Rig) -> None:
     # Blackhole: the link goes silent (no FIN, no RST) and new connections are swallowed.
     hole_proxy.set_fault(Fault(Mode.DROP))
     fault_at = time.monotonic()
+    cpu_before = cpu_seconds(hole_agent.agent.process.pid)
     assert hole_proxy.blackhole_all() >= 1
     wait_until(lambda: hole_agent.state() == "disconnected", 20, "silence noticed")
     wait_until(lambda: len(hole_proxy.connections_since(fault_at)) >= 1, 20, "a reconnect attempt")
     time.sleep(1.0)
     attempts = len(hole_proxy.connections_since(fault_at))
+    cpu = cpu_seconds(hole_agent.agent.process.pid) - cpu_before
+    assert cpu <= CPU_SHARE_LIMIT * (time.monotonic() - fault_at), cpu
     hole_proxy.set_fault(Fault(Mode.PASS))
     took = wait_until(lambda: hole_agent.state() == "connected", cap + 10, "reconnect")
     # The attempt swallowed by the blackhole gives up after CONNECT_TIMEOUT_S (it used to
