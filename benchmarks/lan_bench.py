@@ -129,7 +129,7 @@ def _wait_state(device: Device, state: str, timeout: float = 30.0) -> None:
 
 def _push_row(ctx: Context, site: Site, finder_ns: Namespace, device: Device) -> Row:
     rounds = 4 if ctx.quick else 10
-    token = site.add_camera(device, "lan bench")
+    token = str(site.add_camera(device, "lan bench")["token"])
     known_path = site.root / "bench-known.json"
     totals: list[float] = []
     pushes: list[float] = []

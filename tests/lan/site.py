@@ -148,12 +148,21 @@ class Site:
         assert result.returncode == 0, result.stderr
         return {d["id"]: d for d in json.loads(result.stdout)}
 
-    def add_camera(self, device: Device, name: str = "lan camera") -> str:
+    def add_camera(self, device: Device, name: str = "lan camera") -> dict[str, Any]:
+        """POST /v1/cameras from the hub (where the mock listens): {camera_id, token}."""
         session = self.lan.hub.call(self.cloud.login)
-        body = self.lan.hub.call(
+        body: dict[str, Any] = self.lan.hub.call(
             self.cloud.add_camera, session, device.device_id, device.password, name
         )
-        return str(body["token"])
+        return body
+
+    def delete_camera(self, camera_id: str) -> None:
+        session = self.lan.hub.call(self.cloud.login)
+        self.lan.hub.call(self.cloud.delete_camera, session, camera_id)
+
+    def camera_status(self, camera_id: str) -> str:
+        session = self.lan.hub.call(self.cloud.login)
+        return str(self.lan.hub.call(self.cloud.camera, session, camera_id)["status"])
 
     def close(self) -> None:
         for device in self.devices:

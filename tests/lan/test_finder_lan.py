@@ -1,0 +1,255 @@
+"""`camagent finder` against real daemons across network namespaces (DESIGN §5).
+
+One LAN per module: the mock cloud on the hub, two devices in their own namespaces, the
+finder in a third, avahi in a fourth. Tests that change a device put it back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.lan.announcer import Announcement
+from tests.lan.avahi import Avahi, missing_tools
+from tests.lan.netns import Namespace
+from tests.lan.site import Device, Site, wait_local_api
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
+
+# Small lockout settings so the lockout test takes seconds (names from [local_api]).
+LOCKOUT: dict[str, Any] = {"lockout_after": 3, "lockout_base_s": 30}
+
+
+@pytest.fixture(scope="module")
+def dev1(site: Site) -> Device:
+    return site.device("dev1", **LOCKOUT)
+
+
+@pytest.fixture(scope="module")
+def dev2(site: Site) -> Device:
+    return site.device("dev2", **LOCKOUT)
+
+
+@pytest.fixture(scope="module")
+def finder_ns(site: Site) -> Namespace:
+    return site.lan.node("finder")
+
+
+def _wait(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(0.2)
+
+
+def test_scan_finds_both_devices(
+    site: Site, dev1: Device, dev2: Device, finder_ns: Namespace
+) -> None:
+    found = site.scan(finder_ns)
+    assert set(found) == {dev1.device_id, dev2.device_id}
+    for device in (dev1, dev2):
+        entry, api = found[device.device_id], device.local_api()
+        assert entry["address"] == device.ns.address
+        assert entry["port"] == api["port"]
+        assert entry["fp"] == api["fp"]
+        assert entry["kind"] == "camera"
+        assert entry["pv"] == "1"
+        assert entry["state"] == device.agent.status()["state"]
+
+
+def test_scan_table_for_people(
+    site: Site, dev1: Device, dev2: Device, finder_ns: Namespace
+) -> None:
+    result = site.finder(finder_ns, "scan", "--timeout", "3")
+    assert result.returncode == 0, result.stderr
+    assert dev1.device_id in result.stdout
+    assert dev2.device_id in result.stdout
+    assert dev1.local_api()["fp"] not in result.stdout  # shortened for people
+    assert dev1.local_api()["fp"][:16] in result.stdout
+    assert "2 devices found" in result.stdout
+
+
+def test_push_token_then_reset_and_txt_follows(
+    site: Site, dev1: Device, finder_ns: Namespace
+) -> None:
+    camera = site.add_camera(dev1)
+    result = site.finder(
+        finder_ns,
+        "push",
+        dev1.device_id,
+        "--token",
+        camera["token"],
+        "--password-stdin",
+        stdin=dev1.password + "\n",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Token pushed" in result.stdout
+    assert "now remembered" in result.stderr  # first contact: trust on first use
+    dev1.agent.wait_for_state("connected", timeout=30)
+    _wait(lambda: site.camera_status(camera["camera_id"]) == "online", 30, "online in the cloud")
+    _wait(lambda: site.scan(finder_ns, 2)[dev1.device_id]["state"] == "connected", 30, "TXT")
+
+    # Deleted in the cloud (so provisioning no longer hands the token back), then reset
+    # from the LAN: the device provisions again, and a rescan shows it.
+    site.delete_camera(camera["camera_id"])
+    result = site.finder(
+        finder_ns, "reset", dev1.device_id, "--password-stdin", stdin=dev1.password + "\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "forgot its token" in result.stdout
+    dev1.agent.wait_for_state("provisioning", timeout=30)
+    assert dev1.agent.status()["token"]["present"] is False
+    _wait(lambda: site.scan(finder_ns, 2)[dev1.device_id]["state"] == "provisioning", 30, "TXT")
+
+
+def test_push_by_host_port_and_poll_now(site: Site, dev1: Device, finder_ns: Namespace) -> None:
+    port = dev1.local_api()["port"]
+    result = site.finder(
+        finder_ns,
+        "poll-now",
+        f"{dev1.ns.address}:{port}",
+        "--password-stdin",
+        stdin=dev1.password + "\n",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "polling" in result.stdout
+
+
+def test_wrong_password_refused_then_locked_out_across_restart(
+    site: Site, dev2: Device, finder_ns: Namespace
+) -> None:
+    def attempt(password: str) -> Any:
+        return site.finder(
+            finder_ns, "poll-now", dev2.device_id, "--password-stdin", stdin=password + "\n"
+        )
+
+    first = attempt("wrong-password")
+    assert first.returncode == 1
+    assert "refused the password" in first.stderr
+    for _ in range(LOCKOUT["lockout_after"] + 1):
+        last = attempt("wrong-password")
+    assert last.returncode == 1
+    assert "locked out for" in last.stderr
+    dev2.restart()
+    after = attempt(dev2.password)  # even the right password waits out the lockout
+    assert after.returncode == 1
+    assert "locked out for" in after.stderr
+
+
+def test_changed_certificate_is_refused_until_accepted(
+    site: Site, dev1: Device, finder_ns: Namespace
+) -> None:
+    # The finder remembers dev1's key from the tests above (or learns it now).
+    site.finder(
+        finder_ns, "poll-now", dev1.device_id, "--password-stdin", stdin=dev1.password + "\n"
+    )
+    old_fp = dev1.local_api()["fp"]
+    dev1.stop()
+    for path in dev1.state_dir.glob("local-api.*"):
+        path.unlink()
+    dev1.restart()
+    new_fp = wait_local_api(dev1)["fp"]
+    assert new_fp != old_fp
+    _wait(lambda: site.scan(finder_ns, 2).get(dev1.device_id, {}).get("fp") == new_fp, 30, "fp")
+
+    refused = site.finder(
+        finder_ns, "poll-now", dev1.device_id, "--password-stdin", stdin=dev1.password + "\n"
+    )
+    assert refused.returncode == 1
+    assert "has changed" in refused.stderr
+    assert "--accept-new-fp" in refused.stderr
+    accepted = site.finder(
+        finder_ns,
+        "poll-now",
+        dev1.device_id,
+        "--accept-new-fp",
+        "--password-stdin",
+        stdin=dev1.password + "\n",
+    )
+    assert accepted.returncode == 0, accepted.stderr
+
+
+def test_announced_fingerprint_that_the_peer_does_not_hold_is_refused(
+    site: Site, dev1: Device, finder_ns: Namespace
+) -> None:
+    """An impostor announcement: dev1's address and port, someone else's fingerprint."""
+    impostor = site.lan.node("impostor")
+    port = dev1.local_api()["port"]
+    fake_fp = "0" * 64
+    txt = {"id": "impostor-1", "fp": fake_fp, "pv": "1"}
+    with Announcement(impostor, "impostor", dev1.ns.address, port, txt):
+        result = site.finder(
+            finder_ns, "poll-now", "impostor-1", "--password-stdin", stdin="anything\n"
+        )
+    assert result.returncode == 1
+    assert "it may be an impostor, so nothing was sent" in result.stderr
+    assert fake_fp in result.stderr
+
+
+async def _raw_requests(address: str, port: int, fp: str, password: str) -> dict[str, int]:
+    """Bodies a device must refuse with a 4xx (never a 500), sent with a valid Digest."""
+    statuses: dict[str, int] = {}
+    connector = aiohttp.TCPConnector(ssl=aiohttp.Fingerprint(bytes.fromhex(fp)))
+    async with aiohttp.ClientSession(connector=connector) as session:
+        base = f"https://{address}:{port}"
+        cases: dict[str, tuple[str, bytes, str]] = {
+            "malformed": ("/v1/token", b"{not json", "application/json"),
+            "not_object": ("/v1/token", b"[1, 2]", "application/json"),
+            "missing_field": ("/v1/token", b"{}", "application/json"),
+            "wrong_type": ("/v1/wifi", json.dumps({"ssid": 5}).encode(), "application/json"),
+            "huge": ("/v1/token", b'{"token": "' + b"x" * (2 << 20) + b'"}', "application/json"),
+            "content_type": ("/v1/token", b"token=x", "text/plain"),
+        }
+        for name, (path, data, ctype) in cases.items():
+            digest = aiohttp.DigestAuthMiddleware("admin", password)
+            async with session.post(
+                base + path, data=data, headers={"Content-Type": ctype}, middlewares=(digest,)
+            ) as response:
+                statuses[name] = response.status
+    return statuses
+
+
+def test_malformed_and_huge_bodies_get_4xx(site: Site, dev1: Device, finder_ns: Namespace) -> None:
+    api = dev1.local_api()
+    statuses = finder_ns.call(
+        asyncio.run, _raw_requests(dev1.ns.address, api["port"], api["fp"], dev1.password)
+    )
+    assert all(400 <= s < 500 for s in statuses.values()), statuses
+    assert statuses["huge"] == 413
+    assert statuses["content_type"] == 415
+    assert statuses["malformed"] == 400
+    assert dev1.agent.process.poll() is None  # still running
+
+
+@pytest.fixture(scope="module")
+def avahi(site: Site) -> Iterator[Avahi]:
+    missing = missing_tools()
+    if missing:
+        pytest.fail(f"interop test needs {', '.join(missing)} (Debian: avahi-daemon avahi-utils)")
+    ns = site.lan.node("avahi")
+    daemon = Avahi(ns, site.root / "avahi")
+    daemon.start()
+    yield daemon
+    daemon.stop()
+
+
+def test_avahi_browse_sees_the_device_and_its_txt(dev2: Device, avahi: Avahi) -> None:
+    api = dev2.local_api()
+    deadline = time.monotonic() + 30
+    mine: list[list[str]] = []
+    while not mine and time.monotonic() < deadline:
+        mine = [line for line in avahi.browse() if f'"id={dev2.device_id}"' in line[9]]
+    assert mine, avahi.log()
+    line = mine[0]
+    assert line[7] == dev2.ns.address
+    assert int(line[8]) == api["port"]
+    assert f'"fp={api["fp"]}"' in line[9]
+    assert '"pv=1"' in line[9]
+    assert '"kind=camera"' in line[9]
