@@ -47,7 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     nvr_code = nvr_sub.add_parser("code", help="the activation code to enter in the cloud")
     nvr_code.add_argument("--json", action="store_true", help="print JSON for scripts")
     nvr_register = nvr_sub.add_parser("register", help="link with a registration token")
-    nvr_register.add_argument("token", metavar="TOKEN")
+    nvr_register.add_argument(
+        "token", metavar="TOKEN", nargs="?", help="omitted: one is made through --profile"
+    )
+    nvr_register.add_argument(
+        "--profile", metavar="NAME", help="cloud server profile to get a token with (no TOKEN)"
+    )
     nvr_checks = nvr_sub.add_parser("checks", help="the device-side checks the cloud shows")
     nvr_checks.add_argument("--json", action="store_true", help="print JSON for scripts")
     qr = sub.add_parser("qr", help="QR codes: read WiFi/token cards, make cards")
@@ -170,6 +175,13 @@ def cmd_nvr(args: argparse.Namespace) -> int:
         print(json.dumps([r.to_json() for r in results]) if args.json else format_results(results))
         return EXIT_FAILURE if any(r.status == "fail" for r in results) else EXIT_OK
     if args.nvr_command == "register":
+        if args.token is None:
+            from agent.cloud.api import registration_token_for
+
+            note = "made by camagent nvr register"
+            args.token = registration_token_for(
+                args.profile, config.cloud.url, title=config.device.name, note=note
+            )
         try:
             _daemon(config, "nvr_register", token=args.token)
         except DaemonUnavailable:

@@ -130,3 +130,29 @@ def open_session(profile: str | None = None) -> CloudSession:
     session = CloudSession(chosen, CloudClient(chosen), stored_session(chosen))
     session.sessions()
     return session
+
+
+def same_origin(a: str, b: str) -> bool:
+    def origin(url: str) -> tuple[str, str, int]:
+        parts = urllib.parse.urlsplit(url)
+        return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port or 443
+
+    try:
+        return origin(a) == origin(b)
+    except ValueError:
+        return False
+
+
+def registration_token_for(
+    profile: str | None, trusted_url: str, title: str = "", note: str = ""
+) -> str:
+    """A registration token made through `profile` for an NVR that trusts `trusted_url`;
+    refused before asking when the profile is for another cloud (the token would be
+    useless there)."""
+    cloud = open_session(profile)
+    if not same_origin(cloud.profile.url, trusted_url):
+        raise CloudError(
+            f"server profile {cloud.profile.name!r} is for {cloud.profile.url}, but this NVR "
+            f"trusts {trusted_url} ([cloud] url): use a profile for that cloud (--profile NAME)"
+        )
+    return cloud.registration_token(title=title, note=note)
