@@ -49,9 +49,14 @@ def b64url_decode(text: str) -> bytes:
     if any(c not in _B64URL_ALPHABET for c in text):
         raise TokenError("token is not base64url text")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
         raise TokenError("token is not base64url text") from None
+    # One spelling per byte string (unused trailing bits zero): an altered token never
+    # verifies, so anything that logs, keys or compares tokens as text sees one token.
+    if b64url_encode(data) != text:
+        raise TokenError("token is not canonical base64url text")
+    return data
 
 
 _B64URL_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
