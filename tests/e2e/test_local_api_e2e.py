@@ -293,3 +293,92 @@ async def test_bad_requests_get_clear_4xx_and_the_daemon_keeps_answering(
     assert f"port {local['port']}" in result.stdout
     assert local["fp"] in result.stdout
     assert agent.status()["local_api"]["port"] == local["port"]
+
+
+async def browse_for(device_id: str, want_state: str, timeout: float = 20.0) -> dict[str, str]:
+    """Browse `_camagent._tcp` until the device announces `want_state`; its TXT."""
+    import asyncio
+
+    from zeroconf import ServiceStateChange
+    from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
+
+    names: set[str] = set()
+
+    def on_change(
+        zeroconf: Any, service_type: str, name: str, state_change: ServiceStateChange
+    ) -> None:
+        if state_change is not ServiceStateChange.Removed:
+            names.add(name)
+
+    azc = AsyncZeroconf()
+    browser = AsyncServiceBrowser(azc.zeroconf, "_camagent._tcp.local.", handlers=[on_change])
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name in list(names):
+                info = AsyncServiceInfo("_camagent._tcp.local.", name)
+                if not await info.async_request(azc.zeroconf, 1000):
+                    continue
+                txt = {k.decode(): (v or b"").decode() for k, v in info.properties.items()}
+                if txt.get("id") == device_id and txt.get("state") == want_state:
+                    txt["port"] = str(info.port)
+                    txt["addresses"] = ",".join(info.parsed_addresses())
+                    return txt
+            await asyncio.sleep(0.2)
+    finally:
+        await browser.async_cancel()
+        await azc.async_close()
+    raise AssertionError(f"{device_id} not announced in state {want_state} within {timeout} s")
+
+
+async def test_mdns_announces_the_device_and_follows_its_state(
+    fleet: Fleet, cloud: sandbox.Cloud, session: str, http: aiohttp.ClientSession
+) -> None:
+    agent, local, device_id, password = start_device(fleet, mdns=True)
+    txt = await browse_for(device_id, "provisioning")
+    assert txt["fp"] == local["fp"]
+    assert txt["kind"] == "camera"
+    assert txt["pv"] == "1"
+    assert txt["ver"]
+    assert txt["port"] == str(local["port"])
+    deadline = time.monotonic() + 10
+    while not agent.status()["local_api"]["mdns"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert agent.status()["local_api"]["mdns"].endswith("._camagent._tcp.local.")
+
+    token = cloud.add_camera(session, device_id, password)["token"]
+    status, _, _ = await Device(http, local).post("/v1/token", {"token": token}, password)
+    assert status == 200
+    await browse_for(device_id, "connected")
+
+    # Stopping says goodbye: a browser hears the service leave at once, not after its TTL.
+    import asyncio
+
+    from zeroconf import ServiceStateChange
+    from zeroconf.asyncio import AsyncServiceBrowser, AsyncZeroconf
+
+    announced = agent.status()["local_api"]["mdns"]
+    seen: list[ServiceStateChange] = []
+
+    def on_change(
+        zeroconf: Any, service_type: str, name: str, state_change: ServiceStateChange
+    ) -> None:
+        if name == announced:
+            seen.append(state_change)
+
+    azc = AsyncZeroconf()
+    browser = AsyncServiceBrowser(azc.zeroconf, "_camagent._tcp.local.", handlers=[on_change])
+    try:
+        deadline = time.monotonic() + 10
+        while ServiceStateChange.Added not in seen:
+            assert time.monotonic() < deadline, "the browser did not see the device"
+            await asyncio.sleep(0.05)
+        assert agent.stop() == 0
+        deadline = time.monotonic() + 5
+        while ServiceStateChange.Removed not in seen:
+            assert time.monotonic() < deadline, "no mDNS goodbye on stop"
+            await asyncio.sleep(0.05)
+    finally:
+        await browser.async_cancel()
+        await azc.async_close()
