@@ -183,14 +183,8 @@ class Daemon:
         for section in ("device", "cloud", "paths", "local_api"):
             if getattr(new, section) != getattr(self.config, section):
                 log.warning("[%s] changed: it takes effect when camagent restarts", section)
-        self.config = Config(
-            device=self.config.device,
-            cloud=self.config.cloud,
-            paths=self.config.paths,
-            local_api=self.config.local_api,
-            provisioning=new.provisioning,
-            source=new.source,
-        )
+        # Only the schedule changes live; the rest (nvr and qr too) stays as it started.
+        self.config = replace(self.config, provisioning=new.provisioning, source=new.source)
         self.verifier = TokenVerifier(self.config, self.device_id, self.record.trusted_keys_pem)
         del verifier
         if self.schedule is not None:

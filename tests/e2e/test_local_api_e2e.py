@@ -382,3 +382,31 @@ async def test_mdns_announces_the_device_and_follows_its_state(
     finally:
         await browser.async_cancel()
         await azc.async_close()
+
+
+async def test_cloud_registration_links_an_nvr(
+    fleet: Fleet, cloud: sandbox.Cloud, session: str, http: aiohttp.ClientSession
+) -> None:
+    status, made = cloud.request("POST", "/v1/registrator-tokens", {}, session=session)
+    assert status == 201, made
+    agent, local, device_id, password = start_device(
+        fleet, kind="nvr", fast_interval=3.0, long_poll=2.0
+    )
+    deadline = time.monotonic() + 15
+    while agent.status()["state"] != "awaiting_activation":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    device = Device(http, local)
+    status, body, _ = await device.post(
+        "/v1/cloud-registration", {"token": made["token"]}, password
+    )
+    assert status == 200, body
+    agent.wait_for_state("connected", timeout=10)
+    _, listing = cloud.request("GET", "/v1/registrators", session=session)
+    assert [r for r in listing["registrators"] if r["device_id"] == device_id]
+    # Linked already: a second registration is refused with the reason.
+    status, body, _ = await device.post(
+        "/v1/cloud-registration", {"token": made["token"]}, password
+    )
+    assert status == 409
+    assert "linked" in body["message"]
