@@ -104,10 +104,11 @@ class DeviceClient:
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> DeviceClient:
-        connector = aiohttp.TCPConnector(ssl=aiohttp.Fingerprint(bytes.fromhex(self.fp)))
-        self._session = aiohttp.ClientSession(
-            connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout)
-        )
+        if self._session is None:  # entered once by open_device, again by its caller
+            connector = aiohttp.TCPConnector(ssl=aiohttp.Fingerprint(bytes.fromhex(self.fp)))
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout)
+            )
         return self
 
     async def __aexit__(
@@ -118,6 +119,7 @@ class DeviceClient:
     ) -> None:
         if self._session is not None:
             await self._session.close()
+            self._session = None
 
     async def info(self) -> dict[str, Any]:
         answer = await self._request("GET", "/v1/info", None, None)

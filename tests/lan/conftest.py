@@ -13,19 +13,23 @@ from tests.lan.site import Site, open_site
 
 
 @pytest.fixture(scope="module")
-def site(
-    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
-) -> Iterator[Site]:
+def lan(request: pytest.FixtureRequest) -> Iterator[Lan]:
     if os.geteuid() != 0 or not shutil.which("ip"):
         pytest.fail("the LAN tests need root and iproute2 to create network namespaces")
     remove_stale()
     tag = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")[:10]
-    lan = Lan(tag)
-    site_obj: Site | None = None
+    made = Lan(tag)
     try:
-        site_obj = open_site(lan, tmp_path_factory.mktemp("lan"))
-        yield site_obj
+        yield made
     finally:
-        if site_obj is not None:
-            site_obj.close()
-        lan.close()
+        made.close()
+
+
+@pytest.fixture(scope="module")
+def site(lan: Lan, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """The mock cloud on the hub; devices are added by the tests' own fixtures."""
+    made = open_site(lan, tmp_path_factory.mktemp("lan"))
+    try:
+        yield made
+    finally:
+        made.close()

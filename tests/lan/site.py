@@ -96,6 +96,19 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
+def run_finder(
+    ns: Namespace, xdg: Path, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m agent finder ARGS` inside `ns`, its known devices under `xdg`."""
+    return ns.run(
+        [sys.executable, "-m", "agent", "finder", *args],
+        input=stdin,
+        cwd=ROOT,
+        env=_env(XDG_CONFIG_HOME=str(xdg)),
+        timeout=90,
+    )
+
+
 class Site:
     """One LAN: the hub runs the mock cloud; devices and finders get their own namespaces."""
 
@@ -134,14 +147,7 @@ class Site:
     def finder(
         self, ns: Namespace, *args: str, stdin: str | None = None, xdg: Path | None = None
     ) -> subprocess.CompletedProcess[str]:
-        home = xdg or self.root / "finder-config"
-        return ns.run(
-            [sys.executable, "-m", "agent", "finder", *args],
-            input=stdin,
-            cwd=ROOT,
-            env=_env(XDG_CONFIG_HOME=str(home)),
-            timeout=90,
-        )
+        return run_finder(ns, xdg or self.root / "finder-config", *args, stdin=stdin)
 
     def scan(self, ns: Namespace, timeout: float = 3.0) -> dict[str, dict[str, Any]]:
         result = self.finder(ns, "scan", "--json", "--timeout", str(timeout))

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +20,7 @@ import pytest
 from tests.lan.announcer import Announcement
 from tests.lan.avahi import Avahi, missing_tools
 from tests.lan.netns import Namespace
-from tests.lan.site import Device, Site, wait_local_api
+from tests.lan.site import ROOT, Device, Site, wait_local_api
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -109,17 +111,88 @@ def test_push_token_then_reset_and_txt_follows(
     _wait(lambda: site.scan(finder_ns, 2)[dev1.device_id]["state"] == "provisioning", 30, "TXT")
 
 
-def test_push_by_host_port_and_poll_now(site: Site, dev1: Device, finder_ns: Namespace) -> None:
-    port = dev1.local_api()["port"]
+def test_push_with_profile_adds_in_cloud_and_connects(
+    site: Site, dev1: Device, finder_ns: Namespace
+) -> None:
+    """The installer's one step: the camera is added in the cloud through a server profile
+    (with the device password, asked once) and the token it gets is pushed to the device."""
+    xdg = site.root / "installer-config"
+    cloud = site.cloud
+    steps = [
+        (
+            [
+                "servers",
+                "add",
+                "site",
+                cloud.url,
+                "--login",
+                "admin",
+                "--ca-file",
+                str(cloud.ca_file),
+            ],
+            None,
+        ),
+        (["login", "--server", "site", "--password-stdin"], cloud.admin_password + "\n"),
+    ]
+    for argv, stdin in steps:
+        done = finder_ns.run(
+            [sys.executable, "-m", "agent", "cloud", *argv],
+            input=stdin,
+            cwd=ROOT,
+            env={**os.environ, "XDG_CONFIG_HOME": str(xdg)},
+        )
+        assert done.returncode == 0, done.stderr
+    result = site.finder(
+        finder_ns,
+        "push",
+        dev1.device_id,
+        "--profile",
+        "site",
+        "--name",
+        "lobby",
+        "--password-stdin",
+        stdin=dev1.password + "\n",
+        xdg=xdg,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "added in the cloud" in result.stdout
+    dev1.agent.wait_for_state("connected", timeout=30)
+    session = site.lan.hub.call(cloud.login)
+    status, cameras = site.lan.hub.call(cloud.request, "GET", "/v1/cameras", session=session)
+    assert status == 200
+    items = cameras["cameras"] if isinstance(cameras, dict) else cameras
+    mine = [c for c in items if c["device_id"] == dev1.device_id]
+    assert len(mine) == 1
+    assert mine[0]["name"] == "lobby"
+    _wait(lambda: site.camera_status(mine[0]["camera_id"]) == "online", 30, "online")
+
+
+def test_poll_now_by_host_port(
+    site: Site, dev1: Device, dev2: Device, finder_ns: Namespace
+) -> None:
+    """host:port needs no mDNS; the key is learnt on first use. A device holding a token
+    refuses poll-now with its reason."""
+    port = dev2.local_api()["port"]
     result = site.finder(
         finder_ns,
         "poll-now",
-        f"{dev1.ns.address}:{port}",
+        f"{dev2.ns.address}:{port}",
         "--password-stdin",
-        stdin=dev1.password + "\n",
+        stdin=dev2.password + "\n",
     )
     assert result.returncode == 0, result.stderr
     assert "polling" in result.stdout
+    assert "now remembered" in result.stderr
+
+    assert dev1.agent.status()["token"]["present"] is True
+    refused = site.finder(
+        finder_ns, "poll-now", dev1.device_id, "--password-stdin", stdin=dev1.password + "\n"
+    )
+    assert refused.returncode == 1
+    assert "(HTTP 409)" in refused.stderr
+    assert "holds a token" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert "Unclosed" not in refused.stderr
 
 
 def test_wrong_password_refused_then_locked_out_across_restart(
@@ -147,9 +220,7 @@ def test_changed_certificate_is_refused_until_accepted(
     site: Site, dev1: Device, finder_ns: Namespace
 ) -> None:
     # The finder remembers dev1's key from the tests above (or learns it now).
-    site.finder(
-        finder_ns, "poll-now", dev1.device_id, "--password-stdin", stdin=dev1.password + "\n"
-    )
+    site.finder(finder_ns, "reset", dev1.device_id, "--password-stdin", stdin=dev1.password + "\n")
     old_fp = dev1.local_api()["fp"]
     dev1.stop()
     for path in dev1.state_dir.glob("local-api.*"):
@@ -160,20 +231,25 @@ def test_changed_certificate_is_refused_until_accepted(
     _wait(lambda: site.scan(finder_ns, 2).get(dev1.device_id, {}).get("fp") == new_fp, 30, "fp")
 
     refused = site.finder(
-        finder_ns, "poll-now", dev1.device_id, "--password-stdin", stdin=dev1.password + "\n"
+        finder_ns, "reset", dev1.device_id, "--password-stdin", stdin=dev1.password + "\n"
     )
     assert refused.returncode == 1
     assert "has changed" in refused.stderr
     assert "--accept-new-fp" in refused.stderr
     accepted = site.finder(
         finder_ns,
-        "poll-now",
+        "reset",
         dev1.device_id,
         "--accept-new-fp",
         "--password-stdin",
         stdin=dev1.password + "\n",
     )
     assert accepted.returncode == 0, accepted.stderr
+    assert f"Accepted the new fingerprint {new_fp}" in accepted.stderr
+    again = site.finder(  # remembered now: no flag needed any more
+        finder_ns, "reset", dev1.device_id, "--password-stdin", stdin=dev1.password + "\n"
+    )
+    assert again.returncode == 0, again.stderr
 
 
 def test_announced_fingerprint_that_the_peer_does_not_hold_is_refused(

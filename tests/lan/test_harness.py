@@ -5,27 +5,31 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
 from tests.lan.announcer import Announcement
 from tests.lan.avahi import Avahi, missing_tools
-from tests.lan.site import Site
+from tests.lan.netns import Lan
+from tests.lan.site import run_finder
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 
-def test_announcement_reaches_finder_and_avahi_in_other_namespaces(site: Site) -> None:
-    announcer = site.lan.node("announcer")
-    finder_ns = site.lan.node("finder")
-    avahi_ns = site.lan.node("avahi")
+def test_announcement_reaches_finder_and_avahi_in_other_namespaces(
+    lan: Lan, tmp_path: Path
+) -> None:
+    announcer = lan.node("announcer")
+    finder_ns = lan.node("finder")
+    avahi_ns = lan.node("avahi")
     assert not missing_tools(), "install avahi-daemon avahi-utils dbus (Debian)"
-    avahi = Avahi(avahi_ns, site.root / "avahi")
+    avahi = Avahi(avahi_ns, tmp_path / "avahi")
     avahi.start()
     txt = {"id": "harness-1", "kind": "camera", "state": "provisioning", "fp": "ab" * 32}
     try:
         with Announcement(announcer, "harness", announcer.address, 9443, {**txt, "pv": "1"}):
-            result = site.finder(finder_ns, "scan", "--json", "--timeout", "3")
+            result = run_finder(finder_ns, tmp_path, "scan", "--json", "--timeout", "3")
             assert result.returncode == 0, result.stderr
             found = json.loads(result.stdout)
             assert [d["id"] for d in found] == ["harness-1"]
