@@ -1,0 +1,373 @@
+"""`camagent cloud …` end to end: the CLI as a subprocess against the mock cloud as a
+subprocess (real TLS with the mock's CA), driven through pipes and through a real
+pseudo-terminal for the prompts."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import select
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent import __version__, sandbox
+from cloud_mock.testing import MockCloud, mock_env, start_mock_cloud
+
+pytestmark = pytest.mark.e2e
+
+USERS = {
+    "ann": "ann-password-1",
+    "bob": "bob-password-1",
+    "cat": "cat-password-1",
+    "dan": "dan-password-1",
+    "eve": "eve-password-1",
+}
+CAPTCHA = re.compile(r"Captcha (\S+), image saved in (\S+):")
+TIMEOUT = 30.0
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockCloud]:
+    root = tmp_path_factory.mktemp("cloud")
+    fixtures = root / "fixtures.json"
+    users = [
+        {"login": login, "password": pw, "org": "demo", "role": "owner"}
+        for login, pw in USERS.items()
+    ]
+    users[2]["max_sessions"] = 2  # cat: the per-user limit overrides the global one
+    users[3]["max_sessions"] = 1  # dan
+    fixtures.write_text(json.dumps({"users": users, "settings": {"max_sessions": 5}}))
+    mock = start_mock_cloud(root / "data", fixtures=fixtures)
+    yield mock
+    mock.stop()
+
+
+@pytest.fixture
+def home(tmp_path: Path, cloud: MockCloud) -> Path:
+    """An $XDG_CONFIG_HOME with the mock as the default profile (added through the CLI)."""
+    config_home = tmp_path / "config"
+    url = cloud.url.removeprefix("https://")  # the CLI adds https://
+    result = cli(
+        config_home, "cloud", "servers", "add", "mock", url, "--ca-file", str(cloud.ca_file)
+    )
+    assert result.returncode == 0, result.stderr
+    return config_home
+
+
+def env_for(config_home: Path) -> dict[str, str]:
+    return mock_env({"XDG_CONFIG_HOME": str(config_home), "TMPDIR": str(config_home.parent)})
+
+
+def cli(config_home: Path, *argv: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agent", *argv],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env_for(config_home),
+    )
+
+
+def login(home: Path, user: str, *answers: str) -> subprocess.CompletedProcess[str]:
+    stdin = "\n".join([USERS[user], *answers]) + "\n"
+    return cli(home, "cloud", "login", "--login", user, "--password-stdin", stdin=stdin)
+
+
+def sessions(home: Path) -> list[dict[str, Any]]:
+    result = cli(home, "cloud", "sessions", "--json")
+    assert result.returncode == 0, result.stderr
+    rows: list[dict[str, Any]] = json.loads(result.stdout)
+    return rows
+
+
+def stored_token(home: Path, name: str = "mock") -> str:
+    return str(json.loads((home / "camagent" / "sessions" / name).read_text())["session"])
+
+
+class Dialog:
+    """A running CLI we talk to through a file descriptor (pipe pair or pty master)."""
+
+    def __init__(self, read_fd: int, write_fd: int, pid: int) -> None:
+        self.read_fd, self.write_fd, self.pid = read_fd, write_fd, pid
+        self.output = ""
+
+    def expect(self, pattern: str) -> re.Match[str]:
+        deadline = time.monotonic() + TIMEOUT
+        regex = re.compile(pattern)
+        while not (found := regex.search(self.output)):
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"no {pattern!r} in:\n{self.output}"
+            ready, _, _ = select.select([self.read_fd], [], [], remaining)
+            if ready:
+                try:
+                    chunk = os.read(self.read_fd, 65536)
+                except OSError:  # pty closed: the child is gone
+                    chunk = b""
+                assert chunk, f"the CLI ended before {pattern!r}:\n{self.output}"
+                self.output += chunk.decode(errors="replace")
+        return found
+
+    def send(self, line: str) -> None:
+        os.write(self.write_fd, (line + "\n").encode())
+
+    def consume(self, match: re.Match[str]) -> None:
+        """Forget output up to the end of `match`, so the next expect sees only new text."""
+        self.output = self.output[match.end() :]
+
+
+@pytest.fixture
+def piped(home: Path) -> Iterator[Any]:
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(*argv: str) -> tuple[Dialog, subprocess.Popen[bytes]]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "agent", *argv],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env_for(home),
+        )
+        processes.append(process)
+        assert process.stdin is not None
+        assert process.stdout is not None
+        return Dialog(process.stdout.fileno(), process.stdin.fileno(), process.pid), process
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
+# --- non-interactive (stdin) ------------------------------------------------------------------
+
+
+def test_login_list_sessions_logout(home: Path, cloud: MockCloud) -> None:
+    result = login(home, "ann")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Logged in to https://127.0.0.1:" in result.stdout
+    assert "as ann (organization demo)" in result.stdout
+    token_file = home / "camagent" / "sessions" / "mock"
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(token_file.parent.stat().st_mode) == 0o700
+    token = stored_token(home)
+
+    [mine] = sessions(home)
+    assert mine["current"] is True
+    assert mine["device"] == socket.gethostname()
+    assert mine["software"] == f"camagent-cli/{__version__}"
+    table = cli(home, "cloud", "sessions")
+    assert table.returncode == 0
+    assert re.search(
+        rf"^\*\s+{re.escape(socket.gethostname())}\s+camagent-cli/", table.stdout, re.M
+    )
+
+    listed = cli(home, "cloud", "servers", "list")
+    assert "logged in" in listed.stdout
+
+    out = cli(home, "cloud", "logout")
+    assert out.returncode == 0, out.stderr
+    assert "Logged out" in out.stdout
+    assert not token_file.exists()
+    # ended in the cloud too, not only forgotten here
+    assert cloud.request("GET", "/v1/sessions", session=token)[0] == 401
+    after = cli(home, "cloud", "sessions")
+    assert after.returncode == 1
+    assert "camagent cloud login --server mock" in after.stderr
+
+
+def test_wrong_password_is_exit_1_and_keeps_nothing(home: Path) -> None:
+    result = cli(home, "cloud", "login", "--login", "ann", "--password-stdin", stdin="not-it\n")
+    assert result.returncode == 1
+    assert "wrong login or password for 'ann'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (home / "camagent" / "sessions" / "mock").exists()
+
+
+def test_an_untrusted_certificate_is_refused_with_a_hint(tmp_path: Path, cloud: MockCloud) -> None:
+    config_home = tmp_path / "config"
+    assert cli(config_home, "cloud", "servers", "add", "bare", cloud.url).returncode == 0
+    result = cli(config_home, "cloud", "login", "--login", "ann", "--password-stdin", stdin="x\n")
+    assert result.returncode == 1
+    assert "not trusted" in result.stderr
+    assert "--ca-file" in result.stderr
+
+
+def test_session_expiry_is_reported_with_what_to_run(home: Path, cloud: MockCloud) -> None:
+    assert login(home, "eve").returncode == 0
+    # the session ends in the cloud (here: ended with its own token, as another tool would)
+    assert cloud.request("POST", "/v1/auth/logout", session=stored_token(home))[0] == 204
+    result = cli(home, "cloud", "sessions")
+    assert result.returncode == 1
+    assert "has ended or expired: run `camagent cloud login --server mock`" in result.stderr
+    assert not (home / "camagent" / "sessions" / "mock").exists()
+
+
+@pytest.fixture
+def captcha_always(cloud: MockCloud) -> Iterator[None]:
+    cloud.set_settings(captcha="always")
+    yield
+    cloud.set_settings(captcha="off")
+
+
+@pytest.mark.usefixtures("captcha_always")
+def test_captcha_refresh_wrong_answer_then_right(piped: Any, cloud: MockCloud) -> None:
+    dialog, process = piped("cloud", "login", "--login", "bob", "--password-stdin")
+    dialog.send(USERS["bob"])
+    first = dialog.expect(CAPTCHA.pattern)
+    dialog.expect(r"\(r = new image\): $")
+    png = Path(first[2])
+    assert png.read_bytes().startswith(b"\x89PNG")
+    assert stat.S_IMODE(png.stat().st_mode) == 0o600
+    # drawn in the terminal as well, within 80 columns
+    drawing = dialog.output[first.end() :].splitlines()[1:-1]
+    assert drawing
+    assert max(len(line) for line in drawing) <= 80
+    assert "█" in "".join(drawing)
+    dialog.consume(first)
+
+    dialog.send("r")
+    second = dialog.expect(CAPTCHA.pattern)
+    assert second[1] != first[1]
+    assert cloud.request("GET", f"/v1/test/captcha/{first[1]}")[0] == 404  # replaced
+    dialog.expect(r"\(r = new image\): $")
+    dialog.consume(second)
+
+    dialog.send("wrong")
+    third = dialog.expect(CAPTCHA.pattern)
+    assert "wrong" in dialog.output[: third.start()].lower()
+    dialog.expect(r"\(r = new image\): $")
+    dialog.send(cloud.captcha_answer(third[1]))
+    dialog.expect("Logged in to .* as bob")
+    assert process.wait(TIMEOUT) == 0
+    assert not png.exists()  # the image file does not outlive the login
+
+
+@pytest.mark.usefixtures("captcha_always")
+def test_captcha_with_everything_on_stdin(home: Path, cloud: MockCloud) -> None:
+    # With no answer in the input the CLI stops with a clear message instead of hanging.
+    result = login(home, "bob")
+    assert result.returncode == 1
+    assert CAPTCHA.search(result.stdout)
+    assert "standard input ended" in result.stderr
+
+
+def test_session_limit_cancel_then_end_the_newest(home: Path, cloud: MockCloud) -> None:
+    laptop = cloud.login_body("cat", USERS["cat"], device="old-laptop", software="web")
+    cloud.advance_clock(60)
+    phone = cloud.login_body("cat", USERS["cat"], device="new-phone", software="app")
+
+    cancelled = login(home, "cat", "q")
+    assert cancelled.returncode == 1
+    assert "login cancelled; no session was ended" in cancelled.stderr
+    for kept in (laptop, phone):
+        assert cloud.request("GET", "/v1/sessions", session=kept["session"])[0] == 200
+
+    result = login(home, "cat", "3", "1", "n", "1", "y")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "already has 2 open session(s); the most allowed is 2" in out
+    header = next(line for line in out.splitlines() if "last activity" in line)
+    assert header.split() == ["#", "device", "software", "started", "last", "activity"]
+    assert out.index("1  new-phone") < out.index("2  old-laptop")  # newest first
+    assert "Type a number from 1 to 2, or q." in out
+    assert out.count("unsaved work in that session may be lost") == 2
+    assert "Session ended; logging in again." in out
+    assert "Logged in" in out
+
+    assert cloud.request("GET", "/v1/sessions", session=phone["session"])[0] == 401
+    devices = sorted(s["device"] for s in sessions(home))
+    assert devices == sorted(["old-laptop", socket.gethostname()])
+
+
+# --- through a real pseudo-terminal -----------------------------------------------------------
+
+
+def test_tty_password_is_not_echoed_and_the_limit_prompt_works(
+    home: Path, cloud: MockCloud
+) -> None:
+    other = cloud.login_body("dan", USERS["dan"], device="desk-pc", software="desktop client")
+    pid, master = pty.fork()
+    if pid == 0:  # the child: becomes the CLI, with the pty as its controlling terminal
+        try:
+            os.execve(
+                sys.executable,
+                [sys.executable, "-m", "agent", "cloud", "login", "--login", "dan"],
+                env_for(home),
+            )
+        finally:
+            os._exit(127)
+    dialog = Dialog(master, master, pid)
+    try:
+        dialog.expect(r"Password for dan at https://\S+: ")
+        dialog.send(USERS["dan"])
+        dialog.expect(r"End which session\? \[1-1, q to cancel\]: ")
+        assert "desk-pc" in dialog.output
+        assert "desktop client" in dialog.output
+        dialog.send("1")
+        dialog.expect(r"End session 1 \(desk-pc, desktop client\)\? \[y/N\]: ")
+        assert "unsaved work in that session may be lost" in dialog.output
+        dialog.send("y")
+        dialog.expect("Logged in to .* as dan")
+        _, status = os.waitpid(pid, 0)
+        pid = 0
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(master)
+    # the typed password never came back on the terminal; the other answers did (echo on)
+    assert USERS["dan"] not in dialog.output
+    assert re.search(r"Password for dan at \S+: \r\n", dialog.output)
+    assert "[1-1, q to cancel]: 1\r\n" in dialog.output
+    assert "[y/N]: y\r\n" in dialog.output
+    assert cloud.request("GET", "/v1/sessions", session=other["session"])[0] == 401
+    assert [s["device"] for s in sessions(home)] == [socket.gethostname()]
+
+
+# --- used by other commands -------------------------------------------------------------------
+
+
+def test_nvr_register_through_the_profile(tmp_path: Path, cloud: MockCloud, home: Path) -> None:
+    cli(
+        home,
+        "cloud",
+        "servers",
+        "add",
+        "admin",
+        cloud.url,
+        "--login",
+        "admin",
+        "--ca-file",
+        str(cloud.ca_file),
+        "--default",
+    )
+    assert login(home, "ann").returncode == 0  # on "mock": not the default any more
+    result = cli(home, "cloud", "login", "--password-stdin", stdin=cloud.admin_password + "\n")
+    assert result.returncode == 0, result.stderr
+    config = sandbox.write_agent_config(
+        tmp_path / "nvr", cloud, device_id="02:00:00:00:77:01", password="nvr-pw", kind="nvr"
+    )
+    result = cli(home, "--config", str(config), "nvr", "register", "--profile", "admin")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Linked" in result.stdout
+    status = json.loads(cli(home, "--config", str(config), "status", "--json").stdout)
+    assert status["kind"] == "nvr"
+    assert status["token"]["present"] is True
+    assert status["token"]["org"] == "demo"
+    made = cloud.request("GET", "/v1/registrator-tokens", session=stored_token(home, "admin"))
+    assert [t["note"] for t in made[1]["tokens"]] == ["made by camagent nvr register"]
