@@ -4,6 +4,8 @@ Kinds of write (each a real process killed with SIGKILL at a random moment of th
 - `cli_offline`: `camagent token set` with no daemon (the CLI writes under the lock);
 - `cli_daemon`: `token_set` through the control socket of a running daemon (what
   `camagent token set` sends), the daemon killed while it saves;
+- `lan_push`: `POST /v1/token` on the daemon's local API (Digest auth, the certificate
+  pinned by its fingerprint, as `camagent finder push` does), the daemon killed meanwhile;
 - `poll`: the camera is added in the mock while the daemon holds a long-poll; the
   daemon killed while it unseals, verifies and saves the token;
 - `reload`: SIGHUP with a changed agent.toml, a token set at the same moment, then
@@ -20,6 +22,7 @@ the test. `poll` uses a real mock cloud.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
 import functools
@@ -36,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from agent import control_socket, sandbox
 from agent.errors import CamagentError
 from agent.token_codec import sign_token
@@ -45,7 +50,14 @@ from benchmarks.common import BenchmarkError, Context, Row, child_env
 ITERATIONS = 1000
 QUICK_ITERATIONS = 100
 # Share of the iterations per kind: daemon kinds cost a daemon start each.
-SHARES = {"cli_offline": 0.2, "cli_daemon": 0.2, "poll": 0.2, "reload": 0.2, "store_loop": 0.2}
+SHARES = {
+    "cli_offline": 0.2,
+    "cli_daemon": 0.15,
+    "lan_push": 0.15,
+    "poll": 0.15,
+    "reload": 0.15,
+    "store_loop": 0.2,
+}
 KINDS = tuple(SHARES)
 DEAD_CLOUD = "https://127.0.0.1:1"  # nothing listens: channels retry, no answer changes state
 READY_TIMEOUT_S = 30.0
@@ -103,6 +115,7 @@ class Device:
     fast_interval: float = 2.0
     long_poll: float = 1.0
     password: str = "crash-password"
+    local_api: bool = False  # on 127.0.0.1, any free port, no mDNS
     _jti: int = 0
 
     @property
@@ -144,7 +157,9 @@ state_dir = "{self.state_dir}"
 run_dir = "{self.root / "run"}"
 
 [local_api]
-enabled = false
+enabled = {"true" if self.local_api else "false"}
+listen = "127.0.0.1"
+port = 0
 mdns = false
 """
         # Replaced whole, as a careful editor (or a config manager) writes it.
@@ -245,6 +260,16 @@ class Daemon:
         answer: dict[str, Any] = control_socket.request(self.device.socket, "status", timeout=5)
         return answer
 
+    def local_api(self, timeout: float = 10.0) -> dict[str, Any]:
+        """The local API's {port, fp} once it listens (it starts just after the socket)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            local: dict[str, Any] = self.status().get("local_api", {})
+            if local.get("port"):
+                return local
+            time.sleep(0.02)
+        raise BenchmarkError(f"no local API after {timeout:.0f} s: {self.tail()}")
+
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
@@ -282,6 +307,27 @@ def _set_token(device: Device, token: str) -> None:
     control_socket.request(device.socket, "token_set", {"token": token})
 
 
+def _push(daemon: Daemon, token: str) -> None:
+    """What `camagent finder push` does: HTTPS pinned to the fp, Digest as admin."""
+    local = daemon.local_api()
+
+    async def push() -> None:
+        digest = aiohttp.DigestAuthMiddleware("admin", daemon.device.password)
+        pin = aiohttp.Fingerprint(bytes.fromhex(local["fp"]))
+        url = f"https://127.0.0.1:{local['port']}/v1/token"
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+            session.post(url, json={"token": token}, ssl=pin, middlewares=(digest,)) as answer,
+        ):
+            if answer.status != 200:
+                raise BenchmarkError(f"push: HTTP {answer.status} {await answer.text()}")
+
+    try:
+        asyncio.run(push())
+    except aiohttp.ClientError as exc:  # the kill cut it short
+        raise OSError(str(exc)) from None
+
+
 def _calibrate(run_once: Callable[[], float]) -> float:
     """The median duration of the write, measured without killing."""
     return statistics.median(run_once() for _ in range(CALIBRATION_RUNS))
@@ -316,6 +362,7 @@ class Harness:
         runner = {
             "cli_offline": self.cli_offline,
             "cli_daemon": self.cli_daemon,
+            "lan_push": self.lan_push,
             "poll": self.poll,
             "reload": self.reload,
             "store_loop": self.store_loop,
@@ -373,7 +420,34 @@ class Harness:
             for _ in range(iterations):
                 old, new = device.store().load().token, device.mint()
                 _in_thread(functools.partial(_set_token, device, new))
-                time.sleep(self.rng.uniform(0, 1.5 * total))
+                time.sleep(self.rng.uniform(0, total))
+                daemon.kill()
+                tally.add(*device.classify(old, new))
+                daemon.start()
+                tally.restarts += 1
+        finally:
+            tally.leftover_tmp += device.leftover_tmp()
+            daemon.stop()
+
+    # POST /v1/token on the local API (Digest auth, certificate pinned by its fingerprint).
+    def lan_push(self, tally: Tally, iterations: int) -> None:
+        device = self.device("lan-push", local_api=True)
+        device.set_token_directly(device.mint())
+        daemon = Daemon(device)
+        daemon.start()
+        try:
+
+            def once() -> float:
+                start = time.monotonic()
+                _push(daemon, device.mint())
+                return time.monotonic() - start
+
+            total = _calibrate(once)
+            for _ in range(iterations):
+                old, new = device.store().load().token, device.mint()
+                daemon.local_api()  # listening (it starts just after the control socket)
+                _in_thread(functools.partial(_push, daemon, new))
+                time.sleep(self.rng.uniform(0, total))
                 daemon.kill()
                 tally.add(*device.classify(old, new))
                 daemon.start()
@@ -402,7 +476,7 @@ class Harness:
                     request.join()
                     total = max(total, time.monotonic() - start)
                     continue
-                time.sleep(self.rng.uniform(0, 1.5 * total))
+                time.sleep(self.rng.uniform(0, total))
                 daemon.kill()
                 tally.add(*device.classify(old, new))
                 daemon.start()
@@ -434,7 +508,7 @@ class Harness:
                     _wait_for_token(daemon)
                     total = max(total, time.monotonic() - start)
                 else:
-                    time.sleep(self.rng.uniform(0, 1.5 * total))
+                    time.sleep(self.rng.uniform(0, total))
                 daemon.kill()
                 if not calibrating:
                     tally.add(*device.classify("", new))

@@ -57,6 +57,7 @@ def assert_survived(tally: Tally, iterations: int) -> None:
     [
         ("cli_offline", 8, 1),
         ("cli_daemon", 8, 8),
+        ("lan_push", 6, 6),
         ("reload", 6, 6),
         ("store_loop", 12, 0),
     ],
