@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ class Device:
     device_id: str
     password: str
     agent: sandbox.Agent
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def state_dir(self) -> Path:
@@ -54,11 +55,11 @@ class Device:
 
     def restart(self) -> None:
         self.agent.stop()
-        self.agent = launch(self.ns, self.config)
+        self.agent = launch(self.ns, self.config, self.env)
         wait_local_api(self)
 
 
-def launch(ns: Namespace, config: Path) -> sandbox.Agent:
+def launch(ns: Namespace, config: Path, env: dict[str, str] | None = None) -> sandbox.Agent:
     log_path = config.parent / "agent.log"
     with log_path.open("ab") as log:
         process = ns.popen(
@@ -66,7 +67,7 @@ def launch(ns: Namespace, config: Path) -> sandbox.Agent:
             stdout=log,
             stderr=log,
             cwd=ROOT,
-            env=_env(),
+            env=_env(**(env or {})),
         )
     agent = sandbox.Agent(config, process, log_path)
     deadline = time.monotonic() + 30
@@ -119,7 +120,14 @@ class Site:
         self.devices: list[Device] = []
         self._n = 0
 
-    def device(self, role: str, *, local_api: bool = True, **settings: Any) -> Device:
+    def device(
+        self,
+        role: str,
+        *,
+        local_api: bool = True,
+        env: dict[str, str] | None = None,
+        **settings: Any,
+    ) -> Device:
         """A daemon in namespace `role`; `settings` go into its [local_api] table."""
         self._n += 1
         ns = self.lan.node(role)
@@ -138,7 +146,7 @@ class Site:
         assert LOCAL_API_OFF in text
         if local_api:
             config.write_text(text.replace(LOCAL_API_OFF, local_api_toml(**settings)))
-        device = Device(ns, config, device_id, password, launch(ns, config))
+        device = Device(ns, config, device_id, password, launch(ns, config, env), env or {})
         self.devices.append(device)
         if local_api:
             wait_local_api(device)

@@ -35,7 +35,16 @@ def dev1(site: Site) -> Device:
 
 @pytest.fixture(scope="module")
 def dev2(site: Site) -> Device:
-    return site.device("dev2", **LOCKOUT)
+    """With a recording stand-in for nmcli on its PATH: there is no WiFi radio here."""
+    bindir = site.root / "bin"
+    bindir.mkdir(exist_ok=True)
+    nmcli = bindir / "nmcli"
+    nmcli.write_text(
+        f"#!{sys.executable}\nimport json, sys\n"
+        f"open({str(site.root / 'nmcli.log')!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+    )
+    nmcli.chmod(0o755)
+    return site.device("dev2", env={"PATH": f"{bindir}:{os.environ['PATH']}"}, **LOCKOUT)
 
 
 @pytest.fixture(scope="module")
@@ -193,6 +202,47 @@ def test_poll_now_by_host_port(
     assert "holds a token" in refused.stderr
     assert "Traceback" not in refused.stderr
     assert "Unclosed" not in refused.stderr
+
+
+def test_wifi_reaches_network_manager_and_bad_keys_are_refused(
+    site: Site, dev2: Device, finder_ns: Namespace
+) -> None:
+    ssid, key = 'Shop; "5G"', "s3cret:pass;word"
+    result = site.finder(
+        finder_ns,
+        "wifi",
+        dev2.device_id,
+        "--ssid",
+        ssid,
+        "--password",
+        key,
+        "--hidden",
+        "--password-stdin",
+        stdin=dev2.password + "\n",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "joining WiFi network" in result.stdout
+    calls = [json.loads(line) for line in (site.root / "nmcli.log").read_text().splitlines()]
+    add = next(c for c in calls if c[:2] == ["connection", "add"])
+    assert add[add.index("ssid") + 1] == ssid
+    assert add[add.index("wifi-sec.psk") + 1] == key
+
+    refused = site.finder(
+        finder_ns,
+        "wifi",
+        dev2.device_id,
+        "--ssid",
+        "x",
+        "--security",
+        "WEP",
+        "--password",
+        "abc",
+        "--password-stdin",
+        stdin=dev2.password + "\n",
+    )
+    assert refused.returncode == 1
+    assert "(HTTP 400)" in refused.stderr
+    assert "WEP key" in refused.stderr
 
 
 def test_wrong_password_refused_then_locked_out_across_restart(
