@@ -1,0 +1,102 @@
+"""The console's protections with plain HTTP: cookie flags, CSRF, CSP, the gateway."""
+
+from __future__ import annotations
+
+from cloud_mock.testing import MockCloud
+from tests.console.conftest import Browserless
+
+SESSION = "__Host-camagent-session"
+
+
+def test_pages_carry_the_security_headers(cloud: MockCloud) -> None:
+    reply = Browserless(cloud).request("GET", "/login")
+    assert reply.status == 200
+    csp = reply.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in csp
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert "img-src 'self' data:" in csp
+    assert "frame-ancestors 'none'" in csp
+    assert reply.headers["X-Frame-Options"] == "DENY"
+    assert reply.headers["Referrer-Policy"] == "no-referrer"
+    assert "<script>" not in reply.text and " style=" not in reply.text
+    # The JSON API keeps its own headers.
+    assert "Content-Security-Policy" not in Browserless(cloud).request("GET", "/v1/keys").headers
+
+
+def test_pages_need_a_login_and_the_cookie_is_locked_down(cloud: MockCloud) -> None:
+    client = Browserless(cloud)
+    for path in ("/cameras", "/registrators", "/registrators/new", "/sessions"):
+        reply = client.request("GET", path)
+        assert reply.status == 303 and reply.headers["Location"] == "/login", path
+    token = client.csrf_of("/login")
+    reply = client.json(
+        "POST", "/console/login", {"login": "admin", "password": cloud.admin_password}, token
+    )
+    assert reply.status == 200, reply.text
+    cookie = next(c for c in reply.headers.get_all("Set-Cookie") if c.startswith(SESSION))
+    flags = {part.strip().lower() for part in cookie.split(";")[1:]}
+    assert {"httponly", "secure", "samesite=strict", "path=/"} <= flags
+    assert "session" not in reply.json()  # the secret stays in the cookie
+    assert client.request("GET", "/cameras").status == 200
+
+
+def test_login_without_the_prelogin_token_is_refused(cloud: MockCloud) -> None:
+    client = Browserless(cloud)
+    client.csrf_of("/login")
+    data = {"login": "admin", "password": cloud.admin_password}
+    assert client.json("POST", "/console/login", data, None).status == 403
+    assert client.json("POST", "/console/login", data, "forged").status == 403
+    assert SESSION not in client.cookies
+
+
+def test_a_change_without_the_csrf_token_is_refused(cloud: MockCloud) -> None:
+    client = Browserless(cloud)
+    csrf = client.log_in()
+    camera = {"device_id": "02:c5:00:00:00:01", "password": "label-pw", "name": "csrf"}
+    assert client.json("POST", "/console/api/v1/cameras", camera, None).status == 403
+    assert client.json("POST", "/console/api/v1/cameras", camera, "0" * 64).status == 403
+    other = Browserless(cloud)
+    other_csrf = other.log_in()
+    assert client.json("POST", "/console/api/v1/cameras", camera, other_csrf).status == 403
+    listed = client.request("GET", "/console/api/v1/cameras").json()
+    assert all(c["device_id"] != "02:c5:00:00:00:01" for c in listed["cameras"])
+    # With the token the API's own handler answers, errors included.
+    added = client.json("POST", "/console/api/v1/cameras", camera, csrf)
+    assert added.status == 201, added.text
+    assert client.json("POST", "/console/api/v1/cameras", camera, csrf).status == 409
+    assert client.json("POST", "/console/api/v1/cameras", {"x": 1}, csrf).status == 400
+    logout = client.request(
+        "POST",
+        "/logout",
+        b"csrf_token=wrong",
+        {"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert logout.status == 403
+    assert client.request("GET", "/cameras").status == 200
+
+
+def test_gateway_reaches_only_the_user_api(cloud: MockCloud) -> None:
+    client = Browserless(cloud)
+    csrf = client.log_in()
+    assert client.request("GET", "/console/api/v1/test/clock").status == 404
+    assert client.json("POST", "/console/api/v1/auth/logout", {}, csrf).status == 404
+    assert client.request("GET", "/console/api/v1/cameras/../keys").status == 404
+    assert Browserless(cloud).request("GET", "/console/api/v1/cameras").status == 401
+
+
+def test_logout_ends_the_session(cloud: MockCloud) -> None:
+    client = Browserless(cloud)
+    csrf = client.log_in()
+    secret = client.cookies[SESSION]
+    reply = client.request(
+        "POST",
+        "/logout",
+        f"csrf_token={csrf}".encode(),
+        {"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert reply.status == 303 and reply.headers["Location"] == "/login"
+    assert SESSION not in client.cookies
+    client.cookies[SESSION] = secret  # an old cookie replayed is worth nothing
+    assert client.request("GET", "/cameras").status == 303
+    status, _ = cloud.request("GET", "/v1/sessions", session=secret)
+    assert status == 401
