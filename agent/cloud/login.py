@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import shutil
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,7 +118,8 @@ def show_captcha(console: Console, captcha: Captcha, captcha_file: Path) -> None
         out.write(captcha.png)
     console.say(f"Captcha {captcha.id}, image saved in {captcha_file}:")
     try:
-        console.say(captcha_view.render(captcha.png))
+        columns = min(captcha_view.MAX_COLUMNS, shutil.get_terminal_size().columns)
+        console.say(captcha_view.render(captcha.png, max(columns, 20)))
     except ImportError:
         console.say("(install Pillow to see the captcha here; open the file above)")
     except ValueError as error:

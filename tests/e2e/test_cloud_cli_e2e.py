@@ -32,6 +32,8 @@ USERS = {
     "cat": "cat-password-1",
     "dan": "dan-password-1",
     "eve": "eve-password-1",
+    "fay": "fay-password-1",
+    "gus": "gus-password-1",
 }
 CAPTCHA = re.compile(r"Captcha (\S+), image saved in (\S+):")
 TIMEOUT = 30.0
@@ -216,6 +218,36 @@ def test_session_expiry_is_reported_with_what_to_run(home: Path, cloud: MockClou
     assert not (home / "camagent" / "sessions" / "mock").exists()
 
 
+def test_sessions_end_another_then_this_one(home: Path, cloud: MockCloud) -> None:
+    other = cloud.login_body("ann", USERS["ann"], device="kiosk", software="web")
+    assert login(home, "ann").returncode == 0
+    mine = next(s for s in sessions(home) if s["current"])
+    ended = cli(home, "cloud", "sessions", "end", other["session_id"])
+    assert ended.returncode == 0, ended.stderr
+    assert cloud.request("GET", "/v1/sessions", session=other["session"])[0] == 401
+    unknown = cli(home, "cloud", "sessions", "end", "no-such-session")
+    assert unknown.returncode == 1
+    assert "could not end the session" in unknown.stderr
+    own = cli(home, "cloud", "sessions", "end", mine["id"])
+    assert own.returncode == 0, own.stderr
+    assert "logged out" in own.stdout
+    assert not (home / "camagent" / "sessions" / "mock").exists()
+
+
+def test_rate_limited_login_says_when_to_retry(home: Path, cloud: MockCloud) -> None:
+    try:
+        for _ in range(10):  # the mock's per-login limit of failures
+            status, _ = cloud.request("POST", "/v1/auth/login", {"login": "fay", "password": "x"})
+            assert status == 401
+        result = login(home, "fay")
+        assert result.returncode == 1
+        assert re.search(
+            r"too many failed logins at https://\S+ .*: try again in \d+ s", result.stderr
+        )
+    finally:
+        cloud.advance_clock(301)  # let the failure windows pass for the other tests
+
+
 @pytest.fixture
 def captcha_always(cloud: MockCloud) -> Iterator[None]:
     cloud.set_settings(captcha="always")
@@ -254,6 +286,25 @@ def test_captcha_refresh_wrong_answer_then_right(piped: Any, cloud: MockCloud) -
     dialog.expect("Logged in to .* as bob")
     assert process.wait(TIMEOUT) == 0
     assert not png.exists()  # the image file does not outlive the login
+
+
+def test_captcha_after_a_failure(home: Path, cloud: MockCloud, piped: Any) -> None:
+    cloud.set_settings(captcha={"after_failures": 1})
+    try:
+        assert login(home, "gus").returncode == 0  # no failure yet: no captcha
+        wrong = cli(home, "cloud", "login", "--login", "gus", "--password-stdin", stdin="no\n")
+        assert wrong.returncode == 1
+        assert not CAPTCHA.search(wrong.stdout)
+        dialog, process = piped("cloud", "login", "--login", "gus", "--password-stdin")
+        dialog.send(USERS["gus"])
+        captcha = dialog.expect(CAPTCHA.pattern)
+        assert "The cloud asks you to solve a captcha." in dialog.output
+        dialog.expect(r"\(r = new image\): $")
+        dialog.send(cloud.captcha_answer(captcha[1]))
+        dialog.expect("Logged in to .* as gus")
+        assert process.wait(TIMEOUT) == 0
+    finally:
+        cloud.set_settings(captcha="off")
 
 
 @pytest.mark.usefixtures("captcha_always")
