@@ -117,12 +117,11 @@ def make(device_id: str, now: datetime.datetime | None = None) -> tuple[bytes, b
 
 
 def _load(cert_path: Path, key_path: Path) -> Certificate:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
+    """Check the pair with the TLS stack itself (no x509 parsing in the daemon after the
+    first start); raises OSError (ssl.SSLError) or ValueError when it is unusable."""
+    import ssl
 
-    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-    key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-    if key.public_key() != cert.public_key():
-        raise ValueError("the key does not belong to the certificate")
-    der = cert.public_bytes(serialization.Encoding.DER)
-    return Certificate(cert_path, key_path, fingerprint(der))
+    pem = cert_path.read_text(encoding="ascii", errors="replace")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert_path), str(key_path))  # also: the key matches
+    return Certificate(cert_path, key_path, fingerprint(ssl.PEM_cert_to_DER_cert(pem)))

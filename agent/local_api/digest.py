@@ -78,6 +78,10 @@ def parse_authorization(header: str) -> dict[str, str]:
     """`Digest k=v, k="v", …` → {k: v}. Raises DigestError for anything else."""
     if len(header) > MAX_HEADER_LEN:
         raise DigestError("Authorization header too long")
+    if not header.isascii():
+        # Every parameter we accept is ASCII; aiohttp hands undecodable bytes over as
+        # surrogates, which would not even encode back.
+        raise DigestError("Authorization header is not ASCII")
     scheme, _, rest = header.strip().partition(" ")
     if scheme.lower() != "digest":
         raise DigestError("not a Digest Authorization header")

@@ -59,7 +59,7 @@ class LockoutState:
         return max(0, policy.after - self.failures)
 
 
-def load(path: Path) -> LockoutState:
+def load(path: Path, after: int = LockoutPolicy.after) -> LockoutState:
     """The saved counter; a missing file is a clean slate, a broken one is not trusted
     to be clean: it counts as one lock's worth of failures."""
     try:
@@ -74,7 +74,7 @@ def load(path: Path) -> LockoutState:
         return LockoutState()
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.warning("%s is unreadable (%s): counting it as a lockout", path, exc)
-        return LockoutState(failures=LockoutPolicy().after)
+        return LockoutState(failures=after)
 
 
 def save(path: Path, state: LockoutState) -> None:
@@ -91,7 +91,7 @@ class Lockout:
     def __init__(self, path: Path, policy: LockoutPolicy) -> None:
         self.path = path
         self.policy = policy
-        self.state = load(path)
+        self.state = load(path, policy.after)
 
     def retry_after(self, now: float) -> float:
         return self.state.retry_after(now, self.policy)

@@ -77,6 +77,21 @@ class Device:
         return aiohttp.Fingerprint(bytes.fromhex(self.fp))
 
 
+async def raw_request(port: int, raw: bytes) -> bytes:
+    import asyncio
+    import ssl
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # raw bytes only; the fingerprint is checked elsewhere
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context)
+    writer.write(raw)
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(4096), 10)
+    writer.close()
+    return answer
+
+
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
@@ -287,6 +302,14 @@ async def test_bad_requests_get_clear_4xx_and_the_daemon_keeps_answering(
         assert (await response.json())["error"]
     async with http.post(device.base + "/v1/info", ssl=device._pin()) as response:
         assert response.status == 405
+    # Bytes no client library would send: an undecodable header, a broken request line.
+    for raw in (
+        b'POST /v1/reset HTTP/1.1\r\nHost: x\r\nAuthorization: Digest username="\xff\xfe"'
+        b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        b"\x00\x01 garbage \xff\r\n\r\n",
+    ):
+        answer = await raw_request(local["port"], raw)
+        assert answer.startswith((b"HTTP/1.1 401", b"HTTP/1.1 400", b"HTTP/1.0 400")), answer
     assert agent.process.poll() is None
     result = run_cli(agent.config_path, "status")
     assert result.returncode == 0, result.stderr

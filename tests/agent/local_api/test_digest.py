@@ -152,6 +152,8 @@ def test_nonces_of_another_boot_or_tampered_are_unknown(book: NonceBook) -> None
         'Digest username="admin", username="admin"',
         'Digest username="admin,',
         "Digest " + "a=b, " * 2000,
+        'Digest username="adm\udcff"',
+        'Digest username="admín"',
         'Digest username="admin", realm="camagent", nonce="x", uri="/v1/token", '
         'response="zz", qop=auth, nc=1, cnonce="c"',
     ],
