@@ -308,6 +308,24 @@ def test_captcha_after_a_failure(home: Path, cloud: MockCloud, piped: Any) -> No
 
 
 @pytest.mark.usefixtures("captcha_always")
+def test_an_expired_captcha_is_replaced(piped: Any, cloud: MockCloud) -> None:
+    dialog, process = piped("cloud", "login", "--login", "bob", "--password-stdin")
+    dialog.send(USERS["bob"])
+    first = dialog.expect(CAPTCHA.pattern)
+    dialog.expect(r"\(r = new image\): $")
+    answer = cloud.captcha_answer(first[1])
+    dialog.consume(first)
+    cloud.advance_clock(61)  # the person took longer than the captcha lives
+    dialog.send(answer)
+    second = dialog.expect(CAPTCHA.pattern)
+    assert "expired" in dialog.output[: second.start()]
+    dialog.expect(r"\(r = new image\): $")
+    dialog.send(cloud.captcha_answer(second[1]))
+    dialog.expect("Logged in to .* as bob")
+    assert process.wait(TIMEOUT) == 0
+
+
+@pytest.mark.usefixtures("captcha_always")
 def test_captcha_with_everything_on_stdin(home: Path, cloud: MockCloud) -> None:
     # With no answer in the input the CLI stops with a clear message instead of hanging.
     result = login(home, "bob")
