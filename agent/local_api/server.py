@@ -25,6 +25,9 @@ from agent.qr.payloads import WifiNetwork
 
 log = logging.getLogger(__name__)
 
+KEEPALIVE_S = 15.0
+SHUTDOWN_S = 2.0
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Clock = Callable[[], float]
 
@@ -243,7 +246,15 @@ class Running:
 
 
 async def start(app: web.Application, host: str, port: int, context: ssl.SSLContext) -> Running:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        # A camera has few sockets to spare: idle connections go after 15 s (aiohttp's
+        # default is an hour), and stopping does not wait long for open requests.
+        keepalive_timeout=KEEPALIVE_S,
+        shutdown_timeout=SHUTDOWN_S,
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=context, backlog=16)
     try:

@@ -210,3 +210,27 @@ async def test_no_password_file_refuses_changes(base: str, device: FakeDevice) -
     status, body, _ = await post(base, "/v1/reset")
     assert status == 503
     assert "password file" in body["message"]
+
+
+async def test_start_on_port_0_serves_tls_with_the_pinned_certificate(
+    tmp_path: Path, device: FakeDevice, clock: Clock
+) -> None:
+    from agent.local_api import cert
+
+    made = cert.ensure(tmp_path, "02:00:00:00:00:01")
+    auth = server.Auth(
+        Lockout(tmp_path / "lockout.json", LockoutPolicy()), digest.NonceBook.for_this_boot()
+    )
+    context = server.server_context(str(made.cert_path), str(made.key_path))
+    running = await server.start(server.make_app(device, auth, made.fp), "127.0.0.1", 0, context)
+    try:
+        assert running.port > 0
+        url = f"https://127.0.0.1:{running.port}/v1/info"
+        pin = aiohttp.Fingerprint(bytes.fromhex(made.fp))
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url, ssl=pin) as response:
+                assert (await response.json())["fp"] == made.fp
+            with pytest.raises(aiohttp.ServerFingerprintMismatch):
+                await session.get(url, ssl=aiohttp.Fingerprint(b"\x00" * 32))
+    finally:
+        await running.stop()
