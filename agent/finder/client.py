@@ -178,7 +178,8 @@ def password_refused_message(body: dict[str, Any]) -> str:
     message = f"the device refused the password for user {DIGEST_USER}"
     left = next((body[k] for k in ("tries_left", "attempts_left", "remaining") if k in body), None)
     if isinstance(left, int):
-        message += f" ({left} tries left before it locks out password attempts for a while)"
+        tries = "1 try" if left == 1 else f"{left} tries"
+        message += f" ({tries} left before it locks out password attempts for a while)"
     return message + "; the password is the one on the device's label"
 
 
