@@ -80,7 +80,7 @@ def load(path: Path, after: int = LockoutPolicy.after) -> LockoutState:
 def save(path: Path, state: LockoutState) -> None:
     try:
         write_atomic(path, json.dumps(asdict(state)).encode())
-    except StateError as exc:
+    except (StateError, OSError) as exc:
         # The lockout still holds in memory for as long as the daemon runs.
         log.error("%s", exc)
 

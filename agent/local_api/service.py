@@ -118,12 +118,15 @@ class LocalApi:
         for task in list(self._updates):
             with contextlib.suppress(Exception):
                 await task
-        if self._announcer is not None:
-            await self._announcer.stop()
-            self._announcer = None
-        if self._running is not None:
-            await self._running.stop()
-            self._running = None
+        announcer, self._announcer = self._announcer, None
+        running, self._running = self._running, None
+        try:
+            if announcer is not None:
+                await announcer.stop()
+        except Exception as exc:  # stopping goes on: the server and the daemon must close
+            log.warning("mDNS goodbye failed: %s", exc)
+        if running is not None:
+            await running.stop()
 
     def status(self) -> dict[str, Any]:
         settings = self.config.local_api
