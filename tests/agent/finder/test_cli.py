@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
+import pty
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -68,3 +72,33 @@ def test_empty_device_password_is_refused(monkeypatch: pytest.MonkeyPatch) -> No
         _device_password(argparse.Namespace(password_stdin=True), "dev")
     monkeypatch.setattr("sys.stdin", io.StringIO("pw with spaces \n"))
     assert _device_password(argparse.Namespace(password_stdin=True), "dev") == "pw with spaces "
+
+
+def _scan_stderr(on_tty: bool) -> str:
+    """stderr of a real `camagent finder scan`, attached to a pseudo-terminal or a pipe."""
+    root = Path(__file__).resolve().parents[3]
+    argv = [sys.executable, "-m", "agent", "finder", "scan", "--timeout", "0.6"]
+    if not on_tty:
+        done = subprocess.run(argv, capture_output=True, text=True, cwd=root, timeout=60)
+        return done.stderr
+    controller, terminal = pty.openpty()
+    try:
+        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=terminal, cwd=root, timeout=60)
+        os.close(terminal)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # EIO: the terminal side is closed and drained
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks).decode("utf-8", "replace")
+    finally:
+        os.close(controller)
+
+
+def test_progress_line_on_a_terminal_only() -> None:
+    assert "Scanning the LAN for camagent devices" in _scan_stderr(on_tty=True)
+    assert _scan_stderr(on_tty=False) == ""
