@@ -218,6 +218,7 @@ def _profile(entry: dict[str, Any], number: int) -> Profile:
     if not entry.get("name") or not entry.get("url"):
         raise ValueError(f"{where}: 'name' and 'url' are required")
     try:
+        check_name(entry["name"])
         url = normalize_url(entry["url"])
     except ProfileError as error:
         raise ValueError(f"{where}: {error}") from None

@@ -411,6 +411,30 @@ def test_tty_password_is_not_echoed_and_the_limit_prompt_works(
 # --- used by other commands -------------------------------------------------------------------
 
 
+def test_python_api_for_other_commands(
+    home: Path, cloud: MockCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent.cloud.api import open_session
+    from agent.cloud.errors import CloudError, NotLoggedInError
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
+    with pytest.raises(NotLoggedInError, match="run `camagent cloud login --server mock`"):
+        open_session()
+    assert login(home, "eve").returncode == 0
+    session = open_session("mock")
+    assert (session.profile.name, session.profile.url) == ("mock", cloud.url)
+    token = session.add_camera("02:00:00:00:88:01", "label-pw", name="Hall")
+    assert token.count(".") == 1  # a signed device token
+    with pytest.raises(CloudError, match=r"could not add the camera: .*already exists"):
+        session.add_camera("02-00-00-00-88-01", "label-pw")
+    with pytest.raises(CloudError, match="only to your organization"):
+        session.add_camera("02:00:00:00:88:02", "label-pw", org="elsewhere")
+    assert session.registration_token(title="rack 2").startswith("rt_")
+    cloud.request("POST", "/v1/auth/logout", session=stored_token(home))
+    with pytest.raises(NotLoggedInError, match="has ended or expired"):
+        session.add_camera("02:00:00:00:88:03", "label-pw")
+
+
 def test_nvr_register_through_the_profile(tmp_path: Path, cloud: MockCloud, home: Path) -> None:
     cli(
         home,
@@ -439,4 +463,6 @@ def test_nvr_register_through_the_profile(tmp_path: Path, cloud: MockCloud, home
     assert status["token"]["present"] is True
     assert status["token"]["org"] == "demo"
     made = cloud.request("GET", "/v1/registrator-tokens", session=stored_token(home, "admin"))
-    assert [t["note"] for t in made[1]["tokens"]] == ["made by camagent nvr register"]
+    mine = [t for t in made[1]["tokens"] if t["note"] == "made by camagent nvr register"]
+    assert len(mine) == 1
+    assert mine[0]["used_at"] is not None  # and it was the one the NVR registered with

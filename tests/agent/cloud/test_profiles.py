@@ -134,6 +134,7 @@ def test_no_file_means_no_profiles() -> None:
         ('[[servers]]\nname = 3\nurl = "https://a"\n', "'name' must be a string"),
         ('servers = "a"\n', "array of tables"),
         ('colour = "blue"\n', "unknown key"),
+        ('default = "a\\u001b"\n[[servers]]\nname = "a\\u001b"\nurl = "https://a"\n', "control"),
     ],
 )
 def test_a_bad_file_is_an_error_naming_the_file(text: str, problem: str) -> None:
@@ -155,19 +156,25 @@ def test_a_file_that_is_not_utf8_is_an_error_naming_the_file() -> None:
         profiles.load()
 
 
-ODD_NAMES = ['a "quoted" name', "back\\slash", "tab\there", "ünïcödé ☁", "'single'", "[x]", "#"]
+ODD_NAMES = ['a "quoted" name', "back\\slash", "ünïcödé ☁", "'single'", "[x]", "#", "a = b"]
 
 
 @pytest.mark.parametrize("name", ODD_NAMES)
 def test_odd_names_and_values_round_trip(name: str) -> None:
-    saved = Profiles().add(Profile(name, "https://a.example/p", login=name, ca_file=name))
+    odd = name + "\t\n\x7f"  # control characters are fine in values
+    saved = Profiles().add(Profile(name, "https://a.example/p", login=odd, ca_file=odd))
     assert profiles.parse(profiles.render(saved)) == saved
 
 
 _text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
 
 
-@given(name=_text.filter(bool), login=_text, ca_file=_text)
+_names = st.text(st.characters(blacklist_categories=("C",)), min_size=1, max_size=64).filter(
+    str.strip
+)
+
+
+@given(name=_names, login=_text, ca_file=_text)
 def test_any_text_round_trips_through_the_writer(name: str, login: str, ca_file: str) -> None:
     saved = Profiles().add(Profile(name, "https://a.example", login=login, ca_file=ca_file))
     text = profiles.render(saved)
