@@ -112,3 +112,26 @@ def test_removing_a_profile_forgets_its_session(capsys: pytest.CaptureFixture[st
     assert run(capsys, "servers", "remove", "prod")[0] == 0
     assert not path.exists()
     assert listing(capsys) == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["cloud", "sessions", "--server", "a", "end", "X"],
+        ["cloud", "sessions", "end", "X", "--server", "a"],
+    ],
+)
+def test_sessions_end_takes_server_before_or_after(argv: list[str]) -> None:
+    from agent.cli import build_parser
+
+    args = build_parser().parse_args(argv)
+    assert (args.server, args.sessions_command, args.session_id) == ("a", "end", "X")
+
+
+def test_nvr_register_parses_with_or_without_a_token() -> None:
+    from agent.cli import build_parser
+
+    given = build_parser().parse_args(["nvr", "register", "rt_x"])
+    assert (given.token, given.profile) == ("rt_x", None)
+    through = build_parser().parse_args(["nvr", "register", "--profile", "prod"])
+    assert (through.token, through.profile) == (None, "prod")
