@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 from multidict import CIMultiDict
+from yarl import URL
 
 from cloud_mock.api import ApiError
 from cloud_mock.console.auth import check_csrf, require_cookie_caller
@@ -37,7 +38,8 @@ async def forward(request: web.Request) -> web.StreamResponse:
     headers = CIMultiDict(request.headers)
     headers.popall("Cookie", None)
     headers["Authorization"] = f"Bearer {request.cookies[SESSION_COOKIE]}"
-    inner = request.clone(rel_url=request.rel_url.with_path(path), headers=headers)
+    target = URL.build(path=path, query_string=request.rel_url.query_string, encoded=True)
+    inner = request.clone(rel_url=target, headers=headers)
     match = await request.app.router.resolve(inner)
     if match.http_exception is not None:
         raise match.http_exception

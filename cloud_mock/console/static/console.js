@@ -87,6 +87,7 @@ function loginPage() {
 
   function showCaptcha(data) {
     captchaId = data.captcha_id;
+    $("#captcha-image").dataset.captchaId = data.captcha_id;
     $("#captcha-image").src = "data:image/png;base64," + data.image;
     $("#captcha-answer").value = "";
     $("#captcha-hint").textContent = `The picture is valid for ${data.expires_in} s.`;
@@ -247,7 +248,12 @@ function camerasPage() {
     }
     form.reset();
     setOpen(false);
-    $("#live").textContent = `Camera ${body.name || result.data.device_id} added: waiting for it to connect.`;
+    const name = body.name || result.data.device_id;
+    // The event stream may have shown the new camera before this answer came.
+    const status = seen.get(result.data.camera_id);
+    $("#live").textContent = status && status !== "waiting"
+      ? `Camera ${name} added. ${name} is ${status}.`
+      : `Camera ${name} added: waiting for it to connect.`;
   });
   wireDeletes();
 
@@ -256,7 +262,9 @@ function camerasPage() {
     rows.replaceChildren(...data.cameras.map(cameraRow));
     for (const camera of data.cameras) {
       const before = seen.get(camera.camera_id);
-      if (before !== undefined && before !== camera.status) changes.push(`${camera.name} is ${camera.status}.`);
+      if (before !== camera.status && (before !== undefined || camera.status !== "waiting")) {
+        changes.push(`${camera.name} is ${camera.status}.`);
+      }
       seen.set(camera.camera_id, camera.status);
     }
     $("#no-cameras").hidden = data.cameras.length > 0;

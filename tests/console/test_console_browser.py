@@ -1,0 +1,406 @@
+"""The console in a real browser: Debian's chromium driven by Playwright, against the mock
+cloud and camagent daemons as subprocesses, over TLS the browser trusts (the mock's CA in
+an NSS database of a private HOME; no certificate errors are ignored).
+
+One mock and one browser serve the whole module; each test gets a fresh context.
+Screenshots go to docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    expect,
+    sync_playwright,
+)
+
+from agent import sandbox
+from cloud_mock.testing import MockCloud
+from tests.console.conftest import start_cloud
+
+pytestmark = pytest.mark.slow
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+LIMITED = {"login": "limited", "password": "limited-password-1", "role": "owner"}
+NVR_CAMERAS = """
+[[nvr.cameras]]
+name = "Gate"
+url = "rtsp://10.1.1.5/stream1"
+
+[[nvr.cameras]]
+name = "Yard"
+url = "rtsp://10.1.1.6/stream1"
+"""
+# Answers the protocol gives on purpose; the browser logs every 4xx of a fetch as a
+# console error, so these (and only these) are expected on the login endpoint.
+EXPECTED_LOGIN_STATUSES = re.compile(r"status of (401|409|428)\b")
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockCloud]:
+    fixtures = {
+        "orgs": [{"name": "demo", "business": True}],
+        "users": [{**LIMITED, "org": "demo", "max_sessions": 1}],
+    }
+    c = start_cloud(tmp_path_factory.mktemp("browser"), fixtures)
+    yield c
+    c.stop()
+
+
+def trusting_home(directory: Path, ca_file: Path) -> Path:
+    """A HOME whose NSS database (what chromium on Linux trusts) holds the mock's CA."""
+    nssdb = directory / ".pki" / "nssdb"
+    nssdb.mkdir(parents=True)
+    db = f"sql:{nssdb}"
+    subprocess.run(["certutil", "-d", db, "-N", "--empty-password"], check=True)
+    subprocess.run(
+        ["certutil", "-d", db, "-A", "-t", "C,,", "-n", "camagent mock CA", "-i", str(ca_file)],
+        check=True,
+    )
+    return directory
+
+
+@pytest.fixture(scope="module")
+def browser(cloud: MockCloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    home = trusting_home(tmp_path_factory.mktemp("home"), cloud.ca_file)
+    with sync_playwright() as playwright:
+        b = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=ARGS, env={"HOME": str(home)}
+        )
+        yield b
+        b.close()
+
+
+class Tab:
+    """A page plus the console errors it produced."""
+
+    def __init__(self, context: BrowserContext, cloud: MockCloud) -> None:
+        self.cloud = cloud
+        self.page = context.new_page()
+        self.page.set_default_timeout(15_000)
+        self.errors: list[str] = []
+        self.page.on("console", self._console)
+        self.page.on("pageerror", lambda error: self.errors.append(f"pageerror: {error}"))
+        self.page.on("dialog", lambda dialog: dialog.accept())
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type != "error":
+            return
+        url = str(message.location.get("url", ""))
+        if url.endswith("/console/login") and EXPECTED_LOGIN_STATUSES.search(message.text):
+            return
+        self.errors.append(f"{url}: {message.text}")
+
+    def go(self, path: str) -> Page:
+        self.page.goto(self.cloud.url + path)
+        return self.page
+
+    def log_in(self, login: str = "admin", password: str | None = None) -> Page:
+        page = self.go("/login")
+        page.get_by_label("Login").fill(login)
+        page.get_by_label("Password").fill(password or self.cloud.admin_password)
+        page.get_by_role("button", name="Log in").click()
+        expect(page).to_have_url(re.compile(r"/cameras$"))
+        return page
+
+    def shot(self, name: str) -> None:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+@pytest.fixture
+def new_tab(browser: Browser, cloud: MockCloud) -> Iterator[Callable[[], Tab]]:
+    """Opens tabs, each in its own context (own cookies); checks their consoles at the end."""
+    contexts: list[BrowserContext] = []
+    tabs: list[Tab] = []
+
+    def make() -> Tab:
+        context = browser.new_context(viewport={"width": 1100, "height": 720})
+        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=cloud.url)
+        contexts.append(context)
+        tab = Tab(context, cloud)
+        tabs.append(tab)
+        return tab
+
+    yield make
+    for context in contexts:
+        context.close()
+    assert [e for tab in tabs for e in tab.errors] == []
+
+
+@pytest.fixture
+def agents(tmp_path: Path, cloud: MockCloud) -> Iterator[list[sandbox.Agent]]:
+    started: list[sandbox.Agent] = []
+    yield started
+    for agent in started:
+        agent.stop()
+
+
+def start_device(
+    tmp_path: Path, cloud: MockCloud, agents: list[sandbox.Agent], device_id: str, **kw: Any
+) -> sandbox.Agent:
+    config = sandbox.write_agent_config(
+        tmp_path / device_id.replace(":", ""),
+        cloud,
+        device_id=device_id,
+        password=kw.pop("password", "label-password"),
+        fast_interval=kw.pop("fast_interval", 1.0),
+        long_poll=kw.pop("long_poll", 2.0),
+        **kw,
+    )
+    agent = sandbox.start_agent(config)
+    agents.append(agent)
+    return agent
+
+
+# --- login ---------------------------------------------------------------------------------
+
+
+def test_login_without_and_with_captcha(new_tab: Callable[[], Tab], cloud: MockCloud) -> None:
+    tab = new_tab()
+    page = tab.go("/login")
+    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+    expect(page.locator("#captcha")).to_be_hidden()
+    tab.shot("login")
+    page.get_by_label("Login").fill("admin")
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("alert")).to_have_text("Wrong login or password.")
+    tab.log_in()
+    expect(page.get_by_role("heading", name="Cameras")).to_be_visible()
+
+    cloud.set_settings(captcha="always")
+    try:
+        tab = new_tab()
+        page = tab.go("/login")
+        page.get_by_label("Login").fill("admin")
+        page.get_by_label("Password").fill(cloud.admin_password)
+        page.get_by_role("button", name="Log in").click()
+        image = page.get_by_role("img", name=re.compile("Captcha"))
+        expect(image).to_be_visible()
+        first = image.get_attribute("data-captcha-id")
+        assert first and image.get_attribute("src", timeout=1000).startswith("data:image/png")
+        page.get_by_role("button", name="Refresh captcha").click()
+        expect(image).not_to_have_attribute("data-captcha-id", first)
+        captcha_id = image.get_attribute("data-captcha-id")
+        assert captcha_id
+        tab.shot("login-captcha")
+        page.get_by_label("Characters in the picture").fill(cloud.captcha_answer(captcha_id))
+        page.get_by_role("button", name="Log in").click()
+        expect(page).to_have_url(re.compile(r"/cameras$"))
+    finally:
+        cloud.set_settings(captcha="off")
+
+
+def test_session_limit_dialog_then_sessions_page(
+    new_tab: Callable[[], Tab], cloud: MockCloud
+) -> None:
+    first = new_tab()
+    first.log_in(LIMITED["login"], LIMITED["password"])
+    second = new_tab()
+    page = second.go("/login")
+    page.get_by_label("Login").fill(LIMITED["login"])
+    page.get_by_label("Password").fill(LIMITED["password"])
+    page.get_by_role("button", name="Log in").click()
+    dialog = page.get_by_role("dialog", name="Too many sessions")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("Work not saved in the session you end may be lost.")
+    expect(dialog.get_by_role("row")).to_have_count(2)  # header + the one session
+    second.shot("session-limit")
+    dialog.get_by_role("button", name="End session").click()
+    expect(page).to_have_url(re.compile(r"/cameras$"))
+
+    # The first browser's session is gone: its next page is the login page.
+    first.go("/cameras")
+    expect(first.page).to_have_url(re.compile(r"/login$"))
+
+    page = second.go("/sessions")
+    expect(page.get_by_role("heading", name="Sessions")).to_be_visible()
+    expect(page.get_by_text("this session", exact=True)).to_be_visible()
+    second.shot("sessions")
+    page.get_by_role("button", name="End session").click()
+    expect(page).to_have_url(re.compile(r"/login$"))
+    second.go("/sessions")
+    expect(second.page).to_have_url(re.compile(r"/login$"))
+
+
+# --- cameras -------------------------------------------------------------------------------
+
+
+def test_add_camera_goes_online_live_and_delete_reprovisions(
+    new_tab: Callable[[], Tab], cloud: MockCloud, agents: list[sandbox.Agent], tmp_path: Path
+) -> None:
+    device_id = "02:c0:00:00:00:01"
+    agent = start_device(tmp_path, cloud, agents, device_id)
+    tab = new_tab()
+    page = tab.log_in()
+    toggle = page.get_by_role("button", name="Add camera")
+    toggle.click()
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+    expect(page.get_by_label("MAC or camera ID")).to_be_focused()
+    page.get_by_label("MAC or camera ID").fill(device_id.upper().replace(":", "-"))
+    page.get_by_label("Device password").fill("label-password")
+    page.get_by_label("Name").fill("Front door")
+    page.get_by_role("button", name="Add", exact=True).click()
+
+    row = page.get_by_role("row", name=re.compile("Front door"))
+    expect(row).to_contain_text(device_id)
+    # Only the event stream can change it: the page is never reloaded.
+    page.evaluate("window.__sameDocument = true")
+    expect(row.locator("[data-col=status]")).to_have_text("online", timeout=20_000)
+    assert page.evaluate("window.__sameDocument") is True
+    expect(page.locator("#live")).to_contain_text("Front door is online")
+    agent.wait_for_state("connected", timeout=10)
+    tab.shot("cameras")
+
+    row.get_by_role("link", name="Front door").click()
+    expect(page.get_by_role("heading", name="Front door", exact=True)).to_be_visible()
+    history = page.locator("#polls tbody tr")
+    expect(history.first).to_be_visible()
+    assert "token" in history.all_inner_texts()[0]
+    tab.shot("camera")
+
+    page.get_by_role("link", name="Cameras", exact=True).first.click()
+    row = page.get_by_role("row", name=re.compile("Front door"))
+    row.get_by_role("button", name="Delete").click()
+    expect(row).to_have_count(0)
+    agent.wait_for_state("provisioning", timeout=15)
+    page.reload()
+    expect(page.get_by_role("row", name=re.compile("Front door"))).to_have_count(0)
+
+
+# --- registrators --------------------------------------------------------------------------
+
+
+def wait_for_code(agent: sandbox.Agent, timeout: float = 20) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        activation = agent.status().get("activation")
+        if activation:
+            return str(activation["code"])
+        time.sleep(0.1)
+    raise AssertionError(f"no activation code: {agent.status()}")
+
+
+def test_registrator_wizard_end_to_end_then_sync(
+    new_tab: Callable[[], Tab], cloud: MockCloud, agents: list[sandbox.Agent], tmp_path: Path
+) -> None:
+    nvr = start_device(
+        tmp_path,
+        cloud,
+        agents,
+        "02:d0:00:00:00:01",
+        kind="nvr",
+        password="unused",
+        fast_interval=3.0,
+        extra=NVR_CAMERAS,
+    )
+    code = wait_for_code(nvr)
+    tab = new_tab()
+    page = tab.log_in()
+    page.get_by_role("link", name="Registrators").click()
+    page.get_by_role("link", name="Add registrator").click()
+
+    def step(number: int, title: str) -> Any:
+        heading = page.get_by_role("heading", name=f"Step {number} of 8: {title}")
+        expect(heading).to_be_focused()
+        return page.locator(f'section.step[data-step="{number}"]')
+
+    s = page.locator('section.step[data-step="1"]')
+    expect(s.get_by_label("Organization")).to_have_value("demo")
+    s.get_by_label("Name", exact=True).fill("Server room")
+    s.get_by_label("Note").fill("rack 2")
+    s.get_by_role("button", name="Next").click()
+    s = step(2, "Device")
+    s.get_by_label(re.compile("Virtual")).check()
+    s.get_by_role("button", name="Create and continue").click()
+    s = step(3, "Installation")
+    expect(page.locator("#one-liner")).to_contain_text("/install.sh | sh -s -- --nvr")
+    s.get_by_role("button", name="Copy command").click()
+    expect(s.get_by_role("status")).to_have_text("Copied.")
+    s.get_by_role("button", name="Next").click()
+    s = step(4, "Activation")
+    s.get_by_label("Activation code the NVR shows").fill(code.lower().replace("-", ""))
+    s.get_by_role("button", name="Show checks").click()
+    checks = page.locator("#check-rows")
+    expect(checks).to_contain_text("dns")
+    expect(checks).to_contain_text("outbound port")
+    tab.shot("wizard")
+    s.get_by_role("button", name="Next").click()
+    s = step(5, "Connect")
+    expect(s.get_by_label("Activation code")).to_have_value(code)
+    s.get_by_role("button", name="Activate").click()
+    expect(page.locator("#connect-status")).to_contain_text("Status: online", timeout=20_000)
+    nvr.wait_for_state("connected", timeout=10)
+    s.get_by_role("button", name="Next").click()
+    s = step(6, "Broadcast")
+    s.get_by_label("Broadcast to the cloud").check()
+    s.get_by_label("Quality").select_option("high")
+    s.get_by_role("button", name="Save and continue").click()
+    s = step(7, "Archive")
+    s.get_by_label("Record an archive").check()
+    s.get_by_label("Days to keep").fill("14")
+    s.get_by_role("button", name="Save and continue").click()
+    s = step(8, "Summary")
+    summary = page.locator("#summary")
+    expect(summary).to_contain_text("on, high quality")
+    expect(summary).to_contain_text("on, 14 day(s)")
+    expect(summary).to_contain_text("02:d0:00:00:00:01")
+    tab.shot("wizard-summary")
+    s.get_by_role("link", name="Finish").click()
+
+    row = page.get_by_role("row", name=re.compile("Server room"))
+    expect(row.locator("[data-col=status]")).to_have_text("online")
+    row.get_by_role("button", name="Sync Server room").click()
+    expect(page.locator("#sync-status")).to_have_text("Synced: 2 camera(s).")
+    expect(row.locator("[data-col=cameras]")).to_have_text(re.compile("Gate.*Yard", re.S))
+    page.get_by_role("button", name="Sync all").click()
+    expect(page.locator("#sync-status")).to_contain_text("Synced 1 of 1 registrator(s).")
+    tab.shot("registrators")
+
+
+def test_registration_token_tab(new_tab: Callable[[], Tab]) -> None:
+    tab = new_tab()
+    page = tab.log_in()
+    tab.go("/registrators/new")
+    tab_button = page.get_by_role("tab", name="Activation code")
+    tab_button.focus()
+    page.keyboard.press("ArrowRight")
+    token_tab = page.get_by_role("tab", name="Copy token to the registrator")
+    expect(token_tab).to_have_attribute("aria-selected", "true")
+    expect(token_tab).to_be_focused()
+    panel = page.get_by_role("tabpanel", name="Copy token to the registrator")
+    panel.get_by_label("Title").fill("warehouse")
+    panel.get_by_role("button", name="Generate token").click()
+    value = panel.get_by_label("Registration token")
+    expect(value).to_have_value(re.compile(r"^rt_"))
+    token = value.input_value()
+    countdown = panel.get_by_role("timer")
+    expect(countdown).to_have_text(re.compile(r"^5:59:\d\d$"))
+    first = countdown.inner_text()
+    expect(countdown).not_to_have_text(first, timeout=5000)
+    panel.get_by_role("button", name="Copy", exact=True).click()
+    expect(panel.get_by_role("status")).to_have_text("Copied.")
+    assert page.evaluate("navigator.clipboard.readText()") == token
+    tab.shot("registration-token")
