@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 SERVICE_TYPE = "_camagent._tcp.local."
 PROTOCOL_VERSION = "1"
 MAX_LABEL_BYTES = 63
+WILDCARDS = ("", "0.0.0.0", "::")  # noqa: S104
 
 
 def instance_name(name: str, device_id: str) -> str:
@@ -49,9 +50,12 @@ def txt_record(info: dict[str, Any], fp: str) -> dict[str, str]:
     }
 
 
-def ipv4_addresses() -> list[str]:
-    """The host's non-loopback IPv4 addresses; loopback only when there is nothing else
-    (a device alone on loopback, as in tests)."""
+def ipv4_addresses(listen: str = "0.0.0.0") -> list[str]:  # noqa: S104
+    """Where the API can be reached: the one address it listens on, or for a wildcard
+    listen the host's non-loopback IPv4 addresses (loopback only when there is nothing
+    else)."""
+    if listen not in WILDCARDS:
+        return [listen]
     import ifaddr  # zeroconf's own dependency
 
     found: list[str] = []
@@ -68,11 +72,19 @@ def ipv4_addresses() -> list[str]:
 class Announcer:
     """Registers the service once, updates its TXT, says goodbye on stop."""
 
-    def __init__(self, device_id: str, name: str, port: int, fp: str) -> None:
+    def __init__(
+        self,
+        device_id: str,
+        name: str,
+        port: int,
+        fp: str,
+        listen: str = "0.0.0.0",  # noqa: S104
+    ) -> None:
         self.device_id = device_id
         self.name = name
         self.port = port
         self.fp = fp
+        self.listen = listen
         self._zc: AsyncZeroconf | None = None
         self._info: ServiceInfo | None = None
         self._lock = asyncio.Lock()  # updates and the goodbye never interleave
@@ -91,7 +103,8 @@ class Announcer:
             port=self.port,
             properties=txt_record(info, self.fp),
             server=host_name(self.device_id),
-            parsed_addresses=ipv4_addresses(),
+            # Read again at every update: DHCP may have moved the device meanwhile.
+            parsed_addresses=ipv4_addresses(self.listen),
         )
 
     async def start(self, info: dict[str, Any]) -> None:

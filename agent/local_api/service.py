@@ -89,7 +89,13 @@ class LocalApi:
         assert self.fp is not None
         from agent.local_api.mdns import Announcer
 
-        announcer = Announcer(self.device_id, self.config.device.name, self.port, self.fp)
+        announcer = Announcer(
+            self.device_id,
+            self.config.device.name,
+            self.port,
+            self.fp,
+            self.config.local_api.listen,
+        )
         try:
             await announcer.start(self.device.info())
         except Exception as exc:  # zeroconf raises its own types too; mDNS is optional

@@ -364,6 +364,7 @@ async def test_mdns_announces_the_device_and_follows_its_state(
     assert txt["pv"] == "1"
     assert txt["ver"]
     assert txt["port"] == str(local["port"])
+    assert txt["addresses"] == "127.0.0.1"  # where it listens, not every address it has
     deadline = time.monotonic() + 10
     while not agent.status()["local_api"]["mdns"]:
         assert time.monotonic() < deadline

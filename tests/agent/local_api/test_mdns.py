@@ -42,3 +42,11 @@ def test_addresses_are_ipv4_and_never_empty() -> None:
     assert found
     for address in found:
         assert address.count(".") == 3
+
+
+def test_a_specific_listen_address_is_the_one_announced() -> None:
+    assert mdns.ipv4_addresses("192.0.2.7") == ["192.0.2.7"]
+    assert (
+        "127.0.0.1" not in mdns.ipv4_addresses("0.0.0.0")
+        or len(mdns.ipv4_addresses("0.0.0.0")) == 1
+    )
