@@ -186,11 +186,28 @@ camera's label. The camera connects by itself within seconds.</p>
     return layout("Cameras", "cameras", body, viewer, viewer.csrf)
 
 
+POLL_RESULTS = {
+    "token": "token delivered",
+    "none": "no token yet",
+    "unknown": "no token (camera not added yet)",
+    "bad_proof": "refused: wrong device password",
+    "replay": "refused: nonce seen before",
+    "clock_skew": "refused: device clock is off",
+    "abandoned": "device gave up waiting",
+    "fault": "injected fault (test)",
+    "malformed": "malformed request",
+}
+
+
+def poll_result(result: str) -> str:
+    return POLL_RESULTS.get(result, result)
+
+
 def camera_page(
     viewer: Viewer, camera: Mapping[str, Any], polls: Sequence[Mapping[str, Any]]
 ) -> str:
     history = "\n".join(
-        f"<tr><td>{e(when(p['at']))}</td><td>{e(p['result'])}</td>"
+        f"<tr><td>{e(when(p['at']))}</td><td>{e(poll_result(p['result']))}</td>"
         f"<td>{e(p['wait'])} s</td><td>{e(p['held_s'])} s</td></tr>"
         for p in reversed(polls)
     )
@@ -425,7 +442,8 @@ def sessions_page(viewer: Viewer, sessions: Sequence[Mapping[str, Any]]) -> str:
     rows = "\n".join(
         f"""<tr data-session-id="{e(s["id"])}">
 <td>{e(s["device"])}{' <span class="badge">this session</span>' if s["current"] else ""}</td>
-<td>{e(s["software"])}</td><td>{e(when(s["started"]))}</td><td>{e(when(s["last_activity"]))}</td>
+<td>{e(s["software"])}</td><td class="time">{e(when(s["started"]))}</td>
+<td class="time">{e(when(s["last_activity"]))}</td>
 <td class="row-actions"><button type="button" class="danger" data-end-session="{e(s["id"])}"
  data-current="{"yes" if s["current"] else "no"}">End session</button></td>
 </tr>"""

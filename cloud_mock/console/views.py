@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,29 @@ def camera_json(app: web.Application, camera: Camera) -> dict[str, Any]:
         "last_seen": camera.last_seen,
         "created": camera.created,
     }
+
+
+_BROWSERS = (
+    ("Edge", re.compile(r"Edg/(\d+)")),
+    ("Firefox", re.compile(r"Firefox/(\d+)")),
+    ("Chrome", re.compile(r"Chrom(?:e|ium)/(\d+)")),
+    ("Safari", re.compile(r"Version/(\d+).*Safari/")),
+)
+_SYSTEMS = ("Android", "iPhone", "iPad", "Windows", "Mac OS X", "CrOS", "Linux")
+
+
+def browser_of(user_agent: str) -> tuple[str, str]:
+    """(device, software) of a session from the browser's User-Agent, short enough for the
+    session list: ("web browser on Linux", "camagent console, Chrome 156")."""
+    system = next((s for s in _SYSTEMS if s in user_agent), "")
+    software = "camagent console"
+    for name, pattern in _BROWSERS:
+        found = pattern.search(user_agent)
+        if found:
+            software = f"camagent console, {name} {found.group(1)}"
+            break
+    system = {"Mac OS X": "macOS", "CrOS": "ChromeOS"}.get(system, system)
+    return (f"web browser on {system}" if system else "web browser"), software
 
 
 def _html(text: str, status: int = 200) -> web.Response:
@@ -140,9 +164,7 @@ async def login(request: web.Request) -> web.Response:
     check_prelogin_csrf(request)
     data = await read_json_object(request)
     attempt = {k: data[k] for k in LOGIN_FIELDS if k in data}
-    agent = request.headers.get("User-Agent", "")
-    attempt["device"] = "web browser"
-    attempt["software"] = f"camagent console ({agent[:120] or 'unknown browser'})"
+    attempt["device"], attempt["software"] = browser_of(request.headers.get("User-Agent", ""))
     result = await users.login_flow(request, attempt)
     response = web.json_response({"next": HOME, "user": result["user"]})
     set_cookie(response, SESSION_COOKIE, result["session"], None)

@@ -200,7 +200,8 @@ def test_login_without_and_with_captcha(new_tab: Callable[[], Tab], cloud: MockC
         image = page.get_by_role("img", name=re.compile("Captcha"))
         expect(image).to_be_visible()
         first = image.get_attribute("data-captcha-id")
-        assert first and image.get_attribute("src", timeout=1000).startswith("data:image/png")
+        assert first
+        assert image.get_attribute("src", timeout=1000).startswith("data:image/png")
         page.get_by_role("button", name="Refresh captcha").click()
         expect(image).not_to_have_attribute("data-captcha-id", first)
         captcha_id = image.get_attribute("data-captcha-id")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cloud_mock.console.views import browser_of
 from cloud_mock.testing import MockCloud
 from tests.console.conftest import Browserless
 
@@ -13,12 +14,14 @@ def test_pages_carry_the_security_headers(cloud: MockCloud) -> None:
     assert reply.status == 200
     csp = reply.headers["Content-Security-Policy"]
     assert "default-src 'self'" in csp
-    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp
     assert "img-src 'self' data:" in csp
     assert "frame-ancestors 'none'" in csp
     assert reply.headers["X-Frame-Options"] == "DENY"
     assert reply.headers["Referrer-Policy"] == "no-referrer"
-    assert "<script>" not in reply.text and " style=" not in reply.text
+    assert "<script>" not in reply.text
+    assert " style=" not in reply.text
     # The JSON API keeps its own headers.
     assert "Content-Security-Policy" not in Browserless(cloud).request("GET", "/v1/keys").headers
 
@@ -27,7 +30,7 @@ def test_pages_need_a_login_and_the_cookie_is_locked_down(cloud: MockCloud) -> N
     client = Browserless(cloud)
     for path in ("/cameras", "/registrators", "/registrators/new", "/sessions"):
         reply = client.request("GET", path)
-        assert reply.status == 303 and reply.headers["Location"] == "/login", path
+        assert (reply.status, reply.headers["Location"]) == (303, "/login"), path
     token = client.csrf_of("/login")
     reply = client.json(
         "POST", "/console/login", {"login": "admin", "password": cloud.admin_password}, token
@@ -94,9 +97,31 @@ def test_logout_ends_the_session(cloud: MockCloud) -> None:
         f"csrf_token={csrf}".encode(),
         {"Content-Type": "application/x-www-form-urlencoded"},
     )
-    assert reply.status == 303 and reply.headers["Location"] == "/login"
+    assert reply.status == 303
+    assert reply.headers["Location"] == "/login"
     assert SESSION not in client.cookies
     client.cookies[SESSION] = secret  # an old cookie replayed is worth nothing
     assert client.request("GET", "/cameras").status == 303
     status, _ = cloud.request("GET", "/v1/sessions", session=secret)
     assert status == 401
+
+
+def test_the_activation_url_the_nvr_shows_opens_the_wizard_with_its_code(
+    cloud: MockCloud,
+) -> None:
+    client = Browserless(cloud)
+    client.log_in()
+    page = client.request("GET", "/registrators/activate?code=ABCD-EFGH-JK12%22%3E")
+    assert page.status == 200
+    assert 'id="connect-code" value="ABCD-EFGH-JK12&quot;&gt;"' in page.text  # escaped
+
+
+def test_sessions_name_the_browser_briefly() -> None:
+    chrome = (
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "HeadlessChrome/156.0.0.0 Safari/537.36"
+    )
+    assert browser_of(chrome) == ("web browser on Linux", "camagent console, Chrome 156")
+    firefox = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0"
+    assert browser_of(firefox) == ("web browser on Windows", "camagent console, Firefox 128")
+    assert browser_of("") == ("web browser", "camagent console")

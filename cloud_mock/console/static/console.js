@@ -98,6 +98,7 @@ function loginPage() {
     const result = await call("GET", "/v1/auth/captcha");
     if (result.ok) {
       showCaptcha(result.data);
+      error.textContent = "";
       $("#captcha-answer").focus();
     } else error.textContent = errorText(result);
   });
@@ -120,8 +121,11 @@ function loginPage() {
     }
     captchaId = "";
     if (result.status === 428) {
+      const first = captcha.hidden;
       showCaptcha(result.data);
-      error.textContent = result.data.message || "Type the characters in the picture.";
+      error.textContent = first
+        ? "Type the characters in the picture, then log in."
+        : `${result.data.message || "Wrong characters"}.`.replace(/^./, (c) => c.toUpperCase());
       $("#captcha-answer").focus();
     } else if (result.status === 409 && result.data.error === "too_many_sessions") {
       showSessions(result.data);
@@ -158,7 +162,8 @@ function loginPage() {
       rows.append(
         el("tr", {},
           el("td", { text: session.device }), el("td", { text: session.software }),
-          el("td", { text: when(session.started) }), el("td", { text: when(session.last_activity) }),
+          el("td", { class: "time", text: when(session.started) }),
+          el("td", { class: "time", text: when(session.last_activity) }),
           el("td", {}, button)),
       );
     }
