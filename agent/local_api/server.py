@@ -7,6 +7,7 @@ HTTP, authentication and bodies, and nothing of the state machine. Every answer 
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import ssl
@@ -66,25 +67,18 @@ class Auth:
     clock: Clock = time.time
 
 
-DEVICE_KEY = web.AppKey("device", Device)
-AUTH_KEY = web.AppKey("auth", Auth)
-FP_KEY = web.AppKey("fp", str)
-
-
 def make_app(device: Device, auth: Auth, fp: str) -> web.Application:
+    # Handlers close over what they need (no web.AppKey: Debian 12 ships aiohttp 3.8).
     app = web.Application(
         middlewares=[error_middleware],
         client_max_size=bodies.MAX_BODY_BYTES,
     )
-    app[DEVICE_KEY] = device
-    app[AUTH_KEY] = auth
-    app[FP_KEY] = fp
-    app.router.add_get("/v1/info", handle_info)
-    app.router.add_post("/v1/token", _change(_set_token))
-    app.router.add_post("/v1/reset", _change(_reset))
-    app.router.add_post("/v1/poll-now", _change(_poll_now))
-    app.router.add_post("/v1/wifi", _change(_wifi))
-    app.router.add_post("/v1/cloud-registration", _change(_register))
+    app.router.add_get("/v1/info", _info(device, fp))
+    app.router.add_post("/v1/token", _change(device, auth, _set_token))
+    app.router.add_post("/v1/reset", _change(device, auth, _reset))
+    app.router.add_post("/v1/poll-now", _change(device, auth, _poll_now))
+    app.router.add_post("/v1/wifi", _change(device, auth, _wifi))
+    app.router.add_post("/v1/cloud-registration", _change(device, auth, _register))
     return app
 
 
@@ -121,16 +115,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 # -- handlers -------------------------------------------------------------------------
 
 
-async def handle_info(request: web.Request) -> web.Response:
-    info = dict(request.app[DEVICE_KEY].info())
-    info["fp"] = request.app[FP_KEY]
-    return web.json_response(info)
+def _info(device: Device, fp: str) -> Handler:
+    async def handle(request: web.Request) -> web.Response:
+        return web.json_response({**device.info(), "fp": fp})
+
+    return handle
 
 
 Action = Callable[[Device, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
-def _change(action: Action) -> Handler:
+def _change(device: Device, auth: Auth, action: Action) -> Handler:
     """Authenticate, read the body, carry out `action`, answer `{ok: true, …}`."""
 
     async def handle(request: web.Request) -> web.Response:
@@ -138,8 +133,7 @@ def _change(action: Action) -> Handler:
             raise ApiError(
                 413, "body_too_large", f"the body is larger than {bodies.MAX_BODY_BYTES} bytes"
             )
-        device = request.app[DEVICE_KEY]
-        authenticate(request, device, request.app[AUTH_KEY])
+        authenticate(request, device, auth)
         raw = await request.read()
         try:
             result = await action(device, _decode(raw, request.content_type, action))
@@ -246,17 +240,22 @@ class Running:
 
 
 async def start(app: web.Application, host: str, port: int, context: ssl.SSLContext) -> Running:
+    # A camera has few sockets to spare: idle connections go after 15 s (aiohttp's
+    # default is an hour), and stopping does not wait long for open requests.
+    # aiohttp >= 3.9 takes shutdown_timeout on the runner, 3.8 (Debian 12) on the site.
+    on_runner = "shutdown_timeout" in inspect.signature(web.BaseRunner.__init__).parameters
+    timeout: dict[str, Any] = {"shutdown_timeout": SHUTDOWN_S}
     runner = web.AppRunner(
         app,
         access_log=None,
         handle_signals=False,
-        # A camera has few sockets to spare: idle connections go after 15 s (aiohttp's
-        # default is an hour), and stopping does not wait long for open requests.
         keepalive_timeout=KEEPALIVE_S,
-        shutdown_timeout=SHUTDOWN_S,
+        **(timeout if on_runner else {}),
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=context, backlog=16)
+    site = web.TCPSite(
+        runner, host, port, ssl_context=context, backlog=16, **({} if on_runner else timeout)
+    )
     try:
         await site.start()
     except BaseException:
