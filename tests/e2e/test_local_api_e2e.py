@@ -316,6 +316,7 @@ async def test_bad_requests_get_clear_4xx_and_the_daemon_keeps_answering(
     assert f"port {local['port']}" in result.stdout
     assert local["fp"] in result.stdout
     assert agent.status()["local_api"]["port"] == local["port"]
+    assert "Traceback" not in agent.log_text()
 
 
 async def browse_for(device_id: str, want_state: str, timeout: float = 20.0) -> dict[str, str]:
