@@ -164,7 +164,7 @@ function loginPage() {
           el("td", { text: session.device }), el("td", { text: session.software }),
           el("td", { class: "time", text: when(session.started) }),
           el("td", { class: "time", text: when(session.last_activity) }),
-          el("td", {}, button)),
+          el("td", { class: "row-actions" }, button)),
       );
     }
     dialog.showModal();
