@@ -96,15 +96,19 @@ class LocalApi:
             self.fp,
             self.config.local_api.listen,
         )
+        # Known before it is registered: a state change during the ~1 s of probing queues
+        # an update behind the registration instead of being lost.
+        self._announcer = announcer
         try:
             await announcer.start(self.device.info())
         except Exception as exc:  # zeroconf raises its own types too; mDNS is optional
+            self._announcer = None
             self.error = f"mDNS announcement failed: {exc}"
             log.error("%s", self.error)
             with contextlib.suppress(Exception):
                 await announcer.stop()
             return
-        self._announcer = announcer
+        await self._update(announcer)  # whatever changed since info() was read
 
     def state_changed(self) -> None:
         """Refresh the TXT record (state) without holding up the caller."""

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from agent.local_api.service import device_model
 
@@ -19,3 +23,65 @@ def test_no_model_is_empty(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.write_text("\n")
     assert device_model((tmp_path / "missing", empty)) == ""
+
+
+class FakeAnnouncer:
+    """Stands in for zeroconf: registration takes as long as the test wants."""
+
+    instances: list[FakeAnnouncer] = []
+
+    def __init__(self, *args: object) -> None:
+        self.registered = asyncio.Event()
+        self.started: dict[str, Any] | None = None
+        self.updates: list[dict[str, Any]] = []
+        self.registered_name = "x._camagent._tcp.local."
+        FakeAnnouncer.instances.append(self)
+
+    async def start(self, info: dict[str, Any]) -> None:
+        self.started = dict(info)
+        await self.registered.wait()
+
+    async def update(self, info: dict[str, Any]) -> None:
+        self.updates.append(dict(info))
+
+    async def stop(self) -> None:
+        pass
+
+
+class StateDevice:
+    def __init__(self) -> None:
+        self.state = "provisioning"
+
+    def info(self) -> dict[str, Any]:
+        return {"id": "i", "kind": "camera", "state": self.state, "ver": "1", "name": ""}
+
+
+async def test_a_state_change_while_registering_reaches_the_txt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent import config as config_mod
+    from agent.local_api import mdns
+    from agent.local_api.service import LocalApi
+
+    monkeypatch.setattr(mdns, "Announcer", FakeAnnouncer)
+    config = config_mod.parse(
+        f'[paths]\nstate_dir = "{tmp_path}"\n[local_api]\nlisten = "127.0.0.1"\nport = 0\n',
+        "t.toml",
+    )
+    device = StateDevice()
+    api = LocalApi(config, "02:00:00:00:00:01", device)  # type: ignore[arg-type]
+    start = asyncio.create_task(api.start())
+    while not FakeAnnouncer.instances:
+        await asyncio.sleep(0.01)
+    announcer = FakeAnnouncer.instances[-1]
+    device.state = "connected"
+    api.state_changed()  # while zeroconf is still probing
+    announcer.registered.set()
+    await start
+    await asyncio.sleep(0)
+    assert announcer.started is not None
+    assert announcer.started["state"] == "provisioning"
+    assert announcer.updates
+    assert announcer.updates[-1]["state"] == "connected"
+    assert api.status()["port"]
+    await api.stop()
