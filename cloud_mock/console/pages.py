@@ -89,10 +89,10 @@ def _nav(page: str, viewer: Viewer | None) -> str:
 # --- login -------------------------------------------------------------------------------
 
 
-def login_page(csrf: str) -> str:
-    body = """<div class="narrow card">
+def login_page(csrf: str, next_path: str) -> str:
+    body = f"""<div class="narrow card">
 <h1>Log in</h1>
-<form id="login-form" method="post" action="/console/login" novalidate>
+<form id="login-form" method="post" action="/console/login" data-next="{e(next_path)}" novalidate>
 <label for="login">Login</label>
 <input id="login" name="login" autocomplete="username" required autofocus>
 <label for="password">Password</label>
@@ -137,7 +137,7 @@ def _status(status: str) -> str:
 
 def camera_row(camera: Mapping[str, Any]) -> str:
     cid = e(camera["camera_id"])
-    return f"""<tr data-camera-id="{cid}">
+    return f"""<tr data-camera-id="{cid}" data-key="{cid}">
 <td><a href="/cameras/{cid}">{e(camera["name"])}</a></td>
 <td><code>{e(camera["device_id"])}</code></td>
 <td data-col="status">{_status(camera["status"])}</td>
@@ -251,10 +251,10 @@ def _camera_names(registrator: Mapping[str, Any]) -> str:
 
 def registrator_row(registrator: Mapping[str, Any]) -> str:
     rid = e(registrator["id"])
-    return f"""<tr data-registrator-id="{rid}">
+    return f"""<tr data-registrator-id="{rid}" data-key="{rid}">
 <td>{e(registrator["name"])}<div class="muted small">{e(registrator["note"])}</div></td>
 <td data-col="status">{_status(registrator["status"])}</td>
-<td><code>{e(registrator["device_id"] or "not linked")}</code></td>
+<td data-col="device"><code>{e(registrator["device_id"] or "not linked")}</code></td>
 <td data-col="cameras">{_camera_names(registrator)}</td>
 <td data-col="last-seen">{e(when(registrator["last_seen"]))}</td>
 <td class="row-actions"><button type="button" class="secondary" data-sync="{rid}"
@@ -281,7 +281,8 @@ def registrators_page(viewer: Viewer, registrators: Sequence[Mapping[str, Any]])
 {rows}
 </tbody>
 </table>
-<p class="empty"{"" if not registrators else " hidden"}>No registrators yet.</p>"""
+<p id="no-registrators" class="empty"{"" if not registrators else " hidden"}>
+No registrators yet.</p>"""
     return layout("Registrators", "registrators", body, viewer, viewer.csrf)
 
 

@@ -6,6 +6,7 @@ import logging
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -39,6 +40,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 HOME = "/cameras"
 LOGIN = "/login"
 PRELOGIN_MAX_AGE_S = 3600
+MAX_NEXT = 512
 LOGIN_FIELDS = ("login", "password", "captcha_id", "captcha_answer")
 
 
@@ -81,14 +83,27 @@ def _html(text: str, status: int = 200) -> web.Response:
     return web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
 
 
-def _to_login() -> web.HTTPSeeOther:
-    return web.HTTPSeeOther(LOGIN)
+def safe_next(target: str | None) -> str:
+    """Where to go after login: a path of this site only (no `//host`, no scheme), so the
+    login page cannot be made to send anyone elsewhere."""
+    if (
+        not target
+        or len(target) > MAX_NEXT
+        or not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(ord(c) < 0x20 for c in target)
+    ):
+        return HOME
+    return target
 
 
 def _caller_or_login(request: web.Request) -> Caller:
+    """The caller, or a redirect to the login page that comes back here afterwards (the
+    activation URL an NVR shows must survive the login)."""
     caller = cookie_caller(request)
     if caller is None:
-        raise _to_login()
+        raise web.HTTPSeeOther(f"{LOGIN}?{urlencode({'next': request.path_qs})}")
     return caller
 
 
@@ -100,10 +115,11 @@ async def home(request: web.Request) -> web.Response:
 
 
 async def login_page(request: web.Request) -> web.Response:
+    target = safe_next(request.query.get("next"))
     if cookie_caller(request) is not None:
-        raise web.HTTPSeeOther(HOME)
+        raise web.HTTPSeeOther(target)
     token = new_prelogin_token()
-    response = _html(pages.login_page(token))
+    response = _html(pages.login_page(token, target))
     set_cookie(response, PRELOGIN_COOKIE, token, PRELOGIN_MAX_AGE_S)
     return response
 

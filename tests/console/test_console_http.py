@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from cloud_mock.console.views import browser_of
+from urllib.parse import parse_qs, urlsplit
+
+from cloud_mock.console.views import browser_of, safe_next
 from cloud_mock.testing import MockCloud
 from tests.console.conftest import Browserless
 
@@ -30,7 +32,10 @@ def test_pages_need_a_login_and_the_cookie_is_locked_down(cloud: MockCloud) -> N
     client = Browserless(cloud)
     for path in ("/cameras", "/registrators", "/registrators/new", "/sessions"):
         reply = client.request("GET", path)
-        assert (reply.status, reply.headers["Location"]) == (303, "/login"), path
+        assert reply.status == 303, path
+        location = urlsplit(reply.headers["Location"])
+        assert location.path == "/login"
+        assert parse_qs(location.query) == {"next": [path]}
     token = client.csrf_of("/login")
     reply = client.json(
         "POST", "/console/login", {"login": "admin", "password": cloud.admin_password}, token
@@ -125,3 +130,9 @@ def test_sessions_name_the_browser_briefly() -> None:
     firefox = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0"
     assert browser_of(firefox) == ("web browser on Windows", "camagent console, Firefox 128")
     assert browser_of("") == ("web browser", "camagent console")
+
+
+def test_login_returns_only_to_a_page_of_this_site() -> None:
+    assert safe_next("/registrators/activate?code=ABCD") == "/registrators/activate?code=ABCD"
+    for evil in ("//evil.example/", "https://evil.example/", "/\\evil.example", "", None, "x"):
+        assert safe_next(evil) == "/cameras", evil

@@ -69,6 +69,33 @@ function wireCopyButtons() {
 
 // --- live status (Server-Sent Events) ----------------------------------------------------
 
+// Updates a table in place (rows added, changed, removed) so that focus and the keyboard
+// position survive a status change; only the cells that change are replaced.
+function syncRows(tbody, items, key, build, update) {
+  const wanted = new Set(items.map((item) => item[key]));
+  for (const row of Array.from(tbody.rows)) {
+    if (!wanted.has(row.dataset.key)) row.remove();
+  }
+  for (const item of items) {
+    let row = Array.from(tbody.rows).find((r) => r.dataset.key === item[key]);
+    if (!row) {
+      row = build(item);
+      row.dataset.key = item[key];
+      tbody.append(row);
+    }
+    update(row, item);
+  }
+}
+
+function setCell(row, column, content) {
+  const cell = $(`[data-col="${column}"]`, row);
+  if (typeof content === "string") {
+    if (cell.textContent !== content) cell.textContent = content;
+  } else if (cell.innerHTML !== content.outerHTML) {
+    cell.replaceChildren(content);
+  }
+}
+
 function liveStatus(onStatus) {
   const source = new EventSource("/console/events");
   source.addEventListener("status", (event) => onStatus(JSON.parse(event.data)));
@@ -116,7 +143,7 @@ function loginPage() {
     }
     const result = await call("POST", "/console/login", body);
     if (result.ok) {
-      window.location.assign(result.data.next || "/cameras");
+      window.location.assign(form.dataset.next || result.data.next || "/cameras");
       return;
     }
     captchaId = "";
@@ -264,7 +291,10 @@ function camerasPage() {
 
   liveStatus((data) => {
     const changes = [];
-    rows.replaceChildren(...data.cameras.map(cameraRow));
+    syncRows(rows, data.cameras, "camera_id", cameraRow, (row, camera) => {
+      setCell(row, "status", statusBadge(camera.status));
+      setCell(row, "last-seen", when(camera.last_seen));
+    });
     for (const camera of data.cameras) {
       const before = seen.get(camera.camera_id);
       if (before !== camera.status && (before !== undefined || camera.status !== "waiting")) {
@@ -300,6 +330,20 @@ function cameraNames(registrator) {
   return el("ul", { class: "inline" }, ...registrator.cameras.map((c) => el("li", { text: c.name })));
 }
 
+function registratorRow(registrator) {
+  const sync = el("button", {
+    type: "button", class: "secondary", "data-sync": registrator.id,
+    "aria-label": `Sync ${registrator.name}`, text: "Sync",
+  });
+  return el("tr", { "data-registrator-id": registrator.id },
+    el("td", {}, registrator.name, el("div", { class: "muted small", text: registrator.note })),
+    el("td", { "data-col": "status" }),
+    el("td", { "data-col": "device" }),
+    el("td", { "data-col": "cameras" }),
+    el("td", { "data-col": "last-seen" }),
+    el("td", { class: "row-actions" }, sync));
+}
+
 function registratorsPage() {
   const status = $("#sync-status");
   async function sync(button) {
@@ -327,14 +371,15 @@ function registratorsPage() {
       `${result.data.results.length} registrator(s).` +
       failed.map((r) => ` ${r.name}: ${r.error}.`).join("");
   });
+  const rows = $("#registrator-rows");
   liveStatus((data) => {
-    for (const registrator of data.registrators) {
-      const row = $(`tr[data-registrator-id="${CSS.escape(registrator.id)}"]`);
-      if (!row) continue;
-      $("[data-col=status]", row).replaceChildren(statusBadge(registrator.status));
-      $("[data-col=cameras]", row).replaceChildren(cameraNames(registrator));
-      $("[data-col=last-seen]", row).textContent = when(registrator.last_seen);
-    }
+    syncRows(rows, data.registrators, "id", registratorRow, (row, registrator) => {
+      setCell(row, "status", statusBadge(registrator.status));
+      setCell(row, "device", el("code", { text: registrator.device_id || "not linked" }));
+      setCell(row, "cameras", cameraNames(registrator));
+      setCell(row, "last-seen", when(registrator.last_seen));
+    });
+    $("#no-registrators").hidden = data.registrators.length > 0;
   });
 }
 
