@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
+from cloud_mock.users import ROLES_THAT_CHANGE
+
 NAV = (("cameras", "/cameras", "Cameras"), ("registrators", "/registrators", "Registrators"))
 NAV_END = (("sessions", "/sessions", "Sessions"),)
 STATIC = "/console/static"
@@ -37,6 +39,12 @@ class Viewer:
     role: str
     csrf: str
 
+    @property
+    def may_change(self) -> bool:
+        """Viewers only look (cloud_mock.users.Caller.may_change): their pages leave out
+        the buttons the API would refuse anyway."""
+        return self.role in ROLES_THAT_CHANGE
+
 
 def layout(title: str, page: str, body: str, viewer: Viewer | None, csrf: str) -> str:
     return f"""<!doctype html>
@@ -50,7 +58,7 @@ def layout(title: str, page: str, body: str, viewer: Viewer | None, csrf: str) -
 <link rel="stylesheet" href="{STATIC}/console.css">
 <script src="{STATIC}/console.js" defer></script>
 </head>
-<body data-page="{e(page)}">
+<body data-page="{e(page)}" data-may-change="{_yes(viewer is not None and viewer.may_change)}">
 <a class="skip" href="#main">Skip to content</a>
 <header class="top">
 <a class="brand" href="/">camagent cloud</a>
@@ -62,6 +70,10 @@ def layout(title: str, page: str, body: str, viewer: Viewer | None, csrf: str) -
 </body>
 </html>
 """
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
 
 
 def _nav(page: str, viewer: Viewer | None) -> str:
@@ -135,26 +147,30 @@ def _status(status: str) -> str:
     return f'<span class="status status-{e(status)}">{e(status)}</span>'
 
 
-def camera_row(camera: Mapping[str, Any]) -> str:
+def camera_row(camera: Mapping[str, Any], may_change: bool) -> str:
     cid = e(camera["camera_id"])
+    delete = (
+        f'<button type="button" class="danger" data-delete-camera="{cid}" '
+        f'data-name="{e(camera["name"])}">Delete</button>'
+        if may_change
+        else ""
+    )
     return f"""<tr data-camera-id="{cid}" data-key="{cid}">
 <td><a href="/cameras/{cid}">{e(camera["name"])}</a></td>
 <td><code>{e(camera["device_id"])}</code></td>
 <td data-col="status">{_status(camera["status"])}</td>
 <td data-col="last-seen">{e(when(camera["last_seen"]))}</td>
-<td class="row-actions"><button type="button" class="danger" data-delete-camera="{cid}"
- data-name="{e(camera["name"])}">Delete</button></td>
+<td class="row-actions">{delete}</td>
 </tr>"""
 
 
-def cameras_page(viewer: Viewer, cameras: Sequence[Mapping[str, Any]]) -> str:
-    rows = "\n".join(camera_row(c) for c in cameras)
-    body = f"""<div class="heading-row">
-<h1>Cameras</h1>
-<button type="button" id="add-camera-toggle" class="primary" aria-expanded="false"
- aria-controls="add-camera">Add camera</button>
-</div>
-<section id="add-camera" class="card" hidden aria-labelledby="add-camera-title">
+def _add_camera_button() -> str:
+    return """<button type="button" id="add-camera-toggle" class="primary" aria-expanded="false"
+ aria-controls="add-camera">Add camera</button>"""
+
+
+def _add_camera_form() -> str:
+    return """<section id="add-camera" class="card" hidden aria-labelledby="add-camera-title">
 <h2 id="add-camera-title">Add a camera</h2>
 <p class="hint">Type the MAC address (or the camera ID) and the password printed on the
 camera's label. The camera connects by itself within seconds.</p>
@@ -172,7 +188,23 @@ camera's label. The camera connects by itself within seconds.</p>
 </div>
 <p id="add-camera-error" class="error" role="alert"></p>
 </form>
-</section>
+</section>"""
+
+
+def _look_only(viewer: Viewer, what: str) -> str:
+    return (
+        f'<p class="hint">Your role ({e(viewer.role)}) lets you look at {what}, '
+        "not change them.</p>"
+    )
+
+
+def cameras_page(viewer: Viewer, cameras: Sequence[Mapping[str, Any]]) -> str:
+    rows = "\n".join(camera_row(c, viewer.may_change) for c in cameras)
+    body = f"""<div class="heading-row">
+<h1>Cameras</h1>
+{_add_camera_button() if viewer.may_change else ""}
+</div>
+{_add_camera_form() if viewer.may_change else _look_only(viewer, "cameras")}
 <table class="list" id="cameras-table">
 <caption class="sr-only">Cameras of {e(viewer.org)}</caption>
 <thead><tr><th scope="col">Name</th><th scope="col">ID</th><th scope="col">Status</th>
@@ -203,6 +235,13 @@ def poll_result(result: str) -> str:
     return POLL_RESULTS.get(result, result)
 
 
+def _delete_camera_button(camera: Mapping[str, Any]) -> str:
+    return (
+        f'<button type="button" class="danger" data-delete-camera="{e(camera["camera_id"])}" '
+        f'data-name="{e(camera["name"])}" data-then="/cameras">Delete</button>'
+    )
+
+
 def camera_page(
     viewer: Viewer, camera: Mapping[str, Any], polls: Sequence[Mapping[str, Any]]
 ) -> str:
@@ -215,8 +254,7 @@ def camera_page(
     body = f"""<p class="crumbs"><a href="/cameras">Cameras</a> &rsaquo; {e(camera["name"])}</p>
 <div class="heading-row">
 <h1>{e(camera["name"])}</h1>
-<button type="button" class="danger" data-delete-camera="{e(camera["camera_id"])}"
- data-name="{e(camera["name"])}" data-then="/cameras">Delete</button>
+{_delete_camera_button(camera) if viewer.may_change else ""}
 </div>
 <dl class="facts" data-camera-id="{e(camera["camera_id"])}">
 <dt>Camera ID</dt><dd><code>{e(camera["device_id"])}</code></dd>
@@ -249,28 +287,35 @@ def _camera_names(registrator: Mapping[str, Any]) -> str:
     return '<ul class="inline">' + "".join(f"<li>{e(c['name'])}</li>" for c in cameras) + "</ul>"
 
 
-def registrator_row(registrator: Mapping[str, Any]) -> str:
+def registrator_row(registrator: Mapping[str, Any], may_change: bool) -> str:
     rid = e(registrator["id"])
+    sync = (
+        f'<button type="button" class="secondary" data-sync="{rid}" '
+        f'aria-label="Sync {e(registrator["name"])}">Sync</button>'
+        if may_change
+        else ""
+    )
     return f"""<tr data-registrator-id="{rid}" data-key="{rid}">
 <td>{e(registrator["name"])}<div class="muted small">{e(registrator["note"])}</div></td>
 <td data-col="status">{_status(registrator["status"])}</td>
 <td data-col="device"><code>{e(registrator["device_id"] or "not linked")}</code></td>
 <td data-col="cameras">{_camera_names(registrator)}</td>
 <td data-col="last-seen">{e(when(registrator["last_seen"]))}</td>
-<td class="row-actions"><button type="button" class="secondary" data-sync="{rid}"
- aria-label="Sync {e(registrator["name"])}">Sync</button></td>
+<td class="row-actions">{sync}</td>
 </tr>"""
 
 
 def registrators_page(viewer: Viewer, registrators: Sequence[Mapping[str, Any]]) -> str:
-    rows = "\n".join(registrator_row(r) for r in registrators)
-    body = f"""<div class="heading-row">
-<h1>Registrators</h1>
-<div class="actions">
+    rows = "\n".join(registrator_row(r, viewer.may_change) for r in registrators)
+    actions = """<div class="actions">
 <button type="button" id="sync-all" class="secondary">Sync all</button>
 <a class="button primary" href="/registrators/new">Add registrator</a>
+</div>"""
+    body = f"""<div class="heading-row">
+<h1>Registrators</h1>
+{actions if viewer.may_change else ""}
 </div>
-</div>
+{"" if viewer.may_change else _look_only(viewer, "registrators")}
 <p id="sync-status" role="status" aria-live="polite"></p>
 <table class="list" id="registrators-table">
 <caption class="sr-only">Registrators (virtual NVRs) of {e(viewer.org)}</caption>

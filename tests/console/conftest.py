@@ -26,9 +26,13 @@ def start_cloud(directory: Path, fixtures: dict[str, Any] | None = None) -> Mock
     return start_mock_cloud(directory / "cloud", fixtures=fixtures_file)
 
 
+VIEWER = {"login": "watcher", "password": "watcher-password-1", "org": "demo", "role": "viewer"}
+
+
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockCloud]:
-    c = start_cloud(tmp_path_factory.mktemp("console"))
+    fixtures = {"orgs": [{"name": "demo", "business": True}], "users": [VIEWER]}
+    c = start_cloud(tmp_path_factory.mktemp("console"), fixtures)
     yield c
     c.stop()
 

@@ -6,7 +6,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from cloud_mock.console.views import browser_of, safe_next
 from cloud_mock.testing import MockCloud
-from tests.console.conftest import Browserless
+from tests.console.conftest import VIEWER, Browserless
 
 SESSION = "__Host-camagent-session"
 
@@ -136,3 +136,22 @@ def test_login_returns_only_to_a_page_of_this_site() -> None:
     assert safe_next("/registrators/activate?code=ABCD") == "/registrators/activate?code=ABCD"
     for evil in ("//evil.example/", "https://evil.example/", "/\\evil.example", "", None, "x"):
         assert safe_next(evil) == "/cameras", evil
+
+
+def test_a_viewer_sees_no_buttons_and_the_api_still_decides(cloud: MockCloud) -> None:
+    client = Browserless(cloud)
+    csrf = client.log_in(VIEWER["login"], VIEWER["password"])
+    cameras = client.request("GET", "/cameras").text
+    assert "Add camera" not in cameras
+    assert "Your role (viewer) lets you look at cameras" in cameras
+    assert 'data-may-change="no"' in cameras
+    registrators = client.request("GET", "/registrators").text
+    assert "Sync all" not in registrators
+    assert "Add registrator" not in registrators
+    camera = {"device_id": "02:c5:00:00:00:09", "password": "label-pw"}
+    refused = client.json("POST", "/console/api/v1/cameras", camera, csrf)
+    assert refused.status == 403
+    assert "viewer" in refused.json()["error"]
+    owner = Browserless(cloud)
+    owner.log_in()
+    assert "Add camera" in owner.request("GET", "/cameras").text

@@ -2,6 +2,7 @@
 // Every change goes to /console/api/v1/... (the JSON API behind a CSRF check).
 "use strict";
 
+const mayChange = () => document.body.dataset.mayChange === "yes";
 const csrf = () => document.querySelector('meta[name="csrf-token"]').content;
 const $ = (selector, root = document) => root.querySelector(selector);
 const $$ = (selector, root = document) => Array.from(root.querySelectorAll(selector));
@@ -207,10 +208,12 @@ function loginPage() {
 // --- cameras -------------------------------------------------------------------------------
 
 function cameraRow(camera) {
-  const del = el("button", {
-    type: "button", class: "danger", "data-delete-camera": camera.camera_id,
-    "data-name": camera.name, text: "Delete",
-  });
+  const del = mayChange()
+    ? el("button", {
+      type: "button", class: "danger", "data-delete-camera": camera.camera_id,
+      "data-name": camera.name, text: "Delete",
+    })
+    : "";
   return el("tr", { "data-camera-id": camera.camera_id },
     el("td", {}, el("a", { href: `/cameras/${encodeURIComponent(camera.camera_id)}`, text: camera.name })),
     el("td", {}, el("code", { text: camera.device_id })),
@@ -243,13 +246,11 @@ function wireDeletes() {
   });
 }
 
-function camerasPage() {
+function wireAddCamera(seen) {
   const toggle = $("#add-camera-toggle");
   const section = $("#add-camera");
   const form = $("#add-camera-form");
-  const rows = $("#camera-rows");
-  const seen = new Map($$("tr[data-camera-id]", rows).map((row) =>
-    [row.dataset.cameraId, $("[data-col=status]", row).textContent.trim()]));
+  if (!toggle) return; // a viewer: no form
 
   function setOpen(open) {
     section.hidden = !open;
@@ -287,6 +288,13 @@ function camerasPage() {
       ? `Camera ${name} added. ${name} is ${status}.`
       : `Camera ${name} added: waiting for it to connect.`;
   });
+}
+
+function camerasPage() {
+  const rows = $("#camera-rows");
+  const seen = new Map($$("tr[data-camera-id]", rows).map((row) =>
+    [row.dataset.cameraId, $("[data-col=status]", row).textContent.trim()]));
+  wireAddCamera(seen);
   wireDeletes();
 
   liveStatus((data) => {
@@ -331,10 +339,12 @@ function cameraNames(registrator) {
 }
 
 function registratorRow(registrator) {
-  const sync = el("button", {
-    type: "button", class: "secondary", "data-sync": registrator.id,
-    "aria-label": `Sync ${registrator.name}`, text: "Sync",
-  });
+  const sync = mayChange()
+    ? el("button", {
+      type: "button", class: "secondary", "data-sync": registrator.id,
+      "aria-label": `Sync ${registrator.name}`, text: "Sync",
+    })
+    : "";
   return el("tr", { "data-registrator-id": registrator.id },
     el("td", {}, registrator.name, el("div", { class: "muted small", text: registrator.note })),
     el("td", { "data-col": "status" }),
@@ -359,7 +369,7 @@ function registratorsPage() {
     const button = event.target.closest("[data-sync]");
     if (button) sync(button);
   });
-  $("#sync-all").addEventListener("click", async () => {
+  $("#sync-all")?.addEventListener("click", async () => {
     status.textContent = "Syncing all…";
     const result = await api("POST", "/registrators/sync-all");
     if (!result.ok) {
