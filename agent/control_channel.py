@@ -124,7 +124,7 @@ class ControlChannel:
         await ws.send_json(self.hello.message())
         heartbeat = DEFAULT_HEARTBEAT_S
         first = await self._receive(ws, timeout=30)
-        if first is None:
+        if first is _CLOSED:
             return self._closed_reason(ws)
         if isinstance(first, dict) and first.get("type") == "hello":
             value = first.get("heartbeat_s")
@@ -141,13 +141,14 @@ class ControlChannel:
                     return "the cloud stopped answering"
                 await ws.send_json({"type": "heartbeat"})
                 continue
-            if message is None:
+            if message is _CLOSED:
                 return self._closed_reason(ws)
             silent_for = 0.0
             await self._handle(ws, message)
 
     async def _receive(self, ws: aiohttp.ClientWebSocketResponse, timeout: float) -> Any:
-        """The next JSON message, None when the channel closed, _TIMEOUT on silence."""
+        """The next JSON message (`null` too), _CLOSED when the channel closed, _TIMEOUT on
+        silence."""
         while True:
             try:
                 msg = await ws.receive(timeout=timeout)
@@ -165,7 +166,7 @@ class ControlChannel:
                 aiohttp.WSMsgType.CLOSED,
                 aiohttp.WSMsgType.ERROR,
             ):
-                return None
+                return _CLOSED
             # binary, ping/pong: nothing for us
 
     def _closed_reason(self, ws: aiohttp.ClientWebSocketResponse) -> str:
@@ -194,6 +195,7 @@ class ControlChannel:
 
 
 _TIMEOUT: Any = object()
+_CLOSED: Any = object()  # not None: a cloud may well send the JSON text `null`
 
 
 def _close_timeout() -> Any:
