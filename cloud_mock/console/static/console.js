@@ -39,6 +39,15 @@ async function call(method, path, body) {
   return { status: response.status, ok: response.ok, data: data || {} };
 }
 
+// Marks a button as working (aria-disabled, not `disabled`: a disabled button loses the
+// keyboard focus); false when it already was, so a second press does nothing.
+function busy(button, on) {
+  if (on && button.getAttribute("aria-disabled") === "true") return false;
+  if (on) button.setAttribute("aria-disabled", "true");
+  else button.removeAttribute("aria-disabled");
+  return true;
+}
+
 const api = (method, path, body) => call(method, "/console/api/v1" + path, body);
 const errorText = (result) => result.data.message || result.data.error || `error ${result.status}`;
 
@@ -357,10 +366,10 @@ function registratorRow(registrator) {
 function registratorsPage() {
   const status = $("#sync-status");
   async function sync(button) {
-    button.disabled = true;
+    if (!busy(button, true)) return;
     status.textContent = "Syncing…";
     const result = await api("POST", `/registrators/${encodeURIComponent(button.dataset.sync)}/sync`);
-    button.disabled = false;
+    busy(button, false);
     status.textContent = result.ok
       ? `Synced: ${result.data.cameras.length} camera(s).`
       : `Sync failed: ${errorText(result)}`;
@@ -556,8 +565,8 @@ function wizardPage() {
     const next = $("[data-next]", step);
     const back = $("[data-back]", step);
     if (next) next.addEventListener("click", async () => {
-      next.disabled = true;
-      try { if (await leave(current)) show(current + 1); } finally { next.disabled = false; }
+      if (!busy(next, true)) return;
+      try { if (await leave(current)) show(current + 1); } finally { busy(next, false); }
     });
     if (back) back.addEventListener("click", () => show(current - 1));
   }
