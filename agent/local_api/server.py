@@ -75,8 +75,8 @@ def make_app(device: Device, auth: Auth, fp: str) -> web.Application:
     )
     app.router.add_get("/v1/info", _info(device, fp))
     app.router.add_post("/v1/token", _change(device, auth, _set_token))
-    app.router.add_post("/v1/reset", _change(device, auth, _reset))
-    app.router.add_post("/v1/poll-now", _change(device, auth, _poll_now))
+    app.router.add_post("/v1/reset", _change(device, auth, _reset, needs_body=False))
+    app.router.add_post("/v1/poll-now", _change(device, auth, _poll_now, needs_body=False))
     app.router.add_post("/v1/wifi", _change(device, auth, _wifi))
     app.router.add_post("/v1/cloud-registration", _change(device, auth, _register))
     return app
@@ -125,8 +125,11 @@ def _info(device: Device, fp: str) -> Handler:
 Action = Callable[[Device, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
-def _change(device: Device, auth: Auth, action: Action) -> Handler:
-    """Authenticate, read the body, carry out `action`, answer `{ok: true, …}`."""
+def _change(device: Device, auth: Auth, action: Action, *, needs_body: bool = True) -> Handler:
+    """Authenticate, read the body, carry out `action`, answer `{ok: true, …}`.
+
+    Without `needs_body` an empty body (and then any Content-Type) is fine.
+    """
 
     async def handle(request: web.Request) -> web.Response:
         if (request.content_length or 0) > bodies.MAX_BODY_BYTES:
@@ -136,17 +139,13 @@ def _change(device: Device, auth: Auth, action: Action) -> Handler:
         authenticate(request, device, auth)
         raw = await request.read()
         try:
-            result = await action(device, _decode(raw, request.content_type, action))
+            body = bodies.json_object(raw, request.content_type, required=needs_body)
+            result = await action(device, body)
         except ActionError as exc:
             raise ApiError(exc.status, exc.error, str(exc)) from None
         return web.json_response({"ok": True, **result})
 
     return handle
-
-
-def _decode(raw: bytes, content_type: str, action: Action) -> dict[str, Any]:
-    needs_body = action in (_set_token, _wifi, _register)
-    return bodies.json_object(raw, content_type, required=needs_body)
 
 
 def authenticate(request: web.Request, device: Device, auth: Auth) -> None:
