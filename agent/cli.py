@@ -334,7 +334,7 @@ def _format_local_api(local: dict[str, Any] | None) -> list[str]:
         return [f"  local API     {local['error']}"]
     if not local.get("port"):
         return ["  local API     starting"]
-    where = f"https://{local['listen']}, port {local['port']}"
+    where = f"HTTPS on {local['listen']} port {local['port']}"
     mdns = f", on mDNS as {local['mdns']!r}" if local.get("mdns") else ""
     return [f"  local API     {where}{mdns}", f"  fingerprint   {local['fp']}"]
 

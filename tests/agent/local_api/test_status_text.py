@@ -13,6 +13,6 @@ def test_lines() -> None:
     assert _format_local_api(failed) == ["  local API     local API not started: port in use"]
     running = {"enabled": True, "listen": "0.0.0.0", "port": 9443, "fp": "ab" * 32, "mdns": "cam"}
     assert _format_local_api(running) == [
-        "  local API     https://0.0.0.0, port 9443, on mDNS as 'cam'",
+        "  local API     HTTPS on 0.0.0.0 port 9443, on mDNS as 'cam'",
         "  fingerprint   " + "ab" * 32,
     ]
