@@ -120,6 +120,8 @@ async def test_info_without_auth_then_a_pushed_token_connects(
 ) -> None:
     agent, local, device_id, password = start_device(fleet)
     assert len(local["fp"]) == 64
+    # mdns = false: python-zeroconf (compiled modules) never loaded into the daemon.
+    assert "zeroconf" not in Path(f"/proc/{agent.process.pid}/maps").read_text()
     state_dir = agent.config_path.parent / "state"
     for name in ("local-api.pem", "local-api.key"):
         assert (state_dir / name).stat().st_mode & 0o777 == 0o600
@@ -360,6 +362,7 @@ async def test_mdns_announces_the_device_and_follows_its_state(
 ) -> None:
     agent, local, device_id, password = start_device(fleet, mdns=True)
     txt = await browse_for(device_id, "provisioning")
+    assert "zeroconf" in Path(f"/proc/{agent.process.pid}/maps").read_text()
     assert txt["fp"] == local["fp"]
     assert txt["kind"] == "camera"
     assert txt["pv"] == "1"
