@@ -225,8 +225,9 @@ def new_signer(directory: Path) -> tuple[Callable[[dict[str, Any]], str], Path]:
 class Daemon:
     """A `camagent run` subprocess that the harness kills and starts again."""
 
-    def __init__(self, device: Device) -> None:
+    def __init__(self, device: Device, **env: str) -> None:
         self.device = device
+        self.env = env  # extra environment for the daemon
         self.process: subprocess.Popen[bytes] | None = None
         self.log = device.root / "agent.log"
 
@@ -236,7 +237,7 @@ class Daemon:
                 [sys.executable, "-m", "agent", "--config", str(self.device.config_path), "run"],
                 stdout=log,
                 stderr=log,
-                env=child_env(),
+                env=child_env(**self.env),
             )
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
