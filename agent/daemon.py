@@ -352,7 +352,11 @@ class Daemon:
         loop = asyncio.get_running_loop()
         try:
             key = await self._provisioning_key()
-            await self._ensure_trusted_keys()
+            # The key fetch shares the request's slot: on a dead link it must not run past
+            # the moment the next request is due.
+            await self._ensure_trusted_keys(
+                timeout=max(0.1, plan.deadline - loop.time() - DEADLINE_MARGIN_S)
+            )
         except CamagentError as exc:
             return PollOutcome(None, str(exc))
         timeout = max(0.1, plan.deadline - loop.time() - DEADLINE_MARGIN_S)
@@ -395,12 +399,12 @@ class Daemon:
         log.info("provisioning key derived from %s", path)
         return key
 
-    async def _ensure_trusted_keys(self) -> None:
+    async def _ensure_trusted_keys(self, timeout: float = 15.0) -> None:
         if not self.verifier.needs_keys:
             return
         from agent.provisioning.client import fetch_keys
 
-        pems = await fetch_keys(self._http(), self.config.cloud.url)
+        pems = await fetch_keys(self._http(), self.config.cloud.url, timeout=timeout)
         self._save(lambda r: replace(r, trusted_keys_pem=tuple(pems)))
         self.verifier = TokenVerifier(self.config, self.device_id, pems)
         log.info(

@@ -81,7 +81,12 @@ def test_schedule_rules_hold_through_connection_faults_and_dns_failure(rig: Rig)
         proxy.set_fault(fault)
         behind[mode] = (rig.launch(address)[0], proxy)
     no_dns = rig.launch(None)[0]  # `localhost` resolves to nothing at all
-    agents = [a for a, _ in behind.values()] + [no_dns]
+    # With no signing keys configured the first thing each request does is fetch them:
+    # that fetch must keep to the request's slot too.
+    keys_proxy, keys_address = rig.proxy()
+    keys_proxy.set_fault(Fault(Mode.DROP))
+    no_keys = rig.launch(keys_address, trust_keys=False)[0]
+    agents = [a for a, _ in behind.values()] + [no_dns, no_keys]
     for agent in agents:
         rig.ready(agent)
     cpu_before = {a.device_id: cpu_seconds(a.agent.process.pid) for a in agents}
@@ -99,18 +104,22 @@ def test_schedule_rules_hold_through_connection_faults_and_dns_failure(rig: Rig)
         assert 5 <= attempts <= max_requests(window), what
         cpu = cpu_seconds(agent.agent.process.pid) - cpu_before[agent.device_id]
         assert cpu <= CPU_SHARE_LIMIT * watched, f"{what}: {cpu:.2f} s CPU in {watched:.1f} s"
-    for mode, (agent, proxy) in behind.items():
+    for name, (agent, proxy) in [
+        *((m.value, pair) for m, pair in behind.items()),
+        ("drop, fetching keys", (no_keys, keys_proxy)),
+    ]:
         window = time.monotonic() - agent.launched_at
-        assert_schedule_kept(proxy.connections_since(0.0), window, f"{mode.value}")
+        assert_schedule_kept(proxy.connections_since(0.0), window, name)
     last = {m: a.status()["provisioning"]["last_result"] for m, (a, _) in behind.items()}
     assert "timed out" in last[Mode.DROP]
     assert "timed out" in last[Mode.STALL]
     assert "network error" in last[Mode.RESET]
     assert "network error" in last[Mode.TRUNCATE]
     assert "network error" in no_dns.status()["provisioning"]["last_result"]
+    assert "cannot fetch the cloud's keys" in no_keys.status()["provisioning"]["last_result"]
 
     # The faults clear, the cameras are added: each agent gets its token at its next poll.
-    for _, proxy in behind.values():
+    for proxy in [*(p for _, p in behind.values()), keys_proxy]:
         proxy.set_fault(Fault(Mode.PASS))
     no_dns.point_at(MOCK_ADDRESS)
     for agent in agents:
