@@ -1,0 +1,144 @@
+"""Attacks from docs/security.md that no other test plays through end to end.
+
+- someone holding a list of MACs adds them to their own account first;
+- someone holds a QR card with a forged token in front of the camera (`qr scan --apply`);
+- someone who knows the label password pushes, over the LAN, a token that is real but
+  points to another cloud, or one signed by another key.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from agent.token_codec import sign_token
+from benchmarks.crash_bench import Daemon, Device, Harness
+from cloud_mock.server import RunningMock, start
+from tests.cloud_mock.conftest import client_for, mock_options
+from tests.cloud_mock.helpers import add_camera, login, poll_body
+from tests.hardening.test_fuzz_local_api import Lan
+
+OWNER_PASSWORD = "the-password-on-the-label"
+SQUATTER_PASSWORD = "guessed-nothing"
+MAC = "02:00:00:5a:00:01"
+
+
+@pytest.fixture
+async def mock(tmp_path: Path) -> AsyncIterator[RunningMock]:
+    running = await start(mock_options(tmp_path / "cloud"))
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+async def _poll(client: aiohttp.ClientSession, password: str) -> int:
+    body = json.dumps(poll_body(MAC, password, wait=0)).encode()
+    headers = {"Content-Type": "application/json"}
+    async with client.post("/v1/provisioning/poll", data=body, headers=headers) as answer:
+        return answer.status
+
+
+async def test_a_mac_squatter_never_gets_the_camera_but_blocks_the_owner(
+    mock: RunningMock,
+) -> None:
+    async with client_for(mock) as client:
+        squatter = await login(client, mock.data_dir)
+        await add_camera(client, squatter, MAC, SQUATTER_PASSWORD, "not mine")
+        # The camera proves its real password: the squatter's token never reaches it.
+        assert await _poll(client, OWNER_PASSWORD) == 204
+        # Known limit: the owner cannot add the camera until the squatter's entry goes.
+        async with client.post(
+            "/v1/cameras",
+            headers=squatter,
+            json={"device_id": MAC, "password": OWNER_PASSWORD, "name": "mine"},
+        ) as answer:
+            assert answer.status == 409
+
+
+def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agent", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def device(tmp_path: Path) -> Device:
+    return Harness(tmp_path, random.Random(0)).device("target")
+
+
+def _forged(device: Device, **changes: str) -> str:
+    payload = {
+        "v": 1,
+        "sub": device.device_id,
+        "kind": "camera",
+        "org": "attacker",
+        "api": device.cloud_url,
+        "iat": 1,
+        "jti": "forged",
+    }
+    payload.update(changes)
+    return sign_token(payload, Ed25519PrivateKey.generate())
+
+
+def test_a_qr_card_with_a_forged_token_changes_nothing(tmp_path: Path, device: Device) -> None:
+    card = tmp_path / "card.png"
+    made = _cli("qr", "make", "token", _forged(device), "--png", str(card))
+    assert made.returncode == 0, made.stderr
+    applied = _cli("--config", str(device.config_path), "qr", "scan", "--apply", str(card))
+    assert "not applied: token signature does not verify" in applied.stdout, applied
+    assert not device.store().load().has_token
+
+
+@pytest.fixture
+def lan(device: Device) -> Iterator[Lan]:
+    device.local_api = True
+    device.write_config()
+    daemon = Daemon(device, PATH="/nonexistent")
+    daemon.start()
+    lan = Lan(device, daemon)
+    try:
+        yield lan
+    finally:
+        lan.close()
+        daemon.stop()
+
+
+def test_the_label_password_cannot_move_a_camera_to_another_cloud(lan: Lan) -> None:
+    device = lan.device
+    genuine = device.mint()
+    redirected = device.sign(
+        {
+            "v": 1,
+            "sub": device.device_id,
+            "kind": "camera",
+            "org": "attacker",
+            "api": "https://evil.example.com",
+            "iat": 1,
+            "jti": "redirect",
+        }
+    )
+    json_type = {"Content-Type": "application/json"}
+    for token in (redirected, _forged(device)):
+        body = json.dumps({"token": token}).encode()
+        status, _, answer = lan.post("/v1/token", body, json_type, auth=True)
+        assert status == 400
+        assert json.loads(answer)["error"] == "token_refused"
+        assert not device.store().load().has_token
+    # The same request with a token of the trusted cloud goes through.
+    body = json.dumps({"token": genuine}).encode()
+    status, _, _ = lan.post("/v1/token", body, json_type, auth=True)
+    assert status == 200
+    assert device.store().load().token == genuine
