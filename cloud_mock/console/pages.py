@@ -295,6 +295,11 @@ def registrator_row(registrator: Mapping[str, Any], may_change: bool) -> str:
         if may_change
         else ""
     )
+    if may_change and registrator["device_id"] is None:
+        sync = (
+            f'<a class="button secondary" data-continue href="/registrators/new?registrator={rid}"'
+            f' aria-label="Continue setting up {e(registrator["name"])}">Continue setup</a> '
+        ) + sync
     return f"""<tr data-registrator-id="{rid}" data-key="{rid}">
 <td>{e(registrator["name"])}<div class="muted small">{e(registrator["note"])}</div></td>
 <td data-col="status">{_status(registrator["status"])}</td>
@@ -360,7 +365,8 @@ def _step(number: int, content: str, next_label: str = "Next") -> str:
 </section>"""
 
 
-def wizard_page(viewer: Viewer, code: str) -> str:
+def wizard_page(viewer: Viewer, code: str, resume: str = "") -> str:
+    """The wizard; `resume` is the id of a registrator whose setup was left half-way."""
     current = ' aria-current="step"'
     steps_nav = "".join(
         f'<li data-step="{i}"{current if i == 1 else ""}>{name}</li>'
@@ -456,7 +462,7 @@ activation code.</p>
 </div>
 <section role="tabpanel" id="panel-wizard" aria-labelledby="tab-wizard" class="card">
 <ol class="steps" aria-label="Wizard steps">{steps_nav}</ol>
-<div id="wizard">
+<div id="wizard" data-resume="{e(resume)}">
 {steps}
 </div>
 </section>

@@ -161,7 +161,8 @@ async def wizard_page(request: web.Request) -> web.Response:
     so it opens the wizard with the code filled in."""
     caller = _caller_or_login(request)
     code = request.query.get("code", "")[:64]
-    return _html(pages.wizard_page(viewer_of(request, caller), code))
+    resume = request.query.get("registrator", "")[:64]
+    return _html(pages.wizard_page(viewer_of(request, caller), code, resume))
 
 
 async def sessions_page(request: web.Request) -> web.Response:

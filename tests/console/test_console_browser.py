@@ -453,3 +453,27 @@ def test_registration_token_tab(new_tab: Callable[[], Tab]) -> None:
     expect(panel.get_by_role("status")).to_have_text("Copied.")
     assert page.evaluate("navigator.clipboard.readText()") == token
     tab.shot("registration-token")
+
+
+def test_a_setup_left_half_way_continues_at_installation(
+    new_tab: Callable[[], Tab], cloud: MockCloud
+) -> None:
+    session = cloud.login()
+    registrator = cloud.add_registrator(session, "Basement", note="left half-way")
+    tab = new_tab()
+    page = tab.log_in()
+    tab.go("/registrators")
+    row = page.get_by_role("row", name=re.compile("Basement"))
+    expect(row.locator("[data-col=status]")).to_have_text("pending")
+    row.get_by_role("link", name="Continue setting up Basement").click()
+    expect(page).to_have_url(re.compile(f"registrator={registrator['id']}$"))
+    heading = page.get_by_role("heading", name="Step 3 of 8: Installation")
+    expect(heading).to_be_focused()
+    expect(page.locator("#one-liner")).to_contain_text("install.sh")
+    page.locator('section.step[data-step="3"]').get_by_role("button", name="Back").click()
+    page.locator('section.step[data-step="2"]').get_by_role("button", name="Back").click()
+    expect(page.get_by_role("heading", name="Step 1 of 8: Details")).to_be_focused()
+    expect(page.get_by_label("Name", exact=True)).to_have_value("Basement")
+    expect(page.get_by_label("Note", exact=True).first).to_have_value("left half-way")
+    status, _ = cloud.request("DELETE", f"/v1/registrators/{registrator['id']}", session=session)
+    assert status == 204

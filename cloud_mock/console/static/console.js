@@ -348,19 +348,27 @@ function cameraNames(registrator) {
 }
 
 function registratorRow(registrator) {
-  const sync = mayChange()
-    ? el("button", {
+  const actions = [];
+  if (mayChange() && !registrator.device_id) {
+    actions.push(el("a", {
+      class: "button secondary", "data-continue": "",
+      href: `/registrators/new?registrator=${encodeURIComponent(registrator.id)}`,
+      "aria-label": `Continue setting up ${registrator.name}`, text: "Continue setup",
+    }), " ");
+  }
+  if (mayChange()) {
+    actions.push(el("button", {
       type: "button", class: "secondary", "data-sync": registrator.id,
       "aria-label": `Sync ${registrator.name}`, text: "Sync",
-    })
-    : "";
+    }));
+  }
   return el("tr", { "data-registrator-id": registrator.id },
     el("td", {}, registrator.name, el("div", { class: "muted small", text: registrator.note })),
     el("td", { "data-col": "status" }),
     el("td", { "data-col": "device" }),
     el("td", { "data-col": "cameras" }),
     el("td", { "data-col": "last-seen" }),
-    el("td", { class: "row-actions" }, sync));
+    el("td", { class: "row-actions" }, ...actions));
 }
 
 function registratorsPage() {
@@ -397,6 +405,8 @@ function registratorsPage() {
       setCell(row, "device", el("code", { text: registrator.device_id || "not linked" }));
       setCell(row, "cameras", cameraNames(registrator));
       setCell(row, "last-seen", when(registrator.last_seen));
+      const link = $("[data-continue]", row);
+      if (link) link.hidden = Boolean(registrator.device_id);
     });
     $("#no-registrators").hidden = data.registrators.length > 0;
   });
@@ -560,6 +570,18 @@ function wizardPage() {
     $("#summary").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
     $("#waiting-for").replaceChildren(...s.waiting_for.map((w) => el("li", { text: `Waiting for ${w}` })));
   }
+
+  async function resume(id) {
+    // A registrator whose setup was left half-way: back to its Installation step.
+    const result = await api("GET", `/registrators/${encodeURIComponent(id)}`);
+    if (!result.ok) { fail(1, `Cannot continue: ${errorText(result)}`); return; }
+    registrator = result.data;
+    $("#reg-name").value = registrator.name;
+    $("#reg-note").value = registrator.note;
+    $(`input[name="reg-device"][value="${registrator.device}"]`).checked = true;
+    show(registrator.device_id ? 6 : 3);
+  }
+  if ($("#wizard").dataset.resume) resume($("#wizard").dataset.resume);
 
   for (const step of steps) {
     const next = $("[data-next]", step);
