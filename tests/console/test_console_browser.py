@@ -8,6 +8,7 @@ Screenshots go to docs/screenshots/.
 
 from __future__ import annotations
 
+import io
 import re
 import subprocess
 import time
@@ -133,8 +134,15 @@ class Tab:
         return page
 
     def shot(self, name: str) -> None:
+        """Saves docs/screenshots/NAME.png, reduced to a palette: they are committed."""
+        from PIL import Image
+
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+        png = self.page.screenshot(full_page=True)
+        with Image.open(io.BytesIO(png)) as image:
+            image.convert("RGB").quantize(colors=64).save(
+                SCREENSHOTS / f"{name}.png", optimize=True
+            )
 
 
 @pytest.fixture
