@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -28,6 +27,7 @@ from cloud_mock.console.security import (
     new_prelogin_token,
     set_cookie,
 )
+from cloud_mock.console.user_agent import browser_of
 from cloud_mock.devices_ws import CHANNELS
 from cloud_mock.keys import STORE
 from cloud_mock.nvr import registrator_json
@@ -54,29 +54,6 @@ def camera_json(app: web.Application, camera: Camera) -> dict[str, Any]:
         "last_seen": camera.last_seen,
         "created": camera.created,
     }
-
-
-_BROWSERS = (
-    ("Edge", re.compile(r"Edg/(\d+)")),
-    ("Firefox", re.compile(r"Firefox/(\d+)")),
-    ("Chrome", re.compile(r"Chrom(?:e|ium)/(\d+)")),
-    ("Safari", re.compile(r"Version/(\d+).*Safari/")),
-)
-_SYSTEMS = ("Android", "iPhone", "iPad", "Windows", "Mac OS X", "CrOS", "Linux")
-
-
-def browser_of(user_agent: str) -> tuple[str, str]:
-    """(device, software) of a session from the browser's User-Agent, short enough for the
-    session list: ("web browser on Linux", "camagent console, Chrome 156")."""
-    system = next((s for s in _SYSTEMS if s in user_agent), "")
-    software = "camagent console"
-    for name, pattern in _BROWSERS:
-        found = pattern.search(user_agent)
-        if found:
-            software = f"camagent console, {name} {found.group(1)}"
-            break
-    system = {"Mac OS X": "macOS", "CrOS": "ChromeOS"}.get(system, system)
-    return (f"web browser on {system}" if system else "web browser"), software
 
 
 def _html(text: str, status: int = 200) -> web.Response:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
-from cloud_mock.console.views import browser_of, safe_next
+from cloud_mock.console.user_agent import browser_of
+from cloud_mock.console.views import safe_next
 from cloud_mock.testing import MockCloud
 from tests.console.conftest import VIEWER, Browserless
 
