@@ -17,13 +17,14 @@ if $for_tests; then
     # the Debian package and the booted-container system tests (tests/system);
     # libzbar0 for pyzbar (the QR fallback decoder); GStreamer's RTSP server for the QR
     # tests' real RTSP stream; Debian's chromium for the web console's browser tests
-    # (Playwright drives it, no browser download); avahi for the mDNS interop test.
+    # (Playwright drives it, no browser download; certutil puts the mock CA in its trust
+    # store); avahi for the mDNS interop test.
     APT_PACKAGES="$APT_PACKAGES libsystemd-dev pkg-config
         dpkg-dev debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools
         lintian shellcheck dash systemd-container mmdebstrap
         libzbar0 python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
         gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
-        chromium avahi-daemon avahi-utils dbus iproute2"
+        chromium libnss3-tools avahi-daemon avahi-utils dbus iproute2"
     EXTRAS="dev,systemd"
 else
     EXTRAS="mock"

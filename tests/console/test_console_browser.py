@@ -3,12 +3,14 @@ cloud and camagent daemons as subprocesses, over TLS the browser trusts (the moc
 an NSS database of a private HOME; no certificate errors are ignored).
 
 One mock and one browser serve the whole module; each test gets a fresh context.
-Screenshots go to docs/screenshots/.
+Screenshots are test artifacts in test-artifacts/screenshots/; with
+CAMAGENT_UPDATE_SCREENSHOTS=1 they replace the committed ones in docs/screenshots/.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import re
 import subprocess
 import time
@@ -32,7 +34,12 @@ from tests.console.conftest import start_cloud
 
 pytestmark = pytest.mark.slow
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = (
+    ROOT / "docs" / "screenshots"
+    if os.environ.get("CAMAGENT_UPDATE_SCREENSHOTS") == "1"
+    else ROOT / "test-artifacts" / "screenshots"
+)
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
     "--no-sandbox",
@@ -134,7 +141,7 @@ class Tab:
         return page
 
     def shot(self, name: str) -> None:
-        """Saves docs/screenshots/NAME.png, reduced to a palette: they are committed."""
+        """Saves SCREENSHOTS/NAME.png, reduced to a palette (small enough to commit)."""
         from PIL import Image
 
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
