@@ -129,6 +129,12 @@ class DeviceClient:
 
     async def command(self, path: str, body: dict[str, Any] | None, password: str) -> Answer:
         """POST with Digest; returns the 2xx answer, raises with a clear message otherwise."""
+        if not hasattr(aiohttp, "DigestAuthMiddleware"):  # Debian 12 ships aiohttp 3.8
+            raise FinderError(
+                f"the finder needs aiohttp 3.12 or newer for Digest authentication "
+                f"(this is {aiohttp.__version__}): run it from a venv with "
+                "`pip install 'aiohttp>=3.12'`, or from a source checkout (scripts/setup.sh)"
+            )
         digest = aiohttp.DigestAuthMiddleware(DIGEST_USER, password)
         answer = await self._request("POST", path, body, digest)
         if answer.status == 401:
