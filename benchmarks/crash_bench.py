@@ -12,6 +12,8 @@ Kinds of write (each a real process killed with SIGKILL at a random moment of th
   SIGKILL (a reload itself writes no state; it must not disturb a write either);
 - `store_loop`: a process replacing the token in a tight loop (TokenStore.update),
   killed at a random moment: most kills land inside write_atomic itself.
+When to kill: uniformly over the write's measured duration at first, then following the
+outcomes so that kills keep landing around the commit point (KillWindow).
 After every kill the state file must read back (TokenStore.load) holding the old token or
 the new one, never anything else; daemons killed must start again (answer on their socket).
 
@@ -329,6 +331,29 @@ def _push(daemon: Daemon, token: str) -> None:
         raise OSError(str(exc)) from None
 
 
+@dataclass
+class KillWindow:
+    """When to kill after a write starts: uniformly in [low x span, span].
+
+    `span` starts at the write's measured duration, then follows the outcomes like a
+    staircase: the old state back means the kill came before the commit point, so the
+    window grows; the new one means after it, so it shrinks. However loaded the machine
+    is, the kills keep landing around the commit point, where a torn write would show.
+    """
+
+    span: float
+    low: float = 0.0
+
+    def delay(self, rng: random.Random) -> float:
+        return rng.uniform(self.low * self.span, self.span)
+
+    def follow(self, outcome: Outcome) -> None:
+        if outcome is Outcome.OLD:
+            self.span *= 1.2
+        elif outcome is Outcome.NEW:
+            self.span = max(self.span / 1.2, 0.001)
+
+
 def _calibrate(run_once: Callable[[], float]) -> float:
     """The median duration of the write, measured without killing."""
     return statistics.median(run_once() for _ in range(CALIBRATION_RUNS))
@@ -373,6 +398,11 @@ class Harness:
             runner(tally, iterations)
         return tally
 
+    @staticmethod
+    def _count(tally: Tally, window: KillWindow, verdict: tuple[Outcome, str]) -> None:
+        tally.add(*verdict)
+        window.follow(verdict[0])
+
     # `camagent token set` with no daemon: the CLI process itself is killed.
     def cli_offline(self, tally: Tally, iterations: int) -> None:
         device = self.device("cli-offline")
@@ -387,17 +417,17 @@ class Harness:
             subprocess.run(argv(device.mint()), check=True, capture_output=True, env=child_env())
             return time.monotonic() - start
 
-        total = _calibrate(once)
+        # The write is the last thing the CLI does: aim at the end of its run.
+        window = KillWindow(_calibrate(once), low=0.5)
         for _ in range(iterations):
             old, new = device.store().load().token, device.mint()
             process = subprocess.Popen(
                 argv(new), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=child_env()
             )
-            # The write is the last thing the CLI does: aim at the end of its run.
-            time.sleep(self.rng.uniform(0.6 * total, 1.1 * total))
+            time.sleep(window.delay(self.rng))
             process.send_signal(signal.SIGKILL)
             process.wait()
-            tally.add(*device.classify(old, new))
+            self._count(tally, window, device.classify(old, new))
         tally.leftover_tmp += device.leftover_tmp()
         daemon = Daemon(device)  # and a daemon starts on what the kills left
         daemon.start()
@@ -417,13 +447,13 @@ class Harness:
                 control_socket.request(device.socket, "token_set", {"token": device.mint()})
                 return time.monotonic() - start
 
-            total = _calibrate(once)
+            window = KillWindow(_calibrate(once))
             for _ in range(iterations):
                 old, new = device.store().load().token, device.mint()
                 _in_thread(functools.partial(_set_token, device, new))
-                time.sleep(self.rng.uniform(0, total))
+                time.sleep(window.delay(self.rng))
                 daemon.kill()
-                tally.add(*device.classify(old, new))
+                self._count(tally, window, device.classify(old, new))
                 daemon.start()
                 tally.restarts += 1
         finally:
@@ -443,14 +473,14 @@ class Harness:
                 _push(daemon, device.mint())
                 return time.monotonic() - start
 
-            total = _calibrate(once)
+            window = KillWindow(_calibrate(once))
             for _ in range(iterations):
                 old, new = device.store().load().token, device.mint()
                 daemon.local_api()  # listening (it starts just after the control socket)
                 _in_thread(functools.partial(_push, daemon, new))
-                time.sleep(self.rng.uniform(0, total))
+                time.sleep(window.delay(self.rng))
                 daemon.kill()
-                tally.add(*device.classify(old, new))
+                self._count(tally, window, device.classify(old, new))
                 daemon.start()
                 tally.restarts += 1
         finally:
@@ -464,7 +494,7 @@ class Harness:
         daemon = Daemon(device)
         daemon.start()
         try:
-            total = 0.0
+            window = KillWindow(0.0)
             for i in range(iterations + CALIBRATION_RUNS):
                 calibrating = i < CALIBRATION_RUNS
                 old, new = device.store().load().token, device.mint()
@@ -475,11 +505,11 @@ class Harness:
                 request = _in_thread(functools.partial(_set_token, device, new))
                 if calibrating:
                     request.join()
-                    total = max(total, time.monotonic() - start)
+                    window.span = max(window.span, time.monotonic() - start)
                     continue
-                time.sleep(self.rng.uniform(0, total))
+                time.sleep(window.delay(self.rng))
                 daemon.kill()
-                tally.add(*device.classify(old, new))
+                self._count(tally, window, device.classify(old, new))
                 daemon.start()
                 tally.restarts += 1
         finally:
@@ -498,7 +528,7 @@ class Harness:
         daemon = Daemon(device)
         daemon.start()
         try:
-            total = 0.0
+            window = KillWindow(0.0)
             for i in range(iterations + CALIBRATION_RUNS):
                 calibrating = i < CALIBRATION_RUNS
                 _wait_for_held_poll(daemon)
@@ -507,12 +537,12 @@ class Harness:
                 new = str(added["token"])
                 if calibrating:
                     _wait_for_token(daemon)
-                    total = max(total, time.monotonic() - start)
+                    window.span = max(window.span, time.monotonic() - start)
                 else:
-                    time.sleep(self.rng.uniform(0, total))
+                    time.sleep(window.delay(self.rng))
                 daemon.kill()
                 if not calibrating:
-                    tally.add(*device.classify("", new))
+                    self._count(tally, window, device.classify("", new))
                 cloud.delete_camera(session, str(added["camera_id"]))
                 device.set_token_directly("")  # back to provisioning for the next round
                 daemon.start()
