@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import ssl
 import time
 from collections.abc import Iterator
@@ -179,3 +180,105 @@ def test_a_good_session_stays_good_whatever_was_sent(mock: Mock, body: dict[str,
         "GET", "/v1/cameras", headers={"Authorization": f"Bearer {mock.bearer}"}
     )
     assert status == 200
+
+
+# -- the console's gateway (/console/api/v1/…: cookie + CSRF instead of the Bearer) -------
+
+
+@dataclass
+class Console:
+    mock: Mock
+    session: aiohttp.ClientSession
+    csrf: str
+
+    def call(self, method: str, path: str, **kwargs: Any) -> tuple[int, str, bytes]:
+        async def go() -> tuple[int, str, bytes]:
+            async with self.session.request(method, path, **kwargs) as response:
+                return response.status, response.content_type, await response.read()
+
+        return self.mock.loop.run_until_complete(asyncio.wait_for(go(), REQUEST_TIMEOUT_S))
+
+    def csrf_of(self, path: str) -> str:
+        status, _, page = self.call("GET", path)
+        assert status == 200, page[:300]
+        found = re.search(rb'<meta name="csrf-token" content="([^"]*)"', page)
+        assert found, page[:300]
+        return found.group(1).decode()
+
+
+@pytest.fixture(scope="module")
+def console(mock: Mock) -> Iterator[Console]:
+    context = ssl.create_default_context(cafile=str(mock.running.data_dir / "ca.pem"))
+
+    async def make_session() -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            base_url=mock.running.url,
+            connector=aiohttp.TCPConnector(ssl=context),
+            cookie_jar=aiohttp.CookieJar(unsafe=True),  # the mock is on 127.0.0.1
+        )
+
+    console = Console(mock, mock.loop.run_until_complete(make_session()), "")
+    token = console.csrf_of("/login")
+    password = (mock.running.data_dir / "admin-password").read_text().strip()
+    status, _, body = console.call(
+        "POST",
+        "/console/login",
+        json={"login": "admin", "password": password},
+        headers={"X-CSRF-Token": token},
+    )
+    assert status == 200, body
+    console.csrf = console.csrf_of("/cameras")
+    try:
+        yield console
+    finally:
+        mock.loop.run_until_complete(console.session.close())
+
+
+def test_the_console_fuzzer_is_logged_in(console: Console) -> None:
+    status, _, _ = console.call("GET", "/console/api/v1/cameras")
+    assert status == 200
+    status, _, _ = console.call("POST", "/console/api/v1/cameras", json={})
+    assert status == 403  # no CSRF token
+
+
+tails = st.one_of(
+    st.sampled_from(
+        ["cameras", "registrators", "registrator-tokens", "sessions", "registrators/sync-all",
+         "cameras/{id}", "cameras/{id}/commands", "registrators/{id}/activate", "keys",
+         "provisioning/poll", "test/clock", "auth/login", "cameras/../test/clock"]
+    ),
+    st.text(min_size=1, max_size=30),
+)  # fmt: skip
+
+
+@settings(
+    max_examples=250,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    method=st.sampled_from(["GET", "POST", "PUT", "PATCH", "DELETE"]),
+    tail=tails,
+    body=bodies,
+    csrf=st.sampled_from(["valid", "none", "wrong"]),
+    data=st.data(),
+)
+def test_any_console_gateway_request_is_answered_below_500(
+    console: Console, method: str, tail: str, body: bytes, csrf: str, data: st.DataObject
+) -> None:
+    ident = data.draw(st.one_of(st.sampled_from(console.mock.ids), path_ids))
+    path = "/console/api/v1/" + quote(tail.replace("{id}", ident), safe="/.")
+    headers = {"Content-Type": "application/json"}
+    if csrf != "none":
+        headers["X-CSRF-Token"] = console.csrf if csrf == "valid" else "x" * 43
+    status, kind, answer = console.call(method, path, data=body, headers=headers)
+    assert status < 500, (method, path, body[:200], answer[:300])
+    if status >= 400:
+        assert kind == "application/json", (method, path, status, answer[:200])
+        assert json.loads(answer)["error"].strip()
+    if method != "GET" and csrf != "valid":
+        assert status >= 400  # no change without the session's CSRF token
+    # The gateway never reaches device, test or auth endpoints.
+    first = tail.replace("{id}", ident).split("/", 1)[0]
+    if first in ("keys", "provisioning", "test", "auth"):
+        assert status in (403, 404), (path, status)
