@@ -34,6 +34,20 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
     fsync_dir(directory)
 
 
+def remove_stale_temp_files(path: Path) -> int:
+    """Delete temp files left by writes of `path` that were killed before their rename.
+
+    Only call this while holding the lock every writer of `path` takes: then no write is
+    in flight and every such file is garbage. Returns how many were removed.
+    """
+    removed = 0
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
+            removed += 1
+    return removed
+
+
 def fsync_dir(directory: Path) -> None:
     """Make a rename durable: the directory entry itself must reach the disk."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)

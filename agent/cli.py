@@ -80,10 +80,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except CamagentError as exc:
-        print(f"camagent: {exc}", file=sys.stderr)
+        print(f"camagent: {_terminal_safe(str(exc))}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
+
+
+def _terminal_safe(text: str) -> str:
+    # Messages may quote what a device or a cloud said: no escape sequence reaches the
+    # terminal from there.
+    return "".join(c if c.isprintable() or c in "\n\t" else "?" for c in text)
 
 
 def _config(args: argparse.Namespace) -> tuple[config_mod.Config, Path]:

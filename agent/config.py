@@ -213,11 +213,25 @@ def _coerce(default: Any, value: Any, key: str, source: str) -> Any:
         value = tuple(value) if ok else value
     else:  # pragma: no cover - every section field has one of the types above
         raise AssertionError(key)
-    if ok and isinstance(default, float) and not math.isfinite(value):
-        ok, expected = False, "a finite number"
+    if ok and isinstance(default, float):
+        try:
+            value = float(value)
+        except OverflowError:  # an integer beyond any float
+            ok = False
+        if not (ok and math.isfinite(value)):
+            ok, expected = False, "a finite number"
     if not ok:
-        raise ConfigError(f"{source}: {key} must be {expected}, not {value!r}")
-    return float(value) if isinstance(default, float) else value
+        raise ConfigError(f"{source}: {key} must be {expected}, not {_shown(value)}")
+    return value
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """`value` as written in a message: cut short, and safe for any integer's size."""
+    try:
+        text = repr(value)
+    except ValueError:  # an integer with more digits than Python will print
+        return "a number too large to show"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _is_https_url(url: str) -> bool:

@@ -79,6 +79,7 @@ class Daemon:
         self.device_id = identity.device_id(config)
         self.store = TokenStore(config.state_dir)
         self.record = DeviceRecord(device_id=self.device_id)
+        self.unsaved: StateError | None = None  # why the last state write failed, if it did
         self.verifier: TokenVerifier
         self.state: DeviceState | None = None
         self.schedule: PollSchedule | None = None
@@ -275,9 +276,11 @@ class Daemon:
         """Persist a change; if the disk refuses, keep running on the in-memory state."""
         try:
             self.record = self.store.update(change)
+            self.unsaved = None
         except StateError as exc:
             log.error("%s", exc)
             self.record = change(self.record)
+            self.unsaved = exc
 
     # -- provisioning ---------------------------------------------------------------
 
@@ -484,6 +487,15 @@ class Daemon:
         """A forced token change: verified like any token (raises TokenError)."""
         self.verifier.verify(token)
         await self.submit(TokenAccepted(token.strip(), source))
+        self._raise_if_unsaved("the token")
+
+    def _raise_if_unsaved(self, what: str) -> None:
+        # The person who asked must know: the change holds only until the daemon stops.
+        if self.unsaved is not None:
+            raise StateError(
+                f"{what} is in use but could not be saved, so it is lost when the daemon "
+                f"stops ({self.unsaved}); fix the state directory, then set it again"
+            )
 
     async def register_nvr(self, token: str) -> None:
         if self.nvr is None:

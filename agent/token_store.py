@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from agent.atomic_file import fsync_dir, write_atomic
+from agent.atomic_file import fsync_dir, remove_stale_temp_files, write_atomic
 from agent.errors import StateError
 
 STATE_FILE = "state.bin"
@@ -110,7 +110,8 @@ class TokenStore:
             fd = os.open(self.state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             raise StateError(
-                f"cannot open the state lock in {self.state_dir}: {exc.strerror}"
+                f"cannot open the state lock in {self.state_dir}: {exc.strerror}; "
+                "nothing was changed, the previous state is kept"
             ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -121,6 +122,9 @@ class TokenStore:
     def update(self, change: Callable[[DeviceRecord], DeviceRecord]) -> DeviceRecord:
         """Read, change and save under the lock, so daemon and CLI never lose a write."""
         with self.locked():
+            # Writes killed before their rename leave temp files; under the lock none is in
+            # flight, and removing them first also gives their space back to this write.
+            remove_stale_temp_files(self.path)
             record = change(self.load())
             self.save(record)
             return record

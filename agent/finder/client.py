@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 
 from agent.finder.errors import AuthError, FinderError, FingerprintError
+from agent.finder.records import is_fingerprint, printable
 
 DIGEST_USER = "admin"
 TIMEOUT_S = 10.0
@@ -105,6 +106,11 @@ class DeviceClient:
 
     async def __aenter__(self) -> DeviceClient:
         if self._session is None:  # entered once by open_device, again by its caller
+            if not is_fingerprint(self.fp):
+                raise FinderError(
+                    f"{self.fp_source} {printable(self.fp)!r}, which is not a SHA-256 "
+                    "fingerprint (64 hex digits): nothing is sent to it"
+                )
             connector = aiohttp.TCPConnector(ssl=aiohttp.Fingerprint(bytes.fromhex(self.fp)))
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout)

@@ -16,7 +16,7 @@ from typing import Any
 from agent.finder.client import DeviceClient, Endpoint, presented_fingerprint
 from agent.finder.errors import FinderError, FingerprintError
 from agent.finder.known import KnownDevices, Trust
-from agent.finder.records import DeviceRecord
+from agent.finder.records import DeviceRecord, is_fingerprint
 from agent.finder.scan import scan
 
 MAC_RE = re.compile(r"^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$", re.IGNORECASE)
@@ -66,10 +66,10 @@ async def locate(device: str, scan_timeout: float = RESOLVE_TIMEOUT_S) -> Locate
     record = matches[0]
     if not record.address:
         raise FinderError(f"device {device} announces no IPv4 address; give it as host:port")
-    if len(record.fp) != 64:
+    if not is_fingerprint(record.fp):
         raise FinderError(
-            f"device {device} announces no certificate fingerprint (TXT fp); it cannot be "
-            "checked, so nothing is sent to it"
+            f"device {device} announces no valid certificate fingerprint (TXT fp: 64 hex "
+            "digits); it cannot be checked, so nothing is sent to it"
         )
     return Located(Endpoint(record.address, record.port), record.fp, "announces on the LAN", record)
 

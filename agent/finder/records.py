@@ -5,6 +5,7 @@ Pure code: no sockets here, so the parsing of TXT data and the output are tested
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,6 +108,17 @@ def sort_records(records: Iterable[DeviceRecord]) -> list[DeviceRecord]:
 COLUMNS = ("ID", "KIND", "STATE", "ADDRESS", "PORT", "FINGERPRINT")
 
 
+def printable(text: str) -> str:
+    """`text` from the LAN made safe for a terminal: control characters (escape sequences
+    could rewrite the screen or the window title) become `?`."""
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
+def is_fingerprint(fp: str) -> bool:
+    """A SHA-256 fingerprint as announced: 64 lower-case hex digits."""
+    return re.fullmatch(r"[0-9a-f]{64}", fp) is not None
+
+
 def format_table(records: Sequence[DeviceRecord], elapsed: float) -> str:
     if not records:
         return (
@@ -115,13 +127,16 @@ def format_table(records: Sequence[DeviceRecord], elapsed: float) -> str:
             "or try a longer --timeout."
         )
     rows = [
-        (
-            r.id or "?",
-            r.kind or "?",
-            r.state or "?",
-            r.address or "?",
-            str(r.port),
-            (r.fp[:FP_SHORT] + "…") if len(r.fp) > FP_SHORT else (r.fp or "?"),
+        tuple(
+            printable(cell)
+            for cell in (
+                r.id or "?",
+                r.kind or "?",
+                r.state or "?",
+                r.address or "?",
+                str(r.port),
+                (r.fp[:FP_SHORT] + "…") if len(r.fp) > FP_SHORT else (r.fp or "?"),
+            )
         )
         for r in records
     ]

@@ -338,3 +338,20 @@ def test_format_status_provisioning() -> None:
     assert "provisioning  fast phase, 3 request(s) so far, next in 42.3 s" in text
     assert "last poll     no token yet at 2024-01-02 03:04:05" in text
     assert "connected     since" not in text
+
+
+def test_error_messages_reach_the_terminal_without_control_characters(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent import cli
+    from agent.errors import CamagentError
+
+    def refuse(args: object) -> int:
+        raise CamagentError("the device said: \x1b]0;owned\x07\x1b[2J\nsecond line")
+
+    monkeypatch.setitem(cli.COMMANDS, "reset", refuse)
+    assert cli.main(["reset"]) == cli.EXIT_FAILURE
+    err = capsys.readouterr().err
+    assert "\x1b" not in err
+    assert "\x07" not in err
+    assert "?]0;owned??[2J\nsecond line" in err

@@ -271,3 +271,18 @@ def test_concurrent_updates_lose_no_write(tmp_path: Path) -> None:
     assert TokenStore(tmp_path).load().token == "100"
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     assert leftovers == []
+
+
+def test_temp_files_of_killed_writes_are_removed_by_the_next_update(tmp_path: Path) -> None:
+    store = TokenStore(tmp_path)
+    store.update(lambda r: r.with_token("first", "test"))
+    stale = [tmp_path / f".state.bin.killed{i}.tmp" for i in range(3)]
+    for path in stale:
+        path.write_bytes(b"half a write")
+    other = tmp_path / ".local-api-lockout.json.x.tmp"  # not state.bin's: left alone
+    other.write_bytes(b"")
+    record = store.update(lambda r: r.with_token("second", "test"))
+    assert record.token == "second"
+    assert not any(path.exists() for path in stale)
+    assert other.exists()
+    assert store.load().token == "second"

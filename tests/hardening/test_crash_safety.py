@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from agent import control_socket, sandbox
+from agent.errors import CamagentError
 from agent.token_store import STATE_FILE
 from benchmarks.crash_bench import Daemon, Device, Harness, Outcome, Tally
 
@@ -195,7 +196,10 @@ def test_a_running_daemon_logs_the_error_keeps_running_and_the_old_state(
     try:
         with limit(device):  # type: ignore[operator]
             new = device.mint()
-            control_socket.request(device.socket, "token_set", {"token": new}, timeout=10)
+            # The person setting it is told it is not saved (the CLI exits 1) ...
+            with pytest.raises(CamagentError, match="could not be saved") as refused:
+                control_socket.request(device.socket, "token_set", {"token": new}, timeout=10)
+            assert message in str(refused.value).lower()
             deadline = time.monotonic() + 10
             while message not in daemon.tail().lower() and time.monotonic() < deadline:
                 time.sleep(0.05)

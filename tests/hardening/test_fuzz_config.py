@@ -136,12 +136,6 @@ def test_the_good_file_is_good() -> None:
     assert parse(toml_document(VALID), SOURCE).cloud.url == VALID["cloud"]["url"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="known bug, reported: agent/config.py _coerce calls math.isfinite/float on an "
-    "integer beyond float range and raises OverflowError instead of ConfigError",
-)
 def test_an_integer_beyond_float_range_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"provisioning\.fast_interval"):
         parse("[provisioning]\nfast_interval = 1" + "0" * 400 + "\n", SOURCE)

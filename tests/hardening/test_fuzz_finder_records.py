@@ -47,11 +47,6 @@ def test_any_announcement_becomes_a_record_that_prints(
     assert isinstance(format_table(records, elapsed), str)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug, reported: agent/finder/records.py format_table prints TXT values as "
-    "they came, so a device on the LAN can put terminal escape sequences on the screen",
-)
 def test_control_characters_from_the_lan_do_not_reach_the_terminal() -> None:
     record = record_from_service(
         "x._camagent._tcp.local.", ["192.0.2.1"], 9443, {b"id": b"\x1b]0;owned\x07\x1b[2J"}
@@ -59,12 +54,6 @@ def test_control_characters_from_the_lan_do_not_reach_the_terminal() -> None:
     assert "\x1b" not in format_table([record], 1.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="known bug, reported: agent/finder/device.py accepts any 64-character TXT fp, and "
-    "DeviceClient then calls bytes.fromhex on it: a non-hex fp is a ValueError traceback",
-)
 def test_a_fingerprint_that_is_not_hex_is_a_finder_error() -> None:
     async def enter() -> None:
         client = DeviceClient(Endpoint("192.0.2.1", 9443), "zz" * 32, "announces on the LAN")
