@@ -115,10 +115,12 @@ class ControlChannel:
         except (aiohttp.ClientError, OSError) as exc:
             return f"cannot connect: {exc or type(exc).__name__}"
         try:
-            async with ws:
-                return await self._converse(ws)
+            return await self._converse(ws)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             return f"connection lost: {exc or type(exc).__name__}"
+        finally:
+            # Not `async with ws`: Debian 12's aiohttp 3.8 has no context manager on it.
+            await ws.close()
 
     async def _converse(self, ws: aiohttp.ClientWebSocketResponse) -> str:
         await ws.send_json(self.hello.message())
