@@ -10,7 +10,7 @@ from pathlib import Path
 from agent import sandbox
 from benchmarks.common import BenchmarkError, Context, Row, rss_kib
 
-SCAN_SECONDS = 6.0
+SCAN_SECONDS = 4.0
 
 
 def _blank_video(path: Path, seconds: float) -> None:
@@ -22,6 +22,13 @@ def _blank_video(path: Path, seconds: float) -> None:
     for _ in range(int(seconds * 10)):
         writer.write(frame)
     writer.release()
+
+
+def _rss_or_zero(pid: int) -> int:
+    try:
+        return rss_kib(pid)
+    except (OSError, KeyError):  # gone between the listing and the read
+        return 0
 
 
 def _child_pids(pid: int) -> list[int]:
@@ -50,9 +57,18 @@ def qr_daemon_memory(ctx: Context) -> list[Row]:
         children = _child_pids(agent.process.pid)
         if not children:
             raise BenchmarkError("no QR worker child process was started")
-        time.sleep(SCAN_SECONDS)
-        during_daemon = rss_kib(agent.process.pid)
-        during_child = sum(rss_kib(pid) for pid in _child_pids(agent.process.pid))
+        # Sampled while the child runs: it reads the file along the video's own timeline,
+        # faster than real time, and exits at its end.
+        during_daemon, during_child = 0, 0
+        deadline = time.monotonic() + SCAN_SECONDS
+        while time.monotonic() < deadline:
+            child_kib = sum(_rss_or_zero(pid) for pid in _child_pids(agent.process.pid))
+            if child_kib:
+                during_child = max(during_child, child_kib)
+                during_daemon = max(during_daemon, rss_kib(agent.process.pid))
+            time.sleep(0.25)
+        if not during_child:
+            raise BenchmarkError("the QR worker was never seen running while sampling")
         session = cloud.login()
         cloud.add_camera(session, device_id, password)
         agent.wait_for_state("connected", timeout=20)
