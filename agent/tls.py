@@ -4,17 +4,48 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.errors import ConfigError
 
+if TYPE_CHECKING:
+    from cryptography.x509 import CertificateBuilder
 
-def client_context(ca_file: str = "") -> ssl.SSLContext:
+
+def client_context(ca_file: str = "", setting: str = "cloud.ca_file") -> ssl.SSLContext:
+    """Verifying TLS: the system store plus `ca_file`; ConfigError names `setting`."""
     context = ssl.create_default_context()
     if ca_file:
         if not Path(ca_file).is_file():
-            raise ConfigError(f"cloud.ca_file {ca_file} does not exist")
+            raise ConfigError(f"{setting} {ca_file} does not exist")
         try:
             context.load_verify_locations(cafile=ca_file)
         except (ssl.SSLError, OSError) as exc:
-            raise ConfigError(f"cloud.ca_file {ca_file} is not a PEM bundle: {exc}") from None
+            raise ConfigError(f"{setting} {ca_file} is not a PEM bundle: {exc}") from None
     return context
+
+
+def as_tls_server_leaf(builder: CertificateBuilder) -> CertificateBuilder:
+    """`builder` with the extensions of a TLS server's leaf certificate: not a CA, keys for
+    signatures only, server authentication only (the local API's and the mock's alike)."""
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    return (
+        builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+    )

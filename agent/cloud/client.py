@@ -15,6 +15,8 @@ from typing import Any
 
 from agent.cloud.errors import CloudError
 from agent.cloud.profiles import Profile
+from agent.errors import ConfigError
+from agent.tls import client_context
 
 TIMEOUT_S = 30.0
 MAX_BODY = 4 * 1024 * 1024
@@ -41,16 +43,13 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 
 
 def ssl_context(ca_file: str = "") -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    if ca_file:
-        try:
-            context.load_verify_locations(cafile=ca_file)
-        except (OSError, ssl.SSLError) as error:
-            raise CloudError(
-                f"cannot load the CA file {ca_file}: {error}; fix the path with "
-                "`camagent cloud servers remove` and `servers add … --ca-file`"
-            ) from None
-    return context
+    try:
+        return client_context(ca_file, setting="the CA file")
+    except ConfigError as error:
+        raise CloudError(
+            f"{error}; fix the path with `camagent cloud servers remove` and "
+            "`servers add … --ca-file`"
+        ) from None
 
 
 class CloudClient:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.atomic_file import write_atomic
+from agent.tls import as_tls_server_leaf
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def make(device_id: str, now: datetime.datetime | None = None) -> tuple[bytes, b
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "camagent device"),
         ]
     )
-    cert = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(subject)
@@ -90,24 +91,8 @@ def make(device_id: str, now: datetime.datetime | None = None) -> tuple[bytes, b
         .not_valid_before(now - datetime.timedelta(days=1))  # cameras boot with odd clocks
         .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), False)
-        .sign(key, hashes.SHA256())
     )
+    cert = as_tls_server_leaf(builder).sign(key, hashes.SHA256())
     key_pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
