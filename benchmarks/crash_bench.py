@@ -436,33 +436,30 @@ class Harness:
 
     # `camagent token set` with the daemon running: the daemon is killed while it saves.
     def cli_daemon(self, tally: Tally, iterations: int) -> None:
-        device = self.device("cli-daemon")
-        device.set_token_directly(device.mint())
-        daemon = Daemon(device)
-        daemon.start()
-        try:
-
-            def once() -> float:
-                start = time.monotonic()
-                control_socket.request(device.socket, "token_set", {"token": device.mint()})
-                return time.monotonic() - start
-
-            window = KillWindow(_calibrate(once))
-            for _ in range(iterations):
-                old, new = device.store().load().token, device.mint()
-                _in_thread(functools.partial(_set_token, device, new))
-                time.sleep(window.delay(self.rng))
-                daemon.kill()
-                self._count(tally, window, device.classify(old, new))
-                daemon.start()
-                tally.restarts += 1
-        finally:
-            tally.leftover_tmp += device.leftover_tmp()
-            daemon.stop()
+        self._kill_daemon_while_it_saves(
+            tally, iterations, self.device("cli-daemon"), lambda d, t: _set_token(d.device, t)
+        )
 
     # POST /v1/token on the local API (Digest auth, certificate pinned by its fingerprint).
     def lan_push(self, tally: Tally, iterations: int) -> None:
-        device = self.device("lan-push", local_api=True)
+        self._kill_daemon_while_it_saves(
+            tally,
+            iterations,
+            self.device("lan-push", local_api=True),
+            _push,
+            # Listening (it starts just after the control socket) before the kill is timed.
+            before_each=Daemon.local_api,
+        )
+
+    def _kill_daemon_while_it_saves(
+        self,
+        tally: Tally,
+        iterations: int,
+        device: Device,
+        write: Callable[[Daemon, str], None],
+        before_each: Callable[[Daemon], object] = lambda _daemon: None,
+    ) -> None:
+        """A running daemon is asked to save a new token by `write`, and killed meanwhile."""
         device.set_token_directly(device.mint())
         daemon = Daemon(device)
         daemon.start()
@@ -470,14 +467,14 @@ class Harness:
 
             def once() -> float:
                 start = time.monotonic()
-                _push(daemon, device.mint())
+                write(daemon, device.mint())
                 return time.monotonic() - start
 
             window = KillWindow(_calibrate(once))
             for _ in range(iterations):
                 old, new = device.store().load().token, device.mint()
-                daemon.local_api()  # listening (it starts just after the control socket)
-                _in_thread(functools.partial(_push, daemon, new))
+                before_each(daemon)
+                _in_thread(functools.partial(write, daemon, new))
                 time.sleep(window.delay(self.rng))
                 daemon.kill()
                 self._count(tally, window, device.classify(old, new))
