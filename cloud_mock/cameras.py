@@ -38,8 +38,9 @@ def camera_status(camera: Camera, online: bool) -> str:
     return "offline" if camera.hello_at is not None else "waiting"
 
 
-def _camera_json(request: web.Request, camera: Camera) -> dict[str, Any]:
-    online = request.app[CHANNELS].is_online(camera.camera_id)
+def camera_json(app: web.Application, camera: Camera) -> dict[str, Any]:
+    """A camera as GET /v1/cameras shows it (the console's pages and live feed too)."""
+    online = app[CHANNELS].is_online(camera.camera_id)
     return {
         "camera_id": camera.camera_id,
         "device_id": camera.device_id,
@@ -116,7 +117,7 @@ async def add_camera(request: web.Request) -> web.Response:
 async def list_cameras(request: web.Request) -> web.Response:
     caller = require_session(request)
     cameras = request.app[STORE].cameras_of(caller.user.org)
-    return web.json_response({"cameras": [_camera_json(request, c) for c in cameras]})
+    return web.json_response({"cameras": [camera_json(request.app, c) for c in cameras]})
 
 
 async def get_camera(request: web.Request) -> web.Response:
@@ -124,7 +125,7 @@ async def get_camera(request: web.Request) -> web.Response:
     camera = _camera_of(request, caller)
     polls = request.app[STORE].polls(camera.device_id, limit=POLLS_SHOWN)
     return web.json_response(
-        {**_camera_json(request, camera), "polls": [p.to_json() for p in polls]}
+        {**camera_json(request.app, camera), "polls": [p.to_json() for p in polls]}
     )
 
 

@@ -16,8 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
+from cloud_mock.cameras import camera_json
 from cloud_mock.console.auth import require_cookie_caller
-from cloud_mock.console.views import camera_json
 from cloud_mock.keys import STORE
 from cloud_mock.nvr import registrator_json
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
 
 from cloud_mock import users
 from cloud_mock.api import get_str, read_json_object
-from cloud_mock.cameras import POLLS_SHOWN, camera_status
+from cloud_mock.cameras import POLLS_SHOWN, camera_json
 from cloud_mock.console import pages
 from cloud_mock.console.auth import (
     CSRF_FIELD,
@@ -28,10 +27,8 @@ from cloud_mock.console.security import (
     set_cookie,
 )
 from cloud_mock.console.user_agent import browser_of
-from cloud_mock.devices_ws import CHANNELS
 from cloud_mock.keys import STORE
 from cloud_mock.nvr import registrator_json
-from cloud_mock.store import Camera
 from cloud_mock.users import Caller
 
 log = logging.getLogger("cloud_mock.console")
@@ -42,18 +39,6 @@ LOGIN = "/login"
 PRELOGIN_MAX_AGE_S = 3600
 MAX_NEXT = 512
 LOGIN_FIELDS = ("login", "password", "captcha_id", "captcha_answer")
-
-
-def camera_json(app: web.Application, camera: Camera) -> dict[str, Any]:
-    """A camera as GET /v1/cameras shows it."""
-    return {
-        "camera_id": camera.camera_id,
-        "device_id": camera.device_id,
-        "name": camera.name,
-        "status": camera_status(camera, app[CHANNELS].is_online(camera.camera_id)),
-        "last_seen": camera.last_seen,
-        "created": camera.created,
-    }
 
 
 def _html(text: str, status: int = 200) -> web.Response:
