@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     qr_scan.add_parser(qr_sub)
     qr_make.add_parser(qr_sub)
-    from agent.cloud import cli as cloud_cli
+    from agent.account import cli as cloud_cli
     from agent.finder import cli as finder_cli
 
     finder_cli.add_parser(sub)
@@ -182,7 +182,7 @@ def cmd_nvr(args: argparse.Namespace) -> int:
         return EXIT_FAILURE if any(r.status == "fail" for r in results) else EXIT_OK
     if args.nvr_command == "register":
         if args.token is None:
-            from agent.cloud.api import registration_token_for
+            from agent.account.api import registration_token_for
 
             note = "made by camagent nvr register"
             args.token = registration_token_for(
@@ -245,18 +245,18 @@ def cmd_finder(args: argparse.Namespace) -> int:
 
 
 def cmd_cloud(args: argparse.Namespace) -> int:
-    from agent.cloud import cli as cloud_cli
+    from agent.account import cli as cloud_cli
 
     return cloud_cli.run(args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     try:
-        from agent import demo
+        from cloud_mock import demo
     except ImportError:  # the Debian package ships the agent without the mock cloud
         raise CamagentError(
-            "the demo needs the mock cloud (cloud_mock), which this installation does not "
-            "have: run scripts/demo.sh from a source checkout"
+            "the demo needs the mock cloud, which devices do not get: from a source "
+            "checkout run scripts/demo.sh (or pip install ./cloud_mock, then camagent demo)"
         ) from None
 
     return demo.run(once=args.once)

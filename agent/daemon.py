@@ -24,7 +24,7 @@ from agent import config as config_mod
 from agent.config import Config
 from agent.control_socket import serve as serve_control_socket
 from agent.errors import CamagentError, StateError, TokenError
-from agent.provisioning.machine import (
+from agent.lifecycle import (
     UNLINKED,
     Action,
     ChannelLost,
@@ -255,7 +255,7 @@ class Daemon:
 
     async def _qr_payload(self, payload: Payload) -> None:
         if payload.wifi is not None:
-            from agent.qr import wifi
+            from agent import wifi
 
             try:
                 applied = await asyncio.to_thread(wifi.apply, payload.wifi)
@@ -519,7 +519,7 @@ class Daemon:
 
         Raises WifiError; returns the tool that did it.
         """
-        from agent.qr import wifi
+        from agent import wifi
 
         applied = await asyncio.to_thread(wifi.apply, network)
         log.info("joined WiFi %r (%s)", network.ssid, applied.tool)

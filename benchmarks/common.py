@@ -1,6 +1,6 @@
 """What every benchmark shares: the result rows, /proc readers, statistics, the run context.
 
-Processes are started through `agent.sandbox` (the mock cloud and daemons as real
+Processes are started through `cloud_mock.sandbox` (the mock cloud and daemons as real
 subprocesses); this module only adds what a measurement needs on top of it.
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from agent import sandbox
+from cloud_mock import sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")

@@ -43,11 +43,12 @@ from typing import Any
 
 import aiohttp
 
-from agent import control_socket, sandbox
+from agent import control_socket
 from agent.errors import CamagentError
 from agent.token_codec import sign_token
 from agent.token_store import STATE_FILE, DeviceRecord, TokenStore
 from benchmarks.common import BenchmarkError, Context, Row, child_env
+from cloud_mock import sandbox
 
 ITERATIONS = 1000
 QUICK_ITERATIONS = 100

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent import sandbox
 from benchmarks.common import (
     CLK_TCK,
     ROOT,
@@ -26,6 +25,7 @@ from benchmarks.common import (
     proc_status,
     python_label,
 )
+from cloud_mock import sandbox
 
 READY_TARGET_MS = 400.0
 READY_AIM_MS = 200.0

@@ -11,8 +11,8 @@ import subprocess
 import sys
 from typing import Any
 
-from agent import sandbox
 from benchmarks.common import ROOT, BenchmarkError, Context, Row, child_env
+from cloud_mock import sandbox
 
 HELD_TARGET = 2000
 WORKERS = 50

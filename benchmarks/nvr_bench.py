@@ -14,10 +14,10 @@ import timeit
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from agent import sandbox
 from agent.nvr import activation_code
 from benchmarks.common import BenchmarkError, Context, KeepAliveClient, Row, median, percentile
 from benchmarks.online_bench import FAST_INTERVAL, HELD_WINDOW, LONG_POLL, STATUS_POLL_S
+from cloud_mock import sandbox
 
 TARGET_P50_MS = 1000.0
 ONLINE_TIMEOUT_S = 15.0

@@ -12,7 +12,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from agent import sandbox
 from benchmarks.common import (
     BenchmarkError,
     Context,
@@ -21,6 +20,7 @@ from benchmarks.common import (
     median,
     percentile,
 )
+from cloud_mock import sandbox
 
 TARGET_P50_MS = 1000.0
 AIM_P50_MS = 100.0

@@ -7,8 +7,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from agent import sandbox
 from benchmarks.common import BenchmarkError, Context, Row, rss_kib
+from cloud_mock import sandbox
 
 SCAN_SECONDS = 4.0
 

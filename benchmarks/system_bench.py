@@ -7,8 +7,8 @@ import shutil
 import threading
 import time
 
-from agent import sandbox
 from benchmarks.common import BenchmarkError, Context, Row, median
+from cloud_mock import sandbox
 from tests.system.container import Container, build_deb
 
 

@@ -25,9 +25,9 @@ if $for_tests; then
         libzbar0 python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
         gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
         chromium libnss3-tools avahi-daemon avahi-utils dbus iproute2"
-    EXTRAS="dev,systemd"
+    EXTRAS="[dev,systemd]"
 else
-    EXTRAS="mock"
+    EXTRAS=""
 fi
 
 missing=""
@@ -48,17 +48,19 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 
-# Reinstall only when the dependency list or the extras asked for changed; the test
-# extras include the demo's, so a test setup serves the demo too.
+# Two distributions from one checkout: the agent (what a device gets) and the mock cloud
+# (the test side). Reinstall only when a dependency list or the extras asked for changed;
+# the test extras include the demo's, so a test setup serves the demo too.
 stamp=".venv/.camagent-deps"
-want="$(sha256sum pyproject.toml | cut -d' ' -f1) $EXTRAS"
+deps="$(cat pyproject.toml cloud_mock/pyproject.toml | sha256sum | cut -d' ' -f1)"
+want="$deps $EXTRAS"
 have="$(cat "$stamp" 2>/dev/null || true)"
 case "$have" in
-    "$want" | "$(echo "$want" | cut -d' ' -f1) dev,systemd") ;;
+    "$want" | "$deps [dev,systemd]") ;;
     *)
         echo "setup: installing Python packages into .venv"
         .venv/bin/python -m pip install -q --upgrade pip
-        .venv/bin/python -m pip install -q -e ".[$EXTRAS]"
+        .venv/bin/python -m pip install -q -e ".$EXTRAS" -e ./cloud_mock
         echo "$want" > "$stamp"
         ;;
 esac

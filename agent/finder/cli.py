@@ -224,7 +224,7 @@ async def _push_from_profile(args: argparse.Namespace) -> int:
 
 
 def _add_in_cloud(profile: str, device_id: str, password: str, name: str) -> str:
-    from agent.cloud.api import open_session
+    from agent.account.api import open_session
 
     session = open_session(profile)
     token: str = session.add_camera(device_id, password, name=name)

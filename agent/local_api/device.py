@@ -54,7 +54,7 @@ class DaemonDevice:
         return self._answer()
 
     async def reset(self) -> dict[str, Any]:
-        from agent.provisioning.machine import ResetRequested
+        from agent.lifecycle import ResetRequested
 
         await self.daemon.submit(ResetRequested(SOURCE))
         return self._answer()

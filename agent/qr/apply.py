@@ -4,10 +4,9 @@ by the daemon when it runs, else under the state lock."""
 
 from __future__ import annotations
 
-from agent import control_socket
+from agent import control_socket, wifi
 from agent.config import Config
 from agent.errors import CamagentError, DaemonUnavailable, QrPayloadError
-from agent.qr import wifi
 from agent.qr.payloads import Payload
 
 

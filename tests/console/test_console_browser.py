@@ -28,7 +28,7 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from agent import sandbox
+from cloud_mock import sandbox
 from cloud_mock.testing import MockCloud
 from tests.console.conftest import start_cloud
 

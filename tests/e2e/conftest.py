@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from agent import sandbox
+from cloud_mock import sandbox
 
 pytestmark = pytest.mark.e2e
 

@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from agent import __version__, sandbox
+from agent import __version__
+from cloud_mock import sandbox
 from cloud_mock.testing import MockCloud, mock_env, start_mock_cloud
 
 pytestmark = pytest.mark.e2e
@@ -414,8 +415,8 @@ def test_tty_password_is_not_echoed_and_the_limit_prompt_works(
 def test_python_api_for_other_commands(
     home: Path, cloud: MockCloud, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from agent.cloud.api import open_session
-    from agent.cloud.errors import CloudError, NotLoggedInError
+    from agent.account.api import open_session
+    from agent.account.errors import CloudError, NotLoggedInError
 
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
     with pytest.raises(NotLoggedInError, match="run `camagent cloud login --server mock`"):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import sandbox
+from cloud_mock import sandbox
 
 pytestmark = pytest.mark.e2e
 

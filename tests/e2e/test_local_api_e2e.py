@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from agent import sandbox
+from cloud_mock import sandbox
 from tests.e2e.conftest import Fleet
 
 pytestmark = pytest.mark.e2e

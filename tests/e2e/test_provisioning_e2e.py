@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from agent import sandbox
+from cloud_mock import sandbox
 from tests.e2e.conftest import polls
 
 pytestmark = pytest.mark.e2e

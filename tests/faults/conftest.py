@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from agent import sandbox
+from cloud_mock import sandbox
 from cloud_mock.testing import PROJECT_ROOT, start_mock_cloud
 from tests.faults.proxy import FaultProxy
 

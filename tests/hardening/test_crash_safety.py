@@ -20,10 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from agent import control_socket, sandbox
+from agent import control_socket
 from agent.errors import CamagentError
 from agent.token_store import STATE_FILE
 from benchmarks.crash_bench import Daemon, Device, Harness, Outcome, Tally
+from cloud_mock import sandbox
 
 pytestmark = pytest.mark.e2e
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent import sandbox
+from cloud_mock import sandbox
 from cloud_mock.testing import start_mock_cloud
 from tests.lan.netns import Lan, Namespace
 

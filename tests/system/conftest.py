@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import sandbox
+from cloud_mock import sandbox
 from tests.system.container import ROOT, Container, build_deb
 
 __all__ = ["ROOT", "copy_in"]

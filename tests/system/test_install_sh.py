@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from agent import identity, sandbox
+from agent import identity
 from agent.config import Config
+from cloud_mock import sandbox
 from tests.system.conftest import copy_in
 from tests.system.container import Container
 

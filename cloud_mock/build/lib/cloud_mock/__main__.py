@@ -1,0 +1,110 @@
+"""`python -m cloud_mock`: run the mock cloud (DESIGN §11)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sqlite3
+import sys
+from pathlib import Path
+
+from cloud_mock.fixtures import FixtureError
+from cloud_mock.keys import DEFAULT_CODE_TTL_S, DEFAULT_COMMAND_TIMEOUT_S, DEFAULT_HEARTBEAT_S
+from cloud_mock.server import DEFAULT_PORT, Options, StartupError, run
+
+ENV_HEARTBEAT = "CAMAGENT_MOCK_HEARTBEAT_S"
+ENV_COMMAND_TIMEOUT = "CAMAGENT_MOCK_COMMAND_TIMEOUT_S"
+ENV_CODE_TTL = "CAMAGENT_MOCK_CODE_TTL_S"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m cloud_mock",
+        description="Mock cloud for camagent: provisioning service, VMS API, device channel.",
+        epilog=f"Environment: {ENV_HEARTBEAT} (heartbeat told to devices, default "
+        f"{DEFAULT_HEARTBEAT_S}), {ENV_COMMAND_TIMEOUT} (command wait, default "
+        f"{DEFAULT_COMMAND_TIMEOUT_S:g}), {ENV_CODE_TTL} (NVR activation code lifetime, "
+        f"default {DEFAULT_CODE_TTL_S:g}).",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help="port; 0 = the previous run's port if free, else any free port",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("cloud_mock_data"),
+        help="state, keys and ready files (default ./cloud_mock_data)",
+    )
+    parser.add_argument("--fixtures", type=Path, help="JSON file with orgs, users, settings")
+    parser.add_argument(
+        "--packages",
+        type=Path,
+        metavar="DIR",
+        help="serve camagent_*_all.deb / camagent-*.whl from DIR for /install.sh",
+    )
+    parser.add_argument(
+        "--test-hooks",
+        action="store_true",
+        help="enable /v1/test/* (clock, provisioning log, faults)",
+    )
+    return parser
+
+
+def _env_number(name: str, default: float, *, integer: bool) -> float:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        raise StartupError(f"{name}={raw!r} is not a {'whole ' if integer else ''}number") from None
+    if value <= 0:
+        raise StartupError(f"{name}={raw!r} must be greater than 0")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        _parser().error("--port must be from 0 to 65535")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        options = Options(
+            host=args.host,
+            port=args.port,
+            data_dir=args.data_dir,
+            fixtures=args.fixtures,
+            packages=args.packages,
+            test_hooks=args.test_hooks,
+            heartbeat_s=int(_env_number(ENV_HEARTBEAT, DEFAULT_HEARTBEAT_S, integer=True)),
+            command_timeout_s=_env_number(
+                ENV_COMMAND_TIMEOUT, DEFAULT_COMMAND_TIMEOUT_S, integer=False
+            ),
+            code_ttl_s=_env_number(ENV_CODE_TTL, DEFAULT_CODE_TTL_S, integer=False),
+        )
+        asyncio.run(run(options))
+    except (FixtureError, StartupError) as error:
+        print(f"cloud_mock: error: {error}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError, sqlite3.DatabaseError) as error:
+        # A damaged data directory (unreadable key, corrupt database, full disk): say
+        # which, without a traceback; the log above has the details.
+        print(f"cloud_mock: error: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

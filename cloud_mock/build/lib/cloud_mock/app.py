@@ -1,0 +1,67 @@
+"""`make_app`: the aiohttp application with every route, resource and hook wired up."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from cloud_mock import (
+    cameras,
+    console,
+    devices_ws,
+    installer,
+    nvr_device,
+    provisioning,
+    registration_tokens,
+    registrators,
+    test_hooks,
+    users,
+)
+from cloud_mock.api import JSON_BODY_LIMIT, error_middleware
+from cloud_mock.clock import MockClock
+from cloud_mock.keys import CLOCK, CONFIG, STORE, MockConfig
+from cloud_mock.store import Store
+
+log = logging.getLogger("cloud_mock")
+
+
+def make_app(config: MockConfig, clock: MockClock | None = None) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=JSON_BODY_LIMIT)
+    app[CONFIG] = config
+    app[CLOCK] = clock or MockClock()
+    app.cleanup_ctx.append(_store_ctx)
+    app.on_response_prepare.append(_date_header)
+    provisioning.setup(app)
+    devices_ws.setup(app)
+    users.add_routes(app)
+    cameras.add_routes(app)
+    registrators.setup(app)
+    registration_tokens.add_routes(app)
+    nvr_device.add_routes(app)
+    installer.setup(app)
+    console.setup(app)
+    if config.test_hooks:
+        test_hooks.add_routes(app)
+    return app
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Open the database, load fixtures and the built-in owner; close it at the end."""
+    config = app[CONFIG]
+    store = Store.open_in(config.data_dir)
+    try:
+        if config.fixtures is not None:
+            users.apply_fixtures(store, config.fixtures)
+        users.ensure_admin(store, config.data_dir)
+        app[STORE] = store
+        yield
+    finally:
+        store.close()
+
+
+async def _date_header(request: web.Request, response: web.StreamResponse) -> None:
+    # Devices without a real-time clock take their `ts` from this header (DESIGN §2),
+    # so it must follow the mock clock, not the host clock.
+    response.headers["Date"] = request.app[CLOCK].http_date()

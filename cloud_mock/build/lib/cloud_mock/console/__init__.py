@@ -1,0 +1,41 @@
+"""The web console, served by the mock at `/` (DESIGN §11): log in, cameras (live),
+registrators (the 8-step wizard, registration tokens, Sync), sessions.
+
+How it fits on the JSON API, so that no business rule exists twice:
+- Pages are rendered on the server (pages.py) from the same store and the same JSON
+  shapes the API answers with; console.js (static, no build step, no CDN) adds the
+  live and interactive parts.
+- Every change the browser makes goes to `/console/api/v1/...`: a same-origin gateway
+  (gateway.py) that takes the session from the cookie, insists on the CSRF token for
+  anything but GET, and then runs the very handler of `/v1/...` with the session as its
+  Bearer credential. Permissions, validation and errors are the API's own.
+- Login and the session-limit dialog call users.login_flow / users.end_session_as, the
+  functions behind POST /v1/auth/login and DELETE /v1/sessions/{id}.
+- Live status: `/console/events` (Server-Sent Events) looks at the org's cameras and
+  registrators twice a second and sends a snapshot whenever one changed.
+
+Browser protections (security.py): the session cookie is `__Host-`, HttpOnly, Secure,
+SameSite=Strict, and holds the session secret itself (checked with
+users.caller_from_secret, so idle expiry and ending sessions apply); the CSRF token is
+an HMAC of the session id under a per-process key (before login: a double-submit token);
+a strict CSP (no inline script or style; data: images for the captcha),
+frame-ancestors 'none' and X-Frame-Options DENY, Referrer-Policy no-referrer.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from aiohttp import web
+
+from cloud_mock.console import gateway, live, views
+from cloud_mock.console.security import CONSOLE_KEY, add_security_headers
+
+
+def setup(app: web.Application) -> None:
+    """Adds the console's routes, static files and response headers to `app`."""
+    app[CONSOLE_KEY] = secrets.token_bytes(32)
+    app.on_response_prepare.append(add_security_headers)
+    views.add_routes(app)
+    gateway.add_routes(app)
+    live.setup(app)

@@ -1,0 +1,91 @@
+"""The console's browser-facing protections: the session cookie, CSRF tokens, and the
+security headers every console response carries.
+
+Pure helpers plus one response hook; nothing here knows about pages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from aiohttp import web
+
+# `__Host-` makes the browser insist on Secure, Path=/ and no Domain: the cookie can
+# neither be set by a sibling host nor leak to one.
+SESSION_COOKIE = "__Host-camagent-session"
+PRELOGIN_COOKIE = "__Host-camagent-prelogin"
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+CSP = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        # The captcha arrives as a data: URL of a PNG.
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    )
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+# Paths the console serves; the JSON API and the device endpoints keep their own headers.
+CONSOLE_PREFIXES = ("/console/", "/login", "/logout", "/cameras", "/registrators", "/sessions")
+
+CONSOLE_KEY = web.AppKey("console_key", bytes)
+
+
+def is_console_path(path: str) -> bool:
+    return path == "/" or path.startswith(CONSOLE_PREFIXES)
+
+
+def csrf_token(key: bytes, session_id: str) -> str:
+    """The CSRF token of one session: unguessable without the server key, dies with the
+    session (another session never has the same one)."""
+    return hmac.new(key, b"csrf|" + session_id.encode(), hashlib.sha256).hexdigest()
+
+
+def csrf_matches(expected: str, given: str | None) -> bool:
+    return given is not None and hmac.compare_digest(expected.encode(), given.encode())
+
+
+def new_prelogin_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def set_cookie(response: web.StreamResponse, name: str, value: str, max_age: int | None) -> None:
+    response.set_cookie(
+        name,
+        value,
+        path="/",
+        secure=True,
+        httponly=True,
+        samesite="Strict",
+        max_age=max_age,
+    )
+
+
+def clear_cookie(response: web.StreamResponse, name: str) -> None:
+    response.del_cookie(name, path="/", secure=True, httponly=True, samesite="Strict")
+
+
+async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    if not is_console_path(request.path):
+        return
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if not request.path.startswith("/console/static/"):
+        response.headers.setdefault("Cache-Control", "no-store")

@@ -1,0 +1,669 @@
+// camagent cloud console: the live and interactive parts of the server-rendered pages.
+// Every change goes to /console/api/v1/... (the JSON API behind a CSRF check).
+"use strict";
+
+const mayChange = () => document.body.dataset.mayChange === "yes";
+const csrf = () => document.querySelector('meta[name="csrf-token"]').content;
+const $ = (selector, root = document) => root.querySelector(selector);
+const $$ = (selector, root = document) => Array.from(root.querySelectorAll(selector));
+
+function when(at) {
+  if (at === null || at === undefined) return "never";
+  return new Date(at * 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC";
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "text") node.textContent = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+async function call(method, path, body) {
+  const options = { method, headers: { "X-CSRF-Token": csrf() }, credentials: "same-origin" };
+  if (body !== undefined) {
+    options.headers["Content-Type"] = "application/json";
+    options.body = JSON.stringify(body);
+  }
+  const response = await fetch(path, options);
+  let data = null;
+  if (response.status !== 204) {
+    try { data = await response.json(); } catch (error) { data = null; }
+  }
+  if (response.status === 401 && path.startsWith("/console/api/")) {
+    window.location.assign("/login");
+  }
+  return { status: response.status, ok: response.ok, data: data || {} };
+}
+
+// Marks a button as working (aria-disabled, not `disabled`: a disabled button loses the
+// keyboard focus); false when it already was, so a second press does nothing.
+function busy(button, on) {
+  if (on && button.getAttribute("aria-disabled") === "true") return false;
+  if (on) button.setAttribute("aria-disabled", "true");
+  else button.removeAttribute("aria-disabled");
+  return true;
+}
+
+const api = (method, path, body) => call(method, "/console/api/v1" + path, body);
+const errorText = (result) => result.data.message || result.data.error || `error ${result.status}`;
+
+function statusBadge(status) {
+  return el("span", { class: `status status-${status}`, text: status });
+}
+
+async function copyFrom(id, button) {
+  const source = document.getElementById(id);
+  const text = source.value !== undefined ? source.value : source.textContent;
+  const note = $("[data-copy-status]", button.closest("section, div.card, #token-result") || document);
+  if (source.select) source.select();
+  else window.getSelection().selectAllChildren(source);
+  let done = false;
+  try {
+    await navigator.clipboard.writeText(text);
+    done = true;
+  } catch (error) {
+    done = document.execCommand && document.execCommand("copy");
+  }
+  if (note) note.textContent = done ? "Copied." : "Selected: press Ctrl+C to copy.";
+}
+
+function wireCopyButtons() {
+  for (const button of $$("[data-copy]")) {
+    button.addEventListener("click", () => copyFrom(button.dataset.copy, button));
+  }
+}
+
+// --- live status (Server-Sent Events) ----------------------------------------------------
+
+// Updates a table in place (rows added, changed, removed) so that focus and the keyboard
+// position survive a status change; only the cells that change are replaced.
+function syncRows(tbody, items, key, build, update) {
+  const wanted = new Set(items.map((item) => item[key]));
+  for (const row of Array.from(tbody.rows)) {
+    if (!wanted.has(row.dataset.key)) row.remove();
+  }
+  for (const item of items) {
+    let row = Array.from(tbody.rows).find((r) => r.dataset.key === item[key]);
+    if (!row) {
+      row = build(item);
+      row.dataset.key = item[key];
+      tbody.append(row);
+    }
+    update(row, item);
+  }
+}
+
+function setCell(row, column, content) {
+  const cell = $(`[data-col="${column}"]`, row);
+  if (typeof content === "string") {
+    if (cell.textContent !== content) cell.textContent = content;
+  } else if (cell.innerHTML !== content.outerHTML) {
+    cell.replaceChildren(content);
+  }
+}
+
+function liveStatus(onStatus) {
+  const source = new EventSource("/console/events");
+  source.addEventListener("status", (event) => onStatus(JSON.parse(event.data)));
+  source.addEventListener("logout", () => window.location.assign("/login"));
+  window.addEventListener("pagehide", () => source.close());
+}
+
+// --- login ---------------------------------------------------------------------------------
+
+function loginPage() {
+  const form = $("#login-form");
+  const error = $("#login-error");
+  const captcha = $("#captcha");
+  const dialog = $("#sessions-dialog");
+  let captchaId = "";
+
+  function showCaptcha(data) {
+    captchaId = data.captcha_id;
+    $("#captcha-image").dataset.captchaId = data.captcha_id;
+    $("#captcha-image").src = "data:image/png;base64," + data.image;
+    $("#captcha-answer").value = "";
+    $("#captcha-hint").textContent = `The picture is valid for ${data.expires_in} s.`;
+    captcha.hidden = false;
+  }
+
+  $("#captcha-refresh").addEventListener("click", async () => {
+    const result = await call("GET", "/v1/auth/captcha");
+    if (result.ok) {
+      showCaptcha(result.data);
+      error.textContent = "";
+      $("#captcha-answer").focus();
+    } else error.textContent = errorText(result);
+  });
+
+  async function submit() {
+    error.textContent = "";
+    const body = { login: $("#login").value, password: $("#password").value };
+    if (!body.login || !body.password) {
+      error.textContent = "Type your login and password.";
+      return;
+    }
+    if (captchaId) {
+      body.captcha_id = captchaId;
+      body.captcha_answer = $("#captcha-answer").value;
+    }
+    const result = await call("POST", "/console/login", body);
+    if (result.ok) {
+      window.location.assign(form.dataset.next || result.data.next || "/cameras");
+      return;
+    }
+    captchaId = "";
+    if (result.status === 428) {
+      const first = captcha.hidden;
+      showCaptcha(result.data);
+      error.textContent = first
+        ? "Type the characters in the picture, then log in."
+        : `${result.data.message || "Wrong characters"}.`.replace(/^./, (c) => c.toUpperCase());
+      $("#captcha-answer").focus();
+    } else if (result.status === 409 && result.data.error === "too_many_sessions") {
+      showSessions(result.data);
+    } else if (result.status === 429) {
+      error.textContent = `Too many failed logins: try again in ${result.data.retry_after} s.`;
+    } else if (result.status === 401) {
+      error.textContent = "Wrong login or password.";
+    } else {
+      error.textContent = errorText(result);
+    }
+  }
+
+  function showSessions(data) {
+    $("#sessions-text").textContent =
+      `You already have ${data.sessions.length} session(s) open; the most allowed is ` +
+      `${data.max_sessions}. End one to log in here.`;
+    $("#sessions-error").textContent = "";
+    const rows = $("#sessions-rows");
+    rows.replaceChildren();
+    for (const session of data.sessions) {
+      const button = el("button", { type: "button", class: "danger", text: "End session" });
+      button.addEventListener("click", async () => {
+        const ended = await call("POST", "/console/login/end-session", {
+          session_id: session.id,
+          resolve_token: data.resolve_token,
+        });
+        if (!ended.ok) {
+          $("#sessions-error").textContent = errorText(ended);
+          return;
+        }
+        dialog.close();
+        await submit(); // retry the login now that there is room
+      });
+      rows.append(
+        el("tr", {},
+          el("td", { text: session.device }), el("td", { text: session.software }),
+          el("td", { class: "time", text: when(session.started) }),
+          el("td", { class: "time", text: when(session.last_activity) }),
+          el("td", { class: "row-actions" }, button)),
+      );
+    }
+    dialog.showModal();
+  }
+
+  $("#sessions-cancel").addEventListener("click", () => dialog.close());
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    submit();
+  });
+}
+
+// --- cameras -------------------------------------------------------------------------------
+
+function cameraRow(camera) {
+  const del = mayChange()
+    ? el("button", {
+      type: "button", class: "danger", "data-delete-camera": camera.camera_id,
+      "data-name": camera.name, text: "Delete",
+    })
+    : "";
+  return el("tr", { "data-camera-id": camera.camera_id },
+    el("td", {}, el("a", { href: `/cameras/${encodeURIComponent(camera.camera_id)}`, text: camera.name })),
+    el("td", {}, el("code", { text: camera.device_id })),
+    el("td", { "data-col": "status" }, statusBadge(camera.status)),
+    el("td", { "data-col": "last-seen", text: when(camera.last_seen) }),
+    el("td", { class: "row-actions" }, del));
+}
+
+async function deleteCamera(button) {
+  const name = button.dataset.name;
+  if (!window.confirm(`Delete camera ${name}? Its token is revoked and it starts provisioning again.`)) return;
+  const result = await api("DELETE", `/cameras/${encodeURIComponent(button.dataset.deleteCamera)}`);
+  const live = $("#live");
+  if (!result.ok) {
+    live.textContent = errorText(result);
+    return;
+  }
+  if (button.dataset.then) window.location.assign(button.dataset.then);
+  else {
+    const row = button.closest("tr");
+    if (row) row.remove();
+    live.textContent = `Camera ${name} deleted.`;
+  }
+}
+
+function wireDeletes() {
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest("[data-delete-camera]");
+    if (button) deleteCamera(button);
+  });
+}
+
+function wireAddCamera(seen) {
+  const toggle = $("#add-camera-toggle");
+  const section = $("#add-camera");
+  const form = $("#add-camera-form");
+  if (!toggle) return; // a viewer: no form
+
+  function setOpen(open) {
+    section.hidden = !open;
+    toggle.setAttribute("aria-expanded", String(open));
+    if (open) $("#cam-device").focus();
+    else toggle.focus();
+  }
+  toggle.addEventListener("click", () => setOpen(section.hidden));
+  $("#add-camera-cancel").addEventListener("click", () => setOpen(false));
+  section.addEventListener("keydown", (event) => { if (event.key === "Escape") setOpen(false); });
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const error = $("#add-camera-error");
+    error.textContent = "";
+    const body = {
+      device_id: $("#cam-device").value.trim(),
+      password: $("#cam-password").value,
+      name: $("#cam-name").value.trim(),
+    };
+    if (!body.device_id || !body.password) {
+      error.textContent = "Type the camera's MAC (or ID) and its device password.";
+      return;
+    }
+    const result = await api("POST", "/cameras", body);
+    if (!result.ok) {
+      error.textContent = errorText(result);
+      return;
+    }
+    form.reset();
+    setOpen(false);
+    const name = body.name || result.data.device_id;
+    // The event stream may have shown the new camera before this answer came.
+    const status = seen.get(result.data.camera_id);
+    $("#live").textContent = status && status !== "waiting"
+      ? `Camera ${name} added. ${name} is ${status}.`
+      : `Camera ${name} added: waiting for it to connect.`;
+  });
+}
+
+function camerasPage() {
+  const rows = $("#camera-rows");
+  const seen = new Map($$("tr[data-camera-id]", rows).map((row) =>
+    [row.dataset.cameraId, $("[data-col=status]", row).textContent.trim()]));
+  wireAddCamera(seen);
+  wireDeletes();
+
+  liveStatus((data) => {
+    const changes = [];
+    syncRows(rows, data.cameras, "camera_id", cameraRow, (row, camera) => {
+      setCell(row, "status", statusBadge(camera.status));
+      setCell(row, "last-seen", when(camera.last_seen));
+    });
+    for (const camera of data.cameras) {
+      const before = seen.get(camera.camera_id);
+      if (before !== camera.status && (before !== undefined || camera.status !== "waiting")) {
+        changes.push(`${camera.name} is ${camera.status}.`);
+      }
+      seen.set(camera.camera_id, camera.status);
+    }
+    $("#no-cameras").hidden = data.cameras.length > 0;
+    if (changes.length) $("#live").textContent = changes.join(" ");
+  });
+}
+
+function cameraPage() {
+  wireDeletes();
+  const facts = $("dl[data-camera-id]");
+  liveStatus((data) => {
+    const camera = data.cameras.find((c) => c.camera_id === facts.dataset.cameraId);
+    if (!camera) {
+      $("#live").textContent = "This camera was deleted.";
+      return;
+    }
+    $("[data-col=status]", facts).replaceChildren(statusBadge(camera.status));
+    $("[data-col=last-seen]", facts).textContent = when(camera.last_seen);
+  });
+}
+
+// --- registrators --------------------------------------------------------------------------
+
+function cameraNames(registrator) {
+  if (!registrator.cameras || registrator.cameras.length === 0) {
+    return el("span", { class: "muted", text: "none synced" });
+  }
+  return el("ul", { class: "inline" }, ...registrator.cameras.map((c) => el("li", { text: c.name })));
+}
+
+function registratorRow(registrator) {
+  const actions = [];
+  if (mayChange() && !registrator.device_id) {
+    actions.push(el("a", {
+      class: "button secondary", "data-continue": "",
+      href: `/registrators/new?registrator=${encodeURIComponent(registrator.id)}`,
+      "aria-label": `Continue setting up ${registrator.name}`, text: "Continue setup",
+    }), " ");
+  }
+  if (mayChange()) {
+    actions.push(el("button", {
+      type: "button", class: "secondary", "data-sync": registrator.id,
+      "aria-label": `Sync ${registrator.name}`, text: "Sync",
+    }));
+  }
+  return el("tr", { "data-registrator-id": registrator.id },
+    el("td", {}, registrator.name, el("div", { class: "muted small", text: registrator.note })),
+    el("td", { "data-col": "status" }),
+    el("td", { "data-col": "device" }),
+    el("td", { "data-col": "cameras" }),
+    el("td", { "data-col": "last-seen" }),
+    el("td", { class: "row-actions" }, ...actions));
+}
+
+function registratorsPage() {
+  const status = $("#sync-status");
+  async function sync(button) {
+    if (!busy(button, true)) return;
+    status.textContent = "Syncing…";
+    const result = await api("POST", `/registrators/${encodeURIComponent(button.dataset.sync)}/sync`);
+    busy(button, false);
+    status.textContent = result.ok
+      ? `Synced: ${result.data.cameras.length} camera(s).`
+      : `Sync failed: ${errorText(result)}`;
+  }
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest("[data-sync]");
+    if (button) sync(button);
+  });
+  $("#sync-all")?.addEventListener("click", async () => {
+    status.textContent = "Syncing all…";
+    const result = await api("POST", "/registrators/sync-all");
+    if (!result.ok) {
+      status.textContent = `Sync all failed: ${errorText(result)}`;
+      return;
+    }
+    const failed = result.data.results.filter((r) => !r.ok);
+    status.textContent = `Synced ${result.data.results.length - failed.length} of ` +
+      `${result.data.results.length} registrator(s).` +
+      failed.map((r) => ` ${r.name}: ${r.error}.`).join("");
+  });
+  const rows = $("#registrator-rows");
+  liveStatus((data) => {
+    syncRows(rows, data.registrators, "id", registratorRow, (row, registrator) => {
+      setCell(row, "status", statusBadge(registrator.status));
+      setCell(row, "device", el("code", { text: registrator.device_id || "not linked" }));
+      setCell(row, "cameras", cameraNames(registrator));
+      setCell(row, "last-seen", when(registrator.last_seen));
+      const link = $("[data-continue]", row);
+      if (link) link.hidden = Boolean(registrator.device_id);
+    });
+    $("#no-registrators").hidden = data.registrators.length > 0;
+  });
+}
+
+// --- the registrator wizard and the token tab ----------------------------------------------
+
+function wizardPage() {
+  wireTabs();
+  wireCopyButtons();
+  wireTokenForm();
+  const steps = $$("#wizard .step");
+  let current = 1;
+  let registrator = null;
+  let checksTimer = null;
+  let onlineTimer = null;
+
+  const section = (n) => steps[n - 1];
+  const fail = (n, text) => { $("[data-error]", section(n)).textContent = text; };
+
+  function show(n) {
+    current = n;
+    steps.forEach((step, i) => { step.hidden = i + 1 !== n; });
+    $$(".steps li").forEach((li, i) => {
+      if (i + 1 === n) li.setAttribute("aria-current", "step");
+      else li.removeAttribute("aria-current");
+      li.classList.toggle("done", i + 1 < n);
+    });
+    $("h2", section(n)).focus();
+    if (n !== 4) stopChecks();
+    enter(n);
+  }
+
+  async function enter(n) {
+    fail(n, "");
+    if (n === 3) {
+      const result = await api("GET", `/registrators/${registrator.id}/installation`);
+      if (result.ok) $("#one-liner").textContent = result.data.one_liner;
+      else fail(3, errorText(result));
+    } else if (n === 4 && $("#activation-code").value.trim()) {
+      startChecks();
+    } else if (n === 5 && !$("#connect-code").value) {
+      $("#connect-code").value = $("#activation-code").value.trim();
+    } else if (n === 8) {
+      await showSummary();
+    }
+  }
+
+  async function leave(n) {
+    // Each step's Next does its part through the API; false keeps the user on the step.
+    if (n === 1) {
+      if (!$("#reg-name").value.trim()) { fail(1, "Give the registrator a name."); return false; }
+      return true;
+    }
+    if (n === 2) {
+      const body = {
+        name: $("#reg-name").value.trim(),
+        note: $("#reg-note").value,
+        device: $('input[name="reg-device"]:checked').value,
+      };
+      const result = registrator
+        ? await api("PATCH", `/registrators/${registrator.id}`, body)
+        : await api("POST", "/registrators", body);
+      if (!result.ok) { fail(2, errorText(result)); return false; }
+      registrator = result.data;
+      return true;
+    }
+    if (n === 4) {
+      if (!$("#check-rows").children.length) {
+        fail(4, "Type the activation code the NVR shows and press Show checks.");
+        return false;
+      }
+      return true;
+    }
+    if (n === 5) {
+      if (!registrator.device_id) { fail(5, "Activate the code first."); return false; }
+      return true;
+    }
+    if (n === 6) {
+      return save(6, "broadcast", {
+        enabled: $("#broadcast-enabled").checked, quality: $("#broadcast-quality").value,
+      });
+    }
+    if (n === 7) {
+      return save(7, "archive", {
+        enabled: $("#archive-enabled").checked, days: Number($("#archive-days").value),
+      });
+    }
+    return true;
+  }
+
+  async function save(n, what, body) {
+    const result = await api("PUT", `/registrators/${registrator.id}/${what}`, body);
+    if (!result.ok) { fail(n, errorText(result)); return false; }
+    registrator = result.data;
+    return true;
+  }
+
+  function renderChecks(checks) {
+    $("#check-rows").replaceChildren(...checks.map((check) => el("tr", {},
+      el("td", { text: check.name }),
+      el("td", {}, el("span", { class: `status check-${check.status}`, text: check.status })),
+      el("td", { text: check.detail }),
+      el("td", { text: check.fix }))));
+  }
+
+  async function loadChecks() {
+    const code = $("#activation-code").value.trim();
+    const result = await api("GET",
+      `/registrators/${registrator.id}/activation?code=${encodeURIComponent(code)}`);
+    if (!result.ok) { fail(4, errorText(result)); stopChecks(); return; }
+    fail(4, "");
+    renderChecks(result.data.checks);
+    $("#connect-code").value = result.data.code;
+  }
+
+  function startChecks() {
+    stopChecks();
+    loadChecks();
+    checksTimer = window.setInterval(loadChecks, 1000);
+  }
+  function stopChecks() {
+    if (checksTimer !== null) window.clearInterval(checksTimer);
+    checksTimer = null;
+  }
+
+  $("#show-checks").addEventListener("click", startChecks);
+  $("#activation-code").addEventListener("keydown", (event) => {
+    if (event.key === "Enter") { event.preventDefault(); startChecks(); }
+  });
+
+  async function activate() {
+    const status = $("#connect-status");
+    fail(5, "");
+    const result = await api("POST", `/registrators/${registrator.id}/activate`,
+      { code: $("#connect-code").value });
+    if (!result.ok) { fail(5, errorText(result)); return; }
+    registrator = result.data;
+    status.textContent = `Activated: NVR ${registrator.device_id} is linked. Status: ${registrator.status}.`;
+    if (onlineTimer !== null) window.clearInterval(onlineTimer);
+    onlineTimer = window.setInterval(async () => {
+      const now = await api("GET", `/registrators/${registrator.id}`);
+      if (!now.ok) return;
+      registrator = now.data;
+      status.textContent = `Activated: NVR ${registrator.device_id} is linked. Status: ${registrator.status}.`;
+      if (registrator.status === "online") window.clearInterval(onlineTimer);
+    }, 1000);
+  }
+  $("#activate").addEventListener("click", activate);
+
+  async function showSummary() {
+    const result = await api("GET", `/registrators/${registrator.id}/summary`);
+    if (!result.ok) { fail(8, errorText(result)); return; }
+    const s = result.data;
+    const facts = [
+      ["Name", s.name], ["Organization", s.org], ["Device", s.device],
+      ["NVR", s.device_id || "not linked"], ["Status", s.status],
+      ["Broadcast", s.broadcast.enabled ? `on, ${s.broadcast.quality} quality` : "off"],
+      ["Archive", s.archive.enabled ? `on, ${s.archive.days} day(s)` : "off"],
+    ];
+    $("#summary").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
+    $("#waiting-for").replaceChildren(...s.waiting_for.map((w) => el("li", { text: `Waiting for ${w}` })));
+  }
+
+  async function resume(id) {
+    // A registrator whose setup was left half-way: back to its Installation step.
+    const result = await api("GET", `/registrators/${encodeURIComponent(id)}`);
+    if (!result.ok) { fail(1, `Cannot continue: ${errorText(result)}`); return; }
+    registrator = result.data;
+    $("#reg-name").value = registrator.name;
+    $("#reg-note").value = registrator.note;
+    $(`input[name="reg-device"][value="${registrator.device}"]`).checked = true;
+    show(registrator.device_id ? 6 : 3);
+  }
+  if ($("#wizard").dataset.resume) resume($("#wizard").dataset.resume);
+
+  for (const step of steps) {
+    const next = $("[data-next]", step);
+    const back = $("[data-back]", step);
+    if (next) next.addEventListener("click", async () => {
+      if (!busy(next, true)) return;
+      try { if (await leave(current)) show(current + 1); } finally { busy(next, false); }
+    });
+    if (back) back.addEventListener("click", () => show(current - 1));
+  }
+}
+
+function wireTabs() {
+  const tabs = $$('[role="tab"]');
+  function select(tab) {
+    for (const other of tabs) {
+      const selected = other === tab;
+      other.setAttribute("aria-selected", String(selected));
+      other.tabIndex = selected ? 0 : -1;
+      document.getElementById(other.getAttribute("aria-controls")).hidden = !selected;
+    }
+    tab.focus();
+  }
+  tabs.forEach((tab, i) => {
+    tab.addEventListener("click", () => select(tab));
+    tab.addEventListener("keydown", (event) => {
+      if (event.key === "ArrowRight") select(tabs[(i + 1) % tabs.length]);
+      if (event.key === "ArrowLeft") select(tabs[(i - 1 + tabs.length) % tabs.length]);
+    });
+  });
+}
+
+function wireTokenForm() {
+  let timer = null;
+  $("#token-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    $("#token-error").textContent = "";
+    const result = await api("POST", "/registrator-tokens",
+      { title: $("#token-title").value, note: $("#token-note").value });
+    if (!result.ok) { $("#token-error").textContent = errorText(result); return; }
+    $("#token-value").value = result.data.token;
+    $("#token-result").hidden = false;
+    $("#token-value").focus();
+    $("#token-value").select();
+    const ends = Date.now() + (result.data.expires_at - result.data.created) * 1000;
+    const tick = () => {
+      const left = Math.max(0, Math.round((ends - Date.now()) / 1000));
+      const h = Math.floor(left / 3600);
+      const m = String(Math.floor((left % 3600) / 60)).padStart(2, "0");
+      const s = String(left % 60).padStart(2, "0");
+      $("#token-countdown").textContent = left ? `${h}:${m}:${s}` : "expired";
+    };
+    if (timer !== null) window.clearInterval(timer);
+    tick();
+    timer = window.setInterval(tick, 1000);
+  });
+}
+
+// --- sessions ------------------------------------------------------------------------------
+
+function sessionsPage() {
+  document.addEventListener("click", async (event) => {
+    const button = event.target.closest("[data-end-session]");
+    if (!button) return;
+    const result = await api("DELETE", `/sessions/${encodeURIComponent(button.dataset.endSession)}`);
+    if (!result.ok) { $("#sessions-status").textContent = errorText(result); return; }
+    if (button.dataset.current === "yes") { window.location.assign("/login"); return; }
+    button.closest("tr").remove();
+    $("#sessions-status").textContent = "Session ended.";
+  });
+}
+
+const PAGES = {
+  login: loginPage,
+  cameras: camerasPage,
+  camera: cameraPage,
+  registrators: registratorsPage,
+  wizard: wizardPage,
+  sessions: sessionsPage,
+};
+
+document.addEventListener("DOMContentLoaded", () => {
+  const page = PAGES[document.body.dataset.page];
+  if (page) page();
+});

@@ -1,0 +1,233 @@
+"""What the NVR (registrator) routes share: permissions, field checks, token minting,
+linking a device, and the registrator as JSON (DESIGN §3).
+
+Who may add NVRs: the organization's owner or a user with the manage-registrators
+permission, and only while the organization has a business account. Every refusal
+names what is missing.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from agent.errors import ActivationCodeError, CodeMistypedError, WireError
+from agent.nvr import activation_code
+from agent.provisioning.wire import normalize_device_id
+from agent.token_codec import sign_token
+from cloud_mock.api import ApiError, get_str
+from cloud_mock.devices_ws import CHANNELS, CLOSE_REVOKED
+from cloud_mock.keys import CLOCK, CONFIG, STORE
+from cloud_mock.store import Registrator
+from cloud_mock.users import Caller
+
+log = logging.getLogger("cloud_mock.nvr")
+
+MANAGER_ROLES = ("owner", "manage_registrators")
+DEVICES = ("virtual", "network")
+QUALITIES = ("low", "medium", "high")
+CHECK_STATUSES = ("ok", "warn", "fail")
+DEFAULT_BROADCAST: dict[str, Any] = {"enabled": False, "quality": "medium"}
+DEFAULT_ARCHIVE: dict[str, Any] = {"enabled": False, "days": 7}
+ARCHIVE_DAYS = (1, 365)
+MAX_NAME = 128
+MAX_NOTE = 1024
+MAX_VERSION = 128
+MAX_CHECKS = 50
+MAX_CHECK_TEXT = 1024
+
+
+# --- permissions ----------------------------------------------------------------------------
+
+
+def require_manager(
+    request: web.Request, caller: Caller, action: str, *, business: bool = True
+) -> None:
+    """403 unless the caller may `action` (e.g. "add NVRs"); `business=False` checks the
+    role only."""
+    user = caller.user
+    if user.role not in MANAGER_ROLES:
+        raise ApiError(
+            403,
+            f"your role {user.role!r} may not {action}: ask the owner of {user.org!r} "
+            "for the manage-registrators permission",
+        )
+    if business and not request.app[STORE].org_is_business(user.org):
+        raise ApiError(403, no_business(user.org))
+
+
+def no_business(org: str) -> str:
+    return f"organization {org!r} has no business account: NVRs need one"
+
+
+def org_of_body(data: Mapping[str, Any], caller: Caller) -> str:
+    """The optional `org` field: it may only name the caller's own organization."""
+    org = get_str(data, "org", required=False, default=caller.user.org, max_len=MAX_NAME)
+    if org != caller.user.org:
+        raise ApiError(403, f"you may add NVRs only to your organization {caller.user.org!r}")
+    return org
+
+
+# --- field checks ---------------------------------------------------------------------------
+
+
+def device_id_of(data: Mapping[str, Any]) -> str:
+    raw = get_str(data, "device_id", max_len=256)
+    try:
+        return normalize_device_id(raw)
+    except WireError as error:
+        raise ApiError(400, str(error)) from None
+
+
+def parse_code(raw: object) -> str:
+    """A code as a person typed it → `XXXX-XXXX-XXXX`; 400 says malformed or mistyped."""
+    if not isinstance(raw, str) or len(raw) > 64:
+        raise ApiError(400, "field 'code' must be an activation code like ABCD-EFGH-JK12")
+    try:
+        return activation_code.parse(raw)
+    except CodeMistypedError as error:
+        raise ApiError(400, str(error)) from None
+    except ActivationCodeError as error:
+        raise ApiError(400, str(error)) from None
+
+
+def parse_checks(data: Mapping[str, Any]) -> list[dict[str, str]]:
+    """`checks`: the NVR's device-side check results, `[{name, status, detail, fix}]`."""
+    raw = data.get("checks", [])
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ApiError(400, "field 'checks' must be a list of {name, status, detail, fix}")
+    if len(raw) > MAX_CHECKS:
+        raise ApiError(400, f"field 'checks' has more than {MAX_CHECKS} entries")
+    checks = []
+    for index, item in enumerate(raw):
+        where = f"checks[{index}]"
+        if not isinstance(item, dict):
+            raise ApiError(400, f"{where} must be an object {{name, status, detail, fix}}")
+        name = item.get("name")
+        if not isinstance(name, str) or not name or len(name) > MAX_NAME:
+            raise ApiError(400, f"{where}.name must be a string of 1 to {MAX_NAME} characters")
+        status = item.get("status")
+        if status not in CHECK_STATUSES:
+            raise ApiError(400, f"{where}.status must be one of {', '.join(CHECK_STATUSES)}")
+        check = {"name": name, "status": str(status)}
+        for key in ("detail", "fix"):
+            text = item.get(key, "")
+            if text is None:
+                text = ""
+            if not isinstance(text, str) or len(text) > MAX_CHECK_TEXT:
+                raise ApiError(
+                    400, f"{where}.{key} must be a string of at most {MAX_CHECK_TEXT} characters"
+                )
+            check[key] = text
+        checks.append(check)
+    return checks
+
+
+def parse_device(data: Mapping[str, Any], default: str | None) -> str | None:
+    if data.get("device") is None:
+        return default
+    device = data["device"]
+    if device not in DEVICES:
+        raise ApiError(400, f"field 'device' must be one of {', '.join(DEVICES)}")
+    return str(device)
+
+
+# --- linking a device -----------------------------------------------------------------------
+
+
+def mint_token(
+    request: web.Request, *, device_id: str, org: str, registrator_id: str
+) -> tuple[str, str]:
+    """A signed NVR token and its jti."""
+    config = request.app[CONFIG]
+    jti = uuid.uuid4().hex
+    token = sign_token(
+        {
+            "v": 1,
+            "sub": device_id,
+            "kind": "nvr",
+            "org": org,
+            "api": config.url,
+            "iat": int(request.app[CLOCK].now()),
+            "jti": jti,
+            "rid": registrator_id,
+        },
+        config.signing_key,
+    )
+    return token, jti
+
+
+def make_room(request: web.Request, device_id: str, org: str) -> None:
+    """Before linking `device_id` in `org`: 409 if it is a camera or another org's NVR;
+    a registrator of the same org it was linked to lets go of it (the NVR was reset and
+    linked anew), its token revoked and its channel closed."""
+    store = request.app[STORE]
+    camera = store.camera_by_device(device_id)
+    if camera is not None:
+        raise ApiError(409, f"device ID {device_id} belongs to a camera, not an NVR")
+    current = store.registrator_by_device(device_id)
+    if current is None:
+        return
+    if current.org != org:
+        raise ApiError(
+            409,
+            f"NVR {device_id} is linked to a registrator of another organization: "
+            "it must be deleted there first",
+        )
+    store.unlink_registrator(current.id, request.app[CLOCK].now())
+    close_channel(request.app, current.id)
+    log.info("NVR %s let go of by registrator %s (linked anew)", device_id, current.id)
+
+
+def close_channel(app: web.Application, registrator_id: str) -> None:
+    channels = app[CHANNELS]
+    channel = channels.get(registrator_id)
+    if channel is not None:
+        channels.close(channel, CLOSE_REVOKED, "token revoked")
+
+
+# --- the registrator as JSON ----------------------------------------------------------------
+
+
+def status_of(registrator: Registrator, online: bool) -> str:
+    """pending (not linked, or linked but never connected) → online → offline."""
+    if online:
+        return "online"
+    return "offline" if registrator.hello_at is not None else "pending"
+
+
+def registrator_json(app: web.Application, registrator: Registrator) -> dict[str, Any]:
+    online = app[CHANNELS].is_online(registrator.id)
+    return {
+        "id": registrator.id,
+        "org": registrator.org,
+        "name": registrator.name,
+        "note": registrator.note,
+        "device": registrator.device,
+        "status": status_of(registrator, online),
+        "device_id": registrator.device_id,
+        "device_name": registrator.device_name,
+        "version": registrator.version,
+        "checks": registrator.checks,
+        "cameras": registrator.cameras,
+        "broadcast": registrator.broadcast,
+        "archive": registrator.archive,
+        "settings_pending": registrator.pending_configure,
+        "created": registrator.created,
+        "last_seen": registrator.last_seen,
+        "linked_at": registrator.linked_at,
+    }
+
+
+def installation(app: web.Application) -> dict[str, str]:
+    url = app[CONFIG].url
+    return {
+        "one_liner": f"curl -fsSL {url}/install.sh | sh -s -- --nvr --cloud {url}",
+        "cloud_url": url,
+    }

@@ -1,0 +1,459 @@
+"""Accounts and sessions: login, logout, the session list (DESIGN §4, §11).
+
+A session is two things: a public `id` (listed, used to end a session) and a bearer
+secret given once at login; only the secret's SHA-256 is stored, so listing sessions
+never reveals another session's credential.
+
+Login, in order (`login_flow`):
+1. too many recent failures for this login or this client → 429 `rate_limited` with
+   Retry-After (cloud_mock.login_guard has the numbers);
+2. a captcha when `settings.captcha` asks for one (`"always"`, or `{"after_failures": N}`
+   failed attempts of this login since its last success): none given, or a wrong,
+   expired, replaced or reused one → 428 `captcha_required` with a NEW captcha (the id
+   sent is consumed either way); the password is not even looked at;
+3. wrong password or unknown login → 401 `wrong_login`, the same body and the same
+   scrypt work for both, so the answer does not reveal which logins exist;
+4. at the session limit (the user's `max_sessions`, else the global one, else none) →
+   409 `too_many_sessions` with the user's sessions (newest first) and a `resolve_token`
+   (valid 120 s of the mock clock) that may end ONE session of that user:
+   `DELETE /v1/sessions/{id}` with `Authorization: Bearer <resolve_token>`. The login
+   retried afterwards from the same client, before the token would have expired, is
+   spared the captcha once: the user already solved one to get the 409. The password is
+   checked again, of course.
+5. otherwise 200 `{session, session_id, user}`.
+
+Sessions idle longer than `settings.session_idle_s` (default a week, mock clock) end by
+themselves: every authenticated request and every login first deletes them, so they
+neither count toward the limit, nor authenticate, nor show in lists.
+
+Captchas, failure counts and resolve tokens live in memory: a restart forgets them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from agent.atomic_file import write_atomic
+from cloud_mock.api import ApiError, bearer_token, get_str, read_json_object
+from cloud_mock.captcha import CAPTCHA_TTL_S, CHECK_MESSAGES, CaptchaBook, CaptchaCheck, render_png
+from cloud_mock.fixtures import DEFAULT_ORG, AccountSettings, Fixtures, parse_settings
+from cloud_mock.keys import CLOCK, STORE
+from cloud_mock.login_guard import FailureLog, ResolveGrants
+from cloud_mock.store import Session, Store, User
+
+log = logging.getLogger("cloud_mock.users")
+
+ADMIN_LOGIN = "admin"
+ADMIN_PASSWORD_FILE = "admin-password"
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+WRONG_LOGIN = "wrong login or password"
+NO_SESSION = "no valid session: log in with POST /v1/auth/login and send Authorization: Bearer"
+CAPTCHA_NEEDED = "a captcha is required: send captcha_id and captcha_answer with the login"
+ROLES_THAT_CHANGE = ("owner", "manage_registrators")
+
+
+# --- password hashing (slow on purpose: call through asyncio.to_thread) -----------------
+
+
+def hash_password(password: str) -> str:
+    salt = os.urandom(16)
+    digest = _scrypt(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
+    return "$".join(
+        (
+            "scrypt",
+            str(SCRYPT_N),
+            str(SCRYPT_R),
+            str(SCRYPT_P),
+            base64.b64encode(salt).decode(),
+            base64.b64encode(digest).decode(),
+        )
+    )
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        expected = base64.b64decode(digest)
+        actual = _scrypt(password, base64.b64decode(salt), int(n), int(r), int(p))
+    except ValueError:
+        return False
+    return hmac.compare_digest(actual, expected)
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return hashlib.scrypt(
+        password.encode(), salt=salt, n=n, r=r, p=p, dklen=32, maxmem=64 * 1024 * 1024
+    )
+
+
+# A hash of a random password: unknown logins are checked against it, so that they cost
+# the same time as known ones and the answer does not reveal which logins exist.
+_DUMMY_HASH = hash_password(secrets.token_hex(16))
+
+
+# --- start-up: fixtures and the built-in owner --------------------------------------------
+
+
+def apply_fixtures(store: Store, fixtures: Fixtures) -> None:
+    # Users of `demo` need it to exist before the built-in owner is made.
+    store.ensure_org(DEFAULT_ORG, True)
+    for org in fixtures.orgs:
+        store.upsert_org(org.name, org.business)
+    for user in fixtures.users:
+        existing = store.get_user(user.login)
+        password_hash = (
+            existing.password_hash
+            if existing is not None and verify_password(user.password, existing.password_hash)
+            else hash_password(user.password)
+        )
+        store.upsert_user(User(user.login, user.org, user.role, password_hash, user.max_sessions))
+    if fixtures.settings:
+        store.set_settings(fixtures.settings)
+
+
+def ensure_admin(store: Store, data_dir: Path) -> None:
+    """User `admin`, owner of org `demo`; its password is created once, kept.
+
+    `demo` is made with a business account; fixtures may say otherwise, and win.
+    """
+    store.ensure_org(DEFAULT_ORG, True)
+    path = data_dir / ADMIN_PASSWORD_FILE
+    password = path.read_text().strip() if path.exists() else ""
+    if not password:
+        password = secrets.token_urlsafe(12)
+        write_atomic(path, (password + "\n").encode(), 0o600)
+    existing = store.get_user(ADMIN_LOGIN)
+    if (
+        existing is not None
+        and existing.org == DEFAULT_ORG
+        and existing.role == "owner"
+        and verify_password(password, existing.password_hash)
+    ):
+        return
+    store.upsert_user(
+        User(
+            ADMIN_LOGIN,
+            DEFAULT_ORG,
+            "owner",
+            hash_password(password),
+            existing.max_sessions if existing else None,
+        )
+    )
+
+
+# --- in-memory login state -------------------------------------------------------------------
+
+
+@dataclass
+class LoginState:
+    captchas: CaptchaBook
+    failures: FailureLog
+    grants: ResolveGrants
+
+
+LOGIN_STATE = web.AppKey("login_state", LoginState)
+
+
+def account_settings(store: Store) -> AccountSettings:
+    """The stored settings; fixtures were checked at start, but a data directory from an
+    older run might hold something else: then the defaults, with a warning."""
+    try:
+        return parse_settings(store.settings())
+    except ValueError as error:
+        log.warning("stored settings ignored, using defaults: %s", error)
+        return AccountSettings()
+
+
+def _client(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+def _prune_idle(request: web.Request, settings: AccountSettings, now: float) -> None:
+    ended = request.app[STORE].delete_idle_sessions(now - settings.session_idle_s)
+    if ended:
+        log.info("ended %d session(s) idle for more than %g s", ended, settings.session_idle_s)
+
+
+# --- request authentication ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Caller:
+    user: User
+    session: Session
+
+    def may_change(self) -> bool:
+        """Viewers only look; the other roles may add and remove things."""
+        return self.user.role in ROLES_THAT_CHANGE
+
+
+def _secret_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def caller_from_secret(request: web.Request, secret: str) -> Caller | None:
+    """The caller a session secret (from a Bearer header or a cookie) stands for, or None.
+
+    Ends idle sessions first (this one included) and marks this one active now.
+    """
+    store = request.app[STORE]
+    now = request.app[CLOCK].now()
+    _prune_idle(request, account_settings(store), now)
+    session = store.session_by_secret(_secret_hash(secret)) if secret else None
+    user = store.get_user(session.login) if session else None
+    if session is None or user is None:
+        return None
+    store.touch_session(session.id, now)
+    return Caller(user, session)
+
+
+def require_session(request: web.Request) -> Caller:
+    secret = bearer_token(request)
+    caller = caller_from_secret(request, secret) if secret else None
+    if caller is None:
+        raise ApiError(401, NO_SESSION, headers={"WWW-Authenticate": "Bearer"})
+    return caller
+
+
+def user_json(user: User) -> dict[str, Any]:
+    return {"login": user.login, "org": user.org, "role": user.role}
+
+
+def session_json(session: Session) -> dict[str, Any]:
+    return {
+        "id": session.id,
+        "device": session.device,
+        "software": session.software,
+        "started": session.started,
+        "last_activity": session.last_activity,
+    }
+
+
+def _coded(
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    **fields: Any,
+) -> ApiError:
+    """An error whose `error` is a stable code, with the human text in `message`."""
+    return ApiError(
+        status, message, headers=headers, extra={"error": code, "message": message, **fields}
+    )
+
+
+# --- captcha ---------------------------------------------------------------------------------
+
+
+async def new_captcha(request: web.Request) -> dict[str, Any]:
+    """A fresh captcha for this client (its previous one dies): the GET /v1/auth/captcha body."""
+    captcha = request.app[LOGIN_STATE].captchas.issue(_client(request), request.app[CLOCK].now())
+    png = await asyncio.to_thread(render_png, captcha.answer)
+    return {
+        "captcha_id": captcha.id,
+        "image": base64.b64encode(png).decode(),
+        "expires_in": int(CAPTCHA_TTL_S),
+    }
+
+
+async def _captcha_required(request: web.Request, message: str) -> ApiError:
+    return _coded(428, "captcha_required", message, **await new_captcha(request))
+
+
+async def _check_captcha(request: web.Request, captcha_id: str, answer: str) -> None:
+    if not captcha_id:
+        raise await _captcha_required(request, CAPTCHA_NEEDED)
+    book = request.app[LOGIN_STATE].captchas
+    result = book.check(captcha_id, answer, request.app[CLOCK].now())
+    if result is not CaptchaCheck.OK:
+        raise await _captcha_required(request, CHECK_MESSAGES[result])
+
+
+# --- login -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoginRequest:
+    login: str
+    password: str
+    device: str
+    software: str
+    captcha_id: str
+    captcha_answer: str
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LoginRequest:
+        return cls(
+            login=get_str(data, "login", max_len=256),
+            password=get_str(data, "password", max_len=1024),
+            device=get_str(data, "device", required=False, default="unknown device", max_len=256),
+            software=get_str(
+                data, "software", required=False, default="unknown software", max_len=256
+            ),
+            captcha_id=get_str(data, "captcha_id", required=False, max_len=128),
+            # An empty answer is just a wrong one (and uses the captcha up).
+            captcha_answer=get_str(
+                data, "captcha_answer", required=False, max_len=64, allow_empty=True
+            ),
+        )
+
+
+async def login_flow(request: web.Request, data: dict[str, Any]) -> dict[str, Any]:
+    """Everything POST /v1/auth/login does with its JSON object: the 200 body, or ApiError
+    (400, 401, 409, 428, 429; see the module docstring)."""
+    attempt = LoginRequest.from_json(data)
+    state = request.app[LOGIN_STATE]
+    store = request.app[STORE]
+    clock = request.app[CLOCK]
+    client = _client(request)
+    settings = account_settings(store)
+
+    retry_after = state.failures.retry_after(attempt.login, client, clock.now())
+    if retry_after is not None:
+        log.info("login of %r from %s rate-limited for %d s", attempt.login, client, retry_after)
+        raise _rate_limited(retry_after)
+    if settings.captcha.required(
+        state.failures.failures(attempt.login)
+    ) and not state.grants.take_captcha_pass(attempt.login, client, clock.now()):
+        await _check_captcha(request, attempt.captcha_id, attempt.captcha_answer)
+
+    user = store.get_user(attempt.login)
+    stored = user.password_hash if user else _DUMMY_HASH
+    matches = await asyncio.to_thread(verify_password, attempt.password, stored)
+    # Nothing below awaits: the limit check and the new session are one step for the loop.
+    now = clock.now()
+    if user is None or not matches:
+        state.failures.failed(attempt.login, client, now)
+        log.info("login refused for %r from %s", attempt.login, client)
+        raise _coded(401, "wrong_login", WRONG_LOGIN)
+    state.failures.succeeded(user.login)
+
+    _prune_idle(request, settings, now)
+    limit = settings.session_limit(user.max_sessions)
+    sessions = store.sessions_of(user.login)
+    if limit is not None and len(sessions) >= limit:
+        log.info("login %r refused: %d of %d sessions open", user.login, len(sessions), limit)
+        token = state.grants.issue(user.login, client, now)
+        raise _too_many_sessions(user, sessions, limit, token, state.grants.ttl_s)
+
+    secret = secrets.token_urlsafe(32)
+    session = Session(uuid.uuid4().hex, user.login, attempt.device, attempt.software, now, now)
+    store.add_session(session, _secret_hash(secret))
+    log.info("login %r (%s, %s)", user.login, attempt.device, attempt.software)
+    return {"session": secret, "session_id": session.id, "user": user_json(user)}
+
+
+def _rate_limited(retry_after: int) -> ApiError:
+    return _coded(
+        429,
+        "rate_limited",
+        f"too many failed logins: try again in {retry_after} s",
+        headers={"Retry-After": str(retry_after)},
+        retry_after=retry_after,
+    )
+
+
+def _too_many_sessions(
+    user: User, sessions: list[Session], limit: int, resolve_token: str, ttl_s: float
+) -> ApiError:
+    return _coded(
+        409,
+        "too_many_sessions",
+        f"{user.login} already has {len(sessions)} session(s), the most allowed is {limit}: "
+        "end one (work not saved in it may be lost) with DELETE /v1/sessions/{id} and "
+        "Authorization: Bearer <resolve_token>, then log in again",
+        sessions=[session_json(s) for s in sessions],
+        resolve_token=resolve_token,
+        resolve_expires_in=int(ttl_s),
+        max_sessions=limit,
+    )
+
+
+# --- ending sessions -----------------------------------------------------------------------
+
+
+def end_session_as(request: web.Request, session_id: str, credential: str) -> None:
+    """End session `session_id` on the authority of `credential`: a session secret (then
+    only that user's own sessions, the current one included) or a resolve token from a
+    409 (then one session of the user it was given for). ApiError 401 or 404."""
+    store = request.app[STORE]
+    caller = caller_from_secret(request, credential)
+    not_found = ApiError(
+        404, f"no session {session_id[:64]!r} among yours (it may have ended already)"
+    )
+    if caller is not None:
+        if not store.delete_session(session_id, caller.user.login):
+            raise not_found
+        log.info("session %s of %r ended by %s", session_id, caller.user.login, caller.session.id)
+        return
+    grants = request.app[LOGIN_STATE].grants
+    grant = grants.find(credential)
+    if grant is None:
+        raise ApiError(401, NO_SESSION, headers={"WWW-Authenticate": "Bearer"})
+    if request.app[CLOCK].now() >= grant.expires_at:
+        raise ApiError(
+            401,
+            "the resolve token expired: log in again to get the session list and a new one",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if not store.delete_session(session_id, grant.login):
+        raise not_found
+    grants.use(credential)
+    log.info("session %s of %r ended with a resolve token", session_id, grant.login)
+
+
+# --- handlers -------------------------------------------------------------------------------
+
+
+async def login(request: web.Request) -> web.Response:
+    return web.json_response(await login_flow(request, await read_json_object(request)))
+
+
+async def captcha(request: web.Request) -> web.Response:
+    return web.json_response(await new_captcha(request), headers={"Cache-Control": "no-store"})
+
+
+async def logout(request: web.Request) -> web.Response:
+    caller = require_session(request)
+    request.app[STORE].delete_session(caller.session.id, caller.user.login)
+    return web.Response(status=204)
+
+
+async def list_sessions(request: web.Request) -> web.Response:
+    caller = require_session(request)
+    sessions = request.app[STORE].sessions_of(caller.user.login)
+    # A bare list, newest first (DESIGN §4: the order the user picks one to end).
+    return web.json_response(
+        [{**session_json(s), "current": s.id == caller.session.id} for s in sessions]
+    )
+
+
+async def end_session(request: web.Request) -> web.Response:
+    credential = bearer_token(request)
+    if credential is None:
+        raise ApiError(401, NO_SESSION, headers={"WWW-Authenticate": "Bearer"})
+    end_session_as(request, request.match_info["id"], credential)
+    return web.Response(status=204)
+
+
+def add_routes(app: web.Application) -> None:
+    app[LOGIN_STATE] = LoginState(CaptchaBook(), FailureLog(), ResolveGrants())
+    app.router.add_post("/v1/auth/login", login)
+    app.router.add_get("/v1/auth/captcha", captcha)
+    app.router.add_post("/v1/auth/logout", logout)
+    app.router.add_get("/v1/sessions", list_sessions)
+    app.router.add_delete("/v1/sessions/{id}", end_session)

@@ -1,0 +1,160 @@
+"""`camagent demo`: the whole story on one machine, narrated.
+
+A mock cloud and a camera agent start as real processes in a temporary directory, talk
+over real TLS on loopback, and the demo plays the owner and the installer: it adds the
+camera in the cloud, watches it connect, presses reset, watches it come back.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from agent.errors import CamagentError
+from cloud_mock import sandbox
+
+DEVICE_ID = "02:ca:fe:00:00:01"
+PASSWORD = "label-pass-4721"
+FAST_INTERVAL = 5.0
+LONG_POLL = 4.0
+POLLS_BEFORE_ADDING = 1
+
+
+class Narrator:
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+
+    def say(self, text: str) -> None:
+        print(f"[{time.monotonic() - self.start:6.2f} s] {text}", flush=True)
+
+
+def run(once: bool = False) -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="camagent-demo-"))
+    cloud: sandbox.Cloud | None = None
+    agent: sandbox.Agent | None = None
+    say = Narrator().say
+    # Ctrl-C and SIGTERM both end the demo cleanly, children included.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        say(f"Starting the mock cloud in {workdir}")
+        cloud = sandbox.start_cloud(workdir / "cloud")
+        say(f"Cloud is up at {cloud.url} (TLS with its own CA: {cloud.ca_file})")
+        config = sandbox.write_agent_config(
+            workdir / "camera",
+            cloud,
+            device_id=DEVICE_ID,
+            password=PASSWORD,
+            fast_interval=FAST_INTERVAL,
+            long_poll=LONG_POLL,
+            slow_interval=120,
+        )
+        say(f"Unboxing camera {DEVICE_ID}; the password on its label is {PASSWORD!r}")
+        agent = sandbox.start_agent(config)
+        say(
+            f"camagent is running on the camera: no token, so it polls the cloud "
+            f"(shrunk for the demo: every {FAST_INTERVAL:g} s, each poll waiting up to "
+            f"{LONG_POLL:g} s for a token)"
+        )
+        _watch_polls(agent, say, POLLS_BEFORE_ADDING)
+
+        session = cloud.login()
+        say("The owner logs in to the cloud as 'admin' and adds the camera: MAC + password")
+        added = time.monotonic()
+        status, body = cloud.request(
+            "POST",
+            "/v1/cameras",
+            {
+                "device_id": DEVICE_ID.upper().replace(":", "-"),
+                "password": PASSWORD,
+                "name": "Front door",
+            },
+            session=session,
+        )
+        if status != 201:
+            raise CamagentError(f"adding the camera failed: HTTP {status} {body}")
+        camera_id = body["camera_id"]
+        say("  the cloud stored (device, password-derived key, signed token) and woke the poll")
+        agent.wait_for_state("connected")
+        connected_ms = (time.monotonic() - added) * 1000
+        say(
+            f"Token received in the waiting poll, verified, stored encrypted: CONNECTED "
+            f"{connected_ms:.0f} ms after the camera was added"
+        )
+        say(f"The cloud shows the camera as {_camera_status(cloud, session, camera_id)!r}")
+        if once:
+            say("Done (--once).")
+            return 0
+
+        say("The installer presses reset: the camera forgets its token")
+        pressed = time.monotonic()
+        agent.command("reset")
+        agent.wait_for_state("connected")
+        say(
+            f"It provisioned again from the first step and is CONNECTED "
+            f"({(time.monotonic() - pressed) * 1000:.0f} ms after the reset)"
+        )
+
+        say("The owner deletes the camera: the cloud revokes its token (close code 4401)")
+        cloud.request("DELETE", f"/v1/cameras/{camera_id}", session=session)
+        agent.wait_for_state("provisioning")
+        say("The camera forgot the revoked token and is provisioning again")
+
+        print()
+        print(f"The demo keeps running. Cloud: {cloud.url}  (login admin / {cloud.admin_password})")
+        print(f"  camera status:  camagent --config {config} status")
+        print(f"  add it again:   the cloud API, MAC {DEVICE_ID}, password {PASSWORD}")
+        print("Press Ctrl-C to stop.", flush=True)
+        while agent.process.poll() is None and cloud.process.poll() is None:
+            time.sleep(0.5)
+        raise CamagentError("a demo process exited unexpectedly; see the logs in " + str(workdir))
+    except KeyboardInterrupt:
+        print("\nStopping the demo.")
+        return 0
+    finally:
+        if agent is not None:
+            agent.stop()
+        if cloud is not None:
+            cloud.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _watch_polls(agent: sandbox.Agent, say: Any, count: int) -> None:
+    """Narrate polls as they start and end; return while poll `count + 1` is waiting."""
+    started = finished = 0
+    while True:
+        prov = agent.status()["provisioning"]
+        if prov.get("last_attempt", 0) > finished:
+            finished = prov["last_attempt"]
+            say(f"  cloud → camera: poll {finished}: {prov['last_result']}")
+        if prov["attempts"] > started:
+            started = prov["attempts"]
+            say(f"  camera → cloud: poll {started} (signed with its password; waits for a token)")
+            if started > count:
+                return
+        time.sleep(0.05)
+
+
+def _camera_status(cloud: sandbox.Cloud, session: str, camera_id: str) -> str:
+    deadline = time.monotonic() + 5
+    status = "?"
+    while time.monotonic() < deadline:
+        _, body = cloud.request("GET", f"/v1/cameras/{camera_id}", session=session)
+        status = body.get("status", "?") if isinstance(body, dict) else "?"
+        if status == "online":
+            break
+        time.sleep(0.02)
+    return str(status)
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    sys.exit(run())

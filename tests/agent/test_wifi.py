@@ -1,0 +1,149 @@
+"""Applying a WiFi card. There is no radio here: nmcli and wpa_cli are recording
+stand-ins on PATH that log their argument vectors and answer like the real tools."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent import wifi
+from agent.qr.payloads import WifiNetwork
+
+NMCLI = r"""
+import json, os, sys
+log, state = os.environ["STANDIN_LOG"], json.load(open(os.environ["STANDIN_STATE"]))
+args = sys.argv[1:]
+open(log, "a").write(json.dumps(["nmcli", *args]) + "\n")
+if args[:5] == ["-t", "-f", "NAME,TYPE", "connection", "show"]:
+    for name, (kind, ssid) in state.items():
+        print(name.replace(":", "\\:") + ":" + kind)
+elif args[:3] == ["-t", "-g", "802-11-wireless.ssid"]:
+    print(state[args[-1]][1])
+elif args[:2] == ["connection", "up"] and os.environ.get("STANDIN_FAIL_UP"):
+    print("Error: Connection activation failed: Secrets were required", file=sys.stderr)
+    sys.exit(4)
+"""
+
+WPA_CLI = r"""
+import json, os, sys
+log, state = os.environ["STANDIN_LOG"], json.load(open(os.environ["STANDIN_STATE"]))
+args = sys.argv[1:]
+open(log, "a").write(json.dumps(["wpa_cli", *args]) + "\n")
+command = args[2]
+if command == "list_networks":
+    print("network id / ssid / bssid / flags")
+    for number, ssid in state.items():
+        print(f"{number}\t{ssid}\tany\t")
+elif command == "add_network":
+    print("7")
+else:
+    print("OK")
+"""
+
+
+@pytest.fixture
+def standins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    log = tmp_path / "calls.jsonl"
+    state = tmp_path / "state.json"
+    state.write_text("{}")
+
+    def install(name: str, source: str, existing: dict) -> None:
+        script = bindir / name
+        script.write_text(f"#!{sys.executable}\n{source}")
+        script.chmod(0o755)
+        state.write_text(json.dumps(existing))
+
+    monkeypatch.setenv("PATH", str(bindir))
+    monkeypatch.setenv("STANDIN_LOG", str(log))
+    monkeypatch.setenv("STANDIN_STATE", str(state))
+
+    def calls() -> list[list[str]]:
+        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+    return install, calls
+
+
+HOSTILE = WifiNetwork('Café ";\\ $(reboot) `x`', 'p;a,s:s"w\\o r d $HOME', "WPA", hidden=True)
+
+
+def test_networkmanager_gets_argument_vectors_and_replaces_the_old_profile(standins):
+    install, calls = standins
+    install(
+        "nmcli",
+        NMCLI,
+        {
+            "Home": ["802-11-wireless", "Home"],
+            "old card": ["802-11-wireless", HOSTILE.ssid],
+            "Wired": ["802-3-ethernet", ""],
+        },
+    )
+    applied = wifi.apply(HOSTILE)
+    assert applied.tool == "nmcli"
+    assert applied.replaced == ("old card",)
+    recorded = calls()
+    assert ["nmcli", "connection", "delete", "old card"] in recorded
+    assert ["nmcli", "connection", "delete", "Home"] not in recorded
+    add = next(c for c in recorded if c[1:3] == ["connection", "add"])
+    assert add[add.index("ssid") + 1] == HOSTILE.ssid  # byte for byte, no shell quoting
+    assert add[add.index("wifi-sec.psk") + 1] == HOSTILE.password
+    assert add[add.index("wifi-sec.key-mgmt") + 1] == "wpa-psk"
+    assert add[add.index("wifi.hidden") + 1] == "yes"
+    assert recorded[-1] == ["nmcli", "connection", "up", f"camagent-{HOSTILE.ssid}"]
+
+
+@pytest.mark.parametrize(
+    ("security", "expected"),
+    [
+        ("SAE", ["wifi-sec.key-mgmt", "sae"]),
+        ("WEP", ["wifi-sec.wep-key0", "abcde"]),
+        ("nopass", []),
+    ],
+)
+def test_networkmanager_security_kinds(standins, security, expected):
+    install, calls = standins
+    install("nmcli", NMCLI, {})
+    password = "" if security == "nopass" else ("abcde" if security == "WEP" else "longpassword")
+    wifi.apply(WifiNetwork("net", password, security))
+    add = next(c for c in calls() if c[1:3] == ["connection", "add"])
+    if expected:
+        assert add[add.index(expected[0]) + 1] == expected[1]
+    else:
+        assert "wifi-sec.key-mgmt" not in add
+
+
+def test_a_refused_activation_is_a_clear_error(standins, monkeypatch):
+    install, _ = standins
+    install("nmcli", NMCLI, {})
+    monkeypatch.setenv("STANDIN_FAIL_UP", "1")
+    with pytest.raises(wifi.WifiError, match="Secrets were required"):
+        wifi.apply(WifiNetwork("net", "longpassword", "WPA"))
+
+
+def test_wpa_supplicant_fallback(standins, tmp_path):
+    install, calls = standins
+    install("wpa_cli", WPA_CLI, {"0": "Home", "3": HOSTILE.ssid})
+    sys_net = tmp_path / "net"
+    (sys_net / "eth0").mkdir(parents=True)
+    (sys_net / "wlan0" / "wireless").mkdir(parents=True)
+    applied = wifi.apply(HOSTILE, wifi.wireless_interface(sys_net))
+    assert applied.tool == "wpa_cli"
+    assert applied.replaced == ("3",)
+    recorded = [c[3:] for c in calls()]
+    assert all(c[1:3] == ["-i", "wlan0"] for c in calls())
+    assert ["remove_network", "3"] in recorded
+    assert ["set_network", "7", "ssid", HOSTILE.ssid.encode().hex()] in recorded
+    assert ["set_network", "7", "psk", f'"{HOSTILE.password}"'] in recorded
+    assert ["set_network", "7", "scan_ssid", "1"] in recorded
+    assert recorded[-2:] == [["enable_network", "7"], ["save_config"]]
+
+
+def test_no_tool_and_no_interface_say_so(standins, tmp_path):
+    with pytest.raises(wifi.WifiError, match="neither NetworkManager"):
+        wifi.apply(WifiNetwork("net", "longpassword", "WPA"))
+    with pytest.raises(wifi.WifiError, match="no wireless interface"):
+        wifi.wireless_interface(tmp_path)
