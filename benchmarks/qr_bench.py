@@ -1,4 +1,4 @@
-"""QR decoding on ../shared/qr-bench: reads, misreads, false positives, time per frame.
+"""QR decoding on tests/data/qr-bench: reads, misreads, false positives, time per frame.
 
 Decoders compared (all on the grayscale image as OpenCV loads it):
 - `zxing-cpp`: one plain `zxingcpp.read_barcodes` call, QR formats, plain text mode,
@@ -31,7 +31,7 @@ from typing import Any
 
 from benchmarks.common import ROOT, BenchmarkError, Context, Extra, Row, median, percentile
 
-BENCH = ROOT.parent / "shared" / "qr-bench"
+BENCH = ROOT / "tests" / "data" / "qr-bench"
 NO_CODE_SET = "falsepositives-2"
 TARGET_READ = 88
 TARGET_1080P_MS = 10.0
@@ -191,7 +191,7 @@ def qr_decode(ctx: Context) -> list[Row]:
             )
     ctx.extras.append(
         Extra(
-            "QR decoding on ../shared/qr-bench (read = correct reads / images with a code; "
+            "QR decoding on tests/data/qr-bench (read = correct reads / images with a code; "
             "ms per image, best of runs)",
             ("decoder", "set", "read", "misreads", "erratum", "false pos.", "median ms", "p95 ms"),
             table,
@@ -212,7 +212,7 @@ def qr_decode(ctx: Context) -> list[Row]:
     ship = scores["pipeline"]
     total = ship["total"]
     code_images = total["images"] - no_code_images
-    how = f"{len(items)} photos of ../shared/qr-bench, agent.qr.decode.decode_frame (pyzbar off)"
+    how = f"{len(items)} photos of tests/data/qr-bench, agent.qr.decode.decode_frame (pyzbar off)"
     ms_1080 = frame_ms["pipeline"]["1080p photo"]
     ms_720 = frame_ms["pipeline"]["720p photo"]
     details: dict[str, Any] = {"wrong": ship["wrong"], "all_decoders": scores}

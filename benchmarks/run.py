@@ -66,7 +66,7 @@ BENCHMARKS: list[Benchmark] = [
     Benchmark("fleet_load", fleet_load.fleet_load, "p99 <= 50 ms", "N pollers, add -> answer"),
     Benchmark("fleet_sim", fleet_sim.fleet_sim, "steady ~ N/3600", "1M devices, pure schedule"),
     Benchmark("crash_bench", crash_bench.crash_bench, "corrupt = 0", "SIGKILL mid-write"),
-    Benchmark("qr_decode", qr_bench.qr_decode, ">= 88 of 89 read", "../shared/qr-bench"),
+    Benchmark("qr_decode", qr_bench.qr_decode, ">= 88 of 89 read", "tests/data/qr-bench"),
     Benchmark("qr_daemon_memory", qr_daemon_bench.qr_daemon_memory, "<= 48 MiB", "VmRSS"),
     Benchmark(
         "service_ready", system_bench.service_ready, "p50 <= 400 ms", "booted container, systemd"

@@ -16,6 +16,7 @@ from agent.backoff import Backoff
 from agent.control_channel import ControlChannel, Hello, TokenRevokedError
 from agent.tls import client_context
 from cloud_mock.pki import ensure_pki
+from tests.eventually import eventually_async
 
 Script = Callable[[web.WebSocketResponse, web.Request], Awaitable[None]]
 
@@ -104,9 +105,7 @@ def channel(
 
 
 async def wait_for(predicate: Callable[[], bool], timeout: float = 5) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
+    await eventually_async(predicate, timeout=timeout, interval=0.01)
 
 
 async def test_hello_first_then_commands_answered_with_results(cloud, session) -> None:

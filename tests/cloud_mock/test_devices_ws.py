@@ -15,6 +15,7 @@ from agent.token_codec import parse_claims, sign_token
 from cloud_mock.keys import CONFIG
 from cloud_mock.server import RunningMock
 from tests.cloud_mock.helpers import MAC, add_camera
+from tests.eventually import eventually_async
 
 WS = "/v1/devices/ws"
 
@@ -51,11 +52,13 @@ async def status_of(client: aiohttp.ClientSession, auth: dict[str, str], camera_
 async def wait_status(
     client: aiohttp.ClientSession, auth: dict[str, str], camera_id: str, wanted: str
 ) -> None:
-    for _ in range(100):
-        if await status_of(client, auth, camera_id) == wanted:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"camera never became {wanted}")
+    await eventually_async(
+        lambda: status_of(client, auth, camera_id),
+        until=lambda status: status == wanted,
+        timeout=5,
+        interval=0.02,
+        what=f"camera {wanted}",
+    )
 
 
 async def test_hello_heartbeat_and_status(

@@ -181,6 +181,8 @@ def test_signal_shuts_down_cleanly_even_with_held_polls(
     result: dict[str, Any] = {}
     poller = threading.Thread(target=_held_poll, args=(cloud, result))
     poller.start()
+    # Let the poll reach the mock and be held: the subprocess offers nothing to wait on
+    # (the poll log records a poll when it ends).
     time.sleep(0.5)
     started = time.monotonic()
     cloud.process.send_signal(signum)

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from agent.nvr import activation_code
 from cloud_mock.keys import STORE
+from cloud_mock.provisioning import WAITERS
 from cloud_mock.server import RunningMock
 from cloud_mock.testing import running_mock_cloud
 from tests.cloud_mock.conftest import client_for
@@ -31,6 +32,7 @@ from tests.cloud_mock.nvr_helpers import (
     registration_token,
     unseal_with,
 )
+from tests.eventually import eventually_async
 
 DAY = 86_400
 
@@ -64,7 +66,8 @@ async def test_activation_hands_the_token_to_the_held_poll_of_that_nvr_only(
 
     held = asyncio.create_task(nvr.poll(client, secret, wait=10))
     other = asyncio.create_task(nvr.poll(client, b"\x07" * 32, wait=1))
-    await asyncio.sleep(0.3)
+    waiters = mock.app[WAITERS]
+    await eventually_async(lambda: len(waiters), until=lambda n: n >= 2, what="both polls held")
     assert not held.done()
     status, linked = await call(
         client, "POST", f"/v1/registrators/{registrator['id']}/activate", auth, {"code": code}

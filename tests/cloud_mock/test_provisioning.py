@@ -18,9 +18,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cloud_mock.provisioning import WAITERS
 from cloud_mock.server import RunningMock, start
 from tests.cloud_mock.conftest import client_for, mock_options
 from tests.cloud_mock.helpers import MAC, PASSWORD, add_camera, poll_body, unseal, verify_token
+from tests.eventually import eventually_async
 
 POLL = "/v1/provisioning/poll"
 
@@ -42,6 +44,12 @@ async def log_of(client: aiohttp.ClientSession, device_id: str | None = None) ->
         assert response.status == 200
         polls: list[Any] = (await response.json())["polls"]
         return polls
+
+
+async def held_polls(mock: RunningMock, count: int) -> None:
+    """Until `count` polls are being held by the mock (its long-poll waiters)."""
+    waiters = mock.app[WAITERS]
+    await eventually_async(lambda: len(waiters), until=lambda n: n >= count, what="held polls")
 
 
 async def test_right_proof_gets_sealed_signed_token(
@@ -116,6 +124,7 @@ async def test_long_poll_wakes_when_camera_is_added(
     client: aiohttp.ClientSession, auth: dict[str, str], mock: RunningMock
 ) -> None:
     poll_task = asyncio.create_task(do_poll(client, poll_body(MAC, PASSWORD, wait=10)))
+    # The add comes 0.3 s into the hold: the log's held_s is checked against it below.
     await asyncio.sleep(0.3)
     assert not poll_task.done()
     camera = await add_camera(client, auth)
@@ -137,20 +146,18 @@ async def test_a_poll_abandoned_by_its_device_is_released_at_once(
 ) -> None:
     async with client_for(mock) as impatient:
         task = asyncio.create_task(do_poll(impatient, poll_body(MAC, PASSWORD, wait=30)))
-        await asyncio.sleep(0.3)
+        await held_polls(mock, 1)
         task.cancel()
-    hung_up = time.monotonic()
-    entries: list[Any] = []
-    while time.monotonic() - hung_up < 3 and not entries:
-        await asyncio.sleep(0.05)
-        entries = await log_of(client, MAC)
+    entries: list[Any] = await eventually_async(
+        lambda: log_of(client, MAC), timeout=3, what="the abandoned poll in the log"
+    )
     [entry] = entries
     assert entry["result"] == "abandoned"
     assert entry["held_s"] < 2, "the handler must not sit out the 30 s wait"
 
 
 async def test_many_held_polls_of_many_devices(
-    client: aiohttp.ClientSession, auth: dict[str, str]
+    client: aiohttp.ClientSession, auth: dict[str, str], mock: RunningMock
 ) -> None:
     macs = [f"aa:bb:cc:00:00:{i:02x}" for i in range(40)]
     bodies = [
@@ -158,7 +165,7 @@ async def test_many_held_polls_of_many_devices(
         for i, m in enumerate(macs)
     ]
     tasks = [asyncio.create_task(do_poll(client, body)) for body in bodies]
-    await asyncio.sleep(0.3)
+    await held_polls(mock, 40)
     await add_camera(client, auth, device_id=macs[7])
     status, _, _ = await asyncio.wait_for(tasks[7], 5)
     assert status == 200
@@ -170,10 +177,10 @@ async def test_many_held_polls_of_many_devices(
 
 
 async def test_held_poll_with_wrong_password_keeps_waiting(
-    client: aiohttp.ClientSession, auth: dict[str, str]
+    client: aiohttp.ClientSession, auth: dict[str, str], mock: RunningMock
 ) -> None:
     poll_task = asyncio.create_task(do_poll(client, poll_body(MAC, "other", wait=1)))
-    await asyncio.sleep(0.2)
+    await held_polls(mock, 1)
     await add_camera(client, auth)
     status, _, elapsed = await poll_task
     assert status == 204

@@ -30,6 +30,7 @@ from tests.cloud_mock.nvr_helpers import (
     nvr_channel,
     registration_token,
 )
+from tests.eventually import eventually_async
 
 FIELDS = {
     "id",
@@ -66,11 +67,13 @@ async def status_of(client: aiohttp.ClientSession, auth: dict[str, str], rid: st
 async def wait_status(
     client: aiohttp.ClientSession, auth: dict[str, str], rid: str, wanted: str
 ) -> None:
-    for _ in range(100):
-        if await status_of(client, auth, rid) == wanted:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"registrator never became {wanted}")
+    await eventually_async(
+        lambda: status_of(client, auth, rid),
+        until=lambda status: status == wanted,
+        timeout=5,
+        interval=0.02,
+        what=f"registrator {wanted}",
+    )
 
 
 # --- wizard steps ------------------------------------------------------------------------------
@@ -326,12 +329,17 @@ async def test_settings_applied_live_or_on_the_next_hello(
             "broadcast": {"enabled": True, "quality": "high"},
             "archive": {"enabled": False, "days": 7},
         }
-        for _ in range(100):
-            _, shown = await call(client, "GET", f"/v1/registrators/{rid}", auth)
-            if not shown["settings_pending"]:
-                break
-            await asyncio.sleep(0.02)
-        assert shown["settings_pending"] is False
+
+        async def registrator() -> Any:
+            return (await call(client, "GET", f"/v1/registrators/{rid}", auth))[1]
+
+        await eventually_async(
+            registrator,
+            until=lambda shown: shown["settings_pending"] is False,
+            timeout=5,
+            interval=0.02,
+            what="settings applied",
+        )
 
         # Online: applied at once, the NVR's answer passed on.
         answering = asyncio.create_task(answer_command(ws, "configure", True, {"ok": 1}))

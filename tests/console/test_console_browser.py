@@ -31,6 +31,7 @@ from playwright.sync_api import (
 from cloud_mock import sandbox
 from cloud_mock.testing import MockCloud
 from tests.console.conftest import start_cloud
+from tests.eventually import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -342,13 +343,13 @@ def test_add_camera_goes_online_live_and_delete_reprovisions(
 
 
 def wait_for_activation(agent: sandbox.Agent, timeout: float = 20) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        activation = agent.status().get("activation")
-        if activation:
-            return dict(activation)
-        time.sleep(0.1)
-    raise AssertionError(f"no activation code: {agent.status()}")
+    activation = eventually(
+        lambda: agent.status().get("activation"),
+        timeout=timeout,
+        interval=0.1,
+        what="an activation code in status",
+    )
+    return dict(activation)
 
 
 def test_registrator_wizard_end_to_end_then_sync(

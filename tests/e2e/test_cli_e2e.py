@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.token_codec import parse_claims, sign_token
+from tests.eventually import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -122,19 +122,27 @@ def test_offline_reset_and_token_set_change_the_state_under_lock(fleet, add_came
 
 
 def test_poll_now_restarts_the_fast_phase(fleet, run_cli):
+    # The fast phase lasts 3 x 0.8 s: long enough to be seen by `status` after the
+    # CLI returns on a loaded machine (0.3 s was not).
     config, _, _ = fleet.configure(
-        fast_interval=0.3, fast_attempts=1, slow_interval=30, long_poll=0.0
+        fast_interval=0.8, fast_attempts=3, slow_interval=30, long_poll=0.0
     )
     agent = fleet.start(config)
-    deadline = time.monotonic() + 5
-    while agent.status()["provisioning"]["phase"] != "slow" and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert agent.status()["provisioning"]["next_poll_in"] > 20
+    prov = eventually(
+        lambda: agent.status()["provisioning"],
+        until=lambda prov: prov["phase"] == "slow",
+        timeout=10,
+        what="the slow phase",
+    )
+    assert prov["next_poll_in"] > 20
     result = run_cli(config, "poll-now")
     assert result.returncode == 0, result.stderr
-    time.sleep(0.2)
-    prov = agent.status()["provisioning"]
-    assert prov["phase"] == "fast"
+    prov = eventually(
+        lambda: agent.status()["provisioning"],
+        until=lambda prov: prov["phase"] == "fast",
+        timeout=5,
+        what="the fast phase after poll-now",
+    )
     assert prov["next_poll_in"] < 1
 
 

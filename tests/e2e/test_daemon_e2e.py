@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from cloud_mock import sandbox
+from tests.eventually import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -69,25 +70,27 @@ def test_sighup_applies_new_intervals_and_survives_a_broken_file(fleet):
     original = config.read_text()
     config.write_text(original.replace("fast_interval = 30.0", "fast_interval = 1.5"))
     agent.process.send_signal(signal.SIGHUP)
-    time.sleep(0.3)
+    eventually(agent.log_text, until=lambda log: "configuration reloaded" in log, what="the reload")
     config.write_text("[provisioning\nbroken")
     agent.process.send_signal(signal.SIGHUP)
-    time.sleep(0.3)
+    eventually(agent.log_text, until=lambda log: "reload refused" in log, what="the refusal")
     assert agent.process.poll() is None
-    assert "reload refused" in agent.log_text()
     # The valid reload took: polls now come 1.5 s apart instead of 30 s.
-    deadline = time.monotonic() + 5
-    while agent.status()["provisioning"]["attempts"] < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert agent.status()["provisioning"]["attempts"] >= 2
-    assert time.monotonic() < deadline
+    eventually(
+        lambda: agent.status()["provisioning"]["attempts"],
+        until=lambda attempts: attempts >= 2,
+        timeout=5,
+        interval=0.1,
+        what="a second poll 1.5 s after the first",
+    )
 
 
 def test_password_file_is_only_needed_once(fleet, add_camera):
     config, device_id, password = fleet.configure(fast_interval=0.5, long_poll=0.0)
     agent = fleet.start(config)
-    time.sleep(0.3)
-    assert "provisioning key derived" in agent.log_text()
+    eventually(
+        agent.log_text, until=lambda log: "provisioning key derived" in log, what="K derived"
+    )
     agent.stop()
     (config.parent / "password").unlink()  # e.g. a label file on a tmpfs that is gone
     add_camera(device_id, password)

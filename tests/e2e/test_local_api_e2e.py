@@ -19,6 +19,7 @@ import pytest
 
 from cloud_mock import sandbox
 from tests.e2e.conftest import Fleet
+from tests.eventually import eventually, eventually_async
 
 pytestmark = pytest.mark.e2e
 
@@ -36,14 +37,18 @@ def enable_local_api(config: Path, *, mdns: bool = False, extra: str = "") -> No
 
 
 def wait_for_local_api(agent: sandbox.Agent, timeout: float = 20.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def local_api() -> dict[str, Any]:
+        if agent.process.poll() is not None:  # fail now, not after the timeout
+            pytest.fail(f"the daemon exited:\n{agent.log_text()}")
         local: dict[str, Any] = agent.status()["local_api"]
-        if local.get("port"):
-            return local
-        assert agent.process.poll() is None, agent.log_text()
-        time.sleep(0.05)
-    raise AssertionError(f"no local API after {timeout} s:\n{agent.log_text()}")
+        return local
+
+    try:
+        return eventually(
+            local_api, until=lambda local: local.get("port"), timeout=timeout, what="local API"
+        )
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{agent.log_text()}") from None
 
 
 class Device:
@@ -168,10 +173,11 @@ async def test_info_without_auth_then_a_pushed_token_connects(
     polls_before = len(cloud.provisioning_log(device_id))
     status, body, _ = await device.post("/v1/poll-now", None, password)
     assert status == 200, body
-    deadline = time.monotonic() + 20
-    while len(cloud.provisioning_log(device_id)) <= polls_before:
-        assert time.monotonic() < deadline, "poll-now made no poll"
-        time.sleep(0.05)
+    eventually(
+        lambda: len(cloud.provisioning_log(device_id)) > polls_before,
+        timeout=20,
+        what="a poll after poll-now",
+    )
 
     # A token for another device is refused by the same check as every token.
     other = cloud.add_camera(session, "02:00:00:00:ff:01", "other-password")["token"]
@@ -242,10 +248,11 @@ async def test_wifi_goes_through_networkmanager_and_restarts_the_fast_phase(
     assert add[add.index("ssid") + 1] == ssid
     assert add[add.index("wifi-sec.psk") + 1] == secret
     # A new link: the fast phase starts again with a poll now (the schedule said 600 s).
-    deadline = time.monotonic() + 20
-    while len(cloud.provisioning_log(device_id)) <= polls_before:
-        assert time.monotonic() < deadline, "no poll after joining WiFi"
-        time.sleep(0.05)
+    eventually(
+        lambda: len(cloud.provisioning_log(device_id)) > polls_before,
+        timeout=20,
+        what="a poll after joining WiFi",
+    )
 
     status, body, _ = await device.post(
         "/v1/wifi", {"ssid": "x", "password": "short", "security": "WPA"}, password
@@ -323,7 +330,6 @@ async def test_bad_requests_get_clear_4xx_and_the_daemon_keeps_answering(
 
 async def browse_for(device_id: str, want_state: str, timeout: float = 20.0) -> dict[str, str]:
     """Browse `_camagent._tcp` until the device announces `want_state`; its TXT."""
-    import asyncio
 
     from zeroconf import ServiceStateChange
     from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
@@ -338,23 +344,30 @@ async def browse_for(device_id: str, want_state: str, timeout: float = 20.0) -> 
 
     azc = AsyncZeroconf()
     browser = AsyncServiceBrowser(azc.zeroconf, "_camagent._tcp.local.", handlers=[on_change])
+
+    async def announced() -> dict[str, str] | None:
+        for name in list(names):
+            info = AsyncServiceInfo("_camagent._tcp.local.", name)
+            if not await info.async_request(azc.zeroconf, 1000):
+                continue
+            txt = {k.decode(): (v or b"").decode() for k, v in info.properties.items()}
+            if txt.get("id") == device_id and txt.get("state") == want_state:
+                txt["port"] = str(info.port)
+                txt["addresses"] = ",".join(info.parsed_addresses())
+                return txt
+        return None
+
     try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for name in list(names):
-                info = AsyncServiceInfo("_camagent._tcp.local.", name)
-                if not await info.async_request(azc.zeroconf, 1000):
-                    continue
-                txt = {k.decode(): (v or b"").decode() for k, v in info.properties.items()}
-                if txt.get("id") == device_id and txt.get("state") == want_state:
-                    txt["port"] = str(info.port)
-                    txt["addresses"] = ",".join(info.parsed_addresses())
-                    return txt
-            await asyncio.sleep(0.2)
+        found: dict[str, str] = await eventually_async(
+            announced,
+            timeout=timeout,
+            interval=0.2,
+            what=f"{device_id} announced in state {want_state}",
+        )
+        return found
     finally:
         await browser.async_cancel()
         await azc.async_close()
-    raise AssertionError(f"{device_id} not announced in state {want_state} within {timeout} s")
 
 
 async def test_mdns_announces_the_device_and_follows_its_state(
@@ -369,11 +382,8 @@ async def test_mdns_announces_the_device_and_follows_its_state(
     assert txt["ver"]
     assert txt["port"] == str(local["port"])
     assert txt["addresses"] == "127.0.0.1"  # where it listens, not every address it has
-    deadline = time.monotonic() + 10
-    while not agent.status()["local_api"]["mdns"]:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    assert agent.status()["local_api"]["mdns"].endswith("._camagent._tcp.local.")
+    mdns_name = eventually(lambda: agent.status()["local_api"]["mdns"], what="status mdns name")
+    assert mdns_name.endswith("._camagent._tcp.local.")
 
     token = cloud.add_camera(session, device_id, password)["token"]
     status, _, _ = await Device(http, local).post("/v1/token", {"token": token}, password)
@@ -381,7 +391,6 @@ async def test_mdns_announces_the_device_and_follows_its_state(
     await browse_for(device_id, "connected")
 
     # Stopping says goodbye: a browser hears the service leave at once, not after its TTL.
-    import asyncio
 
     from zeroconf import ServiceStateChange
     from zeroconf.asyncio import AsyncServiceBrowser, AsyncZeroconf
@@ -398,15 +407,13 @@ async def test_mdns_announces_the_device_and_follows_its_state(
     azc = AsyncZeroconf()
     browser = AsyncServiceBrowser(azc.zeroconf, "_camagent._tcp.local.", handlers=[on_change])
     try:
-        deadline = time.monotonic() + 10
-        while ServiceStateChange.Added not in seen:
-            assert time.monotonic() < deadline, "the browser did not see the device"
-            await asyncio.sleep(0.05)
+        await eventually_async(
+            lambda: ServiceStateChange.Added in seen, what="the browser seeing the device"
+        )
         assert agent.stop() == 0
-        deadline = time.monotonic() + 5
-        while ServiceStateChange.Removed not in seen:
-            assert time.monotonic() < deadline, "no mDNS goodbye on stop"
-            await asyncio.sleep(0.05)
+        await eventually_async(
+            lambda: ServiceStateChange.Removed in seen, timeout=5, what="an mDNS goodbye on stop"
+        )
     finally:
         await browser.async_cancel()
         await azc.async_close()
@@ -420,10 +427,7 @@ async def test_cloud_registration_links_an_nvr(
     agent, local, device_id, password = start_device(
         fleet, kind="nvr", fast_interval=3.0, long_poll=2.0
     )
-    deadline = time.monotonic() + 15
-    while agent.status()["state"] != "awaiting_activation":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    agent.wait_for_state("awaiting_activation", timeout=15)
     device = Device(http, local)
     status, body, _ = await device.post(
         "/v1/cloud-registration", {"token": made["token"]}, password

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from cloud_mock import sandbox
+from tests.eventually import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -30,14 +31,11 @@ def nvr_config(fleet, **options):
 
 
 def wait_for_code(agent, timeout: float = 15) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = agent.status()
-        if status.get("activation"):
-            assert status["state"] == "awaiting_activation"
-            return status["activation"]
-        time.sleep(0.05)
-    raise AssertionError(f"no activation code: {agent.status()}")
+    status = eventually(
+        agent.status, until=lambda s: s.get("activation"), timeout=timeout, what="activation code"
+    )
+    assert status["state"] == "awaiting_activation"
+    return status["activation"]
 
 
 def new_registrator(cloud, session, name="Server room") -> dict:
@@ -52,12 +50,13 @@ def new_registrator(cloud, session, name="Server room") -> dict:
 
 
 def wait_online(cloud, session, registrator_id, timeout=5.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        _, body = cloud.request("GET", f"/v1/registrators/{registrator_id}", session=session)
-        if body["status"] == "online" or time.monotonic() > deadline:
-            return body
-        time.sleep(0.02)
+    return eventually(
+        lambda: cloud.request("GET", f"/v1/registrators/{registrator_id}", session=session)[1],
+        until=lambda body: body["status"] == "online",
+        timeout=timeout,
+        interval=0.02,
+        what="the registrator online",
+    )
 
 
 def test_code_activate_online_sync_and_configure(fleet, cloud, session, run_cli):
@@ -216,11 +215,12 @@ def test_code_is_renewed_before_it_expires_and_the_old_one_still_works(tmp_path,
             session = short.login()
             rid = new_registrator(short, session)["id"]
             first = wait_for_code(agent)
-            deadline = time.monotonic() + 15
-            while agent.status()["activation"]["code"] == first["code"]:
-                assert time.monotonic() < deadline, "the code was not renewed"
-                time.sleep(0.05)
-            second = agent.status()["activation"]
+            second = eventually(
+                lambda: agent.status()["activation"],
+                until=lambda activation: activation["code"] != first["code"],
+                timeout=15,
+                what="the code renewed",
+            )
             assert second["expires_at"] > first["expires_at"]
             assert agent.log_text().count("activation code ") == 2
             # Renewing a code is not a provisioning request: still the one poll at start.

@@ -9,6 +9,7 @@ import pytest
 
 from cloud_mock import sandbox
 from tests.e2e.conftest import polls
+from tests.eventually import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -17,9 +18,15 @@ def test_long_poll_delivers_the_token_within_a_second_of_adding(fleet, cloud, ad
     config, device_id, password = fleet.configure(fast_interval=3.0, long_poll=2.0)
     agent = fleet.start(config)
     # Wait until a poll is being held by the cloud, then add the camera.
-    deadline = time.monotonic() + 10
-    while agent.status()["provisioning"]["attempts"] < 1 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    eventually(
+        lambda: agent.status()["provisioning"]["attempts"],
+        until=lambda attempts: attempts >= 1,
+        interval=0.02,
+        what="the first poll",
+    )
+    # Part of the scenario: the add comes while the poll is held (>= 0.2 s into it, as
+    # asserted below), not in a race with the poll's arrival. The mock exposes no
+    # "held now" signal to wait on instead.
     time.sleep(0.3)
     added = time.monotonic()
     add_camera(device_id.upper().replace(":", "-"), password)
@@ -35,10 +42,10 @@ def test_fast_phase_then_slow_phase_cadence(fleet, cloud):
         fast_interval=0.6, fast_attempts=3, slow_interval=2.0, slow_jitter=0.0, long_poll=0.0
     )
     agent = fleet.start(config)
-    deadline = time.monotonic() + 15
-    while len(polls(cloud, device_id)) < 6 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    starts = [p["at"] for p in polls(cloud, device_id)][:6]
+    log = eventually(
+        lambda: polls(cloud, device_id), until=lambda log: len(log) >= 6, timeout=15, what="6 polls"
+    )
+    starts = [p["at"] for p in log][:6]
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     # first request at start, three more 0.6 s apart, then every 2 s
     assert gaps[:3] == pytest.approx([0.6, 0.6, 0.6], abs=0.15)
@@ -54,7 +61,8 @@ def test_no_polls_while_a_token_is_held_even_after_restart_or_sigkill(fleet, clo
     agent = fleet.start(config)
     agent.wait_for_state("connected")
     count = len(polls(cloud, device_id))
-    time.sleep(1.5)  # three fast intervals: a polling device would have polled
+    # Time is the subject: three fast intervals in which a polling device would have polled.
+    time.sleep(1.5)
     assert len(polls(cloud, device_id)) == count
 
     assert agent.stop() == 0
@@ -63,7 +71,7 @@ def test_no_polls_while_a_token_is_held_even_after_restart_or_sigkill(fleet, clo
     agent.kill()  # SIGKILL: no chance to clean up
     agent = fleet.start(config)
     agent.wait_for_state("connected")
-    time.sleep(1.0)
+    time.sleep(1.0)  # time is the subject: two fast intervals with no poll after the SIGKILL
     assert len(polls(cloud, device_id)) == count
     assert agent.status()["provisioning"]["phase"] == "off"
 
@@ -97,11 +105,12 @@ def test_wrong_password_never_provisions(fleet, cloud, add_camera):
     config, device_id, _ = fleet.configure(fast_interval=0.5, long_poll=0.0)
     add_camera(device_id, "the-password-the-owner-typed")
     agent = fleet.start(config)
-    time.sleep(2.0)
+    log = eventually(
+        lambda: polls(cloud, device_id), until=lambda log: len(log) >= 3, what="three polls"
+    )
     assert agent.status()["state"] == "provisioning"
-    results = {p["result"] for p in polls(cloud, device_id)}
-    assert results == {"bad_proof"}
-    assert len(polls(cloud, device_id)) >= 3
+    assert {p["result"] for p in log} == {"bad_proof"}
+    assert {p["result"] for p in polls(cloud, device_id)} == {"bad_proof"}
 
 
 def test_token_signed_by_an_untrusted_key_is_discarded(tmp_path, fleet, cloud, add_camera):
@@ -112,11 +121,15 @@ def test_token_signed_by_an_untrusted_key_is_discarded(tmp_path, fleet, cloud, a
         config.write_text(text)
         add_camera(device_id, password)
         agent = fleet.start(config)
-        time.sleep(1.5)
-        status = agent.status()
+        status = eventually(
+            agent.status,
+            until=lambda s: "signature" in (s["provisioning"].get("last_result") or ""),
+            what="a poll's token refused for its signature",
+        )
         assert status["state"] == "provisioning"
-        assert "signature" in status["provisioning"]["last_result"]
-        assert "discarding the token" in agent.log_text()
+        eventually(
+            agent.log_text, until=lambda log: "discarding the token" in log, what="the log line"
+        )
         assert {p["result"] for p in polls(cloud, device_id)} == {"token"}
     finally:
         other.stop()
@@ -132,10 +145,12 @@ def test_token_for_another_cloud_url_is_refused(fleet, cloud, add_camera):
     )
     add_camera(device_id, password)
     agent = fleet.start(config)
-    time.sleep(1.5)
-    status = agent.status()
+    status = eventually(
+        agent.status,
+        until=lambda s: "trusts only" in (s["provisioning"].get("last_result") or ""),
+        what="a poll's token refused for its api",
+    )
     assert status["state"] == "provisioning"
-    assert "trusts only" in status["provisioning"]["last_result"]
 
 
 def test_retry_after_is_honoured(fleet, cloud):
@@ -145,8 +160,9 @@ def test_retry_after_is_honoured(fleet, cloud):
     assert status == 200
     config, device_id, _ = fleet.configure(fast_interval=0.5, long_poll=0.0)
     fleet.start(config)
-    time.sleep(3.5)
-    log = polls(cloud, device_id)
+    log = eventually(
+        lambda: polls(cloud, device_id), until=lambda log: len(log) >= 3, what="three polls"
+    )
     assert log[0]["result"] == "fault"
     assert log[1]["at"] - log[0]["at"] >= 1.95
     assert log[2]["at"] - log[1]["at"] == pytest.approx(0.5, abs=0.15)
@@ -229,14 +245,19 @@ def test_heartbeats_keep_the_camera_seen(tmp_path, fleet, add_camera):
         agent = hb_fleet.start(config)
         agent.wait_for_state("connected")
         first = slow_cloud.camera(session, camera["camera_id"])["last_seen"]
-        time.sleep(2.5)
-        later = slow_cloud.camera(session, camera["camera_id"])
+        later = eventually(
+            lambda: slow_cloud.camera(session, camera["camera_id"]),
+            until=lambda c: c["last_seen"] - first >= 1.5,
+            timeout=5,
+            what="last_seen moved on by heartbeats (1 s apart)",
+        )
         assert later["status"] == "online"
-        assert later["last_seen"] - first >= 1.5
         hb_fleet.stop_all()
-        deadline = time.monotonic() + 5
-        while slow_cloud.camera(session, camera["camera_id"])["status"] != "offline":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        eventually(
+            lambda: slow_cloud.camera(session, camera["camera_id"])["status"],
+            until=lambda status: status == "offline",
+            timeout=5,
+            what="the camera offline once its agent stopped",
+        )
     finally:
         slow_cloud.stop()

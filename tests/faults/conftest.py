@@ -24,6 +24,7 @@ import pytest
 
 from cloud_mock import sandbox
 from cloud_mock.testing import PROJECT_ROOT, start_mock_cloud
+from tests.eventually import eventually
 from tests.faults.proxy import FaultProxy
 
 HEARTBEAT_S = "1"  # the mock tells agents to heartbeat every second: a dead link shows fast
@@ -176,13 +177,15 @@ class Rig:
 
     @staticmethod
     def ready(agent: FaultAgent, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not agent.agent.answers():
-            if agent.agent.process.poll() is not None:
-                raise AssertionError(f"agent exited:\n{agent.agent.log_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"agent not answering:\n{agent.agent.log_text()[-3000:]}")
-            time.sleep(0.05)
+        def answers() -> bool:
+            if agent.agent.process.poll() is not None:  # fail now, not after the timeout
+                pytest.fail(f"agent exited:\n{agent.agent.log_text()[-3000:]}")
+            return agent.agent.answers()
+
+        try:
+            eventually(answers, timeout=timeout, what="the agent answering")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}:\n{agent.agent.log_text()[-3000:]}") from None
         agent.started_at = time.monotonic()
 
     def close(self) -> None:

@@ -63,6 +63,7 @@ class Upstream:
                     self.received += data
                 if len(self.received) >= wanted:
                     conn.sendall(ANSWER)
+                    # Open past the client's 0.7 s: any close it sees is the proxy's.
                     time.sleep(1.0)
 
 
@@ -80,7 +81,7 @@ def exchange(proxy: FaultProxy, fault: Fault) -> tuple[bytes, str]:
     proxy.set_fault(fault)
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=0.7) as client:
         client.sendall(HELLO + FINISHED)
-        time.sleep(0.05)
+        time.sleep(0.05)  # two separate writes, as a TLS client's handshake and request are
         client.sendall(REQUEST)
         got = b""
         try:

@@ -14,7 +14,6 @@ import os
 import random
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from agent.errors import CamagentError
 from agent.token_store import STATE_FILE
 from benchmarks.crash_bench import Daemon, Device, Harness, Outcome, Tally
 from cloud_mock import sandbox
+from tests.eventually import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -201,11 +201,11 @@ def test_a_running_daemon_logs_the_error_keeps_running_and_the_old_state(
             with pytest.raises(CamagentError, match="could not be saved") as refused:
                 control_socket.request(device.socket, "token_set", {"token": new}, timeout=10)
             assert message in str(refused.value).lower()
-            deadline = time.monotonic() + 10
-            while message not in daemon.tail().lower() and time.monotonic() < deadline:
-                time.sleep(0.05)
-            log = daemon.tail().lower()
-            assert message in log
+            log = eventually(
+                lambda: daemon.tail().lower(),
+                until=lambda log: message in log,
+                what=f"{message!r} in the daemon's log",
+            )
             assert str(device.state_dir).lower() in log
             assert daemon.answers()  # still running, on its in-memory state
             assert daemon.process is not None

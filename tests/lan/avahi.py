@@ -7,10 +7,10 @@ import contextlib
 import os
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.eventually import eventually
 from tests.lan.netns import Namespace
 
 BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
@@ -110,14 +110,17 @@ class Avahi:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def _wait(self, ready: object, what: str, process: subprocess.Popen[bytes]) -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+        def up() -> bool:
             if callable(ready) and ready():
-                return
-            if process.poll() is not None:
+                return True
+            if process.poll() is not None:  # fail now, not after the timeout
                 raise AvahiError(f"{what} exited with {process.returncode}:\n{self.log()}")
-            time.sleep(0.05)
-        raise AvahiError(f"{what} not ready after 20 s:\n{self.log()}")
+            return False
+
+        try:
+            eventually(up, timeout=20, what=f"{what} ready")
+        except AssertionError as exc:
+            raise AvahiError(f"{exc}:\n{self.log()}") from None
 
     def browse(self, service_type: str = "_camagent._tcp") -> list[list[str]]:
         """`avahi-browse -rpt`: the resolved lines ("=") split on ";"."""

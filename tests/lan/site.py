@@ -11,13 +11,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cloud_mock import sandbox
 from cloud_mock.testing import start_mock_cloud
+from tests.eventually import eventually
 from tests.lan.netns import Lan, Namespace
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,24 +70,34 @@ def launch(ns: Namespace, config: Path, env: dict[str, str] | None = None) -> sa
             env=_env(**(env or {})),
         )
     agent = sandbox.Agent(config, process, log_path)
-    deadline = time.monotonic() + 30
-    while not agent.answers():
-        if process.poll() is not None or time.monotonic() > deadline:
-            agent.stop()
-            raise RuntimeError(f"agent in {ns.name} did not start:\n{agent.log_text()[-3000:]}")
-        time.sleep(0.05)
+
+    def started() -> bool:
+        if process.poll() is not None:  # fail now, not after the timeout
+            raise RuntimeError(f"agent in {ns.name} exited:\n{agent.log_text()[-3000:]}")
+        return agent.answers()
+
+    try:
+        eventually(started, timeout=30, what=f"agent in {ns.name} answering")
+    except AssertionError as exc:
+        agent.stop()
+        raise RuntimeError(f"{exc}\n{agent.log_text()[-3000:]}") from None
+    except RuntimeError:
+        agent.stop()
+        raise
     return agent
 
 
 def wait_local_api(device: Device, timeout: float = 20.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        api = device.agent.status().get("local_api") or {}
-        if api.get("port") and api.get("fp"):
-            return dict(api)
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"no local API in status: {api!r}\n{device.agent.log_text()}")
-        time.sleep(0.05)
+    try:
+        api = eventually(
+            lambda: device.agent.status().get("local_api") or {},
+            until=lambda api: api.get("port") and api.get("fp"),
+            timeout=timeout,
+            what="the local API in status",
+        )
+    except AssertionError as exc:
+        raise RuntimeError(f"{exc}\n{device.agent.log_text()}") from None
+    return dict(api)
 
 
 def _env(**extra: str) -> dict[str, str]:

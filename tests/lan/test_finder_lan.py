@@ -10,13 +10,13 @@ import asyncio
 import json
 import os
 import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
 import pytest
 
+from tests.eventually import eventually
 from tests.lan.announcer import Announcement
 from tests.lan.avahi import Avahi, missing_tools
 from tests.lan.netns import Namespace
@@ -53,11 +53,7 @@ def finder_ns(site: Site) -> Namespace:
 
 
 def _wait(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(0.2)
+    eventually(predicate, timeout=timeout, interval=0.2, what=what)
 
 
 def test_scan_finds_both_devices(
@@ -368,11 +364,15 @@ def avahi(site: Site) -> Iterator[Avahi]:
 
 def test_avahi_browse_sees_the_device_and_its_txt(dev2: Device, avahi: Avahi) -> None:
     api = dev2.local_api()
-    deadline = time.monotonic() + 30
-    mine: list[list[str]] = []
-    while not mine and time.monotonic() < deadline:
-        mine = [line for line in avahi.browse() if f'"id={dev2.device_id}"' in line[9]]
-    assert mine, avahi.log()
+    try:
+        mine = eventually(
+            lambda: [line for line in avahi.browse() if f'"id={dev2.device_id}"' in line[9]],
+            timeout=30,
+            interval=0.2,
+            what="avahi-browse finding the device",
+        )
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{avahi.log()}") from None
     line = mine[0]
     assert line[7] == dev2.ns.address
     assert int(line[8]) == api["port"]

@@ -4,11 +4,11 @@ a stock avahi-daemon (so a failure in the finder tests is not the harness)."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.eventually import eventually
 from tests.lan.announcer import Announcement
 from tests.lan.avahi import Avahi, missing_tools
 from tests.lan.netns import Lan
@@ -35,10 +35,10 @@ def test_announcement_reaches_finder_and_avahi_in_other_namespaces(
             assert [d["id"] for d in found] == ["harness-1"]
             assert found[0]["address"] == announcer.address
             assert found[0]["fp"] == "ab" * 32
-            deadline, seen = time.monotonic() + 20, list[list[str]]()
-            while not seen and time.monotonic() < deadline:
-                seen = avahi.browse()
-        assert seen, avahi.log()
+            try:
+                seen = eventually(avahi.browse, timeout=20, interval=0.2, what="avahi-browse")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\n{avahi.log()}") from None
         line = seen[0]
         assert line[3] == "harness"
         assert line[7] == announcer.address

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from agent.local_api.service import device_model
+from tests.eventually import eventually_async
 
 
 def test_model_from_the_first_readable_file(tmp_path: Path) -> None:
@@ -71,14 +72,13 @@ async def test_a_state_change_while_registering_reaches_the_txt(
     device = StateDevice()
     api = LocalApi(config, "02:00:00:00:00:01", device)  # type: ignore[arg-type]
     start = asyncio.create_task(api.start())
-    while not FakeAnnouncer.instances:
-        await asyncio.sleep(0.01)
+    await eventually_async(lambda: FakeAnnouncer.instances, interval=0.01, what="an announcer")
     announcer = FakeAnnouncer.instances[-1]
     device.state = "connected"
     api.state_changed()  # while zeroconf is still probing
     announcer.registered.set()
     await start
-    await asyncio.sleep(0)
+    await eventually_async(lambda: announcer.updates, interval=0.01, what="the TXT update")
     assert announcer.started is not None
     assert announcer.started["state"] == "provisioning"
     assert announcer.updates

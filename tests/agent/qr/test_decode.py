@@ -14,16 +14,13 @@ import pytest
 from agent.qr.decode import Decoded, decode_frame, decode_pyzbar, decode_zxing
 
 ROOT = Path(__file__).resolve().parents[3]
-BENCH = ROOT.parent / "shared" / "qr-bench"
+BENCH = ROOT / "tests" / "data" / "qr-bench"
 
 
 def bench_dir() -> Path:
-    """The qr-bench folder beside the repository; a clear failure (never a skip) if absent."""
+    """ZXing's QR photos, kept in the repository; a clear failure (never a skip) if absent."""
     if not (BENCH / "manifest.tsv").is_file():
-        pytest.fail(
-            f"QR benchmark data not found at {BENCH} (expected ../shared/qr-bench/manifest.tsv "
-            "beside the repository; CI checks out shared/ next to it)"
-        )
+        pytest.fail(f"QR benchmark data not found: {BENCH / 'manifest.tsv'} is missing")
     return BENCH
 
 
