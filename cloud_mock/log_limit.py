@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 WINDOW_S = 60.0
+ACCESS_LINES_PER_WINDOW = 300
 MAX_KEYS = 1024  # distinct lines remembered; the oldest are forgotten first
 
 
@@ -59,6 +60,36 @@ class RepeatFilter(logging.Filter):
         return True
 
 
+class LineBudget(logging.Filter):
+    """At most `lines` records per window through this filter (the access log: one line
+    per request is useful until a flood makes it gigabytes); the first one after a full
+    window says how many were left out."""
+
+    def __init__(
+        self,
+        lines: int = ACCESS_LINES_PER_WINDOW,
+        window_s: float = WINDOW_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self._lines, self._window_s, self._clock = lines, window_s, clock
+        self._started = clock()
+        self._passed = self._dropped = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = self._clock()
+        if now - self._started >= self._window_s:
+            dropped, self._dropped = self._dropped, 0
+            self._started, self._passed = now, 0
+            if dropped:
+                record.msg = f"{record.msg} ({dropped} lines like it left out before this)"
+        if self._passed >= self._lines:
+            self._dropped += 1
+            return False
+        self._passed += 1
+        return True
+
+
 class RateLimitedLogger:
     """One call site's warnings at most once a window (same idea, for our own lines)."""
 
@@ -85,9 +116,16 @@ class RateLimitedLogger:
 FLOODED_LOGGERS = ("asyncio", "aiohttp.server", "aiohttp.web", "aiohttp.websocket")
 
 
+ACCESS_LOGGER = "aiohttp.access"
+
+
 def install(names: tuple[str, ...] = FLOODED_LOGGERS) -> None:
-    """Put a RepeatFilter on each logger a flood speaks through (once: idempotent)."""
+    """Put a RepeatFilter on each logger a flood speaks through, and a LineBudget on the
+    access log (once: idempotent)."""
     for name in names:
         logger = logging.getLogger(name)
         if not any(isinstance(f, RepeatFilter) for f in logger.filters):
             logger.addFilter(RepeatFilter())
+    access = logging.getLogger(ACCESS_LOGGER)
+    if not any(isinstance(f, LineBudget) for f in access.filters):
+        access.addFilter(LineBudget())

@@ -70,6 +70,8 @@ class Options:
     packages: Path | None = None  # served at /packages/, pointed to by /install.sh
     max_held_polls: int = resources.DEFAULT_MAX_HELD
     max_held_per_client: int = resources.DEFAULT_MAX_HELD_PER_CLIENT
+    idle_timeout_s: float = IDLE_TIMEOUT_S
+    handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S
 
 
 @dataclass
@@ -182,7 +184,9 @@ async def start(options: Options) -> RunningMock:
 
 
 class _GuardedSite(web.SockSite):
-    """A SockSite whose clients must finish the TLS handshake within HANDSHAKE_TIMEOUT_S."""
+    """A SockSite whose clients must finish the TLS handshake in time."""
+
+    handshake_timeout_s = HANDSHAKE_TIMEOUT_S
 
     async def start(self) -> None:
         await web.BaseSite.start(self)
@@ -193,7 +197,7 @@ class _GuardedSite(web.SockSite):
             sock=self._sock,
             ssl=self._ssl_context,
             backlog=self._backlog,
-            ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S,
+            ssl_handshake_timeout=self.handshake_timeout_s,
         )
 
 
@@ -230,14 +234,16 @@ async def _start_locked(
                 access_log_format=ACCESS_LOG_FORMAT,
                 shutdown_timeout=SHUTDOWN_TIMEOUT_S,
                 handler_cancellation=True,
-                keepalive_timeout=IDLE_TIMEOUT_S,
+                keepalive_timeout=options.idle_timeout_s,
             )
             await runner.setup()
         except BaseException:
             sock.close()
             raise
         try:
-            await _GuardedSite(runner, sock, ssl_context=pki.ssl_context()).start()
+            site = _GuardedSite(runner, sock, ssl_context=pki.ssl_context())
+            site.handshake_timeout_s = options.handshake_timeout_s
+            await site.start()
             write_atomic(data_dir / URL_FILE, (url + "\n").encode(), 0o644)
         except BaseException:
             await runner.cleanup()
