@@ -195,11 +195,23 @@ async def _hold(args: argparse.Namespace) -> dict[str, Any]:
 
     trace = aiohttp.TraceConfig()
     trace.on_request_chunk_sent.append(on_chunk_sent)
-    connector = aiohttp.TCPConnector(ssl=_ssl(args.ca), limit=0)
     timeout = aiohttp.ClientTimeout(total=args.wait + 60)
-    async with aiohttp.ClientSession(
-        connector=connector, timeout=timeout, trace_configs=[trace]
-    ) as session:
+    # A fleet comes from many addresses (the mock caps held polls per address): the
+    # pollers are spread over loopback addresses 127.0.0.1 … 127.0.0.N.
+    sessions = [
+        aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                ssl=_ssl(args.ca), limit=0, local_addr=(f"127.0.0.{1 + n}", 0)
+            ),
+            timeout=timeout,
+            trace_configs=[trace],
+        )
+        for n in range(args.sources)
+    ]
+    async with contextlib.AsyncExitStack() as stack:
+        for each in sessions:
+            await stack.enter_async_context(each)
+        session = sessions[0]
 
         async def one(n: int, wait: int) -> int:
             gate = {"released": False}
@@ -210,7 +222,7 @@ async def _hold(args: argparse.Namespace) -> dict[str, Any]:
             await opening.acquire()
             try:
                 body = PollRequest.build(device_key, device_id, int(time.time()), wait)
-                async with session.post(
+                async with sessions[n % len(sessions)].post(
                     url + POLL_PATH, json=body.to_json(), trace_request_ctx=gate
                 ) as resp:
                     answered_at[device_id] = time.perf_counter()
@@ -260,7 +272,16 @@ async def _hold(args: argparse.Namespace) -> dict[str, Any]:
             t.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*tasks, return_exceptions=True)
+    # Every held poll is released (the connections are closed): what memory does the
+    # mock keep? Wait until its descriptors are back, then for its heap to settle.
+    released_at = time.perf_counter()
+    while open_fds(mock_pid) > fds_before + 8 and time.perf_counter() - released_at < 30:
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(1.0)
+    rss_released = proc_status(mock_pid)["VmRSS"]
     return {
+        "mock_rss_released_kib": rss_released,
+        "mock_fds_released": open_fds(mock_pid),
         "requested": count,
         "sent": sent,
         "held": held,
@@ -302,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     h.add_argument("--wait", type=int, default=30)
     h.add_argument("--concurrency", type=int, default=200)
     h.add_argument("--check", type=float, default=3.0, help="seconds none may return")
+    h.add_argument("--sources", type=int, default=8, help="loopback source addresses")
     h.add_argument("--mock-pid", type=int, required=True)
     h.add_argument("--sample", type=int, default=50, help="held pollers whose camera is added")
     h.add_argument("--session", help="user session (bearer) to add cameras with; no sample without")

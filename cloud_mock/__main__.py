@@ -10,6 +10,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
+from cloud_mock import resources
 from cloud_mock.fixtures import FixtureError
 from cloud_mock.keys import DEFAULT_CODE_TTL_S, DEFAULT_COMMAND_TIMEOUT_S, DEFAULT_HEARTBEAT_S
 from cloud_mock.server import DEFAULT_PORT, Options, StartupError, run
@@ -49,6 +50,21 @@ def _parser() -> argparse.ArgumentParser:
         help="serve camagent_*_all.deb / camagent-*.whl from DIR for /install.sh",
     )
     parser.add_argument(
+        "--max-held-polls",
+        type=int,
+        default=resources.DEFAULT_MAX_HELD,
+        metavar="N",
+        help="long-polls held at once, in all (also kept below the open-file limit; "
+        "default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-held-per-client",
+        type=int,
+        default=resources.DEFAULT_MAX_HELD_PER_CLIENT,
+        metavar="N",
+        help="long-polls held at once from one client address (default %(default)s)",
+    )
+    parser.add_argument(
         "--test-hooks",
         action="store_true",
         help="enable /v1/test/* (clock, provisioning log, faults)",
@@ -73,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if not 0 <= args.port <= 65535:
         _parser().error("--port must be from 0 to 65535")
+    if args.max_held_polls < 1 or args.max_held_per_client < 1:
+        _parser().error("--max-held-polls and --max-held-per-client must be at least 1")
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
@@ -86,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             fixtures=args.fixtures,
             packages=args.packages,
             test_hooks=args.test_hooks,
+            max_held_polls=args.max_held_polls,
+            max_held_per_client=args.max_held_per_client,
             heartbeat_s=int(_env_number(ENV_HEARTBEAT, DEFAULT_HEARTBEAT_S, integer=True)),
             command_timeout_s=_env_number(
                 ENV_COMMAND_TIMEOUT, DEFAULT_COMMAND_TIMEOUT_S, integer=False

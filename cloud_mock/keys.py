@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cloud_mock.clock import MockClock
 from cloud_mock.fixtures import Fixtures
+from cloud_mock.resources import HeldPollLimits
 from cloud_mock.store import Store
 
 DEFAULT_HEARTBEAT_S = 30
@@ -30,6 +31,7 @@ class MockConfig:
     code_ttl_s: float = DEFAULT_CODE_TTL_S
     fixtures: Fixtures | None = None
     packages_dir: Path | None = None  # served at /packages/ (--packages)
+    held_polls: HeldPollLimits = field(default_factory=HeldPollLimits)
 
 
 CONFIG = web.AppKey("config", MockConfig)

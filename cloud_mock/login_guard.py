@@ -26,10 +26,18 @@ class RateLimit:
     window_s: float
 
 
-# Per login: a person mistyping gets ten tries; a guesser gets ten per five minutes.
+# Per login from one client address: a person mistyping gets ten tries; a guesser at
+# that address gets ten per five minutes. Only that address waits: a lock per login
+# alone would let anyone lock the owner out (issue 17).
 LOGIN_LIMIT = RateLimit(10, 300.0)
-# Per client address: higher, since offices share one address.
+# Per client address, whatever the login: higher, since offices share one address.
 CLIENT_LIMIT = RateLimit(30, 300.0)
+# Per login from everywhere: past this, every login of it needs a captcha (a guesser
+# spread over many addresses), but nobody is locked out.
+LOGIN_CAPTCHA_LIMIT = RateLimit(20, 300.0)
+# Captcha images are CPU work: per client address, and for everybody together.
+CAPTCHA_CLIENT_LIMIT = RateLimit(20, 60.0)
+CAPTCHA_GLOBAL_LIMIT = RateLimit(600, 60.0)
 
 
 class _Windows:
@@ -83,8 +91,9 @@ class _Windows:
 
 
 class FailureLog:
-    """Failed logins: rate limits per login and per client, and the per-login count of
-    failures since the last success (what `captcha: {after_failures: N}` looks at).
+    """Failed logins: rate limits per (login, client address) and per client address, a
+    captcha requirement per login, and the per-login count of failures since the last
+    success (what `captcha: {after_failures: N}` looks at).
 
     Unknown logins are counted exactly like known ones, so neither the captcha nor the
     rate limit tells which logins exist.
@@ -94,36 +103,77 @@ class FailureLog:
         self,
         per_login: RateLimit = LOGIN_LIMIT,
         per_client: RateLimit = CLIENT_LIMIT,
+        captcha_after: RateLimit = LOGIN_CAPTCHA_LIMIT,
         max_keys: int = MAX_KEYS,
     ) -> None:
-        self._login = _Windows(per_login, max_keys)
+        self._pair = _Windows(per_login, max_keys)
         self._client = _Windows(per_client, max_keys)
+        self._login = _Windows(captcha_after, max_keys)
         self._streaks: OrderedDict[str, int] = OrderedDict()
         self._max_keys = max_keys
 
     def retry_after(self, login: str, client: str, now: float) -> int | None:
-        """Whole seconds (at least 1) until this login from this client may try again."""
+        """Whole seconds (at least 1) until this login from this client may try again
+        without a captcha."""
         waits = [
             w
-            for w in (self._login.retry_after(login, now), self._client.retry_after(client, now))
+            for w in (
+                self._pair.retry_after(_pair(login, client), now),
+                self._client.retry_after(client, now),
+            )
             if w is not None
         ]
         return max(1, math.ceil(max(waits))) if waits else None
 
+    def needs_captcha(self, login: str, now: float) -> bool:
+        """So many recent failures of `login`, from wherever, that it needs a captcha."""
+        return self._login.retry_after(login, now) is not None
+
     def failed(self, login: str, client: str, now: float) -> None:
-        self._login.add(login, now)
+        self._pair.add(_pair(login, client), now)
         self._client.add(client, now)
+        self._login.add(login, now)
         self._streaks[login] = self._streaks.pop(login, 0) + 1
         while len(self._streaks) > self._max_keys:
             self._streaks.popitem(last=False)
 
-    def succeeded(self, login: str) -> None:
+    def succeeded(self, login: str, client: str) -> None:
         self._streaks.pop(login, None)
-        self._login.clear(login)
+        self._pair.clear(_pair(login, client))
 
     def failures(self, login: str) -> int:
         """Failed attempts for `login` since its last successful login."""
         return self._streaks.get(login, 0)
+
+
+def _pair(login: str, client: str) -> str:
+    return f"{client}\0{login}"
+
+
+class RenderBudget:
+    """How many captcha images a client address, and everybody, may have drawn."""
+
+    def __init__(
+        self,
+        per_client: RateLimit = CAPTCHA_CLIENT_LIMIT,
+        overall: RateLimit = CAPTCHA_GLOBAL_LIMIT,
+        max_keys: int = MAX_KEYS,
+    ) -> None:
+        self._client = _Windows(per_client, max_keys)
+        self._all = _Windows(overall, 1)
+
+    def take(self, client: str, now: float) -> int | None:
+        """None: draw one (it is counted). Otherwise whole seconds to wait."""
+        waits = [
+            w
+            for w in (self._client.retry_after(client, now), self._all.retry_after("*", now))
+            if w is not None
+        ]
+        if waits:
+            return max(1, math.ceil(max(waits)))
+        self._client.add(client, now)
+        self._all.add("*", now)
+        return None
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,13 @@ from agent.errors import WireError
 from agent.provisioning.wire import PollRequest, proof_matches, seal_token
 from cloud_mock.api import ApiError, read_body
 from cloud_mock.keys import CLOCK, CONFIG, STORE
+from cloud_mock.log_limit import RateLimitedLogger
 from cloud_mock.pki import key_id, public_pem
+from cloud_mock.resources import HeldPollCounter, HeldPollLimits, give_memory_back
 from cloud_mock.store import PollRecord, Store
 
 log = logging.getLogger("cloud_mock.provisioning")
+_cap_log = RateLimitedLogger(log)
 
 POLL_BODY_LIMIT = 4 * 1024
 TS_WINDOW_S = 300
@@ -37,19 +40,37 @@ class PollWaiters:
 
     A waiter is a bare future; `notify` resolves every future of one device with True
     (something changed: check again), `close` resolves all with False (shutting down).
+    How many are held is capped in total and per client address (cloud_mock.resources);
+    a poll over a cap is not held.
     """
 
-    def __init__(self) -> None:
+    # After a burst this big has gone, freed memory is handed back to the system.
+    TRIM_AFTER = 256
+
+    def __init__(self, limits: HeldPollLimits | None = None) -> None:
         self._waiting: dict[str, set[asyncio.Future[bool]]] = {}
         self._closed = False
+        self.held = HeldPollCounter(limits or HeldPollLimits())
+        self._peak = 0
 
     def __len__(self) -> int:
-        return sum(len(bucket) for bucket in self._waiting.values())
+        return len(self.held)
 
-    async def wait(self, device_id: str, timeout: float) -> bool:
-        """True if woken for this device within `timeout`, False on timeout or shutdown."""
+    async def wait(self, device_id: str, timeout: float, client: str = "") -> bool:
+        """True if woken for this device within `timeout`, False on timeout, shutdown, or
+        when a cap says this poll may not be held."""
         if self._closed or timeout <= 0:
             return False
+        if not self.held.try_enter(client):
+            _cap_log.warning(
+                "held-poll cap reached (%d in total, %d per address): a poll from %s "
+                "was answered at once",
+                self.held.limits.total,
+                self.held.limits.per_client,
+                client,
+            )
+            return False
+        self._peak = max(self._peak, len(self.held))
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         bucket = self._waiting.setdefault(device_id, set())
         bucket.add(future)
@@ -61,6 +82,10 @@ class PollWaiters:
             bucket.discard(future)
             if not bucket and self._waiting.get(device_id) is bucket:
                 del self._waiting[device_id]
+            self.held.leave(client)
+            if not self.held and self._peak >= self.TRIM_AFTER:
+                self._peak = 0
+                give_memory_back()
 
     def notify(self, device_id: str) -> int:
         bucket = self._waiting.pop(device_id, set())
@@ -211,7 +236,7 @@ async def _hold(request: web.Request, req: PollRequest, outcome: _Outcome) -> _O
     deadline = loop.time() + hold
     waiters = request.app[WAITERS]
     while (remaining := deadline - loop.time()) > 0:
-        if not await waiters.wait(req.device_id, remaining):
+        if not await waiters.wait(req.device_id, remaining, request.remote or ""):
             break  # timed out, or the server is shutting down
         outcome = _check(request.app[STORE], req)
         if outcome.sealed is not None:
@@ -231,7 +256,7 @@ async def _close_waiters(app: web.Application) -> None:
 
 
 def setup(app: web.Application) -> None:
-    app[WAITERS] = PollWaiters()
+    app[WAITERS] = PollWaiters(app[CONFIG].held_polls)
     app[FAULTS] = FaultInjector()
     app[PRUNER] = _NoncePruner()
     app.on_shutdown.append(_close_waiters)

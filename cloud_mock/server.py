@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from agent.atomic_file import write_atomic
+from cloud_mock import log_limit, resources
 from cloud_mock.app import make_app
 from cloud_mock.clock import MockClock
 from cloud_mock.fixtures import Fixtures, load_fixtures
@@ -42,6 +43,14 @@ LOCK_FILE = ".lock"
 DEFAULT_PORT = 8443
 SHUTDOWN_TIMEOUT_S = 5.0
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs'
+# A client must finish its TLS handshake within this (asyncio's default is 60 s).
+HANDSHAKE_TIMEOUT_S = 10.0
+# A connection with no request in progress is closed after this: an idle keep-alive
+# connection, one that never sends a request, and one that drips its headers (aiohttp's
+# own default is about an hour). Longer than aiohttp's client keep-alive (15 s), so a
+# client, not the mock, usually closes an idle connection first and no request races a
+# close.
+IDLE_TIMEOUT_S = 20.0
 
 
 class StartupError(Exception):
@@ -59,6 +68,10 @@ class Options:
     command_timeout_s: float = DEFAULT_COMMAND_TIMEOUT_S
     code_ttl_s: float = DEFAULT_CODE_TTL_S
     packages: Path | None = None  # served at /packages/, pointed to by /install.sh
+    max_held_polls: int = resources.DEFAULT_MAX_HELD
+    max_held_per_client: int = resources.DEFAULT_MAX_HELD_PER_CLIENT
+    idle_timeout_s: float = IDLE_TIMEOUT_S
+    handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S
 
 
 @dataclass
@@ -170,9 +183,30 @@ async def start(options: Options) -> RunningMock:
         raise
 
 
+class _GuardedSite(web.SockSite):
+    """A SockSite whose clients must finish the TLS handshake in time."""
+
+    handshake_timeout_s = HANDSHAKE_TIMEOUT_S
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            server,
+            sock=self._sock,
+            ssl=self._ssl_context,
+            backlog=self._backlog,
+            ssl_handshake_timeout=self.handshake_timeout_s,
+        )
+
+
 async def _start_locked(
     options: Options, data_dir: Path, fixtures: Fixtures | None, lock_fd: int
 ) -> RunningMock:
+    descriptors = resources.raise_file_limit()
+    resources.shrink_tls_read_buffer()
+    log_limit.install()
     sock = _listen(options, data_dir)
     with _stale_file_removed(data_dir / URL_FILE):
         try:
@@ -188,6 +222,9 @@ async def _start_locked(
                 code_ttl_s=options.code_ttl_s,
                 fixtures=fixtures,
                 packages_dir=options.packages.resolve() if options.packages else None,
+                held_polls=resources.HeldPollLimits.for_descriptors(
+                    descriptors, options.max_held_polls, options.max_held_per_client
+                ),
             )
             app = make_app(config)
             # handler_cancellation: a device that gives up on a held long-poll must free
@@ -197,13 +234,16 @@ async def _start_locked(
                 access_log_format=ACCESS_LOG_FORMAT,
                 shutdown_timeout=SHUTDOWN_TIMEOUT_S,
                 handler_cancellation=True,
+                keepalive_timeout=options.idle_timeout_s,
             )
             await runner.setup()
         except BaseException:
             sock.close()
             raise
         try:
-            await web.SockSite(runner, sock, ssl_context=pki.ssl_context()).start()
+            site = _GuardedSite(runner, sock, ssl_context=pki.ssl_context())
+            site.handshake_timeout_s = options.handshake_timeout_s
+            await site.start()
             write_atomic(data_dir / URL_FILE, (url + "\n").encode(), 0o644)
         except BaseException:
             await runner.cleanup()

@@ -5,12 +5,17 @@ secret given once at login; only the secret's SHA-256 is stored, so listing sess
 never reveals another session's credential.
 
 Login, in order (`login_flow`):
-1. too many recent failures for this login or this client → 429 `rate_limited` with
-   Retry-After (cloud_mock.login_guard has the numbers);
+1. too many recent failures for this login from this client address, or from this
+   address at all → 429 `rate_limited` with Retry-After (cloud_mock.login_guard has the
+   numbers), unless the attempt brings a captcha: then the captcha decides (step 2), so
+   the right password with a solved captcha is never refused, and an attacker at one
+   address cannot lock anyone else out;
 2. a captcha when `settings.captcha` asks for one (`"always"`, or `{"after_failures": N}`
-   failed attempts of this login since its last success): none given, or a wrong,
-   expired, replaced or reused one → 428 `captcha_required` with a NEW captcha (the id
-   sent is consumed either way); the password is not even looked at;
+   failed attempts of this login since its last success), when this login failed too
+   often lately from all addresses together, or when step 1 was passed with one: none
+   given, or a wrong, expired, replaced, reused or another login's one → 428
+   `captcha_required` with a NEW captcha for this login (the id sent is consumed either
+   way); the password is not even looked at;
 3. wrong password or unknown login → 401 `wrong_login`, the same body and the same
    scrypt work for both, so the answer does not reveal which logins exist;
 4. at the session limit (the user's `max_sessions`, else the global one, else none) →
@@ -50,7 +55,7 @@ from cloud_mock.api import ApiError, bearer_token, get_str, read_json_object
 from cloud_mock.captcha import CAPTCHA_TTL_S, CHECK_MESSAGES, CaptchaBook, CaptchaCheck, render_png
 from cloud_mock.fixtures import DEFAULT_ORG, AccountSettings, Fixtures, parse_settings
 from cloud_mock.keys import CLOCK, STORE
-from cloud_mock.login_guard import FailureLog, ResolveGrants
+from cloud_mock.login_guard import FailureLog, RenderBudget, ResolveGrants
 from cloud_mock.store import Session, Store, User
 
 log = logging.getLogger("cloud_mock.users")
@@ -163,6 +168,7 @@ class LoginState:
     captchas: CaptchaBook
     failures: FailureLog
     grants: ResolveGrants
+    renders: RenderBudget
 
 
 LOGIN_STATE = web.AppKey("login_state", LoginState)
@@ -259,9 +265,23 @@ def _coded(
 # --- captcha ---------------------------------------------------------------------------------
 
 
-async def new_captcha(request: web.Request) -> dict[str, Any]:
-    """A fresh captcha for this client (its previous one dies): the GET /v1/auth/captcha body."""
-    captcha = request.app[LOGIN_STATE].captchas.issue(_client(request), request.app[CLOCK].now())
+async def new_captcha(
+    request: web.Request, login: str | None = None, replaces: str = ""
+) -> dict[str, Any]:
+    """A fresh captcha for this client (for `login` only, when given; `replaces` dies): the
+    GET /v1/auth/captcha body. ApiError 429 when this address, or everybody, has had too
+    many drawn lately: drawing one is CPU work."""
+    state, now, client = request.app[LOGIN_STATE], request.app[CLOCK].now(), _client(request)
+    wait = state.renders.take(client, now)
+    if wait is not None:
+        raise _coded(
+            429,
+            "rate_limited",
+            f"too many captchas asked for: try again in {wait} s",
+            headers={"Retry-After": str(wait)},
+            retry_after=wait,
+        )
+    captcha = state.captchas.issue(client, now, login=login, replaces=replaces)
     png = await asyncio.to_thread(render_png, captcha.answer)
     return {
         "captcha_id": captcha.id,
@@ -270,17 +290,19 @@ async def new_captcha(request: web.Request) -> dict[str, Any]:
     }
 
 
-async def _captcha_required(request: web.Request, message: str) -> ApiError:
-    return _coded(428, "captcha_required", message, **await new_captcha(request))
+async def _captcha_required(request: web.Request, message: str, login: str) -> ApiError:
+    return _coded(428, "captcha_required", message, **await new_captcha(request, login))
 
 
-async def _check_captcha(request: web.Request, captcha_id: str, answer: str) -> None:
-    if not captcha_id:
-        raise await _captcha_required(request, CAPTCHA_NEEDED)
+async def _check_captcha(request: web.Request, attempt: LoginRequest) -> None:
+    if not attempt.captcha_id:
+        raise await _captcha_required(request, CAPTCHA_NEEDED, attempt.login)
     book = request.app[LOGIN_STATE].captchas
-    result = book.check(captcha_id, answer, request.app[CLOCK].now())
+    result = book.check(
+        attempt.captcha_id, attempt.captcha_answer, request.app[CLOCK].now(), attempt.login
+    )
     if result is not CaptchaCheck.OK:
-        raise await _captcha_required(request, CHECK_MESSAGES[result])
+        raise await _captcha_required(request, CHECK_MESSAGES[result], attempt.login)
 
 
 # --- login -------------------------------------------------------------------------------------
@@ -323,13 +345,16 @@ async def login_flow(request: web.Request, data: dict[str, Any]) -> dict[str, An
     settings = account_settings(store)
 
     retry_after = state.failures.retry_after(attempt.login, client, clock.now())
-    if retry_after is not None:
+    if retry_after is not None and not attempt.captcha_id:
         log.info("login of %r from %s rate-limited for %d s", attempt.login, client, retry_after)
         raise _rate_limited(retry_after)
-    if settings.captcha.required(
+    wanted = settings.captcha.required(
         state.failures.failures(attempt.login)
-    ) and not state.grants.take_captcha_pass(attempt.login, client, clock.now()):
-        await _check_captcha(request, attempt.captcha_id, attempt.captcha_answer)
+    ) or state.failures.needs_captcha(attempt.login, clock.now())
+    if retry_after is not None or (
+        wanted and not state.grants.take_captcha_pass(attempt.login, client, clock.now())
+    ):
+        await _check_captcha(request, attempt)
 
     user = store.get_user(attempt.login)
     stored = user.password_hash if user else _DUMMY_HASH
@@ -340,7 +365,7 @@ async def login_flow(request: web.Request, data: dict[str, Any]) -> dict[str, An
         state.failures.failed(attempt.login, client, now)
         log.info("login refused for %r from %s", attempt.login, client)
         raise _coded(401, "wrong_login", WRONG_LOGIN)
-    state.failures.succeeded(user.login)
+    state.failures.succeeded(user.login, client)
 
     _prune_idle(request, settings, now)
     limit = settings.session_limit(user.max_sessions)
@@ -361,7 +386,8 @@ def _rate_limited(retry_after: int) -> ApiError:
     return _coded(
         429,
         "rate_limited",
-        f"too many failed logins: try again in {retry_after} s",
+        f"too many failed logins from this address: try again in {retry_after} s, or "
+        "answer a captcha (GET /v1/auth/captcha?login=LOGIN) with the login",
         headers={"Retry-After": str(retry_after)},
         retry_after=retry_after,
     )
@@ -424,7 +450,13 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def captcha(request: web.Request) -> web.Response:
-    return web.json_response(await new_captcha(request), headers={"Cache-Control": "no-store"})
+    """`GET /v1/auth/captcha[?login=L][&replaces=ID]`: a new captcha, for login L only when
+    given; ID (a refresh) dies and passes its login on."""
+    login = request.query.get("login", "")[:256] or None
+    replaces = request.query.get("replaces", "")[:128]
+    return web.json_response(
+        await new_captcha(request, login, replaces), headers={"Cache-Control": "no-store"}
+    )
 
 
 async def logout(request: web.Request) -> web.Response:
@@ -451,7 +483,7 @@ async def end_session(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app[LOGIN_STATE] = LoginState(CaptchaBook(), FailureLog(), ResolveGrants())
+    app[LOGIN_STATE] = LoginState(CaptchaBook(), FailureLog(), ResolveGrants(), RenderBudget())
     app.router.add_post("/v1/auth/login", login)
     app.router.add_get("/v1/auth/captcha", captcha)
     app.router.add_post("/v1/auth/logout", logout)

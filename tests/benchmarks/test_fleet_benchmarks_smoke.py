@@ -15,6 +15,7 @@ ROWS = (
     "fleet_load.held",
     "fleet_load.add_to_answer",
     "fleet_load.memory_per_held_poll",
+    "fleet_load.memory_after_release",
     "fleet_load.polls_per_s",
     "fleet_load.fresh_polls_per_s",
     "fleet_sim.steady",

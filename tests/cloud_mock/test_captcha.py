@@ -82,19 +82,35 @@ def test_wrong_answer_gives_a_new_captcha_and_uses_up_the_old(cloud: MockCloud) 
     assert status == 200, body
 
 
-def test_refresh_kills_the_previous_captcha(cloud: MockCloud) -> None:
+def test_refresh_kills_the_captcha_it_replaces_and_no_other(cloud: MockCloud) -> None:
     cloud.set_settings(captcha="always")
+    mine_id, mine_answer = _captcha(cloud)
+    # Someone else behind the same address asks for one: mine stays alive.
+    _captcha(cloud)
+    status, _ = cloud.request("GET", f"/v1/test/captcha/{mine_id}")
+    assert status == 200
     old_id, old_answer = _captcha(cloud)
-    new_id, _ = _captcha(cloud)
-    assert new_id != old_id
+    status, refreshed = cloud.request("GET", f"/v1/auth/captcha?replaces={old_id}")
+    assert status == 200
     refused = _required(cloud, "ann", captcha_id=old_id, captcha_answer=old_answer)
     assert "replaced" in refused["message"]
-    # That refusal issued yet another captcha, which in turn replaced new_id.
-    status, _ = cloud.request("GET", f"/v1/test/captcha/{new_id}")
-    assert status == 404
-    fresh_id, fresh_answer = _captcha(cloud)
-    status, body = login(cloud, "ann", captcha_id=fresh_id, captcha_answer=fresh_answer)
+    assert cloud.request("GET", f"/v1/test/captcha/{refreshed['captcha_id']}")[0] == 200
+    status, body = login(cloud, "ann", captcha_id=mine_id, captcha_answer=mine_answer)
     assert status == 200, body
+
+
+def test_a_captcha_drawn_for_one_login_does_not_solve_another(cloud: MockCloud) -> None:
+    cloud.set_settings(captcha="always")
+    for_ann = _required(cloud, "ann")
+    answer = cloud.captcha_answer(for_ann["captcha_id"])
+    refused = _required(cloud, "bob", captcha_id=for_ann["captcha_id"], captcha_answer=answer)
+    assert "another login" in refused["message"]
+    # A refresh of ann's captcha is still ann's.
+    again = _required(cloud, "ann")
+    status, refreshed = cloud.request("GET", f"/v1/auth/captcha?replaces={again['captcha_id']}")
+    assert status == 200
+    solved = cloud.captcha_answer(refreshed["captcha_id"])
+    assert _required(cloud, "bob", captcha_id=refreshed["captcha_id"], captcha_answer=solved)
 
 
 def test_captcha_lives_60_s_of_the_mock_clock(cloud: MockCloud) -> None:

@@ -12,7 +12,7 @@ from cloud_mock.captcha import (
     normalize_answer,
     render_png,
 )
-from cloud_mock.login_guard import FailureLog, RateLimit, ResolveGrants
+from cloud_mock.login_guard import FailureLog, RateLimit, RenderBudget, ResolveGrants
 
 T0 = 1_000_000.0
 
@@ -28,11 +28,11 @@ def test_captcha_answers_use_the_unambiguous_alphabet() -> None:
 def test_captcha_check_consumes_right_or_wrong() -> None:
     book = CaptchaBook()
     captcha = book.issue("c", T0)
-    assert book.check(captcha.id, "nope", T0) is CaptchaCheck.WRONG
-    assert book.check(captcha.id, captcha.answer, T0) is CaptchaCheck.UNKNOWN
+    assert book.check(captcha.id, "nope", T0, "ann") is CaptchaCheck.WRONG
+    assert book.check(captcha.id, captcha.answer, T0, "ann") is CaptchaCheck.UNKNOWN
     captcha = book.issue("c", T0)
-    assert book.check(captcha.id, captcha.answer.lower(), T0 + 1) is CaptchaCheck.OK
-    assert book.check(captcha.id, captcha.answer, T0 + 1) is CaptchaCheck.UNKNOWN
+    assert book.check(captcha.id, captcha.answer.lower(), T0 + 1, "ann") is CaptchaCheck.OK
+    assert book.check(captcha.id, captcha.answer, T0 + 1, "ann") is CaptchaCheck.UNKNOWN
     assert len(book) == 0
 
 
@@ -43,21 +43,48 @@ def test_captcha_check_consumes_right_or_wrong() -> None:
 def test_captcha_expires_after_60_s(age: float, expected: CaptchaCheck) -> None:
     book = CaptchaBook()
     captcha = book.issue("c", T0)
-    assert book.check(captcha.id, captcha.answer, T0 + age) is expected
+    assert book.check(captcha.id, captcha.answer, T0 + age, "ann") is expected
 
 
-def test_one_live_captcha_per_client_and_a_bounded_book() -> None:
-    book = CaptchaBook(max_live=3)
+def test_captchas_per_client_and_in_all_are_bounded_and_a_refresh_kills_one() -> None:
+    book = CaptchaBook(max_live=4, max_per_client=2)
     first = book.issue("a", T0)
     other = book.issue("b", T0)
     second = book.issue("a", T0)
+    # Two people behind address a: both captchas live.
+    assert book.peek(first.id) == first
+    third = book.issue("a", T0)  # a's third: a's oldest goes
     assert book.peek(first.id) is None
-    assert book.check(first.id, first.answer, T0) is CaptchaCheck.UNKNOWN
+    assert book.check(first.id, first.answer, T0, "ann") is CaptchaCheck.UNKNOWN
+    refreshed = book.issue("a", T0, replaces=second.id)
+    assert book.peek(second.id) is None
+    assert book.peek(third.id) == third
     assert book.peek(other.id) == other
     for i in range(10):
         book.issue(f"flood{i}", T0)
-    assert len(book) == 3
-    assert book.peek(second.id) is None  # the oldest went first
+    assert len(book) == 4
+    assert book.peek(refreshed.id) is None  # the oldest went first
+
+
+def test_a_captcha_for_one_login_solves_only_that_login() -> None:
+    book = CaptchaBook()
+    for_ann = book.issue("c", T0, login="ann")
+    assert book.check(for_ann.id, for_ann.answer, T0, "bob") is CaptchaCheck.UNKNOWN
+    for_ann = book.issue("c", T0, login="ann")
+    refreshed = book.issue("c", T0, replaces=for_ann.id)
+    assert refreshed.login == "ann"
+    assert book.check(refreshed.id, refreshed.answer, T0, "ann") is CaptchaCheck.OK
+    anyone = book.issue("c", T0)
+    assert book.check(anyone.id, anyone.answer, T0, "bob") is CaptchaCheck.OK
+
+
+def test_render_budget_per_client_and_overall() -> None:
+    budget = RenderBudget(per_client=RateLimit(3, 60), overall=RateLimit(5, 60))
+    assert [budget.take("a", T0) for _ in range(3)] == [None] * 3
+    assert budget.take("a", T0 + 1) == 59
+    assert [budget.take("b", T0 + 1) for _ in range(2)] == [None] * 2
+    assert budget.take("c", T0 + 2) == 58  # everybody together: 5 a minute
+    assert budget.take("c", T0 + 60) is None
 
 
 def test_normalize_answer() -> None:
@@ -68,19 +95,38 @@ def test_render_png_is_a_png() -> None:
     assert render_png("AK47X").startswith(b"\x89PNG\r\n\x1a\n")
 
 
-def test_failure_log_blocks_per_login_until_the_window_frees_a_place() -> None:
-    log = FailureLog(per_login=RateLimit(3, 100), per_client=RateLimit(100, 100))
+def test_failure_log_blocks_a_login_only_at_the_address_that_failed() -> None:
+    log = FailureLog(
+        per_login=RateLimit(3, 100),
+        per_client=RateLimit(100, 100),
+        captcha_after=RateLimit(5, 100),
+    )
     for i in range(3):
         assert log.retry_after("eve", "ip", T0 + i) is None
         log.failed("eve", "ip", T0 + i)
     assert log.retry_after("eve", "ip", T0 + 10) == 90
-    assert log.retry_after("eve", "other-ip", T0 + 10) == 90  # per login, wherever from
+    assert log.retry_after("eve", "other-ip", T0 + 10) is None  # the owner elsewhere
     assert log.retry_after("ann", "ip", T0 + 10) is None
     assert log.retry_after("eve", "ip", T0 + 100) is None
+    assert not log.needs_captcha("eve", T0 + 10)
     assert log.failures("eve") == 3
-    log.succeeded("eve")
+    log.succeeded("eve", "ip")
     assert log.failures("eve") == 0
     assert log.retry_after("eve", "ip", T0 + 10) is None
+
+
+def test_failure_log_asks_a_captcha_for_a_login_failing_from_many_addresses() -> None:
+    log = FailureLog(
+        per_login=RateLimit(3, 100),
+        per_client=RateLimit(100, 100),
+        captcha_after=RateLimit(5, 100),
+    )
+    for i in range(5):
+        log.failed("ann", f"ip{i}", T0)
+    assert log.needs_captcha("ann", T0 + 1)
+    assert not log.needs_captcha("bob", T0 + 1)
+    assert log.retry_after("ann", "owner-ip", T0 + 1) is None  # a captcha, not a lock
+    assert not log.needs_captcha("ann", T0 + 100)
 
 
 def test_failure_log_blocks_per_client_across_logins() -> None:
@@ -96,6 +142,7 @@ def test_failure_log_stays_bounded() -> None:
     for i in range(1000):
         log.failed(f"user{i}", f"ip{i}", T0 + i)
     assert len(log._streaks) <= 50
+    assert len(log._pair._times) <= 50
     assert len(log._login._times) <= 50
     assert len(log._client._times) <= 50
 
