@@ -2,9 +2,9 @@
 registrators (the 8-step wizard, registration tokens, Sync), sessions.
 
 How it fits on the JSON API, so that no business rule exists twice:
-- Pages are rendered on the server (pages.py) from the same store and the same JSON
-  shapes the API answers with; console.js (static, no build step, no CDN) adds the
-  live and interactive parts.
+- Pages are rendered on the server (Jinja2 templates, autoescaped: pages.py) from the
+  same store and the same JSON shapes the API answers with; console.js (static, no
+  build step, no CDN) adds the live and interactive parts.
 - Every change the browser makes goes to `/console/api/v1/...`: a same-origin gateway
   (gateway.py) that takes the session from the cookie, insists on the CSRF token for
   anything but GET, and then runs the very handler of `/v1/...` with the session as its
@@ -28,7 +28,7 @@ import secrets
 
 from aiohttp import web
 
-from cloud_mock.console import gateway, live, views
+from cloud_mock.console import gateway, live, pages, views
 from cloud_mock.console.security import CONSOLE_KEY, add_security_headers
 
 
@@ -36,6 +36,7 @@ def setup(app: web.Application) -> None:
     """Adds the console's routes, static files and response headers to `app`."""
     app[CONSOLE_KEY] = secrets.token_bytes(32)
     app.on_response_prepare.append(add_security_headers)
+    pages.setup(app)
     views.add_routes(app)
     gateway.add_routes(app)
     live.setup(app)
