@@ -9,47 +9,30 @@ CAMAGENT_UPDATE_SCREENSHOTS=1 they replace the committed ones in docs/screenshot
 
 from __future__ import annotations
 
-import io
-import os
 import re
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import (
-    Browser,
-    BrowserContext,
-    ConsoleMessage,
-    Page,
-    expect,
-    sync_playwright,
-)
+from playwright.sync_api import Browser, expect, sync_playwright
 
 from cloud_mock import sandbox
 from cloud_mock.testing import MockCloud
+from tests.console.browsing import (
+    ARGS,
+    CHROMIUM,
+    Tab,
+    start_device,
+    tabs,
+    trusting_home,
+    wait_for_activation,
+)
 from tests.console.conftest import start_cloud
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = (
-    ROOT / "docs" / "screenshots"
-    if os.environ.get("CAMAGENT_UPDATE_SCREENSHOTS") == "1"
-    else ROOT / "test-artifacts" / "screenshots"
-)
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 LIMITED = {"login": "limited", "password": "limited-password-1", "role": "owner"}
 NVR_CAMERAS = """
 [[nvr.cameras]]
@@ -60,10 +43,6 @@ url = "rtsp://10.1.1.5/stream1"
 name = "Yard"
 url = "rtsp://10.1.1.6/stream1"
 """
-# Answers the protocol gives on purpose: the browser logs every 4xx of a fetch as a
-# console error, so these (and only these) are let through on the login endpoint; a test
-# that provokes another refusal names it with Tab.expect_refusal.
-LOGIN_REFUSALS = ("/console/login", (401, 409, 428))
 
 
 @pytest.fixture(scope="module")
@@ -77,19 +56,6 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockCloud]:
     c.stop()
 
 
-def trusting_home(directory: Path, ca_file: Path) -> Path:
-    """A HOME whose NSS database (what chromium on Linux trusts) holds the mock's CA."""
-    nssdb = directory / ".pki" / "nssdb"
-    nssdb.mkdir(parents=True)
-    db = f"sql:{nssdb}"
-    subprocess.run(["certutil", "-d", db, "-N", "--empty-password"], check=True)
-    subprocess.run(
-        ["certutil", "-d", db, "-A", "-t", "C,,", "-n", "camagent mock CA", "-i", str(ca_file)],
-        check=True,
-    )
-    return directory
-
-
 @pytest.fixture(scope="module")
 def browser(cloud: MockCloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
     home = trusting_home(tmp_path_factory.mktemp("home"), cloud.ca_file)
@@ -101,75 +67,10 @@ def browser(cloud: MockCloud, tmp_path_factory: pytest.TempPathFactory) -> Itera
         b.close()
 
 
-class Tab:
-    """A page plus the console errors it produced."""
-
-    def __init__(self, context: BrowserContext, cloud: MockCloud) -> None:
-        self.cloud = cloud
-        self.page = context.new_page()
-        self.page.set_default_timeout(15_000)
-        self.errors: list[str] = []
-        self.refusals: list[tuple[str, tuple[int, ...]]] = [LOGIN_REFUSALS]
-        self.page.on("console", self._console)
-        self.page.on("pageerror", lambda error: self.errors.append(f"pageerror: {error}"))
-        self.page.on("dialog", lambda dialog: dialog.accept())
-
-    def _console(self, message: ConsoleMessage) -> None:
-        if message.type != "error":
-            return
-        url = str(message.location.get("url", ""))
-        status = re.search(r"status of (\d+)", message.text)
-        for path, statuses in self.refusals:
-            if status and path in url and int(status.group(1)) in statuses:
-                return
-        self.errors.append(f"{url}: {message.text}")
-
-    def expect_refusal(self, path: str, *statuses: int) -> None:
-        """A 4xx the test provokes on purpose (bad input) is not a console error."""
-        self.refusals.append((path, statuses))
-
-    def go(self, path: str) -> Page:
-        self.page.goto(self.cloud.url + path)
-        return self.page
-
-    def log_in(self, login: str = "admin", password: str | None = None) -> Page:
-        page = self.go("/login")
-        page.get_by_label("Login").fill(login)
-        page.get_by_label("Password").fill(password or self.cloud.admin_password)
-        page.get_by_role("button", name="Log in").click()
-        expect(page).to_have_url(re.compile(r"/cameras$"))
-        return page
-
-    def shot(self, name: str) -> None:
-        """Saves SCREENSHOTS/NAME.png, reduced to a palette (small enough to commit)."""
-        from PIL import Image
-
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        png = self.page.screenshot(full_page=True)
-        with Image.open(io.BytesIO(png)) as image:
-            image.convert("RGB").quantize(colors=64).save(
-                SCREENSHOTS / f"{name}.png", optimize=True
-            )
-
-
 @pytest.fixture
 def new_tab(browser: Browser, cloud: MockCloud) -> Iterator[Callable[[], Tab]]:
-    """Opens tabs, each in its own context (own cookies); checks their consoles at the end."""
-    contexts: list[BrowserContext] = []
-    tabs: list[Tab] = []
-
-    def make() -> Tab:
-        context = browser.new_context(viewport={"width": 1100, "height": 720})
-        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=cloud.url)
-        contexts.append(context)
-        tab = Tab(context, cloud)
-        tabs.append(tab)
-        return tab
-
-    yield make
-    for context in contexts:
-        context.close()
-    assert [e for tab in tabs for e in tab.errors] == []
+    with tabs(browser, cloud) as make:
+        yield make
 
 
 @pytest.fixture
@@ -178,23 +79,6 @@ def agents(tmp_path: Path, cloud: MockCloud) -> Iterator[list[sandbox.Agent]]:
     yield started
     for agent in started:
         agent.stop()
-
-
-def start_device(
-    tmp_path: Path, cloud: MockCloud, agents: list[sandbox.Agent], device_id: str, **kw: Any
-) -> sandbox.Agent:
-    config = sandbox.write_agent_config(
-        tmp_path / device_id.replace(":", ""),
-        cloud,
-        device_id=device_id,
-        password=kw.pop("password", "label-password"),
-        fast_interval=kw.pop("fast_interval", 1.0),
-        long_poll=kw.pop("long_poll", 2.0),
-        **kw,
-    )
-    agent = sandbox.start_agent(config)
-    agents.append(agent)
-    return agent
 
 
 # --- login ---------------------------------------------------------------------------------
@@ -339,16 +223,6 @@ def test_add_camera_goes_online_live_and_delete_reprovisions(
 
 
 # --- registrators --------------------------------------------------------------------------
-
-
-def wait_for_activation(agent: sandbox.Agent, timeout: float = 20) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        activation = agent.status().get("activation")
-        if activation:
-            return dict(activation)
-        time.sleep(0.1)
-    raise AssertionError(f"no activation code: {agent.status()}")
 
 
 def test_registrator_wizard_end_to_end_then_sync(

@@ -198,9 +198,10 @@ function loginPage() {
       });
       rows.append(
         el("tr", {},
-          el("td", { text: session.device }), el("td", { text: session.software }),
-          el("td", { class: "time", text: when(session.started) }),
-          el("td", { class: "time", text: when(session.last_activity) }),
+          el("td", { class: "title", text: session.device }),
+          el("td", { "data-label": "Software", text: session.software }),
+          el("td", { class: "time", "data-label": "Started", text: when(session.started) }),
+          el("td", { class: "time", "data-label": "Last activity", text: when(session.last_activity) }),
           el("td", { class: "row-actions" }, button)),
       );
     }
@@ -224,10 +225,11 @@ function cameraRow(camera) {
     })
     : "";
   return el("tr", { "data-camera-id": camera.camera_id },
-    el("td", {}, el("a", { href: `/cameras/${encodeURIComponent(camera.camera_id)}`, text: camera.name })),
-    el("td", {}, el("code", { text: camera.device_id })),
-    el("td", { "data-col": "status" }, statusBadge(camera.status)),
-    el("td", { "data-col": "last-seen", text: when(camera.last_seen) }),
+    el("td", { class: "title" },
+      el("a", { href: `/cameras/${encodeURIComponent(camera.camera_id)}`, text: camera.name })),
+    el("td", { "data-label": "ID" }, el("code", { text: camera.device_id })),
+    el("td", { "data-col": "status", "data-label": "Status" }, statusBadge(camera.status)),
+    el("td", { "data-col": "last-seen", "data-label": "Last seen", text: when(camera.last_seen) }),
     el("td", { class: "row-actions" }, del));
 }
 
@@ -363,11 +365,12 @@ function registratorRow(registrator) {
     }));
   }
   return el("tr", { "data-registrator-id": registrator.id },
-    el("td", {}, registrator.name, el("div", { class: "muted small", text: registrator.note })),
-    el("td", { "data-col": "status" }),
-    el("td", { "data-col": "device" }),
-    el("td", { "data-col": "cameras" }),
-    el("td", { "data-col": "last-seen" }),
+    el("td", { class: "title" }, registrator.name,
+      el("div", { class: "muted small", text: registrator.note })),
+    el("td", { "data-col": "status", "data-label": "Status" }),
+    el("td", { "data-col": "device", "data-label": "NVR" }),
+    el("td", { "data-col": "cameras", "data-label": "Cameras" }),
+    el("td", { "data-col": "last-seen", "data-label": "Last seen" }),
     el("td", { class: "row-actions" }, ...actions));
 }
 
@@ -507,10 +510,11 @@ function wizardPage() {
 
   function renderChecks(checks) {
     $("#check-rows").replaceChildren(...checks.map((check) => el("tr", {},
-      el("td", { text: check.name }),
-      el("td", {}, el("span", { class: `status check-${check.status}`, text: check.status })),
-      el("td", { text: check.detail }),
-      el("td", { text: check.fix }))));
+      el("td", { class: "title", text: check.name }),
+      el("td", { "data-label": "Result" },
+        el("span", { class: `status check-${check.status}`, text: check.status })),
+      el("td", { "data-label": "Detail", text: check.detail }),
+      el("td", { "data-label": "How to fix", text: check.fix }))));
   }
 
   async function loadChecks() {
@@ -663,7 +667,22 @@ const PAGES = {
   sessions: sessionsPage,
 };
 
+// The header's menu on a phone (on a wide screen the button is hidden, the menu shown).
+function wireMenu() {
+  const toggle = $(".menu-toggle");
+  if (!toggle) return;
+  const setOpen = (open) => toggle.setAttribute("aria-expanded", String(open));
+  toggle.addEventListener("click", () => setOpen(toggle.getAttribute("aria-expanded") !== "true"));
+  toggle.closest("header").addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && toggle.getAttribute("aria-expanded") === "true") {
+      setOpen(false);
+      toggle.focus();
+    }
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  wireMenu();
   const page = PAGES[document.body.dataset.page];
   if (page) page();
 });
