@@ -29,6 +29,25 @@ def test_pages_carry_the_security_headers(cloud: MockCloud) -> None:
     assert "Content-Security-Policy" not in Browserless(cloud).request("GET", "/v1/keys").headers
 
 
+def test_only_the_page_that_scans_may_compile_webassembly(cloud: MockCloud) -> None:
+    client = Browserless(cloud)
+    client.log_in()
+    cameras = client.request("GET", "/cameras")
+    directives = dict(
+        d.strip().split(" ", 1) for d in cameras.headers["Content-Security-Policy"].split(";")
+    )
+    assert directives["script-src"] == "'self' 'wasm-unsafe-eval'"
+    assert "wasm" not in directives["default-src"]
+    assert "unsafe-inline" not in cameras.headers["Content-Security-Policy"]
+    assert 'data-scanner="yes"' in cameras.text
+    for path in ("/login", "/registrators", "/sessions"):
+        assert "wasm" not in client.request("GET", path).headers["Content-Security-Policy"]
+    wasm = client.request("GET", "/console/static/vendor/zxing_reader.wasm")
+    assert wasm.status == 200
+    assert wasm.headers["Content-Type"] == "application/wasm"  # compiled as it streams
+    assert wasm.body[:4] == b"\0asm"
+
+
 def test_pages_need_a_login_and_the_cookie_is_locked_down(cloud: MockCloud) -> None:
     client = Browserless(cloud)
     for path in ("/cameras", "/registrators", "/registrators/new", "/sessions"):

@@ -270,6 +270,9 @@ function wireAddCamera(seen) {
     else toggle.focus();
   }
   toggle.addEventListener("click", () => setOpen(section.hidden));
+  $("#cam-show-password").addEventListener("change", (event) => {
+    $("#cam-password").type = event.target.checked ? "text" : "password";
+  });
   $("#add-camera-cancel").addEventListener("click", () => setOpen(false));
   section.addEventListener("keydown", (event) => { if (event.key === "Escape") setOpen(false); });
   form.addEventListener("submit", async (event) => {

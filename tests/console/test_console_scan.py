@@ -1,0 +1,216 @@
+""" "Scan label" on Add camera, in chromium on an emulated phone with a fake camera: the
+camera films a camera label (its QR code, rotated a few degrees, on a textured
+background) from a Y4M file; the page decodes it with the vendored zxing-wasm, fills the
+form, and the camera (a real daemon with that password) goes online after Add. Without a
+camera the button says why and the form still works."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Playwright, expect, sync_playwright
+
+from cloud_mock import sandbox
+from cloud_mock.console.views import SCANNER
+from cloud_mock.testing import MockCloud
+from tests.console.browsing import (
+    ARGS,
+    CHROMIUM,
+    PHONE,
+    start_device,
+    tabs,
+    trusting_home,
+)
+from tests.console.conftest import start_cloud
+
+pytestmark = pytest.mark.slow
+
+DEVICE_ID = "02:c0:ff:ee:00:01"
+# Every character the payload escapes, so the page's parser is exercised on all of them.
+PASSWORD = 'Kx7;q:R,9"m\\z-4F'
+VIDEO = (640, 480)
+FRAMES = 10
+
+
+def label_png(device_id: str, password: str, path: Path) -> Path:
+    """The camera's label as a PNG: its QR code and the ID and password as text.
+
+    Stands in for `camagent label make --device-id ID --password-file F --png OUT` until
+    that command lands; the payload is the one it documents."""
+    import qrcode
+    from PIL import Image, ImageDraw
+
+    from agent.qr.payloads import escape
+
+    payload = f"CAMAGENT:ID:{escape(device_id)};PW:{escape(password)};;"
+    qr = qrcode.QRCode(border=4, box_size=6, error_correction=qrcode.constants.ERROR_CORRECT_M)
+    qr.add_data(payload)
+    code = qr.make_image(fill_color="black", back_color="white").get_image().convert("RGB")
+    label = Image.new("RGB", (code.width + 40, code.height + 70), "white")
+    label.paste(code, (20, 10))
+    draw = ImageDraw.Draw(label)
+    draw.text((24, code.height + 14), f"ID: {device_id}", fill="black")
+    draw.text((24, code.height + 36), f"PW: {password}", fill="black")
+    label.save(path)
+    return path
+
+
+def fake_camera_y4m(label: Path, path: Path, angle: float = 4.0) -> Path:
+    """A Y4M video (what chromium's fake camera plays) of `label` rotated by `angle`
+    degrees on a grainy wood-like background, drifting a little from frame to frame."""
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    width, height = VIDEO
+    rng = np.random.default_rng(7)
+    x = np.arange(width)[None, :]
+    y = np.arange(height)[:, None]
+    grain = 30 * np.sin(x / 9.0 + 3 * np.sin(y / 40.0)) + rng.normal(0, 14, (height, width))
+    background = np.clip(
+        np.stack([110 + grain * 0.6, 150 + grain, 185 + grain], axis=-1), 0, 255
+    ).astype(np.uint8)  # BGR: brown
+    with Image.open(label) as image:
+        card = image.convert("RGBA").rotate(angle, expand=True, resample=Image.BICUBIC)
+    with path.open("wb") as out:
+        out.write(f"YUV4MPEG2 W{width} H{height} F10:1 Ip A1:1 C420jpeg\n".encode())
+        for frame in range(FRAMES):
+            scene = Image.fromarray(cv2.cvtColor(background, cv2.COLOR_BGR2RGB))
+            left = (width - card.width) // 2 + frame - FRAMES // 2
+            scene.paste(card, (left, (height - card.height) // 2), card)
+            bgr = cv2.cvtColor(np.asarray(scene), cv2.COLOR_RGB2BGR)
+            out.write(b"FRAME\n")
+            out.write(cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420).tobytes())
+    return path
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockCloud]:
+    c = start_cloud(tmp_path_factory.mktemp("scan"), {"orgs": [{"name": "demo"}]})
+    yield c
+    c.stop()
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def home(cloud: MockCloud, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return trusting_home(tmp_path_factory.mktemp("home"), cloud.ca_file)
+
+
+def launch(playwright: Playwright, home: Path, *extra: str) -> Browser:
+    return playwright.chromium.launch(
+        executable_path=CHROMIUM, headless=True, args=[*ARGS, *extra], env={"HOME": str(home)}
+    )
+
+
+@pytest.fixture
+def agents() -> Iterator[list[sandbox.Agent]]:
+    started: list[sandbox.Agent] = []
+    yield started
+    for agent in started:
+        agent.stop()
+
+
+def test_the_decoder_is_vendored() -> None:
+    assert SCANNER.is_file(), "run scripts/setup.sh: it fetches zxing-wasm into static/vendor/"
+    assert (SCANNER.parent / "zxing_reader.wasm").stat().st_size > 100_000
+    assert "MIT" in (SCANNER.parent / "zxing-wasm.LICENSE").read_text()
+
+
+def test_scan_label_fills_the_form_and_the_camera_connects(
+    playwright: Playwright,
+    home: Path,
+    cloud: MockCloud,
+    agents: list[sandbox.Agent],
+    tmp_path: Path,
+) -> None:
+    label = label_png(DEVICE_ID, PASSWORD, tmp_path / "label.png")
+    video = fake_camera_y4m(label, tmp_path / "label.y4m")
+    agent = start_device(tmp_path, cloud, agents, DEVICE_ID, password=PASSWORD)
+    browser = launch(
+        playwright,
+        home,
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        f"--use-file-for-fake-video-capture={video}",
+    )
+    try:
+        with tabs(browser, cloud, **PHONE) as new_tab:
+            tab = new_tab()
+            tab.page.context.grant_permissions(["camera"], origin=cloud.url)
+            page = tab.log_in()
+            page.get_by_role("button", name="Add camera").tap()
+            page.get_by_role("button", name="Scan label").tap()
+            status = page.locator("#scan-status")
+            expect(page.get_by_label("MAC or camera ID")).to_have_value(DEVICE_ID, timeout=20_000)
+            expect(page.get_by_label("Device password")).to_have_value(PASSWORD)
+            expect(status).to_contain_text(f"Label read: camera {DEVICE_ID}")
+            expect(page.locator("#scan-view")).to_be_hidden()  # the camera is let go
+            assert page.evaluate("document.querySelector('#scan-video').srcObject") is None
+            tab.shot("phone-scan-label")
+            page.get_by_label("Name").fill("Porch")
+            page.get_by_role("button", name="Add", exact=True).tap()
+            row = page.get_by_role("row", name=re.compile("Porch"))
+            expect(row.locator("[data-col=status]")).to_have_text("online", timeout=20_000)
+        agent.wait_for_state("connected", timeout=10)
+    finally:
+        browser.close()
+
+
+def test_without_a_camera_the_button_says_why_and_the_form_works(
+    playwright: Playwright, home: Path, cloud: MockCloud
+) -> None:
+    browser = launch(playwright, home)  # no fake camera: chromium has no device here
+    try:
+        with tabs(browser, cloud, **PHONE) as new_tab:
+            tab = new_tab()
+            page = tab.log_in()
+            page.get_by_role("button", name="Add camera").tap()
+            page.get_by_role("button", name="Scan label").tap()
+            status = page.locator("#scan-status")
+            expect(status).to_contain_text("type the ID and password from the label")
+            expect(status).to_contain_text(re.compile("No camera was found|not allowed"))
+            expect(page.locator("#scan-view")).to_be_hidden()
+            page.get_by_label("MAC or camera ID").fill("02:c0:ff:ee:00:02")
+            page.get_by_label("Device password").fill("typed-by-hand")
+            page.get_by_role("button", name="Add", exact=True).tap()
+            expect(page.get_by_role("row", name=re.compile("02:c0:ff:ee:00:02"))).to_be_visible()
+    finally:
+        browser.close()
+
+
+CASES: list[tuple[str, Any]] = [
+    ("CAMAGENT:ID:cam-1;PW:secret;;", {"id": "cam-1", "password": "secret"}),
+    (
+        'CAMAGENT:ID:02\\:c0\\:00\\:00\\:00\\:01;PW:a\\;b\\,c\\\\d\\"e;;',
+        {"id": "02:c0:00:00:00:01", "password": 'a;b,c\\d"e'},
+    ),
+    ("camagent:pw:x;id:cam-2;;", {"id": "cam-2", "password": "x"}),
+    ("CAMAGENT:ID:cam-3;PW:;;", {"id": "cam-3", "password": ""}),
+    ("CAMAGENT:T:v1.token;;", None),  # a token card, not a label
+    ("WIFI:T:WPA;S:net;P:pw;;", None),
+    ("CAMAGENT:ID:cam-4;;", None),  # no password
+    ("CAMAGENT:ID:cam-5;PW:x\\", None),  # ends in a lone backslash
+]
+
+
+def test_the_page_reads_label_payloads_as_the_device_does(
+    playwright: Playwright, home: Path, cloud: MockCloud
+) -> None:
+    browser = launch(playwright, home)
+    try:
+        with tabs(browser, cloud) as new_tab:
+            page = new_tab().log_in()
+            for text, expected in CASES:
+                assert page.evaluate("(t) => parseLabel(t)", text) == expected, text
+    finally:
+        browser.close()
