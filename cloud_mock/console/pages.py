@@ -16,6 +16,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
+from cloud_mock.nvr import ARCHIVE_DAYS, QUALITIES
 from cloud_mock.users import ROLES_THAT_CHANGE
 
 NAV = (("cameras", "/cameras", "Cameras"), ("registrators", "/registrators", "Registrators"))
@@ -76,19 +77,36 @@ class Viewer:
 FILTERS: Mapping[str, Callable[..., str]] = {"when": when, "poll_result": poll_result}
 
 
-def setup(app: web.Application) -> None:
-    """The template environment: autoescaping everywhere, and a missing variable is an
-    error rather than an empty string (a typo in a template fails its test)."""
-    env = aiohttp_jinja2.setup(
-        app,
-        loader=jinja2.PackageLoader("cloud_mock.console", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        filters=FILTERS,
-        default_helpers=False,
+# One set of options for the app's environment and for tests that render a template alone.
+OPTIONS: Mapping[str, Any] = {
+    "loader": jinja2.PackageLoader("cloud_mock.console", "templates"),
+    # A missing variable is an error, not an empty string: a template's typo fails its test.
+    "undefined": jinja2.StrictUndefined,
+    "trim_blocks": True,
+}
+
+
+def _configure(env: jinja2.Environment) -> jinja2.Environment:
+    env.filters.update(FILTERS)
+    env.globals.update(
+        NAV=NAV,
+        NAV_END=NAV_END,
+        STATIC=STATIC,
+        STEPS=WIZARD_STEPS,
+        QUALITIES=QUALITIES,
+        ARCHIVE_DAYS=ARCHIVE_DAYS,
     )
-    env.globals.update(NAV=NAV, NAV_END=NAV_END, STATIC=STATIC, STEPS=WIZARD_STEPS)
+    return env
+
+
+def environment() -> jinja2.Environment:
+    """The templates without an app (tests render one page alone with it)."""
+    return _configure(jinja2.Environment(autoescape=True, **OPTIONS))
+
+
+def setup(app: web.Application) -> None:
+    """The app's template environment: autoescaping everywhere."""
+    _configure(aiohttp_jinja2.setup(app, default_helpers=False, autoescape=True, **OPTIONS))
 
 
 def render(

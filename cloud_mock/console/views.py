@@ -68,7 +68,12 @@ def _caller_or_login(request: web.Request) -> Caller:
     return caller
 
 
-def _not_found(request: web.Request, viewer: pages.Viewer, what: str) -> web.Response:
+def _not_found(
+    request: web.Request,
+    viewer: pages.Viewer,
+    what: str,
+    back: tuple[str, str] = (HOME, "cameras"),
+) -> web.Response:
     return pages.render(
         request,
         "not_found.html",
@@ -77,6 +82,7 @@ def _not_found(request: web.Request, viewer: pages.Viewer, what: str) -> web.Res
         viewer=viewer,
         status=404,
         what=what,
+        back=back,
     )
 
 
@@ -107,7 +113,9 @@ async def login_page(request: web.Request) -> web.Response:
 
 async def cameras_page(request: web.Request) -> web.Response:
     caller = _caller_or_login(request)
-    cameras = request.app[STORE].cameras_of(caller.user.org)
+    store = request.app[STORE]
+    cameras = store.cameras_of(caller.user.org)
+    registrators = store.registrators_of(caller.user.org)
     response = pages.render(
         request,
         "cameras.html",
@@ -115,6 +123,7 @@ async def cameras_page(request: web.Request) -> web.Response:
         page="cameras",
         viewer=viewer_of(request, caller),
         cameras=[camera_json(request.app, c) for c in cameras],
+        registrators=[registrator_json(request.app, r) for r in registrators],
         scanner=SCANNER.is_file(),
     )
     response.headers["Content-Security-Policy"] = CSP_WITH_WASM
@@ -150,6 +159,23 @@ async def registrators_page(request: web.Request) -> web.Response:
         page="registrators",
         viewer=viewer_of(request, caller),
         registrators=[registrator_json(request.app, r) for r in registrators],
+    )
+
+
+async def registrator_page(request: web.Request) -> web.Response:
+    caller = _caller_or_login(request)
+    registrator = request.app[STORE].get_registrator(request.match_info["id"])
+    viewer = viewer_of(request, caller)
+    if registrator is None or registrator.org != caller.user.org:
+        missing = "No such registrator (it may have been deleted)."
+        return _not_found(request, viewer, missing, back=("/registrators", "registrators"))
+    return pages.render(
+        request,
+        "registrator.html",
+        title=registrator.name,
+        page="registrator",
+        viewer=viewer,
+        registrator=registrator_json(request.app, registrator),
     )
 
 
@@ -239,5 +265,6 @@ def add_routes(app: web.Application) -> None:
     router.add_get("/registrators", registrators_page)
     router.add_get("/registrators/new", wizard_page)
     router.add_get("/registrators/activate", wizard_page)
+    router.add_get("/registrators/{id}", registrator_page)
     router.add_get("/sessions", sessions_page)
     router.add_static("/console/static", STATIC_DIR, append_version=False)

@@ -187,8 +187,17 @@ def test_add_camera_goes_online_live_and_delete_reprovisions(
     page.get_by_label("MAC or camera ID").fill("not a mac!")
     page.get_by_label("Device password").fill("label-password")
     page.get_by_role("button", name="Add", exact=True).click()
-    expect(page.locator("#add-camera-error")).to_contain_text("invalid device ID 'not a mac!'")
+    device = page.get_by_label("MAC or camera ID")
+    error = page.locator("#cam-device-error")  # beside the field, the field marked
+    expect(error).to_contain_text("invalid device ID 'not a mac!'")
+    expect(device).to_have_attribute("aria-invalid", "true")
+    expect(device).to_have_accessible_description(re.compile("invalid device ID"))
+    expect(device).to_have_value("not a mac!")
     expect(page.get_by_label("Device password")).to_have_value("label-password")
+    expect(page.locator("#add-camera-error")).to_be_hidden()
+    # A camera another account took over (live update as the page renders it).
+    moved = page.evaluate("cameraStatus({status: 'moved', moved_at: 1780000000}).textContent")
+    assert moved == "moved to another account, 2026-05-28 20:26:40 UTC"
     page.get_by_label("MAC or camera ID").fill(device_id.upper().replace(":", "-"))
     page.get_by_label("Device password").fill("label-password")
     page.get_by_label("Name").fill("Front door")
@@ -281,12 +290,16 @@ def test_registrator_wizard_end_to_end_then_sync(
     s = step(5, "Connect")
     expect(s.get_by_label("Activation code")).to_have_value(code)
     tab.expect_refusal("/activate", 404)
+    next_button = s.get_by_role("button", name="Next")
+    expect(next_button).to_be_disabled()  # nothing to go on with until the code is activated
     s.get_by_label("Activation code").fill("0000-0000-0000")
     s.get_by_role("button", name="Activate").click()
     expect(s.get_by_role("alert")).to_contain_text("activation code 0000-0000-0000 is unknown")
+    expect(next_button).to_be_disabled()
     s.get_by_label("Activation code").fill(code)
     s.get_by_role("button", name="Activate").click()
     expect(page.locator("#connect-status")).to_contain_text("Status: online", timeout=20_000)
+    expect(next_button).to_be_enabled()
     nvr.wait_for_state("connected", timeout=10)
     s.get_by_role("button", name="Next").click()
     s = step(6, "Broadcast")
@@ -316,6 +329,70 @@ def test_registrator_wizard_end_to_end_then_sync(
     page.get_by_role("button", name="Sync all").click()
     expect(page.locator("#sync-status")).to_contain_text("Synced 1 of 1 registrator(s).")
     tab.shot("registrators")
+    registrator_id = row.get_attribute("data-registrator-id")
+    assert registrator_id
+
+    # The cameras the NVR listed are on the Cameras page too, with their registrator.
+    page.get_by_role("link", name="Cameras", exact=True).click()
+    for name in ("Gate", "Yard"):
+        nvr_row = page.get_by_role("row", name=re.compile(name))
+        expect(nvr_row.get_by_role("link", name="Server room")).to_be_visible()
+        expect(nvr_row.locator("[data-col=status]")).to_have_text("online")
+    page.get_by_role("row", name=re.compile("Gate")).get_by_role("link").click()
+    registrator_page(tab, cloud, nvr, registrator_id)
+
+
+def registrator_page(tab: Tab, cloud: MockCloud, nvr: sandbox.Agent, registrator_id: str) -> None:
+    """The registrator's own page: status, checks, cameras, settings kept after the
+    wizard and sent to the NVR, Delete behind a confirmation (revokes the NVR's token)."""
+    page = tab.page
+    expect(page).to_have_url(re.compile(f"/registrators/{registrator_id}$"))
+    expect(page.get_by_role("heading", name="Server room", level=1)).to_be_visible()
+    facts = page.locator("#registrator")
+    expect(facts.locator("[data-col=status]")).to_have_text("online")
+    expect(facts).to_contain_text("02:d0:00:00:00:01")
+    expect(page.locator("#registrator-cameras")).to_have_text(re.compile("Gate.*Yard", re.S))
+    checks = page.get_by_role("table", name="Device-side checks of the NVR")
+    expect(checks).to_contain_text("dns")
+    # The wizard's choices, now editable here.
+    broadcast = page.locator("#broadcast-form")
+    expect(broadcast.get_by_label("Broadcast to the cloud")).to_be_checked()
+    expect(broadcast.get_by_label("Quality")).to_have_value("high")
+    broadcast.get_by_label("Quality").select_option("low")
+    broadcast.get_by_role("button", name="Save broadcast").click()
+    expect(broadcast.get_by_role("status")).to_have_text("Saved; the NVR took the settings.")
+    archive = page.locator("#archive-form")
+    expect(archive.get_by_label("Days to keep")).to_have_value("14")
+    archive.get_by_label("Record an archive").uncheck()
+    archive.get_by_role("button", name="Save archive").click()
+    expect(archive.get_by_role("status")).to_have_text("Saved; the NVR took the settings.")
+    tab.shot("registrator")
+    session = cloud.login()
+    saved = cloud.registrator(session, registrator_id)
+    assert saved["broadcast"] == {"enabled": True, "quality": "low"}
+    assert saved["archive"] == {"enabled": False, "days": 14}
+    page.reload()
+    expect(page.locator("#broadcast-form").get_by_label("Quality")).to_have_value("low")
+
+    # Delete asks first; Cancel keeps it.
+    page.get_by_role("button", name="Delete", exact=True).click()
+    dialog = page.get_by_role("dialog", name="Delete Server room?")
+    expect(dialog).to_contain_text("token is revoked")
+    expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+    assert cloud.registrator(session, registrator_id)["id"] == registrator_id
+    page.get_by_role("button", name="Delete", exact=True).click()
+    dialog.get_by_role("button", name="Delete registrator").click()
+    expect(page).to_have_url(re.compile("/registrators$"))
+    expect(page.get_by_role("row", name=re.compile("Server room"))).to_have_count(0)
+    status, _ = cloud.request("GET", f"/v1/registrators/{registrator_id}", session=session)
+    assert status == 404
+    # The NVR's channel was closed with "revoked": it leaves the connected state.
+    deadline = time.monotonic() + 15
+    while nvr.status()["state"] == "connected":
+        assert time.monotonic() < deadline, nvr.status()
+        time.sleep(0.1)
 
 
 def test_registration_token_tab(new_tab: Callable[[], Tab]) -> None:

@@ -158,6 +158,29 @@ def test_login_returns_only_to_a_page_of_this_site() -> None:
         assert safe_next(evil) == "/cameras", evil
 
 
+def test_a_registrator_has_its_own_page_and_a_viewer_cannot_change_it(cloud: MockCloud) -> None:
+    session = cloud.login()
+    registrator = cloud.add_registrator(session, "Shed", note="garden")
+    owner = Browserless(cloud)
+    owner.log_in()
+    page = owner.request("GET", f"/registrators/{registrator['id']}")
+    assert page.status == 200
+    assert 'id="delete-registrator"' in page.text
+    assert "<fieldset>" in page.text  # the settings are editable
+    assert f'href="/registrators/{registrator["id"]}"' in owner.request("GET", "/registrators").text
+    viewer = Browserless(cloud)
+    viewer.log_in(VIEWER["login"], VIEWER["password"])
+    page = viewer.request("GET", f"/registrators/{registrator['id']}")
+    assert page.status == 200
+    assert "delete-registrator" not in page.text
+    assert "<fieldset disabled>" in page.text
+    missing = viewer.request("GET", "/registrators/no-such-id")
+    assert missing.status == 404
+    assert "No such registrator" in missing.text
+    assert 'href="/registrators">Back to registrators' in missing.text
+    assert viewer.request("GET", "/registrators/x").headers["Content-Security-Policy"]
+
+
 def test_a_viewer_sees_no_buttons_and_the_api_still_decides(cloud: MockCloud) -> None:
     client = Browserless(cloud)
     csrf = client.log_in(VIEWER["login"], VIEWER["password"])

@@ -103,6 +103,7 @@ def pages(data: dict[str, Any]) -> list[tuple[str, str]]:
         ("cameras", "/cameras"),
         ("camera", f"/cameras/{data['camera']['camera_id']}"),
         ("registrators", "/registrators"),
+        ("registrator", f"/registrators/{data['registrator']['id']}"),
         ("wizard", "/registrators/new"),
         ("sessions", "/sessions"),
         ("not-found", "/cameras/no-such-camera"),
@@ -163,6 +164,14 @@ def test_every_page_fits_a_phone(browser: Browser, cloud: MockCloud, data: dict[
         expect(page.get_by_label("Registration token")).to_have_value(re.compile("^rt_"))
         assert_fits(page, "registration token")
         tab.shot("phone-registration-token")
+        page = tab.go(f"/registrators/{data['registrator']['id']}")
+        page.get_by_role("button", name="Delete", exact=True).tap()
+        dialog = page.get_by_role("dialog", name="Delete Server room?")
+        expect(dialog).to_be_visible()
+        assert_fits(page, "delete registrator dialog")
+        tab.shot("phone-delete-registrator")
+        dialog.get_by_role("button", name="Cancel").tap()
+        expect(dialog).to_be_hidden()
 
 
 def test_every_page_fits_a_desktop(

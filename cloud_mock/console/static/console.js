@@ -55,6 +55,13 @@ function statusBadge(status) {
   return el("span", { class: `status status-${status}`, text: status });
 }
 
+// A camera's status; `moved` (another account's claim won the camera) says when.
+function cameraStatus(camera) {
+  if (camera.status !== "moved") return statusBadge(camera.status);
+  const note = "to another account" + (camera.moved_at ? `, ${when(camera.moved_at)}` : "");
+  return el("span", {}, statusBadge(camera.status), " ", el("span", { class: "small muted", text: note }));
+}
+
 async function copyFrom(id, button) {
   const source = document.getElementById(id);
   const text = source.value !== undefined ? source.value : source.textContent;
@@ -228,9 +235,21 @@ function cameraRow(camera) {
     el("td", { class: "title" },
       el("a", { href: `/cameras/${encodeURIComponent(camera.camera_id)}`, text: camera.name })),
     el("td", { "data-label": "ID" }, el("code", { text: camera.device_id })),
-    el("td", { "data-col": "status", "data-label": "Status" }, statusBadge(camera.status)),
+    el("td", {}),
+    el("td", { "data-col": "status", "data-label": "Status" }, cameraStatus(camera)),
     el("td", { "data-col": "last-seen", "data-label": "Last seen", text: when(camera.last_seen) }),
     el("td", { class: "row-actions" }, del));
+}
+
+// A camera an NVR listed at its last Sync, with its registrator (cameras page).
+function nvrCameraRow() {
+  return el("tr", {},
+    el("td", { class: "title", "data-col": "name" }),
+    el("td", {}),
+    el("td", { "data-col": "registrator", "data-label": "Registrator" }),
+    el("td", { "data-col": "status", "data-label": "Status" }),
+    el("td", { "data-col": "last-seen", "data-label": "Last seen" }),
+    el("td", { class: "row-actions" }));
 }
 
 async function deleteCamera(button) {
@@ -275,22 +294,49 @@ function wireAddCamera(seen) {
   });
   $("#add-camera-cancel").addEventListener("click", () => setOpen(false));
   section.addEventListener("keydown", (event) => { if (event.key === "Escape") setOpen(false); });
+  // An error about one field goes beside it (aria-invalid, described by it); the rest
+  // below the form. What was typed stays.
+  const fields = { device_id: $("#cam-device"), password: $("#cam-password") };
+  function fieldOf(result) {
+    if (result.data.field in fields) return result.data.field;
+    const text = errorText(result);
+    if (/device[ _]id/i.test(text)) return "device_id";
+    if (/password/i.test(text)) return "password";
+    return null;
+  }
+  function showError(field, text) {
+    const input = fields[field];
+    if (!input) { $("#add-camera-error").textContent = text; return; }
+    $(`#${input.id}-error`).textContent = text;
+    input.setAttribute("aria-invalid", "true");
+    input.focus();
+  }
+  function clearErrors() {
+    $("#add-camera-error").textContent = "";
+    for (const input of Object.values(fields)) {
+      input.removeAttribute("aria-invalid");
+      $(`#${input.id}-error`).textContent = "";
+    }
+  }
+  for (const input of Object.values(fields)) {
+    input.addEventListener("input", () => {
+      input.removeAttribute("aria-invalid");
+      $(`#${input.id}-error`).textContent = "";
+    });
+  }
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const error = $("#add-camera-error");
-    error.textContent = "";
+    clearErrors();
     const body = {
       device_id: $("#cam-device").value.trim(),
       password: $("#cam-password").value,
       name: $("#cam-name").value.trim(),
     };
-    if (!body.device_id || !body.password) {
-      error.textContent = "Type the camera's MAC (or ID) and its device password.";
-      return;
-    }
+    if (!body.device_id) { showError("device_id", "Type the camera's MAC (or its camera ID)."); return; }
+    if (!body.password) { showError("password", "Type the device password from the camera's label."); return; }
     const result = await api("POST", "/cameras", body);
     if (!result.ok) {
-      error.textContent = errorText(result);
+      showError(fieldOf(result), errorText(result));
       return;
     }
     form.reset();
@@ -314,8 +360,18 @@ function camerasPage() {
   liveStatus((data) => {
     const changes = [];
     syncRows(rows, data.cameras, "camera_id", cameraRow, (row, camera) => {
-      setCell(row, "status", statusBadge(camera.status));
+      setCell(row, "status", cameraStatus(camera));
       setCell(row, "last-seen", when(camera.last_seen));
+    });
+    const nvrCameras = data.registrators.flatMap((registrator) =>
+      (registrator.cameras || []).map((camera, i) => ({ key: `${registrator.id}/${i}`, camera, registrator })));
+    syncRows($("#nvr-camera-rows"), nvrCameras, "key", nvrCameraRow, (row, item) => {
+      setCell(row, "name", item.camera.name);
+      setCell(row, "registrator", el("a", {
+        href: `/registrators/${encodeURIComponent(item.registrator.id)}`, text: item.registrator.name,
+      }));
+      setCell(row, "status", statusBadge(item.registrator.status));
+      setCell(row, "last-seen", when(item.registrator.last_seen));
     });
     for (const camera of data.cameras) {
       const before = seen.get(camera.camera_id);
@@ -324,7 +380,7 @@ function camerasPage() {
       }
       seen.set(camera.camera_id, camera.status);
     }
-    $("#no-cameras").hidden = data.cameras.length > 0;
+    $("#no-cameras").hidden = data.cameras.length + nvrCameras.length > 0;
     if (changes.length) $("#live").textContent = changes.join(" ");
   });
 }
@@ -338,7 +394,7 @@ function cameraPage() {
       $("#live").textContent = "This camera was deleted.";
       return;
     }
-    $("[data-col=status]", facts).replaceChildren(statusBadge(camera.status));
+    $("[data-col=status]", facts).replaceChildren(cameraStatus(camera));
     $("[data-col=last-seen]", facts).textContent = when(camera.last_seen);
   });
 }
@@ -368,7 +424,8 @@ function registratorRow(registrator) {
     }));
   }
   return el("tr", { "data-registrator-id": registrator.id },
-    el("td", { class: "title" }, registrator.name,
+    el("td", { class: "title" },
+      el("a", { href: `/registrators/${encodeURIComponent(registrator.id)}`, text: registrator.name }),
       el("div", { class: "muted small", text: registrator.note })),
     el("td", { "data-col": "status", "data-label": "Status" }),
     el("td", { "data-col": "device", "data-label": "NVR" }),
@@ -377,8 +434,8 @@ function registratorRow(registrator) {
     el("td", { class: "row-actions" }, ...actions));
 }
 
-function registratorsPage() {
-  const status = $("#sync-status");
+// Sync buttons ([data-sync]): ask the NVR for its cameras; the result goes to `status`.
+function wireSyncButtons(status) {
   async function sync(button) {
     if (!busy(button, true)) return;
     status.textContent = "Syncing…";
@@ -392,6 +449,11 @@ function registratorsPage() {
     const button = event.target.closest("[data-sync]");
     if (button) sync(button);
   });
+}
+
+function registratorsPage() {
+  const status = $("#sync-status");
+  wireSyncButtons(status);
   $("#sync-all")?.addEventListener("click", async () => {
     status.textContent = "Syncing all…";
     const result = await api("POST", "/registrators/sync-all");
@@ -418,6 +480,65 @@ function registratorsPage() {
   });
 }
 
+// One registrator: live status, Sync, Broadcast and Archive, Delete with a confirmation.
+function registratorPage() {
+  const facts = $("#registrator");
+  const id = facts.dataset.registratorId;
+  const path = `/registrators/${encodeURIComponent(id)}`;
+  wireSyncButtons($("#live"));
+
+  function wireSettings(form, what, body) {
+    const saved = $("[data-saved]", form);
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const button = $("button[type=submit]", form);
+      if (!busy(button, true)) return;
+      saved.textContent = "Saving…";
+      const result = await api("PUT", `${path}/${what}`, body());
+      busy(button, false);
+      if (!result.ok) { saved.textContent = `Not saved: ${errorText(result)}`; return; }
+      saved.textContent = result.data.applied
+        ? "Saved; the NVR took the settings."
+        : `Saved; ${result.data.reason || "the NVR did not take them yet"}.`;
+    });
+  }
+  wireSettings($("#broadcast-form"), "broadcast", () => ({
+    enabled: $("#broadcast-enabled").checked, quality: $("#broadcast-quality").value,
+  }));
+  wireSettings($("#archive-form"), "archive", () => ({
+    enabled: $("#archive-enabled").checked, days: Number($("#archive-days").value),
+  }));
+
+  const dialog = $("#delete-dialog");
+  if (dialog) {
+    $("#delete-registrator").addEventListener("click", () => {
+      $("#delete-error").textContent = "";
+      dialog.showModal();
+      $("#delete-cancel").focus(); // the safe choice first
+    });
+    $("#delete-cancel").addEventListener("click", () => dialog.close());
+    $("#delete-confirm").addEventListener("click", async () => {
+      const result = await api("DELETE", path);
+      if (!result.ok) { $("#delete-error").textContent = errorText(result); return; }
+      window.location.assign("/registrators");
+    });
+  }
+
+  liveStatus((data) => {
+    const registrator = data.registrators.find((r) => r.id === id);
+    if (!registrator) {
+      $("#live").textContent = "This registrator was deleted.";
+      return;
+    }
+    $("[data-col=status]", facts).replaceChildren(statusBadge(registrator.status));
+    $("[data-col=device]", facts).replaceChildren(el("code", { text: registrator.device_id || "not linked" }));
+    $("[data-col=last-seen]", facts).textContent = when(registrator.last_seen);
+    const cameras = $("#registrator-cameras");
+    const list = cameraNames(registrator);
+    if (cameras.innerHTML !== list.outerHTML) cameras.replaceChildren(list);
+  });
+}
+
 // --- the registrator wizard and the token tab ----------------------------------------------
 
 function wizardPage() {
@@ -431,6 +552,8 @@ function wizardPage() {
   let onlineTimer = null;
 
   const section = (n) => steps[n - 1];
+  // Connect's Next stays disabled until the code is activated (there is nothing to go on with).
+  const connectNext = $("[data-next]", section(5));
   const fail = (n, text) => { $("[data-error]", section(n)).textContent = text; };
 
   function show(n) {
@@ -454,8 +577,9 @@ function wizardPage() {
       else fail(3, errorText(result));
     } else if (n === 4 && $("#activation-code").value.trim()) {
       startChecks();
-    } else if (n === 5 && !$("#connect-code").value) {
-      $("#connect-code").value = $("#activation-code").value.trim();
+    } else if (n === 5) {
+      if (!$("#connect-code").value) $("#connect-code").value = $("#activation-code").value.trim();
+      connectNext.disabled = !registrator.device_id;
     } else if (n === 8) {
       await showSummary();
     }
@@ -552,6 +676,7 @@ function wizardPage() {
       { code: $("#connect-code").value });
     if (!result.ok) { fail(5, errorText(result)); return; }
     registrator = result.data;
+    connectNext.disabled = false;
     status.textContent = `Activated: NVR ${registrator.device_id} is linked. Status: ${registrator.status}.`;
     if (onlineTimer !== null) window.clearInterval(onlineTimer);
     onlineTimer = window.setInterval(async () => {
@@ -666,6 +791,7 @@ const PAGES = {
   cameras: camerasPage,
   camera: cameraPage,
   registrators: registratorsPage,
+  registrator: registratorPage,
   wizard: wizardPage,
   sessions: sessionsPage,
 };
