@@ -111,7 +111,9 @@ class Tab:
         png = self.page.screenshot(full_page=True)
         path = SCREENSHOTS / f"{name}.png"
         with Image.open(io.BytesIO(png)) as image:
-            if image.width > 1000:  # a phone's 3x pixels: half is plenty to read
+            viewport = self.page.viewport_size
+            if viewport and image.width >= 2 * viewport["width"]:
+                # A phone's 3x pixels: half of them is plenty to read.
                 image = image.resize((image.width // 2, image.height // 2))
             image.convert("RGB").quantize(colors=64).save(path, optimize=True)
         return path

@@ -33,6 +33,7 @@ from tests.console.conftest import start_cloud
 
 pytestmark = pytest.mark.slow
 
+LIMITED = {"login": "limited", "password": "limited-password-1", "role": "owner"}
 LONG_NAME = "Loading dock camera above the north gate, second floor"
 NVR_CAMERAS = """
 [[nvr.cameras]]
@@ -47,7 +48,10 @@ url = "rtsp://10.1.1.6/stream1"
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockCloud]:
-    fixtures = {"orgs": [{"name": "demo", "business": True}]}
+    fixtures = {
+        "orgs": [{"name": "demo", "business": True}],
+        "users": [{**LIMITED, "org": "demo", "max_sessions": 1}],
+    }
     c = start_cloud(tmp_path_factory.mktemp("phone"), fixtures)
     yield c
     c.stop()
@@ -164,6 +168,22 @@ def test_every_page_fits_a_phone(browser: Browser, cloud: MockCloud, data: dict[
         expect(page.get_by_label("Registration token")).to_have_value(re.compile("^rt_"))
         assert_fits(page, "registration token")
         tab.shot("phone-registration-token")
+        # The wizard's later steps: a setup left half-way continues at Installation.
+        page = tab.go("/registrators")
+        page.get_by_role("link", name="Continue setting up Basement").tap()
+        expect(page.get_by_role("heading", name="Step 3 of 8: Installation")).to_be_focused()
+        expect(page.locator("#one-liner")).to_contain_text("install.sh")
+        assert_fits(page, "wizard, installation")
+        tab.shot("phone-wizard-installation")
+        page.locator('section.step[data-step="3"]').get_by_role("button", name="Next").tap()
+        tab.expect_refusal("/activation", 404)
+        page.get_by_label("Activation code the NVR shows").fill("0000-0000-0000")
+        page.get_by_role("button", name="Show checks").tap()
+        expect(page.locator('section.step[data-step="4"] [data-error]')).to_contain_text(
+            "is unknown"
+        )
+        assert_fits(page, "wizard, activation")
+
         page = tab.go(f"/registrators/{data['registrator']['id']}")
         page.get_by_role("button", name="Delete", exact=True).tap()
         dialog = page.get_by_role("dialog", name="Delete Server room?")
@@ -172,6 +192,22 @@ def test_every_page_fits_a_phone(browser: Browser, cloud: MockCloud, data: dict[
         tab.shot("phone-delete-registrator")
         dialog.get_by_role("button", name="Cancel").tap()
         expect(dialog).to_be_hidden()
+
+
+def test_the_session_limit_dialog_fits_a_phone(browser: Browser, cloud: MockCloud) -> None:
+    with tabs(browser, cloud, **PHONE) as new_tab:
+        new_tab().log_in(LIMITED["login"], LIMITED["password"])
+        tab = new_tab()
+        page = tab.go("/login")
+        page.get_by_label("Login").fill(LIMITED["login"])
+        page.get_by_label("Password").fill(LIMITED["password"])
+        page.get_by_role("button", name="Log in").tap()
+        dialog = page.get_by_role("dialog", name="Too many sessions")
+        expect(dialog).to_be_visible()
+        assert_fits(page, "session-limit dialog")
+        tab.shot("phone-session-limit")
+        dialog.get_by_role("button", name="End session").tap()
+        expect(page).to_have_url(re.compile(r"/cameras$"))
 
 
 def test_every_page_fits_a_desktop(

@@ -376,7 +376,9 @@ function camerasPage() {
     for (const camera of data.cameras) {
       const before = seen.get(camera.camera_id);
       if (before !== camera.status && (before !== undefined || camera.status !== "waiting")) {
-        changes.push(`${camera.name} is ${camera.status}.`);
+        changes.push(camera.status === "moved"
+          ? `${camera.name} moved to another account.`
+          : `${camera.name} is ${camera.status}.`);
       }
       seen.set(camera.camera_id, camera.status);
     }
