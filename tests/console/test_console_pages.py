@@ -42,6 +42,14 @@ def test_a_moved_camera_says_so_with_the_time_on_the_list_and_its_page() -> None
         assert "to another account, 2026-05-28 20:26:40 UTC" in html
 
 
+def test_the_scan_button_knows_whether_the_decoder_is_installed() -> None:
+    installed = render("cameras.html", cameras=[], registrators=[], scanner=True)
+    assert 'data-scanner="yes"' in installed
+    assert "/console/static/scan.js" in installed
+    missing = render("cameras.html", cameras=[], registrators=[], scanner=False)
+    assert 'data-scanner="no"' in missing
+
+
 def test_a_moved_camera_without_a_time_still_says_where_it_went() -> None:
     html = cameras_page(camera(status="moved"))
     assert "to another account</span>" in html

@@ -185,6 +185,10 @@ def test_without_a_camera_the_button_says_why_and_the_form_works(
             expect(status).to_contain_text("type the ID and password from the label")
             expect(status).to_contain_text(re.compile("No camera was found|not allowed"))
             expect(page.locator("#scan-view")).to_be_hidden()
+            # A mock set up without npm renders data-scanner="no": the button says so.
+            page.locator("#scan").evaluate("(box) => { box.dataset.scanner = 'no'; }")
+            page.get_by_role("button", name="Scan label").tap()
+            expect(status).to_contain_text("The label scanner is not installed on this server")
             page.get_by_label("MAC or camera ID").fill("02:c0:ff:ee:00:02")
             page.get_by_label("Device password").fill("typed-by-hand")
             page.get_by_role("button", name="Add", exact=True).tap()
