@@ -42,20 +42,25 @@ def label_png(device_id: str, password: str, path: Path) -> Path:
 
     Stands in for `camagent label make --device-id ID --password-file F --png OUT` until
     that command lands; the payload is the one it documents."""
-    import qrcode
-    from PIL import Image, ImageDraw
-
     from agent.qr.payloads import escape
 
     payload = f"CAMAGENT:ID:{escape(device_id)};PW:{escape(password)};;"
+    return qr_card_png(payload, [f"ID: {device_id}", f"PW: {password}"], path)
+
+
+def qr_card_png(payload: str, lines: list[str], path: Path) -> Path:
+    """A white card with the QR code of `payload` and `lines` of text under it."""
+    import qrcode
+    from PIL import Image, ImageDraw
+
     qr = qrcode.QRCode(border=4, box_size=6, error_correction=qrcode.constants.ERROR_CORRECT_M)
     qr.add_data(payload)
     code = qr.make_image(fill_color="black", back_color="white").get_image().convert("RGB")
     label = Image.new("RGB", (code.width + 40, code.height + 70), "white")
     label.paste(code, (20, 10))
     draw = ImageDraw.Draw(label)
-    draw.text((24, code.height + 14), f"ID: {device_id}", fill="black")
-    draw.text((24, code.height + 36), f"PW: {password}", fill="black")
+    for i, line in enumerate(lines):
+        draw.text((24, code.height + 14 + 22 * i), line, fill="black")
     label.save(path)
     return path
 
@@ -167,6 +172,43 @@ def test_scan_label_fills_the_form_and_the_camera_connects(
             row = page.get_by_role("row", name=re.compile("Porch"))
             expect(row.locator("[data-col=status]")).to_have_text("online", timeout=20_000)
         agent.wait_for_state("connected", timeout=10)
+    finally:
+        browser.close()
+
+
+def test_a_qr_code_that_is_no_label_is_named_and_closing_the_form_lets_the_camera_go(
+    playwright: Playwright, home: Path, cloud: MockCloud, tmp_path: Path
+) -> None:
+    card = qr_card_png("WIFI:T:WPA;S:Office;P:wifi-password;;", ["Office WiFi"], tmp_path / "c.png")
+    video = fake_camera_y4m(card, tmp_path / "wifi.y4m")
+    browser = launch(
+        playwright,
+        home,
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        f"--use-file-for-fake-video-capture={video}",
+    )
+    try:
+        with tabs(browser, cloud, **PHONE) as new_tab:
+            tab = new_tab()
+            tab.page.context.grant_permissions(["camera"], origin=cloud.url)
+            page = tab.log_in()
+            page.get_by_role("button", name="Add camera").tap()
+            page.get_by_role("button", name="Scan label").tap()
+            status = page.locator("#scan-status")
+            expect(status).to_have_text(
+                re.compile("That QR code is not a camagent camera label"), timeout=20_000
+            )
+            video_element = page.get_by_label(re.compile("Camera view"))
+            expect(video_element).to_be_visible()  # still scanning
+            assert page.evaluate("document.querySelector('#scan-video').srcObject.active")
+            expect(page.get_by_label("MAC or camera ID")).to_have_value("")
+            tab.shot("phone-scan-not-a-label")
+            page.get_by_role("button", name="Cancel").tap()
+            expect(page.locator("#add-camera")).to_be_hidden()
+            assert page.evaluate("document.querySelector('#scan-video').srcObject") is None
+            page.get_by_role("button", name="Add camera").tap()
+            expect(status).to_have_text("")
     finally:
         browser.close()
 

@@ -184,7 +184,14 @@ function wireScanLabel() {
     status.textContent = "Scanning stopped.";
     button.focus();
   });
-  document.getElementById("add-camera-cancel").addEventListener("click", stop);
+  // However the form closes (Cancel, Escape, the Add camera button, a camera added), the
+  // camera is let go and the old message goes.
+  const section = document.getElementById("add-camera");
+  new MutationObserver(() => {
+    if (!section.hidden) return;
+    stop();
+    status.textContent = "";
+  }).observe(section, { attributes: true, attributeFilter: ["hidden"] });
   window.addEventListener("pagehide", stop);
 }
 
