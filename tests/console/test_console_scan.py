@@ -167,7 +167,9 @@ def test_scan_label_fills_the_form_and_the_camera_connects(
             tab.shot("phone-scan-label")
             page.get_by_label("Name").fill("Porch")
             # The camera starts now: its fast polls then fall within the test's wait.
-            agent = start_device(tmp_path, cloud, agents, DEVICE_ID, password=PASSWORD)
+            agent = start_device(
+                tmp_path, cloud, agents, DEVICE_ID, password=PASSWORD, slow_interval=1.0
+            )
             page.get_by_role("button", name="Add", exact=True).tap()
             row = page.get_by_role("row", name=re.compile("Porch"))
             expect(row.locator("[data-col=status]")).to_have_text("online", timeout=20_000)
@@ -225,7 +227,10 @@ def test_without_a_camera_the_button_says_why_and_the_form_works(
             page.get_by_role("button", name="Scan label").tap()
             status = page.locator("#scan-status")
             expect(status).to_contain_text("type the ID and password from the label")
-            expect(status).to_contain_text(re.compile("No camera was found|not allowed"))
+            # Why, whichever way chromium refuses here (no device, or no permission).
+            expect(status).to_contain_text(
+                re.compile("No camera was found|not allowed|could not be started")
+            )
             expect(page.locator("#scan-view")).to_be_hidden()
             # A mock set up without npm renders data-scanner="no": the button says so.
             page.locator("#scan").evaluate("(box) => { box.dataset.scanner = 'no'; }")
