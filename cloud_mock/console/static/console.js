@@ -353,7 +353,7 @@ function wireAddCamera(seen) {
 function camerasPage() {
   const rows = $("#camera-rows");
   const seen = new Map($$("tr[data-camera-id]", rows).map((row) =>
-    [row.dataset.cameraId, $("[data-col=status]", row).textContent.trim()]));
+    [row.dataset.cameraId, $("[data-col=status] .status", row).textContent.trim()]));
   wireAddCamera(seen);
   wireDeletes();
 
