@@ -6,6 +6,7 @@ camera the button says why and the form still works."""
 
 from __future__ import annotations
 
+import random
 import re
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Playwright, expect, sync_playwright
 
+from agent.qr.payloads import escape
 from cloud_mock import sandbox
 from cloud_mock.console.views import SCANNER
 from cloud_mock.testing import MockCloud
@@ -42,8 +44,6 @@ def label_png(device_id: str, password: str, path: Path) -> Path:
 
     Stands in for `camagent label make --device-id ID --password-file F --png OUT` until
     that command lands; the payload is the one it documents."""
-    from agent.qr.payloads import escape
-
     payload = f"CAMAGENT:ID:{escape(device_id)};PW:{escape(password)};;"
     return qr_card_png(payload, [f"ID: {device_id}", f"PW: {password}"], path)
 
@@ -268,5 +268,20 @@ def test_the_page_reads_label_payloads_as_the_device_does(
             page = new_tab().log_in()
             for text, expected in CASES:
                 assert page.evaluate("(t) => parseLabel(t)", text) == expected, text
+            # Whatever the label carries, escaped as the device's payload module escapes
+            # it, comes back as it was.
+            rng = random.Random(15)
+            alphabet = "ab12:;,\\\"' -_é€"
+            labels = [
+                {
+                    "id": rng.choice("ac") + "".join(rng.choices(alphabet, k=rng.randint(0, 12))),
+                    "password": "".join(rng.choices(alphabet, k=rng.randint(0, 24))),
+                }
+                for _ in range(300)
+            ]
+            texts = [f"CAMAGENT:ID:{escape(x['id'])};PW:{escape(x['password'])};;" for x in labels]
+            parsed = page.evaluate("(texts) => texts.map(parseLabel)", texts)
+            expected = [{**x, "id": x["id"].strip()} for x in labels]
+            assert parsed == expected
     finally:
         browser.close()
