@@ -354,6 +354,8 @@ def registrator_page(tab: Tab, cloud: MockCloud, nvr: sandbox.Agent, registrator
     expect(page.locator("#registrator-cameras")).to_have_text(re.compile("Gate.*Yard", re.S))
     checks = page.get_by_role("table", name="Device-side checks of the NVR")
     expect(checks).to_contain_text("dns")
+    page.get_by_role("button", name="Sync", exact=True).click()
+    expect(page.locator("#live")).to_have_text("Synced: 2 camera(s).")
     # The wizard's choices, now editable here.
     broadcast = page.locator("#broadcast-form")
     expect(broadcast.get_by_label("Broadcast to the cloud")).to_be_checked()
