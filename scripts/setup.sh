@@ -26,6 +26,8 @@ if $for_tests; then
         gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
         chromium libnss3-tools avahi-daemon avahi-utils dbus iproute2"
     EXTRAS="[dev,systemd]"
+    # npm fetches the console's QR decoder (below); Node.js may come from elsewhere.
+    command -v npm >/dev/null 2>&1 || APT_PACKAGES="$APT_PACKAGES npm"
 else
     EXTRAS=""
 fi
@@ -64,3 +66,11 @@ case "$have" in
         echo "$want" > "$stamp"
         ;;
 esac
+
+# The web console's QR decoder (zxing-wasm) from the npm registry into the mock's static
+# files. Without npm the console still works; its "Scan label" button says what is missing.
+if command -v npm >/dev/null 2>&1; then
+    cloud_mock/console/vendor.sh
+else
+    echo "setup: npm not found: the console's Scan label stays off (apt-get install npm)"
+fi

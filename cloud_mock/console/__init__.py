@@ -1,10 +1,13 @@
-"""The web console, served by the mock at `/` (DESIGN §11): log in, cameras (live),
-registrators (the 8-step wizard, registration tokens, Sync), sessions.
+"""The web console, served by the mock at `/` (docs/design.md §11): log in, cameras (live,
+those an NVR synced included; "Scan label" reads a camera's label with the phone's
+camera), registrators (the 8-step wizard, registration tokens, Sync, a page each with
+its settings and Delete), sessions. Usable on a phone (390 px wide) and a desktop.
 
 How it fits on the JSON API, so that no business rule exists twice:
-- Pages are rendered on the server (pages.py) from the same store and the same JSON
-  shapes the API answers with; console.js (static, no build step, no CDN) adds the
-  live and interactive parts.
+- Pages are rendered on the server (Jinja2 templates, autoescaped: pages.py) from the
+  same store and the same JSON shapes the API answers with; console.js (static, no
+  build step, no CDN) adds the live and interactive parts, scan.js the label scanner
+  (zxing-wasm, fetched by vendor.sh into static/vendor/ and served from there).
 - Every change the browser makes goes to `/console/api/v1/...`: a same-origin gateway
   (gateway.py) that takes the session from the cookie, insists on the CSRF token for
   anything but GET, and then runs the very handler of `/v1/...` with the session as its
@@ -18,7 +21,8 @@ Browser protections (security.py): the session cookie is `__Host-`, HttpOnly, Se
 SameSite=Strict, and holds the session secret itself (checked with
 users.caller_from_secret, so idle expiry and ending sessions apply); the CSRF token is
 an HMAC of the session id under a per-process key (before login: a double-submit token);
-a strict CSP (no inline script or style; data: images for the captcha),
+a strict CSP (no inline script or style; data: images for the captcha; WebAssembly
+compiled only on the cameras page, for the scanner),
 frame-ancestors 'none' and X-Frame-Options DENY, Referrer-Policy no-referrer.
 """
 
@@ -28,7 +32,7 @@ import secrets
 
 from aiohttp import web
 
-from cloud_mock.console import gateway, live, views
+from cloud_mock.console import gateway, live, pages, views
 from cloud_mock.console.security import CONSOLE_KEY, add_security_headers
 
 
@@ -36,6 +40,7 @@ def setup(app: web.Application) -> None:
     """Adds the console's routes, static files and response headers to `app`."""
     app[CONSOLE_KEY] = secrets.token_bytes(32)
     app.on_response_prepare.append(add_security_headers)
+    pages.setup(app)
     views.add_routes(app)
     gateway.add_routes(app)
     live.setup(app)

@@ -20,6 +20,7 @@ from cloud_mock.console.auth import (
     viewer_of,
 )
 from cloud_mock.console.security import (
+    CSP_WITH_WASM,
     PRELOGIN_COOKIE,
     SESSION_COOKIE,
     clear_cookie,
@@ -34,15 +35,13 @@ from cloud_mock.users import Caller
 log = logging.getLogger("cloud_mock.console")
 
 STATIC_DIR = Path(__file__).parent / "static"
+# The QR decoder vendor.sh fetches (scripts/setup.sh runs it); without it "Scan label" says so.
+SCANNER = STATIC_DIR / "vendor" / "zxing-reader.js"
 HOME = "/cameras"
 LOGIN = "/login"
 PRELOGIN_MAX_AGE_S = 3600
 MAX_NEXT = 512
 LOGIN_FIELDS = ("login", "password", "captcha_id", "captcha_answer")
-
-
-def _html(text: str, status: int = 200) -> web.Response:
-    return web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
 
 
 def safe_next(target: str | None) -> str:
@@ -69,6 +68,24 @@ def _caller_or_login(request: web.Request) -> Caller:
     return caller
 
 
+def _not_found(
+    request: web.Request,
+    viewer: pages.Viewer,
+    what: str,
+    back: tuple[str, str] = (HOME, "cameras"),
+) -> web.Response:
+    return pages.render(
+        request,
+        "not_found.html",
+        title="Not found",
+        page="missing",
+        viewer=viewer,
+        status=404,
+        what=what,
+        back=back,
+    )
+
+
 # --- pages ---------------------------------------------------------------------------------
 
 
@@ -81,19 +98,36 @@ async def login_page(request: web.Request) -> web.Response:
     if cookie_caller(request) is not None:
         raise web.HTTPSeeOther(target)
     token = new_prelogin_token()
-    response = _html(pages.login_page(token, target))
+    response = pages.render(
+        request,
+        "login.html",
+        title="Log in",
+        page="login",
+        viewer=None,
+        csrf=token,
+        next_path=target,
+    )
     set_cookie(response, PRELOGIN_COOKIE, token, PRELOGIN_MAX_AGE_S)
     return response
 
 
 async def cameras_page(request: web.Request) -> web.Response:
     caller = _caller_or_login(request)
-    cameras = request.app[STORE].cameras_of(caller.user.org)
-    return _html(
-        pages.cameras_page(
-            viewer_of(request, caller), [camera_json(request.app, c) for c in cameras]
-        )
+    store = request.app[STORE]
+    cameras = store.cameras_of(caller.user.org)
+    registrators = store.registrators_of(caller.user.org)
+    response = pages.render(
+        request,
+        "cameras.html",
+        title="Cameras",
+        page="cameras",
+        viewer=viewer_of(request, caller),
+        cameras=[camera_json(request.app, c) for c in cameras],
+        registrators=[registrator_json(request.app, r) for r in registrators],
+        scanner=SCANNER.is_file(),
     )
+    response.headers["Content-Security-Policy"] = CSP_WITH_WASM
+    return response
 
 
 async def camera_page(request: web.Request) -> web.Response:
@@ -102,19 +136,46 @@ async def camera_page(request: web.Request) -> web.Response:
     camera = store.get_camera(request.match_info["id"])
     viewer = viewer_of(request, caller)
     if camera is None or camera.org != caller.user.org:
-        missing = "No such camera (it may have been deleted)."
-        return _html(pages.not_found_page(viewer, missing), 404)
+        return _not_found(request, viewer, "No such camera (it may have been deleted).")
     polls = [p.to_json() for p in store.polls(camera.device_id, limit=POLLS_SHOWN)]
-    return _html(pages.camera_page(viewer, camera_json(request.app, camera), polls))
+    return pages.render(
+        request,
+        "camera.html",
+        title=camera.name,
+        page="camera",
+        viewer=viewer,
+        camera=camera_json(request.app, camera),
+        polls=polls,
+    )
 
 
 async def registrators_page(request: web.Request) -> web.Response:
     caller = _caller_or_login(request)
     registrators = request.app[STORE].registrators_of(caller.user.org)
-    return _html(
-        pages.registrators_page(
-            viewer_of(request, caller), [registrator_json(request.app, r) for r in registrators]
-        )
+    return pages.render(
+        request,
+        "registrators.html",
+        title="Registrators",
+        page="registrators",
+        viewer=viewer_of(request, caller),
+        registrators=[registrator_json(request.app, r) for r in registrators],
+    )
+
+
+async def registrator_page(request: web.Request) -> web.Response:
+    caller = _caller_or_login(request)
+    registrator = request.app[STORE].get_registrator(request.match_info["id"])
+    viewer = viewer_of(request, caller)
+    if registrator is None or registrator.org != caller.user.org:
+        missing = "No such registrator (it may have been deleted)."
+        return _not_found(request, viewer, missing, back=("/registrators", "registrators"))
+    return pages.render(
+        request,
+        "registrator.html",
+        title=registrator.name,
+        page="registrator",
+        viewer=viewer,
+        registrator=registrator_json(request.app, registrator),
     )
 
 
@@ -124,14 +185,29 @@ async def wizard_page(request: web.Request) -> web.Response:
     caller = _caller_or_login(request)
     code = request.query.get("code", "")[:64]
     resume = request.query.get("registrator", "")[:64]
-    return _html(pages.wizard_page(viewer_of(request, caller), code, resume))
+    return pages.render(
+        request,
+        "wizard.html",
+        title="Add registrator",
+        page="wizard",
+        viewer=viewer_of(request, caller),
+        code=code,
+        resume=resume,
+    )
 
 
 async def sessions_page(request: web.Request) -> web.Response:
     caller = _caller_or_login(request)
     sessions = request.app[STORE].sessions_of(caller.user.login)
     rows = [{**users.session_json(s), "current": s.id == caller.session.id} for s in sessions]
-    return _html(pages.sessions_page(viewer_of(request, caller), rows))
+    return pages.render(
+        request,
+        "sessions.html",
+        title="Sessions",
+        page="sessions",
+        viewer=viewer_of(request, caller),
+        sessions=rows,
+    )
 
 
 # --- login, logout ---------------------------------------------------------------------------
@@ -189,5 +265,6 @@ def add_routes(app: web.Application) -> None:
     router.add_get("/registrators", registrators_page)
     router.add_get("/registrators/new", wizard_page)
     router.add_get("/registrators/activate", wizard_page)
+    router.add_get("/registrators/{id}", registrator_page)
     router.add_get("/sessions", sessions_page)
     router.add_static("/console/static", STATIC_DIR, append_version=False)

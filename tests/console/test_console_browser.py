@@ -9,48 +9,30 @@ CAMAGENT_UPDATE_SCREENSHOTS=1 they replace the committed ones in docs/screenshot
 
 from __future__ import annotations
 
-import io
-import os
 import re
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import (
-    Browser,
-    BrowserContext,
-    ConsoleMessage,
-    Page,
-    expect,
-    sync_playwright,
-)
+from playwright.sync_api import Browser, expect, sync_playwright
 
 from cloud_mock import sandbox
 from cloud_mock.testing import MockCloud
+from tests.console.browsing import (
+    ARGS,
+    CHROMIUM,
+    Tab,
+    start_device,
+    tabs,
+    trusting_home,
+    wait_for_activation,
+)
 from tests.console.conftest import start_cloud
-from tests.eventually import eventually
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = (
-    ROOT / "docs" / "screenshots"
-    if os.environ.get("CAMAGENT_UPDATE_SCREENSHOTS") == "1"
-    else ROOT / "test-artifacts" / "screenshots"
-)
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 LIMITED = {"login": "limited", "password": "limited-password-1", "role": "owner"}
 NVR_CAMERAS = """
 [[nvr.cameras]]
@@ -61,10 +43,6 @@ url = "rtsp://10.1.1.5/stream1"
 name = "Yard"
 url = "rtsp://10.1.1.6/stream1"
 """
-# Answers the protocol gives on purpose: the browser logs every 4xx of a fetch as a
-# console error, so these (and only these) are let through on the login endpoint; a test
-# that provokes another refusal names it with Tab.expect_refusal.
-LOGIN_REFUSALS = ("/console/login", (401, 409, 428))
 
 
 @pytest.fixture(scope="module")
@@ -78,19 +56,6 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockCloud]:
     c.stop()
 
 
-def trusting_home(directory: Path, ca_file: Path) -> Path:
-    """A HOME whose NSS database (what chromium on Linux trusts) holds the mock's CA."""
-    nssdb = directory / ".pki" / "nssdb"
-    nssdb.mkdir(parents=True)
-    db = f"sql:{nssdb}"
-    subprocess.run(["certutil", "-d", db, "-N", "--empty-password"], check=True)
-    subprocess.run(
-        ["certutil", "-d", db, "-A", "-t", "C,,", "-n", "camagent mock CA", "-i", str(ca_file)],
-        check=True,
-    )
-    return directory
-
-
 @pytest.fixture(scope="module")
 def browser(cloud: MockCloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
     home = trusting_home(tmp_path_factory.mktemp("home"), cloud.ca_file)
@@ -102,75 +67,10 @@ def browser(cloud: MockCloud, tmp_path_factory: pytest.TempPathFactory) -> Itera
         b.close()
 
 
-class Tab:
-    """A page plus the console errors it produced."""
-
-    def __init__(self, context: BrowserContext, cloud: MockCloud) -> None:
-        self.cloud = cloud
-        self.page = context.new_page()
-        self.page.set_default_timeout(15_000)
-        self.errors: list[str] = []
-        self.refusals: list[tuple[str, tuple[int, ...]]] = [LOGIN_REFUSALS]
-        self.page.on("console", self._console)
-        self.page.on("pageerror", lambda error: self.errors.append(f"pageerror: {error}"))
-        self.page.on("dialog", lambda dialog: dialog.accept())
-
-    def _console(self, message: ConsoleMessage) -> None:
-        if message.type != "error":
-            return
-        url = str(message.location.get("url", ""))
-        status = re.search(r"status of (\d+)", message.text)
-        for path, statuses in self.refusals:
-            if status and path in url and int(status.group(1)) in statuses:
-                return
-        self.errors.append(f"{url}: {message.text}")
-
-    def expect_refusal(self, path: str, *statuses: int) -> None:
-        """A 4xx the test provokes on purpose (bad input) is not a console error."""
-        self.refusals.append((path, statuses))
-
-    def go(self, path: str) -> Page:
-        self.page.goto(self.cloud.url + path)
-        return self.page
-
-    def log_in(self, login: str = "admin", password: str | None = None) -> Page:
-        page = self.go("/login")
-        page.get_by_label("Login").fill(login)
-        page.get_by_label("Password").fill(password or self.cloud.admin_password)
-        page.get_by_role("button", name="Log in").click()
-        expect(page).to_have_url(re.compile(r"/cameras$"))
-        return page
-
-    def shot(self, name: str) -> None:
-        """Saves SCREENSHOTS/NAME.png, reduced to a palette (small enough to commit)."""
-        from PIL import Image
-
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        png = self.page.screenshot(full_page=True)
-        with Image.open(io.BytesIO(png)) as image:
-            image.convert("RGB").quantize(colors=64).save(
-                SCREENSHOTS / f"{name}.png", optimize=True
-            )
-
-
 @pytest.fixture
 def new_tab(browser: Browser, cloud: MockCloud) -> Iterator[Callable[[], Tab]]:
-    """Opens tabs, each in its own context (own cookies); checks their consoles at the end."""
-    contexts: list[BrowserContext] = []
-    tabs: list[Tab] = []
-
-    def make() -> Tab:
-        context = browser.new_context(viewport={"width": 1100, "height": 720})
-        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=cloud.url)
-        contexts.append(context)
-        tab = Tab(context, cloud)
-        tabs.append(tab)
-        return tab
-
-    yield make
-    for context in contexts:
-        context.close()
-    assert [e for tab in tabs for e in tab.errors] == []
+    with tabs(browser, cloud) as make:
+        yield make
 
 
 @pytest.fixture
@@ -179,23 +79,6 @@ def agents(tmp_path: Path, cloud: MockCloud) -> Iterator[list[sandbox.Agent]]:
     yield started
     for agent in started:
         agent.stop()
-
-
-def start_device(
-    tmp_path: Path, cloud: MockCloud, agents: list[sandbox.Agent], device_id: str, **kw: Any
-) -> sandbox.Agent:
-    config = sandbox.write_agent_config(
-        tmp_path / device_id.replace(":", ""),
-        cloud,
-        device_id=device_id,
-        password=kw.pop("password", "label-password"),
-        fast_interval=kw.pop("fast_interval", 1.0),
-        long_poll=kw.pop("long_poll", 2.0),
-        **kw,
-    )
-    agent = sandbox.start_agent(config)
-    agents.append(agent)
-    return agent
 
 
 # --- login ---------------------------------------------------------------------------------
@@ -304,8 +187,17 @@ def test_add_camera_goes_online_live_and_delete_reprovisions(
     page.get_by_label("MAC or camera ID").fill("not a mac!")
     page.get_by_label("Device password").fill("label-password")
     page.get_by_role("button", name="Add", exact=True).click()
-    expect(page.locator("#add-camera-error")).to_contain_text("invalid device ID 'not a mac!'")
+    device = page.get_by_label("MAC or camera ID")
+    error = page.locator("#cam-device-error")  # beside the field, the field marked
+    expect(error).to_contain_text("invalid device ID 'not a mac!'")
+    expect(device).to_have_attribute("aria-invalid", "true")
+    expect(device).to_have_accessible_description(re.compile("invalid device ID"))
+    expect(device).to_have_value("not a mac!")
     expect(page.get_by_label("Device password")).to_have_value("label-password")
+    expect(page.locator("#add-camera-error")).to_be_hidden()
+    # A camera another account took over (live update as the page renders it).
+    moved = page.evaluate("cameraStatus({status: 'moved', moved_at: 1780000000}).textContent")
+    assert moved == "moved to another account, 2026-05-28 20:26:40 UTC"
     page.get_by_label("MAC or camera ID").fill(device_id.upper().replace(":", "-"))
     page.get_by_label("Device password").fill("label-password")
     page.get_by_label("Name").fill("Front door")
@@ -340,16 +232,6 @@ def test_add_camera_goes_online_live_and_delete_reprovisions(
 
 
 # --- registrators --------------------------------------------------------------------------
-
-
-def wait_for_activation(agent: sandbox.Agent, timeout: float = 20) -> dict[str, Any]:
-    activation = eventually(
-        lambda: agent.status().get("activation"),
-        timeout=timeout,
-        interval=0.1,
-        what="an activation code in status",
-    )
-    return dict(activation)
 
 
 def test_registrator_wizard_end_to_end_then_sync(
@@ -408,12 +290,16 @@ def test_registrator_wizard_end_to_end_then_sync(
     s = step(5, "Connect")
     expect(s.get_by_label("Activation code")).to_have_value(code)
     tab.expect_refusal("/activate", 404)
+    next_button = s.get_by_role("button", name="Next")
+    expect(next_button).to_be_disabled()  # nothing to go on with until the code is activated
     s.get_by_label("Activation code").fill("0000-0000-0000")
     s.get_by_role("button", name="Activate").click()
     expect(s.get_by_role("alert")).to_contain_text("activation code 0000-0000-0000 is unknown")
+    expect(next_button).to_be_disabled()
     s.get_by_label("Activation code").fill(code)
     s.get_by_role("button", name="Activate").click()
     expect(page.locator("#connect-status")).to_contain_text("Status: online", timeout=20_000)
+    expect(next_button).to_be_enabled()
     nvr.wait_for_state("connected", timeout=10)
     s.get_by_role("button", name="Next").click()
     s = step(6, "Broadcast")
@@ -443,6 +329,72 @@ def test_registrator_wizard_end_to_end_then_sync(
     page.get_by_role("button", name="Sync all").click()
     expect(page.locator("#sync-status")).to_contain_text("Synced 1 of 1 registrator(s).")
     tab.shot("registrators")
+    registrator_id = row.get_attribute("data-registrator-id")
+    assert registrator_id
+
+    # The cameras the NVR listed are on the Cameras page too, with their registrator.
+    page.get_by_role("link", name="Cameras", exact=True).click()
+    for name in ("Gate", "Yard"):
+        nvr_row = page.get_by_role("row", name=re.compile(name))
+        expect(nvr_row.get_by_role("link", name="Server room")).to_be_visible()
+        expect(nvr_row.locator("[data-col=status]")).to_have_text("online")
+    page.get_by_role("row", name=re.compile("Gate")).get_by_role("link").click()
+    registrator_page(tab, cloud, nvr, registrator_id)
+
+
+def registrator_page(tab: Tab, cloud: MockCloud, nvr: sandbox.Agent, registrator_id: str) -> None:
+    """The registrator's own page: status, checks, cameras, settings kept after the
+    wizard and sent to the NVR, Delete behind a confirmation (revokes the NVR's token)."""
+    page = tab.page
+    expect(page).to_have_url(re.compile(f"/registrators/{registrator_id}$"))
+    expect(page.get_by_role("heading", name="Server room", level=1)).to_be_visible()
+    facts = page.locator("#registrator")
+    expect(facts.locator("[data-col=status]")).to_have_text("online")
+    expect(facts).to_contain_text("02:d0:00:00:00:01")
+    expect(page.locator("#registrator-cameras")).to_have_text(re.compile("Gate.*Yard", re.S))
+    checks = page.get_by_role("table", name="Device-side checks of the NVR")
+    expect(checks).to_contain_text("dns")
+    page.get_by_role("button", name="Sync", exact=True).click()
+    expect(page.locator("#live")).to_have_text("Synced: 2 camera(s).")
+    # The wizard's choices, now editable here.
+    broadcast = page.locator("#broadcast-form")
+    expect(broadcast.get_by_label("Broadcast to the cloud")).to_be_checked()
+    expect(broadcast.get_by_label("Quality")).to_have_value("high")
+    broadcast.get_by_label("Quality").select_option("low")
+    broadcast.get_by_role("button", name="Save broadcast").click()
+    expect(broadcast.get_by_role("status")).to_have_text("Saved; the NVR took the settings.")
+    archive = page.locator("#archive-form")
+    expect(archive.get_by_label("Days to keep")).to_have_value("14")
+    archive.get_by_label("Record an archive").uncheck()
+    archive.get_by_role("button", name="Save archive").click()
+    expect(archive.get_by_role("status")).to_have_text("Saved; the NVR took the settings.")
+    tab.shot("registrator")
+    session = cloud.login()
+    saved = cloud.registrator(session, registrator_id)
+    assert saved["broadcast"] == {"enabled": True, "quality": "low"}
+    assert saved["archive"] == {"enabled": False, "days": 14}
+    page.reload()
+    expect(page.locator("#broadcast-form").get_by_label("Quality")).to_have_value("low")
+
+    # Delete asks first; Cancel keeps it.
+    page.get_by_role("button", name="Delete", exact=True).click()
+    dialog = page.get_by_role("dialog", name="Delete Server room?")
+    expect(dialog).to_contain_text("token is revoked")
+    expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+    assert cloud.registrator(session, registrator_id)["id"] == registrator_id
+    page.get_by_role("button", name="Delete", exact=True).click()
+    dialog.get_by_role("button", name="Delete registrator").click()
+    expect(page).to_have_url(re.compile("/registrators$"))
+    expect(page.get_by_role("row", name=re.compile("Server room"))).to_have_count(0)
+    status, _ = cloud.request("GET", f"/v1/registrators/{registrator_id}", session=session)
+    assert status == 404
+    # The NVR's channel was closed with "revoked": it leaves the connected state.
+    deadline = time.monotonic() + 15
+    while nvr.status()["state"] == "connected":
+        assert time.monotonic() < deadline, nvr.status()
+        time.sleep(0.1)
 
 
 def test_registration_token_tab(new_tab: Callable[[], Tab]) -> None:

@@ -29,6 +29,25 @@ def test_pages_carry_the_security_headers(cloud: MockCloud) -> None:
     assert "Content-Security-Policy" not in Browserless(cloud).request("GET", "/v1/keys").headers
 
 
+def test_only_the_page_that_scans_may_compile_webassembly(cloud: MockCloud) -> None:
+    client = Browserless(cloud)
+    client.log_in()
+    cameras = client.request("GET", "/cameras")
+    directives = dict(
+        d.strip().split(" ", 1) for d in cameras.headers["Content-Security-Policy"].split(";")
+    )
+    assert directives["script-src"] == "'self' 'wasm-unsafe-eval'"
+    assert "wasm" not in directives["default-src"]
+    assert "unsafe-inline" not in cameras.headers["Content-Security-Policy"]
+    assert 'data-scanner="yes"' in cameras.text
+    for path in ("/login", "/registrators", "/sessions"):
+        assert "wasm" not in client.request("GET", path).headers["Content-Security-Policy"]
+    wasm = client.request("GET", "/console/static/vendor/zxing_reader.wasm")
+    assert wasm.status == 200
+    assert wasm.headers["Content-Type"] == "application/wasm"  # compiled as it streams
+    assert wasm.body[:4] == b"\0asm"
+
+
 def test_pages_need_a_login_and_the_cookie_is_locked_down(cloud: MockCloud) -> None:
     client = Browserless(cloud)
     for path in ("/cameras", "/registrators", "/registrators/new", "/sessions"):
@@ -119,7 +138,7 @@ def test_the_activation_url_the_nvr_shows_opens_the_wizard_with_its_code(
     client.log_in()
     page = client.request("GET", "/registrators/activate?code=ABCD-EFGH-JK12%22%3E")
     assert page.status == 200
-    assert 'id="connect-code" value="ABCD-EFGH-JK12&quot;&gt;"' in page.text  # escaped
+    assert 'id="connect-code" value="ABCD-EFGH-JK12&#34;&gt;"' in page.text  # escaped
 
 
 def test_sessions_name_the_browser_briefly() -> None:
@@ -137,6 +156,29 @@ def test_login_returns_only_to_a_page_of_this_site() -> None:
     assert safe_next("/registrators/activate?code=ABCD") == "/registrators/activate?code=ABCD"
     for evil in ("//evil.example/", "https://evil.example/", "/\\evil.example", "", None, "x"):
         assert safe_next(evil) == "/cameras", evil
+
+
+def test_a_registrator_has_its_own_page_and_a_viewer_cannot_change_it(cloud: MockCloud) -> None:
+    session = cloud.login()
+    registrator = cloud.add_registrator(session, "Shed", note="garden")
+    owner = Browserless(cloud)
+    owner.log_in()
+    page = owner.request("GET", f"/registrators/{registrator['id']}")
+    assert page.status == 200
+    assert 'id="delete-registrator"' in page.text
+    assert "<fieldset>" in page.text  # the settings are editable
+    assert f'href="/registrators/{registrator["id"]}"' in owner.request("GET", "/registrators").text
+    viewer = Browserless(cloud)
+    viewer.log_in(VIEWER["login"], VIEWER["password"])
+    page = viewer.request("GET", f"/registrators/{registrator['id']}")
+    assert page.status == 200
+    assert "delete-registrator" not in page.text
+    assert "<fieldset disabled>" in page.text
+    missing = viewer.request("GET", "/registrators/no-such-id")
+    assert missing.status == 404
+    assert "No such registrator" in missing.text
+    assert 'href="/registrators">Back to registrators' in missing.text
+    assert viewer.request("GET", "/registrators/x").headers["Content-Security-Policy"]
 
 
 def test_a_viewer_sees_no_buttons_and_the_api_still_decides(cloud: MockCloud) -> None:

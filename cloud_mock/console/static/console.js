@@ -55,6 +55,13 @@ function statusBadge(status) {
   return el("span", { class: `status status-${status}`, text: status });
 }
 
+// A camera's status; `moved` (another account's claim won the camera) says when.
+function cameraStatus(camera) {
+  if (camera.status !== "moved") return statusBadge(camera.status);
+  const note = "to another account" + (camera.moved_at ? `, ${when(camera.moved_at)}` : "");
+  return el("span", {}, statusBadge(camera.status), " ", el("span", { class: "small muted", text: note }));
+}
+
 async function copyFrom(id, button) {
   const source = document.getElementById(id);
   const text = source.value !== undefined ? source.value : source.textContent;
@@ -198,9 +205,10 @@ function loginPage() {
       });
       rows.append(
         el("tr", {},
-          el("td", { text: session.device }), el("td", { text: session.software }),
-          el("td", { class: "time", text: when(session.started) }),
-          el("td", { class: "time", text: when(session.last_activity) }),
+          el("td", { class: "title", text: session.device }),
+          el("td", { "data-label": "Software", text: session.software }),
+          el("td", { class: "time", "data-label": "Started", text: when(session.started) }),
+          el("td", { class: "time", "data-label": "Last activity", text: when(session.last_activity) }),
           el("td", { class: "row-actions" }, button)),
       );
     }
@@ -224,11 +232,24 @@ function cameraRow(camera) {
     })
     : "";
   return el("tr", { "data-camera-id": camera.camera_id },
-    el("td", {}, el("a", { href: `/cameras/${encodeURIComponent(camera.camera_id)}`, text: camera.name })),
-    el("td", {}, el("code", { text: camera.device_id })),
-    el("td", { "data-col": "status" }, statusBadge(camera.status)),
-    el("td", { "data-col": "last-seen", text: when(camera.last_seen) }),
+    el("td", { class: "title" },
+      el("a", { href: `/cameras/${encodeURIComponent(camera.camera_id)}`, text: camera.name })),
+    el("td", { "data-label": "ID" }, el("code", { text: camera.device_id })),
+    el("td", {}),
+    el("td", { "data-col": "status", "data-label": "Status" }, cameraStatus(camera)),
+    el("td", { "data-col": "last-seen", "data-label": "Last seen", text: when(camera.last_seen) }),
     el("td", { class: "row-actions" }, del));
+}
+
+// A camera an NVR listed at its last Sync, with its registrator (cameras page).
+function nvrCameraRow() {
+  return el("tr", {},
+    el("td", { class: "title", "data-col": "name" }),
+    el("td", {}),
+    el("td", { "data-col": "registrator", "data-label": "Registrator" }),
+    el("td", { "data-col": "status", "data-label": "Status" }),
+    el("td", { "data-col": "last-seen", "data-label": "Last seen" }),
+    el("td", { class: "row-actions" }));
 }
 
 async function deleteCamera(button) {
@@ -268,24 +289,54 @@ function wireAddCamera(seen) {
     else toggle.focus();
   }
   toggle.addEventListener("click", () => setOpen(section.hidden));
+  $("#cam-show-password").addEventListener("change", (event) => {
+    $("#cam-password").type = event.target.checked ? "text" : "password";
+  });
   $("#add-camera-cancel").addEventListener("click", () => setOpen(false));
   section.addEventListener("keydown", (event) => { if (event.key === "Escape") setOpen(false); });
+  // An error about one field goes beside it (aria-invalid, described by it); the rest
+  // below the form. What was typed stays.
+  const fields = { device_id: $("#cam-device"), password: $("#cam-password") };
+  function fieldOf(result) {
+    if (result.data.field in fields) return result.data.field;
+    const text = errorText(result);
+    if (/device[ _]id/i.test(text)) return "device_id";
+    if (/password/i.test(text)) return "password";
+    return null;
+  }
+  function showError(field, text) {
+    const input = fields[field];
+    if (!input) { $("#add-camera-error").textContent = text; return; }
+    $(`#${input.id}-error`).textContent = text;
+    input.setAttribute("aria-invalid", "true");
+    input.focus();
+  }
+  function clearErrors() {
+    $("#add-camera-error").textContent = "";
+    for (const input of Object.values(fields)) {
+      input.removeAttribute("aria-invalid");
+      $(`#${input.id}-error`).textContent = "";
+    }
+  }
+  for (const input of Object.values(fields)) {
+    input.addEventListener("input", () => {
+      input.removeAttribute("aria-invalid");
+      $(`#${input.id}-error`).textContent = "";
+    });
+  }
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const error = $("#add-camera-error");
-    error.textContent = "";
+    clearErrors();
     const body = {
       device_id: $("#cam-device").value.trim(),
       password: $("#cam-password").value,
       name: $("#cam-name").value.trim(),
     };
-    if (!body.device_id || !body.password) {
-      error.textContent = "Type the camera's MAC (or ID) and its device password.";
-      return;
-    }
+    if (!body.device_id) { showError("device_id", "Type the camera's MAC (or its camera ID)."); return; }
+    if (!body.password) { showError("password", "Type the device password from the camera's label."); return; }
     const result = await api("POST", "/cameras", body);
     if (!result.ok) {
-      error.textContent = errorText(result);
+      showError(fieldOf(result), errorText(result));
       return;
     }
     form.reset();
@@ -302,24 +353,36 @@ function wireAddCamera(seen) {
 function camerasPage() {
   const rows = $("#camera-rows");
   const seen = new Map($$("tr[data-camera-id]", rows).map((row) =>
-    [row.dataset.cameraId, $("[data-col=status]", row).textContent.trim()]));
+    [row.dataset.cameraId, $("[data-col=status] .status", row).textContent.trim()]));
   wireAddCamera(seen);
   wireDeletes();
 
   liveStatus((data) => {
     const changes = [];
     syncRows(rows, data.cameras, "camera_id", cameraRow, (row, camera) => {
-      setCell(row, "status", statusBadge(camera.status));
+      setCell(row, "status", cameraStatus(camera));
       setCell(row, "last-seen", when(camera.last_seen));
+    });
+    const nvrCameras = data.registrators.flatMap((registrator) =>
+      (registrator.cameras || []).map((camera, i) => ({ key: `${registrator.id}/${i}`, camera, registrator })));
+    syncRows($("#nvr-camera-rows"), nvrCameras, "key", nvrCameraRow, (row, item) => {
+      setCell(row, "name", item.camera.name);
+      setCell(row, "registrator", el("a", {
+        href: `/registrators/${encodeURIComponent(item.registrator.id)}`, text: item.registrator.name,
+      }));
+      setCell(row, "status", statusBadge(item.registrator.status));
+      setCell(row, "last-seen", when(item.registrator.last_seen));
     });
     for (const camera of data.cameras) {
       const before = seen.get(camera.camera_id);
       if (before !== camera.status && (before !== undefined || camera.status !== "waiting")) {
-        changes.push(`${camera.name} is ${camera.status}.`);
+        changes.push(camera.status === "moved"
+          ? `${camera.name} moved to another account.`
+          : `${camera.name} is ${camera.status}.`);
       }
       seen.set(camera.camera_id, camera.status);
     }
-    $("#no-cameras").hidden = data.cameras.length > 0;
+    $("#no-cameras").hidden = data.cameras.length + nvrCameras.length > 0;
     if (changes.length) $("#live").textContent = changes.join(" ");
   });
 }
@@ -333,7 +396,7 @@ function cameraPage() {
       $("#live").textContent = "This camera was deleted.";
       return;
     }
-    $("[data-col=status]", facts).replaceChildren(statusBadge(camera.status));
+    $("[data-col=status]", facts).replaceChildren(cameraStatus(camera));
     $("[data-col=last-seen]", facts).textContent = when(camera.last_seen);
   });
 }
@@ -363,16 +426,18 @@ function registratorRow(registrator) {
     }));
   }
   return el("tr", { "data-registrator-id": registrator.id },
-    el("td", {}, registrator.name, el("div", { class: "muted small", text: registrator.note })),
-    el("td", { "data-col": "status" }),
-    el("td", { "data-col": "device" }),
-    el("td", { "data-col": "cameras" }),
-    el("td", { "data-col": "last-seen" }),
+    el("td", { class: "title" },
+      el("a", { href: `/registrators/${encodeURIComponent(registrator.id)}`, text: registrator.name }),
+      el("div", { class: "muted small", text: registrator.note })),
+    el("td", { "data-col": "status", "data-label": "Status" }),
+    el("td", { "data-col": "device", "data-label": "NVR" }),
+    el("td", { "data-col": "cameras", "data-label": "Cameras" }),
+    el("td", { "data-col": "last-seen", "data-label": "Last seen" }),
     el("td", { class: "row-actions" }, ...actions));
 }
 
-function registratorsPage() {
-  const status = $("#sync-status");
+// Sync buttons ([data-sync]): ask the NVR for its cameras; the result goes to `status`.
+function wireSyncButtons(status) {
   async function sync(button) {
     if (!busy(button, true)) return;
     status.textContent = "Syncing…";
@@ -386,6 +451,11 @@ function registratorsPage() {
     const button = event.target.closest("[data-sync]");
     if (button) sync(button);
   });
+}
+
+function registratorsPage() {
+  const status = $("#sync-status");
+  wireSyncButtons(status);
   $("#sync-all")?.addEventListener("click", async () => {
     status.textContent = "Syncing all…";
     const result = await api("POST", "/registrators/sync-all");
@@ -412,6 +482,65 @@ function registratorsPage() {
   });
 }
 
+// One registrator: live status, Sync, Broadcast and Archive, Delete with a confirmation.
+function registratorPage() {
+  const facts = $("#registrator");
+  const id = facts.dataset.registratorId;
+  const path = `/registrators/${encodeURIComponent(id)}`;
+  wireSyncButtons($("#live"));
+
+  function wireSettings(form, what, body) {
+    const saved = $("[data-saved]", form);
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const button = $("button[type=submit]", form);
+      if (!busy(button, true)) return;
+      saved.textContent = "Saving…";
+      const result = await api("PUT", `${path}/${what}`, body());
+      busy(button, false);
+      if (!result.ok) { saved.textContent = `Not saved: ${errorText(result)}`; return; }
+      saved.textContent = result.data.applied
+        ? "Saved; the NVR took the settings."
+        : `Saved; ${result.data.reason || "the NVR did not take them yet"}.`;
+    });
+  }
+  wireSettings($("#broadcast-form"), "broadcast", () => ({
+    enabled: $("#broadcast-enabled").checked, quality: $("#broadcast-quality").value,
+  }));
+  wireSettings($("#archive-form"), "archive", () => ({
+    enabled: $("#archive-enabled").checked, days: Number($("#archive-days").value),
+  }));
+
+  const dialog = $("#delete-dialog");
+  if (dialog) {
+    $("#delete-registrator").addEventListener("click", () => {
+      $("#delete-error").textContent = "";
+      dialog.showModal();
+      $("#delete-cancel").focus(); // the safe choice first
+    });
+    $("#delete-cancel").addEventListener("click", () => dialog.close());
+    $("#delete-confirm").addEventListener("click", async () => {
+      const result = await api("DELETE", path);
+      if (!result.ok) { $("#delete-error").textContent = errorText(result); return; }
+      window.location.assign("/registrators");
+    });
+  }
+
+  liveStatus((data) => {
+    const registrator = data.registrators.find((r) => r.id === id);
+    if (!registrator) {
+      $("#live").textContent = "This registrator was deleted.";
+      return;
+    }
+    $("[data-col=status]", facts).replaceChildren(statusBadge(registrator.status));
+    $("[data-col=device]", facts).replaceChildren(el("code", { text: registrator.device_id || "not linked" }));
+    $("[data-col=last-seen]", facts).textContent = when(registrator.last_seen);
+    const cameras = $("#registrator-cameras");
+    const list = cameraNames(registrator);
+    if (cameras.innerHTML !== list.outerHTML) cameras.replaceChildren(list);
+  });
+}
+
 // --- the registrator wizard and the token tab ----------------------------------------------
 
 function wizardPage() {
@@ -425,6 +554,8 @@ function wizardPage() {
   let onlineTimer = null;
 
   const section = (n) => steps[n - 1];
+  // Connect's Next stays disabled until the code is activated (there is nothing to go on with).
+  const connectNext = $("[data-next]", section(5));
   const fail = (n, text) => { $("[data-error]", section(n)).textContent = text; };
 
   function show(n) {
@@ -448,8 +579,9 @@ function wizardPage() {
       else fail(3, errorText(result));
     } else if (n === 4 && $("#activation-code").value.trim()) {
       startChecks();
-    } else if (n === 5 && !$("#connect-code").value) {
-      $("#connect-code").value = $("#activation-code").value.trim();
+    } else if (n === 5) {
+      if (!$("#connect-code").value) $("#connect-code").value = $("#activation-code").value.trim();
+      connectNext.disabled = !registrator.device_id;
     } else if (n === 8) {
       await showSummary();
     }
@@ -507,10 +639,11 @@ function wizardPage() {
 
   function renderChecks(checks) {
     $("#check-rows").replaceChildren(...checks.map((check) => el("tr", {},
-      el("td", { text: check.name }),
-      el("td", {}, el("span", { class: `status check-${check.status}`, text: check.status })),
-      el("td", { text: check.detail }),
-      el("td", { text: check.fix }))));
+      el("td", { class: "title", text: check.name }),
+      el("td", { "data-label": "Result" },
+        el("span", { class: `status check-${check.status}`, text: check.status })),
+      el("td", { "data-label": "Detail", text: check.detail }),
+      el("td", { "data-label": "How to fix", text: check.fix }))));
   }
 
   async function loadChecks() {
@@ -545,6 +678,7 @@ function wizardPage() {
       { code: $("#connect-code").value });
     if (!result.ok) { fail(5, errorText(result)); return; }
     registrator = result.data;
+    connectNext.disabled = false;
     status.textContent = `Activated: NVR ${registrator.device_id} is linked. Status: ${registrator.status}.`;
     if (onlineTimer !== null) window.clearInterval(onlineTimer);
     onlineTimer = window.setInterval(async () => {
@@ -659,11 +793,27 @@ const PAGES = {
   cameras: camerasPage,
   camera: cameraPage,
   registrators: registratorsPage,
+  registrator: registratorPage,
   wizard: wizardPage,
   sessions: sessionsPage,
 };
 
+// The header's menu on a phone (on a wide screen the button is hidden, the menu shown).
+function wireMenu() {
+  const toggle = $(".menu-toggle");
+  if (!toggle) return;
+  const setOpen = (open) => toggle.setAttribute("aria-expanded", String(open));
+  toggle.addEventListener("click", () => setOpen(toggle.getAttribute("aria-expanded") !== "true"));
+  toggle.closest("header").addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && toggle.getAttribute("aria-expanded") === "true") {
+      setOpen(false);
+      toggle.focus();
+    }
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  wireMenu();
   const page = PAGES[document.body.dataset.page];
   if (page) page();
 });

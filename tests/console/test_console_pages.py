@@ -1,0 +1,96 @@
+"""The console's templates rendered alone (no server): what each status shows, and that
+every value is escaped."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cloud_mock.console import pages
+
+VIEWER = pages.Viewer("admin", "demo", "owner", "csrf-token")
+MOVED_AT = 1_780_000_000.0  # 2026-05-28 20:26:40 UTC
+
+
+def camera(**changes: Any) -> dict[str, Any]:
+    return {
+        "camera_id": "c1",
+        "device_id": "02:c0:00:00:00:01",
+        "name": "Porch",
+        "org": "demo",
+        "status": "online",
+        "last_seen": None,
+        "created": 0.0,
+        **changes,
+    }
+
+
+def render(template: str, **context: Any) -> str:
+    base = {"title": "t", "page": "p", "viewer": VIEWER, "csrf": VIEWER.csrf}
+    return pages.environment().get_template(template).render(**base, **context)
+
+
+def cameras_page(*cameras: dict[str, Any]) -> str:
+    return render("cameras.html", cameras=list(cameras), registrators=[], scanner=True)
+
+
+def test_a_moved_camera_says_so_with_the_time_on_the_list_and_its_page() -> None:
+    moved = camera(status="moved", moved_at=MOVED_AT)
+    for html in (cameras_page(moved), render("camera.html", camera=moved, polls=[])):
+        assert '<span class="status status-moved">moved</span>' in html
+        assert "to another account, 2026-05-28 20:26:40 UTC" in html
+
+
+def test_the_scan_button_knows_whether_the_decoder_is_installed() -> None:
+    installed = render("cameras.html", cameras=[], registrators=[], scanner=True)
+    assert 'data-scanner="yes"' in installed
+    assert "/console/static/scan.js" in installed
+    missing = render("cameras.html", cameras=[], registrators=[], scanner=False)
+    assert 'data-scanner="no"' in missing
+
+
+def test_a_moved_camera_without_a_time_still_says_where_it_went() -> None:
+    html = cameras_page(camera(status="moved"))
+    assert "to another account</span>" in html
+
+
+@pytest.mark.parametrize("status", ["online", "waiting", "suspended", "<b>x</b>"])
+def test_any_status_the_api_gives_is_shown_as_given(status: str) -> None:
+    html = cameras_page(camera(status=status))
+    shown = status.replace("<", "&lt;").replace(">", "&gt;")
+    assert f">{shown}</span>" in html
+    assert "to another account" not in html
+
+
+def test_every_value_is_escaped() -> None:
+    evil = '"><script>alert(1)</script>'
+    registrator = {
+        "id": evil,
+        "name": evil,
+        "note": evil,
+        "device": "virtual",
+        "status": evil,
+        "device_id": evil,
+        "device_name": evil,
+        "version": evil,
+        "checks": [{"name": evil, "status": "ok", "detail": evil, "fix": evil}],
+        "cameras": [{"name": evil, "url": evil}],
+        "broadcast": {"enabled": True, "quality": "high"},
+        "archive": {"enabled": False, "days": 7},
+        "created": 0.0,
+        "last_seen": None,
+        "linked_at": None,
+    }
+    named = camera(name=evil, device_id=evil, camera_id=evil, status=evil)
+    polls = [{"at": 0, "result": evil, "wait": 1, "held_s": 0}]
+    for html in (
+        render("cameras.html", cameras=[named], registrators=[registrator], scanner=False),
+        render("camera.html", camera=named, polls=polls),
+        render("registrators.html", registrators=[registrator]),
+        render("registrator.html", registrator=registrator),
+        render("wizard.html", code=evil, resume=evil),
+        render("not_found.html", what=evil, back=("/cameras", evil)),
+    ):
+        assert "<script>alert" not in html
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
