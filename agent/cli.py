@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     finder_cli.add_parser(sub)
     cloud_cli.add_parser(sub)
+    from agent import label
+
+    label.add_parser(sub)
     demo = sub.add_parser("demo", help="mock cloud + agent on loopback, the story narrated")
     demo.add_argument("--once", action="store_true", help="exit when the camera is connected")
     doctor = sub.add_parser("doctor", help="check config, state, clock, DNS and TLS")
@@ -250,6 +253,12 @@ def cmd_cloud(args: argparse.Namespace) -> int:
     return cloud_cli.run(args)
 
 
+def cmd_label(args: argparse.Namespace) -> int:
+    from agent import label
+
+    return label.run(args)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     try:
         from cloud_mock import demo
@@ -284,6 +293,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "poll-now": cmd_poll_now,
     "nvr": cmd_nvr,
     "qr": cmd_qr,
+    "label": cmd_label,
     "demo": cmd_demo,
     "doctor": cmd_doctor,
 }

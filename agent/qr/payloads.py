@@ -6,6 +6,9 @@
   the SSID and password; it is read too.
 - Combined: a WiFi payload with one more field `CT:<token>` (phones ignore it).
 - Token: the bare token, or `CAMAGENT:T:<token>;;`.
+- Label (a camera's factory label): `CAMAGENT:ID:<device id>;PW:<password>;;`, with the
+  WiFi escaping. It tells a person or the cloud's console who the camera is; a device
+  never applies it.
 Parsing never raises anything but QrPayloadError, whose message says what is wrong.
 """
 
@@ -19,7 +22,9 @@ from urllib.parse import unquote
 from agent.errors import QrPayloadError, TokenError
 from agent.token_codec import MAX_TOKEN_LEN, split_token
 
-PayloadType = Literal["wifi", "token", "combined", "url", "text"]
+PayloadType = Literal["wifi", "token", "combined", "label", "url", "text"]
+# What a device may carry out; everything else is shown, never applied.
+APPLICABLE: frozenset[str] = frozenset({"wifi", "token", "combined"})
 SECURITIES = {
     "WPA": "WPA",
     "WPA2": "WPA",
@@ -30,6 +35,7 @@ SECURITIES = {
     "": "nopass",
 }
 MAX_SSID_BYTES = 32
+MAX_LABEL_PASSWORD = 256  # as identity.MAX_PASSWORD_LEN: what a password file may hold
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
 _SPECIAL = '\\;,:"'
 
@@ -45,14 +51,24 @@ class WifiNetwork:
 
 
 @dataclass(frozen=True)
+class Label:
+    device_id: str
+    password: str
+
+
+@dataclass(frozen=True)
 class Payload:
     type: PayloadType
     text: str
     wifi: WifiNetwork | None = None
     token: str = ""
+    label: Label | None = None
 
     def to_json(self) -> dict[str, str]:
-        return {"text": self.text, "type": self.type}
+        described = {"text": self.text, "type": self.type}
+        if self.label is not None:
+            described["device_id"] = self.label.device_id
+        return described
 
 
 def parse(text: str) -> Payload:
@@ -63,7 +79,7 @@ def parse(text: str) -> Payload:
         wifi, token = _parse_wifi(stripped)
         return Payload("combined" if token else "wifi", text, wifi, token)
     if upper.startswith("CAMAGENT:"):
-        return Payload("token", text, token=_parse_camagent(stripped))
+        return _parse_camagent(stripped, text)
     if _looks_like_token(stripped):
         return Payload("token", text, token=stripped)
     if re.match(r"^https?://\S+$", stripped, re.I):
@@ -170,8 +186,34 @@ def _parse_wifi(text: str) -> tuple[WifiNetwork, str]:
     return network, token
 
 
-def _parse_camagent(text: str) -> str:
-    fields = dict(_split_fields(text[len("CAMAGENT:") :]))
+def _parse_camagent(stripped: str, text: str) -> Payload:
+    fields = dict(_split_fields(stripped[len("CAMAGENT:") :]))
+    if "ID" in fields or "PW" in fields:
+        return Payload("label", text, label=_parse_label(fields))
+    return Payload("token", text, token=_parse_token_field(fields))
+
+
+def _parse_label(fields: dict[str, str]) -> Label:
+    from agent.errors import WireError
+    from agent.provisioning.wire import normalize_device_id
+
+    try:
+        device_id = normalize_device_id(fields.get("ID", ""))
+    except WireError as exc:
+        raise QrPayloadError(f"CAMAGENT: label ID: {exc}") from None
+    password = fields.get("PW", "")
+    if not password:
+        raise QrPayloadError("CAMAGENT: label has no password (PW:)")
+    if len(password) > MAX_LABEL_PASSWORD:
+        raise QrPayloadError(
+            f"CAMAGENT: label password is longer than {MAX_LABEL_PASSWORD} characters"
+        )
+    if has_control_characters(password):
+        raise QrPayloadError("CAMAGENT: label password holds control characters")
+    return Label(device_id, password)
+
+
+def _parse_token_field(fields: dict[str, str]) -> str:
     token = fields.get("T", "").strip()
     if not token:
         raise QrPayloadError("CAMAGENT: payload has no token (T:)")
@@ -201,3 +243,14 @@ def wifi_payload(network: WifiNetwork, token: str = "") -> str:
 
 def token_payload(token: str) -> str:
     return f"CAMAGENT:T:{token};;"
+
+
+def label_payload(label: Label) -> str:
+    """The text of a camera label's QR code (read back by `parse` as type "label")."""
+    return f"CAMAGENT:ID:{escape(label.device_id)};PW:{escape(label.password)};;"
+
+
+def has_control_characters(value: str) -> bool:
+    """One rule for every path a network name or password comes in by (QR, LAN):
+    C0 and C1 controls and DEL are refused; nmcli and wpa_supplicant cannot carry them."""
+    return any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in value)

@@ -10,9 +10,10 @@ from typing import Any
 
 from agent.config import Config
 from agent.errors import CamagentError, QrPayloadError
-from agent.qr.payloads import Payload, parse
+from agent.qr.payloads import APPLICABLE, Payload, parse
 
-APPLICABLE = ("wifi", "token", "combined")
+# A watch ends at the first card we could apply, or a camera label (what a person scans for).
+WANTED = APPLICABLE | {"label"}
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -46,8 +47,8 @@ def _describe(text: str) -> tuple[dict[str, Any], Payload | None]:
 def scan_source(source: str, timeout: float, fps: float | None) -> dict[str, Any]:
     from agent.qr.sources import scan
 
-    def valid(codes: list[Any]) -> bool:  # a card we could apply ends the watch
-        return any(_describe(code.text)[0]["type"] in APPLICABLE for code in codes)
+    def valid(codes: list[Any]) -> bool:
+        return any(_describe(code.text)[0]["type"] in WANTED for code in codes)
 
     try:
         decoded = scan(source, timeout=timeout, fps=fps, accept=valid)
@@ -84,6 +85,8 @@ def _apply_first(
             except CamagentError as exc:
                 result["found"] = False
                 return [f"not applied: {exc}"]
+    if any(described["type"] == "label" for described in result["payloads"]):
+        return ["nothing to apply: a camera label is read by the cloud's console, not a device"]
     return ["nothing to apply (no WiFi or token card)"]
 
 

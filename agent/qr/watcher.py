@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from agent.config import QrConfig
 from agent.errors import QrPayloadError
-from agent.qr.payloads import Payload, parse
+from agent.qr.payloads import APPLICABLE, Payload, parse
 
 log = logging.getLogger("camagent.qr")
 
@@ -89,7 +89,7 @@ class QrWatcher:
         except QrPayloadError as exc:
             log.warning("QR card refused: %s", exc)
             return
-        if payload.type in ("url", "text"):
+        if payload.type not in APPLICABLE:  # url, text, a camera label: shown, never applied
             log.info("QR code seen, not applied (%s)", payload.type)
             return
         await self.on_payload(payload)

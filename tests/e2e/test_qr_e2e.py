@@ -260,3 +260,46 @@ def test_a_video_is_watched_until_a_card_that_can_be_applied(tmp_path, run_cli):
     result = run_cli(None, "qr", "scan", "--json", str(joined))
     assert result.returncode == 0, result.stderr
     assert [p["type"] for p in json.loads(result.stdout)["payloads"]] == ["wifi"]
+
+
+def test_label_make_png_then_qr_scan_reads_the_label_and_applies_nothing(tmp_path, run_cli, fleet):
+    config, _, _ = fleet.configure()
+    password_file, png = tmp_path / "password", tmp_path / "label.png"
+    made = run_cli(
+        None,
+        "label",
+        "make",
+        "--device-id",
+        "00-11-22-33-44-55",
+        "--generate",
+        "--password-file",
+        str(password_file),
+        "--png",
+        str(png),
+    )
+    assert made.returncode == 0, made.stderr
+    password = password_file.read_text().strip()
+    again = run_cli(
+        None,
+        "label",
+        "make",
+        "--device-id",
+        "x",
+        "--generate",
+        "--password-file",
+        str(password_file),
+    )
+    assert again.returncode == 1
+    assert "--force" in again.stderr
+    assert password_file.read_text().strip() == password
+    scanned = run_cli(None, "qr", "scan", "--json", str(png))
+    assert scanned.returncode == 0, scanned.stderr
+    found = json.loads(scanned.stdout)["payloads"]
+    assert [p["type"] for p in found] == ["label"]
+    assert found[0]["device_id"] == "00:11:22:33:44:55"
+    label = parse(found[0]["text"]).label
+    assert label is not None
+    assert (label.device_id, label.password) == ("00:11:22:33:44:55", password)
+    applied = run_cli(config, "qr", "scan", "--apply", str(png))
+    assert "a camera label is read by the cloud's console" in applied.stdout
+    assert json.loads(run_cli(config, "status", "--json").stdout)["token"]["present"] is False

@@ -202,3 +202,25 @@ def test_qr_make_builds_what_was_asked_and_refuses_bad_cards(tmp_path):
     png = tmp_path / "card.png"
     make.write_png(combined, png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("CAMAGENT:ID:cam1;;", "no password"),
+        ("CAMAGENT:PW:secret;;", "label ID"),
+        ("CAMAGENT:ID:bad id;PW:secret;;", "label ID"),
+        ("CAMAGENT:ID:cam1;PW:a\x07b;;", "control characters"),
+    ],
+)
+def test_broken_labels_say_why(text, words):
+    with pytest.raises(QrPayloadError, match=words):
+        parse(text)
+
+
+def test_a_label_is_never_applicable():
+    from agent.qr.payloads import APPLICABLE, Label, label_payload
+
+    payload = parse(label_payload(Label("00:11:22:33:44:55", "UH4YH-BEMUV-THWDS")))
+    assert payload.type == "label"
+    assert payload.type not in APPLICABLE
