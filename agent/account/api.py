@@ -28,7 +28,7 @@ __all__ = ["CloudError", "CloudSession", "NotLoggedInError", "open_session"]
 
 
 def login_hint(profile: Profile) -> str:
-    return f"run `camagent cloud login --server {_shell_word(profile.name)}`"
+    return f"run `camagent cloud login --profile {_shell_word(profile.name)}`"
 
 
 def _shell_word(text: str) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import json
 import sys
 import time
@@ -33,10 +32,11 @@ def add_parser(sub: Any) -> None:
     push = _device_parser(actions, "push", "give the device its cloud token")
     how = push.add_mutually_exclusive_group(required=True)
     how.add_argument("--token", metavar="T", help="this token (from the cloud console)")
-    how.add_argument(
-        "--profile",
-        metavar="P",
-        help="add the camera in the cloud through this server profile, then push its token",
+    from agent.account.profiles import add_profile_option
+
+    add_profile_option(
+        how,
+        "add the camera in the cloud through this server profile, then push its token",
     )
     push.add_argument("--name", default="", help="camera name in the cloud (with --profile)")
     _device_parser(actions, "reset", "make the device forget its token and provision again")
@@ -136,12 +136,15 @@ def _progress_line(found: int, elapsed: float) -> None:
 
 
 def _device_password(args: argparse.Namespace, device: str) -> str:
+    from agent import prompts
+
     if args.password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
+        with prompts.interruptible():
+            password = sys.stdin.readline().rstrip("\r\n")
     else:
         try:
-            password = getpass.getpass(f"Password of device {device} (user admin): ")
-        except EOFError:
+            password = prompts.secret(f"Password of device {device} (user admin): ")
+        except prompts.NoInput:
             password = ""
     if not password:
         raise FinderError("no device password given (it is on the device's label)")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -193,3 +196,234 @@ def test_doctor_passes_against_the_cloud_and_names_a_tls_problem(connected, run_
     tls = next(c for c in json.loads(result.stdout) if c["name"] == "tls")
     assert tls["status"] == "fail"
     assert "ca_file" in tls["fix"]
+
+
+# -- no traceback from any command, in any condition ------------------------------------------
+#
+# Every command the parser knows (walked, so a new one is covered without editing this
+# list) runs as a real subprocess: with stdin at end of input; with stdout closed before it
+# writes; interrupted (SIGINT, as Ctrl-C sends) once it blocks; given Ctrl-D on a terminal
+# when it blocks reading one; and, as an unprivileged user, with the config or the state
+# and run directories out of reach. The cloud is a closed port, so nothing waits long.
+
+ALLOWED_EXITS = {0, 1, 2, 130}
+RUN_LIMIT_S = 6.0  # a command still running then (the daemon, the demo) gets Ctrl-C
+NOBODY = 65534
+
+
+def _leaf_commands() -> list[tuple[str, ...]]:
+    import argparse
+
+    from agent.cli import build_parser, walk_commands
+
+    leaves = []
+    for path, parser, _help in walk_commands(build_parser()):
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs or not subs[0].required:
+            leaves.append(path)
+    return leaves
+
+
+def _argv_for(path: tuple[str, ...], workdir: Path) -> list[str]:
+    """The command with its required arguments filled in, pointing at nothing that answers."""
+    import argparse
+
+    from agent.cli import build_parser, walk_commands
+
+    parser = next(p for words, p, _ in walk_commands(build_parser()) if words == path)
+    values = {
+        "device": "127.0.0.1:9",
+        "sources": str(workdir / "missing.png"),
+        "url": "https://127.0.0.1:9/x",
+        "token": "a.b",
+        "device_id": "cam-1",
+        "password_file": str(workdir / "label-password"),
+        "ssid": "net",
+        "profile": "nowhere",
+        "name": "nowhere",
+    }
+    argv = list(path)
+    chosen = {
+        group._group_actions[0].dest
+        for group in parser._mutually_exclusive_groups
+        if group.required
+    }
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction | argparse._HelpAction):
+            continue
+        value = values.get(action.dest, "x")
+        if not action.option_strings:
+            if action.nargs not in ("?", "*"):
+                argv.append(value)
+        elif action.required or action.dest in chosen:
+            argv += [action.option_strings[0], value]
+    quick = {"timeout": "0.3", "scan_timeout": "0.3"}
+    for action in parser._actions:
+        if action.dest in quick and action.option_strings:
+            argv += [action.option_strings[0], quick[action.dest]]
+    return argv
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "X"
+
+
+def _wait_blocked_or_done(process: Any, limit: float) -> bool:
+    """True once the process sleeps (waits for input, the network or a child) three
+    samples in a row; False if it exits first or the limit passes."""
+    deadline = time.monotonic() + limit
+    sleeping = 0
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        sleeping = sleeping + 1 if _state(process.pid) == "S" else 0
+        if sleeping >= 3:
+            return True
+        time.sleep(0.03)
+    return False
+
+
+def _run_condition(argv: list[str], condition: str, env: dict[str, str], cwd: Path) -> tuple:
+    import os
+    import pty
+    import signal
+    import subprocess
+    import sys
+
+    err_path = cwd / f"stderr-{condition}-{os.getpid()}-{time.monotonic_ns()}"
+    kwargs: dict[str, Any] = {"env": env, "cwd": cwd, "start_new_session": True}
+    master = slave = read_end = write_end = None
+    if condition in ("ctrl-c", "ctrl-d"):
+        master, slave = pty.openpty()
+        kwargs.update(stdin=slave, stdout=slave)
+    elif condition == "epipe":
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        kwargs.update(stdin=subprocess.DEVNULL, stdout=write_end)
+    else:
+        kwargs.update(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    prefix = []
+    if condition.startswith("perm") and os.geteuid() == 0:
+        # root is refused nothing: drop the capabilities that override file modes, so the
+        # files owned by another user (and the interpreter under /root still ours) behave
+        # as for an unprivileged user.
+        prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
+    with open(err_path, "w+b") as stderr:
+        process = subprocess.Popen(
+            [*prefix, sys.executable, "-m", "agent", *argv], stderr=stderr, **kwargs
+        )
+        for fd in (slave, write_end):
+            if fd is not None:
+                os.close(fd)
+        output = b""
+        try:
+            blocked = _wait_blocked_or_done(process, RUN_LIMIT_S)
+            if blocked and condition == "ctrl-d":
+                os.write(master, b"\x04")
+                try:
+                    process.wait(timeout=3)
+                except subprocess.TimeoutExpired:
+                    blocked = True  # it was not reading the terminal: end it as a person would
+                else:
+                    blocked = False
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+            code = process.wait(timeout=10)  # one Ctrl-C must be enough
+        finally:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)  # the demo's children, if any
+            if master is not None:
+                with contextlib.suppress(OSError):
+                    while chunk := os.read(master, 65536):
+                        output += chunk
+                os.close(master)
+        stderr.seek(0)
+        text = stderr.read().decode(errors="replace") + output.decode(errors="replace")
+    return code, text
+
+
+@pytest.fixture(scope="module")
+def unreachable_device(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    import os
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("conditions")
+    root.chmod(0o755)
+    home = root / "home"
+    home.mkdir()
+    home.chmod(0o777)
+    (root / "password").write_text("label password\n")
+    configs = {}
+    for name, mode, dir_mode in (
+        ("open", 0o644, 0o777),
+        ("closed", 0o600, 0o700),
+        ("dirs", 0o644, 0o700),
+    ):
+        state, run = root / f"state-{name}", root / f"run-{name}"
+        for directory in (state, run):
+            directory.mkdir()
+            directory.chmod(dir_mode)
+        config = root / f"{name}.toml"
+        config.write_text(
+            f'[device]\nid = "cam-1"\npassword_file = "{root / "password"}"\n'
+            f'[cloud]\nurl = "https://127.0.0.1:9"\n'
+            f'[paths]\nstate_dir = "{state}"\nrun_dir = "{run}"\n'
+        )
+        config.chmod(mode)
+        if os.geteuid() == 0 and name != "open":  # owned by another user (see _run_condition)
+            for owned in (config, state, run):
+                os.chown(owned, NOBODY, NOBODY)
+        configs[name] = config
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "LANG": "C.UTF-8",
+    }
+    # A profile at the closed port: `cloud login` then reaches its password prompt.
+    add = ["cloud", "servers", "add", "nowhere", "https://127.0.0.1:9", "--login", "admin"]
+    added = subprocess.run(
+        [sys.executable, "-m", "agent", *add],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert added.returncode == 0, added.stderr
+    return {"root": root, "configs": configs, "env": env}
+
+
+CONDITIONS = {  # condition → which config it runs with
+    "stdin-eof": "open",
+    "epipe": "open",
+    "ctrl-c": "open",
+    "ctrl-d": "open",
+    "perm-config": "closed",
+    "perm-dirs": "dirs",
+}
+
+
+@pytest.mark.parametrize("path", _leaf_commands(), ids=" ".join)
+def test_no_traceback_from_any_command_in_any_condition(path, unreachable_device):
+    from concurrent.futures import ThreadPoolExecutor
+
+    root = unreachable_device["root"]
+    env = unreachable_device["env"]
+
+    def one(condition: str) -> tuple[str, int, str]:
+        config = unreachable_device["configs"][CONDITIONS[condition]]
+        argv = ["--config", str(config), *_argv_for(path, root)]
+        code, text = _run_condition(argv, condition, env, root)
+        return condition, code, text
+
+    with ThreadPoolExecutor(len(CONDITIONS)) as pool:
+        outcomes = list(pool.map(one, CONDITIONS))
+    for condition, code, text in outcomes:
+        assert code in ALLOWED_EXITS, (condition, code, text)
+        assert "Traceback" not in text, (condition, text)
+        if condition == "perm-config" and "permission denied" in text:
+            assert "mode 0600" in text, text

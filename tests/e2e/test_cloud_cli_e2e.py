@@ -189,7 +189,7 @@ def test_login_list_sessions_logout(home: Path, cloud: MockCloud) -> None:
     assert cloud.request("GET", "/v1/sessions", session=token)[0] == 401
     after = cli(home, "cloud", "sessions")
     assert after.returncode == 1
-    assert "camagent cloud login --server mock" in after.stderr
+    assert "camagent cloud login --profile mock" in after.stderr
 
 
 def test_wrong_password_is_exit_1_and_keeps_nothing(home: Path) -> None:
@@ -215,7 +215,7 @@ def test_session_expiry_is_reported_with_what_to_run(home: Path, cloud: MockClou
     assert cloud.request("POST", "/v1/auth/logout", session=stored_token(home))[0] == 204
     result = cli(home, "cloud", "sessions")
     assert result.returncode == 1
-    assert "has ended or expired: run `camagent cloud login --server mock`" in result.stderr
+    assert "has ended or expired: run `camagent cloud login --profile mock`" in result.stderr
     assert not (home / "camagent" / "sessions" / "mock").exists()
 
 
@@ -419,7 +419,7 @@ def test_python_api_for_other_commands(
     from agent.account.errors import CloudError, NotLoggedInError
 
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
-    with pytest.raises(NotLoggedInError, match="run `camagent cloud login --server mock`"):
+    with pytest.raises(NotLoggedInError, match="run `camagent cloud login --profile mock`"):
         open_session()
     assert login(home, "eve").returncode == 0
     session = open_session("mock")
