@@ -46,8 +46,6 @@ class WifiNetwork:
     password: str = ""
     security: str = "nopass"  # "WPA" (WPA/WPA2 personal) | "SAE" (WPA3) | "WEP" | "nopass"
     hidden: bool = False
-    transition_disable: int | None = None  # WPA3 `R:`
-    public_key: str = ""  # WPA3 `K:` (SAE-PK)
 
 
 @dataclass(frozen=True)
@@ -98,11 +96,22 @@ def _looks_like_token(text: str) -> bool:
 
 
 def _split_fields(body: str) -> list[tuple[str, str]]:
-    """`K:v;K:v;;` with backslash escapes → [(K, v)], values still escaped-free."""
+    """`K:v;K:v;;` with backslash escapes → [(K, v)], escapes resolved.
+
+    A value wholly inside *unescaped* double quotes loses them (`S:"123"` is the SSID
+    `123`); escaped quotes are characters like any other (`P:\\"abcdefgh\\"` keeps them).
+    """
     fields: list[tuple[str, str]] = []
     name: str | None = None
     value: list[str] = []
+    quotes: list[int] = []  # indexes in `value` of unescaped '"'
     i = 0
+
+    def finish() -> str:
+        if len(value) >= 2 and quotes[:1] == [0] and quotes[-1:] == [len(value) - 1]:
+            return "".join(value[1:-1])
+        return "".join(value)
+
     while i < len(body):
         ch = body[i]
         if ch == "\\":
@@ -113,26 +122,22 @@ def _split_fields(body: str) -> list[tuple[str, str]]:
             continue
         if name is None and ch == ":":
             name = "".join(value).strip().upper()
-            value = []
+            value, quotes = [], []
         elif ch == ";":
             if name is None:
                 if "".join(value).strip():
                     raise QrPayloadError(f"WIFI: field {''.join(value)!r} has no ':'")
             else:
-                fields.append((name, "".join(value)))
-            name, value = None, []
+                fields.append((name, finish()))
+            name, value, quotes = None, [], []
         else:
+            if ch == '"':
+                quotes.append(len(value))
             value.append(ch)
         i += 1
     if name is not None:  # last field without its ';' (truncated, or a sloppy generator)
-        fields.append((name, "".join(value)))
+        fields.append((name, finish()))
     return fields
-
-
-def _unquote(value: str) -> str:
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        return value[1:-1]
-    return value
 
 
 def _parse_wifi(text: str) -> tuple[WifiNetwork, str]:
@@ -144,12 +149,15 @@ def _parse_wifi(text: str) -> tuple[WifiNetwork, str]:
         seen[name] = value
     wpa3_form = "R" in seen or "K" in seen
     decode = unquote if wpa3_form else (lambda v: v)
-    ssid = decode(_unquote(seen.get("S", "")))
+    ssid = decode(seen.get("S", ""))
     if not ssid:
         raise QrPayloadError("WIFI: payload has no network name (S:)")
     if len(ssid.encode()) > MAX_SSID_BYTES:
         raise QrPayloadError(f"WIFI: network name is longer than {MAX_SSID_BYTES} bytes")
-    password = decode(_unquote(seen.get("P", "")))
+    password = decode(seen.get("P", ""))
+    for what, value in (("network name", ssid), ("password", password)):
+        if found := control_character(value):
+            raise QrPayloadError(f"WIFI: the {what} holds {found}")
     raw_security = seen.get("T", "").strip().upper()
     if raw_security not in SECURITIES:
         raise QrPayloadError(
@@ -171,19 +179,17 @@ def _parse_wifi(text: str) -> tuple[WifiNetwork, str]:
     hidden_text = seen.get("H", "false").strip().lower()
     if hidden_text not in ("true", "false", ""):
         raise QrPayloadError(f"WIFI: H: must be true or false, not {seen['H']!r}")
-    transition = None
     if "R" in seen:
         try:
-            transition = int(seen["R"].strip() or "0", 16)
+            int(seen["R"].strip() or "0", 16)
         except ValueError:
             raise QrPayloadError(f"WIFI: R: must be a hex number, not {seen['R']!r}") from None
     token = seen.get("CT", "").strip()
     if token and not _looks_like_token(token):
         raise QrPayloadError("WIFI: CT: does not hold a camagent token")
-    network = WifiNetwork(
-        ssid, password, security, hidden_text == "true", transition, seen.get("K", "").strip()
-    )
-    return network, token
+    # `R:` only decides WPA3 above; `K:` (the SAE-PK public key) is read and not used:
+    # neither nmcli nor wpa_cli here can pin it, and the password alone still joins.
+    return WifiNetwork(ssid, password, security, hidden_text == "true"), token
 
 
 def _parse_camagent(stripped: str, text: str) -> Payload:
@@ -250,7 +256,19 @@ def label_payload(label: Label) -> str:
     return f"CAMAGENT:ID:{escape(label.device_id)};PW:{escape(label.password)};;"
 
 
+_CONTROL_NAMES = {"\x00": "a NUL", "\n": "a newline", "\r": "a carriage return", "\t": "a tab"}
+
+
+def control_character(value: str) -> str | None:
+    """One rule for every path a network name or password comes in by (a QR card, the
+    LAN's /v1/wifi): C0 and C1 controls and DEL are refused — a WPA passphrase is
+    printable by definition, and nmcli and wpa_supplicant cannot carry them. Returns the
+    first one, named for people, or None."""
+    for ch in value:
+        if ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0:
+            return f"{_CONTROL_NAMES.get(ch, 'a control character')} (U+{ord(ch):04X})"
+    return None
+
+
 def has_control_characters(value: str) -> bool:
-    """One rule for every path a network name or password comes in by (QR, LAN):
-    C0 and C1 controls and DEL are refused; nmcli and wpa_supplicant cannot carry them."""
-    return any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in value)
+    return control_character(value) is not None

@@ -32,3 +32,74 @@ def test_labels_urls_and_text_are_never_applied_cards_are():
     wifi = "WIFI:T:WPA;S:net;P:password1;;"
     got = _handled([label, "https://example.com/", "hello", wifi, f"CAMAGENT:T:{TOKEN};;"])
     assert [p.type for p in got] == ["wifi", "token"]
+
+
+NOISY_WORKER = r"""
+import json, sys, time
+line = "[h264 @ 0x55d0] error while decoding MB 12 34, bytestream -5 " + "x" * 60 + "\n"
+written = 0
+while written < 2 * 1024 * 1024:  # far beyond a pipe's 64 KiB
+    sys.stderr.write(line)
+    written += len(line)
+sys.stderr.write("no newline at the end " + "y" * 10000)
+sys.stderr.flush()
+print(json.dumps({"text": "WIFI:T:WPA;S:net;P:password1;;"}), flush=True)
+time.sleep(30)
+"""
+
+
+def test_a_worker_that_floods_stderr_keeps_scanning_and_the_log_stays_bounded(tmp_path, caplog):
+    import logging
+    import sys
+
+    script = tmp_path / "noisy_worker.py"
+    script.write_text(NOISY_WORKER)
+    got: list[Payload] = []
+    seen = asyncio.Event()
+
+    async def on_payload(payload: Payload) -> None:
+        got.append(payload)
+        seen.set()
+
+    async def main() -> None:
+        watcher = QrWatcher(
+            QrConfig(source="rtsp://camera/stream"),
+            on_payload,
+            argv=lambda _config: [sys.executable, str(script)],
+        )
+        watcher.start()
+        try:
+            await asyncio.wait_for(seen.wait(), timeout=60)
+        finally:
+            await watcher.stop()
+
+    with caplog.at_level(logging.WARNING, logger="camagent.qr"):
+        asyncio.run(main())
+    assert [p.type for p in got] == ["wifi"]
+    worker_lines = [r for r in caplog.records if r.getMessage().startswith("QR worker: ")]
+    assert 1 <= len(worker_lines) <= 21  # the burst, and at most one "not logged" count
+    assert all(len(r.getMessage()) < 500 for r in worker_lines)
+
+
+def test_stderr_log_is_rate_limited_per_window_and_counts_the_rest(caplog):
+    import logging
+
+    from agent.qr.watcher import StderrLog
+
+    now = [0.0]
+    sink = StderrLog(burst=3, window=60.0, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="camagent.qr"):
+        for i in range(10):
+            sink.line(f"warning {i}\n")
+        now[0] = 61.0
+        sink.line("warning 10")
+        sink.line("   ")
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [
+        "QR worker: warning 0",
+        "QR worker: warning 1",
+        "QR worker: warning 2",
+        "QR worker: 7 more line(s) in the last 60 s not logged",
+        "QR worker: warning 10",
+    ]
+    assert sink.last == "warning 10"
