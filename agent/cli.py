@@ -537,6 +537,10 @@ def format_status(status: dict[str, Any]) -> str:
         lines.append(f"                {code['activation_url']}")
     if prov.get("last_result"):
         lines.append(f"  last poll     {prov['last_result']} at {_clock(prov['last_at'])}")
+    from agent.doctor import no_token_hint
+
+    if hint := no_token_hint(status):
+        lines.append(f"  hint          {hint}")
     lines.extend(_format_local_api(status.get("local_api")))
     return "\n".join(lines)
 

@@ -31,19 +31,25 @@ def owner_and_mode(path: Path) -> tuple[Path, str, str] | None:
 
 def permission_message(exc: OSError, path: Path | str | None = None) -> str:
     """One line for EACCES/EPERM/EROFS on `path` (default: the path the error names)."""
+    detail, fix = permission_parts(exc, path)
+    return f"{detail}: {fix}"
+
+
+def permission_parts(exc: OSError, path: Path | str | None = None) -> tuple[str, str]:
+    """(what is refused, with the owner and mode; what to do about it)."""
     where = Path(str(path if path is not None else exc.filename or "?"))
     if exc.errno == errno.EROFS:
-        return f"{where}: read-only file system: mount it read-write (nothing was changed)"
+        return f"{where}: read-only file system", "mount it read-write (nothing was changed)"
     try:
         me = pwd.getpwuid(os.geteuid()).pw_name
     except KeyError:
         me = f"uid {os.geteuid()}"
     found = owner_and_mode(where)
     if found is None:
-        return f"{where}: permission denied (running as {me})"
+        return f"{where}: permission denied (running as {me})", "run as the owner of that path"
     holder, owner, mode = found
     what = "" if holder == where else f"{holder}: "
     return (
-        f"{where}: permission denied ({what}owner {owner}, mode {mode}; running as {me}): "
-        f"run as {owner} (e.g. with sudo) or give {me} access"
+        f"{where}: permission denied ({what}owner {owner}, mode {mode}; running as {me})",
+        f"run as {owner} (e.g. with sudo) or give {me} access",
     )

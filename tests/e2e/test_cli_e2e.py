@@ -427,3 +427,50 @@ def test_no_traceback_from_any_command_in_any_condition(path, unreachable_device
         assert "Traceback" not in text, (condition, text)
         if condition == "perm-config" and "permission denied" in text:
             assert "mode 0600" in text, text
+
+
+def test_doctor_names_permission_problems_and_never_suggests_reset(tmp_path):
+    """The state directory and the CA file belong to another user (root without the
+    capabilities that override file modes stands in for an unprivileged user)."""
+    import os
+    import subprocess
+    import sys
+
+    tmp_path.chmod(0o755)
+    state, ca = tmp_path / "state", tmp_path / "ca.pem"
+    state.mkdir(mode=0o700)
+    (state / "state.bin").write_bytes(b"whatever")
+    ca.write_text("not read anyway\n")
+    ca.chmod(0o600)
+    (tmp_path / "password").write_text("pw\n")
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        f'[device]\nid = "cam-1"\npassword_file = "{tmp_path / "password"}"\n'
+        f'[cloud]\nurl = "https://127.0.0.1:9"\nca_file = "{ca}"\n'
+        f'[paths]\nstate_dir = "{state}"\nrun_dir = "{tmp_path / "run"}"\n'
+    )
+    prefix = []
+    if os.geteuid() == 0:
+        for owned in (state, ca):
+            os.chown(owned, NOBODY, NOBODY)
+        prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
+    else:
+        state.chmod(0o000)
+        ca.chmod(0o000)
+    result = subprocess.run(
+        [*prefix, sys.executable, "-m", "agent", "doctor", "--json", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    checks = {c["name"]: c for c in json.loads(result.stdout)}
+    assert checks["state"]["status"] == "fail"
+    assert "permission denied" in checks["state"]["detail"]
+    assert checks["state"]["detail"].startswith(f"{state}: permission denied (owner ")
+    assert "run as" in checks["state"]["fix"]
+    assert "reset" not in checks["state"]["fix"] + checks["state"]["detail"]
+    assert checks["tls"]["detail"].startswith(f"cannot read ca_file {ca}: permission denied")
+    assert "firewall" not in checks["tls"]["fix"]
+    assert (state / "state.bin").read_bytes() == b"whatever"
