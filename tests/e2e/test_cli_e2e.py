@@ -474,3 +474,102 @@ def test_doctor_names_permission_problems_and_never_suggests_reset(tmp_path):
     assert checks["tls"]["detail"].startswith(f"cannot read ca_file {ca}: permission denied")
     assert "firewall" not in checks["tls"]["fix"]
     assert (state / "state.bin").read_bytes() == b"whatever"
+
+
+# -- what a newcomer is told ------------------------------------------------------------------
+
+
+def test_the_demo_prints_commands_that_work_as_printed(tmp_path):
+    """Its closing hint runs as printed from a shell whose PATH has no camagent."""
+    import os
+    import shlex
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agent", "demo"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    lines: list[str] = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if "Press Ctrl-C" in line:
+                break
+        story = "".join(lines)
+        hints = {
+            line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip()
+            for line in lines
+            if line.startswith("  ") and ":" in line
+        }
+        assert "console" in hints, story
+        assert "log in as admin, password " in hints["console"]
+        url = hints["console"].split()[0]
+        assert url.startswith("https://127.0.0.1:")
+        status = subprocess.run(
+            shlex.split(hints["camera status"]),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert status.returncode == 0, (hints["camera status"], status.stderr)
+        assert "provisioning" in status.stdout
+        assert "02:ca:fe:00:00:01" in status.stdout
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 0
+
+
+def test_python_m_cloud_mock_says_where_the_console_and_its_password_are(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    data_dir = tmp_path / "cloud"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cloud_mock", "--port", "0", "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        url = process.stdout.readline().strip()
+        assert url.startswith("https://127.0.0.1:")
+        console = next(line for line in process.stderr if line.startswith("Console:"))
+        assert f"{url}/" in console
+        assert "log in as 'admin'" in console
+        password_file = data_dir / "admin-password"
+        assert str(password_file) in console
+        assert password_file.read_text().strip()
+        ca_line = process.stderr.readline()
+        assert str(data_dir / "ca.pem") in ca_line
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+
+
+def test_the_demo_names_the_camagent_it_runs_as(monkeypatch, tmp_path):
+    import sys
+
+    from cloud_mock.demo import camagent_command
+
+    venv_camagent = Path(sys.executable).with_name("camagent")
+    assert venv_camagent.exists()
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    monkeypatch.setattr(sys, "argv", [str(venv_camagent), "demo"])
+    assert camagent_command() == [str(venv_camagent.resolve())]
+    monkeypatch.setenv("PATH", f"{venv_camagent.parent}:/usr/bin:/bin")
+    assert camagent_command() == ["camagent"]
+    monkeypatch.setattr(sys, "argv", [str(tmp_path / "agent" / "__main__.py")])
+    assert camagent_command() == [sys.executable, "-m", "agent"]

@@ -73,7 +73,7 @@ def test_a_worker_that_floods_stderr_keeps_scanning_and_the_log_stays_bounded(tm
         finally:
             await watcher.stop()
 
-    with caplog.at_level(logging.WARNING, logger="camagent.qr"):
+    with caplog.at_level(logging.WARNING, logger="agent.qr.watcher"):
         asyncio.run(main())
     assert [p.type for p in got] == ["wifi"]
     worker_lines = [r for r in caplog.records if r.getMessage().startswith("QR worker: ")]
@@ -88,7 +88,7 @@ def test_stderr_log_is_rate_limited_per_window_and_counts_the_rest(caplog):
 
     now = [0.0]
     sink = StderrLog(burst=3, window=60.0, clock=lambda: now[0])
-    with caplog.at_level(logging.WARNING, logger="camagent.qr"):
+    with caplog.at_level(logging.WARNING, logger="agent.qr.watcher"):
         for i in range(10):
             sink.line(f"warning {i}\n")
         now[0] = 61.0
