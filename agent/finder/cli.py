@@ -197,7 +197,10 @@ async def _push_from_profile(args: argparse.Namespace) -> int:
     """Add the camera in the cloud with the device password, then push the token to it.
 
     The same password authenticates to the device, so it is asked once; the device is
-    located and pinned first, so a typo in DEVICE costs no camera in the cloud.
+    located, pinned and the password checked against it first, so neither a typo in DEVICE
+    nor a wrong password writes anything to the cloud. When this organization already
+    waits for the camera under another password (an earlier mistake), that claim takes
+    the password the device just accepted.
     """
     from agent.finder.device import open_device
     from agent.finder.known import KnownDevices
@@ -209,6 +212,10 @@ async def _push_from_profile(args: argparse.Namespace) -> int:
     async with opened.client as client:
         device_id = str(opened.info["id"])
         password = _device_password(args, device_id)
+        # The device checks the password before the cloud hears of it: a typo must not
+        # leave a camera with a wrong password in the cloud (its device could never prove
+        # it), nor block the retry with the right one.
+        await client.check_password(password)
         name = args.name or str(opened.info.get("name") or "")
         token = await asyncio.to_thread(_add_in_cloud, args.profile, device_id, password, name)
         try:
@@ -230,7 +237,7 @@ def _add_in_cloud(profile: str, device_id: str, password: str, name: str) -> str
     from agent.account.api import open_session
 
     session = open_session(profile)
-    token: str = session.add_camera(device_id, password, name=name)
+    token: str = session.add_or_repassword_camera(device_id, password, name=name)
     return token
 
 
