@@ -145,8 +145,12 @@ class QrWatcher:
         # FFmpeg warnings) would block the worker and stall scanning without a word.
         drain = asyncio.create_task(drain_stderr(self.process.stderr, errors))
         try:
-            async for line in self.process.stdout:
-                await self._handle(line)
+            try:
+                async for line in self.process.stdout:
+                    await self._handle(line)
+            except ValueError:  # a line past the stream's 64 KiB limit: not the worker's
+                log.warning("the QR worker wrote an overlong line: restarting it")
+                self.process.terminate()
             await self.process.wait()
             await drain
             why = errors.last or f"exit {self.process.returncode}"

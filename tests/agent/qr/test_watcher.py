@@ -103,3 +103,29 @@ def test_stderr_log_is_rate_limited_per_window_and_counts_the_rest(caplog):
         "QR worker: warning 10",
     ]
     assert sink.last == "warning 10"
+
+
+def test_an_overlong_line_from_the_worker_restarts_it_and_the_task_lives(tmp_path, caplog):
+    import logging
+    import sys
+
+    script = tmp_path / "overlong.py"
+    script.write_text("import sys, time\nsys.stdout.write('x' * 200000)\nsys.stdout.flush()\n")
+    starts: list[int] = []
+
+    def argv(_config: QrConfig) -> list[str]:
+        starts.append(1)
+        return [sys.executable, str(script)]
+
+    async def on_payload(payload: Payload) -> None:
+        raise AssertionError("nothing to apply")
+
+    async def main() -> None:
+        watcher = QrWatcher(QrConfig(source="x"), on_payload, argv=argv)
+        await asyncio.wait_for(watcher._watch_once(), timeout=30)
+
+    with caplog.at_level(logging.WARNING, logger="agent.qr.watcher"):
+        asyncio.run(main())
+    messages = [r.getMessage() for r in caplog.records]
+    assert "the QR worker wrote an overlong line: restarting it" in messages
+    assert starts == [1]
