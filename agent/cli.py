@@ -344,10 +344,15 @@ def read_token_argument(args: argparse.Namespace) -> str:
             raise CamagentError(f"cannot read the token file {args.token_file}: {reason}") from None
         source = str(args.token_file)
     else:
-        if sys.stdin is None or sys.stdin.isatty():
-            print("Paste the token, then press Enter:", file=sys.stderr)
-            with interruptible():
-                text = sys.stdin.readline() if sys.stdin is not None else ""
+        if sys.stdin is None:
+            text = ""
+        elif sys.stdin.isatty():  # pasted, not shown: a token is a credential
+            from agent.prompts import NoInput, secret
+
+            try:
+                text = secret("Token (paste it, then press Enter; it is not shown): ", "token")
+            except NoInput:
+                text = ""
         else:
             with interruptible():
                 text = sys.stdin.read(MAX_TOKEN_INPUT + 1)
