@@ -573,3 +573,27 @@ def test_the_demo_names_the_camagent_it_runs_as(monkeypatch, tmp_path):
     assert camagent_command() == ["camagent"]
     monkeypatch.setattr(sys, "argv", [str(tmp_path / "agent" / "__main__.py")])
     assert camagent_command() == [sys.executable, "-m", "agent"]
+
+
+def test_a_wrong_label_password_is_pointed_at_by_status_and_doctor(fleet, add_camera, run_cli):
+    """The owner added the camera with its label password; the device's password file
+    holds another one: every poll is answered "no token yet" and the fast phase ends."""
+    config, device_id, _ = fleet.configure(
+        password="not-the-label", fast_interval=0.3, fast_attempts=2, long_poll=0.0
+    )
+    add_camera(device_id, "the-label-password")
+    agent = fleet.start(config)
+    deadline = time.monotonic() + 30
+    while agent.status()["provisioning"]["phase"] != "slow":
+        assert time.monotonic() < deadline, agent.status()
+        time.sleep(0.05)
+    status = run_cli(config, "status")
+    assert status.returncode == 0, status.stderr
+    assert "hint          no token after " in status.stdout
+    assert "check that password_file holds the label password" in status.stdout
+    doctor = run_cli(config, "doctor", "--json")
+    checks = {c["name"]: c for c in json.loads(doctor.stdout)}
+    assert checks["provisioning"]["status"] == "warn"
+    assert checks["provisioning"]["detail"].startswith("no token after ")
+    assert "poll-now" in checks["provisioning"]["fix"]
+    assert f"--config {config}" in checks["provisioning"]["fix"]
