@@ -338,3 +338,15 @@ def test_a_combined_card_applies_each_part_on_its_own(tmp_path, run_cli, fleet, 
     assert human.returncode == 1
     assert "✗ WiFi '-site' not joined" in human.stdout
     assert "→ token" in human.stdout
+
+
+def test_a_password_in_quotes_keeps_its_quotes_through_png_and_the_reader(tmp_path, run_cli):
+    png = tmp_path / "quoted.png"
+    made = run_cli(None, "qr", "make", "wifi", "--ssid", "net", "--password", '"abcdefgh"',
+                   "--png", str(png))  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    scanned = run_cli(None, "qr", "scan", "--json", str(png))
+    assert scanned.returncode == 0, scanned.stderr
+    wifi = parse(json.loads(scanned.stdout)["payloads"][0]["text"]).wifi
+    assert wifi is not None
+    assert wifi.password == '"abcdefgh"'
