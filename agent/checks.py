@@ -12,6 +12,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,9 +34,24 @@ class Check:
         return {"name": self.name, "status": self.status, "detail": self.detail, "fix": self.fix}
 
 
-def network_checks(config: Config) -> list[Check]:
+def network_checks(config: Config, config_path: Path | None = None) -> list[Check]:
     from agent.tls import client_context
 
+    where = f" in {config_path}" if config_path else ""
+    ca_file = config.cloud.ca_file
+    if ca_file and (problem := _unreadable(Path(ca_file))):
+        return [
+            Check(
+                "tls",
+                "fail",
+                f"cannot read ca_file {ca_file}: {problem}",
+                f"fix cloud.ca_file{where}, or the file's permission",
+            )
+        ]
+    try:
+        context = client_context(ca_file)
+    except CamagentError as exc:
+        return [Check("tls", "fail", str(exc), f"point cloud.ca_file{where} at a PEM bundle")]
     url = urlsplit(config.cloud.url)
     host, port = url.hostname or "", url.port or 443
     try:
@@ -51,7 +67,6 @@ def network_checks(config: Config) -> list[Check]:
         ]
     checks = [Check("dns", "ok", f"{host} → {', '.join(sorted(addresses))}")]
     try:
-        context = client_context(config.cloud.ca_file)
         conn = http.client.HTTPSConnection(host, port, context=context, timeout=NET_TIMEOUT_S)
         sent = time.time()
         conn.request("GET", "/v1/keys")
@@ -66,10 +81,10 @@ def network_checks(config: Config) -> list[Check]:
                 "tls",
                 "fail",
                 f"{host}:{port}: {exc.verify_message}",
-                "set cloud.ca_file to the CA that signed the cloud's certificate",
+                f"set cloud.ca_file{where} to the CA that signed the cloud's certificate",
             ),
         ]
-    except (OSError, ssl.SSLError, http.client.HTTPException, CamagentError) as exc:
+    except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
         return [
             *checks,
             Check(
@@ -82,6 +97,22 @@ def network_checks(config: Config) -> list[Check]:
     checks.append(Check("tls", "ok", f"{host}:{port} answered over verified TLS"))
     checks.append(clock_check(date, (sent + received) / 2))
     return checks
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why `path` cannot be read by this user, or None."""
+    from agent.file_access import permission_parts
+
+    try:
+        with path.open("rb"):
+            return None
+    except FileNotFoundError:
+        return "no such file"
+    except PermissionError as exc:
+        detail, fix = permission_parts(exc, path)
+        return f"{detail.split(': ', 1)[1]}: {fix}"
+    except OSError as exc:
+        return exc.strerror or str(exc)
 
 
 def clock_check(date: str | None, local: float) -> Check:
@@ -109,6 +140,16 @@ def format_results(results: list[Check]) -> str:
         lines.append(f"[{mark[check.status]}] {check.name:<13} {check.detail}")
         if check.fix and check.status != "ok":
             lines.append(f"       {'':<13} → {check.fix}")
-    failed = sum(c.status == "fail" for c in results)
-    lines.append("All checks passed." if not failed else f"{failed} check(s) failed.")
+    lines.append(summary(results))
     return "\n".join(lines)
+
+
+def summary(results: list[Check]) -> str:
+    failed = sum(c.status == "fail" for c in results)
+    warned = sum(c.status == "warn" for c in results)
+    parts = []
+    if failed:
+        parts.append(f"{failed} check(s) failed")
+    if warned:
+        parts.append(f"{warned} warning{'s' if warned != 1 else ''}")
+    return "All checks passed." if not parts else ", ".join(parts) + "."

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,32 +15,82 @@ from agent import __version__
 from agent import config as config_mod
 from agent.errors import CamagentError, DaemonUnavailable
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILURE, EXIT_INTERRUPTED = 0, 1, 130
+
+# One line of description comes from each command's help; the example is here, so that
+# a new command without one fails tests/agent/test_cli.py.
+EXAMPLES: dict[str, str] = {
+    "run": "camagent --config /etc/camagent/agent.toml run -v",
+    "status": "camagent status --json",
+    "reset": "camagent --config /etc/camagent/agent.toml reset",
+    "token": "camagent token set --token-file /root/token.txt",
+    "token set": "camagent token set < token.txt",
+    "token clear": "camagent token clear",
+    "poll-now": "camagent poll-now",
+    "nvr": "camagent nvr code",
+    "nvr code": "camagent nvr code --json",
+    "nvr register": "camagent nvr register --profile office",
+    "nvr checks": "camagent nvr checks",
+    "qr": "camagent qr scan --apply /dev/video0",
+    "qr scan": "camagent qr scan --json --timeout 20 rtsp://127.0.0.1:8554/cam",
+    "qr make": "camagent qr make wifi --ssid site --password 'secret pass' --png card.png",
+    "qr make wifi": "camagent qr make wifi --ssid site --password 'secret pass' --png card.png",
+    "qr make token": "camagent qr make token eyJ... --png token.png",
+    "qr make url": "camagent qr make url https://cloud.example.com/registrators/activate",
+    "finder": "camagent finder scan",
+    "finder scan": "camagent finder scan --timeout 5 --json",
+    "finder push": "camagent finder push 00:11:22:33:44:55 --profile office",
+    "finder reset": "camagent finder reset 00:11:22:33:44:55",
+    "finder poll-now": "camagent finder poll-now camagent-cam.local",
+    "finder wifi": "camagent finder wifi 192.168.1.20:8443 --ssid site --password 'secret pass'",
+    "cloud": "camagent cloud login --profile office",
+    "cloud servers": "camagent cloud servers list",
+    "cloud servers add": "camagent cloud servers add office https://cloud.example.com "
+    "--login admin",
+    "cloud servers list": "camagent cloud servers list --json",
+    "cloud servers default": "camagent cloud servers default office",
+    "cloud servers remove": "camagent cloud servers remove lab",
+    "cloud login": "camagent cloud login --profile office --login admin",
+    "cloud sessions": "camagent cloud sessions --profile office",
+    "cloud sessions end": "camagent cloud sessions end 3f2a… --profile office",
+    "cloud logout": "camagent cloud logout --profile office",
+    "label": "camagent label make --device-id cam-0042 --generate --password-file pw --png l.png",
+    "label make": "camagent label make --device-id cam-0042 --password-file pw --svg label.svg",
+    "demo": "camagent demo --once",
+    "doctor": "camagent --config /etc/camagent/agent.toml doctor",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="camagent",
         description="Connects this camera or NVR to its cloud with as little effort as possible.",
+        epilog="examples:\n  camagent status\n  camagent --config ./agent.toml doctor\n"
+        "  camagent doctor --config ./agent.toml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--config",
-        metavar="PATH",
-        help="configuration file "
-        f"(default: ${config_mod.CONFIG_ENV} or {config_mod.DEFAULT_CONFIG_PATH})",
-    )
+    _global_options(parser, argparse.SUPPRESS)
     parser.add_argument("--version", action="version", version=f"camagent {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run the daemon in the foreground")
-    run.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub.add_parser("run", help="run the daemon in the foreground")
     status = sub.add_parser("status", help="show the device's state")
     status.add_argument("--json", action="store_true", help="print JSON for scripts")
     sub.add_parser("reset", help="forget the token and provision again from the first step")
     token = sub.add_parser("token", help="replace or forget the token (forced change)")
     token_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
-    token_set = token_sub.add_parser("set", help="use TOKEN (verified like any token)")
-    token_set.add_argument("token", metavar="TOKEN")
+    token_set = token_sub.add_parser(
+        "set", help="use a token (verified like any token), read from stdin or --token-file"
+    )
+    token_set.add_argument(
+        "token",
+        metavar="TOKEN",
+        nargs="?",
+        help="discouraged: a command line is readable by every local user (a warning says so)",
+    )
+    token_set.add_argument(
+        "--token-file", metavar="FILE", type=Path, help="read the token from FILE ('-': stdin)"
+    )
     token_sub.add_parser("clear", help="forget the token (same as reset)")
     sub.add_parser("poll-now", help="restart the fast provisioning phase now")
     nvr = sub.add_parser("nvr", help="virtual NVR: activation code, registration, checks")
@@ -50,9 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     nvr_register.add_argument(
         "token", metavar="TOKEN", nargs="?", help="omitted: one is made through --profile"
     )
-    nvr_register.add_argument(
-        "--profile", metavar="NAME", help="cloud server profile to get a token with (no TOKEN)"
-    )
+    from agent.account.profiles import add_profile_option
+
+    add_profile_option(nvr_register, "cloud server profile to get a token with (no TOKEN)")
     nvr_checks = nvr_sub.add_parser("checks", help="the device-side checks the cloud shows")
     nvr_checks.add_argument("--json", action="store_true", help="print JSON for scripts")
     qr = sub.add_parser("qr", help="QR codes: read WiFi/token cards, make cards")
@@ -67,23 +118,115 @@ def build_parser() -> argparse.ArgumentParser:
 
     finder_cli.add_parser(sub)
     cloud_cli.add_parser(sub)
+    from agent import label
+
+    label.add_parser(sub)
     demo = sub.add_parser("demo", help="mock cloud + agent on loopback, the story narrated")
     demo.add_argument("--once", action="store_true", help="exit when the camera is connected")
     doctor = sub.add_parser("doctor", help="check config, state, clock, DNS and TLS")
     doctor.add_argument("--json", action="store_true", help="print JSON for scripts")
+    for path, subparser, help_text in walk_commands(parser):
+        _global_options(subparser, argparse.SUPPRESS)
+        _describe(subparser, " ".join(path), help_text)
     return parser
 
 
+def _global_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    """--config and -v on every parser, so that they go before or after the command.
+
+    The defaults are SUPPRESS: a subparser then leaves what the main parser read alone
+    (argparse would otherwise overwrite it with the subparser's default).
+    """
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        default=default,
+        help="configuration file "
+        f"(default: ${config_mod.CONFIG_ENV} or {config_mod.DEFAULT_CONFIG_PATH})",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=default,
+        help="log debug messages; show the traceback of an unexpected error",
+    )
+
+
+def _describe(parser: argparse.ArgumentParser, path: str, help_text: str) -> None:
+    if not parser.description:
+        parser.description = help_text[:1].upper() + help_text[1:] + "."
+    if not parser.epilog and path in EXAMPLES:
+        parser.epilog = f"example:\n  {EXAMPLES[path]}"
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
+def walk_commands(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser, str]]:
+    """Every (sub)command below `parser`: its words, its parser, its one-line help."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {choice.dest: choice.help or "" for choice in action._choices_actions}
+        for name, subparser in action.choices.items():
+            yield (*path, name), subparser, helps.get(name, "")
+            yield from walk_commands(subparser, (*path, name))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    handler: Callable[[argparse.Namespace], int] = COMMANDS[args.command]
+    verbose = False
     try:
-        return handler(args)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        args.config = getattr(args, "config", None)
+        verbose = args.verbose = bool(getattr(args, "verbose", False))
+        handler: Callable[[argparse.Namespace], int] = COMMANDS[args.command]
+        code = handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
+        return code
     except CamagentError as exc:
-        print(f"camagent: {_terminal_safe(str(exc))}", file=sys.stderr)
-        return EXIT_FAILURE
+        return _fail(str(exc))
     except KeyboardInterrupt:
-        return 130
+        with contextlib.suppress(OSError):
+            print(file=sys.stderr)  # a prompt's line, if any, ends before the shell's
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`camagent status | head -2`): stop quietly, as Unix tools
+        # do, and keep Python from complaining while it flushes stdout at exit.
+        _silence_stdout()
+        return EXIT_FAILURE
+    except PermissionError as exc:
+        from agent.file_access import permission_message
+
+        return _fail(permission_message(exc))
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _fail(f"{where}{exc.strerror or exc}")
+    except Exception as exc:
+        # A bug: one line for people, the whole traceback with -v for the report.
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        return _fail(
+            f"unexpected error ({type(exc).__name__}: {exc}); run with -v for details "
+            "and please report it"
+        )
+
+
+def _fail(message: str) -> int:
+    with contextlib.suppress(OSError):  # stderr itself gone: the exit code still says it
+        print(f"camagent: {_terminal_safe(message)}", file=sys.stderr)
+    return EXIT_FAILURE
+
+
+def _silence_stdout() -> None:
+    import os
+
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def _terminal_safe(text: str) -> str:
@@ -94,7 +237,19 @@ def _terminal_safe(text: str) -> str:
 
 def _config(args: argparse.Namespace) -> tuple[config_mod.Config, Path]:
     path = config_mod.resolve_path(args.config)
+    readable_or_explain(path)
     return config_mod.load(path), path
+
+
+def readable_or_explain(path: Path) -> None:
+    import errno
+    import os
+
+    from agent.file_access import permission_message
+
+    if path.exists() and not os.access(path, os.R_OK):
+        denied = PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        raise CamagentError(permission_message(denied))
 
 
 def _daemon(config: config_mod.Config, cmd: str, **cmd_args: Any) -> Any:
@@ -148,15 +303,68 @@ def cmd_token(args: argparse.Namespace) -> int:
     if args.token_command == "clear":
         return cmd_reset(args)
     config, _ = _config(args)
+    token = read_token_argument(args)
     try:
-        _daemon(config, "token_set", token=args.token)
+        _daemon(config, "token_set", token=token)
         print("Token replaced; the device is connecting with it.")
     except DaemonUnavailable:
         from agent import offline
 
-        offline.set_token(config, args.token)
+        offline.set_token(config, token)
         print("Token stored; the device connects with it when the daemon starts.")
     return EXIT_OK
+
+
+MAX_TOKEN_INPUT = 64 * 1024  # far above any token: a wrong file is refused, not read whole
+
+
+def read_token_argument(args: argparse.Namespace) -> str:
+    """The token for `token set`: from --token-file, else stdin; TOKEN on the command line
+    still works (scripts of older releases use it) but warns: every local user can read a
+    command line in /proc/PID/cmdline, and shells keep it in their history."""
+    from agent.prompts import interruptible
+
+    if args.token is not None and args.token_file is not None:
+        raise CamagentError("give the token either as TOKEN or with --token-file, not both")
+    if args.token is not None:
+        print(
+            "camagent: warning: a token on the command line is visible to every local user "
+            "(ps, /proc/PID/cmdline) and kept in shell history; use "
+            "`camagent token set < FILE` or --token-file FILE",
+            file=sys.stderr,
+        )
+        text = str(args.token)
+        source = "TOKEN"
+    elif args.token_file is not None and str(args.token_file) != "-":
+        try:
+            with open(args.token_file, encoding="utf-8") as handle:
+                text = handle.read(MAX_TOKEN_INPUT + 1)
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise CamagentError(f"cannot read the token file {args.token_file}: {reason}") from None
+        source = str(args.token_file)
+    else:
+        if sys.stdin is None:
+            text = ""
+        elif sys.stdin.isatty():  # pasted, not shown: a token is a credential
+            from agent.prompts import NoInput, secret
+
+            try:
+                text = secret("Token (paste it, then press Enter; it is not shown): ", "token")
+            except NoInput:
+                text = ""
+        else:
+            with interruptible():
+                text = sys.stdin.read(MAX_TOKEN_INPUT + 1)
+        source = "standard input"
+    if len(text) > MAX_TOKEN_INPUT:
+        raise CamagentError(f"{source} holds more than {MAX_TOKEN_INPUT} bytes: not a token")
+    token = text.strip()
+    if not token:
+        raise CamagentError(
+            f"no token in {source}: give it on standard input or with --token-file FILE"
+        )
+    return token
 
 
 def cmd_poll_now(args: argparse.Namespace) -> int:
@@ -250,6 +458,12 @@ def cmd_cloud(args: argparse.Namespace) -> int:
     return cloud_cli.run(args)
 
 
+def cmd_label(args: argparse.Namespace) -> int:
+    from agent import label
+
+    return label.run(args)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     try:
         from cloud_mock import demo
@@ -284,6 +498,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "poll-now": cmd_poll_now,
     "nvr": cmd_nvr,
     "qr": cmd_qr,
+    "label": cmd_label,
     "demo": cmd_demo,
     "doctor": cmd_doctor,
 }
@@ -327,6 +542,10 @@ def format_status(status: dict[str, Any]) -> str:
         lines.append(f"                {code['activation_url']}")
     if prov.get("last_result"):
         lines.append(f"  last poll     {prov['last_result']} at {_clock(prov['last_at'])}")
+    from agent.doctor import no_token_hint
+
+    if hint := no_token_hint(status):
+        lines.append(f"  hint          {hint}")
     lines.extend(_format_local_api(status.get("local_api")))
     return "\n".join(lines)
 

@@ -1,64 +1,117 @@
-"""`camagent doctor`: check what the device needs, and say what to fix."""
+"""`camagent doctor`: check what the device needs, and say what to fix.
+
+Each failure gets the hint that fixes *it*: a permission problem names the path, its
+owner and mode (and is never answered with `camagent reset`, which would lose the token
+for nothing); commands in hints carry the `--config` that doctor was given.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
+import shlex
 from pathlib import Path
+from typing import Any
 
 from agent import config as config_mod
 from agent import identity
 from agent.checks import Check, format_results, network_checks
 from agent.errors import CamagentError, DaemonUnavailable
+from agent.file_access import permission_message, permission_parts
 
-__all__ = ["Check", "format_results", "run_checks"]
+__all__ = ["Check", "format_results", "no_token_hint", "run_checks"]
+
+# The words of the daemon's own hint (agent.status.PASSWORD_HINT), for daemons without it.
+PASSWORD_HINT = (
+    "no token after {polls} polls: if the camera was added in the cloud, "
+    "check that password_file holds the label password"
+)
+
+
+def camagent_command(path: Path, *words: str) -> str:
+    """`camagent [--config PATH] WORDS`: what a person types, for this config."""
+    default = Path(config_mod.DEFAULT_CONFIG_PATH)
+    configured = [] if path == default else ["--config", str(path)]
+    return shlex.join(["camagent", *configured, *words])
 
 
 def run_checks(path: Path) -> list[Check]:
+    if path.exists() and not os.access(path, os.R_OK):
+        return [_denied("config", path)]
     try:
         config = config_mod.load(path)
     except CamagentError as exc:
-        return [Check("config", "fail", str(exc), f"fix {path}, then run `camagent doctor` again")]
+        again = camagent_command(path, "doctor")
+        return [Check("config", "fail", str(exc), f"fix {path}, then run `{again}` again")]
     results = [Check("config", "ok", f"{path} is valid")]
     try:
         device_id = identity.device_id(config)
         results.append(Check("device id", "ok", device_id))
     except CamagentError as exc:
-        return [*results, Check("device id", "fail", str(exc), "set device.id in the config")]
-    results += [_state(config, device_id), _trust(config)]
-    results += network_checks(config)
-    results.append(_daemon(config))
+        return [*results, Check("device id", "fail", str(exc), f"set device.id in {path}")]
+    results += [_state(config, device_id, path), _trust(config, path)]
+    results += network_checks(config, path)
+    status, daemon_check = _daemon(config, path)
+    results.append(daemon_check)
+    if status is not None and (hint := no_token_hint(status)):
+        results.append(
+            Check(
+                "provisioning",
+                "warn",
+                hint,
+                f"compare {config.device.password_file} with the camera's label, "
+                f"then `{camagent_command(path, 'poll-now')}`",
+            )
+        )
     return results
 
 
-def _state(config: config_mod.Config, device_id: str) -> Check:
+def _denied(name: str, path: Path) -> Check:
+    detail, fix = permission_parts(PermissionError(errno.EACCES, "Permission denied", str(path)))
+    return Check(name, "fail", detail, fix)
+
+
+def _unreachable(path: Path) -> Path | None:
+    """`path`, or the directory holding it, when this user may not read it; else None."""
+    directory = path.parent
+    try:
+        os.stat(path)
+    except PermissionError:  # the directory cannot be searched
+        return directory
+    except OSError:  # missing: fine, unless the directory itself is out of reach
+        reachable = not directory.exists() or os.access(directory, os.R_OK | os.X_OK)
+        return None if reachable else directory
+    return None if os.access(path, os.R_OK) else path
+
+
+def _state(config: config_mod.Config, device_id: str, path: Path) -> Check:
     from agent.token_store import TokenStore
 
     store = TokenStore(config.state_dir)
+    if (blocked := _unreachable(store.path)) is not None:
+        return _denied("state", blocked)
     try:
         record = store.load()
     except CamagentError as exc:
+        # The content itself is unreadable (damaged, another key): only then is setting
+        # it aside, which the daemon does on start, the way out.
         return Check(
             "state",
             "fail",
             str(exc),
-            "the daemon sets an unreadable state aside on start; or run `camagent reset`",
+            "the daemon sets an unreadable state file aside on start (the token in it is "
+            f"lost, and the device provisions again); or `{camagent_command(path, 'reset')}`",
         )
-    if not os.access(
-        config.state_dir if config.state_dir.exists() else config.state_dir.parent, os.W_OK
-    ):
-        return Check(
-            "state",
-            "fail",
-            f"{config.state_dir} is not writable",
-            "run as root or the camagent user, or fix paths.state_dir",
-        )
+    writable = config.state_dir if config.state_dir.exists() else config.state_dir.parent
+    if not os.access(writable, os.W_OK):
+        return _denied("state", writable)
     has_key = bool(record.key) and record.device_id == device_id
     password = Path(config.device.password_file)
     if not has_key:
         try:
             identity.read_password(config)
         except CamagentError as exc:
-            return Check("password", "fail", str(exc), "put the password from the label there")
+            return Check("password", "fail", str(exc), _password_fix(password))
     token = (
         "holds a token" if record.has_token and record.device_id == device_id else "no token yet"
     )
@@ -66,31 +119,63 @@ def _state(config: config_mod.Config, device_id: str) -> Check:
     return Check("state", "ok", f"{store.path}: {token}; {key}")
 
 
-def _trust(config: config_mod.Config) -> Check:
+def _password_fix(password: Path) -> str:
+    if (blocked := _unreachable(password)) is not None:
+        denied = PermissionError(errno.EACCES, "Permission denied", str(blocked))
+        return permission_message(denied)
+    return f"write the password from the camera's label into {password}"
+
+
+def _trust(config: config_mod.Config, path: Path) -> Check:
     from agent.trust import configured_keys
 
     try:
         keys = configured_keys(config)
     except CamagentError as exc:
-        return Check("trusted keys", "fail", str(exc), "point cloud.trust_keys at the cloud's key")
+        return Check(
+            "trusted keys", "fail", str(exc), f"point cloud.trust_keys in {path} at the cloud's key"
+        )
     if not keys:
         return Check(
             "trusted keys",
             "warn",
             "cloud.trust_keys is empty: keys are fetched from "
             "the cloud on first use (over verified TLS)",
-            "pin the cloud's token-signing key in cloud.trust_keys",
+            f"pin the cloud's token-signing key in cloud.trust_keys ({path})",
         )
     return Check("trusted keys", "ok", f"{len(keys)} token-signing key(s) configured")
 
 
-def _daemon(config: config_mod.Config) -> Check:
+def _daemon(config: config_mod.Config, path: Path) -> tuple[dict[str, Any] | None, Check]:
     from agent import control_socket
 
     try:
         status = control_socket.request(config.control_socket, "status", timeout=5)
     except DaemonUnavailable as exc:
-        return Check("daemon", "warn", str(exc), "start it: systemctl start camagent")
+        if path == Path(config_mod.DEFAULT_CONFIG_PATH):
+            start = "systemctl start camagent"
+        else:
+            start = camagent_command(path, "run")
+        return None, Check("daemon", "warn", str(exc), f"start it: {start}")
     except CamagentError as exc:
-        return Check("daemon", "fail", str(exc))
-    return Check("daemon", "ok", f"running, state {status['state']}")
+        return None, Check("daemon", "fail", str(exc))
+    return status, Check("daemon", "ok", f"running, state {status['state']}")
+
+
+def no_token_hint(status: dict[str, Any]) -> str | None:
+    """The daemon's hint that the fast phase ended with no token though the cloud
+    answered each poll (most often: a wrong label password in password_file).
+
+    A daemon with agent.status gives it as `provisioning.hint`; for one that does not,
+    it is worked out from the fields every status has (the fast phase is over, no token,
+    and the last poll was answered "no token yet") — which sees only the last poll.
+    """
+    prov = status.get("provisioning") or {}
+    if prov.get("hint"):
+        return str(prov["hint"])
+    if "hint" in prov or status.get("token", {}).get("present"):
+        return None
+    if prov.get("phase") == "slow" and prov.get("last_result") == "no token yet":
+        polls = int(prov.get("last_attempt") or prov.get("attempts") or 0)
+        return PASSWORD_HINT.format(polls=polls)
+    return None

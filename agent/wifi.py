@@ -1,8 +1,11 @@
 """Joining a WiFi network read from a QR card: NetworkManager, else wpa_supplicant.
 
 Every command is an argument vector (never a shell): SSIDs and passwords may hold any
-character. An older profile for the same SSID is replaced, so re-scanning a corrected
-card fixes a wrong password instead of piling up profiles.
+printable character, and one that starts with `-` is still a value, never an option: for
+nmcli every value follows its property name (`ssid VALUE`) and every profile is named
+with the `id` keyword (`connection delete id NAME`); for wpa_cli the options end with
+`--` and values are hex or quoted. An older profile for the same SSID is replaced, so
+re-scanning a corrected card fixes a wrong password instead of piling up profiles.
 """
 
 from __future__ import annotations
@@ -52,6 +55,10 @@ def _run(argv: Sequence[str]) -> str:
 
 
 def apply(network: WifiNetwork, interface: str | None = None) -> Applied:
+    from agent.qr.payloads import has_control_characters
+
+    if has_control_characters(network.ssid) or has_control_characters(network.password):
+        raise WifiError("a network name or password with control characters is refused")
     if shutil.which("nmcli"):
         return apply_networkmanager(network)
     if shutil.which("wpa_cli"):
@@ -91,9 +98,9 @@ def apply_networkmanager(network: WifiNetwork) -> Applied:
         name = name.replace("\\:", ":")
         if kind != "802-11-wireless":
             continue
-        ssid = _run(["nmcli", "-t", "-g", "802-11-wireless.ssid", "connection", "show", name])
+        ssid = _run(["nmcli", "-t", "-g", "802-11-wireless.ssid", "connection", "show", "id", name])
         if name == profile or ssid.strip().replace("\\:", ":") == network.ssid:
-            _run(["nmcli", "connection", "delete", name])
+            _run(["nmcli", "connection", "delete", "id", name])
             replaced.append(name)
     _run(
         [
@@ -113,7 +120,7 @@ def apply_networkmanager(network: WifiNetwork) -> Applied:
             *_nm_security(network),
         ]
     )
-    _run(["nmcli", "connection", "up", profile])
+    _run(["nmcli", "connection", "up", "id", profile])
     log.info("joined WiFi %r through NetworkManager (profile %s)", network.ssid, profile)
     return Applied("nmcli", profile, tuple(replaced))
 
@@ -159,7 +166,7 @@ def _wpa_fields(network: WifiNetwork) -> list[tuple[str, str]]:
 
 def apply_wpa_supplicant(network: WifiNetwork, interface: str) -> Applied:
     def cli(*args: str) -> str:
-        out = _run(["wpa_cli", "-i", interface, *args]).strip()
+        out = _run(["wpa_cli", "-i", interface, "--", *args]).strip()
         if out.endswith("FAIL"):
             raise WifiError(f"wpa_cli {args[0]} failed")
         return out

@@ -13,7 +13,7 @@ from pathlib import Path
 from cloud_mock import resources
 from cloud_mock.fixtures import FixtureError
 from cloud_mock.keys import DEFAULT_CODE_TTL_S, DEFAULT_COMMAND_TIMEOUT_S, DEFAULT_HEARTBEAT_S
-from cloud_mock.server import DEFAULT_PORT, Options, StartupError, run
+from cloud_mock.server import DEFAULT_PORT, Options, RunningMock, StartupError, run
 
 ENV_HEARTBEAT = "CAMAGENT_MOCK_HEARTBEAT_S"
 ENV_COMMAND_TIMEOUT = "CAMAGENT_MOCK_COMMAND_TIMEOUT_S"
@@ -85,6 +85,22 @@ def _env_number(name: str, default: float, *, integer: bool) -> float:
     return value
 
 
+def _announce(mock: RunningMock) -> None:
+    """What a person needs next, on stderr: stdout's one line is the URL, for scripts."""
+    from cloud_mock.pki import CA_CERT
+    from cloud_mock.users import ADMIN_LOGIN, ADMIN_PASSWORD_FILE
+
+    password_file = mock.data_dir / ADMIN_PASSWORD_FILE
+    print(
+        f"Console:  {mock.url}/  (log in as {ADMIN_LOGIN!r}; the password is in "
+        f"{password_file}: cat {password_file})\n"
+        f"CA:       {mock.data_dir / CA_CERT} (give it to devices as cloud.ca_file, "
+        "and to `camagent cloud servers add --ca-file`)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if not 0 <= args.port <= 65535:
@@ -112,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
             code_ttl_s=_env_number(ENV_CODE_TTL, DEFAULT_CODE_TTL_S, integer=False),
         )
-        asyncio.run(run(options))
+        asyncio.run(run(options, announce=_announce))
     except (FixtureError, StartupError) as error:
         print(f"cloud_mock: error: {error}", file=sys.stderr)
         return 1

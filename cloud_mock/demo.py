@@ -7,6 +7,8 @@ camera in the cloud, watches it connect, presses reset, watches it come back.
 
 from __future__ import annotations
 
+import os
+import shlex
 import shutil
 import signal
 import sys
@@ -106,9 +108,7 @@ def run(once: bool = False) -> int:
         say("The camera forgot the revoked token and is provisioning again")
 
         print()
-        print(f"The demo keeps running. Cloud: {cloud.url}  (login admin / {cloud.admin_password})")
-        print(f"  camera status:  camagent --config {config} status")
-        print(f"  add it again:   the cloud API, MAC {DEVICE_ID}, password {PASSWORD}")
+        print(closing_hint(cloud.url, cloud.admin_password, config, camagent_command()))
         print("Press Ctrl-C to stop.", flush=True)
         while agent.process.poll() is None and cloud.process.poll() is None:
             time.sleep(0.5)
@@ -122,6 +122,32 @@ def run(once: bool = False) -> int:
         if cloud is not None:
             cloud.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def camagent_command() -> list[str]:
+    """How to run camagent as this demo does: `camagent` only if that is on PATH and is
+    this installation; else the running executable's own path (e.g. .venv/bin/camagent),
+    else this Python with `-m agent`."""
+    here = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
+    on_path = shutil.which("camagent")
+    if on_path and here is not None and Path(on_path).resolve() == here:
+        return ["camagent"]
+    if here is not None and here.name == "camagent" and os.access(here, os.X_OK):
+        return [str(here)]
+    return [sys.executable, "-m", "agent"]
+
+
+def closing_hint(url: str, admin_password: str, config: Path, camagent: list[str]) -> str:
+    status = shlex.join([*camagent, "--config", str(config), "status"])
+    return "\n".join(
+        [
+            "The demo keeps running.",
+            f"  console:        {url}/  (log in as admin, password {admin_password})",
+            f"  camera status:  {status}",
+            f"  add it again:   console → Cameras → Add camera: MAC {DEVICE_ID}, "
+            f"password {PASSWORD}",
+        ]
+    )
 
 
 def _watch_polls(agent: sandbox.Agent, say: Any, count: int) -> None:

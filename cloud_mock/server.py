@@ -15,7 +15,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -276,8 +276,8 @@ def _stale_file_removed(path: Path) -> Iterator[None]:
             os.close(fd)
 
 
-async def run(options: Options) -> None:
-    """Serve until SIGTERM or SIGINT, then shut down cleanly."""
+async def run(options: Options, announce: Callable[[RunningMock], None] | None = None) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down cleanly; `announce` is told once up."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -285,6 +285,8 @@ async def run(options: Options) -> None:
     mock = await start(options)
     try:
         print(mock.url, flush=True)
+        if announce is not None:
+            announce(mock)
         await stop.wait()
         log.info("shutting down")
     finally:

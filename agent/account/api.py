@@ -28,7 +28,7 @@ __all__ = ["CloudError", "CloudSession", "NotLoggedInError", "open_session"]
 
 
 def login_hint(profile: Profile) -> str:
-    return f"run `camagent cloud login --server {_shell_word(profile.name)}`"
+    return f"run `camagent cloud login --profile {_shell_word(profile.name)}`"
 
 
 def _shell_word(text: str) -> str:
@@ -81,6 +81,43 @@ class CloudSession:
         answer = self._expect(201, self.request("POST", "/v1/cameras", body), "add the camera")
         return self._field(answer, "token")
 
+    def add_or_repassword_camera(self, device_id: str, password: str, name: str = "") -> str:
+        """Add the camera; if this organization already has it waiting for its device
+        (added earlier with another password), give that claim `password` instead
+        (PATCH /v1/cameras/{id}). Its access token either way."""
+        body = {"device_id": device_id, "password": password, "name": name}
+        answer = self.request("POST", "/v1/cameras", body)
+        if answer.status == 201:
+            return self._field(answer, "token")
+        if answer.status != 409:
+            self._expect(201, answer, "add the camera")
+        camera_id = self._camera_id_of(device_id)
+        quoted = urllib.parse.quote(camera_id, safe="")
+        changed = self.request("PATCH", f"/v1/cameras/{quoted}", {"password": password})
+        if changed.status == 409:
+            raise CloudError(
+                f"camera {device_id} is already in this organization at {self.profile.url} "
+                "and its device has proven its password, so the cloud keeps it: if it is "
+                "meant to provision again, delete it there first (or reset the device)"
+            )
+        self._expect(200, changed, "change the waiting camera's password")
+        return self._field(changed, "token")
+
+    def _camera_id_of(self, device_id: str) -> str:
+        listing = self._expect(200, self.request("GET", "/v1/cameras"), "list the cameras")
+        body = listing.body
+        cameras = body.get("cameras") if isinstance(body, dict) else body
+        wanted = _normal_id(device_id)
+        for camera in cameras if isinstance(cameras, list) else []:
+            if isinstance(camera, dict) and _normal_id(str(camera.get("device_id"))) == wanted:
+                camera_id = camera.get("camera_id")
+                if isinstance(camera_id, str) and camera_id:
+                    return camera_id
+        raise CloudError(
+            f"{self.profile.url} says camera {device_id} exists already, but it is not in "
+            "this organization's camera list: it cannot be changed from here"
+        )
+
     def registration_token(self, title: str = "", note: str = "") -> str:
         """A registration token for an NVR (POST /v1/registrator-tokens): 6 h, single use."""
         answer = self._expect(
@@ -103,6 +140,16 @@ class CloudSession:
         if not isinstance(value, str) or not value:
             raise CloudError(f"the cloud's answer has no {key!r}")
         return value
+
+
+def _normal_id(device_id: str) -> str:
+    from agent.errors import WireError
+    from agent.provisioning.wire import normalize_device_id
+
+    try:
+        return normalize_device_id(device_id)
+    except WireError:
+        return device_id.strip()
 
 
 def stored_session(profile: Profile) -> StoredSession:

@@ -36,22 +36,26 @@ def add_parser(sub: Any) -> None:
     remove.add_argument("name", metavar="NAME")
 
     login = cloud_sub.add_parser("login", help="log in and keep the session")
-    login.add_argument("--server", metavar="NAME", help="profile (default: the default one)")
+    _profile(login)
     login.add_argument("--login", help="login name (default: the profile's)")
     login.add_argument(
         "--password-stdin", action="store_true", help="read the password as a line from stdin"
     )
 
     sessions = cloud_sub.add_parser("sessions", help="your open sessions in the cloud")
-    sessions.add_argument("--server", metavar="NAME", help="profile (default: the default one)")
+    _profile(sessions)
     sessions.add_argument("--json", action="store_true", help="print JSON for scripts")
     sessions_sub = sessions.add_subparsers(dest="sessions_command", metavar="ACTION")
     end = sessions_sub.add_parser("end", help="end session ID (yours)")
     end.add_argument("session_id", metavar="ID")
-    end.add_argument("--server", metavar="NAME", default=argparse.SUPPRESS)
+    _profile(end, default=argparse.SUPPRESS)
 
     logout = cloud_sub.add_parser("logout", help="end the session and forget it")
-    logout.add_argument("--server", metavar="NAME", help="profile (default: the default one)")
+    _profile(logout)
+
+
+def _profile(parser: argparse.ArgumentParser, **kwargs: Any) -> None:
+    profiles.add_profile_option(parser, "server profile (default: the default one)", **kwargs)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -166,7 +170,7 @@ def cmd_login(args: argparse.Namespace) -> int:
     from agent.account.console import StdConsole
     from agent.account.login import Credentials, log_in
 
-    profile = profiles.load().get(args.server)
+    profile = profiles.load().get(args.profile)
     console = StdConsole(password_stdin=args.password_stdin)
     login = args.login or profile.login
     if not login:
@@ -210,7 +214,7 @@ def cmd_sessions(args: argparse.Namespace) -> int:
     from agent.account.api import open_session
     from agent.account.console import sessions_table
 
-    cloud = open_session(args.server)
+    cloud = open_session(args.profile)
     if args.sessions_command == "end":
         cloud.end_session(args.session_id)
         if args.session_id == cloud.stored.session_id:
@@ -234,7 +238,7 @@ def cmd_logout(args: argparse.Namespace) -> int:
     from agent.account.client import CloudClient
     from agent.account.errors import NotLoggedInError
 
-    profile = profiles.load().get(args.server)
+    profile = profiles.load().get(args.profile)
     try:
         stored = stored_session(profile)
     except NotLoggedInError:

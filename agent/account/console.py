@@ -4,7 +4,6 @@ script (or a test) can answer them; end of input is a clear error, never a hang.
 
 from __future__ import annotations
 
-import getpass
 import sys
 import time
 import unicodedata
@@ -47,7 +46,12 @@ class StdConsole:
             if not line:
                 raise CloudError("--password-stdin given but standard input is empty")
             return line.rstrip("\r\n")
-        return getpass.getpass(prompt)
+        from agent import prompts
+
+        try:
+            return prompts.secret(prompt)
+        except prompts.NoInput as exc:
+            raise CloudError(str(exc)) from None
 
 
 def printable(text: Any, limit: int = 40) -> str:

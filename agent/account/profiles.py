@@ -17,6 +17,7 @@ with). The rules are pure functions on `Profiles`; loading and saving are the I/
 
 from __future__ import annotations
 
+import argparse
 import os
 import tomllib
 import unicodedata
@@ -247,3 +248,11 @@ def make_private_dir(directory: Path) -> None:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as error:
         raise ProfileError(f"cannot create {directory}: {error.strerror}") from None
+
+
+def add_profile_option(parser: argparse._ActionsContainer, help_text: str, **kwargs: Any) -> None:
+    """`--profile NAME` wherever a command picks a cloud server profile (cloud login,
+    sessions, logout, finder push, nvr register); `--server` is kept as its old name."""
+    parser.add_argument(
+        "--profile", "--server", dest="profile", metavar="NAME", help=help_text, **kwargs
+    )

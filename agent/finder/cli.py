@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import json
 import sys
 import time
@@ -33,10 +32,11 @@ def add_parser(sub: Any) -> None:
     push = _device_parser(actions, "push", "give the device its cloud token")
     how = push.add_mutually_exclusive_group(required=True)
     how.add_argument("--token", metavar="T", help="this token (from the cloud console)")
-    how.add_argument(
-        "--profile",
-        metavar="P",
-        help="add the camera in the cloud through this server profile, then push its token",
+    from agent.account.profiles import add_profile_option
+
+    add_profile_option(
+        how,
+        "add the camera in the cloud through this server profile, then push its token",
     )
     push.add_argument("--name", default="", help="camera name in the cloud (with --profile)")
     _device_parser(actions, "reset", "make the device forget its token and provision again")
@@ -136,12 +136,15 @@ def _progress_line(found: int, elapsed: float) -> None:
 
 
 def _device_password(args: argparse.Namespace, device: str) -> str:
+    from agent import prompts
+
     if args.password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
+        with prompts.interruptible():
+            password = sys.stdin.readline().rstrip("\r\n")
     else:
         try:
-            password = getpass.getpass(f"Password of device {device} (user admin): ")
-        except EOFError:
+            password = prompts.secret(f"Password of device {device} (user admin): ")
+        except prompts.NoInput:
             password = ""
     if not password:
         raise FinderError("no device password given (it is on the device's label)")
@@ -194,7 +197,10 @@ async def _push_from_profile(args: argparse.Namespace) -> int:
     """Add the camera in the cloud with the device password, then push the token to it.
 
     The same password authenticates to the device, so it is asked once; the device is
-    located and pinned first, so a typo in DEVICE costs no camera in the cloud.
+    located, pinned and the password checked against it first, so neither a typo in DEVICE
+    nor a wrong password writes anything to the cloud. When this organization already
+    waits for the camera under another password (an earlier mistake), that claim takes
+    the password the device just accepted.
     """
     from agent.finder.device import open_device
     from agent.finder.known import KnownDevices
@@ -206,6 +212,10 @@ async def _push_from_profile(args: argparse.Namespace) -> int:
     async with opened.client as client:
         device_id = str(opened.info["id"])
         password = _device_password(args, device_id)
+        # The device checks the password before the cloud hears of it: a typo must not
+        # leave a camera with a wrong password in the cloud (its device could never prove
+        # it), nor block the retry with the right one.
+        await client.check_password(password)
         name = args.name or str(opened.info.get("name") or "")
         token = await asyncio.to_thread(_add_in_cloud, args.profile, device_id, password, name)
         try:
@@ -227,7 +237,7 @@ def _add_in_cloud(profile: str, device_id: str, password: str, name: str) -> str
     from agent.account.api import open_session
 
     session = open_session(profile)
-    token: str = session.add_camera(device_id, password, name=name)
+    token: str = session.add_or_repassword_camera(device_id, password, name=name)
     return token
 
 

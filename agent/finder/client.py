@@ -20,11 +20,13 @@ from typing import Any
 
 import aiohttp
 
-from agent.finder.errors import AuthError, FinderError, FingerprintError
+from agent.finder.errors import AuthError, DeviceRefused, FinderError, FingerprintError
 from agent.finder.records import is_fingerprint, printable
 
 DIGEST_USER = "admin"
 TIMEOUT_S = 10.0
+PASSWORD_CHECK_PATH = "/v1/token"
+BAD_REQUEST = 400
 
 
 @dataclass(frozen=True)
@@ -148,8 +150,22 @@ class DeviceClient:
         if answer.status == 429:
             raise AuthError(locked_out_message(answer))
         if not 200 <= answer.status < 300:
-            raise FinderError(self._refusal(answer, f"POST {path}"))
+            raise DeviceRefused(self._refusal(answer, f"POST {path}"), answer.status)
         return answer
+
+    async def check_password(self, password: str) -> None:
+        """Prove `password` against the device and change nothing there: raises AuthError
+        when it is refused.
+
+        The local API authenticates before it reads a body, so a Digest-authenticated
+        `POST /v1/token` with an empty object is a no-op that answers 400 (no token
+        given) to the right password and 401 to a wrong one.
+        """
+        try:
+            await self.command(PASSWORD_CHECK_PATH, {}, password)
+        except DeviceRefused as exc:
+            if exc.status != BAD_REQUEST:
+                raise
 
     async def _request(
         self,

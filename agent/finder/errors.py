@@ -15,3 +15,11 @@ class FingerprintError(FinderError):
 
 class AuthError(FinderError):
     """The device refused the password, or locked us out for a while."""
+
+
+class DeviceRefused(FinderError):
+    """The device answered a request with an error status (other than 401/429)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status

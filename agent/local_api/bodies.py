@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from agent.qr.payloads import WifiNetwork
+from agent.qr.payloads import WifiNetwork, control_character
 
 MAX_BODY_BYTES = 16 * 1024
 MAX_SSID_BYTES = 32
@@ -120,8 +120,8 @@ def wifi(data: dict[str, Any]) -> WifiNetwork:
         raise invalid("ssid is empty")
     if len(ssid.encode("utf-8")) > MAX_SSID_BYTES:
         raise invalid(f"ssid is longer than {MAX_SSID_BYTES} bytes")
-    if "\x00" in ssid:
-        raise invalid("ssid holds a NUL character")
+    if found := control_character(ssid):
+        raise invalid(f"ssid holds {found}")
     security = _string(data, "security", default="WPA" if data.get("password") else "nopass")
     if security not in SECURITIES:
         raise invalid(f"security must be one of {', '.join(SECURITIES)}, not {security[:20]!r}")
@@ -134,8 +134,8 @@ def wifi(data: dict[str, Any]) -> WifiNetwork:
 
 
 def _check_password(security: str, password: str) -> None:
-    if "\x00" in password or "\n" in password:
-        raise invalid("password holds a NUL or newline character")
+    if found := control_character(password):
+        raise invalid(f"password holds {found}")
     if security == "nopass":
         if password:
             raise invalid('an open network ("nopass") takes no password')

@@ -6,6 +6,9 @@
   the SSID and password; it is read too.
 - Combined: a WiFi payload with one more field `CT:<token>` (phones ignore it).
 - Token: the bare token, or `CAMAGENT:T:<token>;;`.
+- Label (a camera's factory label): `CAMAGENT:ID:<device id>;PW:<password>;;`, with the
+  WiFi escaping. It tells a person or the cloud's console who the camera is; a device
+  never applies it.
 Parsing never raises anything but QrPayloadError, whose message says what is wrong.
 """
 
@@ -19,7 +22,9 @@ from urllib.parse import unquote
 from agent.errors import QrPayloadError, TokenError
 from agent.token_codec import MAX_TOKEN_LEN, split_token
 
-PayloadType = Literal["wifi", "token", "combined", "url", "text"]
+PayloadType = Literal["wifi", "token", "combined", "label", "url", "text"]
+# What a device may carry out; everything else is shown, never applied.
+APPLICABLE: frozenset[str] = frozenset({"wifi", "token", "combined"})
 SECURITIES = {
     "WPA": "WPA",
     "WPA2": "WPA",
@@ -30,6 +35,7 @@ SECURITIES = {
     "": "nopass",
 }
 MAX_SSID_BYTES = 32
+MAX_LABEL_PASSWORD = 256  # as identity.MAX_PASSWORD_LEN: what a password file may hold
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
 _SPECIAL = '\\;,:"'
 
@@ -40,8 +46,12 @@ class WifiNetwork:
     password: str = ""
     security: str = "nopass"  # "WPA" (WPA/WPA2 personal) | "SAE" (WPA3) | "WEP" | "nopass"
     hidden: bool = False
-    transition_disable: int | None = None  # WPA3 `R:`
-    public_key: str = ""  # WPA3 `K:` (SAE-PK)
+
+
+@dataclass(frozen=True)
+class Label:
+    device_id: str
+    password: str
 
 
 @dataclass(frozen=True)
@@ -50,9 +60,13 @@ class Payload:
     text: str
     wifi: WifiNetwork | None = None
     token: str = ""
+    label: Label | None = None
 
     def to_json(self) -> dict[str, str]:
-        return {"text": self.text, "type": self.type}
+        described = {"text": self.text, "type": self.type}
+        if self.label is not None:
+            described["device_id"] = self.label.device_id
+        return described
 
 
 def parse(text: str) -> Payload:
@@ -63,7 +77,7 @@ def parse(text: str) -> Payload:
         wifi, token = _parse_wifi(stripped)
         return Payload("combined" if token else "wifi", text, wifi, token)
     if upper.startswith("CAMAGENT:"):
-        return Payload("token", text, token=_parse_camagent(stripped))
+        return _parse_camagent(stripped, text)
     if _looks_like_token(stripped):
         return Payload("token", text, token=stripped)
     if re.match(r"^https?://\S+$", stripped, re.I):
@@ -82,11 +96,22 @@ def _looks_like_token(text: str) -> bool:
 
 
 def _split_fields(body: str) -> list[tuple[str, str]]:
-    """`K:v;K:v;;` with backslash escapes → [(K, v)], values still escaped-free."""
+    """`K:v;K:v;;` with backslash escapes → [(K, v)], escapes resolved.
+
+    A value wholly inside *unescaped* double quotes loses them (`S:"123"` is the SSID
+    `123`); escaped quotes are characters like any other (`P:\\"abcdefgh\\"` keeps them).
+    """
     fields: list[tuple[str, str]] = []
     name: str | None = None
     value: list[str] = []
+    quotes: list[int] = []  # indexes in `value` of unescaped '"'
     i = 0
+
+    def finish() -> str:
+        if len(value) >= 2 and quotes[:1] == [0] and quotes[-1:] == [len(value) - 1]:
+            return "".join(value[1:-1])
+        return "".join(value)
+
     while i < len(body):
         ch = body[i]
         if ch == "\\":
@@ -97,26 +122,22 @@ def _split_fields(body: str) -> list[tuple[str, str]]:
             continue
         if name is None and ch == ":":
             name = "".join(value).strip().upper()
-            value = []
+            value, quotes = [], []
         elif ch == ";":
             if name is None:
                 if "".join(value).strip():
                     raise QrPayloadError(f"WIFI: field {''.join(value)!r} has no ':'")
             else:
-                fields.append((name, "".join(value)))
-            name, value = None, []
+                fields.append((name, finish()))
+            name, value, quotes = None, [], []
         else:
+            if ch == '"':
+                quotes.append(len(value))
             value.append(ch)
         i += 1
     if name is not None:  # last field without its ';' (truncated, or a sloppy generator)
-        fields.append((name, "".join(value)))
+        fields.append((name, finish()))
     return fields
-
-
-def _unquote(value: str) -> str:
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        return value[1:-1]
-    return value
 
 
 def _parse_wifi(text: str) -> tuple[WifiNetwork, str]:
@@ -128,12 +149,15 @@ def _parse_wifi(text: str) -> tuple[WifiNetwork, str]:
         seen[name] = value
     wpa3_form = "R" in seen or "K" in seen
     decode = unquote if wpa3_form else (lambda v: v)
-    ssid = decode(_unquote(seen.get("S", "")))
+    ssid = decode(seen.get("S", ""))
     if not ssid:
         raise QrPayloadError("WIFI: payload has no network name (S:)")
     if len(ssid.encode()) > MAX_SSID_BYTES:
         raise QrPayloadError(f"WIFI: network name is longer than {MAX_SSID_BYTES} bytes")
-    password = decode(_unquote(seen.get("P", "")))
+    password = decode(seen.get("P", ""))
+    for what, value in (("network name", ssid), ("password", password)):
+        if found := control_character(value):
+            raise QrPayloadError(f"WIFI: the {what} holds {found}")
     raw_security = seen.get("T", "").strip().upper()
     if raw_security not in SECURITIES:
         raise QrPayloadError(
@@ -155,23 +179,47 @@ def _parse_wifi(text: str) -> tuple[WifiNetwork, str]:
     hidden_text = seen.get("H", "false").strip().lower()
     if hidden_text not in ("true", "false", ""):
         raise QrPayloadError(f"WIFI: H: must be true or false, not {seen['H']!r}")
-    transition = None
     if "R" in seen:
         try:
-            transition = int(seen["R"].strip() or "0", 16)
+            int(seen["R"].strip() or "0", 16)
         except ValueError:
             raise QrPayloadError(f"WIFI: R: must be a hex number, not {seen['R']!r}") from None
     token = seen.get("CT", "").strip()
     if token and not _looks_like_token(token):
         raise QrPayloadError("WIFI: CT: does not hold a camagent token")
-    network = WifiNetwork(
-        ssid, password, security, hidden_text == "true", transition, seen.get("K", "").strip()
-    )
-    return network, token
+    # `R:` only decides WPA3 above; `K:` (the SAE-PK public key) is read and not used:
+    # neither nmcli nor wpa_cli here can pin it, and the password alone still joins.
+    return WifiNetwork(ssid, password, security, hidden_text == "true"), token
 
 
-def _parse_camagent(text: str) -> str:
-    fields = dict(_split_fields(text[len("CAMAGENT:") :]))
+def _parse_camagent(stripped: str, text: str) -> Payload:
+    fields = dict(_split_fields(stripped[len("CAMAGENT:") :]))
+    if "ID" in fields or "PW" in fields:
+        return Payload("label", text, label=_parse_label(fields))
+    return Payload("token", text, token=_parse_token_field(fields))
+
+
+def _parse_label(fields: dict[str, str]) -> Label:
+    from agent.errors import WireError
+    from agent.provisioning.wire import normalize_device_id
+
+    try:
+        device_id = normalize_device_id(fields.get("ID", ""))
+    except WireError as exc:
+        raise QrPayloadError(f"CAMAGENT: label ID: {exc}") from None
+    password = fields.get("PW", "")
+    if not password:
+        raise QrPayloadError("CAMAGENT: label has no password (PW:)")
+    if len(password) > MAX_LABEL_PASSWORD:
+        raise QrPayloadError(
+            f"CAMAGENT: label password is longer than {MAX_LABEL_PASSWORD} characters"
+        )
+    if has_control_characters(password):
+        raise QrPayloadError("CAMAGENT: label password holds control characters")
+    return Label(device_id, password)
+
+
+def _parse_token_field(fields: dict[str, str]) -> str:
     token = fields.get("T", "").strip()
     if not token:
         raise QrPayloadError("CAMAGENT: payload has no token (T:)")
@@ -201,3 +249,26 @@ def wifi_payload(network: WifiNetwork, token: str = "") -> str:
 
 def token_payload(token: str) -> str:
     return f"CAMAGENT:T:{token};;"
+
+
+def label_payload(label: Label) -> str:
+    """The text of a camera label's QR code (read back by `parse` as type "label")."""
+    return f"CAMAGENT:ID:{escape(label.device_id)};PW:{escape(label.password)};;"
+
+
+_CONTROL_NAMES = {"\x00": "a NUL", "\n": "a newline", "\r": "a carriage return", "\t": "a tab"}
+
+
+def control_character(value: str) -> str | None:
+    """One rule for every path a network name or password comes in by (a QR card, the
+    LAN's /v1/wifi): C0 and C1 controls and DEL are refused — a WPA passphrase is
+    printable by definition, and nmcli and wpa_supplicant cannot carry them. Returns the
+    first one, named for people, or None."""
+    for ch in value:
+        if ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0:
+            return f"{_CONTROL_NAMES.get(ch, 'a control character')} (U+{ord(ch):04X})"
+    return None
+
+
+def has_control_characters(value: str) -> bool:
+    return control_character(value) is not None

@@ -6,13 +6,17 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.config import Config
 from agent.errors import CamagentError, QrPayloadError
-from agent.qr.payloads import Payload, parse
+from agent.qr.payloads import APPLICABLE, Payload, parse
 
-APPLICABLE = ("wifi", "token", "combined")
+if TYPE_CHECKING:
+    from agent.qr.apply import Step
+
+# A watch ends at the first card we could apply, or a camera label (what a person scans for).
+WANTED = APPLICABLE | {"label"}
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -46,8 +50,8 @@ def _describe(text: str) -> tuple[dict[str, Any], Payload | None]:
 def scan_source(source: str, timeout: float, fps: float | None) -> dict[str, Any]:
     from agent.qr.sources import scan
 
-    def valid(codes: list[Any]) -> bool:  # a card we could apply ends the watch
-        return any(_describe(code.text)[0]["type"] in APPLICABLE for code in codes)
+    def valid(codes: list[Any]) -> bool:
+        return any(_describe(code.text)[0]["type"] in WANTED for code in codes)
 
     try:
         decoded = scan(source, timeout=timeout, fps=fps, accept=valid)
@@ -58,33 +62,35 @@ def scan_source(source: str, timeout: float, fps: float | None) -> dict[str, Any
 
 
 def run(args: argparse.Namespace, load_config: Callable[[], Config]) -> int:
-    from agent.qr.apply import apply_payload
-
-    all_found = True
+    """Exit 0 when every source had a code (and, with --apply, every part applied)."""
+    ok = True
     for source in args.sources:
         result = scan_source(source, args.timeout, args.fps)
-        all_found = all_found and result["found"]
+        ok = ok and result["found"]
         if args.apply and result["found"]:
-            result["applied"] = _apply_first(result, load_config, apply_payload)
+            steps = _apply_first(result, load_config)
+            result["applied"] = [step.message for step in steps]
+            result["steps"] = [
+                {"part": step.part, "ok": step.ok, "message": step.message} for step in steps
+            ]
+            ok = ok and all(step.ok for step in steps)
         print(json.dumps(result) if args.json else _human(result), flush=True)
-    return 0 if all_found else 1
+    return 0 if ok else 1
 
 
-def _apply_first(
-    result: dict[str, Any],
-    load_config: Callable[[], Config],
-    apply_payload: Callable[[Config, Payload], list[str]],
-) -> list[str]:
+def _apply_first(result: dict[str, Any], load_config: Callable[[], Config]) -> list[Step]:
+    from agent.qr.apply import Step, apply_payload
+
     for described in result["payloads"]:
         if described["type"] in APPLICABLE:
             payload = _describe(described["text"])[1]
             assert payload is not None
-            try:
-                return apply_payload(load_config(), payload)
-            except CamagentError as exc:
-                result["found"] = False
-                return [f"not applied: {exc}"]
-    return ["nothing to apply (no WiFi or token card)"]
+            return apply_payload(load_config(), payload)
+    if any(described["type"] == "label" for described in result["payloads"]):
+        why = "a camera label is read by the cloud's console, not a device"
+    else:
+        why = "no WiFi or token card"
+    return [Step("none", True, f"nothing to apply: {why}")]
 
 
 def _human(result: dict[str, Any]) -> str:
@@ -96,5 +102,6 @@ def _human(result: dict[str, Any]) -> str:
     for payload in result["payloads"]:
         note = f"  ({payload['error']})" if "error" in payload else ""
         lines.append(f"  {payload['type']:<8} {payload['text']}{note}")
-    lines += [f"  → {line}" for line in result.get("applied", [])]
+    for step in result.get("steps", []):
+        lines.append(f"  {'→' if step['ok'] else '✗'} {step['message']}")
     return "\n".join(lines)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,13 @@ def token(signer: Ed25519PrivateKey, **changes: Any) -> str:
     return sign_token(payload, signer)
 
 
+def token_set(config_path: Path, value: str) -> list[str]:
+    """`token set --token-file F`: a token never goes on a command line (ps shows those)."""
+    path = config_path.parent / "token.txt"
+    path.write_text(value + "\n")
+    return ["token", "set", "--token-file", str(path)]
+
+
 def usage_exit(argv: list[str]) -> int:
     with pytest.raises(SystemExit) as info:
         main(argv)
@@ -79,7 +87,7 @@ def usage_exit(argv: list[str]) -> int:
 
 @pytest.mark.parametrize(
     "argv",
-    [[], ["frobnicate"], ["token"], ["token", "set"], ["token", "bogus"], ["status", "--yaml"]],
+    [[], ["frobnicate"], ["token"], ["token", "bogus"], ["status", "--yaml"]],
 )
 def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert usage_exit(argv) == 2
@@ -133,7 +141,7 @@ def test_config_from_the_environment(
 
 @pytest.mark.parametrize("bad", ["garbage", "a.b", "x" * 9000])
 def test_a_garbage_token(config_path: Path, capsys: pytest.CaptureFixture[str], bad: str) -> None:
-    err = one_line_failure(capsys, ["--config", str(config_path), "token", "set", bad])
+    err = one_line_failure(capsys, ["--config", str(config_path), *token_set(config_path, bad)])
     assert "token" in err
     assert not (config_path.parent / "state" / "state.bin").exists()
 
@@ -142,10 +150,10 @@ def test_a_forged_token_leaves_the_state_alone(
     config_path: Path, signer: Ed25519PrivateKey, capsys: pytest.CaptureFixture[str]
 ) -> None:
     good = token(signer)
-    assert main(["--config", str(config_path), "token", "set", good]) == 0
+    assert main(["--config", str(config_path), *token_set(config_path, good)]) == 0
     capsys.readouterr()
     forged = token(Ed25519PrivateKey.generate())
-    err = one_line_failure(capsys, ["--config", str(config_path), "token", "set", forged])
+    err = one_line_failure(capsys, ["--config", str(config_path), *token_set(config_path, forged)])
     assert "signature" in err
     assert TokenStore(config_path.parent / "state").load().token == good
 
@@ -190,7 +198,7 @@ def test_token_set_then_reset_without_a_daemon(
 ) -> None:
     state = config_path.parent / "state"
     good = token(signer)
-    assert main(["--config", str(config_path), "token", "set", good]) == 0
+    assert main(["--config", str(config_path), *token_set(config_path, good)]) == 0
     assert "Token stored" in capsys.readouterr().out
     assert TokenStore(state).load().token == good
 
@@ -213,7 +221,7 @@ def test_token_set_then_reset_without_a_daemon(
 def test_token_clear_is_reset(
     config_path: Path, signer: Ed25519PrivateKey, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["--config", str(config_path), "token", "set", token(signer)]) == 0
+    assert main(["--config", str(config_path), *token_set(config_path, token(signer))]) == 0
     assert main(["--config", str(config_path), "token", "clear"]) == 0
     assert not TokenStore(config_path.parent / "state").load().has_token
 
@@ -267,7 +275,7 @@ async def test_commands_go_to_a_running_daemon(
         argv = ["--config", str(config_path)]
         assert await asyncio.to_thread(main, [*argv, "status", "--json"]) == 0
         assert json.loads(capsys.readouterr().out) == status
-        assert await asyncio.to_thread(main, [*argv, "token", "set", "a.b"]) == 0
+        assert await asyncio.to_thread(main, [*argv, *token_set(config_path, "a.b")]) == 0
         assert await asyncio.to_thread(main, [*argv, "reset"]) == 0
         assert await asyncio.to_thread(main, [*argv, "poll-now"]) == 0
     finally:
@@ -355,3 +363,105 @@ def test_error_messages_reach_the_terminal_without_control_characters(
     assert "\x1b" not in err
     assert "\x07" not in err
     assert "?]0;owned??[2J\nsecond line" in err
+
+
+# -- secrets off the command line: token set ------------------------------------------------
+
+
+def test_token_set_reads_stdin_a_file_or_warns_about_the_argument(
+    config_path: Path,
+    signer: Ed25519PrivateKey,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+
+    state = config_path.parent / "state"
+    argv = ["--config", str(config_path), "token", "set"]
+    first = token(signer, jti="stdin")
+    monkeypatch.setattr("sys.stdin", io.StringIO(first + "\n"))
+    assert main(argv) == 0
+    assert capsys.readouterr().err == ""
+    assert TokenStore(state).load().token == first
+
+    second = token(signer, jti="file")
+    assert main([*argv[:2], *token_set(config_path, second)]) == 0
+    assert capsys.readouterr().err == ""
+    assert TokenStore(state).load().token == second
+
+    third = token(signer, jti="argument")
+    assert main([*argv, third]) == 0
+    err = capsys.readouterr().err
+    assert "warning: a token on the command line is visible to every local user" in err
+    assert TokenStore(state).load().token == third
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert "no token in standard input" in one_line_failure(capsys, argv)
+    assert "both" in one_line_failure(capsys, [*argv, third, "--token-file", "x"])
+    missing = one_line_failure(capsys, [*argv, "--token-file", str(config_path.parent / "no")])
+    assert "cannot read the token file" in missing
+    assert TokenStore(state).load().token == third
+
+
+# -- the parser: global options anywhere, one profile option, help pages --------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--config", "C", "-v", "status", "--json"],
+        ["status", "--config", "C", "-v", "--json"],
+        ["-v", "status", "--json", "--config", "C"],
+    ],
+)
+def test_global_options_before_or_after_the_command(argv: list[str]) -> None:
+    from agent.cli import build_parser
+
+    args = build_parser().parse_args(argv)
+    assert (args.config, args.verbose, args.json) == ("C", True, True)
+
+
+def test_global_options_deep_in_subcommands_and_defaults() -> None:
+    from agent.cli import build_parser
+
+    parser = build_parser()
+    deep = parser.parse_args(["cloud", "sessions", "end", "X", "--config", "C", "-v"])
+    assert (deep.config, deep.verbose) == ("C", True)
+    plain = parser.parse_args(["status"])
+    assert not hasattr(plain, "config") or plain.config is None
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["cloud", "login", "--profile", "P"],
+        ["cloud", "login", "--server", "P"],
+        ["cloud", "sessions", "--profile", "P"],
+        ["cloud", "sessions", "end", "X", "--server", "P"],
+        ["cloud", "logout", "--profile", "P"],
+        ["finder", "push", "dev", "--profile", "P"],
+        ["finder", "push", "dev", "--server", "P"],
+        ["nvr", "register", "--profile", "P"],
+        ["nvr", "register", "--server", "P"],
+    ],
+)
+def test_one_profile_option_everywhere(argv: list[str]) -> None:
+    from agent.cli import build_parser
+
+    assert build_parser().parse_args(argv).profile == "P"
+
+
+def test_every_command_has_a_description_and_an_example(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from agent.cli import build_parser, walk_commands
+
+    commands = list(walk_commands(build_parser()))
+    assert len(commands) >= 30
+    for path, _parser, _help in commands:
+        assert usage_exit([*path, "--help"]) == 0
+        out = capsys.readouterr().out
+        description = out.split("\n\n")[1]
+        assert description.strip(), (path, out)
+        assert "\n" not in description.strip(), (path, out)
+        assert re.search(r"\nexamples?:\n  camagent ", out), (path, out)

@@ -20,7 +20,7 @@ open(log, "a").write(json.dumps(["nmcli", *args]) + "\n")
 if args[:5] == ["-t", "-f", "NAME,TYPE", "connection", "show"]:
     for name, (kind, ssid) in state.items():
         print(name.replace(":", "\\:") + ":" + kind)
-elif args[:3] == ["-t", "-g", "802-11-wireless.ssid"]:
+elif args[:3] == ["-t", "-g", "802-11-wireless.ssid"] and args[-2] == "id":
     print(state[args[-1]][1])
 elif args[:2] == ["connection", "up"] and os.environ.get("STANDIN_FAIL_UP"):
     print("Error: Connection activation failed: Secrets were required", file=sys.stderr)
@@ -32,7 +32,7 @@ import json, os, sys
 log, state = os.environ["STANDIN_LOG"], json.load(open(os.environ["STANDIN_STATE"]))
 args = sys.argv[1:]
 open(log, "a").write(json.dumps(["wpa_cli", *args]) + "\n")
-command = args[2]
+command = args[3] if args[2] == "--" else args[2]
 if command == "list_networks":
     print("network id / ssid / bssid / flags")
     for number, ssid in state.items():
@@ -86,14 +86,14 @@ def test_networkmanager_gets_argument_vectors_and_replaces_the_old_profile(stand
     assert applied.tool == "nmcli"
     assert applied.replaced == ("old card",)
     recorded = calls()
-    assert ["nmcli", "connection", "delete", "old card"] in recorded
-    assert ["nmcli", "connection", "delete", "Home"] not in recorded
+    assert ["nmcli", "connection", "delete", "id", "old card"] in recorded
+    assert ["nmcli", "connection", "delete", "id", "Home"] not in recorded
     add = next(c for c in recorded if c[1:3] == ["connection", "add"])
     assert add[add.index("ssid") + 1] == HOSTILE.ssid  # byte for byte, no shell quoting
     assert add[add.index("wifi-sec.psk") + 1] == HOSTILE.password
     assert add[add.index("wifi-sec.key-mgmt") + 1] == "wpa-psk"
     assert add[add.index("wifi.hidden") + 1] == "yes"
-    assert recorded[-1] == ["nmcli", "connection", "up", f"camagent-{HOSTILE.ssid}"]
+    assert recorded[-1] == ["nmcli", "connection", "up", "id", f"camagent-{HOSTILE.ssid}"]
 
 
 @pytest.mark.parametrize(
@@ -133,8 +133,8 @@ def test_wpa_supplicant_fallback(standins, tmp_path):
     applied = wifi.apply(HOSTILE, wifi.wireless_interface(sys_net))
     assert applied.tool == "wpa_cli"
     assert applied.replaced == ("3",)
-    recorded = [c[3:] for c in calls()]
-    assert all(c[1:3] == ["-i", "wlan0"] for c in calls())
+    recorded = [c[4:] for c in calls()]
+    assert all(c[1:4] == ["-i", "wlan0", "--"] for c in calls())
     assert ["remove_network", "3"] in recorded
     assert ["set_network", "7", "ssid", HOSTILE.ssid.encode().hex()] in recorded
     assert ["set_network", "7", "psk", f'"{HOSTILE.password}"'] in recorded
@@ -147,3 +147,41 @@ def test_no_tool_and_no_interface_say_so(standins, tmp_path):
         wifi.apply(WifiNetwork("net", "longpassword", "WPA"))
     with pytest.raises(wifi.WifiError, match="no wireless interface"):
         wifi.wireless_interface(tmp_path)
+
+
+@pytest.mark.parametrize("value", ["--ask", "-a", "-", "--", "-h", "--help"])
+def test_values_that_look_like_options_stay_values(standins, tmp_path, value):
+    install, calls = standins
+    install("nmcli", NMCLI, {value: ["802-11-wireless", value]})
+    password = value + "-padding-to-8"
+    network = WifiNetwork(value, password, "WPA")
+    wifi.apply(network)
+    recorded = calls()
+    add = next(c for c in recorded if c[1:3] == ["connection", "add"])
+    assert add[add.index("ssid") + 1] == value
+    assert add[add.index("wifi-sec.psk") + 1] == password
+    assert ["nmcli", "connection", "delete", "id", value] in recorded
+    for call in recorded:  # no value ever stands where an option could be read
+        for i, arg in enumerate(call):
+            if arg in (value, password):
+                assert call[i - 1] in ("ssid", "wifi-sec.psk", "id"), call
+    install("wpa_cli", WPA_CLI, {"0": value})
+    (tmp_path / "net" / "wlan0" / "wireless").mkdir(parents=True, exist_ok=True)
+    wifi.apply_wpa_supplicant(network, "wlan0")
+    for call in calls():
+        if call[0] == "wpa_cli":
+            assert call[1:4] == ["-i", "wlan0", "--"]
+            assert value not in call[4:]
+            assert password not in call[4:]
+
+
+@pytest.mark.parametrize(
+    "network",
+    [WifiNetwork("net\x1b[2J", "longpassword", "WPA"), WifiNetwork("net", "long\npassword", "WPA")],
+)
+def test_control_characters_are_refused_before_any_tool_runs(standins, network):
+    install, calls = standins
+    install("nmcli", NMCLI, {})
+    with pytest.raises(wifi.WifiError, match="control characters"):
+        wifi.apply(network)
+    assert calls() == []

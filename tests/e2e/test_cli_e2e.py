@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -201,3 +205,406 @@ def test_doctor_passes_against_the_cloud_and_names_a_tls_problem(connected, run_
     tls = next(c for c in json.loads(result.stdout) if c["name"] == "tls")
     assert tls["status"] == "fail"
     assert "ca_file" in tls["fix"]
+
+
+# -- no traceback from any command, in any condition ------------------------------------------
+#
+# Every command the parser knows (walked, so a new one is covered without editing this
+# list) runs as a real subprocess: with stdin at end of input; with stdout closed before it
+# writes; interrupted (SIGINT, as Ctrl-C sends) once it blocks; given Ctrl-D on a terminal
+# when it blocks reading one; and, as an unprivileged user, with the config or the state
+# and run directories out of reach. The cloud is a closed port, so nothing waits long.
+
+ALLOWED_EXITS = {0, 1, 2, 130}
+RUN_LIMIT_S = 6.0  # a command still running then (the daemon, the demo) gets Ctrl-C
+NOBODY = 65534
+
+
+def _leaf_commands() -> list[tuple[str, ...]]:
+    import argparse
+
+    from agent.cli import build_parser, walk_commands
+
+    leaves = []
+    for path, parser, _help in walk_commands(build_parser()):
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs or not subs[0].required:
+            leaves.append(path)
+    return leaves
+
+
+def _argv_for(path: tuple[str, ...], workdir: Path) -> list[str]:
+    """The command with its required arguments filled in, pointing at nothing that answers."""
+    import argparse
+
+    from agent.cli import build_parser, walk_commands
+
+    parser = next(p for words, p, _ in walk_commands(build_parser()) if words == path)
+    values = {
+        "device": "127.0.0.1:9",
+        "sources": str(workdir / "missing.png"),
+        "url": "https://127.0.0.1:9/x",
+        "token": "a.b",
+        "device_id": "cam-1",
+        "password_file": str(workdir / "label-password"),
+        "ssid": "net",
+        "profile": "nowhere",
+        "name": "nowhere",
+    }
+    argv = list(path)
+    chosen = {
+        group._group_actions[0].dest
+        for group in parser._mutually_exclusive_groups
+        if group.required
+    }
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction | argparse._HelpAction):
+            continue
+        value = values.get(action.dest, "x")
+        if not action.option_strings:
+            if action.nargs not in ("?", "*"):
+                argv.append(value)
+        elif action.required or action.dest in chosen:
+            argv += [action.option_strings[0], value]
+    quick = {"timeout": "0.3", "scan_timeout": "0.3"}
+    for action in parser._actions:
+        if action.dest in quick and action.option_strings:
+            argv += [action.option_strings[0], quick[action.dest]]
+    return argv
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "X"
+
+
+def _wait_blocked_or_done(process: Any, limit: float) -> bool:
+    """True once the process sleeps (waits for input, the network or a child) three
+    samples in a row; False if it exits first or the limit passes."""
+    deadline = time.monotonic() + limit
+    sleeping = 0
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        sleeping = sleeping + 1 if _state(process.pid) == "S" else 0
+        if sleeping >= 3:
+            return True
+        time.sleep(0.03)
+    return False
+
+
+def _run_condition(argv: list[str], condition: str, env: dict[str, str], cwd: Path) -> tuple:
+    import os
+    import pty
+    import signal
+    import subprocess
+    import sys
+
+    err_path = cwd / f"stderr-{condition}-{os.getpid()}-{time.monotonic_ns()}"
+    kwargs: dict[str, Any] = {"env": env, "cwd": cwd, "start_new_session": True}
+    master = slave = read_end = write_end = None
+    if condition in ("ctrl-c", "ctrl-d"):
+        master, slave = pty.openpty()
+        kwargs.update(stdin=slave, stdout=slave)
+    elif condition == "epipe":
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        kwargs.update(stdin=subprocess.DEVNULL, stdout=write_end)
+    else:
+        kwargs.update(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    prefix = []
+    if condition.startswith("perm") and os.geteuid() == 0:
+        # root is refused nothing: drop the capabilities that override file modes, so the
+        # files owned by another user (and the interpreter under /root still ours) behave
+        # as for an unprivileged user.
+        prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
+    with open(err_path, "w+b") as stderr:
+        process = subprocess.Popen(
+            [*prefix, sys.executable, "-m", "agent", *argv], stderr=stderr, **kwargs
+        )
+        for fd in (slave, write_end):
+            if fd is not None:
+                os.close(fd)
+        output = b""
+        try:
+            blocked = _wait_blocked_or_done(process, RUN_LIMIT_S)
+            if blocked and condition == "ctrl-d":
+                os.write(master, b"\x04")
+                try:
+                    process.wait(timeout=3)
+                except subprocess.TimeoutExpired:
+                    blocked = True  # it was not reading the terminal: end it as a person would
+                else:
+                    blocked = False
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+            code = process.wait(timeout=10)  # one Ctrl-C must be enough
+        finally:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)  # the demo's children, if any
+            if master is not None:
+                with contextlib.suppress(OSError):
+                    while chunk := os.read(master, 65536):
+                        output += chunk
+                os.close(master)
+        stderr.seek(0)
+        text = stderr.read().decode(errors="replace") + output.decode(errors="replace")
+    return code, text
+
+
+@pytest.fixture(scope="module")
+def unreachable_device(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    import os
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("conditions")
+    root.chmod(0o755)
+    home = root / "home"
+    home.mkdir()
+    home.chmod(0o777)
+    (root / "password").write_text("label password\n")
+    configs = {}
+    for name, mode, dir_mode in (
+        ("open", 0o644, 0o777),
+        ("closed", 0o600, 0o700),
+        ("dirs", 0o644, 0o700),
+    ):
+        state, run = root / f"state-{name}", root / f"run-{name}"
+        for directory in (state, run):
+            directory.mkdir()
+            directory.chmod(dir_mode)
+        config = root / f"{name}.toml"
+        config.write_text(
+            f'[device]\nid = "cam-1"\npassword_file = "{root / "password"}"\n'
+            f'[cloud]\nurl = "https://127.0.0.1:9"\n'
+            f'[paths]\nstate_dir = "{state}"\nrun_dir = "{run}"\n'
+        )
+        config.chmod(mode)
+        if os.geteuid() == 0 and name != "open":  # owned by another user (see _run_condition)
+            for owned in (config, state, run):
+                os.chown(owned, NOBODY, NOBODY)
+        configs[name] = config
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "LANG": "C.UTF-8",
+    }
+    # A profile at the closed port: `cloud login` then reaches its password prompt.
+    add = ["cloud", "servers", "add", "nowhere", "https://127.0.0.1:9", "--login", "admin"]
+    added = subprocess.run(
+        [sys.executable, "-m", "agent", *add],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert added.returncode == 0, added.stderr
+    return {"root": root, "configs": configs, "env": env}
+
+
+CONDITIONS = {  # condition → which config it runs with
+    "stdin-eof": "open",
+    "epipe": "open",
+    "ctrl-c": "open",
+    "ctrl-d": "open",
+    "perm-config": "closed",
+    "perm-dirs": "dirs",
+}
+
+
+@pytest.mark.parametrize("path", _leaf_commands(), ids=" ".join)
+def test_no_traceback_from_any_command_in_any_condition(path, unreachable_device):
+    from concurrent.futures import ThreadPoolExecutor
+
+    root = unreachable_device["root"]
+    env = unreachable_device["env"]
+
+    def one(condition: str) -> tuple[str, int, str]:
+        config = unreachable_device["configs"][CONDITIONS[condition]]
+        argv = ["--config", str(config), *_argv_for(path, root)]
+        code, text = _run_condition(argv, condition, env, root)
+        return condition, code, text
+
+    with ThreadPoolExecutor(len(CONDITIONS)) as pool:
+        outcomes = list(pool.map(one, CONDITIONS))
+    for condition, code, text in outcomes:
+        assert code in ALLOWED_EXITS, (condition, code, text)
+        assert "Traceback" not in text, (condition, text)
+        if condition == "perm-config" and "permission denied" in text:
+            assert "mode 0600" in text, text
+
+
+def test_doctor_names_permission_problems_and_never_suggests_reset(tmp_path):
+    """The state directory and the CA file belong to another user (root without the
+    capabilities that override file modes stands in for an unprivileged user)."""
+    import os
+    import subprocess
+    import sys
+
+    tmp_path.chmod(0o755)
+    state, ca = tmp_path / "state", tmp_path / "ca.pem"
+    state.mkdir(mode=0o700)
+    (state / "state.bin").write_bytes(b"whatever")
+    ca.write_text("not read anyway\n")
+    ca.chmod(0o600)
+    (tmp_path / "password").write_text("pw\n")
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        f'[device]\nid = "cam-1"\npassword_file = "{tmp_path / "password"}"\n'
+        f'[cloud]\nurl = "https://127.0.0.1:9"\nca_file = "{ca}"\n'
+        f'[paths]\nstate_dir = "{state}"\nrun_dir = "{tmp_path / "run"}"\n'
+    )
+    prefix = []
+    if os.geteuid() == 0:
+        for owned in (state, ca):
+            os.chown(owned, NOBODY, NOBODY)
+        prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
+    else:
+        state.chmod(0o000)
+        ca.chmod(0o000)
+    result = subprocess.run(
+        [*prefix, sys.executable, "-m", "agent", "doctor", "--json", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    checks = {c["name"]: c for c in json.loads(result.stdout)}
+    assert checks["state"]["status"] == "fail"
+    assert "permission denied" in checks["state"]["detail"]
+    assert checks["state"]["detail"].startswith(f"{state}: permission denied (owner ")
+    assert "run as" in checks["state"]["fix"]
+    assert "reset" not in checks["state"]["fix"] + checks["state"]["detail"]
+    assert checks["tls"]["detail"].startswith(f"cannot read ca_file {ca}: permission denied")
+    assert "firewall" not in checks["tls"]["fix"]
+    assert (state / "state.bin").read_bytes() == b"whatever"
+
+
+# -- what a newcomer is told ------------------------------------------------------------------
+
+
+def test_the_demo_prints_commands_that_work_as_printed(tmp_path):
+    """Its closing hint runs as printed from a shell whose PATH has no camagent."""
+    import os
+    import shlex
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agent", "demo"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    lines: list[str] = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if "Press Ctrl-C" in line:
+                break
+        story = "".join(lines)
+        hints = {
+            line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip()
+            for line in lines
+            if line.startswith("  ") and ":" in line
+        }
+        assert "console" in hints, story
+        assert "log in as admin, password " in hints["console"]
+        url = hints["console"].split()[0]
+        assert url.startswith("https://127.0.0.1:")
+        status = subprocess.run(
+            shlex.split(hints["camera status"]),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert status.returncode == 0, (hints["camera status"], status.stderr)
+        assert "provisioning" in status.stdout
+        assert "02:ca:fe:00:00:01" in status.stdout
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 0
+
+
+def test_python_m_cloud_mock_says_where_the_console_and_its_password_are(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    data_dir = tmp_path / "cloud"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cloud_mock", "--port", "0", "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        url = process.stdout.readline().strip()
+        assert url.startswith("https://127.0.0.1:")
+        console = next(line for line in process.stderr if line.startswith("Console:"))
+        assert f"{url}/" in console
+        assert "log in as 'admin'" in console
+        password_file = data_dir / "admin-password"
+        assert str(password_file) in console
+        assert password_file.read_text().strip()
+        ca_line = process.stderr.readline()
+        assert str(data_dir / "ca.pem") in ca_line
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+
+
+def test_the_demo_names_the_camagent_it_runs_as(monkeypatch, tmp_path):
+    import sys
+
+    from cloud_mock.demo import camagent_command
+
+    venv_camagent = Path(sys.executable).with_name("camagent")
+    assert venv_camagent.exists()
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    monkeypatch.setattr(sys, "argv", [str(venv_camagent), "demo"])
+    assert camagent_command() == [str(venv_camagent.resolve())]
+    monkeypatch.setenv("PATH", f"{venv_camagent.parent}:/usr/bin:/bin")
+    assert camagent_command() == ["camagent"]
+    monkeypatch.setattr(sys, "argv", [str(tmp_path / "agent" / "__main__.py")])
+    assert camagent_command() == [sys.executable, "-m", "agent"]
+
+
+def test_a_wrong_label_password_is_pointed_at_by_status_and_doctor(fleet, add_camera, run_cli):
+    """The owner added the camera with its label password; the device's password file
+    holds another one: every poll is answered "no token yet" and the fast phase ends."""
+    config, device_id, _ = fleet.configure(
+        password="not-the-label", fast_interval=0.3, fast_attempts=2, long_poll=0.0
+    )
+    add_camera(device_id, "the-label-password")
+    agent = fleet.start(config)
+    eventually(
+        lambda: agent.status()["provisioning"]["phase"] == "slow",
+        timeout=30,
+        interval=0.05,
+        what="the fast phase over",
+    )
+    status = run_cli(config, "status")
+    assert status.returncode == 0, status.stderr
+    assert "hint          no token after " in status.stdout
+    assert "check that password_file holds the label password" in status.stdout
+    doctor = run_cli(config, "doctor", "--json")
+    checks = {c["name"]: c for c in json.loads(doctor.stdout)}
+    assert checks["provisioning"]["status"] == "warn"
+    assert checks["provisioning"]["detail"].startswith("no token after ")
+    assert "poll-now" in checks["provisioning"]["fix"]
+    assert f"--config {config}" in checks["provisioning"]["fix"]

@@ -4,6 +4,7 @@ pseudo-terminal for the prompts."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -189,7 +190,7 @@ def test_login_list_sessions_logout(home: Path, cloud: MockCloud) -> None:
     assert cloud.request("GET", "/v1/sessions", session=token)[0] == 401
     after = cli(home, "cloud", "sessions")
     assert after.returncode == 1
-    assert "camagent cloud login --server mock" in after.stderr
+    assert "camagent cloud login --profile mock" in after.stderr
 
 
 def test_wrong_password_is_exit_1_and_keeps_nothing(home: Path) -> None:
@@ -215,7 +216,7 @@ def test_session_expiry_is_reported_with_what_to_run(home: Path, cloud: MockClou
     assert cloud.request("POST", "/v1/auth/logout", session=stored_token(home))[0] == 204
     result = cli(home, "cloud", "sessions")
     assert result.returncode == 1
-    assert "has ended or expired: run `camagent cloud login --server mock`" in result.stderr
+    assert "has ended or expired: run `camagent cloud login --profile mock`" in result.stderr
     assert not (home / "camagent" / "sessions" / "mock").exists()
 
 
@@ -419,7 +420,7 @@ def test_python_api_for_other_commands(
     from agent.account.errors import CloudError, NotLoggedInError
 
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
-    with pytest.raises(NotLoggedInError, match="run `camagent cloud login --server mock`"):
+    with pytest.raises(NotLoggedInError, match="run `camagent cloud login --profile mock`"):
         open_session()
     assert login(home, "eve").returncode == 0
     session = open_session("mock")
@@ -467,3 +468,67 @@ def test_nvr_register_through_the_profile(tmp_path: Path, cloud: MockCloud, home
     mine = [t for t in made[1]["tokens"] if t["note"] == "made by camagent nvr register"]
     assert len(mine) == 1
     assert mine[0]["used_at"] is not None  # and it was the one the NVR registered with
+
+
+# -- finder push --profile: the device checks the password before the cloud hears of it ------
+
+
+def test_finder_push_with_a_wrong_then_the_right_password(home, cloud, fleet):
+    from tests.e2e.test_local_api_e2e import start_device
+
+    assert login(home, "ann").returncode == 0
+    agent, local, device_id, password = start_device(fleet)
+    target = f"127.0.0.1:{local['port']}"
+    session = cloud.login()
+
+    def cameras() -> list[dict[str, Any]]:
+        status, body = cloud.request("GET", "/v1/cameras", session=session)
+        assert status == 200
+        return [c for c in body["cameras"] if c["device_id"] == device_id]
+
+    push = ("finder", "push", target, "--profile", "mock", "--password-stdin")
+    wrong = cli(home, *push, "--name", "typo", stdin="not-the-label-password\n")
+    assert wrong.returncode == 1, wrong.stdout
+    assert "refused the password" in wrong.stderr
+    assert "Traceback" not in wrong.stderr
+    assert cameras() == []  # nothing was written to the cloud
+    right = cli(home, *push, "--name", "lobby", stdin=password + "\n")
+    assert right.returncode == 0, right.stderr
+    assert f"Camera {device_id} added in the cloud" in right.stdout
+    agent.wait_for_state("connected", timeout=TIMEOUT)
+    (camera,) = cameras()
+    assert camera["name"] == "lobby"
+
+
+def test_one_ctrl_c_ends_finder_push_at_its_password_prompt(home, fleet):
+    """The prompt waits inside the finder's asyncio loop: one Ctrl-C (here the byte a
+    terminal turns into SIGINT) must end it, with exit 130 and no traceback."""
+    from tests.e2e.test_local_api_e2e import start_device
+
+    _agent, local, _device_id, _password = start_device(fleet)
+    argv = ["finder", "push", f"127.0.0.1:{local['port']}", "--profile", "mock"]
+    pid, master = pty.fork()
+    if pid == 0:  # the child: the CLI, with the pty as its controlling terminal
+        try:
+            os.execve(sys.executable, [sys.executable, "-m", "agent", *argv], env_for(home))
+        finally:
+            os._exit(127)
+    dialog = Dialog(master, master, pid)
+    try:
+        dialog.expect(r"Password of device \S+ \(user admin\): ")
+        os.write(master, b"\x03")  # Ctrl-C, once
+        deadline = time.monotonic() + TIMEOUT
+        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0:
+            assert time.monotonic() < deadline, "one Ctrl-C did not end the prompt"
+            time.sleep(0.05)
+        pid = 0
+        assert os.waitstatus_to_exitcode(done[1]) == 130
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        with contextlib.suppress(OSError):
+            while chunk := os.read(master, 65536):
+                dialog.output += chunk.decode(errors="replace")
+        os.close(master)
+    assert "Traceback" not in dialog.output

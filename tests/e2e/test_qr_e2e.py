@@ -260,3 +260,93 @@ def test_a_video_is_watched_until_a_card_that_can_be_applied(tmp_path, run_cli):
     result = run_cli(None, "qr", "scan", "--json", str(joined))
     assert result.returncode == 0, result.stderr
     assert [p["type"] for p in json.loads(result.stdout)["payloads"]] == ["wifi"]
+
+
+def test_label_make_png_then_qr_scan_reads_the_label_and_applies_nothing(tmp_path, run_cli, fleet):
+    config, _, _ = fleet.configure()
+    password_file, png = tmp_path / "password", tmp_path / "label.png"
+    made = run_cli(
+        None,
+        "label",
+        "make",
+        "--device-id",
+        "00-11-22-33-44-55",
+        "--generate",
+        "--password-file",
+        str(password_file),
+        "--png",
+        str(png),
+    )
+    assert made.returncode == 0, made.stderr
+    password = password_file.read_text().strip()
+    again = run_cli(
+        None,
+        "label",
+        "make",
+        "--device-id",
+        "x",
+        "--generate",
+        "--password-file",
+        str(password_file),
+    )
+    assert again.returncode == 1
+    assert "--force" in again.stderr
+    assert password_file.read_text().strip() == password
+    scanned = run_cli(None, "qr", "scan", "--json", str(png))
+    assert scanned.returncode == 0, scanned.stderr
+    found = json.loads(scanned.stdout)["payloads"]
+    assert [p["type"] for p in found] == ["label"]
+    assert found[0]["device_id"] == "00:11:22:33:44:55"
+    label = parse(found[0]["text"]).label
+    assert label is not None
+    assert (label.device_id, label.password) == ("00:11:22:33:44:55", password)
+    applied = run_cli(config, "qr", "scan", "--apply", str(png))
+    assert "a camera label is read by the cloud's console" in applied.stdout
+    assert json.loads(run_cli(config, "status", "--json").stdout)["token"]["present"] is False
+
+
+def test_a_combined_card_applies_each_part_on_its_own(tmp_path, run_cli, fleet, add_camera):
+    # No radio here: nmcli is a stand-in on PATH that refuses to bring the network up.
+    config, device_id, password = fleet.configure()
+    token = add_camera(device_id, password)["token"]
+    card = tmp_path / "combined.png"
+    made = run_cli(
+        None, "qr", "make", "wifi", "--ssid=-site", "--password", '"quoted pw"'
+        , "--token", token, "--png", str(card)
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    nmcli = bindir / "nmcli"
+    nmcli.write_text(
+        f"#!{sys.executable}\nimport sys\n"
+        "if sys.argv[1:3] == ['connection', 'up']:\n"
+        "    print('Error: no WiFi device', file=sys.stderr)\n"
+        "    sys.exit(10)\n"
+    )
+    nmcli.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"}
+    result = run_cli(config, "qr", "scan", "--apply", "--json", str(card), env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    steps = json.loads(result.stdout)["steps"]
+    assert [(s["part"], s["ok"]) for s in steps] == [("wifi", False), ("token", True)]
+    assert "'-site' not joined" in steps[0]["message"]
+    assert "no WiFi device" in steps[0]["message"]
+    status = json.loads(run_cli(config, "status", "--json").stdout)
+    assert status["token"]["present"] is True
+    human = run_cli(config, "qr", "scan", "--apply", str(card), env=env)
+    assert human.returncode == 1
+    assert "✗ WiFi '-site' not joined" in human.stdout
+    assert "→ token" in human.stdout
+
+
+def test_a_password_in_quotes_keeps_its_quotes_through_png_and_the_reader(tmp_path, run_cli):
+    png = tmp_path / "quoted.png"
+    made = run_cli(None, "qr", "make", "wifi", "--ssid", "net", "--password", '"abcdefgh"',
+                   "--png", str(png))  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    scanned = run_cli(None, "qr", "scan", "--json", str(png))
+    assert scanned.returncode == 0, scanned.stderr
+    wifi = parse(json.loads(scanned.stdout)["payloads"][0]["text"]).wifi
+    assert wifi is not None
+    assert wifi.password == '"abcdefgh"'

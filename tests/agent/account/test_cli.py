@@ -88,7 +88,7 @@ def test_not_logged_in_tells_how_to_log_in(capsys: pytest.CaptureFixture[str]) -
     run(capsys, "servers", "add", "my lab", "lab.example")
     code, _, err = run(capsys, "sessions")
     assert code == 1
-    assert "run `camagent cloud login --server 'my lab'`" in err
+    assert "run `camagent cloud login --profile 'my lab'`" in err
     code, out, _ = run(capsys, "logout")
     assert code == 0
     assert "Not logged in" in out
@@ -125,7 +125,7 @@ def test_sessions_end_takes_server_before_or_after(argv: list[str]) -> None:
     from agent.cli import build_parser
 
     args = build_parser().parse_args(argv)
-    assert (args.server, args.sessions_command, args.session_id) == ("a", "end", "X")
+    assert (args.profile, args.sessions_command, args.session_id) == ("a", "end", "X")
 
 
 def test_nvr_register_parses_with_or_without_a_token() -> None:

@@ -1,0 +1,108 @@
+"""`camagent label make`: generated passwords, the password file (never overwritten
+without --force, mode 0640), the label's QR text read back, valid SVG."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import stat
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from agent import label
+from agent.errors import CamagentError
+from agent.qr.payloads import Label, parse
+
+
+def _args(tmp_path: Path, **kw: object) -> argparse.Namespace:
+    base: dict[str, object] = {
+        "device_id": "00-11-22-33-44-55",
+        "password_file": tmp_path / "password",
+        "generate": False,
+        "force": False,
+        "png": None,
+        "svg": None,
+    }
+    return argparse.Namespace(**{**base, **kw})
+
+
+def test_generated_passwords_are_long_unambiguous_and_grouped():
+    assert label.password_bits() >= 60
+    seen = {label.generate_password() for _ in range(200)}
+    assert len(seen) == 200
+    for password in seen:
+        groups = password.split("-")
+        assert [len(g) for g in groups] == [label.GROUP_LEN] * label.GROUPS
+        assert set("".join(groups)) <= set(label.ALPHABET)
+    assert not set("01OIL") & set(label.ALPHABET)
+    assert label.password_bits() == pytest.approx(15 * math.log2(31))
+
+
+def test_generate_writes_0640_and_never_overwrites_without_force(tmp_path, capsys):
+    svg = tmp_path / "label.svg"
+    assert label.run(_args(tmp_path, generate=True, svg=svg)) == 0
+    pw_file = tmp_path / "password"
+    first = pw_file.read_text()
+    assert stat.S_IMODE(pw_file.stat().st_mode) == 0o640
+    with pytest.raises(CamagentError, match=r"already exists.*--force"):
+        label.run(_args(tmp_path, generate=True))
+    assert pw_file.read_text() == first
+    assert label.run(_args(tmp_path, generate=True, force=True)) == 0
+    second = pw_file.read_text()
+    assert second != first
+    assert stat.S_IMODE(pw_file.stat().st_mode) == 0o640
+    # The SVG is well-formed XML and shows the ID and the password as text.
+    root = ET.parse(svg).getroot()
+    texts = [node.text for node in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert texts == ["ID 00:11:22:33:44:55", f"PW {first.strip()}"]
+
+
+def test_generate_refuses_a_symlink_planted_where_the_file_goes(tmp_path):
+    target = tmp_path / "victim"
+    target.write_text("keep me")
+    (tmp_path / "password").symlink_to(target)
+    with pytest.raises(CamagentError, match="already exists"):
+        label.run(_args(tmp_path, generate=True))
+    assert target.read_text() == "keep me"
+
+
+def test_an_existing_password_file_is_read_and_checked(tmp_path):
+    with pytest.raises(CamagentError, match=r"does not exist.*--generate"):
+        label.run(_args(tmp_path))
+    (tmp_path / "password").write_text("\n")
+    with pytest.raises(CamagentError, match="is empty"):
+        label.run(_args(tmp_path))
+    (tmp_path / "password").write_text('a;b,c:d"e\\f g\n')
+    svg = tmp_path / "l.svg"
+    assert label.run(_args(tmp_path, svg=svg)) == 0
+    assert 'PW a;b,c:d"e\\f g' in [n.text for n in ET.parse(svg).getroot().iter()]
+    with pytest.raises(CamagentError, match="--force only goes with --generate"):
+        label.run(_args(tmp_path, force=True))
+    with pytest.raises(CamagentError, match="invalid device ID"):
+        label.run(_args(tmp_path, device_id="bad id with spaces"))
+
+
+@pytest.mark.parametrize(
+    "password", ["UH4YH-BEMUV-THWDS", 'a;b,c:d"e\\f', '"quoted"', "-starts-with-dash", "ünï 📷"]
+)
+def test_label_payload_reads_back_as_a_label(password):
+    text = label.payload(Label("cam:0042", password))
+    payload = parse(text)
+    assert payload.type == "label"
+    assert payload.label == Label("cam:0042", password)
+    assert payload.to_json()["device_id"] == "cam:0042"
+    assert not payload.token
+    assert payload.wifi is None
+
+
+def test_a_password_with_control_characters_makes_no_label():
+    with pytest.raises(CamagentError, match="control characters"):
+        label.payload(Label("cam", "abc\x1b[2Jdef"))
+
+
+def test_png_is_a_png(tmp_path):
+    png = tmp_path / "l.png"
+    label.write_png(Label("cam", "PW"), label.payload(Label("cam", "PW")), png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
