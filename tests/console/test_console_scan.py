@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import random
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,12 +42,31 @@ FRAMES = 10
 
 
 def label_png(device_id: str, password: str, path: Path) -> Path:
-    """The camera's label as a PNG: its QR code and the ID and password as text.
-
-    Stands in for `camagent label make --device-id ID --password-file F --png OUT` until
-    that command lands; the payload is the one it documents."""
-    payload = f"CAMAGENT:ID:{escape(device_id)};PW:{escape(password)};;"
-    return qr_card_png(payload, [f"ID: {device_id}", f"PW: {password}"], path)
+    """The camera's label as a PNG, made as on the factory line:
+    `camagent label make --device-id ID --password-file F --png OUT`."""
+    password_file = path.with_suffix(".password")
+    password_file.write_text(password + "\n")
+    made = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agent",
+            "label",
+            "make",
+            "--device-id",
+            device_id,
+            "--password-file",
+            str(password_file),
+            "--png",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    return path
 
 
 def qr_card_png(payload: str, lines: list[str], path: Path) -> Path:
