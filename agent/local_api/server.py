@@ -7,7 +7,7 @@ HTTP, authentication and bodies, and nothing of the state machine. Every answer 
 
 from __future__ import annotations
 
-import inspect
+import asyncio
 import logging
 import math
 import ssl
@@ -21,13 +21,16 @@ from aiohttp import web
 from agent.errors import CamagentError
 from agent.local_api import bodies, digest
 from agent.local_api.bodies import ApiError
+from agent.local_api.connection import Connection
+from agent.local_api.listener import Limits, Listener, Ticket, bind, descriptor_headroom
 from agent.local_api.lockout import Lockout
+from agent.local_api.ratelog import RateLimitedLog
 from agent.qr.payloads import WifiNetwork
 
 log = logging.getLogger(__name__)
 
-KEEPALIVE_S = 15.0
-SHUTDOWN_S = 2.0
+SHUTDOWN_S = 2.0  # stopping does not wait long for open requests
+LIMITS = Limits()
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Clock = Callable[[], float]
@@ -65,6 +68,7 @@ class Auth:
     lockout: Lockout
     nonces: digest.NonceBook
     clock: Clock = time.time
+    body_s: float = Limits.body_s  # a body dripped slower than this is refused (408)
 
 
 def make_app(device: Device, auth: Auth, fp: str) -> web.Application:
@@ -137,7 +141,12 @@ def _change(device: Device, auth: Auth, action: Action, *, needs_body: bool = Tr
                 413, "body_too_large", f"the body is larger than {bodies.MAX_BODY_BYTES} bytes"
             )
         authenticate(request, device, auth)
-        raw = await request.read()
+        try:
+            raw = await asyncio.wait_for(request.read(), auth.body_s)
+        except TimeoutError:
+            raise ApiError(
+                408, "body_timeout", f"the body did not arrive within {auth.body_s:g} s"
+            ) from None
         try:
             body = bodies.json_object(raw, request.content_type, required=needs_body)
             result = await action(device, body)
@@ -232,33 +241,52 @@ async def _register(device: Device, body: dict[str, Any]) -> dict[str, Any]:
 @dataclass
 class Running:
     runner: web.AppRunner
-    port: int
+    listener: Listener
+    notes: RateLimitedLog
+
+    @property
+    def port(self) -> int:
+        return self.listener.port
 
     async def stop(self) -> None:
+        await self.listener.close()
+        # Without an aiohttp site, open connections are ours to end (aiohttp 3.8's
+        # cleanup only ends those of its sites; 3.9+ does it again, finding none).
+        if self.runner.server is not None:
+            await self.runner.server.shutdown(SHUTDOWN_S)
         await self.runner.cleanup()
+        self.notes.flush()
 
 
-async def start(app: web.Application, host: str, port: int, context: ssl.SSLContext) -> Running:
-    # A camera has few sockets to spare: idle connections go after 15 s (aiohttp's
-    # default is an hour), and stopping does not wait long for open requests.
-    # aiohttp >= 3.9 takes shutdown_timeout on the runner, 3.8 (Debian 12) on the site.
-    on_runner = "shutdown_timeout" in inspect.signature(web.BaseRunner.__init__).parameters
-    timeout: dict[str, Any] = {"shutdown_timeout": SHUTDOWN_S}
-    runner = web.AppRunner(
-        app,
-        access_log=None,
-        handle_signals=False,
-        keepalive_timeout=KEEPALIVE_S,
-        **(timeout if on_runner else {}),
-    )
+async def start(
+    app: web.Application,
+    host: str,
+    port: int,
+    context: ssl.SSLContext,
+    limits: Limits = LIMITS,
+    headroom: Callable[[], int | None] = descriptor_headroom,
+) -> Running:
+    """Serve `app` over TLS on (host, port) through the Listener's caps and timeouts."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(
-        runner, host, port, ssl_context=context, backlog=16, **({} if on_runner else timeout)
-    )
+    server = runner.server
+    assert server is not None
+    loop = asyncio.get_running_loop()
+    notes = RateLimitedLog(log)
+    options: dict[str, Any] = {
+        "loop": loop,
+        "keepalive_timeout": limits.keepalive_s,
+        "access_log": None,
+    }
+
+    def connection(ticket: Ticket) -> Connection:
+        return Connection(server, ticket=ticket, header_s=limits.header_s, notes=notes, **options)
+
     try:
-        await site.start()
+        sock = bind(host, port, limits.backlog)
     except BaseException:
         await runner.cleanup()
         raise
-    bound = runner.addresses[0][1] if runner.addresses else port
-    return Running(runner, int(bound))
+    listener = Listener(sock, context, connection, limits, notes, headroom)
+    listener.start()
+    return Running(runner, listener, notes)

@@ -1,0 +1,271 @@
+"""The local API's own accept loop: connection caps, TLS handshake timeout, descriptor reserve.
+
+asyncio's server accepts whatever arrives and knows nothing of who sent it, so a LAN host
+opening plain TCP connections (never starting TLS) could take every file descriptor the
+daemon has, and then the agent cannot even open its state lock to save a token. Here the
+daemon accepts by itself, and:
+
+- holds at most `max_connections` connections in all and `max_per_address` per client
+  address; a connection over either cap is closed at once, the moment it is accepted;
+- gives each connection `handshake_s` to finish its TLS handshake (the HTTP side adds a
+  header timeout and a keep-alive timeout, see connection.py);
+- stops accepting while fewer than `fd_reserve` descriptors are left under RLIMIT_NOFILE,
+  so the agent's own work (state lock and files, cloud connections, the QR worker) always
+  has room: the kernel's listen backlog holds the rest, and refuses beyond it;
+- logs refusals once per minute with a count (ratelog), never one line per connection.
+
+The numbers are in `Limits` and docs/security.md; the systemd unit sets LimitNOFILE=4096.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import ipaddress
+import os
+import resource
+import socket
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from agent.local_api.ratelog import RateLimitedLog
+
+RETRY_S = 0.5  # how soon to try accepting again when descriptors are short
+SSL_SHUTDOWN_S = 5.0  # a peer that never answers the TLS close_notify holds no fd for long
+_OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_connections: int = 32  # a camera has one or two installers at a time
+    max_per_address: int = 8  # a browser opens up to 6 to one host
+    handshake_s: float = 10.0  # TLS handshake, from accept
+    header_s: float = 10.0  # the first request's headers, from the end of the handshake
+    keepalive_s: float = 10.0  # idle (or a later request's headers) between requests
+    body_s: float = 10.0  # reading a request body (at most 16 KiB)
+    fd_reserve: int = 64  # descriptors never taken by LAN connections
+    backlog: int = 16
+
+
+class Refusal(Enum):
+    TOTAL = "total"
+    PER_ADDRESS = "per_address"
+
+
+def client_key(address: str) -> str:
+    """The address a client is counted under: IPv4-mapped IPv6 counts as its IPv4."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+class Ticket:
+    """One admitted connection; released exactly once, however the connection ends."""
+
+    def __init__(self, gate: Gate, address: str) -> None:
+        self.gate = gate
+        self.address = address
+        self.released = False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.gate._release(self.address)
+
+
+class Gate:
+    """Counts live connections, in all and per address. Pure bookkeeping, no I/O.
+
+    Only addresses with a live connection are in the table, so it never holds more than
+    `max_connections` entries.
+    """
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.total = 0
+        self.per_address: dict[str, int] = {}
+
+    def admit(self, address: str) -> Ticket | Refusal:
+        if self.total >= self.limits.max_connections:
+            return Refusal.TOTAL
+        if self.per_address.get(address, 0) >= self.limits.max_per_address:
+            return Refusal.PER_ADDRESS
+        self.total += 1
+        self.per_address[address] = self.per_address.get(address, 0) + 1
+        return Ticket(self, address)
+
+    def _release(self, address: str) -> None:
+        self.total -= 1
+        left = self.per_address.get(address, 0) - 1
+        if left > 0:
+            self.per_address[address] = left
+        else:
+            self.per_address.pop(address, None)
+
+
+def descriptor_headroom() -> int | None:
+    """Descriptors left under the soft RLIMIT_NOFILE; None when there is no limit to see."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    try:
+        used = len(os.listdir("/proc/self/fd"))
+    except FileNotFoundError:  # no /proc: accept() failing with EMFILE is the last guard
+        return None
+    except OSError:  # listing it needs a descriptor too: there is none
+        return 0
+    return soft - used
+
+
+def bind(host: str, port: int, backlog: int) -> socket.socket:
+    """A non-blocking listening socket on the first address `host` resolves to."""
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+ProtocolFactory = Callable[[Ticket], asyncio.Protocol]
+
+
+class Listener:
+    """Accepts on `sock`, admits through a Gate, hands TLS connections to `protocol_for`."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        context: ssl.SSLContext,
+        protocol_for: ProtocolFactory,
+        limits: Limits,
+        notes: RateLimitedLog,
+        headroom: Callable[[], int | None] = descriptor_headroom,
+    ) -> None:
+        self.sock = sock
+        self.context = context
+        self.protocol_for = protocol_for
+        self.limits = limits
+        self.notes = notes
+        self.headroom = headroom
+        self.gate = Gate(limits)
+        self._serving: asyncio.Task[None] | None = None
+        self._handshakes: set[asyncio.Task[None]] = set()
+
+    @property
+    def port(self) -> int:
+        return int(self.sock.getsockname()[1])
+
+    def start(self) -> None:
+        self._serving = asyncio.create_task(self._serve(), name="local API accept")
+
+    async def close(self) -> None:
+        tasks = [t for t in (self._serving, *self._handshakes) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.sock.close()
+
+    async def _serve(self) -> None:
+        while True:
+            # Wait for a connection first and look at the room after: the room may have
+            # shrunk while we waited, and a connection not taken costs us nothing.
+            await self._readable()
+            room = self.headroom()
+            if room is not None and room < self.limits.fd_reserve:
+                self.notes.note(
+                    "descriptors",
+                    f"local API: not accepting connections while only {room} file "
+                    f"descriptors are left ({self.limits.fd_reserve} are kept for the agent)",
+                )
+                await asyncio.sleep(RETRY_S)
+                continue
+            try:
+                conn, peer = self.sock.accept()
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                await self._accept_failed(exc)
+                continue
+            conn.setblocking(False)
+            self._admit(conn, client_key(str(peer[0])))
+
+    async def _readable(self) -> None:
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        fd = self.sock.fileno()
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        loop.add_reader(fd, wake)
+        try:
+            await ready
+        finally:
+            loop.remove_reader(fd)
+
+    async def _accept_failed(self, exc: OSError) -> None:
+        # ECONNABORTED and the like: the client left before we took it, nothing to do.
+        if exc.errno in _OUT_OF_RESOURCES:
+            self.notes.note("accept", f"local API: cannot accept a connection: {exc.strerror}")
+            await asyncio.sleep(RETRY_S)
+        elif exc.errno not in (errno.ECONNABORTED, errno.EPROTO, errno.EINTR, errno.EAGAIN):
+            self.notes.note("accept_error", f"local API: accept failed: {exc}")
+            await asyncio.sleep(RETRY_S / 10)
+
+    def _admit(self, conn: socket.socket, address: str) -> None:
+        admitted = self.gate.admit(address)
+        if isinstance(admitted, Refusal):
+            conn.close()
+            if admitted is Refusal.TOTAL:
+                what = f"{self.limits.max_connections} connections in all"
+            else:
+                what = f"{self.limits.max_per_address} connections from {address}"
+            self.notes.note(
+                f"refused_{admitted.value}", f"local API: refused connections over {what}"
+            )
+            return
+        task = asyncio.create_task(self._handshake(conn, admitted))
+        self._handshakes.add(task)
+        task.add_done_callback(self._handshakes.discard)
+
+    async def _handshake(self, conn: socket.socket, ticket: Ticket) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.connect_accepted_socket(
+                lambda: self.protocol_for(ticket),
+                conn,
+                ssl=self.context,
+                ssl_handshake_timeout=self.limits.handshake_s,
+                ssl_shutdown_timeout=SSL_SHUTDOWN_S,
+            )
+        except OSError as exc:  # ssl.SSLError, timeouts and resets are OSErrors
+            self.notes.note(
+                "handshake",
+                f"local API: TLS handshakes failed or took over {self.limits.handshake_s:g} s "
+                f"(latest from {ticket.address}: {type(exc).__name__})",
+            )
+            self._drop(conn, ticket)
+        except BaseException:
+            self._drop(conn, ticket)
+            raise
+
+    @staticmethod
+    def _drop(conn: socket.socket, ticket: Ticket) -> None:
+        with contextlib.suppress(OSError):
+            conn.close()
+        ticket.release()
