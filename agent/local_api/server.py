@@ -13,7 +13,7 @@ import math
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -22,7 +22,14 @@ from agent.errors import CamagentError
 from agent.local_api import bodies, digest
 from agent.local_api.bodies import ApiError
 from agent.local_api.connection import Connection
-from agent.local_api.listener import Limits, Listener, Ticket, bind, descriptor_headroom
+from agent.local_api.listener import (
+    Limits,
+    Listener,
+    Ticket,
+    bind,
+    client_key,
+    descriptor_headroom,
+)
 from agent.local_api.lockout import Lockout
 from agent.local_api.ratelog import RateLimitedLog
 from agent.qr.payloads import WifiNetwork
@@ -69,6 +76,7 @@ class Auth:
     nonces: digest.NonceBook
     clock: Clock = time.time
     body_s: float = Limits.body_s  # a body dripped slower than this is refused (408)
+    notes: RateLimitedLog = field(default_factory=lambda: RateLimitedLog(log))
 
 
 def make_app(device: Device, auth: Auth, fp: str) -> web.Application:
@@ -158,9 +166,11 @@ def _change(device: Device, auth: Auth, action: Action, *, needs_body: bool = Tr
 
 
 def authenticate(request: web.Request, device: Device, auth: Auth) -> None:
-    """Pass, or raise 401 (a Digest challenge), 429 (locked out) or 503 (no password)."""
+    """Pass, or raise 401 (a Digest challenge), 429 (this address waits) or 503 (no
+    password). Only the asking address is throttled: see lockout.py."""
     now = auth.clock()
-    wait = auth.lockout.retry_after(now)
+    address = client_key(request.remote or "")
+    wait = auth.lockout.retry_after(address, now)
     if wait > 0:
         raise _locked(wait)
     try:
@@ -175,17 +185,24 @@ def authenticate(request: web.Request, device: Device, auth: Auth) -> None:
         now,
     )
     if verdict is digest.Verdict.OK:
-        auth.lockout.success()
+        auth.lockout.success(address, now)
         return
     if verdict.is_failure:
-        state = auth.lockout.failure(now)
-        log.warning(
-            "local API: wrong password from %s (%d in a row)", request.remote, state.failures
+        state = auth.lockout.failure(address, now)
+        auth.notes.note(
+            "wrong_password",
+            f"local API: wrong password (latest from {address}, {state.failures} in a row)",
         )
-        if (wait := auth.lockout.retry_after(now)) > 0:
+        if auth.lockout.under_pressure(now):
+            auth.notes.note(
+                "pressure",
+                "local API: many wrong passwords from the LAN: every address now waits "
+                "after its first wrong one",
+            )
+        if (wait := auth.lockout.retry_after(address, now)) > 0:
             raise _locked(wait)
     challenge = digest.challenge(auth.nonces.make(now), stale=verdict is digest.Verdict.STALE)
-    extra = {"tries_left": auth.lockout.state.tries_left(auth.lockout.policy)}
+    extra = {"tries_left": auth.lockout.tries_left(address, now)}
     raise ApiError(401, "unauthorized", _why(verdict), {"WWW-Authenticate": challenge}, extra)
 
 
@@ -205,7 +222,7 @@ def _locked(wait: float) -> ApiError:
     return ApiError(
         429,
         "locked_out",
-        f"too many wrong passwords: password checks resume in {seconds} s",
+        f"too many wrong passwords from this address: it may try again in {seconds} s",
         {"Retry-After": str(seconds)},
     )
 
