@@ -8,7 +8,8 @@
 - The first request's headers must be complete within `header_s` of the handshake; later
   requests are bounded by aiohttp's keep-alive timeout, which closes a connection whose
   next request has not been read in full by then.
-- Its Ticket is released when the connection ends, so the listener's counts stay true.
+- Its Ticket is released when the connection ends, so the listener's counts stay true;
+  while it is idle (answered, nothing new arrived) the gate may drop it to make room.
 """
 
 from __future__ import annotations
@@ -56,8 +57,24 @@ class Connection(web.RequestHandler):
         super().connection_made(transport)
         loop = asyncio.get_running_loop()
         self._header_timer = loop.call_later(self.header_s, self._headers_too_slow)
+        self.ticket.evict = self._evict
+
+    def log_access(
+        self, request: web.BaseRequest, response: web.StreamResponse, time: float | None
+    ) -> None:
+        # aiohttp calls this once an answer has been written out in full: from here the
+        # connection is idle until its next request begins to arrive (data_received).
+        super().log_access(request, response, time)
+        self.ticket.idle_since = asyncio.get_running_loop().time()
+
+    def _evict(self) -> None:
+        # An idle keep-alive connection: nothing is lost, and abort() gives the
+        # descriptor back now instead of after a TLS close exchange.
+        if self.transport is not None:
+            self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
+        self.ticket.idle_since = None  # the next request is on its way
         if self._header_timer is not None:
             seen = self._tail + data
             if _END_OF_HEADERS in seen:

@@ -6,7 +6,10 @@ daemon has, and then the agent cannot even open its state lock to save a token. 
 daemon accepts by itself, and:
 
 - holds at most `max_connections` connections in all and `max_per_address` per client
-  address; a connection over either cap is closed at once, the moment it is accepted;
+  address. At a cap, an idle keep-alive connection (one that has been answered and is
+  waiting for nothing) is dropped to make room, oldest first, so a client whose pool
+  keeps idle connections is not refused; with none idle, the new connection is closed
+  at once, the moment it is accepted;
 - gives each connection `handshake_s` to finish its TLS handshake (the HTTP side adds a
   header timeout and a keep-alive timeout, see connection.py);
 - stops accepting while fewer than `fd_reserve` descriptors are left under RLIMIT_NOFILE,
@@ -67,21 +70,28 @@ def client_key(address: str) -> str:
 
 
 class Ticket:
-    """One admitted connection; released exactly once, however the connection ends."""
+    """One admitted connection; released exactly once, however the connection ends.
+
+    The connection sets `evict` once it is established and `idle_since` while it has
+    been answered and nothing more has arrived: only then may the gate drop it.
+    """
 
     def __init__(self, gate: Gate, address: str) -> None:
         self.gate = gate
         self.address = address
         self.released = False
+        self.idle_since: float | None = None
+        self.evict: Callable[[], None] | None = None
 
     def release(self) -> None:
         if not self.released:
             self.released = True
-            self.gate._release(self.address)
+            self.gate._release(self)
 
 
 class Gate:
-    """Counts live connections, in all and per address. Pure bookkeeping, no I/O.
+    """Counts live connections, in all and per address. Bookkeeping only: dropping an
+    idle connection goes through its own `evict` callback.
 
     Only addresses with a live connection are in the table, so it never holds more than
     `max_connections` entries.
@@ -90,24 +100,44 @@ class Gate:
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
         self.total = 0
-        self.per_address: dict[str, int] = {}
+        self.live: dict[str, list[Ticket]] = {}
+
+    @property
+    def per_address(self) -> dict[str, int]:
+        return {address: len(tickets) for address, tickets in self.live.items()}
 
     def admit(self, address: str) -> Ticket | Refusal:
-        if self.total >= self.limits.max_connections:
-            return Refusal.TOTAL
-        if self.per_address.get(address, 0) >= self.limits.max_per_address:
+        full = len(self.live.get(address, ())) >= self.limits.max_per_address
+        if full and not self._evict_idle(self.live[address]):
             return Refusal.PER_ADDRESS
+        if self.total >= self.limits.max_connections:
+            everyone = [t for tickets in self.live.values() for t in tickets]
+            if not self._evict_idle(everyone):
+                return Refusal.TOTAL
         self.total += 1
-        self.per_address[address] = self.per_address.get(address, 0) + 1
-        return Ticket(self, address)
+        ticket = Ticket(self, address)
+        self.live.setdefault(address, []).append(ticket)
+        return ticket
 
-    def _release(self, address: str) -> None:
+    @staticmethod
+    def _evict_idle(tickets: list[Ticket]) -> bool:
+        idle = [t for t in tickets if t.idle_since is not None and t.evict is not None]
+        if not idle:
+            return False
+        victim = min(idle, key=lambda t: t.idle_since or 0.0)
+        evict = victim.evict
+        victim.release()
+        if evict is not None:
+            evict()
+        return True
+
+    def _release(self, ticket: Ticket) -> None:
         self.total -= 1
-        left = self.per_address.get(address, 0) - 1
-        if left > 0:
-            self.per_address[address] = left
-        else:
-            self.per_address.pop(address, None)
+        tickets = self.live.get(ticket.address, [])
+        if ticket in tickets:
+            tickets.remove(ticket)
+        if not tickets:
+            self.live.pop(ticket.address, None)
 
 
 def descriptor_headroom() -> int | None:

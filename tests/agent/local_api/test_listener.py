@@ -57,6 +57,30 @@ def test_the_gate_caps_per_address_then_in_all_and_releases_once() -> None:
     assert gate.per_address == {}  # the table holds only live addresses
 
 
+def test_at_a_cap_the_oldest_idle_connection_makes_room() -> None:
+    gate = Gate(SMALL)
+    dropped: list[str] = []
+
+    def admit(address: str, name: str, idle_since: float | None) -> Ticket:
+        ticket = gate.admit(address)
+        assert isinstance(ticket, Ticket)
+        ticket.evict = lambda: dropped.append(name)
+        ticket.idle_since = idle_since
+        return ticket
+
+    admit("10.0.0.1", "busy", None)
+    admit("10.0.0.1", "idle", 5.0)
+    assert isinstance(gate.admit("10.0.0.1"), Ticket)  # per-address cap: "idle" made room
+    assert dropped == ["idle"]
+    assert gate.admit("10.0.0.1") is Refusal.PER_ADDRESS  # nothing idle left there
+    admit("10.0.0.2", "newer", 7.0)
+    admit("10.0.0.3", "older", 6.0)
+    assert gate.total == 4
+    assert isinstance(gate.admit("10.0.0.4"), Ticket)  # total cap: the oldest idle goes
+    assert dropped == ["idle", "older"]
+    assert gate.per_address == {"10.0.0.1": 2, "10.0.0.2": 1, "10.0.0.4": 1}
+
+
 def test_ipv4_mapped_addresses_count_as_their_ipv4() -> None:
     assert client_key("::ffff:192.0.2.7") == "192.0.2.7"
     assert client_key("fe80::1%eth0") == "fe80::1"
@@ -179,6 +203,24 @@ async def test_connections_over_the_per_address_cap_are_closed_at_once(served: S
     assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 200")
     for _, w in held + over:
         w.close()
+
+
+async def test_a_client_that_keeps_idle_connections_is_never_refused(served: Served) -> None:
+    # Like an HTTP client whose pool opens a new connection for each request and keeps
+    # the old ones: at the cap the server drops the oldest idle one, not the new one.
+    kept = []
+    for _ in range(SMALL.max_per_address * 3):
+        reader, writer = await tls(served)
+        writer.write(b"GET /v1/info HTTP/1.1\r\nHost: camagent\r\n\r\n")  # keep-alive
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 200")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        await reader.readexactly(length)  # the whole answer: the connection is idle now
+        kept.append((reader, writer))
+    assert await closed_within(kept[0][0], 2.0)  # the oldest was dropped …
+    assert not await closed_within(kept[-1][0], 0.05)  # … the newest is open
+    for _, writer in kept:
+        writer.close()
 
 
 async def test_connections_over_the_total_cap_are_closed_at_once(served: Served) -> None:
