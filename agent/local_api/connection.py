@@ -3,7 +3,9 @@
 - Refusals that aiohttp makes before any handler runs (a request line or header it cannot
   parse, headers over its limits) are answered as JSON `{error, message}` like every other
   answer, instead of aiohttp's text/plain; on aiohttp 3.8 (Debian 12) as on 3.9 and later,
-  both of which route them through `handle_error`.
+  both of which route them through `handle_error`. So is any other text answer of 400 or
+  more that never met the app's middleware (an unknown `Expect` header is refused before
+  middlewares run): `finish_response` turns it into JSON before it is written.
 - They are counted in the rate-limited log, not logged with a traceback each.
 - The first request's headers must be complete within `header_s` of the handshake; later
   requests are bounded by aiohttp's keep-alive timeout, which closes a connection whose
@@ -100,6 +102,13 @@ class Connection(web.RequestHandler):
         )
         self.force_close()
 
+    async def finish_response(
+        self, request: web.BaseRequest, resp: web.StreamResponse, start_time: Any
+    ) -> Any:
+        if resp.status >= 400 and not resp.prepared and resp.content_type != "application/json":
+            resp = _as_json(resp)
+        return await super().finish_response(request, resp, start_time)
+
     def handle_error(
         self,
         request: web.BaseRequest,
@@ -121,3 +130,14 @@ class Connection(web.RequestHandler):
         response = web.json_response(body, status=status)
         response.force_close()
         return response
+
+
+def _as_json(resp: web.StreamResponse) -> web.Response:
+    text = resp.text if isinstance(resp, web.Response) and resp.text else ""
+    message = _printable(text.strip() or resp.reason)
+    error = resp.reason.lower().replace(" ", "_") or "error"
+    kept = {k: v for k, v in resp.headers.items() if k.lower() in ("allow", "retry-after")}
+    answer = web.json_response({"error": error, "message": message}, status=resp.status)
+    answer.headers.update(kept)
+    answer.force_close()
+    return answer

@@ -309,6 +309,21 @@ async def test_aiohttps_own_refusals_are_json(
     assert not any(r.exc_info for r in caplog.records), "a traceback was logged"
 
 
+@pytest.mark.parametrize("path", [b"/v1/reset", b"/v1/info", b"/v1/nothing"])
+async def test_refusals_made_before_the_middleware_are_json(served: Served, path: bytes) -> None:
+    # aiohttp answers an unknown Expect before any middleware runs, as text/plain 417.
+    status, headers, body = await request(
+        served,
+        b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nExpect: teapot\r\n"
+        b"Content-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    assert status == 417
+    assert headers["content-type"].startswith("application/json")
+    answer = json.loads(body)
+    assert answer["error"] == "expectation_failed"
+    assert "teapot" in answer["message"]
+
+
 async def test_many_bad_requests_make_a_few_log_lines(
     served: Served, caplog: pytest.LogCaptureFixture
 ) -> None:
