@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from agent.local_api import cert, digest, server
 from agent.local_api.listener import Gate, Limits, Refusal, Ticket, client_key
 from agent.local_api.lockout import Lockout, LockoutPolicy
 from agent.local_api.ratelog import RateLimitedLog
-from tests.agent.local_api.test_server import FakeDevice
+from tests.agent.local_api.test_server import PASSWORD, FakeDevice
 
 SMALL = Limits(
     max_connections=4,
@@ -186,6 +187,7 @@ async def request(served: Served, raw_request: bytes) -> tuple[int, dict[str, st
     return int(lines[0].split()[1]), {k.lower(): v for k, v in headers.items()}, body
 
 
+JSON = {"Content-Type": "application/json"}
 GET_INFO = b"GET /v1/info HTTP/1.1\r\nHost: camagent\r\nConnection: close\r\n\r\n"
 
 
@@ -273,6 +275,25 @@ async def test_a_later_request_dripped_is_cut_off_by_the_keepalive_time(served: 
             break
     assert time.monotonic() < deadline, "the connection stayed open"
     writer.close()
+
+
+async def test_a_body_dripped_slower_than_the_body_time_is_refused(served: Served) -> None:
+    async def drip() -> AsyncIterator[bytes]:
+        yield b'{"token": "'
+        await asyncio.sleep(SMALL.body_s * 4)
+        yield b'x"}'
+
+    digest = aiohttp.DigestAuthMiddleware("admin", PASSWORD)
+    url = f"https://127.0.0.1:{served.port}/v1/token"
+    async with aiohttp.ClientSession(middlewares=(digest,)) as session:
+        # The challenge first (a generator cannot be sent twice), then the slow body once.
+        async with session.post(url, json={}, ssl=served.client_context()) as answer:
+            assert answer.status == 400
+        async with session.post(
+            url, data=drip(), ssl=served.client_context(), headers=JSON
+        ) as answer:
+            assert answer.status == 408
+            assert (await answer.json())["error"] == "body_timeout"
 
 
 async def test_no_connection_is_taken_while_descriptors_are_short(served: Served) -> None:
