@@ -63,3 +63,16 @@ def check(path: Path, st: os.stat_result) -> None:
             f"{_user(st.st_uid) if euid == 0 else me} and writable by it alone "
             f"(chmod 700 {path}); nothing was changed"
         )
+
+
+def adopt(fd: int, directory: Path) -> None:
+    """Give a file root has just created in another user's directory to that user.
+
+    `sudo camagent reset` on the directory of a service running as `camagent` would
+    otherwise leave root-owned 0600 files the service cannot read any more.
+    """
+    if os.geteuid() != 0:
+        return
+    st = directory.stat()
+    if st.st_uid != 0:
+        os.fchown(fd, st.st_uid, st.st_gid)

@@ -139,6 +139,13 @@ class TokenStore:
                 f"{_os_problem(exc)}; nothing was changed, the previous state is kept"
             ) from None
         try:
+            try:
+                state_dir_check.adopt(fd, self.state_dir)
+            except OSError as exc:
+                raise StateError(
+                    f"cannot give {self.state_dir / LOCK_FILE} to the owner of "
+                    f"{self.state_dir}: {exc.strerror}; nothing was changed"
+                ) from None
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
@@ -288,6 +295,7 @@ class TokenStore:
             raise StateError(f"cannot create the state key {path}: {exc.strerror}") from None
         tmp = Path(tmp_name)
         try:
+            state_dir_check.adopt(fd, path.parent)
             with os.fdopen(fd, "wb") as out:
                 out.write(key)
                 out.flush()

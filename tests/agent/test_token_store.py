@@ -312,6 +312,20 @@ def test_a_state_directory_writable_by_others_is_refused(tmp_path: Path, mode: i
         TokenStore(state).load()
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="root writing for the service's user")
+def test_files_root_makes_in_the_service_users_directory_go_to_that_user(
+    tmp_path: Path,
+) -> None:
+    # `sudo camagent reset` on /var/lib/camagent (User=camagent): the daemon must still be
+    # able to read what root wrote.
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    os.chown(state, 65534, 65534)
+    TokenStore(state).update(lambda r: r.with_token(TOKEN, "cli"))
+    owners = {p.name: (p.stat().st_uid, p.stat().st_gid) for p in state.iterdir()}
+    assert owners == {name: (65534, 65534) for name in (STATE_FILE, KEY_FILE, "state.lock")}
+
+
 def test_a_new_state_directory_is_made_0700(tmp_path: Path) -> None:
     store = TokenStore(tmp_path / "new" / "state")
     store.save(record())
