@@ -59,6 +59,7 @@ class Connection(web.RequestHandler):
         super().connection_made(transport)
         loop = asyncio.get_running_loop()
         self._header_timer = loop.call_later(self.header_s, self._headers_too_slow)
+        self.ticket.handshaking = False
         self.ticket.evict = self._evict
 
     def log_access(

@@ -8,8 +8,10 @@ daemon accepts by itself, and:
 - holds at most `max_connections` connections in all and `max_per_address` per client
   address. At a cap, an idle keep-alive connection (one that has been answered and is
   waiting for nothing) is dropped to make room, oldest first, so a client whose pool
-  keeps idle connections is not refused; with none idle, the new connection is closed
-  at once, the moment it is accepted;
+  keeps idle connections is not refused. At the total cap, an address holding more than
+  its fair share gives up its oldest connection that is still in its TLS handshake (or
+  idle) to an address holding fewer, so a host with a few addresses cannot keep the
+  installer out. Otherwise the new connection is closed at once, when it is accepted;
 - gives each connection `handshake_s` to finish its TLS handshake (the HTTP side adds a
   header timeout and a keep-alive timeout, see connection.py);
 - stops accepting while fewer than `fd_reserve` descriptors are left under RLIMIT_NOFILE,
@@ -72,16 +74,26 @@ def client_key(address: str) -> str:
 class Ticket:
     """One admitted connection; released exactly once, however the connection ends.
 
-    The connection sets `evict` once it is established and `idle_since` while it has
-    been answered and nothing more has arrived: only then may the gate drop it.
+    `evict` drops it (the listener sets one that cancels the TLS handshake, the HTTP
+    connection one that aborts it); `idle_since` is set while it has been answered and
+    nothing more has arrived. Only a connection in its handshake or idle may be dropped.
     """
 
     def __init__(self, gate: Gate, address: str) -> None:
         self.gate = gate
         self.address = address
         self.released = False
+        self.handshaking = True
         self.idle_since: float | None = None
         self.evict: Callable[[], None] | None = None
+
+    @property
+    def idle(self) -> bool:
+        return self.idle_since is not None and self.evict is not None
+
+    @property
+    def droppable(self) -> bool:
+        return (self.handshaking or self.idle_since is not None) and self.evict is not None
 
     def release(self) -> None:
         if not self.released:
@@ -107,29 +119,40 @@ class Gate:
         return {address: len(tickets) for address, tickets in self.live.items()}
 
     def admit(self, address: str) -> Ticket | Refusal:
-        full = len(self.live.get(address, ())) >= self.limits.max_per_address
-        if full and not self._evict_idle(self.live[address]):
-            return Refusal.PER_ADDRESS
+        mine = len(self.live.get(address, ()))
+        if mine >= self.limits.max_per_address:
+            idle = [t for t in self.live[address] if t.idle]
+            if not idle:
+                return Refusal.PER_ADDRESS
+            self._drop(min(idle, key=lambda t: t.idle_since or 0.0))
         if self.total >= self.limits.max_connections:
-            everyone = [t for tickets in self.live.values() for t in tickets]
-            if not self._evict_idle(everyone):
+            victim = self._oldest_idle() or self._over_fair_share(mine)
+            if victim is None:
                 return Refusal.TOTAL
+            self._drop(victim)
         self.total += 1
         ticket = Ticket(self, address)
         self.live.setdefault(address, []).append(ticket)
         return ticket
 
+    def _oldest_idle(self) -> Ticket | None:
+        idle = [t for tickets in self.live.values() for t in tickets if t.idle]
+        return min(idle, key=lambda t: t.idle_since or 0.0) if idle else None
+
+    def _over_fair_share(self, mine: int) -> Ticket | None:
+        """The oldest droppable connection of the address holding the most, if it holds
+        more than the newcomer's address would after this connection."""
+        tickets = max(self.live.values(), key=len)
+        if len(tickets) <= mine + 1:
+            return None
+        return next((t for t in tickets if t.droppable), None)  # oldest first
+
     @staticmethod
-    def _evict_idle(tickets: list[Ticket]) -> bool:
-        idle = [t for t in tickets if t.idle_since is not None and t.evict is not None]
-        if not idle:
-            return False
-        victim = min(idle, key=lambda t: t.idle_since or 0.0)
+    def _drop(victim: Ticket) -> None:
         evict = victim.evict
         victim.release()
         if evict is not None:
             evict()
-        return True
 
     def _release(self, ticket: Ticket) -> None:
         self.total -= 1
@@ -272,6 +295,11 @@ class Listener:
         task = asyncio.create_task(self._handshake(conn, admitted))
         self._handshakes.add(task)
         task.add_done_callback(self._handshakes.discard)
+
+        def cancel_handshake() -> None:
+            task.cancel()
+
+        admitted.evict = cancel_handshake
 
     async def _handshake(self, conn: socket.socket, ticket: Ticket) -> None:
         loop = asyncio.get_running_loop()

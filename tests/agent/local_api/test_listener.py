@@ -12,7 +12,7 @@ import logging
 import ssl
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,27 @@ def test_at_a_cap_the_oldest_idle_connection_makes_room() -> None:
     assert gate.per_address == {"10.0.0.1": 2, "10.0.0.2": 1, "10.0.0.4": 1}
 
 
+def test_at_the_total_cap_an_address_over_its_fair_share_makes_room() -> None:
+    gate = Gate(SMALL)  # 4 in all, 2 per address
+    dropped: list[int] = []
+    tickets = []
+    for i, address in enumerate(["10.0.0.1", "10.0.0.1", "10.0.0.2", "10.0.0.2"]):
+        ticket = gate.admit(address)
+        assert isinstance(ticket, Ticket)
+        ticket.evict = lambda i=i: dropped.append(i)  # still in its TLS handshake
+        tickets.append(ticket)
+    tickets[2].handshaking = False  # 10.0.0.2's first is established and busy
+    # A newcomer takes the oldest handshake of an address holding more than it would.
+    assert isinstance(gate.admit("10.0.0.3"), Ticket)
+    assert dropped == [0]
+    # 10.0.0.3 now holds 1, the others 1 and 2 (one busy): the busy one is never dropped.
+    assert isinstance(gate.admit("10.0.0.4"), Ticket)
+    assert dropped == [0, 3]
+    # Everyone holds at most one more than a newcomer would: no fair share to take.
+    assert gate.admit("10.0.0.5") is Refusal.TOTAL
+    assert gate.admit("10.0.0.3") is Refusal.TOTAL
+
+
 def test_ipv4_mapped_addresses_count_as_their_ipv4() -> None:
     assert client_key("::ffff:192.0.2.7") == "192.0.2.7"
     assert client_key("fe80::1%eth0") == "fe80::1"
@@ -123,7 +144,12 @@ class Served:
 
 
 @pytest.fixture
-async def served(tmp_path: Path) -> AsyncIterator[Served]:
+def limits() -> Limits:
+    return SMALL  # a test parametrizes `limits` to change them
+
+
+@pytest.fixture
+async def served(tmp_path: Path, limits: Limits) -> AsyncIterator[Served]:
     made = cert.ensure(tmp_path, "02:00:00:00:00:01")
     auth = server.Auth(
         Lockout(tmp_path / "lockout.json", LockoutPolicy()),
@@ -137,7 +163,7 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
         "127.0.0.1",
         0,
         context,
-        SMALL,
+        limits,
         lambda: headroom[0],
     )
     try:
@@ -231,6 +257,21 @@ async def test_connections_over_the_total_cap_are_closed_at_once(served: Served)
     reader, writer = await raw(served.port, "127.0.0.6")
     assert await closed_within(reader, 2.0)
     writer.close()
+    for _, w in held:
+        w.close()
+
+
+@pytest.mark.parametrize("limits", [replace(SMALL, handshake_s=60.0)])
+async def test_a_host_with_a_few_addresses_cannot_keep_the_owner_out(served: Served) -> None:
+    # Two attacking addresses fill the total cap (4) with connections that never start TLS.
+    held = [await raw(served.port, s) for s in ("127.0.0.2", "127.0.0.2", "127.0.0.3")]
+    held.append(await raw(served.port, "127.0.0.3"))
+    await asyncio.sleep(0.1)  # all four are admitted by now
+    reader, writer = await tls(served, "127.0.0.1")  # the owner
+    writer.write(GET_INFO)
+    assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 200")
+    closed = await asyncio.gather(*(closed_within(r, 1.0) for r, _ in held))
+    assert closed.count(True) == 1  # one attacking handshake made room
     for _, w in held:
         w.close()
 
