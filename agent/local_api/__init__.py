@@ -38,5 +38,6 @@ Resource limits (listener.py, connection.py): 32 connections in all, 8 per clien
 address (more are closed at once), 10 s for the TLS handshake, 10 s for the first
 request's headers, 10 s keep-alive, 10 s for a body; no connection is accepted while
 fewer than 64 descriptors are left under RLIMIT_NOFILE (the unit sets LimitNOFILE=4096).
-Refusals are logged once a minute with a count.
+Refusals are logged once a minute with a count; `camagent status --json` shows them under
+`local_api.connections` (open, refused, dropped, handshakes_failed, accept_paused).
 """

@@ -113,6 +113,7 @@ class Gate:
         self.limits = limits
         self.total = 0
         self.live: dict[str, list[Ticket]] = {}
+        self.dropped = 0  # connections dropped to make room, ever
 
     @property
     def per_address(self) -> dict[str, int]:
@@ -147,8 +148,8 @@ class Gate:
             return None
         return next((t for t in tickets if t.droppable), None)  # oldest first
 
-    @staticmethod
-    def _drop(victim: Ticket) -> None:
+    def _drop(self, victim: Ticket) -> None:
+        self.dropped += 1
         evict = victim.evict
         victim.release()
         if evict is not None:
@@ -280,8 +281,25 @@ class Listener:
             self.notes.note("accept_error", f"local API: accept failed: {exc}")
             await asyncio.sleep(RETRY_S / 10)
 
+    def stats(self) -> dict[str, int]:
+        """For `camagent status`: what the caps are doing."""
+        total = self.notes.total
+        return {
+            "open": self.gate.total,
+            "refused": sum(n for kind, n in total.items() if kind.startswith("refused_")),
+            "dropped": self.gate.dropped,
+            "handshakes_failed": total.get("handshake", 0),
+            "accept_paused": total.get("descriptors", 0),
+        }
+
     def _admit(self, conn: socket.socket, address: str) -> None:
+        dropped = self.gate.dropped
         admitted = self.gate.admit(address)
+        if self.gate.dropped > dropped:
+            self.notes.note(
+                "dropped",
+                "local API: dropped idle or half-open connections to make room for others",
+            )
         if isinstance(admitted, Refusal):
             conn.close()
             if admitted is Refusal.TOTAL:

@@ -152,6 +152,8 @@ class LocalApi:
             "fp": self.fp,
             "mdns": self._announcer.registered_name if self._announcer else None,
         }
+        if self._running is not None:
+            status["connections"] = self._running.listener.stats()
         if self.error:
             status["error"] = self.error
         return status

@@ -191,6 +191,7 @@ def test_held_raw_connections_neither_starve_the_daemon_nor_flood_its_log(
         # attacker re-opens: the attack goes on as long as the test holds it.
         time.sleep(max(0.0, 14.0 - (time.monotonic() - started)))
         lines_during = daemon.log_lines() - lines_before
+        counts = daemon.status()["local_api"]["connections"]
     released = time.monotonic()
 
     status = daemon.wait_for(lambda s: s["state"] == "connected", RECOVERY_S, "connection")
@@ -199,6 +200,8 @@ def test_held_raw_connections_neither_starve_the_daemon_nor_flood_its_log(
     assert status["token"]["present"]
     assert attacker.opened >= ATTACK_CONNECTIONS
     assert attacker.closed_by_daemon >= ATTACK_CONNECTIONS - 8  # over the caps: closed
+    assert counts["refused"] >= ATTACK_CONNECTIONS - 8  # and `camagent status` says so
+    assert counts["open"] <= 8
     assert lines_during <= MAX_LOG_LINES, daemon.tail()
     text = daemon.log.read_text(errors="replace")
     assert "Traceback" not in text

@@ -135,6 +135,7 @@ class Served:
     port: int
     fp: str
     headroom: list[int | None]
+    running: server.Running
 
     def client_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context()
@@ -167,7 +168,7 @@ async def served(tmp_path: Path, limits: Limits) -> AsyncIterator[Served]:
         lambda: headroom[0],
     )
     try:
-        yield Served(running.port, made.fp, headroom)
+        yield Served(running.port, made.fp, headroom, running)
     finally:
         await running.stop()
 
@@ -222,6 +223,7 @@ async def test_connections_over_the_per_address_cap_are_closed_at_once(served: S
     over = [await raw(served.port) for _ in range(3)]
     for reader, _ in over:
         assert await closed_within(reader, 2.0)
+    assert served.running.listener.stats()["refused"] == 3
     # The ones under the cap are kept until their handshake time runs out.
     for reader, _ in held:
         assert not await closed_within(reader, 0.05)
@@ -272,6 +274,7 @@ async def test_a_host_with_a_few_addresses_cannot_keep_the_owner_out(served: Ser
     assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 200")
     closed = await asyncio.gather(*(closed_within(r, 1.0) for r, _ in held))
     assert closed.count(True) == 1  # one attacking handshake made room
+    assert served.running.listener.stats()["dropped"] == 1
     for _, w in held:
         w.close()
 
