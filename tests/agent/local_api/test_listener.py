@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import resource
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -20,7 +22,14 @@ import aiohttp
 import pytest
 
 from agent.local_api import cert, digest, server
-from agent.local_api.listener import Gate, Limits, Refusal, Ticket, client_key
+from agent.local_api.listener import (
+    Gate,
+    Limits,
+    Refusal,
+    Ticket,
+    client_key,
+    descriptor_headroom,
+)
 from agent.local_api.lockout import Lockout, LockoutPolicy
 from agent.local_api.ratelog import RateLimitedLog
 from tests.agent.local_api.test_server import PASSWORD, FakeDevice
@@ -101,6 +110,23 @@ def test_at_the_total_cap_an_address_over_its_fair_share_makes_room() -> None:
     # Everyone holds at most one more than a newcomer would: no fair share to take.
     assert gate.admit("10.0.0.5") is Refusal.TOTAL
     assert gate.admit("10.0.0.3") is Refusal.TOTAL
+
+
+def test_headroom_counts_the_descriptors_left_under_the_soft_limit() -> None:
+    before = descriptor_headroom()
+    assert before is not None
+    files = [open(os.devnull, "rb") for _ in range(10)]  # noqa: SIM115
+    try:
+        assert descriptor_headroom() == before - 10
+    finally:
+        for f in files:
+            f.close()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft - 100, hard))
+    try:
+        assert descriptor_headroom() == before - 100
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_ipv4_mapped_addresses_count_as_their_ipv4() -> None:
