@@ -1,6 +1,10 @@
 """Crash-safe file replacement: write to a temp file, fsync, rename, fsync the directory.
 
-After a power cut the file holds either the old bytes or the new ones, never a mix.
+After a power cut the file holds either the old bytes or the new ones, never a mix. The
+temp file comes from mkstemp (O_CREAT|O_EXCL, a random name, 0600): nothing planted in
+the directory is ever written through, and the rename replaces a planted link itself
+instead of following it. A file root writes into another user's directory goes to that
+user (state_dir.adopt).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from agent import state_dir
 from agent.errors import StateError
 
 
@@ -23,6 +28,7 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
     try:
         with os.fdopen(fd, "wb") as tmp:
             os.fchmod(tmp.fileno(), mode)
+            state_dir.adopt(tmp.fileno(), directory)
             tmp.write(data)
             tmp.flush()
             os.fsync(tmp.fileno())

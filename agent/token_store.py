@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import fcntl
 import json
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from agent import state_dir as state_dir_check
 from agent.atomic_file import fsync_dir, remove_stale_temp_files, write_atomic
 from agent.errors import StateError
 
@@ -29,6 +32,25 @@ LOCK_FILE = "state.lock"
 CREDENTIAL_NAME = "state-key"
 MAGIC = b"CAMAGENT-STATE-1\n"
 FORMAT_VERSION = 1
+
+
+class DamagedState(StateError):
+    """The state file was read but does not decrypt or parse: the only case in which it
+    may be set aside. A file that cannot be read at all (permissions, a read-only or
+    failing disk) is never moved: the token in it is still good."""
+
+
+def _read(path: Path) -> bytes:
+    """The bytes of `path`, never through a symbolic link (O_NOFOLLOW)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
+def _os_problem(exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return "it is a symbolic link, which camagent never follows in its state directory"
+    return exc.strerror or str(exc)
 
 
 @dataclass(frozen=True)
@@ -100,20 +122,30 @@ class TokenStore:
         self.state_dir = state_dir
         self.path = state_dir / STATE_FILE
         self._key: bytes | None = None
+        self._damaged = False  # the last load found the content damaged
+        self._unreadable = ""  # or why it could not read the file at all
 
     # -- locking --------------------------------------------------------------------
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         self._ensure_dir()
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            fd = os.open(self.state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+            fd = os.open(self.state_dir / LOCK_FILE, flags, 0o600)
         except OSError as exc:
             raise StateError(
-                f"cannot open the state lock in {self.state_dir}: {exc.strerror}; "
-                "nothing was changed, the previous state is kept"
+                f"cannot open the state lock {self.state_dir / LOCK_FILE}: "
+                f"{_os_problem(exc)}; nothing was changed, the previous state is kept"
             ) from None
         try:
+            try:
+                state_dir_check.adopt(fd, self.state_dir)
+            except OSError as exc:
+                raise StateError(
+                    f"cannot give {self.state_dir / LOCK_FILE} to the owner of "
+                    f"{self.state_dir}: {exc.strerror}; nothing was changed"
+                ) from None
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
@@ -135,13 +167,29 @@ class TokenStore:
         return self.path.exists()
 
     def load(self) -> DeviceRecord:
+        """The record; DamagedState when the file does not decrypt or parse, StateError
+        when it cannot be read (then it is not damaged: leave it where it is)."""
+        self._damaged, self._unreadable = False, ""
+        if not state_dir_check.ensure(self.state_dir, create=False):
+            return DeviceRecord()
         try:
-            blob = self.path.read_bytes()
+            blob = _read(self.path)
         except FileNotFoundError:
             return DeviceRecord()
         except OSError as exc:
-            raise StateError(f"cannot read {self.path}: {exc.strerror}") from None
-        return self._decode(blob)
+            self._unreadable = (
+                f"cannot read {self.path}: {_os_problem(exc)}; it must be readable by "
+                f"{self._me()} (the user camagent runs as)"
+            )
+            raise StateError(self._unreadable) from None
+        try:
+            return self._decode(blob)
+        except DamagedState:
+            self._damaged = True
+            raise
+        except StateError as exc:
+            self._unreadable = str(exc)
+            raise
 
     def save(self, record: DeviceRecord) -> None:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -153,28 +201,49 @@ class TokenStore:
         write_atomic(self.path, MAGIC + nonce + sealed)
 
     def set_aside(self) -> Path:
-        """Move an unreadable state file out of the way (kept for inspection, not deleted)."""
+        """Move a damaged state file out of the way (kept for inspection, not deleted).
+
+        Only after `load` found the content damaged; a file that could not be read (no
+        permission, read-only or failing disk) stays where it is, and so does its token.
+        """
+        if not self._damaged:
+            why = self._unreadable or f"cannot read {self.path}"
+            raise StateError(
+                f"{why}; the state is not damaged, so it was not moved aside: fix the "
+                "permissions or the disk, nothing was changed"
+            )
         aside = self.path.with_name(f"{STATE_FILE}.unreadable-{int(time.time())}")
-        os.replace(self.path, aside)
+        try:
+            os.replace(self.path, aside)
+        except OSError as exc:
+            raise StateError(
+                f"cannot move the damaged {self.path} aside: {exc.strerror}; nothing was changed"
+            ) from None
+        self._damaged = False
         return aside
+
+    @staticmethod
+    def _me() -> str:
+        return state_dir_check._user(os.geteuid())
 
     def _decode(self, blob: bytes) -> DeviceRecord:
         from cryptography.exceptions import InvalidTag
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         if not blob.startswith(MAGIC) or len(blob) < len(MAGIC) + 12 + 16:
-            raise StateError(f"{self.path} is not a camagent state file (damaged?)")
+            raise DamagedState(f"{self.path} is not a camagent state file (damaged?)")
         body = blob[len(MAGIC) :]
+        key = self._state_key()  # a key that cannot be read is a StateError, not damage
         try:
-            plain = AESGCM(self._state_key()).decrypt(body[:12], body[12:], MAGIC)
+            plain = AESGCM(key).decrypt(body[:12], body[12:], MAGIC)
             return DeviceRecord.from_json(json.loads(plain))
         except InvalidTag:
-            raise StateError(
+            raise DamagedState(
                 f"{self.path} does not open with the state key "
                 f"({self._key_description()}): it was written with another key or damaged"
             ) from None
         except (ValueError, KeyError, TypeError) as exc:
-            raise StateError(f"{self.path} holds an unexpected record: {exc}") from None
+            raise DamagedState(f"{self.path} holds an unexpected record: {exc}") from None
 
     # -- the state key --------------------------------------------------------------
 
@@ -197,13 +266,15 @@ class TokenStore:
         cred = self._credential_path()
         path = cred or self.state_dir / KEY_FILE
         try:
-            key = path.read_bytes()
+            key = path.read_bytes() if cred else _read(path)
         except FileNotFoundError:
             if cred:  # the credential vanished between the check and the read
                 raise StateError(f"the state key {path} disappeared while reading it") from None
             return self._make_key(path)
         except OSError as exc:
-            raise StateError(f"cannot read the state key {path}: {exc.strerror}") from None
+            raise StateError(
+                f"cannot read the state key {path}: {_os_problem(exc)}; nothing was changed"
+            ) from None
         if len(key) != 32:
             raise StateError(f"the state key {path} must be 32 bytes, it has {len(key)}")
         return key
@@ -211,14 +282,20 @@ class TokenStore:
     def _make_key(self, path: Path) -> bytes:
         """Create the key so that a concurrent reader never sees it half-written.
 
-        The key is written to a temp file first and hard-linked into place: linking fails
-        if another process got there first, and then its key is the one to use.
+        The key is written to a fresh temp file first (mkstemp: O_EXCL with a random name,
+        so nothing planted in the directory is written through) and hard-linked into place:
+        linking fails if another process got there first, and then its key is the one to
+        use. A name taken by anything that is not a key (a symbolic link) stays an error.
         """
         key = os.urandom(32)
         self._ensure_dir()
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        except OSError as exc:
+            raise StateError(f"cannot create the state key {path}: {exc.strerror}") from None
+        tmp = Path(tmp_name)
+        try:
+            state_dir_check.adopt(fd, path.parent)
             with os.fdopen(fd, "wb") as out:
                 out.write(key)
                 out.flush()
@@ -236,9 +313,4 @@ class TokenStore:
                 os.unlink(tmp)
 
     def _ensure_dir(self) -> None:
-        try:
-            self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StateError(
-                f"cannot create the state directory {self.state_dir}: {exc.strerror}"
-            ) from None
+        state_dir_check.ensure(self.state_dir)

@@ -15,6 +15,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent import state_dir as state_dir_check
 from agent.atomic_file import write_atomic
 from agent.tls import as_tls_server_leaf
 
@@ -56,7 +57,7 @@ def ensure(state_dir: Path, device_id: str) -> Certificate:
         pass
     except (OSError, ValueError) as exc:
         log.warning("the local API certificate is unusable (%s): making a new one", exc)
-    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir_check.ensure(state_dir)  # ours alone, or refused: see agent/state_dir.py
     cert_pem, key_pem = make(device_id)
     # The key first: a certificate on disk without its key would be useless.
     write_atomic(key_path, key_pem)

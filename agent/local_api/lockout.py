@@ -1,10 +1,27 @@
-"""Lockout after repeated wrong passwords: growing delays that survive a restart.
+"""Throttling wrong passwords per client address, with a global slow-down, never a global lock.
 
-One counter for the whole device, not per client address: an attacker on the LAN can
-change addresses at will. After `after` wrong answers in a row the device refuses every
-password check for `base_s`; each further wrong answer locks it again for twice as long,
-up to `MAX_DELAY_S`. A right answer starts over. The counter lives in a small JSON file
-in the state directory, written crash-safely, so pulling the power does not reset it.
+A device-wide lock let anyone on the LAN lock the installer out: eight wrong answers from
+one host and the right password from every other host was refused for up to an hour. Now:
+
+- **Per address**: after `after` wrong answers in a row from one address, that address
+  waits `base_s` before its next password is checked, twice as long after each further
+  wrong answer, at most `max_s`. A right answer from it starts it over. Other addresses
+  are not affected: the right password from an address that has not failed is accepted
+  at once, whatever the others do.
+- **Global slow-down**: an attacker can change addresses, so when `pressure_failures`
+  wrong answers (from all addresses together) fall within `pressure_window_s`, every
+  address is throttled from its *first* wrong answer instead of its `after`-th. That
+  bounds guessing to one try per address per delay, and still refuses no right password
+  from a clean address.
+- **Bounded**: at most `max_addresses` addresses are remembered (least recently failed
+  goes first), and one with no wrong answer for `forget_s` is forgotten.
+
+What survives a restart (`local-api-lockout.json` in the state directory): the address
+table and the times of the recent wrong answers, both bounded, so a crash or a reboot
+during an attack does not hand out fresh tries. It is written at most once a second
+(`save_every_s`, flash wear and an attacker-driven write rate both stay small) and on
+stop; a kill loses at most that second. A damaged file is not a clean slate: the device
+starts in the global slow-down.
 """
 
 from __future__ import annotations
@@ -12,8 +29,12 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from agent.atomic_file import write_atomic
 from agent.errors import StateError
@@ -21,87 +42,177 @@ from agent.errors import StateError
 log = logging.getLogger(__name__)
 
 FILE_NAME = "local-api-lockout.json"
+FORMAT_VERSION = 2
 MAX_DELAY_S = 3600.0
+MAX_ADDRESSES = 256
+MAX_ADDRESS_LEN = 64
 
 
 @dataclass(frozen=True)
 class LockoutPolicy:
-    after: int = 5  # wrong answers in a row before the first lock
-    base_s: float = 30.0  # the first lock; doubled for every further wrong answer
+    after: int = 5  # wrong answers in a row from one address before it waits
+    base_s: float = 30.0  # the first wait; doubled for every further wrong answer
     max_s: float = MAX_DELAY_S
+    pressure_failures: int = 20  # wrong answers from all addresses together …
+    pressure_window_s: float = 600.0  # … within this long: throttle from the first one
+    max_addresses: int = MAX_ADDRESSES
+    forget_s: float = 86_400.0  # an address quiet this long starts clean
+    save_every_s: float = 1.0
 
-    def delay(self, failures: int) -> float:
-        """How long `failures` wrong answers in a row lock the device (0: not locked)."""
-        if failures < self.after:
+    def delay(self, failures: int, after: int) -> float:
+        """How long `failures` wrong answers in a row make an address wait (0: no wait)."""
+        if failures < after:
             return 0.0
-        exponent = min(failures - self.after, 62)  # 2**62 s is forever already
+        exponent = min(failures - after, 62)  # 2**62 s is forever already
         return min(self.max_s, self.base_s * 2.0**exponent)
 
 
 @dataclass(frozen=True)
-class LockoutState:
+class AddressState:
     failures: int = 0
     locked_until: float = 0.0  # wall-clock seconds
+    last_failure: float = 0.0
 
     def retry_after(self, now: float, policy: LockoutPolicy) -> float:
-        """Seconds until a password may be checked again; 0 when it may be now.
-
-        A lock is never longer than the policy allows, even if the clock stepped back.
-        """
+        """Seconds until this address may try again; never longer than the policy allows,
+        even if the clock stepped back."""
         return max(0.0, min(self.locked_until - now, policy.max_s))
 
-    def failed(self, now: float, policy: LockoutPolicy) -> LockoutState:
+    def failed(self, now: float, policy: LockoutPolicy, after: int) -> AddressState:
         failures = self.failures + 1
-        delay = policy.delay(failures)
-        return LockoutState(failures, now + delay if delay else 0.0)
-
-    def tries_left(self, policy: LockoutPolicy) -> int:
-        return max(0, policy.after - self.failures)
-
-
-def load(path: Path, after: int = LockoutPolicy.after) -> LockoutState:
-    """The saved counter; a missing file is a clean slate, a broken one is not trusted
-    to be clean: it counts as one lock's worth of failures."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        failures, locked_until = data["failures"], data["locked_until"]
-        if not (isinstance(failures, int) and isinstance(locked_until, int | float)):
-            raise ValueError("wrong types")
-        if failures < 0 or not math.isfinite(locked_until):
-            raise ValueError("out of range")
-        return LockoutState(failures, float(locked_until))
-    except FileNotFoundError:
-        return LockoutState()
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.warning("%s is unreadable (%s): counting it as a lockout", path, exc)
-        return LockoutState(failures=after)
-
-
-def save(path: Path, state: LockoutState) -> None:
-    try:
-        write_atomic(path, json.dumps(asdict(state)).encode())
-    except (StateError, OSError) as exc:
-        # The lockout still holds in memory for as long as the daemon runs.
-        log.error("%s", exc)
+        delay = policy.delay(failures, after)
+        return AddressState(failures, now + delay if delay else 0.0, now)
 
 
 class Lockout:
-    """The counter, its policy and its file, with an injectable clock."""
+    """The table, the recent wrong answers and the file, with an injectable clock."""
 
-    def __init__(self, path: Path, policy: LockoutPolicy) -> None:
+    def __init__(
+        self, path: Path, policy: LockoutPolicy, clock: Callable[[], float] = time.time
+    ) -> None:
         self.path = path
         self.policy = policy
-        self.state = load(path, policy.after)
+        self.addresses: OrderedDict[str, AddressState] = OrderedDict()
+        self.recent: deque[float] = deque(maxlen=policy.pressure_failures)
+        self._dirty = False
+        self._saved_at = -math.inf
+        load(self, clock())
 
-    def retry_after(self, now: float) -> float:
-        return self.state.retry_after(now, self.policy)
+    # -- questions ----------------------------------------------------------------------
 
-    def failure(self, now: float) -> LockoutState:
-        self.state = self.state.failed(now, self.policy)
-        save(self.path, self.state)
-        return self.state
+    def under_pressure(self, now: float) -> bool:
+        recent = self.recent
+        full = len(recent) == recent.maxlen
+        return full and 0 <= now - recent[0] <= self.policy.pressure_window_s
 
-    def success(self) -> None:
-        if self.state != LockoutState():
-            self.state = LockoutState()
-            save(self.path, self.state)
+    def after(self, now: float) -> int:
+        """Wrong answers an address may give before it waits, now."""
+        return 1 if self.under_pressure(now) else self.policy.after
+
+    def state(self, address: str, now: float) -> AddressState:
+        state = self.addresses.get(address)
+        if state is None:
+            return AddressState()
+        quiet = now - state.last_failure > self.policy.forget_s
+        if quiet and not state.retry_after(now, self.policy):
+            del self.addresses[address]  # forgotten: it starts clean
+            return AddressState()
+        return state
+
+    def retry_after(self, address: str, now: float) -> float:
+        return self.state(address, now).retry_after(now, self.policy)
+
+    def tries_left(self, address: str, now: float) -> int:
+        return max(0, self.after(now) - self.state(address, now).failures)
+
+    # -- changes ------------------------------------------------------------------------
+
+    def failure(self, address: str, now: float) -> AddressState:
+        self.recent.append(now)
+        state = self.state(address, now).failed(now, self.policy, self.after(now))
+        self.addresses[address] = state
+        self.addresses.move_to_end(address)
+        while len(self.addresses) > self.policy.max_addresses:
+            self.addresses.popitem(last=False)  # the least recently failed
+        self._changed(now)
+        return state
+
+    def success(self, address: str, now: float) -> None:
+        if self.addresses.pop(address, None) is not None:
+            self._changed(now)
+
+    def flush(self) -> None:
+        """Write what is not on disk yet (on stop)."""
+        if self._dirty:
+            self._save()
+
+    def _changed(self, now: float) -> None:
+        self._dirty = True
+        if not 0 <= now - self._saved_at < self.policy.save_every_s:
+            self._saved_at = now
+            self._save()
+
+    def _save(self) -> None:
+        data = {
+            "version": FORMAT_VERSION,
+            "addresses": {
+                address: [s.failures, s.locked_until, s.last_failure]
+                for address, s in self.addresses.items()
+            },
+            "recent": list(self.recent),
+        }
+        self._dirty = False
+        try:
+            write_atomic(self.path, json.dumps(data).encode())
+        except (StateError, OSError) as exc:
+            # The throttle still holds in memory for as long as the daemon runs.
+            log.error("%s", exc)
+
+
+# -- the file -------------------------------------------------------------------------
+
+
+def load(lockout: Lockout, now: float) -> None:
+    """Fill `lockout` from its file; a missing file is a clean slate, a damaged one starts
+    the global slow-down (it is not trusted to be clean)."""
+    try:
+        data = json.loads(lockout.path.read_text(encoding="utf-8"))
+        addresses, recent = _parse(data, lockout.policy)
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+        log.warning(
+            "%s is unreadable (%s): throttling every address from its first wrong password",
+            lockout.path,
+            exc,
+        )
+        lockout.recent.extend([now] * lockout.policy.pressure_failures)
+        return
+    lockout.addresses.update(addresses)
+    lockout.recent.extend(recent)
+
+
+def _parse(data: Any, policy: LockoutPolicy) -> tuple[dict[str, AddressState], list[float]]:
+    if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
+        raise ValueError("not a version 2 lockout file")
+    table, recent = data["addresses"], data["recent"]
+    if not isinstance(table, dict) or not isinstance(recent, list):
+        raise ValueError("wrong types")
+    addresses: dict[str, AddressState] = {}
+    for address, entry in list(table.items())[-policy.max_addresses :]:
+        if not (isinstance(entry, list) and len(entry) == 3 and len(address) <= MAX_ADDRESS_LEN):
+            raise ValueError(f"bad entry for {address[:MAX_ADDRESS_LEN]!r}")
+        failures, locked_until, last_failure = entry
+        if not isinstance(failures, int) or isinstance(failures, bool) or failures < 0:
+            raise ValueError("failures must be a count")
+        addresses[address] = AddressState(failures, _time(locked_until), _time(last_failure))
+    return addresses, [_time(t) for t in recent[-policy.pressure_failures :]]
+
+
+def _time(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("a time must be a number")
+    seconds = float(value)
+    if not math.isfinite(seconds):
+        raise ValueError("a time must be finite")
+    return seconds

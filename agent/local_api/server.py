@@ -7,13 +7,13 @@ HTTP, authentication and bodies, and nothing of the state machine. Every answer 
 
 from __future__ import annotations
 
-import inspect
+import asyncio
 import logging
 import math
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -21,13 +21,23 @@ from aiohttp import web
 from agent.errors import CamagentError
 from agent.local_api import bodies, digest
 from agent.local_api.bodies import ApiError
+from agent.local_api.connection import Connection
+from agent.local_api.listener import (
+    Limits,
+    Listener,
+    Ticket,
+    bind,
+    client_key,
+    descriptor_headroom,
+)
 from agent.local_api.lockout import Lockout
+from agent.local_api.ratelog import RateLimitedLog
 from agent.qr.payloads import WifiNetwork
 
 log = logging.getLogger(__name__)
 
-KEEPALIVE_S = 15.0
-SHUTDOWN_S = 2.0
+SHUTDOWN_S = 2.0  # stopping does not wait long for open requests
+LIMITS = Limits()
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Clock = Callable[[], float]
@@ -65,6 +75,8 @@ class Auth:
     lockout: Lockout
     nonces: digest.NonceBook
     clock: Clock = time.time
+    body_s: float = Limits.body_s  # a body dripped slower than this is refused (408)
+    notes: RateLimitedLog = field(default_factory=lambda: RateLimitedLog(log))
 
 
 def make_app(device: Device, auth: Auth, fp: str) -> web.Application:
@@ -137,7 +149,12 @@ def _change(device: Device, auth: Auth, action: Action, *, needs_body: bool = Tr
                 413, "body_too_large", f"the body is larger than {bodies.MAX_BODY_BYTES} bytes"
             )
         authenticate(request, device, auth)
-        raw = await request.read()
+        try:
+            raw = await asyncio.wait_for(request.read(), auth.body_s)
+        except TimeoutError:
+            raise ApiError(
+                408, "body_timeout", f"the body did not arrive within {auth.body_s:g} s"
+            ) from None
         try:
             body = bodies.json_object(raw, request.content_type, required=needs_body)
             result = await action(device, body)
@@ -149,9 +166,11 @@ def _change(device: Device, auth: Auth, action: Action, *, needs_body: bool = Tr
 
 
 def authenticate(request: web.Request, device: Device, auth: Auth) -> None:
-    """Pass, or raise 401 (a Digest challenge), 429 (locked out) or 503 (no password)."""
+    """Pass, or raise 401 (a Digest challenge), 429 (this address waits) or 503 (no
+    password). Only the asking address is throttled: see lockout.py."""
     now = auth.clock()
-    wait = auth.lockout.retry_after(now)
+    address = client_key(request.remote or "")
+    wait = auth.lockout.retry_after(address, now)
     if wait > 0:
         raise _locked(wait)
     try:
@@ -166,17 +185,24 @@ def authenticate(request: web.Request, device: Device, auth: Auth) -> None:
         now,
     )
     if verdict is digest.Verdict.OK:
-        auth.lockout.success()
+        auth.lockout.success(address, now)
         return
     if verdict.is_failure:
-        state = auth.lockout.failure(now)
-        log.warning(
-            "local API: wrong password from %s (%d in a row)", request.remote, state.failures
+        state = auth.lockout.failure(address, now)
+        auth.notes.note(
+            "wrong_password",
+            f"local API: wrong password (latest from {address}, {state.failures} in a row)",
         )
-        if (wait := auth.lockout.retry_after(now)) > 0:
+        if auth.lockout.under_pressure(now):
+            auth.notes.note(
+                "pressure",
+                "local API: many wrong passwords from the LAN: every address now waits "
+                "after its first wrong one",
+            )
+        if (wait := auth.lockout.retry_after(address, now)) > 0:
             raise _locked(wait)
     challenge = digest.challenge(auth.nonces.make(now), stale=verdict is digest.Verdict.STALE)
-    extra = {"tries_left": auth.lockout.state.tries_left(auth.lockout.policy)}
+    extra = {"tries_left": auth.lockout.tries_left(address, now)}
     raise ApiError(401, "unauthorized", _why(verdict), {"WWW-Authenticate": challenge}, extra)
 
 
@@ -196,7 +222,7 @@ def _locked(wait: float) -> ApiError:
     return ApiError(
         429,
         "locked_out",
-        f"too many wrong passwords: password checks resume in {seconds} s",
+        f"too many wrong passwords from this address: it may try again in {seconds} s",
         {"Retry-After": str(seconds)},
     )
 
@@ -232,33 +258,52 @@ async def _register(device: Device, body: dict[str, Any]) -> dict[str, Any]:
 @dataclass
 class Running:
     runner: web.AppRunner
-    port: int
+    listener: Listener
+    notes: RateLimitedLog
+
+    @property
+    def port(self) -> int:
+        return self.listener.port
 
     async def stop(self) -> None:
+        await self.listener.close()
+        # Without an aiohttp site, open connections are ours to end (aiohttp 3.8's
+        # cleanup only ends those of its sites; 3.9+ does it again, finding none).
+        if self.runner.server is not None:
+            await self.runner.server.shutdown(SHUTDOWN_S)
         await self.runner.cleanup()
+        self.notes.flush()
 
 
-async def start(app: web.Application, host: str, port: int, context: ssl.SSLContext) -> Running:
-    # A camera has few sockets to spare: idle connections go after 15 s (aiohttp's
-    # default is an hour), and stopping does not wait long for open requests.
-    # aiohttp >= 3.9 takes shutdown_timeout on the runner, 3.8 (Debian 12) on the site.
-    on_runner = "shutdown_timeout" in inspect.signature(web.BaseRunner.__init__).parameters
-    timeout: dict[str, Any] = {"shutdown_timeout": SHUTDOWN_S}
-    runner = web.AppRunner(
-        app,
-        access_log=None,
-        handle_signals=False,
-        keepalive_timeout=KEEPALIVE_S,
-        **(timeout if on_runner else {}),
-    )
+async def start(
+    app: web.Application,
+    host: str,
+    port: int,
+    context: ssl.SSLContext,
+    limits: Limits = LIMITS,
+    headroom: Callable[[], int | None] = descriptor_headroom,
+) -> Running:
+    """Serve `app` over TLS on (host, port) through the Listener's caps and timeouts."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(
-        runner, host, port, ssl_context=context, backlog=16, **({} if on_runner else timeout)
-    )
+    server = runner.server
+    assert server is not None
+    loop = asyncio.get_running_loop()
+    notes = RateLimitedLog(log)
+    options: dict[str, Any] = {
+        "loop": loop,
+        "keepalive_timeout": limits.keepalive_s,
+        "access_log": None,
+    }
+
+    def connection(ticket: Ticket) -> Connection:
+        return Connection(server, ticket=ticket, header_s=limits.header_s, notes=notes, **options)
+
     try:
-        await site.start()
+        sock = bind(host, port, limits.backlog)
     except BaseException:
         await runner.cleanup()
         raise
-    bound = runner.addresses[0][1] if runner.addresses else port
-    return Running(runner, int(bound))
+    listener = Listener(sock, context, connection, limits, notes, headroom)
+    listener.start()
+    return Running(runner, listener, notes)

@@ -17,6 +17,7 @@ from agent.config import Config
 from agent.errors import CamagentError
 
 if TYPE_CHECKING:
+    from agent.local_api.lockout import Lockout
     from agent.local_api.mdns import Announcer
     from agent.local_api.server import Clock, Device, Running
 
@@ -48,6 +49,7 @@ class LocalApi:
         self.port: int | None = None
         self.error: str | None = None
         self._running: Running | None = None
+        self._lockout: Lockout | None = None
         self._announcer: Announcer | None = None
         self._updates: set[asyncio.Task[None]] = set()
 
@@ -69,10 +71,11 @@ class LocalApi:
         made = await asyncio.to_thread(cert.ensure, self.config.state_dir, self.device_id)
         policy = LockoutPolicy(after=settings.lockout_after, base_s=settings.lockout_base_s)
         auth = server.Auth(
-            Lockout(self.config.state_dir / FILE_NAME, policy),
+            Lockout(self.config.state_dir / FILE_NAME, policy, self.clock),
             digest.NonceBook.for_this_boot(),
             self.clock,
         )
+        self._lockout = auth.lockout
         app = server.make_app(self.device, auth, made.fp)
         context = server.server_context(str(made.cert_path), str(made.key_path))
         self._running = await server.start(app, settings.listen, settings.port, context)
@@ -137,6 +140,8 @@ class LocalApi:
             log.warning("mDNS goodbye failed: %s", exc)
         if running is not None:
             await running.stop()
+        if self._lockout is not None:
+            self._lockout.flush()  # the last second of wrong passwords, kept for a restart
 
     def status(self) -> dict[str, Any]:
         settings = self.config.local_api
@@ -147,6 +152,8 @@ class LocalApi:
             "fp": self.fp,
             "mdns": self._announcer.registered_name if self._announcer else None,
         }
+        if self._running is not None:
+            status["connections"] = self._running.listener.stats()
         if self.error:
             status["error"] = self.error
         return status

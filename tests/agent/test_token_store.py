@@ -17,6 +17,7 @@ from agent.token_store import (
     KEY_FILE,
     MAGIC,
     STATE_FILE,
+    DamagedState,
     DeviceRecord,
     PasswordStamp,
     TokenStore,
@@ -239,16 +240,96 @@ def test_password_stamp_of_a_file(tmp_path: Path) -> None:
     assert stamp == PasswordStamp(str(path), 6, st.st_mtime_ns, st.st_ino)
 
 
-def test_set_aside_moves_the_file(tmp_path: Path) -> None:
+def test_set_aside_moves_a_damaged_file(tmp_path: Path) -> None:
     store = TokenStore(tmp_path)
     store.save(record())
+    store.path.write_bytes(store.path.read_bytes()[:-1] + b"!")  # the tag no longer matches
     content = store.path.read_bytes()
+    with pytest.raises(DamagedState):
+        store.load()
     aside = store.set_aside()
     assert not store.path.exists()
     assert aside.parent == tmp_path
     assert aside.name.startswith(STATE_FILE + ".unreadable-")
     assert aside.read_bytes() == content
     assert store.load() == DeviceRecord()
+
+
+def test_a_state_that_cannot_be_read_is_never_set_aside(tmp_path: Path) -> None:
+    # Issue 16: a plain read error (here EISDIR; EACCES and EROFS alike) is not damage.
+    store = TokenStore(tmp_path)
+    store.path.mkdir()
+    with pytest.raises(StateError) as caught:
+        store.load()
+    assert not isinstance(caught.value, DamagedState)
+    with pytest.raises(StateError, match="not damaged, so it was not moved aside"):
+        store.set_aside()
+    assert store.path.is_dir()  # still where it was
+
+
+def test_an_unreadable_state_key_is_not_damage(tmp_path: Path) -> None:
+    store = TokenStore(tmp_path)
+    store.save(record())
+    (tmp_path / KEY_FILE).unlink()
+    (tmp_path / KEY_FILE).mkdir()  # cannot be read, like a key without permission
+    with pytest.raises(StateError) as caught:
+        TokenStore(tmp_path).load()
+    assert not isinstance(caught.value, DamagedState)
+    assert "cannot read the state key" in str(caught.value)
+
+
+def test_symbolic_links_in_the_state_directory_are_never_followed(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    target = tmp_path / "victim"
+    target.write_bytes(b"k" * 32)  # 32 bytes: would pass for a key if it were read
+    (state / KEY_FILE).symlink_to(target)
+    (state / "state.lock").symlink_to(tmp_path / "created-through-the-link")
+    store = TokenStore(state)
+    with pytest.raises(StateError, match="symbolic link"):
+        store.update(lambda r: r.with_token("t", "test"))
+    assert target.read_bytes() == b"k" * 32
+    assert not (tmp_path / "created-through-the-link").exists()
+    (state / "state.lock").unlink()
+    with pytest.raises(StateError, match="symbolic link"):
+        store.update(lambda r: r.with_token("t", "test"))  # the key link itself
+    (state / KEY_FILE).unlink()
+    (state / KEY_FILE).symlink_to(tmp_path / "missing")  # dangling: no endless retry
+    with pytest.raises(StateError, match="symbolic link"):
+        store.update(lambda r: r.with_token("t", "test"))
+    assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o770, 0o722, 0o1777])
+def test_a_state_directory_writable_by_others_is_refused(tmp_path: Path, mode: int) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    state.chmod(mode)
+    with pytest.raises(StateError, match=r"writable by group or others .*chmod 700"):
+        TokenStore(state).update(lambda r: r.with_token("t", "test"))
+    assert list(state.iterdir()) == []  # nothing was made in it
+    with pytest.raises(StateError, match="writable by group or others"):
+        TokenStore(state).load()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="root writing for the service's user")
+def test_files_root_makes_in_the_service_users_directory_go_to_that_user(
+    tmp_path: Path,
+) -> None:
+    # `sudo camagent reset` on /var/lib/camagent (User=camagent): the daemon must still be
+    # able to read what root wrote.
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    os.chown(state, 65534, 65534)
+    TokenStore(state).update(lambda r: r.with_token(TOKEN, "cli"))
+    owners = {p.name: (p.stat().st_uid, p.stat().st_gid) for p in state.iterdir()}
+    assert owners == {name: (65534, 65534) for name in (STATE_FILE, KEY_FILE, "state.lock")}
+
+
+def test_a_new_state_directory_is_made_0700(tmp_path: Path) -> None:
+    store = TokenStore(tmp_path / "new" / "state")
+    store.save(record())
+    assert (tmp_path / "new" / "state").stat().st_mode & 0o777 == 0o700
 
 
 # -- concurrent writers ------------------------------------------------------------------

@@ -110,10 +110,11 @@ def test_any_lockout_file_reads_as_a_state(content: bytes) -> None:
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "lockout.json"
         path.write_bytes(content)
-        state = lockout.load(path, after=5)
-        assert state.failures >= 0
         policy = lockout.LockoutPolicy()
-        assert 0 <= state.retry_after(NOW, policy) <= policy.max_s
+        table = lockout.Lockout(path, policy, clock=lambda: NOW)
+        assert len(table.addresses) <= policy.max_addresses
+        for address in [*table.addresses, "192.0.2.1"]:
+            assert 0 <= table.retry_after(address, NOW) <= policy.max_s
 
 
 # -- a real daemon ------------------------------------------------------------------------

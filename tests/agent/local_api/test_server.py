@@ -102,13 +102,19 @@ async def base(tmp_path: Path, device: FakeDevice, clock: Clock) -> AsyncIterato
 
 
 async def post(
-    base: str, path: str, body: Any = None, password: str | None = PASSWORD, **kw: Any
+    base: str,
+    path: str,
+    body: Any = None,
+    password: str | None = PASSWORD,
+    source: str = "127.0.0.1",
+    **kw: Any,
 ) -> tuple[int, dict[str, Any], Any]:
     middlewares = (aiohttp.DigestAuthMiddleware("admin", password),) if password else ()
     if body is not None:
         kw["json"] = body
+    connector = aiohttp.TCPConnector(local_addr=(source, 0))
     async with (
-        aiohttp.ClientSession() as session,
+        aiohttp.ClientSession(connector=connector) as session,
         session.post(base + path, middlewares=middlewares, **kw) as response,
     ):
         return response.status, await response.json(), response.headers
@@ -168,6 +174,22 @@ async def test_lockout_grows_and_ends(base: str, device: FakeDevice, clock: Cloc
     assert status == 200
     status, body, _ = await post(base, "/v1/reset", password="guess")
     assert (status, body["tries_left"]) == (401, 2)  # a success starts over
+    assert device.calls == [("reset", None)]
+
+
+async def test_wrong_answers_from_one_address_never_lock_out_another(
+    base: str, device: FakeDevice, clock: Clock
+) -> None:
+    # Before: 8 wrong answers from one host locked the device for every host, up to 1 h.
+    for _ in range(8):
+        status, _, _ = await post(base, "/v1/reset", password="guess", source="127.0.0.2")
+    assert status == 429
+    status, _, _ = await post(base, "/v1/reset", source="127.0.0.2")
+    assert status == 429  # that address waits, even with the right password
+    status, body, _ = await post(base, "/v1/reset", source="127.0.0.3", password="typo")
+    assert (status, body["tries_left"]) == (401, 2)  # another address has all its tries
+    status, _, _ = await post(base, "/v1/reset")  # and the owner gets in at once
+    assert status == 200
     assert device.calls == [("reset", None)]
 
 
