@@ -21,7 +21,7 @@ from cloud_mock.api import ApiError, get_str, read_json_object
 from cloud_mock.devices_ws import CHANNELS, CLOSE_REVOKED, ChannelClosed
 from cloud_mock.keys import CLOCK, CONFIG, STORE
 from cloud_mock.provisioning import WAITERS
-from cloud_mock.store import Camera, DuplicateDevice
+from cloud_mock.store import Camera, Store
 from cloud_mock.users import Caller, require_session
 
 log = logging.getLogger("cloud_mock.cameras")
@@ -65,6 +65,13 @@ def _camera_of(request: web.Request, caller: Caller) -> Camera:
     return camera
 
 
+def _check_free(store: Store, device_id: str) -> None:
+    if store.camera_by_device(device_id) is not None:
+        raise ApiError(409, f"a camera with device ID {device_id} already exists")
+    if store.registrator_by_device(device_id) is not None:
+        raise ApiError(409, f"device ID {device_id} belongs to an NVR, not a camera")
+
+
 async def add_camera(request: web.Request) -> web.Response:
     caller = require_session(request)
     data = await read_json_object(request)
@@ -81,12 +88,12 @@ async def add_camera(request: web.Request) -> web.Response:
         raise ApiError(400, str(error)) from None
 
     store, config = request.app[STORE], request.app[CONFIG]
-    if store.camera_by_device(device_id) is not None:
-        raise ApiError(409, f"a camera with device ID {device_id} already exists")
-    if store.registrator_by_device(device_id) is not None:
-        raise ApiError(409, f"device ID {device_id} belongs to an NVR, not a camera")
+    _check_free(store, device_id)
     # Slow on purpose (scrypt): off the event loop, once per camera.
     key = await asyncio.to_thread(derive_key, password, device_id)
+    # Checked again: a concurrent request may have taken the ID while we derived K
+    # (nothing awaits from here to the insert).
+    _check_free(store, device_id)
     now = request.app[CLOCK].now()
     camera_id, jti = uuid.uuid4().hex, uuid.uuid4().hex
     token = sign_token(
@@ -103,10 +110,7 @@ async def add_camera(request: web.Request) -> web.Response:
         config.signing_key,
     )
     camera = Camera(camera_id, org, device_id, name or device_id, now, jti, None, None)
-    try:
-        store.add_camera(camera, key, token)
-    except DuplicateDevice:  # added by a concurrent request while we derived K
-        raise ApiError(409, f"device ID {device_id} is already in use") from None
+    store.add_camera(camera, key, token)
     woken = request.app[WAITERS].notify(device_id)
     log.info("camera %s added to %s (%d waiting poll(s) woken)", device_id, org, woken)
     return web.json_response(
