@@ -38,7 +38,7 @@ async def provisioning_log(request: web.Request) -> web.Response:
         # "AA-BB-..." finds the polls of "aa:bb:..."; anything else is matched as given.
         with contextlib.suppress(WireError):
             device_id = normalize_device_id(device_id)
-    polls = request.app[STORE].polls(device_id or None, limit=LOG_LIMIT)
+    polls = request.app[STORE].traced_polls(device_id or None, limit=LOG_LIMIT)
     return web.json_response({"polls": [p.to_json() for p in polls]})
 
 

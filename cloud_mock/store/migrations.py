@@ -118,4 +118,55 @@ CREATE TABLE IF NOT EXISTS registration_tokens (
 CREATE INDEX IF NOT EXISTS registration_tokens_org ON registration_tokens(org, created);
 """
 
-MIGRATIONS: list[str] = [V1_BASELINE]
+# Claims: a device ID may be claimed by several organizations, each claim a camera row
+# with its own K and token (the provisioning table keeps NVR entries only). The poll log
+# gets one row per (poll, claim), or one aggregated row per period for everything else;
+# the per-poll trace of the test hooks is its own bounded table.
+V2_CLAIMS = """
+CREATE TABLE cameras_v2 (
+    camera_id TEXT PRIMARY KEY,
+    org TEXT NOT NULL REFERENCES orgs(name),
+    device_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    created REAL NOT NULL,
+    token_jti TEXT NOT NULL UNIQUE,
+    hello_at REAL,
+    last_seen REAL,
+    key BLOB,
+    token TEXT,
+    claimed_at REAL NOT NULL,
+    proven_at REAL,
+    moved_at REAL,
+    dropped_at REAL,
+    UNIQUE (org, device_id)
+);
+INSERT INTO cameras_v2(camera_id, org, device_id, name, created, token_jti, hello_at,
+    last_seen, key, token, claimed_at, proven_at)
+SELECT c.camera_id, c.org, c.device_id, c.name, c.created, c.token_jti, c.hello_at,
+    c.last_seen, p.key, p.token, c.created, c.hello_at
+FROM cameras AS c LEFT JOIN provisioning AS p ON p.camera_id = c.camera_id;
+DELETE FROM provisioning WHERE camera_id IS NOT NULL;
+DROP TABLE cameras;
+ALTER TABLE cameras_v2 RENAME TO cameras;
+CREATE INDEX cameras_device ON cameras(device_id, claimed_at);
+ALTER TABLE poll_log ADD COLUMN camera_id TEXT;
+ALTER TABLE poll_log ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+UPDATE poll_log SET camera_id = (
+    SELECT camera_id FROM cameras WHERE cameras.device_id = poll_log.device_id
+);
+CREATE INDEX poll_log_camera ON poll_log(camera_id, id);
+CREATE INDEX poll_log_at ON poll_log(at);
+CREATE TABLE poll_trace (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    device_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    result TEXT NOT NULL,
+    wait INTEGER NOT NULL,
+    held_s REAL NOT NULL
+);
+CREATE INDEX poll_trace_device ON poll_trace(device_id, id);
+INSERT INTO poll_trace(device_id, at, result, wait, held_s)
+SELECT device_id, at, result, wait, held_s FROM poll_log ORDER BY id;
+"""
+
+MIGRATIONS: list[str] = [V1_BASELINE, V2_CLAIMS]

@@ -96,9 +96,16 @@ def test_an_unversioned_database_is_migrated_without_losing_rows(tmp_path: Path)
         "j1",
         11.0,
     )
-    assert store.get_camera("c2") is not None
+    # Each camera became its org's claim, with the K and token of its provisioning entry.
+    assert (door.key, door.token, door.claimed_at, door.proven_at) == (b"kk", "token-1", 10.0, 11.0)
+    yard = store.get_camera("c2")
+    assert yard is not None
+    assert (yard.key, yard.token, yard.proven_at) == (b"ll", "token-2", None)
+    assert [c.camera_id for c in store.claims_on("aa:bb:cc:dd:ee:02")] == ["c2"]
+    assert store.provisioning_entry("aa:bb:cc:dd:ee:01") is None  # NVR entries only now
     assert store.is_revoked("old-jti")
-    assert [p.result for p in store.polls("aa:bb:cc:dd:ee:01")] == ["token"]
+    assert [p.result for p in store.polls("c1")] == ["token"]
+    assert [p.result for p in store.traced_polls("aa:bb:cc:dd:ee:01")] == ["token"]
     assert store.settings() == {"captcha": "always"}
     rack = store.get_registrator("r1")
     assert rack is not None
