@@ -169,22 +169,25 @@ async def change_password(request: web.Request) -> web.Response:
     password = get_str(data, "password", max_len=MAX_PASSWORD)
     _require_changer(caller)
     store = request.app[STORE]
-    if _status(request.app, camera) != "waiting":
-        raise ApiError(409, "only a waiting camera's password can be changed")
+    _require_waiting(request.app, camera)
     key = await asyncio.to_thread(derive_key, password, camera.device_id)
     current = store.get_camera(camera.camera_id)  # again: we awaited
     if current is None or current.org != caller.user.org:
         raise ApiError(404, "no such camera")
-    if _status(request.app, current) != "waiting" or current.token is None:
-        raise ApiError(409, "only a waiting camera's password can be changed")
+    _require_waiting(request.app, current)
     store.set_claim_password(current.camera_id, key, request.app[CLOCK].now())
     request.app[WAITERS].notify(current.device_id)
     log.info("camera %s of %s: password changed", current.device_id, current.org)
     return web.json_response({"camera_id": current.camera_id, "token": current.token})
 
 
-def _status(app: web.Application, camera: Camera) -> str:
-    return str(camera_json(app, camera)["status"])
+def _require_waiting(app: web.Application, camera: Camera) -> None:
+    """Waiting = no device has proven this claim yet (and it has not expired)."""
+    status = camera_json(app, camera)["status"]
+    if status != "waiting" or camera.proven_at is not None or camera.token is None:
+        raise ApiError(
+            409, "only a waiting camera's password can be changed (its device has not polled)"
+        )
 
 
 async def list_cameras(request: web.Request) -> web.Response:

@@ -88,10 +88,28 @@ def verify(claims: Sequence[Camera], nvr_key: bytes | None, poll: PollRequest) -
     )
 
 
-def to_move(claims: Sequence[Camera], winner: Camera) -> list[Camera]:
-    """The claims that lose the device when `winner` wins: other organizations' claims
-    the device was connected under."""
-    return [c for c in claims if c.org != winner.org and c.connected and c.moved_at is None]
+def to_move(claims: Sequence[Camera], verdict: Verdict) -> list[Camera]:
+    """The claims that lose the device when the verdict's winner wins: other
+    organizations' claims the device was connected under, *if this poll proved their K
+    too* (the device still has the password they registered).
+
+    Whoever adds a camera can poll as the device with the password they chose, so a
+    claim proving only its own K must not take the device from anyone: otherwise a MAC
+    squatter polling with a made-up password would revoke the owner's token. Moving a
+    camera therefore needs its current password (the label's), as the story goes: the
+    new owner adds the camera with the label password and resets it.
+    """
+    winner = verdict.winner
+    if winner is None:
+        return []
+    return [
+        c
+        for c in claims
+        if c.org != winner.org
+        and c.connected
+        and c.moved_at is None
+        and c.camera_id in verdict.verified
+    ]
 
 
 def _age(claim: Camera) -> tuple[float, float]:

@@ -145,7 +145,7 @@ def _check(app: web.Application, poll: PollRequest) -> _Outcome:
     entry = store.provisioning_entry(poll.device_id)
     verdict = claims.verify(live, entry.key if entry is not None else None, poll)
     if verdict.winner is not None:
-        token = _win(app, live, verdict.winner, now)
+        token = _win(app, live, verdict, now)
         sealed = seal_token(verdict.winner.key or b"", poll.device_id, token)
         return _Outcome("token", sealed, live, verdict)
     if entry is not None and verdict.nvr_verified:
@@ -157,12 +157,14 @@ def _check(app: web.Application, poll: PollRequest) -> _Outcome:
     return _Outcome("bad_proof", None, live, verdict)
 
 
-def _win(app: web.Application, live: list[Camera], winner: Camera, now: float) -> str:
-    """Record the win; the claims of other orgs the device was connected under lose it."""
-    store = app[STORE]
+def _win(app: web.Application, live: list[Camera], verdict: claims.Verdict, now: float) -> str:
+    """Record the win; claims of other orgs the device was connected under with the same
+    password lose it (claims.to_move says why only those)."""
+    store, winner = app[STORE], verdict.winner
+    assert winner is not None
     with store.transaction():
         store.mark_proven(winner.camera_id, now)
-        moved = claims.to_move(live, winner)
+        moved = claims.to_move(live, verdict)
         for claim in moved:
             store.mark_moved(claim.camera_id, now)
     for claim in moved:
