@@ -138,7 +138,7 @@ def parse_settings(data: object, where: str = "settings") -> AccountSettings:
         )
     max_sessions = data.get("max_sessions")
     if max_sessions is not None and not _positive_int(max_sessions):
-        raise ValueError(f"{where}.max_sessions: must be a positive integer")
+        raise ValueError(f"{where}.max_sessions: must be a positive integer (at most {MAX_COUNT})")
     return AccountSettings(
         captcha=_captcha_policy(data.get("captcha", "off"), f"{where}.captcha"),
         max_sessions=max_sessions,
@@ -174,14 +174,18 @@ def _captcha_policy(value: object, where: str) -> CaptchaPolicy:
         count = value.get("after_failures")
         if not _positive_int(count):
             raise ValueError(
-                f'{where}.after_failures: must be a positive integer (use "always" for 0)'
+                f"{where}.after_failures: must be a positive integer (at most {MAX_COUNT}) "
+                '(use "always" for 0)'
             )
         return CaptchaPolicy(CaptchaMode.AFTER_FAILURES, count)
     raise ValueError(f'{where}: must be "off", "always" or {{"after_failures": N}}')
 
 
+MAX_COUNT = 1_000_000  # any count in the settings (sessions, failures): range-checked
+
+
 def _positive_int(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_COUNT
 
 
 def _list(data: dict[str, Any], key: str) -> list[Any]:
@@ -241,7 +245,7 @@ def _user(item: object, where: str, org_names: set[str]) -> UserFixture:
         raise ValueError(f"{where}.role: must be one of {', '.join(ROLES)}")
     max_sessions = user.get("max_sessions")
     if max_sessions is not None and not _positive_int(max_sessions):
-        raise ValueError(f"{where}.max_sessions: must be a positive integer")
+        raise ValueError(f"{where}.max_sessions: must be a positive integer (at most {MAX_COUNT})")
     password = user.get("password")
     if not isinstance(password, str) or not password:
         raise ValueError(f"{where}.password: must be a non-empty string")

@@ -82,10 +82,25 @@ def register_activation(store: Store, activation: Activation, now: float) -> Act
 
     The same NVR (device_id and secret) registering the same code again refreshes it
     (an activated code stays as it is). A code that is live or activated for another
-    registration is refused; an expired, unused one is replaced. Only the `CODES_KEPT`
-    newest codes of a device are kept.
+    registration is refused; an expired, unused one is replaced. A device ID whose live
+    code was registered under another secret is refused too, and nothing is evicted:
+    only the NVR holding that secret (the one that polls with it) may register codes
+    for it until the code is used or expires. Only the `CODES_KEPT` newest codes of a
+    device are kept (all under one secret, so an NVR only ever pushes out its own).
     """
     with store.transaction():
+        for live in store.activations_of(activation.device_id):
+            if (
+                live.activated_at is None
+                and live.expires_at > now
+                and not hmac.compare_digest(live.secret, activation.secret)
+            ):
+                raise ApiError(
+                    409,
+                    f"device ID {activation.device_id} has a live activation code registered "
+                    "by another NVR (another secret): only that NVR may register codes for it "
+                    "until its code is used or expires",
+                )
         old = store.get_activation(activation.code)
         if old is not None:
             if old.device_id == activation.device_id and hmac.compare_digest(

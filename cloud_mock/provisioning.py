@@ -44,6 +44,7 @@ NONCE_PRUNE_EVERY_S = 10.0
 # The poll log: at most this many rows (besides the age limit, a setting), pruned this often.
 POLL_LOG_MAX_ROWS = 100_000
 POLL_LOG_PRUNE_EVERY_S = 10.0
+POLL_LOG_PRUNE_AFTER_ROWS = 1_000
 # Polls that belong to no claim are counted per result and per period of this length.
 AGGREGATE_PERIOD_S = 60.0
 # The test hooks' per-poll trace keeps this many rows.
@@ -188,6 +189,7 @@ class PollLog:
         self._aggregated: dict[tuple[str, float], int] = {}
         self._flush_scheduled = False
         self._last_prune = 0.0
+        self._written = 0
         self.dropped = 0
 
     def record(self, poll: PollRecord, outcome: _Outcome | None) -> None:
@@ -221,6 +223,7 @@ class PollLog:
         self._flush_scheduled = False
         rows, traced, aggregated = self._rows, self._traced, self._aggregated
         self._rows, self._traced, self._aggregated = [], [], {}
+        self._written += len(rows) + len(aggregated)
         try:
             self._store.log_polls(rows, [Aggregated(r, p, n) for (r, p), n in aggregated.items()])
             if traced:
@@ -229,8 +232,11 @@ class PollLog:
             log.exception("writing %d poll log row(s) failed", len(rows) + len(traced))
 
     def maybe_prune(self, now: float, settings: AccountSettings) -> None:
-        if time.monotonic() - self._last_prune >= POLL_LOG_PRUNE_EVERY_S:
+        """Every few seconds, or sooner when many rows were written since the last time."""
+        due = time.monotonic() - self._last_prune >= POLL_LOG_PRUNE_EVERY_S
+        if due or self._written >= POLL_LOG_PRUNE_AFTER_ROWS:
             self._last_prune = time.monotonic()
+            self._written = 0
             self.prune(now, settings)
 
     def prune(self, now: float, settings: AccountSettings) -> int:

@@ -20,6 +20,7 @@ from cloud_mock.users import LOGIN_STATE
 
 FAULT_STATUSES = (429, 503)
 LOG_LIMIT = 10_000
+MAX_ADVANCE_S = 100 * 365 * 86_400  # a clock moved further would leave what dates can say
 
 
 async def get_clock(request: web.Request) -> web.Response:
@@ -29,6 +30,8 @@ async def get_clock(request: web.Request) -> web.Response:
 async def advance_clock(request: web.Request) -> web.Response:
     data = await read_json_object(request)
     seconds = get_number(data, "advance_s")
+    if abs(seconds) > MAX_ADVANCE_S:
+        raise ApiError(400, f"field 'advance_s' must be from -{MAX_ADVANCE_S} to {MAX_ADVANCE_S}")
     return web.json_response({"now": request.app[CLOCK].advance(seconds)})
 
 
