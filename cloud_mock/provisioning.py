@@ -139,7 +139,7 @@ def _check(app: web.Application, poll: PollRequest) -> _Outcome:
     the newest verified claim win."""
     store, now = app[STORE], app[CLOCK].now()
     ttl = account_settings(store).claim_ttl_s
-    open_claims = store.claims_on(poll.device_id)
+    open_claims = store.claims_on(poll.device_id, pad_to=claims.MAX_OPEN_CLAIMS)
     for claim in claims.expired(open_claims, now, ttl):
         store.mark_dropped(claim.camera_id, now)
     live = claims.live_claims(open_claims, now, ttl)

@@ -15,7 +15,7 @@ import os
 import sqlite3
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -128,15 +128,44 @@ def _secure_files(path: Path) -> None:
 # --- rows <-> dataclasses -------------------------------------------------------------------
 
 
-def from_row(cls: type[T], row: sqlite3.Row) -> T:
+def from_row(cls: type[T], row: sqlite3.Row | dict[str, Any]) -> T:
     """Build dataclass `cls` from the row's columns of the same names: JSON columns for
     dict and list fields, 0/1 for bool, bytes for BLOBs (sqlite3 may hand back memoryview)."""
-    hints = _hints(cls)
-    values = {
-        f.name: _from_column(hints[f.name], row[f.name])
-        for f in dataclasses.fields(cls)  # type: ignore[arg-type]
-    }
-    return cls(**values)
+    return cls(**{name: convert(row[name]) for name, convert in _converters(cls)})
+
+
+_CONVERTERS: dict[type, list[tuple[str, Callable[[Any], Any]]]] = {}
+
+
+def _converters(cls: type) -> list[tuple[str, Callable[[Any], Any]]]:
+    """Per field, how a column value becomes the field's value (worked out once a class)."""
+    found = _CONVERTERS.get(cls)
+    if found is None:
+        hints = typing.get_type_hints(cls)
+        found = _CONVERTERS[cls] = [
+            (f.name, _converter(hints[f.name])) for f in dataclasses.fields(cls)
+        ]
+    return found
+
+
+def _converter(hint: Any) -> Callable[[Any], Any]:
+    base = _strip_optional(hint)
+    origin = typing.get_origin(base) or base
+    if origin in (dict, list):
+        return _nullable(json.loads)
+    if origin is bool:
+        return _nullable(bool)
+    if origin is bytes:
+        return _nullable(bytes)
+    return _same
+
+
+def _nullable(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: None if value is None else convert(value)
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def to_columns(obj: Any, *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -175,36 +204,12 @@ def insert(
     db.execute(sql, tuple(columns.values()))
 
 
-def _from_column(hint: Any, value: Any) -> Any:
-    if value is None:
-        return None
-    base = _strip_optional(hint)
-    origin = typing.get_origin(base) or base
-    if origin in (dict, list):
-        return json.loads(value)
-    if origin is bool:
-        return bool(value)
-    if origin is bytes:
-        return bytes(value)
-    return value
-
-
 def _strip_optional(hint: Any) -> Any:
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         if len(args) == 1:
             return args[0]
     return hint
-
-
-_HINTS: dict[type, dict[str, Any]] = {}
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    hints = _HINTS.get(cls)
-    if hints is None:
-        hints = _HINTS[cls] = typing.get_type_hints(cls)
-    return hints
 
 
 class Aggregate:

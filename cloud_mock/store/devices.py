@@ -85,6 +85,17 @@ class Aggregated:
     count: int
 
 
+# Rows shaped like an open claim (the first `?` made, the second `?` returned), to pad
+# a device's claims with.
+_PADDING_SQL = (
+    "WITH RECURSIVE pad(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM pad WHERE n < ?) "
+    "SELECT printf('%032d', n) AS camera_id, '' AS org, '' AS device_id, '' AS name, "
+    "0.0 AS created, printf('%032d', n) AS token_jti, NULL AS hello_at, NULL AS last_seen, "
+    "zeroblob(32) AS key, '' AS token, 0.0 AS claimed_at, NULL AS proven_at, "
+    "NULL AS moved_at, NULL AS dropped_at FROM pad WHERE n <= ?"
+)
+
+
 class DevicesStore(Aggregate):
     # --- claims (cameras) ----------------------------------------------------------------
 
@@ -112,14 +123,24 @@ class DevicesStore(Aggregate):
         ).fetchall()
         return [from_row(Camera, row) for row in rows]
 
-    def claims_on(self, device_id: str) -> list[Camera]:
-        """Every open claim on a device (expiry is the caller's to judge), oldest first."""
+    def claims_on(self, device_id: str, *, pad_to: int = 0) -> list[Camera]:
+        """Every open claim on a device (expiry is the caller's to judge), oldest first.
+
+        `pad_to`: map that many rows whatever the count, dummies for the missing ones
+        (thrown away), so that the call costs the same for an unknown device and for one
+        with claims (the poll check must not tell them apart by its time).
+        """
         rows = self._db.execute(
             "SELECT * FROM cameras WHERE device_id = ? AND key IS NOT NULL "
             "ORDER BY claimed_at, rowid",
             (device_id,),
         ).fetchall()
-        return [from_row(Camera, row) for row in rows]
+        # Always both queries (the second may return nothing), for the same cost.
+        padding = self._db.execute(_PADDING_SQL, (pad_to, pad_to - len(rows))).fetchall()
+        claims = [from_row(Camera, row) for row in rows]
+        for row in padding:  # the same work on rows of the same shape, thrown away
+            from_row(Camera, row)
+        return claims
 
     def set_claim_password(self, camera_id: str, key: bytes, at: float) -> None:
         self._db.execute(

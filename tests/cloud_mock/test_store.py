@@ -19,7 +19,7 @@ from cloud_mock.store import (
     Store,
     User,
 )
-from cloud_mock.store.devices import Aggregated
+from cloud_mock.store.devices import _PADDING_SQL, Aggregated
 
 
 def camera(
@@ -191,3 +191,14 @@ def test_a_code_links_once(store: Store) -> None:
     assert removed is not None
     assert store.is_revoked("jti-r")
     assert store.provisioning_entry("aa:bb:cc:00:00:01") is None
+
+
+def test_padding_the_claims_changes_nothing_but_the_work(store: Store) -> None:
+    store.insert_camera(camera())
+    assert store.claims_on("aa:bb:cc:dd:ee:01", pad_to=8) == [camera()]
+    assert store.claims_on("aa:bb:cc:dd:ee:99", pad_to=8) == []
+    padding = store._db.execute(_PADDING_SQL, (8, 7)).fetchall()
+    assert len(padding) == 7
+    assert set(padding[0].keys()) == {
+        r[1] for r in store._db.execute("PRAGMA table_info(cameras)").fetchall()
+    }
