@@ -51,6 +51,7 @@ AGGREGATE_PERIOD_S = 60.0
 TRACE_ROWS = 10_000
 # Log rows waiting to be written; beyond this they are counted and dropped.
 MAX_PENDING_ROWS = 10_000
+COMPLAIN_EVERY_S = 60.0
 
 
 class PollWaiters:
@@ -191,11 +192,14 @@ class PollLog:
         self._last_prune = 0.0
         self._written = 0
         self.dropped = 0
+        self._failures = 0
+        self._last_complaint = -COMPLAIN_EVERY_S
 
     def record(self, poll: PollRecord, outcome: _Outcome | None) -> None:
         """One poll: a row for each claim it was checked against, else the aggregate."""
         if len(self._rows) + len(self._traced) >= MAX_PENDING_ROWS:
             self.dropped += 1
+            self._complain(f"poll log behind: {self.dropped} row(s) dropped so far")
             return
         if self._trace:
             self._traced.append(poll)
@@ -229,7 +233,18 @@ class PollLog:
             if traced:
                 self._store.trace_polls(traced, keep=TRACE_ROWS)
         except Exception:  # the log must never take a poll down with it
-            log.exception("writing %d poll log row(s) failed", len(rows) + len(traced))
+            self._failures += 1
+            self._complain(
+                f"writing the poll log failed {self._failures} time(s), "
+                f"{len(rows) + len(traced)} row(s) lost now",
+                exc_info=True,
+            )
+
+    def _complain(self, message: str, *, exc_info: bool = False) -> None:
+        """At most one warning a minute: a flood of polls must not flood the log too."""
+        if time.monotonic() - self._last_complaint >= COMPLAIN_EVERY_S:
+            self._last_complaint = time.monotonic()
+            log.warning("%s", message, exc_info=exc_info)
 
     def maybe_prune(self, now: float, settings: AccountSettings) -> None:
         """Every few seconds, or sooner when many rows were written since the last time."""
