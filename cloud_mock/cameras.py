@@ -86,10 +86,25 @@ def _camera_of(request: web.Request, caller: Caller) -> Camera:
     return camera
 
 
-def _check_free(store: Store, org: str, device_id: str) -> None:
-    """Only the caller's own org may say "taken": another org's claim is not revealed."""
-    if store.camera_of(org, device_id) is not None:
-        raise ApiError(409, f"a camera with device ID {device_id} already exists")
+def _check_free(app: web.Application, org: str, device_id: str) -> None:
+    """Only the caller's own org may say "taken": another org's claim is not revealed.
+
+    The 409 names the org's own camera (id and status), so that a client can change a
+    waiting camera's password (PATCH) or delete a moved one and add it again."""
+    store = app[STORE]
+    own = store.camera_of(org, device_id)
+    if own is not None:
+        status = camera_json(app, own)["status"]
+        hint = {
+            "waiting": ": change its password with PATCH /v1/cameras/{id}",
+            "moved": ": it moved to another account; delete it to add it again",
+            "expired": ": its claim expired; delete it to add it again",
+        }.get(status, "")
+        raise ApiError(
+            409,
+            f"a camera with device ID {device_id} already exists ({status}){hint}",
+            extra={"camera_id": own.camera_id, "status": status},
+        )
     registrator = store.registrator_by_device(device_id)
     if registrator is not None and registrator.org == org:
         raise ApiError(409, f"device ID {device_id} belongs to an NVR, not a camera")
@@ -115,12 +130,12 @@ async def add_camera(request: web.Request) -> web.Response:
     device_id = _device_id(raw_device_id)
 
     store, config = request.app[STORE], request.app[CONFIG]
-    _check_free(store, org, device_id)
+    _check_free(request.app, org, device_id)
     # Slow on purpose (scrypt): off the event loop, once per camera.
     key = await asyncio.to_thread(derive_key, password, device_id)
     # Checked again: a concurrent request may have taken the ID while we derived K
     # (nothing awaits from here to the insert).
-    _check_free(store, org, device_id)
+    _check_free(request.app, org, device_id)
     now = request.app[CLOCK].now()
     camera_id, jti = uuid.uuid4().hex, uuid.uuid4().hex
     token = sign_token(

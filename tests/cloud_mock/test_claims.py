@@ -91,6 +91,9 @@ async def test_adding_another_orgs_device_answers_like_a_fresh_add(
     status, body = await raw_add(client, a, MAC, "other")
     assert status == 409
     assert MAC in body["error"]
+    own = (await raw_add(client, b, MAC, "again"))[1]
+    assert own["camera_id"] == taken["camera_id"]  # the org's own camera, to PATCH
+    assert own["status"] == "waiting"
 
 
 async def test_a_reset_moves_the_camera_to_the_newest_verified_claim(
