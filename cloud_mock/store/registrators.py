@@ -156,8 +156,9 @@ class RegistratorsStore(Aggregate):
             )
 
     def link_by_code(self, registrator_id: str, code: str, link: Link, token: str) -> None:
-        """Link the registrator, mark the code activated and store the token for the
-        provisioning service under the code's secret, all at once; Conflict if the
+        """Link the registrator, mark the code activated (the device's other codes go)
+        and store the token for the provisioning service under the code's secret, all at
+        once; Conflict if the
         registrator was linked or the code activated in the meantime."""
         with self.transaction() as db:
             row = db.execute("SELECT secret FROM activations WHERE code = ?", (code,)).fetchone()
@@ -169,6 +170,7 @@ class RegistratorsStore(Aggregate):
             if row is None or cursor.rowcount != 1:
                 raise Conflict("the code was already activated")
             _link(db, registrator_id, link)
+            _drop_pending_codes(db, link.device_id)
             db.execute(
                 "INSERT OR REPLACE INTO provisioning(device_id, key, token, camera_id) "
                 "VALUES (?, ?, ?, NULL)",
@@ -188,6 +190,7 @@ class RegistratorsStore(Aggregate):
                 raise Conflict("registration token already used")
             insert(db, "registrators", to_columns(registrator, skip=_UNLINKED))
             _link(db, registrator.id, link)
+            _drop_pending_codes(db, link.device_id)
             # An NVR linked with a token polls for nothing: no stale entry may linger.
             db.execute(
                 "DELETE FROM provisioning WHERE device_id = ? AND camera_id IS NULL",
@@ -297,6 +300,12 @@ def _link(db: sqlite3.Connection, registrator_id: str, link: Link) -> None:
     )
     if cursor.rowcount != 1:
         raise Conflict("the registrator is gone or already linked")
+
+
+def _drop_pending_codes(db: sqlite3.Connection, device_id: str) -> None:
+    """A linked device's unused codes are moot; gone, they hold no secret against the
+    device's next registration (after a reset it registers under a new secret)."""
+    db.execute("DELETE FROM activations WHERE device_id = ? AND activated_at IS NULL", (device_id,))
 
 
 def _revoke_registrator(

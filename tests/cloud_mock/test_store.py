@@ -178,9 +178,13 @@ def test_a_registration_token_is_used_once(store: Store) -> None:
 def test_a_code_links_once(store: Store) -> None:
     code = Activation("AAAA-BBBB-CCCC", "aa:bb:cc:00:00:01", b"s" * 32, "n", "v", [], 1.0, 9.0)
     store.insert_activation(code)
+    other = Activation("DDDD-EEEE-FFFF", "aa:bb:cc:00:00:01", b"s" * 32, "n", "v", [], 1.5, 9.0)
+    store.insert_activation(other)
     store.add_registrator(_registrator("r1"))
     store.add_registrator(_registrator("r2"))
     store.link_by_code("r1", code.code, _link(), "nvr-token")
+    # The used code stays (activated); the device's unused ones are moot and go.
+    assert [a.code for a in store.activations_of("aa:bb:cc:00:00:01")] == [code.code]
     entry = store.provisioning_entry("aa:bb:cc:00:00:01")
     assert entry is not None
     assert (entry.key, entry.token) == (b"s" * 32, "nvr-token")

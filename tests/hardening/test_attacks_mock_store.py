@@ -66,8 +66,14 @@ async def test_registrations_under_another_secret_evict_nothing(
     status, answer, _ = await nvr.poll(client, nvr.secrets[code])
     assert status == 200
     assert unseal_with(nvr.secrets[code], NVR_ID, answer["sealed_token"])
-    # The NVR itself renews as before (same secret): a second live code is fine.
-    assert (await nvr.register_code(client))[0] == 201
+    # Linked, its unused codes are gone: after a reset (a new secret) it registers anew.
+    assert (await Nvr(NVR_ID).register_code(client))[0] == 201
+
+
+async def test_the_nvr_renews_under_its_own_secret(client: aiohttp.ClientSession) -> None:
+    nvr = Nvr()
+    await nvr.code(client)
+    assert (await nvr.register_code(client))[0] == 201  # same secret: a second live code
 
 
 # --- 6: the provisioning log is bounded -------------------------------------------------------
