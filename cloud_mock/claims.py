@@ -24,14 +24,11 @@ _DUMMY_KEYS = tuple(os.urandom(KEY_LEN) for _ in range(PROOF_SLOTS))
 
 
 def is_live(claim: Camera, now: float, ttl_s: float) -> bool:
-    """Open, and either proven by its device's poll or younger than the claim TTL.
-
-    Only a poll's proof counts: a hello on the control channel shows a token, which
-    whoever added the camera holds, not the device's password.
-    """
+    """Open, and either used (proven by a poll, or its token said hello: a camera set up
+    with `finder push` never polls) or younger than the claim TTL."""
     if claim.key is None or claim.moved_at is not None or claim.dropped_at is not None:
         return False
-    return claim.proven_at is not None or now < claim.claimed_at + ttl_s
+    return claim.connected or now < claim.claimed_at + ttl_s
 
 
 def live_claims(claims: Sequence[Camera], now: float, ttl_s: float) -> list[Camera]:
@@ -47,7 +44,10 @@ def expired(claims: Sequence[Camera], now: float, ttl_s: float) -> list[Camera]:
 
 def to_drop_for_new(live: Sequence[Camera]) -> Camera | None:
     """Making room for one more claim: the oldest unproven one goes, if the bound is hit.
-    At most one claim is the device's holder at a time, so there is always one."""
+
+    Only a poll's proof counts here: a hello shows a token, which whoever added the
+    camera holds, not the device's password (a squatter could say hello as the device).
+    """
     if len(live) < MAX_OPEN_CLAIMS:
         return None
     unproven = [c for c in live if c.proven_at is None]

@@ -40,8 +40,8 @@ def test_live_means_open_and_proven_or_young() -> None:
     assert claims.is_live(claim(1, at=0.0), now=99.0, ttl_s=TTL)
     assert not claims.is_live(claim(1, at=0.0), now=100.0, ttl_s=TTL)
     assert claims.is_live(claim(1, at=0.0, proven_at=5.0), now=1e9, ttl_s=TTL)
-    # A hello alone proves nothing (whoever added the camera holds its token).
-    assert not claims.is_live(claim(1, at=0.0, hello_at=5.0), now=1e9, ttl_s=TTL)
+    # A camera whose token said hello (set up by `finder push`, never polled) stays too.
+    assert claims.is_live(claim(1, at=0.0, hello_at=5.0), now=1e9, ttl_s=TTL)
     assert not claims.is_live(claim(1, moved_at=1.0), now=0.0, ttl_s=TTL)
     assert not claims.is_live(claim(1, dropped_at=1.0), now=0.0, ttl_s=TTL)
     expired = claims.expired([claim(1, at=0.0), claim(2, at=50.0)], now=120.0, ttl_s=TTL)
@@ -52,6 +52,8 @@ def test_the_oldest_unproven_claim_gives_way_at_the_bound() -> None:
     live = [claim(n, at=float(n)) for n in range(1, MAX_OPEN_CLAIMS + 1)]
     assert claims.to_drop_for_new(live[:-1]) is None
     live[0] = dataclasses.replace(live[0], proven_at=9.0)  # the holder stays
+    # A hello proves no password (a squatter can say hello with his own token).
+    live[1] = dataclasses.replace(live[1], hello_at=9.0)
     dropped = claims.to_drop_for_new(live)
     assert dropped is not None
     assert dropped.camera_id == "c2"
