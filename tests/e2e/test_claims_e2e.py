@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from agent.token_codec import parse_claims
 from cloud_mock import sandbox
 from cloud_mock.claims import MAX_OPEN_CLAIMS
 from tests.e2e.conftest import Fleet, polls
@@ -182,3 +183,21 @@ def test_adding_another_orgs_camera_answers_exactly_like_a_fresh_add(
     assert set(held_view) == set(fresh_view)
     # Only the org's own second add is told "already exists".
     assert add(cloud, a, device_id, password)[0] == 409
+
+
+def test_a_waiting_cameras_wrong_password_is_corrected(fleet: Fleet, cloud: sandbox.Cloud) -> None:
+    session = owner(cloud, "org1")
+    config, device_id, password = fleet.configure(fast_interval=0.5, long_poll=2.0)
+    status, cam = add(cloud, session, device_id, "the installer's typo")
+    assert status == 201
+    agent = fleet.start(config)
+    eventually(lambda: len(polls(cloud, device_id)) >= 1, 10, "a poll")
+    assert agent.status()["state"] == "provisioning"
+    answer = cloud.change_camera_password(session, cam["camera_id"], password)
+    assert answer == {"camera_id": cam["camera_id"], "token": cam["token"]}
+    agent.wait_for_state("connected", timeout=10)
+    assert agent.status()["token"]["jti"] == parse_claims(cam["token"]).jti
+    status, body = cloud.request(
+        "PATCH", f"/v1/cameras/{cam['camera_id']}", {"password": "x"}, session=session
+    )
+    assert status == 409, body
