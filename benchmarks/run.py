@@ -24,6 +24,7 @@ from types import FrameType
 from typing import Any
 
 from benchmarks import (
+    claims_bench,
     crash_bench,
     daemon_bench,
     fleet_load,
@@ -63,6 +64,7 @@ BENCHMARKS: list[Benchmark] = [
         "activate_to_online", nvr_bench.activate_to_online, "p50 <= 1000 ms", "activate -> online"
     ),
     Benchmark("activation_code_cost", nvr_bench.activation_code_cost, "", "timeit"),
+    Benchmark("poll_timing_gap", claims_bench.poll_timing, "<= 10 %", "poll check per case"),
     Benchmark("fleet_load", fleet_load.fleet_load, "p99 <= 50 ms", "N pollers, add -> answer"),
     Benchmark("fleet_sim", fleet_sim.fleet_sim, "steady ~ N/3600", "1M devices, pure schedule"),
     Benchmark("crash_bench", crash_bench.crash_bench, "corrupt = 0", "SIGKILL mid-write"),

@@ -1,8 +1,11 @@
-"""Cameras of an organization: add (mint + store the token), list, show, delete, command.
+"""Cameras of an organization: add (a claim: mint + store the token), list, show,
+change the password of a waiting claim, delete, command.
 
 Adding a camera is what a camera owner does in the cloud (DESIGN §2 step 1): it
-computes K once, signs the camera's token, stores both for the provisioning service
-and wakes any long-poll of that device that is waiting right now.
+computes K once, signs the camera's token, stores both as the org's claim on the device
+ID and wakes any long-poll of that device that is waiting right now. Another org's claim
+on the same ID is no obstacle and is never revealed: the add answers exactly as a fresh
+one (claims.py has the rules of who wins).
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ from aiohttp import web
 from agent.errors import WireError
 from agent.provisioning.wire import derive_key, normalize_device_id
 from agent.token_codec import sign_token
+from cloud_mock import claims
 from cloud_mock.api import ApiError, get_str, read_json_object
 from cloud_mock.devices_ws import CHANNELS, CLOSE_REVOKED, ChannelClosed
 from cloud_mock.keys import CLOCK, CONFIG, STORE
 from cloud_mock.provisioning import WAITERS
-from cloud_mock.store import Camera, DuplicateDevice
-from cloud_mock.users import Caller, require_session
+from cloud_mock.store import Camera, PollRecord, Store
+from cloud_mock.users import Caller, account_settings, require_session
 
 log = logging.getLogger("cloud_mock.cameras")
 
@@ -32,24 +36,41 @@ MAX_COMMAND_NAME = 64
 POLLS_SHOWN = 200
 
 
-def camera_status(camera: Camera, online: bool) -> str:
+def camera_status(camera: Camera, online: bool, now: float, claim_ttl_s: float) -> str:
+    """moved (another org's claim won the device) > online > offline > waiting, and
+    expired for a claim no device proved in time (or pushed out by newer claims)."""
+    if camera.moved_at is not None:
+        return "moved"
     if online:
         return "online"
-    return "offline" if camera.hello_at is not None else "waiting"
+    if camera.hello_at is not None:
+        return "offline"
+    if camera.proven_at is None and not claims.is_live(camera, now, claim_ttl_s):
+        return "expired"
+    return "waiting"
 
 
 def camera_json(app: web.Application, camera: Camera) -> dict[str, Any]:
     """A camera as GET /v1/cameras shows it (the console's pages and live feed too)."""
     online = app[CHANNELS].is_online(camera.camera_id)
+    ttl = account_settings(app[STORE]).claim_ttl_s
     return {
         "camera_id": camera.camera_id,
         "device_id": camera.device_id,
         "name": camera.name,
         "org": camera.org,
-        "status": camera_status(camera, online),
+        "status": camera_status(camera, online, app[CLOCK].now(), ttl),
         "last_seen": camera.last_seen,
         "created": camera.created,
+        "moved_at": camera.moved_at,
     }
+
+
+def camera_polls(
+    app: web.Application, camera: Camera, limit: int = POLLS_SHOWN
+) -> list[PollRecord]:
+    """The provisioning requests this camera's claim saw (at most one row per poll)."""
+    return app[STORE].polls(camera.camera_id, limit=limit)
 
 
 def _require_changer(caller: Caller) -> None:
@@ -65,6 +86,37 @@ def _camera_of(request: web.Request, caller: Caller) -> Camera:
     return camera
 
 
+def _check_free(app: web.Application, org: str, device_id: str) -> None:
+    """Only the caller's own org may say "taken": another org's claim is not revealed.
+
+    The 409 names the org's own camera (id and status), so that a client can change a
+    waiting camera's password (PATCH) or delete a moved one and add it again."""
+    store = app[STORE]
+    own = store.camera_of(org, device_id)
+    if own is not None:
+        status = camera_json(app, own)["status"]
+        hint = {
+            "waiting": ": change its password with PATCH /v1/cameras/{id}",
+            "moved": ": it moved to another account; delete it to add it again",
+            "expired": ": its claim expired; delete it to add it again",
+        }.get(status, "")
+        raise ApiError(
+            409,
+            f"a camera with device ID {device_id} already exists ({status}){hint}",
+            extra={"camera_id": own.camera_id, "status": status},
+        )
+    registrator = store.registrator_by_device(device_id)
+    if registrator is not None and registrator.org == org:
+        raise ApiError(409, f"device ID {device_id} belongs to an NVR, not a camera")
+
+
+def _device_id(raw: str) -> str:
+    try:
+        return normalize_device_id(raw)
+    except WireError as error:
+        raise ApiError(400, str(error)) from None
+
+
 async def add_camera(request: web.Request) -> web.Response:
     caller = require_session(request)
     data = await read_json_object(request)
@@ -75,18 +127,15 @@ async def add_camera(request: web.Request) -> web.Response:
     if org != caller.user.org:
         raise ApiError(403, f"you may add cameras only to your organization {caller.user.org!r}")
     _require_changer(caller)
-    try:
-        device_id = normalize_device_id(raw_device_id)
-    except WireError as error:
-        raise ApiError(400, str(error)) from None
+    device_id = _device_id(raw_device_id)
 
     store, config = request.app[STORE], request.app[CONFIG]
-    if store.camera_by_device(device_id) is not None:
-        raise ApiError(409, f"a camera with device ID {device_id} already exists")
-    if store.registrator_by_device(device_id) is not None:
-        raise ApiError(409, f"device ID {device_id} belongs to an NVR, not a camera")
+    _check_free(request.app, org, device_id)
     # Slow on purpose (scrypt): off the event loop, once per camera.
     key = await asyncio.to_thread(derive_key, password, device_id)
+    # Checked again: a concurrent request may have taken the ID while we derived K
+    # (nothing awaits from here to the insert).
+    _check_free(request.app, org, device_id)
     now = request.app[CLOCK].now()
     camera_id, jti = uuid.uuid4().hex, uuid.uuid4().hex
     token = sign_token(
@@ -102,16 +151,58 @@ async def add_camera(request: web.Request) -> web.Response:
         },
         config.signing_key,
     )
-    camera = Camera(camera_id, org, device_id, name or device_id, now, jti, None, None)
-    try:
-        store.add_camera(camera, key, token)
-    except DuplicateDevice:  # added by a concurrent request while we derived K
-        raise ApiError(409, f"device ID {device_id} is already in use") from None
+    camera = Camera(
+        camera_id, org, device_id, name or device_id, now, jti, None, None, key, token, now
+    )
+    _claim(store, camera, now)
     woken = request.app[WAITERS].notify(device_id)
-    log.info("camera %s added to %s (%d waiting poll(s) woken)", device_id, org, woken)
+    log.info("camera %s claimed by %s (%d waiting poll(s) woken)", device_id, org, woken)
     return web.json_response(
         {"camera_id": camera_id, "token": token, "device_id": device_id}, status=201
     )
+
+
+def _claim(store: Store, camera: Camera, now: float) -> None:
+    """Store the claim; the bound makes the oldest unproven claim give way."""
+    ttl = account_settings(store).claim_ttl_s
+    with store.transaction():
+        open_claims = store.claims_on(camera.device_id)
+        for stale in claims.expired(open_claims, now, ttl):
+            store.mark_dropped(stale.camera_id, now)
+        dropped = claims.to_drop_for_new(claims.live_claims(open_claims, now, ttl))
+        if dropped is not None:
+            store.mark_dropped(dropped.camera_id, now)
+        store.insert_camera(camera)
+
+
+async def change_password(request: web.Request) -> web.Response:
+    """`PATCH /v1/cameras/{id} {password}`: a waiting claim takes another password (an
+    installer's mistake undone); 409 once the device has proven a claim."""
+    caller = require_session(request)
+    camera = _camera_of(request, caller)
+    data = await read_json_object(request)
+    password = get_str(data, "password", max_len=MAX_PASSWORD)
+    _require_changer(caller)
+    store = request.app[STORE]
+    _require_waiting(request.app, camera)
+    key = await asyncio.to_thread(derive_key, password, camera.device_id)
+    current = store.get_camera(camera.camera_id)  # again: we awaited
+    if current is None or current.org != caller.user.org:
+        raise ApiError(404, "no such camera")
+    _require_waiting(request.app, current)
+    store.set_claim_password(current.camera_id, key, request.app[CLOCK].now())
+    request.app[WAITERS].notify(current.device_id)
+    log.info("camera %s of %s: password changed", current.device_id, current.org)
+    return web.json_response({"camera_id": current.camera_id, "token": current.token})
+
+
+def _require_waiting(app: web.Application, camera: Camera) -> None:
+    """Waiting = no device has proven this claim yet (and it has not expired)."""
+    status = camera_json(app, camera)["status"]
+    if status != "waiting" or camera.proven_at is not None or camera.token is None:
+        raise ApiError(
+            409, "only a waiting camera's password can be changed (its device has not polled)"
+        )
 
 
 async def list_cameras(request: web.Request) -> web.Response:
@@ -123,7 +214,7 @@ async def list_cameras(request: web.Request) -> web.Response:
 async def get_camera(request: web.Request) -> web.Response:
     caller = require_session(request)
     camera = _camera_of(request, caller)
-    polls = request.app[STORE].polls(camera.device_id, limit=POLLS_SHOWN)
+    polls = camera_polls(request.app, camera)
     return web.json_response(
         {**camera_json(request.app, camera), "polls": [p.to_json() for p in polls]}
     )
@@ -170,5 +261,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/cameras", add_camera)
     app.router.add_get("/v1/cameras", list_cameras)
     app.router.add_get("/v1/cameras/{id}", get_camera)
+    app.router.add_patch("/v1/cameras/{id}", change_password)
     app.router.add_delete("/v1/cameras/{id}", delete_camera)
     app.router.add_post("/v1/cameras/{id}/commands", send_command)

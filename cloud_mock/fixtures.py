@@ -19,7 +19,17 @@ DEFAULT_ORG = "demo"
 MAX_NAME = 128
 # A week: long enough that a test (or a person) moving a day ahead keeps its session.
 DEFAULT_SESSION_IDLE_S = 7 * 86_400.0
-SETTINGS_KEYS = ("captcha", "max_sessions", "session_idle_s")
+# An unproven claim (a camera added but never proven by its device) expires after 30 days.
+DEFAULT_CLAIM_TTL_S = 30 * 86_400.0
+# The provisioning log keeps a week.
+DEFAULT_POLL_LOG_MAX_AGE_S = 7 * 86_400.0
+SETTINGS_KEYS = (
+    "captcha",
+    "max_sessions",
+    "session_idle_s",
+    "claim_ttl_s",
+    "poll_log_max_age_s",
+)
 
 
 class FixtureError(Exception):
@@ -61,11 +71,14 @@ class CaptchaPolicy:
 
 @dataclass(frozen=True)
 class AccountSettings:
-    """`settings` of the fixtures: captcha policy, session limit, idle expiry."""
+    """`settings` of the fixtures: captcha policy, session limit, idle expiry, how long
+    an unproven claim lives, how long the provisioning log keeps its rows."""
 
     captcha: CaptchaPolicy = field(default_factory=CaptchaPolicy)
     max_sessions: int | None = None  # None: no limit (unless the user has one)
     session_idle_s: float = DEFAULT_SESSION_IDLE_S
+    claim_ttl_s: float = DEFAULT_CLAIM_TTL_S
+    poll_log_max_age_s: float = DEFAULT_POLL_LOG_MAX_AGE_S
 
     def session_limit(self, user_max_sessions: int | None) -> int | None:
         """The user's own limit beats the global one; None means unlimited."""
@@ -125,20 +138,32 @@ def parse_settings(data: object, where: str = "settings") -> AccountSettings:
         )
     max_sessions = data.get("max_sessions")
     if max_sessions is not None and not _positive_int(max_sessions):
-        raise ValueError(f"{where}.max_sessions: must be a positive integer")
-    idle = data.get("session_idle_s", DEFAULT_SESSION_IDLE_S)
-    if (
-        not isinstance(idle, int | float)
-        or isinstance(idle, bool)
-        or not math.isfinite(idle)
-        or idle <= 0
-    ):
-        raise ValueError(f"{where}.session_idle_s: must be a number of seconds greater than 0")
+        raise ValueError(f"{where}.max_sessions: must be a positive integer (at most {MAX_COUNT})")
     return AccountSettings(
         captcha=_captcha_policy(data.get("captcha", "off"), f"{where}.captcha"),
         max_sessions=max_sessions,
-        session_idle_s=float(idle),
+        session_idle_s=_seconds(data, "session_idle_s", DEFAULT_SESSION_IDLE_S, where),
+        claim_ttl_s=_seconds(data, "claim_ttl_s", DEFAULT_CLAIM_TTL_S, where),
+        poll_log_max_age_s=_seconds(data, "poll_log_max_age_s", DEFAULT_POLL_LOG_MAX_AGE_S, where),
     )
+
+
+MAX_SECONDS = 100 * 365 * 86_400.0
+
+
+def _seconds(data: dict[str, Any], key: str, default: float, where: str) -> float:
+    value = data.get(key, default)
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or not 0 < value <= MAX_SECONDS
+    ):
+        raise ValueError(
+            f"{where}.{key}: must be a number of seconds greater than 0 "
+            f"and at most {MAX_SECONDS:.0f}"
+        )
+    return float(value)
 
 
 def _captcha_policy(value: object, where: str) -> CaptchaPolicy:
@@ -149,14 +174,18 @@ def _captcha_policy(value: object, where: str) -> CaptchaPolicy:
         count = value.get("after_failures")
         if not _positive_int(count):
             raise ValueError(
-                f'{where}.after_failures: must be a positive integer (use "always" for 0)'
+                f"{where}.after_failures: must be a positive integer (at most {MAX_COUNT}) "
+                '(use "always" for 0)'
             )
         return CaptchaPolicy(CaptchaMode.AFTER_FAILURES, count)
     raise ValueError(f'{where}: must be "off", "always" or {{"after_failures": N}}')
 
 
+MAX_COUNT = 1_000_000  # any count in the settings (sessions, failures): range-checked
+
+
 def _positive_int(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_COUNT
 
 
 def _list(data: dict[str, Any], key: str) -> list[Any]:
@@ -216,7 +245,7 @@ def _user(item: object, where: str, org_names: set[str]) -> UserFixture:
         raise ValueError(f"{where}.role: must be one of {', '.join(ROLES)}")
     max_sessions = user.get("max_sessions")
     if max_sessions is not None and not _positive_int(max_sessions):
-        raise ValueError(f"{where}.max_sessions: must be a positive integer")
+        raise ValueError(f"{where}.max_sessions: must be a positive integer (at most {MAX_COUNT})")
     password = user.get("password")
     if not isinstance(password, str) or not password:
         raise ValueError(f"{where}.password: must be a non-empty string")

@@ -164,12 +164,15 @@ def mint_token(
 
 
 def make_room(request: web.Request, device_id: str, org: str) -> None:
-    """Before linking `device_id` in `org`: 409 if it is a camera or another org's NVR;
+    """Before linking `device_id` in `org`: 409 if it is a connected camera or another
+    org's NVR;
     a registrator of the same org it was linked to lets go of it (the NVR was reset and
     linked anew), its token revoked and its channel closed."""
     store = request.app[STORE]
-    camera = store.camera_by_device(device_id)
-    if camera is not None:
+    # A camera of this org, or one the device is connected as; another org's waiting
+    # claim (maybe a squatter's) blocks nothing.
+    connected = any(claim.connected for claim in store.claims_on(device_id))
+    if connected or store.camera_of(org, device_id) is not None:
         raise ApiError(409, f"device ID {device_id} belongs to a camera, not an NVR")
     current = store.registrator_by_device(device_id)
     if current is None:

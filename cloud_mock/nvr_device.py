@@ -9,6 +9,7 @@ that secret, so the NVR collects it with the ordinary long-poll and nobody else 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import uuid
 
@@ -60,16 +61,11 @@ async def register_code(request: web.Request) -> web.Response:
 
     config, store = request.app[CONFIG], request.app[STORE]
     now = request.app[CLOCK].now()
-    try:
-        stored = store.register_activation(
-            Activation(
-                code, device_id, secret, name, version, checks, now, now + config.code_ttl_s
-            ),
-            now,
-            keep=CODES_KEPT,
-        )
-    except Conflict:
-        raise ApiError(409, "code already in use") from None
+    stored = register_activation(
+        store,
+        Activation(code, device_id, secret, name, version, checks, now, now + config.code_ttl_s),
+        now,
+    )
     log.info("NVR %s registered activation code %s", device_id, code)
     return web.json_response(
         {
@@ -79,6 +75,46 @@ async def register_code(request: web.Request) -> web.Response:
         },
         status=201,
     )
+
+
+def register_activation(store: Store, activation: Activation, now: float) -> Activation:
+    """Store a code an NVR registered; return what is stored (409 if refused).
+
+    The same NVR (device_id and secret) registering the same code again refreshes it
+    (an activated code stays as it is). A code that is live or activated for another
+    registration is refused; an expired, unused one is replaced. A device ID whose live
+    code was registered under another secret is refused too, and nothing is evicted:
+    only the NVR holding that secret (the one that polls with it) may register codes
+    for it until the code is used or expires. Only the `CODES_KEPT` newest codes of a
+    device are kept (all under one secret, so an NVR only ever pushes out its own).
+    """
+    with store.transaction():
+        for live in store.activations_of(activation.device_id):
+            if (
+                live.activated_at is None
+                and live.expires_at > now
+                and not hmac.compare_digest(live.secret, activation.secret)
+            ):
+                raise ApiError(
+                    409,
+                    f"device ID {activation.device_id} has a live activation code registered "
+                    "by another NVR (another secret): only that NVR may register codes for it "
+                    "until its code is used or expires",
+                )
+        old = store.get_activation(activation.code)
+        if old is not None:
+            if old.device_id == activation.device_id and hmac.compare_digest(
+                old.secret, activation.secret
+            ):
+                if old.activated_at is None:
+                    store.refresh_activation(activation)
+                return store.get_activation(activation.code) or old
+            if old.activated_at is not None or old.expires_at > now:
+                raise ApiError(409, "code already in use")
+            store.delete_activation(activation.code)
+        store.insert_activation(activation)
+        store.keep_newest_activations(activation.device_id, CODES_KEPT)
+    return activation
 
 
 def _usable(store: Store, token: RegistrationToken | None, now: float) -> RegistrationToken:

@@ -20,6 +20,7 @@ from cloud_mock.users import LOGIN_STATE
 
 FAULT_STATUSES = (429, 503)
 LOG_LIMIT = 10_000
+MAX_ADVANCE_S = 100 * 365 * 86_400  # a clock moved further would leave what dates can say
 
 
 async def get_clock(request: web.Request) -> web.Response:
@@ -29,6 +30,8 @@ async def get_clock(request: web.Request) -> web.Response:
 async def advance_clock(request: web.Request) -> web.Response:
     data = await read_json_object(request)
     seconds = get_number(data, "advance_s")
+    if abs(seconds) > MAX_ADVANCE_S:
+        raise ApiError(400, f"field 'advance_s' must be from -{MAX_ADVANCE_S} to {MAX_ADVANCE_S}")
     return web.json_response({"now": request.app[CLOCK].advance(seconds)})
 
 
@@ -38,7 +41,7 @@ async def provisioning_log(request: web.Request) -> web.Response:
         # "AA-BB-..." finds the polls of "aa:bb:..."; anything else is matched as given.
         with contextlib.suppress(WireError):
             device_id = normalize_device_id(device_id)
-    polls = request.app[STORE].polls(device_id or None, limit=LOG_LIMIT)
+    polls = request.app[STORE].traced_polls(device_id or None, limit=LOG_LIMIT)
     return web.json_response({"polls": [p.to_json() for p in polls]})
 
 

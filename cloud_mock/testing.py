@@ -180,6 +180,13 @@ class MockCloud(NamedTuple):
         answer: dict[str, Any] = self._ok(200, "GET", f"/v1/cameras/{camera_id}", session=session)
         return answer
 
+    def change_camera_password(self, session: str, camera_id: str, password: str) -> dict[str, Any]:
+        """PATCH /v1/cameras/{id} {password} (a waiting camera); returns {camera_id, token}."""
+        answer: dict[str, Any] = self._ok(
+            200, "PATCH", f"/v1/cameras/{camera_id}", {"password": password}, session
+        )
+        return answer
+
     def delete_camera(self, session: str, camera_id: str) -> None:
         self._ok(204, "DELETE", f"/v1/cameras/{camera_id}", session=session)
 

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from cloud_mock import users
 from cloud_mock.api import get_str, read_json_object
-from cloud_mock.cameras import POLLS_SHOWN, camera_json
+from cloud_mock.cameras import POLLS_SHOWN, camera_json, camera_polls
 from cloud_mock.console import pages
 from cloud_mock.console.auth import (
     CSRF_FIELD,
@@ -137,7 +137,7 @@ async def camera_page(request: web.Request) -> web.Response:
     viewer = viewer_of(request, caller)
     if camera is None or camera.org != caller.user.org:
         return _not_found(request, viewer, "No such camera (it may have been deleted).")
-    polls = [p.to_json() for p in store.polls(camera.device_id, limit=POLLS_SHOWN)]
+    polls = [p.to_json() for p in camera_polls(request.app, camera, POLLS_SHOWN)]
     return pages.render(
         request,
         "camera.html",

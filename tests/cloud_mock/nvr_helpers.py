@@ -50,13 +50,17 @@ def write_team_fixtures(path: Path) -> Path:
 
 @dataclass
 class Nvr:
-    """One scripted NVR: its device ID and the secret of each code it registered."""
+    """One scripted NVR: its device ID and the secret of each code it registered.
+
+    Like the agent, it keeps its secret across renewals (a device ID's live codes all
+    have one secret: the cloud refuses a registration under another)."""
 
     device_id: str = NVR_ID
     secrets: dict[str, bytes] = field(default_factory=dict)
+    secret: bytes = field(default_factory=lambda: os.urandom(32))
 
     def new_secret(self) -> bytes:
-        return os.urandom(32)
+        return self.secret
 
     async def register_code(
         self,

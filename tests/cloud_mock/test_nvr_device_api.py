@@ -6,6 +6,7 @@ import asyncio
 import base64
 import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,7 @@ async def test_code_conflicts_renewals_and_the_five_newest(
         409,
         {"error": "code already in use"},
     )
-    assert (await nvr.register_code(client, code=code))[0] == 409
+    assert (await nvr.register_code(client, code=code, secret=os.urandom(32)))[0] == 409
     # The same NVR sending it again (a retry) refreshes it.
     status, again = await nvr.register_code(client, code=code, secret=secret, name="renamed")
     assert status == 201

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,6 @@ from cloud_mock.store import (
     Activation,
     Camera,
     Conflict,
-    DuplicateDevice,
     Link,
     PollRecord,
     RegistrationToken,
@@ -19,16 +19,32 @@ from cloud_mock.store import (
     Store,
     User,
 )
+from cloud_mock.store.devices import _PADDING_SQL, Aggregated
 
 
-def camera(camera_id: str = "c1", device_id: str = "aa:bb:cc:dd:ee:01") -> Camera:
-    return Camera(camera_id, "demo", device_id, "cam", 100.0, f"jti-{camera_id}", None, None)
+def camera(
+    camera_id: str = "c1", device_id: str = "aa:bb:cc:dd:ee:01", org: str = "demo"
+) -> Camera:
+    return Camera(
+        camera_id,
+        org,
+        device_id,
+        "cam",
+        100.0,
+        f"jti-{camera_id}",
+        None,
+        None,
+        b"k" * 32,
+        f"token-{camera_id}",
+        100.0,
+    )
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     store = Store.open_in(tmp_path)
     store.upsert_org("demo", True)
+    store.upsert_org("other", False)
     return store
 
 
@@ -36,30 +52,49 @@ def test_uses_wal(store: Store) -> None:
     assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_camera_with_provisioning_entry(store: Store) -> None:
-    store.add_camera(camera(), b"k" * 32, "token-1")
-    entry = store.provisioning_entry("aa:bb:cc:dd:ee:01")
-    assert entry is not None
-    assert (entry.key, entry.token) == (b"k" * 32, "token-1")
+def test_claims_of_several_orgs_on_one_device(store: Store) -> None:
+    store.insert_camera(camera())
+    store.insert_camera(camera("c2", org="other"))
     assert store.camera_by_jti("jti-c1") == camera()
-    with pytest.raises(DuplicateDevice):
-        store.add_camera(camera("c2"), b"x" * 32, "token-2")
-    # The failed insert left nothing behind.
-    assert store.get_camera("c2") is None
-    assert store.provisioning_entry("aa:bb:cc:dd:ee:01").token == "token-1"  # type: ignore[union-attr]
+    assert [c.camera_id for c in store.claims_on("aa:bb:cc:dd:ee:01")] == ["c1", "c2"]
+    assert store.camera_of("other", "aa:bb:cc:dd:ee:01") == camera("c2", org="other")
+    with pytest.raises(sqlite3.IntegrityError):  # one claim per org
+        store.insert_camera(camera("c3"))
+
+
+def test_a_moved_claim_is_closed_and_its_token_revoked(store: Store) -> None:
+    store.insert_camera(camera())
+    store.mark_proven("c1", 150.0)
+    store.mark_moved("c1", 200.0)
+    moved = store.get_camera("c1")
+    assert moved is not None
+    assert (moved.moved_at, moved.key, moved.token, moved.proven_at) == (200.0, None, None, 150.0)
+    assert store.is_revoked("jti-c1")
+    assert store.claims_on("aa:bb:cc:dd:ee:01") == []
+
+
+def test_a_dropped_claim_is_closed_and_a_password_can_change(store: Store) -> None:
+    store.insert_camera(camera())
+    store.insert_camera(camera("c2", org="other"))
+    store.set_claim_password("c2", b"n" * 32, 300.0)
+    store.mark_dropped("c1", 310.0)
+    [open_claim] = store.claims_on("aa:bb:cc:dd:ee:01")
+    assert (open_claim.camera_id, open_claim.key, open_claim.claimed_at) == ("c2", b"n" * 32, 300.0)
+    assert "nnnn" not in repr(open_claim)  # neither K nor the token in a log line
+    assert "token-c2" not in repr(open_claim)
 
 
 def test_delete_revokes(store: Store) -> None:
-    store.add_camera(camera(), b"k" * 32, "token-1")
+    store.insert_camera(camera())
     assert store.delete_camera("c1", at=200.0) == camera()
     assert store.get_camera("c1") is None
-    assert store.provisioning_entry("aa:bb:cc:dd:ee:01") is None
+    assert store.claims_on("aa:bb:cc:dd:ee:01") == []
     assert store.is_revoked("jti-c1")
     assert store.delete_camera("c1", at=201.0) is None
 
 
 def test_camera_seen(store: Store) -> None:
-    store.add_camera(camera(), b"k" * 32, "t")
+    store.insert_camera(camera())
     store.camera_seen("c1", 150.0, hello=True)
     store.camera_seen("c1", 160.0)
     store.camera_seen("c1", 170.0, hello=True)
@@ -77,12 +112,23 @@ def test_nonces(store: Store) -> None:
     assert not store.remember_nonce("n2", 2000)
 
 
-def test_poll_log(store: Store) -> None:
+def test_poll_log_rows_per_claim_and_aggregated(store: Store) -> None:
+    rows = [PollRecord("d", float(i), "bad_proof", 0, 0.0, cid) for i, cid in enumerate("aba")]
+    store.log_polls(rows, [Aggregated("unknown", 60.0, 5)])
+    store.log_polls([], [Aggregated("unknown", 60.0, 2), Aggregated("unknown", 120.0, 1)])
+    assert [p.at for p in store.polls("a")] == [0.0, 2.0]
+    assert [p.at for p in store.polls("a", limit=1)] == [2.0]
+    assert [(p.at, p.count) for p in store.aggregated_polls()] == [(60.0, 7), (120.0, 1)]
+    assert store.poll_log_rows() == 5
+    assert store.prune_poll_log(older_than=1.0, keep=2) == 3  # by age, then by count
+    assert store.poll_log_rows() == 2
+
+
+def test_poll_trace_keeps_the_newest(store: Store) -> None:
     for i, device in enumerate(["a", "b", "a", "a"]):
-        store.log_poll(PollRecord(device, float(i), "none", 0, 0.0))
-    assert [p.at for p in store.polls("a")] == [0.0, 2.0, 3.0]
-    assert [p.at for p in store.polls("a", limit=2)] == [2.0, 3.0]
-    assert len(store.polls()) == 4
+        store.trace_polls([PollRecord(device, float(i), "none", 0, 0.0)], keep=3)
+    assert [p.at for p in store.traced_polls("a")] == [2.0, 3.0]
+    assert len(store.traced_polls()) == 3
 
 
 def test_sessions(store: Store) -> None:
@@ -100,7 +146,7 @@ def test_sessions(store: Store) -> None:
 def test_state_survives_reopen(tmp_path: Path) -> None:
     store = Store.open_in(tmp_path)
     store.upsert_org("demo", True)
-    store.add_camera(camera(), b"k" * 32, "t")
+    store.insert_camera(camera())
     store.set_settings({"captcha": {"after_failures": 3}})
     store.close()
     store = Store.open_in(tmp_path)
@@ -129,21 +175,34 @@ def test_a_registration_token_is_used_once(store: Store) -> None:
     assert (token.used_at, token.registrator_id) == (120.0, "r1")
 
 
-def test_a_code_links_once_and_a_linked_device_is_no_camera(store: Store) -> None:
+def test_a_code_links_once(store: Store) -> None:
     code = Activation("AAAA-BBBB-CCCC", "aa:bb:cc:00:00:01", b"s" * 32, "n", "v", [], 1.0, 9.0)
-    store.register_activation(code, now=2.0, keep=5)
+    store.insert_activation(code)
+    other = Activation("DDDD-EEEE-FFFF", "aa:bb:cc:00:00:01", b"s" * 32, "n", "v", [], 1.5, 9.0)
+    store.insert_activation(other)
     store.add_registrator(_registrator("r1"))
     store.add_registrator(_registrator("r2"))
     store.link_by_code("r1", code.code, _link(), "nvr-token")
+    # The used code stays (activated); the device's unused ones are moot and go.
+    assert [a.code for a in store.activations_of("aa:bb:cc:00:00:01")] == [code.code]
     entry = store.provisioning_entry("aa:bb:cc:00:00:01")
     assert entry is not None
     assert (entry.key, entry.token) == (b"s" * 32, "nvr-token")
     with pytest.raises(Conflict):
         store.link_by_code("r2", code.code, _link(jti="j2"), "other")
-    with pytest.raises(DuplicateDevice):
-        store.add_camera(camera(device_id="aa:bb:cc:00:00:01"), b"k" * 32, "t")
 
     removed = store.delete_registrator("r1", 200.0)
     assert removed is not None
     assert store.is_revoked("jti-r")
     assert store.provisioning_entry("aa:bb:cc:00:00:01") is None
+
+
+def test_padding_the_claims_changes_nothing_but_the_work(store: Store) -> None:
+    store.insert_camera(camera())
+    assert store.claims_on("aa:bb:cc:dd:ee:01", pad_to=8) == [camera()]
+    assert store.claims_on("aa:bb:cc:dd:ee:99", pad_to=8) == []
+    padding = store._db.execute(_PADDING_SQL, (8, 7)).fetchall()
+    assert len(padding) == 7
+    assert set(padding[0].keys()) == {
+        r[1] for r in store._db.execute("PRAGMA table_info(cameras)").fetchall()
+    }

@@ -47,7 +47,7 @@ async def _poll(client: aiohttp.ClientSession, password: str) -> int:
         return answer.status
 
 
-async def test_a_mac_squatter_never_gets_the_camera_but_blocks_the_owner(
+async def test_a_mac_squatter_never_gets_the_camera(
     mock: RunningMock,
 ) -> None:
     async with client_for(mock) as client:
@@ -55,7 +55,9 @@ async def test_a_mac_squatter_never_gets_the_camera_but_blocks_the_owner(
         await add_camera(client, squatter, MAC, SQUATTER_PASSWORD, "not mine")
         # The camera proves its real password: the squatter's token never reaches it.
         assert await _poll(client, OWNER_PASSWORD) == 204
-        # Known limit: the owner cannot add the camera until the squatter's entry goes.
+        # The same org adding the ID again is told it exists; another org's add is a claim
+        # of its own and is never blocked (tests/cloud_mock/test_claims.py,
+        # tests/e2e/test_claims_e2e.py).
         async with client.post(
             "/v1/cameras",
             headers=squatter,
