@@ -106,7 +106,8 @@ def solve_captcha(
             pass
         if text.lower() != "r":
             return captcha.id, text
-        fresh = client.request("GET", "/v1/auth/captcha")
+        # A refresh replaces this captcha only (and keeps it bound to the same login).
+        fresh = client.request("GET", f"/v1/auth/captcha?replaces={urllib.parse.quote(captcha.id)}")
         if fresh.status != 200:
             raise CloudError(f"could not get a new captcha: {printable(fresh.message(), 300)}")
         captcha = Captcha.from_json(fresh.body)

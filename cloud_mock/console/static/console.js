@@ -139,7 +139,9 @@ function loginPage() {
   }
 
   $("#captcha-refresh").addEventListener("click", async () => {
-    const result = await call("GET", "/v1/auth/captcha");
+    // A refresh replaces this captcha only (people behind one address keep theirs).
+    const result = await call(
+      "GET", "/v1/auth/captcha?replaces=" + encodeURIComponent(captchaId));
     if (result.ok) {
       showCaptcha(result.data);
       error.textContent = "";
