@@ -64,3 +64,23 @@ case "$have" in
         echo "$want" > "$stamp"
         ;;
 esac
+
+# The renderer of the mock's /docs (the OpenAPI document in a browser): swagger-ui-dist
+# from npm, unpacked into the mock's static files; pinned, fetched once, no CDN at run time.
+SWAGGER_UI_VERSION="5.35.0"
+apidocs="cloud_mock/static/apidocs"
+if [ ! -f "$apidocs/VERSION" ] || [ "$(cat "$apidocs/VERSION")" != "$SWAGGER_UI_VERSION" ]; then
+    if command -v npm >/dev/null 2>&1; then
+        echo "setup: fetching swagger-ui-dist $SWAGGER_UI_VERSION for /docs"
+        tmp="$(mktemp -d)"
+        (cd "$tmp" && npm pack --silent "swagger-ui-dist@$SWAGGER_UI_VERSION" >/dev/null)
+        tar -xzf "$tmp/swagger-ui-dist-$SWAGGER_UI_VERSION.tgz" -C "$tmp"
+        mkdir -p "$apidocs"
+        cp "$tmp/package/swagger-ui-bundle.js" "$tmp/package/swagger-ui.css" \
+            "$tmp/package/LICENSE" "$apidocs/"
+        echo "$SWAGGER_UI_VERSION" > "$apidocs/VERSION"
+        rm -rf "$tmp"
+    else
+        echo "setup: npm not found: the mock's /docs will say its renderer is missing"
+    fi
+fi

@@ -1,0 +1,142 @@
+"""The contract documents themselves: valid, complete, and served by the mock."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from openapi_spec_validator import validate
+
+from cloud_mock import devices_ws
+from cloud_mock.app import make_app
+from cloud_mock.conformance.documents import (
+    ASYNCAPI_PATH,
+    OPENAPI_PATH,
+    ChannelContract,
+    HttpContract,
+    asyncapi_document,
+    openapi_document,
+)
+from cloud_mock.keys import MockConfig
+from cloud_mock.openapi_docs import CSP
+from cloud_mock.pki import ensure_pki
+from cloud_mock.server import RunningMock
+from tests.cloud_mock.conftest import client_for, mock  # noqa: F401 (fixture)
+
+REPO = Path(__file__).resolve().parents[2]
+# Documented for issue 15 (claims); the "mockstore" branch adds the route. Remove once merged.
+NOT_YET_SERVED = {("patch", "/v1/cameras/{id}")}
+CONSOLE_PATHS = re.compile(r"^/($|console/|login|logout|cameras|registrators|sessions)")
+
+
+def test_documents_shipped_with_the_mock_are_the_ones_in_docs_api() -> None:
+    assert OPENAPI_PATH.read_bytes() == (REPO / "docs/api/openapi.yaml").read_bytes()
+    assert ASYNCAPI_PATH.read_bytes() == (REPO / "docs/api/asyncapi.yaml").read_bytes()
+
+
+def test_openapi_document_is_valid_openapi_3_1() -> None:
+    document = openapi_document()
+    assert document["openapi"].startswith("3.1")
+    validate(document)
+
+
+def _schemas(node: Any) -> list[dict[str, Any]]:
+    """Every schema object under `node` (payloads, components)."""
+    return [value for value in node.values() if isinstance(value, dict)]
+
+
+def test_asyncapi_message_schemas_are_valid_json_schema() -> None:
+    document = asyncapi_document()
+    assert document["asyncapi"].startswith("3.")
+    schemas = document["components"]["schemas"]
+    assert set(schemas) >= {"DeviceHello", "CloudHello", "Heartbeat", "Command", "Result"}
+    for schema in _schemas(schemas):
+        jsonschema.Draft7Validator.check_schema(schema)
+    for message in document["components"]["messages"].values():
+        ref = message["payload"]["$ref"]
+        assert ref.startswith("#/components/schemas/")
+        assert ref.rsplit("/", 1)[1] in schemas
+    # Every operation names a message of the channel.
+    channel_messages = document["channels"]["control"]["messages"]
+    for operation in document["operations"].values():
+        for ref in operation["messages"]:
+            assert ref["$ref"].rsplit("/", 1)[1] in channel_messages
+
+
+def test_close_codes_of_the_agent_and_the_mock_are_documented() -> None:
+    from agent import control_channel
+
+    codes = ChannelContract().close_codes
+    assert control_channel.CLOSE_REVOKED in codes
+    for name in ("CLOSE_BAD_HELLO", "CLOSE_REVOKED", "CLOSE_REPLACED", "CLOSE_GOING_AWAY"):
+        assert getattr(devices_ws, name) in codes, name
+
+
+def test_every_route_of_the_mock_is_documented(tmp_path: Path) -> None:
+    """The route tables against the document: nothing missing, nothing extra."""
+    pki = ensure_pki(tmp_path, "127.0.0.1")
+    config = MockConfig(
+        data_dir=tmp_path, url="https://127.0.0.1:1", signing_key=pki.signing_key, test_hooks=True
+    )
+    app = make_app(config)
+    contract = HttpContract()
+    served = set()
+    for route in app.router.routes():
+        info = route.resource.get_info() if route.resource else {}
+        path = info.get("path") or info.get("formatter") or info.get("prefix", "")
+        if route.method == "HEAD" or CONSOLE_PATHS.match(path):
+            continue
+        served.add((route.method.lower(), path))
+    documented = {(op.method, op.path) for op in contract.operations()}
+    assert served - documented == set(), "routes the document lacks"
+    assert documented - served - NOT_YET_SERVED == set(), "documented routes the mock lacks"
+
+
+def test_test_hooks_are_marked() -> None:
+    for op in HttpContract().operations():
+        hook = op.path.startswith("/v1/test/")
+        assert op.test_hook == hook, op.path
+        assert ("test hooks" in op.spec["tags"]) == hook, op.path
+
+
+def test_every_error_has_a_schema() -> None:
+    contract = HttpContract()
+    for op in contract.operations():
+        for status, response in op.spec["responses"].items():
+            resolved, _ = contract._resolve(response)
+            if int(status) >= 400:
+                assert "application/json" in resolved.get("content", {}), (op.path, status)
+
+
+async def test_mock_serves_the_document_and_its_renderer(mock: RunningMock) -> None:  # noqa: F811
+    async with client_for(mock) as client:
+        async with client.get("/openapi.json") as answer:
+            assert answer.status == 200
+            assert json.loads(await answer.read()) == yaml.safe_load(OPENAPI_PATH.read_text())
+        async with client.get("/docs") as answer:
+            assert answer.status == 200, "run scripts/setup.sh: it vendors swagger-ui-dist"
+            assert answer.headers["Content-Security-Policy"] == CSP
+            page = await answer.text()
+        # No inline script (the CSP forbids it) and nothing from another origin.
+        assert "<script>" not in page
+        assets = re.findall(r'(?:src|href)="([^"]+)"', page)
+        assert assets
+        assert all(a.startswith("/docs/assets/") for a in assets)
+        for asset in assets:
+            async with client.get(asset) as answer:
+                assert answer.status == 200, asset
+                assert len(await answer.read()) > 0
+        async with client.get("/docs/assets/..%2Fstore.py") as answer:
+            assert answer.status == 404
+
+
+@pytest.mark.parametrize("name", ["openapi.yaml", "asyncapi.yaml"])
+def test_documents_cite_design_sections_not_design_brief(name: str) -> None:
+    text = (REPO / "docs/api" / name).read_text()
+    assert "DESIGN" not in text
+    assert "docs/design.md" in text
