@@ -28,25 +28,51 @@ SEAL_NONCE_BYTES = 12
 MAX_WAIT_S = 300
 MAX_DEVICE_ID_LEN = 128
 
+# Unix seconds a poll's `ts` may carry: from 1970 to 2**34 s (year 2514). Anything
+# else is malformed (400), never an arithmetic error further on.
+MAX_TS = 2**34
+
 # A MAC with one consistent separator (":", "-" or none), any case.
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(?P<sep>[:-]?)(?:[0-9a-f]{2}(?P=sep)){4}[0-9a-f]{2}$", re.I)
+# Looks like a MAC: at least three groups of one to four hex digits joined by ":" or "-".
+_MAC_LIKE_RE = re.compile(r"^[0-9a-f]{1,4}(?:[:-][0-9a-f]{1,4}){2,}$", re.I)
 _DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:._@-]{0,127}$")
+
+DEVICE_ID_GRAMMAR = (
+    "a device ID is either a MAC address of 6 octets (aa:bb:cc:dd:ee:ff; also "
+    "aa-bb-cc-dd-ee-ff or aabbccddeeff, any case) or 1 to 128 characters: a letter or "
+    "digit, then letters, digits and ':._@-'"
+)
 
 
 def normalize_device_id(raw: str) -> str:
     """Return the canonical device ID: a MAC as `aa:bb:cc:dd:ee:ff`, else the ID as given.
 
-    MAC input is accepted with `:`, `-` or no separators, in any case.
+    The grammar (the agent and the cloud share it; WireError names the rule broken):
+
+    - **MAC address**: 6 octets of two hex digits, separated by ":" or "-" (one
+      separator throughout) or not at all, any case; canonical form lower case with ":".
+      Anything that looks like a MAC (three or more groups of one to four hex digits
+      joined by ":" or "-") but is not 6 octets of two digits is refused, so that a
+      mistyped MAC never becomes a valid explicit ID.
+    - **Explicit ID** (from the agent's config): 1 to 128 characters, the first a letter
+      or digit, the rest letters, digits and `: . _ @ -`; kept exactly as given (case
+      included). A string of hex digits without separators other than 12 long is an
+      explicit ID (serial numbers often are).
+
+    Surrounding white space is ignored.
     """
     text = raw.strip()
     if _MAC_RE.match(text):
         hexdigits = re.sub(r"[:-]", "", text).lower()
         return ":".join(hexdigits[i : i + 2] for i in range(0, 12, 2))
-    if not _DEVICE_ID_RE.match(text):
+    if _MAC_LIKE_RE.match(text):
         raise WireError(
-            f"invalid device ID {raw!r}: use a MAC address (aa:bb:cc:dd:ee:ff) or "
-            "letters, digits and ':._@-' (at most 128 characters)"
+            f"invalid device ID {raw!r}: it looks like a MAC address, and a MAC address "
+            "has 6 octets of two hex digits with one separator throughout (aa:bb:cc:dd:ee:ff)"
         )
+    if not _DEVICE_ID_RE.match(text):
+        raise WireError(f"invalid device ID {raw!r}: {DEVICE_ID_GRAMMAR}")
     return text
 
 
@@ -155,8 +181,8 @@ class PollRequest:
         if not isinstance(device_id, str) or not device_id or len(device_id) > MAX_DEVICE_ID_LEN:
             raise WireError("device_id must be a non-empty string")
         ts = data["ts"]
-        if not isinstance(ts, int) or isinstance(ts, bool):
-            raise WireError("ts must be an integer (Unix seconds)")
+        if not isinstance(ts, int) or isinstance(ts, bool) or not 0 <= ts <= MAX_TS:
+            raise WireError(f"ts must be an integer from 0 to {MAX_TS} (Unix seconds)")
         wait = data.get("wait", 0)
         if not isinstance(wait, int) or isinstance(wait, bool) or not 0 <= wait <= MAX_WAIT_S:
             raise WireError(f"wait must be an integer from 0 to {MAX_WAIT_S}")

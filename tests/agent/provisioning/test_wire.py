@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from agent.errors import CamagentError, WireError
 from agent.provisioning.wire import (
+    MAX_TS,
     PollRequest,
     derive_key,
     new_nonce,
@@ -89,6 +90,23 @@ def test_mixed_separators_are_not_taken_for_a_mac(raw: str) -> None:
     except WireError:
         return
     assert result == raw
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "aa:bb:cc:dd:ee",  # 5 octets
+        "aa:bb:cc:dd:ee:ff:00",  # 7 octets
+        "aa-bb-cc-dd-ee-f",  # a digit short
+        "aa:bb:cc:dd:ee:fff",
+        "aa:bb-cc:dd:ee:ff",  # separators mixed
+        "1:2:3:4:5:6",
+    ],
+)
+def test_a_mac_looking_id_must_be_six_octets(raw: str) -> None:
+    with pytest.raises(WireError, match="6 octets") as info:
+        normalize_device_id(raw)
+    assert repr(raw) in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -264,6 +282,9 @@ def test_parse_without_wait_means_a_plain_poll() -> None:
         (json.dumps(valid_body(ts="1700000000")), "ts must be an integer"),
         (json.dumps(valid_body(ts=True)), "ts must be an integer"),
         (json.dumps(valid_body(ts=1.5)), "ts must be an integer"),
+        (json.dumps(valid_body(ts=10**309)), "ts must be an integer from 0 to"),
+        (json.dumps(valid_body(ts=-1)), "ts must be an integer from 0 to"),
+        (json.dumps(valid_body(ts=2**34 + 1)), "ts must be an integer from 0 to"),
         (json.dumps(valid_body(wait=-1)), "wait must be an integer from 0 to 300"),
         (json.dumps(valid_body(wait=301)), "wait must be an integer from 0 to 300"),
         (json.dumps(valid_body(wait=False)), "wait must be an integer"),
@@ -333,7 +354,7 @@ def test_parse_fuzz_json_values(value: object) -> None:
     st.fixed_dictionaries(
         {
             "device_id": st.text(min_size=1, max_size=128),
-            "ts": st.integers(),
+            "ts": st.integers(0, MAX_TS),
             "nonce": st.binary(min_size=16, max_size=16).map(
                 lambda b: base64.b64encode(b).decode()
             ),
