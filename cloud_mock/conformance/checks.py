@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import email.utils
 import json
 import os
@@ -452,39 +453,27 @@ class Conformance:
 
     # --- the control channel -------------------------------------------------------
 
-    async def _connect(self, token: str) -> aiohttp.ClientWebSocketResponse | int:
+    async def _connect(self, token: str) -> Link | int:
         """The channel, or the HTTP status that refused the upgrade."""
         try:
-            return await self.session.ws_connect(
+            ws = await self.session.ws_connect(
                 self.url + WS_PATH,
                 headers={"Authorization": f"Bearer {token}"},
                 timeout=_ws_timeout(),
             )
         except aiohttp.WSServerHandshakeError as error:
             return error.status
+        return Link(ws, self._note_frame)
 
-    async def _receive(self, ws: aiohttp.ClientWebSocketResponse, timeout: float) -> Any:
+    def _note_frame(self, frame: str) -> None:
+        self.frames_checked += 1
+        problems = self.channel.check_frame("cloud", frame)
+        if problems:
+            self.frame_problems.append(f"{frame[:120]}: {'; '.join(problems)}")
+
+    async def _receive(self, link: Link, timeout: float) -> Any:
         """The next message as JSON; ("closed", code) when the channel closed; None on silence."""
-        try:
-            msg = await ws.receive(timeout=timeout)
-        except TimeoutError:
-            return None
-        if msg.type == aiohttp.WSMsgType.TEXT:
-            self.frames_checked += 1
-            problems = self.channel.check_frame("cloud", msg.data)
-            if problems:
-                self.frame_problems.append(f"{msg.data[:120]}: {'; '.join(problems)}")
-            try:
-                return json.loads(msg.data)
-            except ValueError:
-                return {"type": None}
-        if msg.type in (
-            aiohttp.WSMsgType.CLOSE,
-            aiohttp.WSMsgType.CLOSED,
-            aiohttp.WSMsgType.CLOSING,
-        ):
-            return ("closed", ws.close_code)
-        return {"type": None, "ws": msg.type.name}
+        return await link.next(timeout)
 
     async def _closed_with(self, token: str, first: dict[str, Any] | None) -> int | str:
         """Connect with `token`, send `first`, and say how the cloud ended it."""
@@ -506,9 +495,7 @@ class Conformance:
     def _hello(self, device_id: str, kind: str) -> dict[str, Any]:
         return {"type": "hello", "device_id": device_id, "kind": kind, "version": "conformance"}
 
-    async def _greet(
-        self, rule: str, token: str, device_id: str, kind: str
-    ) -> aiohttp.ClientWebSocketResponse:
+    async def _greet(self, rule: str, token: str, device_id: str, kind: str) -> Link:
         ws = await self._connect(token)
         if isinstance(ws, int):
             raise Failed(rule, f"the upgrade was refused with HTTP {ws}")
@@ -539,13 +526,13 @@ class Conformance:
         finally:
             await ws.close()
 
-    async def _heartbeat(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    async def _heartbeat(self, ws: Link) -> None:
         await ws.send_json({"type": "heartbeat"})
         answer = await self._receive(ws, ANSWER_TIMEOUT_S)
         if not isinstance(answer, dict) or answer.get("type") != "heartbeat":
             raise Failed("channel.heartbeat", f"expected a heartbeat back, got {answer!r}")
 
-    async def _command(self, ws: aiohttp.ClientWebSocketResponse, device_id: str) -> None:
+    async def _command(self, ws: Link, device_id: str) -> None:
         sent = asyncio.create_task(self.cloud.send_command(device_id, "ping"))
         try:
             command = await self._receive(ws, ANSWER_TIMEOUT_S)
@@ -565,9 +552,7 @@ class Conformance:
         if isinstance(outcome, dict) and outcome.get("data") != {"pong": marker}:
             raise Failed("channel.command", f"the cloud reported {outcome!r}, not our result")
 
-    async def _revocation(
-        self, ws: aiohttp.ClientWebSocketResponse, device_id: str, token: str
-    ) -> None:
+    async def _revocation(self, ws: Link, device_id: str, token: str) -> None:
         await self.cloud.revoke_device(device_id)
         deadline = time.monotonic() + ANSWER_TIMEOUT_S
         ending: Any = "still open"
@@ -684,6 +669,52 @@ class Conformance:
             raise Failed(
                 "nvr.registration-token", f"a second use answered {answer.status}, not 409"
             )
+
+
+class Link:
+    """One channel, read by one task that never times out (a `receive(timeout=...)` that
+    expires sets aiohttp's close code to 1006), and the cloud's close code taken from its
+    close frame."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, on_frame: Callable[[str], None]):
+        self.ws = ws
+        self._on_frame = on_frame
+        self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=100)
+        self._task = asyncio.create_task(self._pump())
+
+    async def _pump(self) -> None:
+        closing = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+        while True:
+            msg = await self.ws.receive()
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                self._on_frame(msg.data)
+                try:
+                    await self._queue.put(json.loads(msg.data))
+                except ValueError:
+                    await self._queue.put({"type": None})
+            elif msg.type == aiohttp.WSMsgType.CLOSE:
+                # The code the cloud sent: ws.close_code turns 1006 when our reply
+                # cannot be written because the cloud already closed the connection.
+                await self._queue.put(("closed", msg.data))
+                return
+            elif msg.type in closing or msg.type == aiohttp.WSMsgType.ERROR:
+                await self._queue.put(("closed", self.ws.close_code))
+                return
+
+    async def next(self, timeout: float) -> Any:
+        try:
+            return await asyncio.wait_for(self._queue.get(), timeout)
+        except TimeoutError:
+            return None
+
+    async def send_json(self, message: dict[str, Any]) -> None:
+        await self.ws.send_json(message)
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
 
 
 def _ws_timeout() -> Any:

@@ -68,8 +68,9 @@ async def run_hook(command: str, env: dict[str, str], what: str) -> str:
         await process.wait()
         raise CloudSideError(f"the {what} hook ran longer than {HOOK_TIMEOUT_S:g} s") from None
     if process.returncode != 0:
-        tail = err[-500:].decode(errors="replace").strip()
-        raise CloudSideError(f"the {what} hook exited with {process.returncode}: {tail}")
+        lines = err[-2000:].decode(errors="replace").strip().splitlines()
+        last = lines[-1][:300] if lines else "(no message on stderr)"
+        raise CloudSideError(f"the {what} hook exited with {process.returncode}: {last}")
     return out[:MAX_HOOK_OUTPUT].decode(errors="replace")
 
 
