@@ -13,7 +13,6 @@ import yaml
 from openapi_spec_validator import validate
 
 from cloud_mock import devices_ws
-from cloud_mock.app import make_app
 from cloud_mock.conformance.documents import (
     ASYNCAPI_PATH,
     OPENAPI_PATH,
@@ -22,16 +21,14 @@ from cloud_mock.conformance.documents import (
     asyncapi_document,
     openapi_document,
 )
-from cloud_mock.keys import MockConfig
 from cloud_mock.openapi_docs import CSP
-from cloud_mock.pki import ensure_pki
 from cloud_mock.server import RunningMock
 from tests.cloud_mock.conftest import client_for, mock  # noqa: F401 (fixture)
+from tests.contract.routes import served_routes
 
 REPO = Path(__file__).resolve().parents[2]
 # Documented for issue 15 (claims); the "mockstore" branch adds the route. Remove once merged.
 NOT_YET_SERVED = {("patch", "/v1/cameras/{id}")}
-CONSOLE_PATHS = re.compile(r"^/($|console/|login|logout|cameras|registrators|sessions)")
 
 
 def test_documents_shipped_with_the_mock_are_the_ones_in_docs_api() -> None:
@@ -79,20 +76,8 @@ def test_close_codes_of_the_agent_and_the_mock_are_documented() -> None:
 
 def test_every_route_of_the_mock_is_documented(tmp_path: Path) -> None:
     """The route tables against the document: nothing missing, nothing extra."""
-    pki = ensure_pki(tmp_path, "127.0.0.1")
-    config = MockConfig(
-        data_dir=tmp_path, url="https://127.0.0.1:1", signing_key=pki.signing_key, test_hooks=True
-    )
-    app = make_app(config)
-    contract = HttpContract()
-    served = set()
-    for route in app.router.routes():
-        info = route.resource.get_info() if route.resource else {}
-        path = info.get("path") or info.get("formatter") or info.get("prefix", "")
-        if route.method == "HEAD" or CONSOLE_PATHS.match(path):
-            continue
-        served.add((route.method.lower(), path))
-    documented = {(op.method, op.path) for op in contract.operations()}
+    served = served_routes(tmp_path)
+    documented = {(op.method, op.path) for op in HttpContract().operations()}
     assert served - documented == set(), "routes the document lacks"
     assert documented - served - NOT_YET_SERVED == set(), "documented routes the mock lacks"
 
