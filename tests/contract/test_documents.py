@@ -125,3 +125,22 @@ def test_documents_cite_design_sections_not_design_brief(name: str) -> None:
     text = (REPO / "docs/api" / name).read_text()
     assert "DESIGN" not in text
     assert "docs/design.md" in text
+
+
+def test_the_http_contract_would_catch_an_answer_outside_it() -> None:
+    """The checks the mock's tests rely on are not vacuous."""
+    contract = HttpContract()
+    poll = contract.operation("POST", "/v1/provisioning/poll")
+    camera = contract.operation("GET", "/v1/cameras/abc")
+    assert poll is not None
+    assert camera is not None
+    json_type = {"content-type": "application/json"}
+    assert contract.check_response(poll, 204, {"date": "x"}, b"") == []
+    assert contract.check_response(poll, 500, json_type, b'{"error": "x"}')  # undocumented
+    assert contract.check_response(poll, 503, json_type, b'{"error": "x"}')  # no Retry-After
+    assert contract.check_response(poll, 204, {"date": "x"}, b"{}")  # a body on 204
+    assert contract.check_response(poll, 200, {"date": "x", **json_type}, b"{}")  # no field
+    assert contract.check_response(poll, 400, {"content-type": "text/plain"}, b"bad")
+    assert contract.check_response(camera, 200, json_type, b'{"camera_id": "x"}')
+    assert contract.check_request_body(poll, b'{"device_id": "x"}')
+    assert contract.check_request_body(poll, b"") == ["the body is empty"]
