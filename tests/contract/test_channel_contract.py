@@ -5,6 +5,7 @@ a message the document allows."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -31,8 +32,6 @@ class Frames:
     closes: list[int] = field(default_factory=list)
 
     def types(self, sender: str) -> set[str]:
-        import json
-
         return {json.loads(text).get("type") for who, text in self.sent if who == sender}
 
 
