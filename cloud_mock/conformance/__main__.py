@@ -129,6 +129,12 @@ async def run(
             )
         except CloudSideError as error:
             raise UsageError(f"cannot log in to the cloud's user API: {error}") from None
+        if cloud.hooks.add_device is None and cloud.api_session is None:
+            # Without a way to add a camera nearly every rule would be skipped: no run.
+            raise UsageError(
+                "no way to add a camera: give --add-device-cmd, or --password-file (or "
+                f"{ENV_PASSWORD}) or --session for the cloud's user API"
+            )
         try:
             return await Conformance(http, url, cloud, options or Options()).run()
         finally:

@@ -91,6 +91,18 @@ def test_kit_names_the_rule_and_section_of_a_failure_and_exits_1(cloud: MockClou
     assert lines[-1].endswith(cloud.url)
 
 
+def test_kit_will_not_run_without_a_way_to_add_a_camera(cloud: MockCloud) -> None:
+    done = subprocess.run(
+        [str(KIT), cloud.url, "--ca", str(cloud.data_dir / "ca.pem")],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "--add-device-cmd" in done.stderr
+
+
 def test_kit_refuses_a_cloud_that_is_not_https() -> None:
     done = subprocess.run(
         [str(KIT), "http://127.0.0.1:1"], capture_output=True, text=True, check=False
