@@ -84,3 +84,24 @@ if [ ! -f "$apidocs/VERSION" ] || [ "$(cat "$apidocs/VERSION")" != "$SWAGGER_UI_
         echo "setup: npm not found: the mock's /docs will say its renderer is missing"
     fi
 fi
+
+# The AsyncAPI 3.0 JSON Schema (npm's @asyncapi/specs), for the test that validates
+# docs/api/asyncapi.yaml as a whole; kept in the venv, which only the tests use.
+if $for_tests; then
+    ASYNCAPI_SPECS_VERSION="6.11.1"
+    specs=".venv/share/asyncapi-specs"
+    if [ ! -f "$specs/VERSION" ] || [ "$(cat "$specs/VERSION")" != "$ASYNCAPI_SPECS_VERSION" ]; then
+        if command -v npm >/dev/null 2>&1; then
+            echo "setup: fetching @asyncapi/specs $ASYNCAPI_SPECS_VERSION for the contract tests"
+            tmp="$(mktemp -d)"
+            (cd "$tmp" && npm pack --silent "@asyncapi/specs@$ASYNCAPI_SPECS_VERSION" >/dev/null)
+            tar -xzf "$tmp/asyncapi-specs-$ASYNCAPI_SPECS_VERSION.tgz" -C "$tmp"
+            mkdir -p "$specs"
+            cp "$tmp/package/schemas/3.0.0-without-\$id.json" "$specs/3.0.0.json"
+            echo "$ASYNCAPI_SPECS_VERSION" > "$specs/VERSION"
+            rm -rf "$tmp"
+        else
+            echo "setup: npm not found: the AsyncAPI document cannot be validated as a whole"
+        fi
+    fi
+fi

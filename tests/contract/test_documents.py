@@ -144,3 +144,18 @@ def test_the_http_contract_would_catch_an_answer_outside_it() -> None:
     assert contract.check_response(camera, 200, json_type, b'{"camera_id": "x"}')
     assert contract.check_request_body(poll, b'{"device_id": "x"}')
     assert contract.check_request_body(poll, b"") == ["the body is empty"]
+
+
+ASYNCAPI_SCHEMA = REPO / ".venv/share/asyncapi-specs/3.0.0.json"
+
+
+def test_asyncapi_document_is_valid_asyncapi_3() -> None:
+    """Against AsyncAPI's own JSON Schema (npm's @asyncapi/specs, fetched by setup.sh)."""
+    assert ASYNCAPI_SCHEMA.is_file(), "run scripts/setup.sh --tests: it fetches @asyncapi/specs"
+    validator = jsonschema.Draft7Validator(json.loads(ASYNCAPI_SCHEMA.read_text()))
+    document = asyncapi_document()
+    assert [e.message for e in validator.iter_errors(document)] == []
+    # Not vacuous: an AsyncAPI 2 style operation is refused.
+    broken = json.loads(json.dumps(document))
+    broken["operations"]["sendCommand"]["action"] = "publish"
+    assert not validator.is_valid(broken)
