@@ -37,17 +37,17 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockCloud]:
         yield running
 
 
-def _kit(cloud: MockCloud, *args: str, env: dict[str, str] | None = None) -> Any:
+def _kit(
+    cloud: MockCloud, *args: str, env: dict[str, str] | None = None, session: str | None = None
+) -> Any:
+    """The kit as a subprocess; logged in with the admin password file, or `session`."""
+    credentials = (
+        ["--session", session]
+        if session
+        else ["--password-file", str(cloud.data_dir / "admin-password")]
+    )
     return subprocess.run(
-        [
-            str(KIT),
-            cloud.url,
-            "--ca",
-            str(cloud.data_dir / "ca.pem"),
-            "--password-file",
-            str(cloud.data_dir / "admin-password"),
-            *args,
-        ],
+        [str(KIT), cloud.url, "--ca", str(cloud.data_dir / "ca.pem"), *credentials, *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -81,7 +81,8 @@ def test_kit_passes_against_the_mock_with_an_add_device_hook(
 
 
 def test_kit_names_the_rule_and_section_of_a_failure_and_exits_1(cloud: MockCloud) -> None:
-    done = _kit(cloud, "--add-device-cmd", "false")
+    # Logged in with --session this time: revoking and commands still go through the API.
+    done = _kit(cloud, "--add-device-cmd", "false", session=cloud.login())
     assert done.returncode == 1, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     failing = [line for line in lines if line.startswith("FAIL")]
@@ -89,6 +90,7 @@ def test_kit_names_the_rule_and_section_of_a_failure_and_exits_1(cloud: MockClou
     assert any("prov.long-poll-wakeup" in line for line in failing)
     assert "add-device hook exited with 1" in done.stdout
     assert lines[-1].endswith(cloud.url)
+    assert any(line.startswith("PASS") and "nvr.held-poll-answered" in line for line in lines)
 
 
 def test_kit_will_not_run_without_a_way_to_add_a_camera(cloud: MockCloud) -> None:
