@@ -13,6 +13,7 @@ from cloud_mock import (
     devices_ws,
     installer,
     nvr_device,
+    openapi_docs,
     provisioning,
     registration_tokens,
     registrators,
@@ -42,6 +43,7 @@ def make_app(config: MockConfig, clock: MockClock | None = None) -> web.Applicat
     nvr_device.add_routes(app)
     installer.setup(app)
     console.setup(app)
+    openapi_docs.add_routes(app)
     if config.test_hooks:
         test_hooks.add_routes(app)
     return app

@@ -74,3 +74,44 @@ if command -v npm >/dev/null 2>&1; then
 else
     echo "setup: npm not found: the console's Scan label stays off (apt-get install npm)"
 fi
+
+# The renderer of the mock's /docs (the OpenAPI document in a browser): swagger-ui-dist
+# from npm, unpacked into the mock's static files; pinned, fetched once, no CDN at run time.
+SWAGGER_UI_VERSION="5.35.0"
+apidocs="cloud_mock/static/apidocs"
+if [ ! -f "$apidocs/VERSION" ] || [ "$(cat "$apidocs/VERSION")" != "$SWAGGER_UI_VERSION" ]; then
+    if command -v npm >/dev/null 2>&1; then
+        echo "setup: fetching swagger-ui-dist $SWAGGER_UI_VERSION for /docs"
+        tmp="$(mktemp -d)"
+        (cd "$tmp" && npm pack --silent "swagger-ui-dist@$SWAGGER_UI_VERSION" >/dev/null)
+        tar -xzf "$tmp/swagger-ui-dist-$SWAGGER_UI_VERSION.tgz" -C "$tmp"
+        mkdir -p "$apidocs"
+        cp "$tmp/package/swagger-ui-bundle.js" "$tmp/package/swagger-ui.css" \
+            "$tmp/package/LICENSE" "$apidocs/"
+        echo "$SWAGGER_UI_VERSION" > "$apidocs/VERSION"
+        rm -rf "$tmp"
+    else
+        echo "setup: npm not found: the mock's /docs will say its renderer is missing"
+    fi
+fi
+
+# The AsyncAPI 3.0 JSON Schema (npm's @asyncapi/specs), for the test that validates
+# docs/api/asyncapi.yaml as a whole; kept in the venv, which only the tests use.
+if $for_tests; then
+    ASYNCAPI_SPECS_VERSION="6.11.1"
+    specs=".venv/share/asyncapi-specs"
+    if [ ! -f "$specs/VERSION" ] || [ "$(cat "$specs/VERSION")" != "$ASYNCAPI_SPECS_VERSION" ]; then
+        if command -v npm >/dev/null 2>&1; then
+            echo "setup: fetching @asyncapi/specs $ASYNCAPI_SPECS_VERSION for the contract tests"
+            tmp="$(mktemp -d)"
+            (cd "$tmp" && npm pack --silent "@asyncapi/specs@$ASYNCAPI_SPECS_VERSION" >/dev/null)
+            tar -xzf "$tmp/asyncapi-specs-$ASYNCAPI_SPECS_VERSION.tgz" -C "$tmp"
+            mkdir -p "$specs"
+            cp "$tmp/package/schemas/3.0.0-without-\$id.json" "$specs/3.0.0.json"
+            echo "$ASYNCAPI_SPECS_VERSION" > "$specs/VERSION"
+            rm -rf "$tmp"
+        else
+            echo "setup: npm not found: the AsyncAPI document cannot be validated as a whole"
+        fi
+    fi
+fi

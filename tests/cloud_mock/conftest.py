@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from cloud_mock.server import Options, RunningMock, start
+from tests.cloud_mock.contract_plugin import contract_checked  # noqa: F401 (autouse)
 from tests.cloud_mock.helpers import login
 
 

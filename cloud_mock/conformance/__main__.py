@@ -1,0 +1,180 @@
+"""`camagent-conformance URL`: check a cloud against camagent's protocol.
+
+Plays the device side (a camera, an NVR, and a few misbehaving devices) against the
+cloud at URL and prints one line per rule: PASS, FAIL or SKIP, the rule, its section of
+docs/design.md and what was seen. Exit status 1 when any rule failed, 2 on bad usage or
+when the run could not start (the cloud unreachable, a login refused).
+
+Cloud-side actions (adding the kit's cameras, revoking one, activating an NVR code...)
+go through hooks when given, else through the cloud's user API as docs/api/openapi.yaml
+describes it, logged in with --login/--password-file or --session.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import ssl
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from cloud_mock.conformance.checks import (
+    DEFAULT_TIMING_SAMPLES,
+    DEFAULT_TIMING_TOLERANCE_S,
+    Conformance,
+    Options,
+)
+from cloud_mock.conformance.cloud_side import CloudSide, CloudSideError, Hooks
+from cloud_mock.conformance.report import Report
+
+ENV_PASSWORD = "CAMAGENT_CONFORMANCE_PASSWORD"
+ENV_SESSION = "CAMAGENT_CONFORMANCE_SESSION"
+
+
+class UsageError(Exception):
+    """The run cannot start; the message says why."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="camagent-conformance",
+        description="Check a cloud against camagent's device protocol (docs/api/, "
+        "docs/design.md §2, §3, §11).",
+        epilog=f"Environment: {ENV_PASSWORD} (instead of --password-file), {ENV_SESSION} "
+        "(instead of --session). Hooks run as argument vectors (split like a shell "
+        "would, never run by one), with their inputs in the environment.",
+    )
+    parser.add_argument("url", help="the cloud's https origin, e.g. https://cloud.example:8443")
+    parser.add_argument("--ca", type=Path, help="PEM file of the CA to trust for the cloud")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    api = parser.add_argument_group("the cloud's user API (default for cloud-side actions)")
+    api.add_argument("--login", default="admin", help="user to log in as (default admin)")
+    api.add_argument("--password-file", type=Path, help="file holding that user's password")
+    api.add_argument("--session", help="an API session secret instead of a login")
+    hooks = parser.add_argument_group("hooks (commands instead of the user API)")
+    hooks.add_argument(
+        "--add-device-cmd", metavar="CMD", help="adds a camera: DEVICE_ID and PASSWORD in env"
+    )
+    hooks.add_argument("--revoke-device-cmd", metavar="CMD", help="revokes it: DEVICE_ID in env")
+    hooks.add_argument(
+        "--send-command-cmd",
+        metavar="CMD",
+        help="sends it a command: DEVICE_ID, COMMAND in env; may print {ok, data} as JSON",
+    )
+    hooks.add_argument(
+        "--activate-code-cmd", metavar="CMD", help="activates an NVR code: CODE in env"
+    )
+    hooks.add_argument(
+        "--registration-token-cmd", metavar="CMD", help="prints a new NVR registration token"
+    )
+    hooks.add_argument(
+        "--overload-cmd", metavar="CMD", help="makes the next poll answer 429/503 + Retry-After"
+    )
+    timing = parser.add_argument_group("timing")
+    timing.add_argument(
+        "--timing-samples",
+        type=int,
+        default=DEFAULT_TIMING_SAMPLES,
+        help=f"polls of each kind compared for timing (default {DEFAULT_TIMING_SAMPLES})",
+    )
+    timing.add_argument(
+        "--timing-tolerance-ms",
+        type=float,
+        default=DEFAULT_TIMING_TOLERANCE_S * 1000,
+        help="largest allowed gap between the median answer times of an unknown device and "
+        f"a wrong proof (default {DEFAULT_TIMING_TOLERANCE_S * 1000:g})",
+    )
+    return parser
+
+
+def _password(args: argparse.Namespace) -> str | None:
+    path: Path | None = args.password_file
+    if path is not None:
+        try:
+            return path.read_text().strip()
+        except OSError as error:
+            raise UsageError(f"--password-file {path}: {error.strerror}") from None
+    return os.environ.get(ENV_PASSWORD)
+
+
+def _ssl_context(ca: Path | None) -> ssl.SSLContext:
+    try:
+        return ssl.create_default_context(cafile=str(ca) if ca else None)
+    except (OSError, ssl.SSLError) as error:
+        raise UsageError(f"--ca {ca}: {error}") from None
+
+
+async def run(
+    url: str,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    hooks: Hooks | None = None,
+    login: str | None = None,
+    password: str | None = None,
+    session: str | None = None,
+    options: Options | None = None,
+) -> Report:
+    """Run every check against the cloud at `url`; UsageError if it cannot start."""
+    if not url.startswith("https://"):
+        raise UsageError(f"{url!r}: a camagent cloud is an https:// origin")
+    connector = aiohttp.TCPConnector(ssl=ssl_context or ssl.create_default_context(), limit=32)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        try:
+            cloud = await CloudSide.log_in(
+                http, url.rstrip("/"), hooks or Hooks(), login, password, session
+            )
+        except CloudSideError as error:
+            raise UsageError(f"cannot log in to the cloud's user API: {error}") from None
+        if cloud.hooks.add_device is None and cloud.api_session is None:
+            # Without a way to add a camera nearly every rule would be skipped: no run.
+            raise UsageError(
+                "no way to add a camera: give --add-device-cmd, or --password-file (or "
+                f"{ENV_PASSWORD}) or --session for the cloud's user API"
+            )
+        try:
+            return await Conformance(http, url, cloud, options or Options()).run()
+        finally:
+            await cloud.clean_up()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.timing_samples < 3:
+        parser.error("--timing-samples must be at least 3")
+    hooks = Hooks(
+        add_device=args.add_device_cmd,
+        revoke_device=args.revoke_device_cmd,
+        send_command=args.send_command_cmd,
+        activate_code=args.activate_code_cmd,
+        registration_token=args.registration_token_cmd,
+        overload=args.overload_cmd,
+    )
+    try:
+        report = asyncio.run(
+            run(
+                args.url,
+                ssl_context=_ssl_context(args.ca),
+                hooks=hooks,
+                login=args.login,
+                password=_password(args),
+                session=str(args.session or os.environ.get(ENV_SESSION) or "") or None,
+                options=Options(args.timing_samples, args.timing_tolerance_ms / 1000),
+            )
+        )
+    except UsageError as error:
+        print(f"camagent-conformance: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    print(report.to_json() if args.json else report.table())
+    return 1 if report.failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,223 @@
+"""What a person (or the cloud's own tooling) does on the cloud side during a run: add a
+camera, revoke it, send it a command, activate an NVR code, make a registration token,
+make the provisioning service answer 503.
+
+Each action is a hook command when one is given (run as an argument vector, never through
+a shell, with its inputs in the environment), else the cloud's user API as the mock
+implements it (docs/api/openapi.yaml), with a session from a login. An action with
+neither is unsupported: the checks that need it are skipped, and say so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+log = logging.getLogger(__name__)
+
+HOOK_TIMEOUT_S = 60.0
+MAX_HOOK_OUTPUT = 64 * 1024
+
+
+class CloudSideError(Exception):
+    """A cloud-side action failed; the message says which and why."""
+
+
+class Unsupported(CloudSideError):
+    """No hook and no API session for this action."""
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """Commands (as typed: split with shlex, run without a shell)."""
+
+    add_device: str | None = None  # DEVICE_ID, PASSWORD
+    revoke_device: str | None = None  # DEVICE_ID
+    send_command: str | None = None  # DEVICE_ID, COMMAND; stdout: {"ok", "data"} (optional)
+    activate_code: str | None = None  # CODE
+    registration_token: str | None = None  # stdout: the token
+    overload: str | None = None  # the next poll answers 429 or 503 with Retry-After
+
+
+async def run_hook(command: str, env: dict[str, str], what: str) -> str:
+    """Run a hook; its stdout. CloudSideError on a non-zero exit or a timeout."""
+    argv = shlex.split(command)
+    if not argv:
+        raise CloudSideError(f"the {what} hook is empty")
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            env={**os.environ, **env},
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    except OSError as error:
+        raise CloudSideError(f"the {what} hook {argv[0]!r} cannot run: {error}") from None
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), HOOK_TIMEOUT_S)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise CloudSideError(f"the {what} hook ran longer than {HOOK_TIMEOUT_S:g} s") from None
+    if process.returncode != 0:
+        lines = err[-2000:].decode(errors="replace").strip().splitlines()
+        last = lines[-1][:300] if lines else "(no message on stderr)"
+        raise CloudSideError(f"the {what} hook exited with {process.returncode}: {last}")
+    return out[:MAX_HOOK_OUTPUT].decode(errors="replace")
+
+
+@dataclass
+class CloudSide:
+    session: aiohttp.ClientSession  # for the API, with the cloud's trust
+    url: str
+    hooks: Hooks = field(default_factory=Hooks)
+    api_session: str | None = None  # the user API's bearer secret, when we have one
+    cameras: dict[str, str] = field(default_factory=dict)  # device_id -> camera_id
+    registrators: list[str] = field(default_factory=list)
+
+    @classmethod
+    async def log_in(
+        cls,
+        session: aiohttp.ClientSession,
+        url: str,
+        hooks: Hooks,
+        login: str | None,
+        password: str | None,
+        api_session: str | None,
+    ) -> CloudSide:
+        side = cls(session, url, hooks, api_session)
+        if api_session is None and login and password:
+            answer = await side._api(
+                "POST",
+                "/v1/auth/login",
+                {"login": login, "password": password, "device": "camagent-conformance"},
+            )
+            side.api_session = str(answer["session"])
+        return side
+
+    async def _api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        headers = {"Authorization": f"Bearer {self.api_session}"} if self.api_session else {}
+        try:
+            async with self.session.request(
+                method, self.url + path, json=body, headers=headers
+            ) as answer:
+                text = await answer.text()
+                if answer.status >= 400:
+                    raise CloudSideError(f"{method} {path} answered {answer.status}: {text[:300]}")
+                return json.loads(text) if text.strip() else None
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise CloudSideError(f"{method} {path} failed: {error}") from None
+        except ValueError:
+            raise CloudSideError(f"{method} {path} answered something that is not JSON") from None
+
+    def _need_api(self, action: str) -> None:
+        if self.api_session is None:
+            raise Unsupported(
+                f"cannot {action}: give a hook for it, or a login (--login and "
+                "--password-file) or --session for the cloud's user API"
+            )
+
+    async def add_device(self, device_id: str, password: str) -> None:
+        if self.hooks.add_device:
+            env = {"DEVICE_ID": device_id, "PASSWORD": password}
+            await run_hook(self.hooks.add_device, env, "add-device")
+            return
+        self._need_api("add a camera")
+        answer = await self._api(
+            "POST",
+            "/v1/cameras",
+            {"device_id": device_id, "password": password, "name": "conformance"},
+        )
+        self.cameras[device_id] = str(answer["camera_id"])
+
+    async def revoke_device(self, device_id: str) -> None:
+        if self.hooks.revoke_device:
+            await run_hook(self.hooks.revoke_device, {"DEVICE_ID": device_id}, "revoke-device")
+            return
+        self._need_api("revoke a camera")
+        camera_id = await self._camera_id(device_id)
+        await self._api("DELETE", f"/v1/cameras/{camera_id}")
+        self.cameras.pop(device_id, None)
+
+    async def _camera_id(self, device_id: str) -> str:
+        if device_id not in self.cameras:
+            listing = await self._api("GET", "/v1/cameras")
+            for camera in listing.get("cameras", []):
+                if camera.get("device_id") == device_id:
+                    self.cameras[device_id] = str(camera["camera_id"])
+        if device_id not in self.cameras:
+            raise CloudSideError(f"camera {device_id} is not in the account")
+        return self.cameras[device_id]
+
+    async def send_command(self, device_id: str, name: str) -> Any:
+        """What the cloud reports the device answered (the hook's JSON stdout, if any)."""
+        if self.hooks.send_command:
+            env = {"DEVICE_ID": device_id, "COMMAND": name}
+            out = await run_hook(self.hooks.send_command, env, "send-command")
+            try:
+                return json.loads(out) if out.strip() else None
+            except ValueError:
+                return None
+        self._need_api("send a command")
+        camera_id = await self._camera_id(device_id)
+        return await self._api("POST", f"/v1/cameras/{camera_id}/commands", {"name": name})
+
+    async def activate_code(self, code: str) -> None:
+        if self.hooks.activate_code:
+            await run_hook(self.hooks.activate_code, {"CODE": code}, "activate-code")
+            return
+        self._need_api("activate an NVR code")
+        registrator = await self._api("POST", "/v1/registrators", {"name": "conformance NVR"})
+        self.registrators.append(str(registrator["id"]))
+        await self._api("POST", f"/v1/registrators/{registrator['id']}/activate", {"code": code})
+
+    async def registration_token(self) -> str:
+        if self.hooks.registration_token:
+            out = await run_hook(self.hooks.registration_token, {}, "registration-token")
+            token = out.strip()
+            if not token:
+                raise CloudSideError("the registration-token hook printed nothing")
+            return token
+        self._need_api("make a registration token")
+        answer = await self._api("POST", "/v1/registrator-tokens", {"title": "conformance"})
+        return str(answer["token"])
+
+    async def overload(self) -> None:
+        """Make the next poll answer 503 with Retry-After (the mock's test hook by default)."""
+        if self.hooks.overload:
+            await run_hook(self.hooks.overload, {}, "overload")
+            return
+        try:
+            await self._api(
+                "POST",
+                "/v1/test/provisioning/fault",
+                {"status": 503, "retry_after": 7, "count": 1},
+            )
+        except CloudSideError:
+            raise Unsupported(
+                "cannot make the cloud answer 429/503: give --overload-cmd (the mock does it "
+                "with --test-hooks)"
+            ) from None
+
+    async def clean_up(self) -> None:
+        """Best effort: what the run added through the API goes again."""
+        if self.api_session is None:
+            return
+        for camera_id in list(self.cameras.values()):
+            try:
+                await self._api("DELETE", f"/v1/cameras/{camera_id}")
+            except CloudSideError as error:
+                log.info("clean-up: %s", error)
+        for registrator_id in self.registrators:
+            try:
+                await self._api("DELETE", f"/v1/registrators/{registrator_id}")
+            except CloudSideError as error:
+                log.info("clean-up: %s", error)
