@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,6 +172,19 @@ def _assignment(name: str, value: str) -> Callable[[re.Match[str]], str]:
         return f'{match["indent"]}{name}="{value}"'
 
     return replace
+
+
+def install_line(url: str, data_dir: Path, *options: str) -> str:
+    """The one-liner the console's wizard shows, as it works against this mock.
+
+    The mock's TLS certificate chains to its own CA (`DATA_DIR/ca.pem`), which no system
+    trusts: curl is told to trust that file. On the mock's machine the line works as
+    printed; on another machine, copy the file there first (the script itself carries the
+    CA for everything it downloads after).
+    """
+    ca = shlex.quote(str(data_dir / CA_CERT))
+    line = f"curl -fsSL --cacert {ca} {url}/install.sh | sh -s --"
+    return " ".join((line, *map(shlex.quote, options)))
 
 
 def script_for(app: web.Application) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from cloud_mock.installer import install_line
 from cloud_mock.testing import MockCloud, mock_command, mock_env, running_mock_cloud
 from tests.install.conftest import DEB_BYTES, DEB_NAME, WHEEL_NAME, fetch
 from tests.install.standins import Sandbox
@@ -113,7 +114,42 @@ def test_wizard_one_liner_points_to_install_sh(cloud: MockCloud) -> None:
         "GET", f"/v1/registrators/{registrator['id']}/installation", session=session
     )
     assert status == 200
-    assert answer["one_liner"].startswith(f"curl -fsSL {cloud.url}/install.sh | sh -s -- --nvr")
+    assert answer["one_liner"] == (
+        f"curl -fsSL --cacert {cloud.data_dir / 'ca.pem'} {cloud.url}/install.sh | sh -s -- --nvr"
+    )
+    assert answer["one_liner"] == install_line(cloud.url, cloud.data_dir, "--nvr")
+
+
+def test_the_wizards_line_works_as_printed(cloud: MockCloud, sandbox: Sandbox) -> None:
+    """Pasted into a shell on the mock's machine (with --dry-run added): the private CA
+    is trusted through --cacert, the script runs and verifies the package and the key."""
+    line = install_line(cloud.url, cloud.data_dir, "--nvr", "--dry-run")
+    done = subprocess.run(
+        ["sh", "-c", line],
+        capture_output=True,
+        text=True,
+        env=sandbox.env(),
+        cwd=sandbox.base,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{DEB_NAME}: SHA-256 verified" in done.stdout
+    assert "dry run: nothing was changed" in done.stdout
+    # Without --cacert the same line fetches nothing: the hint is needed.
+    bare = line.replace(f"--cacert {cloud.data_dir / 'ca.pem'} ", "")
+    assert bare != line
+    failed = subprocess.run(
+        ["sh", "-c", bare],
+        capture_output=True,
+        text=True,
+        env=sandbox.env(),
+        cwd=sandbox.base,
+        timeout=120,
+        check=False,
+    )
+    assert "SHA-256 verified" not in failed.stdout
+    assert "curl: (60)" in failed.stderr
 
 
 def test_without_packages(tmp_path: Path) -> None:
