@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("CAMAGENT_ROOTFS_CACHE", "/var/cache/camagent-tests"))
 RELEASES = ("bookworm", "trixie")
+HOST_DEVICES = Path("/sys/fs/cgroup/devices")
 MIRROR = "http://deb.debian.org/debian"
 # What the package needs at run time is there already: installing it needs no network.
 # Debian's own python3-aiohttp, python3-cryptography and python3-zeroconf of each release.
@@ -85,6 +86,7 @@ class Container:
         self.name = name
         self.nspawn: subprocess.Popen[bytes] | None = None
         self.leader = 0
+        self._host_device_cgroups: set[Path] = set()
 
     def boot(self, timeout: float = 90) -> None:
         root = self.root
@@ -135,6 +137,38 @@ class Container:
             answer = state.stdout.strip()
             if answer not in ("running", "degraded", "starting", "initializing"):
                 time.sleep(0.1)
+        self._enforce_device_policies()
+
+    def _enforce_device_policies(self) -> None:
+        """Let the container's systemd apply DevicePolicy=/DeviceAllow=.
+
+        On a cgroup-v1 host nspawn mounts the devices hierarchy read-only, and systemd then
+        silently applies no device policy at all: every DeviceAllow= test would pass for
+        nothing. Made writable (and systemd re-executed to notice), the container's units
+        get their devices.allow/deny lists under the host's devices hierarchy; the
+        directories it makes there are removed again at shutdown (`_remove_device_cgroups`).
+        """
+        options = self.run(
+            ["findmnt", "-n", "-o", "OPTIONS", "/sys/fs/cgroup/devices"], check=False
+        ).stdout.strip()
+        if "ro" not in options.split(","):
+            return  # no v1 devices hierarchy (cgroup v2: BPF device programs), or writable
+        self._host_device_cgroups = set(HOST_DEVICES.iterdir())
+        self.run(["mount", "-o", "remount,rw,bind", "/sys/fs/cgroup/devices"])
+        self.run(["systemctl", "daemon-reexec"])
+        self.run(["systemctl", "is-system-running", "--wait"], check=False, timeout=60)
+
+    def _remove_device_cgroups(self) -> None:
+        for top in set(HOST_DEVICES.iterdir()) - self._host_device_cgroups:
+            if not top.is_dir():
+                continue
+            for directory in sorted(
+                (d for d in top.rglob("*") if d.is_dir()), key=lambda d: -len(d.parts)
+            ):
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
+            with contextlib.suppress(OSError):
+                top.rmdir()
 
     def run(
         self,
@@ -178,6 +212,7 @@ class Container:
                     os.kill(self.leader, signal.SIGKILL)
                 self.nspawn.send_signal(signal.SIGKILL)
                 self.nspawn.wait()
+        self._remove_device_cgroups()
         shutil.rmtree(self.root, ignore_errors=True)
 
     def python_version(self) -> str:
