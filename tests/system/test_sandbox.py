@@ -266,6 +266,42 @@ def test_any_other_device_node_is_refused(installed: Container) -> None:
     assert loose.stdout.strip() in ("/dev/camtest-mem ENXIO", "/dev/camtest-mem OK")
 
 
+SYSCALL_PROBE = """
+import ctypes, errno, os
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                      ctypes.c_int, ctypes.c_long]
+PROT_RWX, MAP_PRIVATE_ANON = 7, 0x22
+address = libc.mmap(None, 4096, PROT_RWX, MAP_PRIVATE_ANON, -1, 0)
+failed = address in (None, ctypes.c_void_p(-1).value)
+print("wx-mmap", errno.errorcode[ctypes.get_errno()] if failed else "OK")
+try:
+    os.setpriority(os.PRIO_PROCESS, 0, 5)  # @resources; allowed to any user otherwise
+    print("setpriority OK")
+except OSError as error:
+    print("setpriority", errno.errorcode[error.errno])
+"""
+
+
+def test_the_sandbox_refuses_writable_executable_memory_and_filtered_syscalls(
+    installed: Container,
+) -> None:
+    """What the QR worker starts under (a child inherits both): MemoryDenyWriteExecute
+    and the syscall filter; each checked against the same probe without it."""
+    box = installed
+    probe = sandboxed(box, "python3", "-c", SYSCALL_PROBE)
+    # EPERM from the seccomp filter (systemd 252); systemd 257 asks the kernel itself
+    # (PR_SET_MDWE), which answers EACCES.
+    wx, priority = probe.stdout.split("\n")[:2]
+    assert wx in ("wx-mmap EPERM", "wx-mmap EACCES"), probe
+    assert priority == "setpriority EPERM", probe
+    control = sandboxed(
+        box, "python3", "-c", SYSCALL_PROBE, MemoryDenyWriteExecute="no", SystemCallFilter=""
+    )
+    assert control.stdout.split("\n")[:2] == ["wx-mmap OK", "setpriority OK"], control
+
+
 # --- WiFi through NetworkManager and the polkit rule ------------------------------------------
 
 JOIN = """
