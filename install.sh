@@ -614,6 +614,17 @@ wait_active() {
 	say "the $SERVICE service is active"
 }
 
+# give_token WORD...: `camagent WORD... --token-file -` with the token on its standard input
+# where this camagent reads it there (a command line is readable by every local user);
+# a package without --token-file takes it as an argument.
+give_token() {
+	if "$CAMAGENT" "$@" --help 2>/dev/null | grep -q -e '--token-file'; then
+		printf '%s\n' "$TOKEN" | run "$CAMAGENT" --config "$ROOT$CONFIG_FILE" "$@" --token-file -
+	else
+		run "$CAMAGENT" --config "$ROOT$CONFIG_FILE" "$@" "$TOKEN"
+	fi
+}
+
 apply_token() {
 	[ -n "$TOKEN" ] || return 0
 	if [ "$DRY_RUN" = 1 ]; then
@@ -628,7 +639,7 @@ apply_token() {
 		if [ "$(status_field token.present)" = true ]; then
 			say "this NVR is linked to the cloud already: the registration token is not needed"
 		else
-			run "$CAMAGENT" --config "$ROOT$CONFIG_FILE" nvr register "$TOKEN"
+			give_token nvr register
 		fi
 		return 0
 	fi
@@ -639,7 +650,7 @@ print(json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))).get("j
 	if [ -n "$at_current" ] && [ "$at_current" = "$at_wanted" ]; then
 		say "the device uses this token already"
 	else
-		run "$CAMAGENT" --config "$ROOT$CONFIG_FILE" token set "$TOKEN"
+		give_token token set
 	fi
 }
 

@@ -317,6 +317,23 @@ def test_camera_with_token(script: str, sandbox: Sandbox, tmp_path: Path) -> Non
     assert [c[5] for c in sandbox.calls() if c[3:5] == ["token", "set"]] == [other]
 
 
+@pytest.mark.parametrize("nvr", [False, True], ids=["camera", "nvr"])
+def test_a_camagent_that_reads_stdin_gets_the_token_there(
+    script: str, sandbox: Sandbox, nvr: bool
+) -> None:
+    """Never on camagent's command line, when camagent has --token-file (newer releases)."""
+    token = "rt_on_stdin" if nvr else camera_token("jti-stdin-camagent")
+    result = sandbox.run(
+        script, *(["--nvr"] if nvr else []), CAMAGENT_TOKEN=token, STANDIN_TOKEN_FILE="1"
+    )
+    assert result.returncode == 0, result.output
+    words = ["nvr", "register"] if nvr else ["token", "set"]
+    given = [c[3:] for c in sandbox.calls() if c[0] == "camagent" and c[3:5] == words]
+    assert given == [[*words, "--token-file", "-"]]
+    assert not [c for c in sandbox.calls() if token in c]
+    assert "connected to" in result.stdout if nvr else "state  connected" in result.stdout
+
+
 def test_token_on_standard_input(script: str, sandbox: Sandbox, tmp_path: Path) -> None:
     """`sh install.sh --token-file - < file`: the script saved first, the token on stdin."""
     saved = tmp_path / "install.sh"
