@@ -1,7 +1,7 @@
 #!/bin/sh
 # camagent one-line installer.
 #
-#   curl -fsSL <cloud>/install.sh | sh -s -- [--nvr] [--token T] [--cloud URL] [--dry-run]
+#   curl -fsSL <cloud>/install.sh | sh -s -- [--nvr] [--token-file F] [--cloud URL] [--dry-run]
 #   curl -fsSL <cloud>/install.sh | sh -s -- --uninstall [--purge] [--dry-run]
 #
 # A cloud fills in served_values() and served_ca_pem() when it serves this file
@@ -12,7 +12,12 @@
 # Everything is inside functions and `main` is called on the last line, so a download
 # that is cut off runs nothing.  POSIX sh; checked with shellcheck and dash.
 #
+# The embedded systemd unit (unit_text, for installs into a virtual environment) is the
+# repository's packaging/camagent.service, filled in by the serving cloud as well.
+#
 # Environment:
+#   CAMAGENT_TOKEN         the token to link with (instead of --token-file); unlike a
+#                          command-line argument, it is not readable by other local users.
 #   CAMAGENT_INSTALL_WAIT  seconds to wait for the service, the activation code and the
 #                          connection (default 30).
 #   CAMAGENT_INSTALL_ROOT  for tests: a directory put in front of every path on the target
@@ -61,8 +66,13 @@ Install camagent and connect this machine to the cloud that served this script.
 
   --nvr          set this machine up as a virtual NVR (default: a camera); prints the
                  activation code to enter in the cloud, its URL and a QR code
-  --token T      link with T right away: an NVR registration token (with --nvr) or a
-                 camera access token; waits until the device is connected
+  --token-file F link right away with the token in file F (- or /dev/stdin: read
+                 it from standard input, when the script is not piped in): an NVR
+                 registration token (with --nvr) or a camera access token; waits
+                 until the device is connected.  CAMAGENT_TOKEN=T in the environment
+                 does the same
+  --token T      the same, from the command line; deprecated: every local user can
+                 read a command line (/proc/PID/cmdline), so it warns
   --cloud URL    the cloud the device connects to (default: the cloud that served this
                  script); its token-signing key must match the one pinned in the script
   --dry-run      print every action, change nothing
@@ -204,18 +214,19 @@ status_field() {
 # --- arguments and checks ------------------------------------------------------------------
 
 parse_args() {
-	NVR=0 TOKEN='' CLOUD_OVERRIDE='' DRY_RUN=0 UNINSTALL=0 PURGE=0
+	NVR=0 TOKEN=${CAMAGENT_TOKEN:-} TOKEN_FILE='' ARG_TOKEN='' CLOUD_OVERRIDE=''
+	DRY_RUN=0 UNINSTALL=0 PURGE=0
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--nvr) NVR=1 ;;
-		--token | --cloud)
+		--token | --token-file | --cloud)
 			if [ $# -lt 2 ] || [ -z "$2" ]; then usage_error "$1 needs a value"; fi
-			if [ "$1" = --token ]; then TOKEN=$2; else CLOUD_OVERRIDE=$2; fi
+			set_option "$1" "$2"
 			shift
 			;;
-		--token=* | --cloud=*)
+		--token=* | --token-file=* | --cloud=*)
 			if [ -z "${1#*=}" ]; then usage_error "${1%%=*} needs a value"; fi
-			if [ "${1%%=*}" = --token ]; then TOKEN=${1#*=}; else CLOUD_OVERRIDE=${1#*=}; fi
+			set_option "${1%%=*}" "${1#*=}"
 			;;
 		--dry-run) DRY_RUN=1 ;;
 		--uninstall) UNINSTALL=1 ;;
@@ -228,14 +239,15 @@ parse_args() {
 		esac
 		shift
 	done
-	if [ "$UNINSTALL" = 1 ] && { [ "$NVR" = 1 ] || [ -n "$TOKEN" ] || [ -n "$CLOUD_OVERRIDE" ]; }; then
+	if [ "$UNINSTALL" = 1 ] && { [ "$NVR" = 1 ] || [ -n "$ARG_TOKEN$TOKEN_FILE" ] || [ -n "$CLOUD_OVERRIDE" ]; }; then
 		usage_error "--uninstall takes no other options than --purge and --dry-run"
 	fi
+	[ "$UNINSTALL" = 1 ] || read_token
 	if [ "$PURGE" = 1 ] && [ "$UNINSTALL" = 0 ]; then
 		usage_error "--purge goes with --uninstall"
 	fi
 	case $TOKEN in
-	*[!A-Za-z0-9._~+/=-]*) usage_error "--token: that is not a token (unexpected characters)" ;;
+	*[!A-Za-z0-9._~+/=-]*) usage_error "$TOKEN_FROM: that is not a token (unexpected characters)" ;;
 	esac
 	case $CLOUD_OVERRIDE in
 	'') ;;
@@ -244,12 +256,52 @@ parse_args() {
 	*://*) usage_error "--cloud: not an https URL: $CLOUD_OVERRIDE" ;;
 	*) CLOUD_OVERRIDE=https://$CLOUD_OVERRIDE ;;
 	esac
+	cl_authority=${CLOUD_OVERRIDE#https://}
+	cl_authority=${cl_authority%%/*}
+	case $cl_authority in
+	*@*)
+		# Never echoed: what stands before the @ may well be a password.
+		usage_error "--cloud: a URL with a user name or password (user@host) is not accepted; give the cloud's https://host[:port] only (the device authenticates with its token)"
+		;;
+	esac
 	case $CLOUD_OVERRIDE in
-	*[!]A-Za-z0-9_.:/%@+~[-]* | https:// | https:///*)
+	*[!]A-Za-z0-9_.:/%+~[-]* | https:// | https:///*)
 		usage_error "--cloud: not a usable URL: $CLOUD_OVERRIDE"
 		;;
 	esac
 	CLOUD_OVERRIDE=${CLOUD_OVERRIDE%/}
+}
+
+set_option() {
+	case $1 in
+	--token) ARG_TOKEN=$2 ;;
+	--token-file) TOKEN_FILE=$2 ;;
+	--cloud) CLOUD_OVERRIDE=$2 ;;
+	esac
+}
+
+# The token comes from one place: --token-file, CAMAGENT_TOKEN or (deprecated) --token.
+read_token() {
+	TOKEN_FROM=CAMAGENT_TOKEN
+	rt_sources=0
+	[ -z "${CAMAGENT_TOKEN:-}" ] || rt_sources=$((rt_sources + 1))
+	[ -z "$TOKEN_FILE" ] || rt_sources=$((rt_sources + 1))
+	[ -z "$ARG_TOKEN" ] || rt_sources=$((rt_sources + 1))
+	if [ "$rt_sources" -gt 1 ]; then
+		usage_error "give the token one way only: --token-file, CAMAGENT_TOKEN or --token"
+	fi
+	if [ -n "$ARG_TOKEN" ]; then
+		warn "warning: --token puts the token on the command line, where every local user can read it (/proc/PID/cmdline); use CAMAGENT_TOKEN=... or --token-file next time"
+		TOKEN=$ARG_TOKEN
+		TOKEN_FROM=--token
+	elif [ -n "$TOKEN_FILE" ]; then
+		TOKEN_FROM=--token-file
+		[ "$TOKEN_FILE" != - ] || TOKEN_FILE=/dev/stdin
+		[ -r "$TOKEN_FILE" ] || usage_error "--token-file: cannot read $TOKEN_FILE"
+		# The first line, without blanks (a file written by an editor ends in a newline).
+		TOKEN=$(head -n 1 -- "$TOKEN_FILE" | tr -d ' \t\r')
+		[ -n "$TOKEN" ] || usage_error "--token-file: $TOKEN_FILE holds no token"
+	fi
 }
 
 check_root() {
@@ -482,76 +534,19 @@ install_venv() {
 }
 
 # The unit of the Debian package (packaging/camagent.service), started from the venv and
-# without its Documentation= (the README is not installed).  tests/install keeps them equal.
+# without its Documentation= (the README is not installed): the serving cloud puts it in
+# place of the marker line (cloud_mock/installer.py for the mock).
 unit_text() {
-	cat <<'EOF'
-[Unit]
-Description=camagent: connects this camera or NVR to its cloud
-Wants=network-online.target
-After=network-online.target
-
-[Service]
-Type=notify
-NotifyAccess=main
-ExecStart=/opt/camagent/bin/camagent --config /etc/camagent/agent.toml run
-ExecReload=/bin/sh -c "kill -HUP $MAINPID"
-Restart=on-failure
-RestartSec=2
-# The daemon pings at half this interval; a hung event loop is killed and restarted.
-WatchdogSec=20
-TimeoutStopSec=15
-
-User=camagent
-Group=camagent
-StateDirectory=camagent
-StateDirectoryMode=0700
-RuntimeDirectory=camagent
-RuntimeDirectoryMode=0700
-ConfigurationDirectory=camagent
-ConfigurationDirectoryMode=0755
-UMask=0077
-
-# Hardening: the agent needs the network, its three directories, and nothing else.
-NoNewPrivileges=yes
-CapabilityBoundingSet=
-AmbientCapabilities=
-ProtectSystem=strict
-ProtectHome=yes
-PrivateTmp=yes
-PrivateDevices=yes
-PrivateUsers=yes
-ProtectKernelTunables=yes
-ProtectKernelModules=yes
-ProtectKernelLogs=yes
-ProtectControlGroups=yes
-ProtectClock=yes
-ProtectHostname=yes
-ProtectProc=invisible
-RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
-RestrictNamespaces=yes
-RestrictRealtime=yes
-RestrictSUIDSGID=yes
-LockPersonality=yes
-MemoryDenyWriteExecute=yes
-SystemCallArchitectures=native
-SystemCallFilter=@system-service
-SystemCallFilter=~@privileged @resources
-SystemCallErrorNumber=EPERM
-DevicePolicy=closed
-KeyringMode=private
-RemoveIPC=yes
-IPAccounting=yes
-
-[Install]
-WantedBy=multi-user.target
-EOF
+	cat <<'CAMAGENT_UNIT'
+@CAMAGENT_UNIT@
+CAMAGENT_UNIT
 }
 
 config_text() {
 	if [ "$NVR" = 1 ]; then ct_kind=nvr; else ct_kind=camera; fi
 	if [ -n "$CA_BUNDLE" ]; then ct_ca=$CA_FILE; else ct_ca=; fi
 	cat <<EOF
-# Written by install.sh from $CLOUD_URL.  Every key: DESIGN §9 / README.
+# Written by install.sh from $CLOUD_URL.  Every key: the README (Configuration).
 # Running install.sh again rewrites this file (keeping the old one as agent.toml.bak-*).
 
 [device]
@@ -619,6 +614,17 @@ wait_active() {
 	say "the $SERVICE service is active"
 }
 
+# give_token WORD...: `camagent WORD... --token-file -` with the token on its standard input
+# where this camagent reads it there (a command line is readable by every local user);
+# a package without --token-file takes it as an argument.
+give_token() {
+	if "$CAMAGENT" "$@" --help 2>/dev/null | grep -q -e '--token-file'; then
+		printf '%s\n' "$TOKEN" | run "$CAMAGENT" --config "$ROOT$CONFIG_FILE" "$@" --token-file -
+	else
+		run "$CAMAGENT" --config "$ROOT$CONFIG_FILE" "$@" "$TOKEN"
+	fi
+}
+
 apply_token() {
 	[ -n "$TOKEN" ] || return 0
 	if [ "$DRY_RUN" = 1 ]; then
@@ -633,7 +639,7 @@ apply_token() {
 		if [ "$(status_field token.present)" = true ]; then
 			say "this NVR is linked to the cloud already: the registration token is not needed"
 		else
-			run "$CAMAGENT" --config "$ROOT$CONFIG_FILE" nvr register "$TOKEN"
+			give_token nvr register
 		fi
 		return 0
 	fi
@@ -644,7 +650,7 @@ print(json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))).get("j
 	if [ -n "$at_current" ] && [ "$at_current" = "$at_wanted" ]; then
 		say "the device uses this token already"
 	else
-		run "$CAMAGENT" --config "$ROOT$CONFIG_FILE" token set "$TOKEN"
+		give_token token set
 	fi
 }
 

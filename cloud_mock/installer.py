@@ -1,10 +1,12 @@
 """The one-line installer: `GET /install.sh` and `GET /packages/{name}` (issue 5).
 
-`/install.sh` is the repository's `install.sh` (shipped as `cloud_mock/static/install.sh`,
-a byte-identical copy that a test keeps in step) with its placeholder lines filled in at
+`/install.sh` is the repository's `install.sh` (`cloud_mock/static/install.sh` is a
+symlink to it, whose content a wheel build copies) with its placeholder lines filled in at
 request time: this mock's URL, the package it serves and its SHA-256, the CA its TLS
-certificate chains to, and the SHA-256 of its token-signing public key (the bytes of
-`token-signing.pub.pem`, which are also the `pem` of `GET /v1/keys`).
+certificate chains to, the SHA-256 of its token-signing public key (the bytes of
+`token-signing.pub.pem`, which are also the `pem` of `GET /v1/keys`), and the systemd unit
+for installs into a virtual environment: the Debian package's `packaging/camagent.service`
+(`cloud_mock/static/camagent.service`, a symlink too) with the venv's `ExecStart=`.
 
 `--packages DIR` names a directory holding `camagent_<version>_all.deb` and/or
 `camagent-<version>-….whl`; `/packages/{name}` serves the regular files directly in it,
@@ -17,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +32,16 @@ from cloud_mock.pki import CA_CERT, public_pem
 
 log = logging.getLogger("cloud_mock.installer")
 
-TEMPLATE_PATH = Path(__file__).resolve().parent / "static" / "install.sh"
+STATIC = Path(__file__).resolve().parent / "static"
+TEMPLATE_PATH = STATIC / "install.sh"
+UNIT_PATH = STATIC / "camagent.service"
 VALUE_NAMES = ("CLOUD_URL", "DEB_URL", "DEB_SHA256", "WHEEL_URL", "WHEEL_SHA256", "KEYS_SHA256")
 CA_PLACEHOLDER = "@CA_PEM@"
 CA_TERMINATOR = "CAMAGENT_CA_PEM"
+UNIT_PLACEHOLDER = "@CAMAGENT_UNIT@"
+UNIT_TERMINATOR = "CAMAGENT_UNIT"
+DEB_EXEC = "ExecStart=/usr/bin/camagent "
+VENV_EXEC = "ExecStart=/opt/camagent/bin/camagent "
 
 DEB_NAME = re.compile(r"camagent_(?P<version>[0-9][A-Za-z0-9.+~-]*)_all\.deb")
 WHEEL_NAME = re.compile(r"camagent-(?P<version>[0-9][A-Za-z0-9.+!]*)-[A-Za-z0-9._-]+\.whl")
@@ -56,9 +65,25 @@ class PackageFile:
     sha256: str
 
 
+def venv_unit(deb_unit: str) -> str:
+    """The Debian package's unit as install.sh writes it for a virtual environment: the
+    venv's camagent, and no Documentation= (the README is not installed there)."""
+    lines = deb_unit.splitlines()
+    execs = [i for i, line in enumerate(lines) if line.startswith("ExecStart=")]
+    if len(execs) != 1 or not lines[execs[0]].startswith(DEB_EXEC):
+        raise TemplateError(f"the unit must have exactly one line {DEB_EXEC}…")
+    lines[execs[0]] = VENV_EXEC + lines[execs[0]].removeprefix(DEB_EXEC)
+    kept = [line for line in lines if not line.startswith("Documentation=")]
+    if UNIT_TERMINATOR in kept:
+        raise TemplateError("the unit could end install.sh's here-document early")
+    return "\n".join(kept)
+
+
 class Installer:
-    def __init__(self, template: str, packages_dir: Path | None) -> None:
-        render(template, dict.fromkeys(VALUE_NAMES, ""), "")  # fail now, not per request
+    def __init__(self, template: str, packages_dir: Path | None, unit: str = "") -> None:
+        self.unit = venv_unit(unit) if unit else ""
+        # Fail now, not per request.
+        render(template, dict.fromkeys(VALUE_NAMES, ""), "", self.unit)
         self.template = template
         self.packages_dir = packages_dir
         self._hashes: dict[tuple[str, int, int], str] = {}
@@ -114,8 +139,9 @@ def _version_key(version: str) -> tuple[tuple[int, int | str], ...]:
     )
 
 
-def render(template: str, values: Mapping[str, str], ca_pem: str) -> str:
-    """Fill the `NAME="@NAME@"` lines and the `@CA_PEM@` line of the template."""
+def render(template: str, values: Mapping[str, str], ca_pem: str, unit: str = "") -> str:
+    """Fill the `NAME="@NAME@"` lines, the `@CA_PEM@` line and the `@CAMAGENT_UNIT@` line
+    of the template (the unit as `venv_unit` made it)."""
     text = template
     for name in VALUE_NAMES:
         value = values[name]
@@ -133,6 +159,11 @@ def render(template: str, values: Mapping[str, str], ca_pem: str) -> str:
     )
     if count != 1:
         raise TemplateError(f"install.sh must have exactly one line {CA_PLACEHOLDER}")
+    text, count = re.subn(
+        rf"^{re.escape(UNIT_PLACEHOLDER)}$", lambda _: unit, text, flags=re.MULTILINE
+    )
+    if count != 1:
+        raise TemplateError(f"install.sh must have exactly one line {UNIT_PLACEHOLDER}")
     return text
 
 
@@ -141,6 +172,19 @@ def _assignment(name: str, value: str) -> Callable[[re.Match[str]], str]:
         return f'{match["indent"]}{name}="{value}"'
 
     return replace
+
+
+def install_line(url: str, data_dir: Path, *options: str) -> str:
+    """The one-liner the console's wizard shows, as it works against this mock.
+
+    The mock's TLS certificate chains to its own CA (`DATA_DIR/ca.pem`), which no system
+    trusts: curl is told to trust that file. On the mock's machine the line works as
+    printed; on another machine, copy the file there first (the script itself carries the
+    CA for everything it downloads after).
+    """
+    ca = shlex.quote(str(data_dir / CA_CERT))
+    line = f"curl -fsSL --cacert {ca} {url}/install.sh | sh -s --"
+    return " ".join((line, *map(shlex.quote, options)))
 
 
 def script_for(app: web.Application) -> str:
@@ -158,7 +202,7 @@ def script_for(app: web.Application) -> str:
         "KEYS_SHA256": hashlib.sha256(keys_pem).hexdigest(),
     }
     ca_pem = (config.data_dir / CA_CERT).read_text(encoding="ascii")
-    return render(installer.template, values, ca_pem)
+    return render(installer.template, values, ca_pem, installer.unit)
 
 
 async def get_install_script(request: web.Request) -> web.Response:
@@ -180,6 +224,7 @@ async def get_package(request: web.Request) -> web.StreamResponse:
 def setup(app: web.Application) -> None:
     packages_dir = app[CONFIG].packages_dir
     template = TEMPLATE_PATH.read_text(encoding="utf-8")
-    app[INSTALLER] = Installer(template, packages_dir)
+    unit = UNIT_PATH.read_text(encoding="utf-8")
+    app[INSTALLER] = Installer(template, packages_dir, unit)
     app.router.add_get("/install.sh", get_install_script)
     app.router.add_get("/packages/{name}", get_package)

@@ -21,6 +21,7 @@ from agent.provisioning.wire import normalize_device_id
 from agent.token_codec import sign_token
 from cloud_mock.api import ApiError, get_str
 from cloud_mock.devices_ws import CHANNELS, CLOSE_REVOKED
+from cloud_mock.installer import install_line
 from cloud_mock.keys import CLOCK, CONFIG, STORE
 from cloud_mock.store import Registrator
 from cloud_mock.users import Caller
@@ -229,8 +230,9 @@ def registrator_json(app: web.Application, registrator: Registrator) -> dict[str
 
 
 def installation(app: web.Application) -> dict[str, str]:
-    url = app[CONFIG].url
+    config = app[CONFIG]
     return {
-        "one_liner": f"curl -fsSL {url}/install.sh | sh -s -- --nvr --cloud {url}",
-        "cloud_url": url,
+        # With --cacert: the mock's CA is its own, which no system trusts.
+        "one_liner": install_line(config.url, config.data_dir, "--nvr"),
+        "cloud_url": config.url,
     }

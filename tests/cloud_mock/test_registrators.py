@@ -106,7 +106,8 @@ async def test_details_device_installation_list_edit_delete(
     status, installation = await call(client, "GET", f"/v1/registrators/{rid}/installation", auth)
     assert status == 200
     assert installation == {
-        "one_liner": f"curl -fsSL {mock.url}/install.sh | sh -s -- --nvr --cloud {mock.url}",
+        "one_liner": f"curl -fsSL --cacert {mock.data_dir / 'ca.pem'} {mock.url}/install.sh"
+        " | sh -s -- --nvr",
         "cloud_url": mock.url,
     }
     status, listing = await call(client, "GET", "/v1/registrators", auth)

@@ -13,6 +13,8 @@ Environment of the stand-ins:
     STANDIN_ARCH   what `uname -m` prints (default x86_64)
     STANDIN_NEVER_ACTIVE=1  the service never becomes active
     STANDIN_APT_NEEDS_UPDATE=1  `apt-get install` fails until `apt-get update` ran
+    STANDIN_TOKEN_FILE=1  `camagent` takes the token with `--token-file -` on stdin (as
+                   newer releases do); otherwise only as an argument
 """
 
 from __future__ import annotations
@@ -131,6 +133,12 @@ if name == "systemctl":
     sys.exit(0)
 if name == "camagent":
     args = args[2:] if args[:1] == ["--config"] else args
+    if args[-1:] == ["--help"]:
+        if os.environ.get("STANDIN_TOKEN_FILE"):
+            print("  --token-file FILE  read the token from FILE ('-': stdin)")
+        sys.exit(0)
+    if args[2:4] == ["--token-file", "-"] and os.environ.get("STANDIN_TOKEN_FILE"):
+        args = [*args[:2], sys.stdin.read().strip()]
     token = json.loads((state / "token").read_text()) if flag("token") else None
     if args[:1] == ["status"]:
         status = {

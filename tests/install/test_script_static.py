@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from cloud_mock.installer import TEMPLATE_PATH, VALUE_NAMES, render
+from cloud_mock.installer import (
+    TEMPLATE_PATH,
+    UNIT_PATH,
+    VALUE_NAMES,
+    TemplateError,
+    render,
+    venv_unit,
+)
 from tests.install import REPO_ROOT
 from tests.install.standins import NAMES, Sandbox, repo_script, write_standins
 
@@ -77,11 +84,12 @@ def test_main_is_called_on_the_last_line_only() -> None:
     assert depth == 0
 
 
-def test_mock_serves_an_identical_copy() -> None:
-    assert TEMPLATE_PATH.read_bytes() == SCRIPT.read_bytes(), (
-        "cloud_mock/static/install.sh differs from install.sh: "
-        "cp install.sh cloud_mock/static/install.sh"
-    )
+def test_the_mock_serves_the_one_stored_copy() -> None:
+    """install.sh and the unit are stored once: the mock's static files are symlinks."""
+    assert TEMPLATE_PATH.is_symlink()
+    assert TEMPLATE_PATH.resolve() == SCRIPT.resolve()
+    assert UNIT_PATH.is_symlink()
+    assert UNIT_PATH.resolve() == (REPO_ROOT / "packaging" / "camagent.service").resolve()
 
 
 def test_placeholders_are_plain_lines() -> None:
@@ -89,23 +97,48 @@ def test_placeholders_are_plain_lines() -> None:
     for name in VALUE_NAMES:
         assert re.search(rf'^\t{name}="@{name}@"$', text, re.MULTILINE), name
     assert re.search(r"^@CA_PEM@$", text, re.MULTILINE)
+    assert re.search(r"^@CAMAGENT_UNIT@$", text, re.MULTILINE)
 
 
-def test_venv_unit_is_the_packaged_unit() -> None:
-    """The unit install.sh writes for a venv install is packaging/camagent.service, with
-    the venv's camagent and no Documentation= (nothing of it is installed there).  If
-    the package's unit changes, change unit_text() in install.sh the same way."""
+def embedded_unit(script: str) -> str:
+    embedded = re.search(
+        r"^unit_text\(\) \{\n\tcat <<'CAMAGENT_UNIT'\n(.*?)^CAMAGENT_UNIT$", script, re.S | re.M
+    )
+    assert embedded is not None
+    return embedded.group(1)
+
+
+def expected_venv_unit() -> str:
+    """packaging/camagent.service with the venv's camagent and no Documentation=."""
     packaged = (REPO_ROOT / "packaging" / "camagent.service").read_text()
-    expected = "".join(
+    return "".join(
         line.replace("ExecStart=/usr/bin/camagent ", "ExecStart=/opt/camagent/bin/camagent ")
         for line in packaged.splitlines(keepends=True)
         if not line.startswith("Documentation=")
     )
-    embedded = re.search(
-        r"^unit_text\(\) \{\n\tcat <<'EOF'\n(.*?)^EOF$", repo_script(), re.S | re.M
-    )
-    assert embedded is not None
-    assert embedded.group(1) == expected
+
+
+def test_the_unit_is_injected_from_the_packaged_unit() -> None:
+    """As committed, install.sh holds a marker; the served script the package's unit."""
+    assert embedded_unit(repo_script()) == "@CAMAGENT_UNIT@\n"
+    unit = venv_unit((REPO_ROOT / "packaging" / "camagent.service").read_text())
+    rendered = render(repo_script(), FAKE_VALUES, FAKE_CA, unit)
+    assert embedded_unit(rendered) == expected_venv_unit()
+    assert "LimitNOFILE=4096\n" in expected_venv_unit()
+
+
+@pytest.mark.parametrize(
+    "unit",
+    [
+        "[Service]\nExecStart=/bin/true\n",
+        "[Service]\nExecStart=/usr/bin/camagent run\nExecStart=/usr/bin/camagent run\n",
+        "[Service]\nExecStart=/usr/bin/camagent run\nCAMAGENT_UNIT\nrm -rf /\n",
+    ],
+    ids=["other-exec", "two-execs", "terminator"],
+)
+def test_a_unit_that_cannot_be_injected_is_refused(unit: str) -> None:
+    with pytest.raises(TemplateError):
+        venv_unit(unit)
 
 
 # --- a download cut off anywhere runs nothing --------------------------------------------
@@ -166,6 +199,12 @@ def test_help(tmp_path: Path) -> None:
         ["--token=a b"],
         ["--cloud", "http://cloud.test"],
         ["--cloud", "https://cloud.test/$(reboot)"],
+        ["--cloud", "https://user:secret@cloud.test"],
+        ["--cloud", "user@cloud.test:8443/path"],
+        ["--cloud=https://@cloud.test"],
+        ["--token-file"],
+        ["--token-file", "/nonexistent/token"],
+        ["--token", "a", "--token-file", "/dev/null"],
         ["--purge"],
         ["--uninstall", "--nvr"],
     ],
@@ -238,3 +277,32 @@ def test_venv_needs_python_311(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "python3 >= 3.11 is missing (python3 here is 3.9)" in result.stderr
     assert box.changing_calls() == []
+
+
+def test_userinfo_in_cloud_is_refused_and_never_echoed(tmp_path: Path) -> None:
+    box = Sandbox(tmp_path / "box")
+    result = box.run(
+        render(repo_script(), FAKE_VALUES, FAKE_CA), "--cloud", "https://me:hunter2@cloud.test"
+    )
+    assert result.returncode == 2
+    assert "user name or password" in result.stderr
+    assert "hunter2" not in result.output
+    assert box.calls() == []
+
+
+def test_token_from_two_places_is_refused(tmp_path: Path) -> None:
+    box = Sandbox(tmp_path / "box")
+    result = box.run(
+        render(repo_script(), FAKE_VALUES, FAKE_CA), "--token", "abc", CAMAGENT_TOKEN="def"
+    )
+    assert result.returncode == 2
+    assert "one way only" in result.stderr
+
+
+def test_an_empty_token_file_is_refused(tmp_path: Path) -> None:
+    box = Sandbox(tmp_path / "box")
+    empty = tmp_path / "token"
+    empty.write_text("\n")
+    result = box.run(render(repo_script(), FAKE_VALUES, FAKE_CA), "--token-file", str(empty))
+    assert result.returncode == 2
+    assert "holds no token" in result.stderr

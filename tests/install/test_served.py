@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from cloud_mock.installer import install_line
 from cloud_mock.testing import MockCloud, mock_command, mock_env, running_mock_cloud
 from tests.install.conftest import DEB_BYTES, DEB_NAME, WHEEL_NAME, fetch
 from tests.install.standins import Sandbox
@@ -113,7 +114,42 @@ def test_wizard_one_liner_points_to_install_sh(cloud: MockCloud) -> None:
         "GET", f"/v1/registrators/{registrator['id']}/installation", session=session
     )
     assert status == 200
-    assert answer["one_liner"].startswith(f"curl -fsSL {cloud.url}/install.sh | sh -s -- --nvr")
+    assert answer["one_liner"] == (
+        f"curl -fsSL --cacert {cloud.data_dir / 'ca.pem'} {cloud.url}/install.sh | sh -s -- --nvr"
+    )
+    assert answer["one_liner"] == install_line(cloud.url, cloud.data_dir, "--nvr")
+
+
+def test_the_wizards_line_works_as_printed(cloud: MockCloud, sandbox: Sandbox) -> None:
+    """Pasted into a shell on the mock's machine (with --dry-run added): the private CA
+    is trusted through --cacert, the script runs and verifies the package and the key."""
+    line = install_line(cloud.url, cloud.data_dir, "--nvr", "--dry-run")
+    done = subprocess.run(
+        ["sh", "-c", line],
+        capture_output=True,
+        text=True,
+        env=sandbox.env(),
+        cwd=sandbox.base,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{DEB_NAME}: SHA-256 verified" in done.stdout
+    assert "dry run: nothing was changed" in done.stdout
+    # Without --cacert the same line fetches nothing: the hint is needed.
+    bare = line.replace(f"--cacert {cloud.data_dir / 'ca.pem'} ", "")
+    assert bare != line
+    failed = subprocess.run(
+        ["sh", "-c", bare],
+        capture_output=True,
+        text=True,
+        env=sandbox.env(),
+        cwd=sandbox.base,
+        timeout=120,
+        check=False,
+    )
+    assert "SHA-256 verified" not in failed.stdout
+    assert "curl: (60)" in failed.stderr
 
 
 def test_without_packages(tmp_path: Path) -> None:
@@ -145,8 +181,9 @@ def test_packages_dir_must_exist(tmp_path: Path) -> None:
 
 
 def test_dry_run_changes_nothing(cloud: MockCloud, script: str, sandbox: Sandbox) -> None:
-    result = sandbox.run(script, "--nvr", "--token", "rt_secret", "--dry-run")
+    result = sandbox.run(script, "--nvr", "--dry-run", CAMAGENT_TOKEN="rt_secret")
     assert result.returncode == 0, result.output
+    assert "warning" not in result.stderr
     assert sandbox.changing_calls() == []
     assert sandbox.files() == []
     out = result.stdout
@@ -241,37 +278,86 @@ def test_nvr_then_camera_keeps_a_backup(script: str, sandbox: Sandbox) -> None:
 
 
 def test_nvr_with_registration_token(script: str, sandbox: Sandbox) -> None:
-    result = sandbox.run(script, "--nvr", "--token", "rt_abc123")
+    result = sandbox.run(script, "--nvr", CAMAGENT_TOKEN="rt_abc123")
     assert result.returncode == 0, result.output
     register = [c for c in sandbox.calls() if c[0] == "camagent" and c[3:5] == ["nvr", "register"]]
     assert [c[5] for c in register] == ["rt_abc123"]
     assert "rt_abc123" not in result.output
     assert "connected to" in result.stdout
     sandbox.clear_calls()
-    again = sandbox.run(script, "--nvr", "--token", "rt_abc123")
+    again = sandbox.run(script, "--nvr", CAMAGENT_TOKEN="rt_abc123")
     assert again.returncode == 0, again.output
     assert "linked to the cloud already" in again.stdout
     assert not [c for c in sandbox.calls() if c[3:5] == ["nvr", "register"]]
 
 
-def test_camera_with_token(script: str, sandbox: Sandbox) -> None:
+def test_camera_with_token(script: str, sandbox: Sandbox, tmp_path: Path) -> None:
     token = camera_token("jti-1")
-    result = sandbox.run(script, "--token", token)
+    token_file = tmp_path / "token"
+    token_file.write_text(token + "\n")
+    result = sandbox.run(script, "--token-file", str(token_file))
     assert result.returncode == 0, result.output
+    assert "warning" not in result.stderr
     assert [c[3:] for c in sandbox.calls() if c[3:5] == ["token", "set"]] == [
         ["token", "set", token]
     ]
     assert "state  connected" in result.stdout
     sandbox.clear_calls()
-    again = sandbox.run(script, "--token", token)
+    again = sandbox.run(script, CAMAGENT_TOKEN=token)
     assert again.returncode == 0
     assert "the device uses this token already" in again.stdout
     assert not [c for c in sandbox.changing_calls() if c[3:4] != ["status"]]
-    # A different token replaces it.
+    # A different token replaces it; on the command line it still works, with a warning.
     sandbox.clear_calls()
     other = camera_token("jti-2")
-    assert sandbox.run(script, "--token", other).returncode == 0
+    deprecated = sandbox.run(script, "--token", other)
+    assert deprecated.returncode == 0
+    assert "warning: --token puts the token on the command line" in deprecated.stderr
+    assert other not in deprecated.output
     assert [c[5] for c in sandbox.calls() if c[3:5] == ["token", "set"]] == [other]
+
+
+@pytest.mark.parametrize("nvr", [False, True], ids=["camera", "nvr"])
+def test_a_camagent_that_reads_stdin_gets_the_token_there(
+    script: str, sandbox: Sandbox, nvr: bool
+) -> None:
+    """Never on camagent's command line, when camagent has --token-file (newer releases)."""
+    token = "rt_on_stdin" if nvr else camera_token("jti-stdin-camagent")
+    result = sandbox.run(
+        script, *(["--nvr"] if nvr else []), CAMAGENT_TOKEN=token, STANDIN_TOKEN_FILE="1"
+    )
+    assert result.returncode == 0, result.output
+    words = ["nvr", "register"] if nvr else ["token", "set"]
+    given = [c[3:] for c in sandbox.calls() if c[0] == "camagent" and c[3:5] == words]
+    assert given == [[*words, "--token-file", "-"]]
+    assert not [c for c in sandbox.calls() if token in c]
+    assert "connected to" in result.stdout if nvr else "state  connected" in result.stdout
+
+
+def test_token_on_standard_input(script: str, sandbox: Sandbox, tmp_path: Path) -> None:
+    """`sh install.sh --token-file - < file`: the script saved first, the token on stdin."""
+    saved = tmp_path / "install.sh"
+    saved.write_text(script)
+    token = camera_token("jti-stdin")
+    done = subprocess.run(
+        ["dash", str(saved), "--token-file", "-"],
+        input=token + "\n",
+        capture_output=True,
+        text=True,
+        env=sandbox.env(),
+        cwd=sandbox.base,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [c[5] for c in sandbox.calls() if c[3:5] == ["token", "set"]] == [token]
+
+
+def test_the_served_unit_is_the_packaged_unit(script: str) -> None:
+    """What a venv install writes is packaging/camagent.service, injected when served."""
+    from tests.install.test_script_static import embedded_unit, expected_venv_unit
+
+    assert embedded_unit(script) == expected_venv_unit()
 
 
 def test_service_that_never_starts(script: str, sandbox: Sandbox) -> None:
@@ -406,7 +492,7 @@ def test_venv_install_again_and_uninstall(script: str, sandbox: Sandbox) -> None
         pytest.skip("no python3")
     sandbox.os_release("fedora", like="rhel centos")
     token = camera_token("jti-venv")
-    result = sandbox.run(script, "--token", token)
+    result = sandbox.run(script, CAMAGENT_TOKEN=token)
     assert result.returncode == 0, result.output
     venv = sandbox.root / "opt" / "camagent"
     assert (venv / "bin" / "camagent").exists()
@@ -426,7 +512,7 @@ def test_venv_install_again_and_uninstall(script: str, sandbox: Sandbox) -> None
     assert "state  connected" in result.stdout
 
     sandbox.clear_calls()
-    again = sandbox.run(script, "--token", token)
+    again = sandbox.run(script, CAMAGENT_TOKEN=token)
     assert again.returncode == 0, again.output
     assert "installed in /opt/camagent already" in again.stdout
     assert not [c for c in sandbox.changing_calls() if c[0] != "camagent"]

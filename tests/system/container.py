@@ -1,17 +1,21 @@
-"""A Debian 12 system booted with systemd-nspawn, for tests that need a real systemd.
+"""A Debian system (12 "bookworm" or 13 "trixie") booted with systemd-nspawn, for tests
+that need a real systemd.
 
-The root file system is made once with mmdebstrap and cached (keyed by its package list);
-each test session unpacks it afresh and boots it. The container shares the host's network,
-so a mock cloud on the host's 127.0.0.1 is reachable from inside.
+The root file system of each release is made once with mmdebstrap and cached (keyed by the
+release and its package list); each test session unpacks it afresh and boots it. The
+container shares the host's network, so a mock cloud or an RTSP server on the host's
+127.0.0.1 is reachable from inside.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import tarfile
 import time
 from collections.abc import Sequence
@@ -19,9 +23,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("CAMAGENT_ROOTFS_CACHE", "/var/cache/camagent-tests"))
-SUITE = "bookworm"
+RELEASES = ("bookworm", "trixie")
+HOST_DEVICES = Path("/sys/fs/cgroup/devices")
 MIRROR = "http://deb.debian.org/debian"
 # What the package needs at run time is there already: installing it needs no network.
+# Debian's own python3-aiohttp, python3-cryptography and python3-zeroconf of each release.
 PACKAGES = (
     "systemd",
     "systemd-sysv",
@@ -35,12 +41,23 @@ PACKAGES = (
     "ca-certificates",
     "iproute2",
     "curl",
+    # The WiFi path: a real NetworkManager that asks polkit (the package's rule).
+    "network-manager",
+    "polkitd",
+    # Building the package on the release itself (packaging/build-deb.sh).
+    "build-essential",
+    "dpkg-dev",
+    "debhelper",
+    "dh-python",
+    "pybuild-plugin-pyproject",
+    "python3-all",
+    "python3-setuptools",
 )
 
 
-def rootfs_tarball() -> Path:
-    key = hashlib.sha256(" ".join((SUITE, *PACKAGES)).encode()).hexdigest()[:12]
-    tarball = CACHE / f"{SUITE}-{key}.tar"
+def rootfs_tarball(suite: str) -> Path:
+    key = hashlib.sha256(" ".join((suite, *PACKAGES)).encode()).hexdigest()[:12]
+    tarball = CACHE / f"{suite}-{key}.tar"
     if tarball.exists():
         return tarball
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -50,7 +67,7 @@ def rootfs_tarball() -> Path:
             "mmdebstrap",
             "--variant=minbase",
             f"--include={','.join(PACKAGES)}",
-            SUITE,
+            suite,
             str(partial),
             MIRROR,
         ],
@@ -63,20 +80,27 @@ def rootfs_tarball() -> Path:
 
 
 class Container:
-    def __init__(self, root: Path, name: str = "camtest") -> None:
+    def __init__(self, root: Path, release: str = "bookworm", name: str = "camtest") -> None:
         self.root = root
+        self.release = release
         self.name = name
         self.nspawn: subprocess.Popen[bytes] | None = None
         self.leader = 0
+        self._host_device_cgroups: set[Path] = set()
 
     def boot(self, timeout: float = 90) -> None:
         root = self.root
         if root.exists():
             shutil.rmtree(root)
         root.mkdir(parents=True)
-        with tarfile.open(rootfs_tarball()) as tar:
+        with tarfile.open(rootfs_tarball(self.release)) as tar:
             tar.extractall(root, filter="fully_trusted")  # our own mmdebstrap output
         (root / "etc" / "hostname").write_text(self.name + "\n")
+        # The container shares the host's network: its NetworkManager must never touch the
+        # host's interfaces. It still answers on D-Bus and asks polkit (tests/system).
+        conf = root / "etc" / "NetworkManager" / "conf.d" / "99-camagent-tests.conf"
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        conf.write_text("[main]\nno-auto-default=*\n[keyfile]\nunmanaged-devices=*\n")
         log = (root.parent / f"{self.name}-console.log").open("wb")
         self.nspawn = subprocess.Popen(
             [
@@ -113,6 +137,38 @@ class Container:
             answer = state.stdout.strip()
             if answer not in ("running", "degraded", "starting", "initializing"):
                 time.sleep(0.1)
+        self._enforce_device_policies()
+
+    def _enforce_device_policies(self) -> None:
+        """Let the container's systemd apply DevicePolicy=/DeviceAllow=.
+
+        On a cgroup-v1 host nspawn mounts the devices hierarchy read-only, and systemd then
+        silently applies no device policy at all: every DeviceAllow= test would pass for
+        nothing. Made writable (and systemd re-executed to notice), the container's units
+        get their devices.allow/deny lists under the host's devices hierarchy; the
+        directories it makes there are removed again at shutdown (`_remove_device_cgroups`).
+        """
+        options = self.run(
+            ["findmnt", "-n", "-o", "OPTIONS", "/sys/fs/cgroup/devices"], check=False
+        ).stdout.strip()
+        if "ro" not in options.split(","):
+            return  # no v1 devices hierarchy (cgroup v2: BPF device programs), or writable
+        self._host_device_cgroups = set(HOST_DEVICES.iterdir())
+        self.run(["mount", "-o", "remount,rw,bind", "/sys/fs/cgroup/devices"])
+        self.run(["systemctl", "daemon-reexec"])
+        self.run(["systemctl", "is-system-running", "--wait"], check=False, timeout=60)
+
+    def _remove_device_cgroups(self) -> None:
+        for top in set(HOST_DEVICES.iterdir()) - self._host_device_cgroups:
+            if not top.is_dir():
+                continue
+            for directory in sorted(
+                (d for d in top.rglob("*") if d.is_dir()), key=lambda d: -len(d.parts)
+            ):
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
+            with contextlib.suppress(OSError):
+                top.rmdir()
 
     def run(
         self,
@@ -121,6 +177,7 @@ class Container:
         check: bool = True,
         timeout: float = 120,
         input: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run a command inside (all namespaces of the container's PID 1)."""
         result = subprocess.run(
@@ -130,7 +187,7 @@ class Container:
             timeout=timeout,
             input=input,
             check=False,
-            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", **(env or {})},
         )
         if check and result.returncode != 0:
             raise AssertionError(
@@ -150,9 +207,18 @@ class Container:
             try:
                 self.nspawn.wait(30)
             except subprocess.TimeoutExpired:
+                # The container's PID 1 first: killing nspawn alone leaves it running.
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.leader, signal.SIGKILL)
                 self.nspawn.send_signal(signal.SIGKILL)
                 self.nspawn.wait()
+        self._remove_device_cgroups()
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def python_version(self) -> str:
+        return self.run(
+            ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"]
+        ).stdout.strip()
 
 
 def _descendant_named(pid: int, name: str) -> int:
@@ -173,6 +239,79 @@ def _descendant_named(pid: int, name: str) -> int:
                 continue
             pending.append(kid)
     return 0
+
+
+def build_deb_inside(container: Container, out: Path) -> Path:
+    """Build the package from this checkout with the container's own Debian tools
+    (packaging/build-deb.sh run inside); return the .deb, copied to `out`."""
+    source = container.path("/root/camagent-src")
+    shutil.rmtree(source, ignore_errors=True)
+    source.mkdir(parents=True)
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    for name in filter(None, files):
+        origin = ROOT / name.decode()
+        if not origin.exists() and not origin.is_symlink():
+            continue  # deleted in the work tree, not yet in git
+        target = source / name.decode()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if origin.is_symlink():
+            target.symlink_to(os.readlink(origin))
+        else:
+            shutil.copy2(origin, target)
+    built = container.run(
+        ["/root/camagent-src/packaging/build-deb.sh", "/root/camagent-deb"], timeout=600
+    )
+    deb = container.path(built.stdout.strip().splitlines()[-1])
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(deb, out / deb.name)
+    return out / deb.name
+
+
+def qr_extras(python: str) -> Path:
+    """OpenCV and zxing-cpp wheels for the container's Python, unpacked (cached).
+
+    Debian 12's python3-zxing-cpp is 1.4, older than the reader needs (2.2: text modes),
+    and python3-opencv pulls a desktop's worth of libraries: a device vendor adds the
+    `[qr]` extra from PyPI wheels (manylinux, OpenCV with FFmpeg for RTSP) instead, and
+    so do these tests, into /usr/local (on Debian's python3 path, not under dpkg).
+    """
+    target = CACHE / f"qr-extras-py{python}"
+    if target.exists():
+        return target
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--target",
+            str(partial),
+            "--only-binary=:all:",
+            "--implementation",
+            "cp",
+            "--python-version",
+            python,
+            "--platform",
+            "manylinux2014_x86_64",
+            "--platform",
+            "manylinux_2_28_x86_64",
+            "opencv-python-headless>=4.8",
+            "zxing-cpp>=2.2",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    partial.rename(target)
+    return target
 
 
 def build_deb(out: Path) -> Path:

@@ -1,5 +1,6 @@
-"""The Debian package on a booted systemd: install, run as a hardened service, survive
-crashes and hangs, connect to the cloud, purge. Slow: run alone with `pytest -m slow`."""
+"""The Debian package on a booted systemd (Debian 12 and 13, each with the package built on
+it): install, run as a hardened service, survive crashes and hangs, connect to the cloud,
+purge. Slow: run alone with `pytest -m slow`."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ import pytest
 
 from tests.system.conftest import ROOT, copy_in
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-DEVICE_ID = "02:5e:00:00:00:01"
+DEVICE_IDS = {"bookworm": "02:5e:00:00:00:01", "trixie": "02:5e:00:00:00:02"}
 PASSWORD = "system-test-label-password"
 
 
@@ -51,6 +52,11 @@ def wait_state(container, state: str, timeout: float = 20) -> dict:
 
 
 def test_static_checks_of_the_package_and_unit(deb):
+    contents = subprocess.run(
+        ["dpkg-deb", "--contents", str(deb)], capture_output=True, text=True, check=True
+    ).stdout
+    assert "/dist-packages/agent/" in contents
+    assert "cloud_mock" not in contents
     lintian = subprocess.run(
         ["lintian", "--allow-root", str(deb)], capture_output=True, text=True, check=False
     )
@@ -72,81 +78,84 @@ def test_static_checks_of_the_package_and_unit(deb):
     assert float(exposure.group(1)) <= 2.0
 
 
-def test_install_starts_a_hardened_service_that_verifies_clean(container, deb):
-    copy_in(container, deb, "/root/camagent.deb")
-    container.run(["apt-get", "install", "-y", "/root/camagent.deb"], timeout=300)
-    assert container.run(["systemctl", "is-enabled", "camagent"]).stdout.strip() == "enabled"
-    verify = container.run(["systemd-analyze", "verify", "camagent.service"], check=False)
+def test_install_starts_a_hardened_service_that_verifies_clean(box, deb):
+    copy_in(box, deb, "/root/camagent.deb")
+    box.run(["apt-get", "install", "-y", "/root/camagent.deb"], timeout=300)
+    assert box.run(["systemctl", "is-enabled", "camagent"]).stdout.strip() == "enabled"
+    verify = box.run(["systemd-analyze", "verify", "camagent.service"], check=False)
     assert verify.stdout + verify.stderr == ""
-    assert container.run(["id", "-u", "camagent"]).stdout.strip() != "0"
+    assert box.run(["id", "-u", "camagent"]).stdout.strip() != "0"
     # The default config points at cloud.example.com: the service runs (provisioning).
-    pid = wait_active(container)
-    uid = container.run(["id", "-u", "camagent"]).stdout.strip()
-    proc = container.run(["cat", f"/proc/{pid}/status"]).stdout
+    pid = wait_active(box)
+    uid = box.run(["id", "-u", "camagent"]).stdout.strip()
+    proc = box.run(["cat", f"/proc/{pid}/status"]).stdout
     assert re.search(rf"^Uid:\s+{uid}\s", proc, re.M), "the daemon does not run as camagent"
     assert re.search(r"^CapEff:\s+0+$", proc, re.M), "the daemon holds capabilities"
     assert re.search(r"^NoNewPrivs:\s+1$", proc, re.M)
-    owner = container.run(["stat", "-c", "%U %a", "/var/lib/camagent"]).stdout.split()
+    limits = box.run(["cat", f"/proc/{pid}/limits"]).stdout
+    assert re.search(r"^Max open files\s+4096\s+4096\s", limits, re.M), limits
+    owner = box.run(["stat", "-c", "%U %a", "/var/lib/camagent"]).stdout.split()
     assert owner == ["camagent", "700"]
 
 
-def test_the_service_connects_to_the_cloud_on_the_host(container, host_cloud):
-    copy_in(container, host_cloud.ca_file, "/etc/camagent/ca.pem")
-    copy_in(container, host_cloud.signing_key_file, "/etc/camagent/cloud-keys.pem")
-    container.path("/etc/camagent/password").write_text(PASSWORD + "\n")
-    container.run(["chown", "root:camagent", "/etc/camagent/password"])
-    container.run(["chmod", "0640", "/etc/camagent/password"])
-    container.path("/etc/camagent/agent.toml").write_text(
-        f'[device]\nid = "{DEVICE_ID}"\n'
+def test_the_service_connects_to_the_cloud_on_the_host(box, host_cloud):
+    device_id = DEVICE_IDS[box.release]
+    copy_in(box, host_cloud.ca_file, "/etc/camagent/ca.pem")
+    copy_in(box, host_cloud.signing_key_file, "/etc/camagent/cloud-keys.pem")
+    box.path("/etc/camagent/password").write_text(PASSWORD + "\n")
+    box.run(["chown", "root:camagent", "/etc/camagent/password"])
+    box.run(["chmod", "0640", "/etc/camagent/password"])
+    box.path("/etc/camagent/agent.toml").write_text(
+        f'[device]\nid = "{device_id}"\n'
         f'[cloud]\nurl = "{host_cloud.url}"\nca_file = "/etc/camagent/ca.pem"\n'
         'trust_keys = ["/etc/camagent/cloud-keys.pem"]\n'
         "[provisioning]\nfast_interval = 3\nlong_poll = 2\n"
     )
-    container.run(["systemctl", "restart", "camagent"])
-    wait_active(container)
-    wait_state(container, "provisioning")
+    box.run(["systemctl", "restart", "camagent"])
+    wait_active(box)
+    wait_state(box, "provisioning")
     session = host_cloud.login()
-    host_cloud.add_camera(session, DEVICE_ID, PASSWORD, "system test camera")
-    connected = wait_state(container, "connected")
+    host_cloud.add_camera(session, device_id, PASSWORD, "system test camera")
+    connected = wait_state(box, "connected")
     assert connected["token"]["present"] is True
-    fields = container.run(
+    fields = box.run(
         ["journalctl", "-u", "camagent", "-o", "json", "--no-pager", "STATE=connected"]
     ).stdout.splitlines()
     assert fields, "no journal entry carries STATE=connected"
-    assert json.loads(fields[-1])["DEVICE_ID"] == DEVICE_ID
+    assert json.loads(fields[-1])["DEVICE_ID"] == device_id
 
 
-def test_a_crashed_daemon_is_restarted_and_keeps_its_token(container):
-    pid = wait_active(container)
-    container.run(["systemctl", "kill", "--kill-whom=main", "-s", "SEGV", "camagent"])
-    wait_active(container, not_pid=pid)
-    wait_state(container, "connected")
+def test_a_crashed_daemon_is_restarted_and_keeps_its_token(box):
+    pid = wait_active(box)
+    box.run(["systemctl", "kill", "--kill-whom=main", "-s", "SEGV", "camagent"])
+    wait_active(box, not_pid=pid)
+    wait_state(box, "connected")
 
 
-def test_a_hung_daemon_is_killed_by_the_watchdog_and_restarted(container):
-    dropin = container.path("/etc/systemd/system/camagent.service.d/watchdog.conf")
+def test_a_hung_daemon_is_killed_by_the_watchdog_and_restarted(box):
+    dropin = box.path("/etc/systemd/system/camagent.service.d/watchdog.conf")
     dropin.parent.mkdir(parents=True, exist_ok=True)
     dropin.write_text("[Service]\nWatchdogSec=3\n")  # shrunk for the test
-    container.run(["systemctl", "daemon-reload"])
-    container.run(["systemctl", "restart", "camagent"])
-    pid = wait_active(container)
+    box.run(["systemctl", "daemon-reload"])
+    box.run(["systemctl", "restart", "camagent"])
+    pid = wait_active(box)
     time.sleep(4)  # several watchdog periods: a healthy daemon is left alone
-    assert main_pid(container) == pid
+    assert main_pid(box) == pid
     # The event loop stops: no more WATCHDOG=1.
-    container.run(["systemctl", "kill", "--kill-whom=main", "-s", "STOP", "camagent"])
-    new_pid = wait_active(container, timeout=30, not_pid=pid)
+    box.run(["systemctl", "kill", "--kill-whom=main", "-s", "STOP", "camagent"])
+    new_pid = wait_active(box, timeout=30, not_pid=pid)
     assert new_pid != pid
-    log = container.run(["journalctl", "-u", "camagent", "--no-pager"]).stdout
+    log = box.run(["journalctl", "-u", "camagent", "--no-pager"]).stdout
     assert "Watchdog timeout" in log
     dropin.unlink()
-    container.run(["systemctl", "daemon-reload"])
-    container.run(["systemctl", "restart", "camagent"])
-    wait_state(container, "connected")
+    box.run(["systemctl", "daemon-reload"])
+    box.run(["systemctl", "restart", "camagent"])
+    wait_state(box, "connected")
 
 
-def test_purge_removes_the_service_and_the_state(container):
-    container.run(["apt-get", "purge", "-y", "camagent"], timeout=120)
-    assert not container.path("/var/lib/camagent").exists()
-    assert not container.path("/usr/bin/camagent").exists()
-    gone = container.run(["systemctl", "is-active", "camagent"], check=False)
+def test_purge_removes_the_service_and_the_state(box):
+    box.run(["apt-get", "purge", "-y", "camagent"], timeout=120)
+    assert not box.path("/var/lib/camagent").exists()
+    assert not box.path("/usr/bin/camagent").exists()
+    gone = box.run(["systemctl", "is-active", "camagent"], check=False)
     assert gone.stdout.strip() in ("inactive", "unknown")
