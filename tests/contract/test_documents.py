@@ -27,6 +27,8 @@ from tests.cloud_mock.conftest import client_for, mock  # noqa: F401 (fixture)
 from tests.contract.routes import served_routes
 
 REPO = Path(__file__).resolve().parents[2]
+
+
 # Documented for issue 15 (claims); the "mockstore" branch adds the route. Remove once merged.
 def test_documents_shipped_with_the_mock_are_the_ones_in_docs_api() -> None:
     assert OPENAPI_PATH.read_bytes() == (REPO / "docs/api/openapi.yaml").read_bytes()
