@@ -23,7 +23,7 @@ from agent.token_store import DeviceRecord
 if TYPE_CHECKING:
     import aiohttp
 
-log = logging.getLogger("camagent.nvr")
+log = logging.getLogger(__name__)
 
 Save = Callable[[Callable[[DeviceRecord], DeviceRecord]], None]
 
