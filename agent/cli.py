@@ -327,6 +327,8 @@ def format_status(status: dict[str, Any]) -> str:
         lines.append(f"                {code['activation_url']}")
     if prov.get("last_result"):
         lines.append(f"  last poll     {prov['last_result']} at {_clock(prov['last_at'])}")
+    if prov.get("hint"):
+        lines.append(f"  hint          {prov['hint']}")
     lines.extend(_format_local_api(status.get("local_api")))
     return "\n".join(lines)
 

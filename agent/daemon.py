@@ -93,7 +93,9 @@ class Daemon:
         if config.device.kind == "nvr":
             from agent.nvr.link import NvrLink
 
-            self.nvr = NvrLink(config, self.device_id, lambda: self.record, self.keeper.save)
+            self.nvr = NvrLink(
+                config, self.device_id, lambda: self.record, self.keeper.save, self.clock.wall
+            )
         self.poller = Poller(
             config, self.device_id, self.keeper, self.http, self.clock, self._token, self.nvr
         )
