@@ -44,6 +44,15 @@ class Command:
     done: str = ""  # what the cloud is told when the handler returns nothing
 
 
+def no_code_reason(daemon: Daemon) -> str:
+    if daemon.nvr is None:
+        return 'this device is a camera; only an NVR (device.kind = "nvr") has a code'
+    if daemon.state is not DeviceState.AWAITING_ACTIVATION:
+        return "this NVR is linked to the cloud already (run `camagent reset` to unlink)"
+    last = daemon.poller.last_poll
+    return f"no activation code yet: {last.detail if last else 'registering it with the cloud'}"
+
+
 async def _status(daemon: Daemon, args: dict[str, Any], way: Way) -> Any:
     return daemon.status().to_json()
 
@@ -71,7 +80,7 @@ async def _poll_now(daemon: Daemon, args: dict[str, Any], way: Way) -> None:
 async def _nvr_code(daemon: Daemon, args: dict[str, Any], way: Way) -> Any:
     activation = daemon.nvr.activation() if daemon.nvr else None
     if activation is None or daemon.state is not DeviceState.AWAITING_ACTIVATION:
-        raise NotNow(daemon.no_code_reason())
+        raise NotNow(no_code_reason(daemon))
     return activation.public()
 
 
@@ -79,7 +88,7 @@ async def _nvr_register(daemon: Daemon, args: dict[str, Any], way: Way) -> None:
     if daemon.nvr is None:
         raise NotAnNvr('this device is a camera: set device.kind = "nvr"')
     if daemon.state is not DeviceState.AWAITING_ACTIVATION:
-        raise NotNow(daemon.no_code_reason())
+        raise NotNow(no_code_reason(daemon))
     answer = await daemon.nvr.register(daemon.http(), str(args.get("token") or ""))
     token = daemon.keeper.accept(answer, "registration")
     await daemon.change(TokenAccepted(token))

@@ -10,7 +10,6 @@ control channel, local API, QR watcher) runs under the Supervisor. The parts: Po
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import signal
@@ -18,50 +17,31 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent import __version__, identity, logging_setup, sd_notify
+from agent import __version__, control_socket, identity, logging_setup, sd_notify
 from agent import config as config_mod
+from agent import lifecycle as lc
+from agent.card_scanning import CardScanning
 from agent.clock import Clock, SystemClock
+from agent.cloud_link import CloudLink
 from agent.commands import CommandTable
 from agent.config import Config
-from agent.control_socket import serve as serve_control_socket
 from agent.errors import CamagentError
 from agent.instance_lock import InstanceLock
 from agent.keeper import StateKeeper
-from agent.lifecycle import (
-    UNLINKED,
-    Action,
-    ChannelLost,
-    ChannelOpened,
-    Connect,
-    DeviceState,
-    Disconnect,
-    Event,
-    ForgetToken,
-    PollNowRequested,
-    SaveToken,
-    Started,
-    StartPolling,
-    StopPolling,
-    TokenAccepted,
-    TokenRevoked,
-    transition,
-)
+from agent.lifecycle import UNLINKED, DeviceState, Event
 from agent.poller import Poller
 from agent.status import Status
-from agent.supervisor import Supervisor
+from agent.supervisor import Supervisor, watchdog
 from agent.token_codec import token_summary
 from agent.token_store import DeviceRecord
 from agent.trust import VerifiedToken
 
 if TYPE_CHECKING:
-    import ssl
-
     import aiohttp
 
     from agent.local_api.service import LocalApi
     from agent.nvr.link import NvrLink
-    from agent.qr.payloads import Payload, WifiNetwork
-    from agent.qr.watcher import QrWatcher
+    from agent.qr.payloads import WifiNetwork
 
 log = logging.getLogger(__name__)
 
@@ -96,17 +76,18 @@ class Daemon:
             self.nvr = NvrLink(
                 config, self.device_id, lambda: self.record, self.keeper.save, self.clock.wall
             )
+        self.link = CloudLink(config, self.device_id, session, self.rng)
+        self.http = self.link.http
         self.poller = Poller(
             config, self.device_id, self.keeper, self.http, self.clock, self._token, self.nvr
         )
         self.local_api: LocalApi | None = None
-        self.qr_watcher: QrWatcher | None = None
+        self.cards = CardScanning(
+            config.qr, self.supervisor, self.keeper, self._token, self.join_wifi
+        )
         self._events: asyncio.Queue[tuple[Event, asyncio.Future[None] | None]] = asyncio.Queue()
         self._stopping = asyncio.Event()
         self._busy_since: float | None = None  # when the event being applied started
-        self._session = session
-        self._own_session = session is None
-        self._tls: ssl.SSLContext | None = None
 
     @property
     def record(self) -> DeviceRecord:
@@ -128,14 +109,11 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         logging_setup.set_context(DEVICE_ID=self.device_id)
         self.keeper.load(self.config)
-        server = await serve_control_socket(self.config.control_socket, self.commands.control)
-        inode = _inode(self.config.control_socket)
-        if self._session is None:
-            from agent.tls import client_context
-
-            self._tls = client_context(self.config.cloud.ca_file)  # a bad ca_file fails here
-        watchdog = asyncio.create_task(self._watchdog())
-        await self._apply(Started(has_token=self.record.has_token))
+        server = await control_socket.serve(self.config.control_socket, self.commands.control)
+        socket_inode = control_socket.inode(self.config.control_socket)
+        self.link.prepare()  # a bad ca_file fails here
+        pinging = asyncio.create_task(watchdog(self.unhealthy))
+        await self._apply(lc.Started(has_token=self.record.has_token))
         sd_notify.notify(f"READY=1\nSTATUS={self._status_line()}")
         if self.config.local_api.enabled:
             self.supervisor.start("local API", self._start_local_api, finishes=True)
@@ -151,17 +129,15 @@ class Daemon:
         finally:
             sd_notify.notify("STOPPING=1")
             log.info("stopping")
-            watchdog.cancel()
+            pinging.cancel()
+            await self.cards.stop()
             await self.supervisor.stop_all()
             if self.local_api is not None:
                 await self.local_api.stop()  # the mDNS goodbye
-            if self.qr_watcher is not None:
-                await self.qr_watcher.stop()
             server.close()
             await server.wait_closed()
-            _unlink_if_ours(self.config.control_socket, inode)
-            if self._session is not None and self._own_session:
-                await self._session.close()
+            control_socket.remove_if_owned(self.config.control_socket, socket_inode)
+            await self.link.close()
         return 0
 
     def stop(self) -> None:
@@ -219,7 +195,7 @@ class Daemon:
     # -- the state machine's actions ------------------------------------------------
 
     async def _apply(self, event: Event) -> None:
-        step = transition(self.state, event, kind=self.config.device.kind)
+        step = lc.transition(self.state, event, kind=self.config.device.kind)
         for action in step.actions:
             await self._do(action)
         if step.state is not self.state:
@@ -228,67 +204,40 @@ class Daemon:
             self.connected_since = self.clock.wall() if connected else None
             logging_setup.set_context(STATE=step.state.value)
             log.info("state: %s", step.state.value)
-            await self._follow_qr_scanning()
+            await self.cards.follow(self.state in UNLINKED)
             sd_notify.notify(f"STATUS={self._status_line()}")
             if self.local_api is not None:
                 self.local_api.state_changed()
 
-    async def _do(self, action: Action) -> None:
+    async def _do(self, action: lc.Action) -> None:
         match action:
-            case StartPolling():
+            case lc.StartPolling():
                 self.poller.restart()
                 self.supervisor.start("poll loop", self.poller.run, finishes=True)
-            case StopPolling():
+            case lc.StopPolling():
                 await self.supervisor.stop("poll loop")
                 self.poller.stop()
-            case SaveToken(token=token):
+            case lc.SaveToken(token=token):
                 self.keeper.save(lambda r: r.with_token(token.raw, token.source))
                 log.info("token accepted (from %s)", token.source)
-            case ForgetToken(reason=reason):
+            case lc.ForgetToken(reason=reason):
                 self.keeper.save(DeviceRecord.without_token)
                 log.info("token forgotten (%s); provisioning from the first step", reason)
-            case Connect():
+            case lc.Connect():
                 self.supervisor.start("control channel", self._channel)
-            case Disconnect():
+            case lc.Disconnect():
                 await self.supervisor.stop("control channel")
 
+    def _post(self, event: Event) -> None:
+        self._events.put_nowait((event, None))
+
     def _token(self, token: VerifiedToken) -> None:
-        self._events.put_nowait((TokenAccepted(token), None))
+        self._post(lc.TokenAccepted(token))
 
-    # -- the edges: HTTP, the control channel, the local API, QR cards ------------------
-
-    def http(self) -> aiohttp.ClientSession:
-        """The one HTTPS session, made on first use (aiohttp is the heaviest import:
-        READY=1 and the control socket do not wait for it)."""
-        if self._session is None:
-            import aiohttp
-
-            assert self._tls is not None, "run() makes the TLS context first"
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self._tls),
-                headers={"User-Agent": f"camagent/{__version__}"},
-            )
-        return self._session
+    # -- the edges: HTTP, the control channel, the local API, WiFi ---------------------
 
     async def _channel(self) -> None:
-        from agent.control_channel import ControlChannel, Hello, TokenRevokedError
-
-        channel = ControlChannel(
-            self.http(),
-            self.config.cloud.url,
-            self.record.token,
-            Hello(self.device_id, self.config.device.kind, __version__),
-            on_command=self.commands.cloud,
-            on_connected=lambda: self._events.put_nowait((ChannelOpened(), None)),
-            on_lost=lambda reason: self._events.put_nowait((ChannelLost(reason), None)),
-            rng=self.rng,
-        )
-        try:
-            await channel.run()
-        except TokenRevokedError as exc:
-            log.warning("%s", exc)
-            self._events.put_nowait((TokenRevoked(), None))
-            await asyncio.Event().wait()  # the reset cancels this task; no restart meanwhile
+        await self.link.channel(self.record.token, self.commands.cloud, self._post)
 
     async def _start_local_api(self) -> None:
         from agent.local_api.device import DaemonDevice
@@ -297,37 +246,6 @@ class Daemon:
         if self.local_api is None:
             self.local_api = LocalApi(self.config, self.device_id, DaemonDevice(self))
         await self.local_api.start()
-
-    async def _follow_qr_scanning(self) -> None:
-        """Scan the camera's own video while there is no token; stop once there is one."""
-        qr = self.config.qr
-        wanted = bool(qr.source) and qr.scan_when_unprovisioned and self.state in UNLINKED
-        if wanted and self.qr_watcher is None:
-            from agent.qr.watcher import QrWatcher
-
-            self.qr_watcher = QrWatcher(qr, self._qr_payload)
-        if self.qr_watcher is None:
-            return
-        if wanted and not self.supervisor.running("QR watcher"):
-            self.supervisor.start("QR watcher", self.qr_watcher._run)
-        elif not wanted and self.supervisor.running("QR watcher"):
-            await self.supervisor.stop("QR watcher")
-            await self.qr_watcher.stop()
-            log.info("QR scanning stopped: the device holds a token")
-
-    async def _qr_payload(self, payload: Payload) -> None:
-        if payload.wifi is not None:
-            try:
-                await self.join_wifi(payload.wifi)
-            except CamagentError as exc:
-                log.warning("WiFi from a QR card not applied: %s", exc)
-        if payload.token:
-            try:
-                token = self.keeper.accept(payload.token, "qr")
-            except CamagentError as exc:
-                log.warning("token from a QR card refused: %s", exc)
-                return
-            self._token(token)
 
     async def join_wifi(self, network: WifiNetwork) -> str:
         """Join a network (as from a QR card), then restart the fast phase: a new link.
@@ -339,7 +257,7 @@ class Daemon:
         applied = await asyncio.to_thread(wifi.apply, network)
         log.info("joined WiFi %r (%s)", network.ssid, applied.tool)
         if self.state in UNLINKED:
-            self._events.put_nowait((PollNowRequested("new link"), None))
+            self._post(lc.PollNowRequested("new link"))
         return applied.tool
 
     # -- status and health ----------------------------------------------------------
@@ -366,14 +284,6 @@ class Daemon:
             activation=activation.public() if activation and awaiting else None,
         )
 
-    def no_code_reason(self) -> str:
-        if self.nvr is None:
-            return 'this device is a camera; only an NVR (device.kind = "nvr") has a code'
-        if self.state is not DeviceState.AWAITING_ACTIVATION:
-            return "this NVR is linked to the cloud already (run `camagent reset` to unlink)"
-        last = self.poller.last_poll
-        return f"no activation code yet: {last.detail if last else 'registering it with the cloud'}"
-
     def _status_line(self) -> str:
         return f"{self.state.value if self.state else 'starting'} ({self.device_id})"
 
@@ -383,32 +293,6 @@ class Daemon:
         if busy is not None and self.clock.monotonic() - busy > WEDGED_AFTER_S:
             reasons.append(f"an event has been applied for more than {WEDGED_AFTER_S:g} s")
         return reasons
-
-    async def _watchdog(self) -> None:
-        """Ping only while healthy: a wedged daemon is restarted by systemd."""
-        interval = sd_notify.watchdog_interval()
-        if interval is None:
-            return
-        while True:
-            if reasons := self.unhealthy():
-                log.error("unhealthy, no watchdog ping: %s", "; ".join(reasons))
-            else:
-                sd_notify.notify("WATCHDOG=1")
-            await asyncio.sleep(interval)
-
-
-def _inode(path: Path) -> int | None:
-    try:
-        return path.stat().st_ino
-    except OSError:
-        return None
-
-
-def _unlink_if_ours(path: Path, inode: int | None) -> None:
-    """Remove the control socket only if it is still the one this daemon made."""
-    with contextlib.suppress(OSError):
-        if inode is not None and path.stat().st_ino == inode:
-            path.unlink()
 
 
 def run(config: Config, config_path: Path | None) -> int:

@@ -15,6 +15,7 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from agent import sd_notify
 from agent.backoff import Backoff
 
 log = logging.getLogger(__name__)
@@ -114,3 +115,20 @@ class Supervisor:
             delay = self.backoff.delay(entry.failures, self.rng.random())
             log.warning("restarting task %s in %.1f s", entry.name, delay)
             await self.sleep(delay)
+
+
+async def watchdog(unhealthy: Callable[[], list[str]]) -> None:
+    """Ping systemd's watchdog only while healthy: a wedged daemon is restarted by it.
+
+    A blocked event loop stops the pings by itself; `unhealthy` covers tasks that keep
+    failing and an event that never finishes.
+    """
+    interval = sd_notify.watchdog_interval()
+    if interval is None:
+        return
+    while True:
+        if reasons := unhealthy():
+            log.error("unhealthy, no watchdog ping: %s", "; ".join(reasons))
+        else:
+            sd_notify.notify("WATCHDOG=1")
+        await asyncio.sleep(interval)
