@@ -17,7 +17,7 @@ from agent.config import QrConfig
 from agent.errors import QrPayloadError
 from agent.qr.payloads import Payload, parse
 
-log = logging.getLogger("camagent.qr")
+log = logging.getLogger(__name__)
 
 OnPayload = Callable[[Payload], Awaitable[None]]
 RESTART_DELAY_S = 10.0  # a camera that cannot be opened is retried, slowly
