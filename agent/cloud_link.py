@@ -85,3 +85,7 @@ class CloudLink:
             log.warning("%s", exc)
             post(lc.TokenRevoked())
             await asyncio.Event().wait()  # the reset cancels this task; no restart meanwhile
+        except Exception as exc:
+            # The supervisor restarts the task; meanwhile the device is not connected.
+            post(lc.ChannelLost(f"control channel failed: {type(exc).__name__}"))
+            raise

@@ -265,3 +265,29 @@ async def test_an_unhealthy_task_stops_the_watchdog_pings(
             assert b"WATCHDOG=1" not in received()
             await daemon.supervisor.stop("control channel")
             await eventually(lambda: b"WATCHDOG=1" in received(), what="pings again")
+
+
+async def test_a_crashed_channel_is_restarted_and_shown_as_disconnected_meanwhile(
+    tmp_path: Path, run_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent.control_channel import ControlChannel
+
+    real_run = ControlChannel.run
+    crashes = 0
+
+    async def crash_once(self: ControlChannel) -> None:
+        nonlocal crashes
+        if crashes == 0:
+            crashes += 1
+            raise OSError(24, "Too many open files")
+        await real_run(self)
+
+    monkeypatch.setattr(ControlChannel, "run", crash_once)
+    async with daemon_running(tmp_path, run_dir) as (daemon, cloud, _, url):
+        await eventually(lambda: len(cloud.polls) == 1)
+        daemon.supervisor.backoff = Backoff(base=0.05, cap=0.05)
+        await daemon.commands.control("token_set", {"token": token_for(url)})
+        await eventually(lambda: daemon.state is DeviceState.DISCONNECTED, what="disconnected")
+        await eventually(lambda: daemon.state is DeviceState.CONNECTED, what="reconnected")
+        assert crashes == 1
+        assert cloud.channels == [token_for(url)]
