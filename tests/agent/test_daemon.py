@@ -118,10 +118,10 @@ async def test_polls_on_schedule_then_hints_then_connects_with_the_token(
             "last_result": "token received",
             "last_at": pytest.approx(clock.wall()),
         }
-        polls = len(cloud.polls)
-        clock.advance_to(clock.now + 10 * 3600)
-        await asyncio.sleep(0.1)
-        assert len(cloud.polls) == polls  # a device holding a token never polls
+        # A device holding a token never polls: no poll loop, no schedule, nothing asleep.
+        assert not daemon.supervisor.running("poll loop")
+        assert daemon.poller.schedule is None
+        assert clock.next_wake() is None
 
 
 async def test_a_wrong_password_is_hinted_only_when_every_poll_was_answered(

@@ -78,7 +78,6 @@ async def test_an_unexpected_return_restarts_but_a_finishing_task_may_end() -> N
     supervisor.start("server", lambda: returns("server"))
     supervisor.start("poll loop", lambda: returns("poll loop"), finishes=True)
     await eventually(lambda: runs["server"] >= 3)
-    await asyncio.sleep(0.05)
     assert runs["poll loop"] == 1
     assert not supervisor.running("poll loop")
     await supervisor.stop_all()
