@@ -115,6 +115,7 @@ class Daemon:
         pinging = asyncio.create_task(watchdog(self.unhealthy))
         await self._apply(lc.Started(has_token=self.record.has_token))
         sd_notify.notify(f"READY=1\nSTATUS={self._status_line()}")
+        self.supervisor.start("state writer", lambda: self.keeper.keep_saving(self.clock))
         if self.config.local_api.enabled:
             self.supervisor.start("local API", self._start_local_api, finishes=True)
         log.info(

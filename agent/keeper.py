@@ -6,10 +6,12 @@ in-memory record and says so to whoever asked for the change.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
+from agent.clock import Clock
 from agent.config import Config
 from agent.errors import StateError, TokenError
 from agent.token_store import DeviceRecord, TokenStore
@@ -18,6 +20,8 @@ from agent.trust import TokenGate, TokenSource, VerifiedToken
 log = logging.getLogger(__name__)
 
 Change = Callable[[DeviceRecord], DeviceRecord]
+# How often a change the disk refused is tried again (e.g. out of descriptors or space).
+RETRY_SAVE_S = 5.0
 
 
 class StateKeeper:
@@ -26,6 +30,7 @@ class StateKeeper:
         self.store = store or TokenStore(config.state_dir)
         self.record = DeviceRecord(device_id=device_id)
         self.unsaved: StateError | None = None  # why the last write failed, if it did
+        self._refused = asyncio.Event()  # set while the disk has refused a change
         self.gate = TokenGate(config, device_id)
 
     def load(self, config: Config) -> None:
@@ -55,6 +60,28 @@ class StateKeeper:
             log.error("%s", exc)
             self.record = change(self.record)
             self.unsaved = exc
+            self._refused.set()
+
+    async def keep_saving(self, clock: Clock) -> None:
+        """Write the in-memory record again until the disk takes it: a token received while
+        the disk refused must survive a restart once the disk is back."""
+        while True:
+            await self._refused.wait()
+            await clock.sleep(RETRY_SAVE_S)
+            if self.unsaved is None:  # a later change went through meanwhile
+                self._refused.clear()
+                continue
+            try:
+                self.record = self.store.update(self._in_memory)
+            except StateError as exc:
+                log.error("%s", exc)  # once a minute at most: the repeat filter
+                continue
+            self.unsaved = None
+            self._refused.clear()
+            log.info("the device state is saved again")
+
+    def _in_memory(self, _: DeviceRecord) -> DeviceRecord:
+        return self.record
 
     def raise_if_unsaved(self, what: str) -> None:
         # The person who asked must know: the change holds only until the daemon stops.

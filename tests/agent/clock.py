@@ -46,7 +46,7 @@ class FakeClock:
 
     async def skip_to_next_wake(self) -> float:
         """Wait (in real time) until something sleeps, then move time to its wake-up."""
-        await eventually(lambda: self.next_wake() is not None)
+        await eventually(lambda: self.next_wake() is not None, what="something asleep")
         wake = self.next_wake()
         assert wake is not None
         self.advance_to(wake)

@@ -291,3 +291,32 @@ async def test_a_crashed_channel_is_restarted_and_shown_as_disconnected_meanwhil
         await eventually(lambda: daemon.state is DeviceState.CONNECTED, what="reconnected")
         assert crashes == 1
         assert cloud.channels == [token_for(url)]
+
+
+async def test_a_token_the_disk_refused_is_saved_once_the_disk_is_back(
+    tmp_path: Path, run_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent.errors import StateError
+
+    async with daemon_running(tmp_path, run_dir) as (daemon, cloud, clock, url):
+        await eventually(lambda: len(cloud.polls) == 1)
+        store = daemon.keeper.store
+        real_update = store.update
+
+        def refuse(change: object) -> object:
+            raise StateError("cannot open the state lock: Too many open files")
+
+        monkeypatch.setattr(store, "update", refuse)
+        with pytest.raises(StateError, match="could not be saved"):
+            await daemon.commands.control("token_set", {"token": token_for(url)})
+        await eventually(lambda: daemon.state is DeviceState.CONNECTED, what="connected")
+        assert TokenStore(daemon.config.state_dir).load().token == ""
+        retried = await clock.skip_to_next_wake()  # a retry while the disk still refuses
+        await eventually(lambda: (clock.next_wake() or 0) > retried, what="the next retry")
+        assert clock.next_wake() == retried + 5.0
+        assert TokenStore(daemon.config.state_dir).load().token == ""
+        monkeypatch.setattr(store, "update", real_update)
+        await clock.skip_to_next_wake()
+        await eventually(lambda: daemon.keeper.unsaved is None, what="saved")
+        assert TokenStore(daemon.config.state_dir).load().token == token_for(url)
+        assert clock.next_wake() is None  # nothing left to retry
