@@ -8,15 +8,15 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent import __version__
 from agent import lifecycle as lc
 from agent.config import Config
+from agent.errors import ConfigError
 
 if TYPE_CHECKING:
-    import ssl
-
     import aiohttp
 
     from agent.control_channel import CommandHandler
@@ -37,14 +37,21 @@ class CloudLink:
         self.rng = rng or random.Random()
         self._session = session
         self._own_session = session is None
-        self._tls: ssl.SSLContext | None = None
 
     def prepare(self) -> None:
-        """The TLS context, at start: a bad ca_file stops the daemon there, with its reason."""
-        if self._session is None:
-            from agent.tls import client_context
+        """At start, a bad ca_file stops the daemon with its reason; cheaply: the context
+        itself (with the system's CAs, ~35 ms) is made on first use, after READY=1."""
+        ca_file = self.config.cloud.ca_file
+        if self._session is not None or not ca_file:
+            return
+        import ssl
 
-            self._tls = client_context(self.config.cloud.ca_file)
+        if not Path(ca_file).is_file():
+            raise ConfigError(f"cloud.ca_file {ca_file} does not exist")
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=ca_file)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(f"cloud.ca_file {ca_file} is not a PEM bundle: {exc}") from None
 
     def http(self) -> aiohttp.ClientSession:
         """The session, made on first use (aiohttp is the heaviest import: READY=1 and the
@@ -52,9 +59,10 @@ class CloudLink:
         if self._session is None:
             import aiohttp
 
-            assert self._tls is not None, "prepare() makes the TLS context first"
+            from agent.tls import client_context
+
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self._tls),
+                connector=aiohttp.TCPConnector(ssl=client_context(self.config.cloud.ca_file)),
                 headers={"User-Agent": f"camagent/{__version__}"},
             )
         return self._session
