@@ -68,7 +68,6 @@ class NvrCamera:
     name: str = ""
     url: str = ""  # rtsp:// or rtsps://
     onvif_url: str = ""
-    credentials_file: str = ""  # "user:password" for the camera, kept out of this file
 
 
 @dataclass(frozen=True)

@@ -110,3 +110,18 @@ def request(path: Path, cmd: str, args: dict[str, Any] | None = None, timeout: f
     if not answer.get("ok"):
         raise CamagentError(answer.get("error") or "the daemon refused the command")
     return answer.get("data")
+
+
+def inode(path: Path) -> int | None:
+    """Which socket file this is: the owner removes it only while it is still its own."""
+    try:
+        return path.stat().st_ino
+    except OSError:
+        return None
+
+
+def remove_if_owned(path: Path, owned: int | None) -> None:
+    """Unlink the socket only if it is the one `owned` names: never another daemon's."""
+    with contextlib.suppress(OSError):
+        if owned is not None and path.stat().st_ino == owned:
+            path.unlink()

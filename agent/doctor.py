@@ -18,14 +18,9 @@ from agent import identity
 from agent.checks import Check, format_results, network_checks
 from agent.errors import CamagentError, DaemonUnavailable
 from agent.file_access import permission_message, permission_parts
+from agent.status import password_hint
 
 __all__ = ["Check", "format_results", "no_token_hint", "run_checks"]
-
-# The words of the daemon's own hint (agent.status.PASSWORD_HINT), for daemons without it.
-PASSWORD_HINT = (
-    "no token after {polls} polls: if the camera was added in the cloud, "
-    "check that password_file holds the label password"
-)
 
 
 def camagent_command(path: Path, *words: str) -> str:
@@ -177,5 +172,5 @@ def no_token_hint(status: dict[str, Any]) -> str | None:
         return None
     if prov.get("phase") == "slow" and prov.get("last_result") == "no token yet":
         polls = int(prov.get("last_attempt") or prov.get("attempts") or 0)
-        return PASSWORD_HINT.format(polls=polls)
+        return password_hint(polls)
     return None

@@ -26,10 +26,6 @@ class StateError(CamagentError):
     """The device state could not be read or written."""
 
 
-class ProvisioningError(CamagentError):
-    """A provisioning request brought no token (network, HTTP or payload problem)."""
-
-
 class DaemonUnavailable(CamagentError):
     """No daemon answers on the control socket."""
 

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agent.trust import VerifiedToken
 
 
 class DeviceState(Enum):
@@ -21,13 +25,40 @@ class DeviceState(Enum):
     AWAITING_ACTIVATION = "awaiting_activation"
 
 
-class Action(Enum):
-    START_POLLING = "start_polling"  # (re)start the schedule from its first step
-    STOP_POLLING = "stop_polling"
-    SAVE_TOKEN = "save_token"
-    FORGET_TOKEN = "forget_token"
-    CONNECT = "connect"
-    DISCONNECT = "disconnect"
+# Actions: what the daemon carries out, each with the data it needs -----------------------
+
+
+@dataclass(frozen=True)
+class StartPolling:
+    """(Re)start the schedule from its first step."""
+
+
+@dataclass(frozen=True)
+class StopPolling:
+    pass
+
+
+@dataclass(frozen=True)
+class SaveToken:
+    token: VerifiedToken
+
+
+@dataclass(frozen=True)
+class ForgetToken:
+    reason: str  # for the journal: "reset from cli", "revoked by the cloud"
+
+
+@dataclass(frozen=True)
+class Connect:
+    pass
+
+
+@dataclass(frozen=True)
+class Disconnect:
+    pass
+
+
+Action = StartPolling | StopPolling | SaveToken | ForgetToken | Connect | Disconnect
 
 
 # Events --------------------------------------------------------------------------------
@@ -42,8 +73,7 @@ class Started:
 class TokenAccepted:
     """A verified token arrived: from a poll, or forced (CLI, LAN, cloud `set_token`)."""
 
-    token: str
-    source: str
+    token: VerifiedToken
 
 
 @dataclass(frozen=True)
@@ -98,28 +128,28 @@ def unlinked_state(kind: str) -> DeviceState:
     return DeviceState.AWAITING_ACTIVATION if kind == "nvr" else DeviceState.PROVISIONING
 
 
+def _unlink(kind: str, reason: str) -> Transition:
+    return Transition(unlinked_state(kind), (Disconnect(), ForgetToken(reason), StartPolling()))
+
+
 def transition(state: DeviceState | None, event: Event, *, kind: str = "camera") -> Transition:
     """The whole behaviour of the device in one table-like function."""
     match event:
         case Started(has_token=True):
-            return Transition(DeviceState.CONNECTING, (Action.CONNECT,))
+            return Transition(DeviceState.CONNECTING, (Connect(),))
         case Started(has_token=False):
-            return Transition(unlinked_state(kind), (Action.START_POLLING,))
-        case TokenAccepted():
+            return Transition(unlinked_state(kind), (StartPolling(),))
+        case TokenAccepted(token=token):
             if state in UNLINKED:
                 return Transition(
-                    DeviceState.CONNECTING,
-                    (Action.STOP_POLLING, Action.SAVE_TOKEN, Action.CONNECT),
+                    DeviceState.CONNECTING, (StopPolling(), SaveToken(token), Connect())
                 )
             # Forced change while holding a token: replace it and reconnect with it.
-            return Transition(
-                DeviceState.CONNECTING, (Action.SAVE_TOKEN, Action.DISCONNECT, Action.CONNECT)
-            )
-        case ResetRequested() | TokenRevoked():
-            return Transition(
-                unlinked_state(kind),
-                (Action.DISCONNECT, Action.FORGET_TOKEN, Action.START_POLLING),
-            )
+            return Transition(DeviceState.CONNECTING, (SaveToken(token), Disconnect(), Connect()))
+        case ResetRequested(source=source):
+            return _unlink(kind, f"reset from {source}")
+        case TokenRevoked():
+            return _unlink(kind, "revoked by the cloud")
         case ChannelOpened():
             if state in _HOLDS_TOKEN:
                 return Transition(DeviceState.CONNECTED)
@@ -128,7 +158,7 @@ def transition(state: DeviceState | None, event: Event, *, kind: str = "camera")
                 return Transition(DeviceState.DISCONNECTED)
         case PollNowRequested():
             if state in UNLINKED:
-                return Transition(state, (Action.START_POLLING,))
+                return Transition(state, (StartPolling(),))
     # Anything else changes nothing: e.g. poll-now while holding a token (no polls, ever).
     assert state is not None, f"{event!r} before Started"
     return Transition(state)

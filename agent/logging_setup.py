@@ -13,7 +13,11 @@ import os
 import socket
 import struct
 import sys
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 
+ROOT_LOGGER = "agent"  # every module logs by __name__, so the whole agent is this tree
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 SYSLOG_IDENTIFIER = "camagent"
 PRIORITY = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
@@ -32,6 +36,49 @@ class ContextFilter(logging.Filter):
         for key, value in _context.items():
             if not hasattr(record, key):
                 setattr(record, key, value)
+        return True
+
+
+class RepeatFilter(logging.Filter):
+    """Warnings and errors that repeat are let through once per `window_s`, with a count.
+
+    A record is "the same" when its logger, level and message template (not its
+    arguments) are: a poll failing with a new errno each time is still one line a minute.
+    On a handler, so it holds for every logger, aiohttp's included: an attack that makes
+    an error per connection fills the journal with one line a minute, not gigabytes.
+    """
+
+    def __init__(
+        self,
+        window_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 256,
+        level: int = logging.WARNING,
+    ) -> None:
+        super().__init__()
+        self.window_s = window_s
+        self.clock = clock
+        self.max_keys = max_keys
+        self.level = level
+        # key -> (start of its window, records held back in it); bounded, oldest dropped
+        self._seen: OrderedDict[tuple[str, int, str], tuple[float, int]] = OrderedDict()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < self.level:
+            return True
+        key = (record.name, record.levelno, str(record.msg))
+        now = self.clock()
+        seen = self._seen.get(key)
+        if seen is not None and now - seen[0] < self.window_s:
+            self._seen[key] = (seen[0], seen[1] + 1)
+            return False
+        held = seen[1] if seen is not None else 0
+        self._seen[key] = (now, 0)
+        self._seen.move_to_end(key)
+        while len(self._seen) > self.max_keys:
+            self._seen.popitem(last=False)
+        if held:
+            record.msg = f"{record.msg} (and {held} more like it in the last {self.window_s:g} s)"
         return True
 
 
@@ -103,8 +150,11 @@ def journal_handler(use_libsystemd: bool = True) -> logging.Handler | None:
 
 
 def setup(level: int = logging.INFO) -> None:
+    """One handler on the root; the `agent` tree logs at `level`, other libraries' loggers
+    at WARNING, and repeated warnings are held back (RepeatFilter)."""
     root = logging.getLogger()
-    root.setLevel(level)
+    root.setLevel(logging.WARNING)
+    logging.getLogger(ROOT_LOGGER).setLevel(level)
     for old in list(root.handlers):
         root.removeHandler(old)
     handler: logging.Handler | None = journal_handler() if under_journal() else None
@@ -119,5 +169,6 @@ def setup(level: int = logging.INFO) -> None:
             logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
         )
     handler.addFilter(ContextFilter())
+    handler.addFilter(RepeatFilter())
     root.addHandler(handler)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -1,6 +1,7 @@
 """Signed tokens (DESIGN §2): `base64url(payload JSON) + "." + base64url(Ed25519 signature)`.
 
-A token is accepted from any path (poll, LAN push, QR, CLI) only through `verify_token`.
+A token is accepted from any path (poll, LAN push, QR, CLI, cloud, NVR registration) only
+through `agent.trust.TokenGate.accept`, which calls `verify_token`.
 """
 
 from __future__ import annotations
@@ -80,11 +81,27 @@ def split_token(token: str) -> tuple[bytes, bytes]:
     return b64url_decode(parts[0]), b64url_decode(parts[1])
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A signed payload means one thing: with a key twice, readers may disagree on which."""
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise _DuplicateKey(key)
+        data[key] = value
+    return data
+
+
 def parse_claims(token: str) -> TokenClaims:
     """Decode the payload *without* checking the signature (for display and checks)."""
     payload_bytes, _ = split_token(token)
     try:
-        data = json.loads(payload_bytes)
+        data = json.loads(payload_bytes, object_pairs_hook=_no_duplicates)
+    except _DuplicateKey as exc:
+        raise TokenError(f"token payload has the key {str(exc)!r} twice") from None
     except (ValueError, RecursionError):
         raise TokenError("token payload is not JSON") from None
     if not isinstance(data, dict):
@@ -141,6 +158,27 @@ def origin(url: str) -> tuple[str, str, int]:
     return scheme, (parts.hostname or "").lower(), port
 
 
+def api_origin(api: str) -> tuple[str, str, int] | None:
+    """The origin a token's `api` names, or None when it is more than an origin.
+
+    Only `https://host[:port]` with an optional "/" counts: userinfo, a path, a query or a
+    fragment could make a person (or a lax comparison) read another cloud than the one
+    compared.
+    """
+    try:
+        parts = urlsplit(api)
+    except ValueError:
+        return None
+    if "@" in parts.netloc or parts.path not in ("", "/") or parts.query or parts.fragment:
+        return None
+    if "?" in api or "#" in api:  # an empty query or fragment is still one
+        return None
+    found = origin(api)
+    if not found[1] or found[2] <= 0:
+        return None
+    return found
+
+
 def verify_token(
     token: str,
     trusted_keys: Iterable[Ed25519PublicKey],
@@ -174,7 +212,8 @@ def verify_token(
         raise TokenError(f"token is for device {claims.sub!r}, not this device ({device_id!r})")
     if claims.kind != kind:
         raise TokenError(f"token is for a {claims.kind}, but this device is a {kind}")
-    if origin(claims.api) != origin(cloud_url) or origin(cloud_url)[0] != "https":
+    expected = origin(cloud_url)
+    if api_origin(claims.api) != expected or expected[0] != "https":
         raise TokenError(
             f"token points to cloud {claims.api!r}, but this device trusts only {cloud_url!r}"
         )

@@ -1,10 +1,17 @@
-"""Which cloud keys the device trusts, and the one gate every token passes through."""
+"""Which cloud keys the device trusts, and the one gate every token passes through.
+
+`TokenGate.accept(raw, source)` is the only way to make a `VerifiedToken`, and the state
+machine's `TokenAccepted` and `SaveToken` carry a `VerifiedToken`, not text: mypy shows
+that no path (poll, CLI, LAN push, QR card, the cloud's `set_token`, NVR registration)
+can store a token that skipped the checks.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import InitVar, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from agent.config import Config
 from agent.errors import ConfigError, TokenError
@@ -12,6 +19,33 @@ from agent.token_codec import TokenClaims, load_public_key, verify_token
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+# Where a token came from: kept in the state and shown in the journal.
+TokenSource = Literal["poll", "cli", "lan", "qr", "cloud", "registration"]
+
+
+class _Seal:
+    """Made once, below: holding one is what being this module means."""
+
+
+_SEAL = _Seal()
+
+
+@dataclass(frozen=True)
+class VerifiedToken:
+    """A token that passed the gate: signature, subject, kind and cloud checked."""
+
+    claims: TokenClaims
+    source: TokenSource
+    seal: InitVar[_Seal]
+
+    def __post_init__(self, seal: _Seal) -> None:
+        if seal is not _SEAL:
+            raise TypeError("only TokenGate.accept makes a VerifiedToken")
+
+    @property
+    def raw(self) -> str:
+        return self.claims.raw
 
 
 def configured_keys(config: Config) -> list[Ed25519PublicKey]:
@@ -30,7 +64,7 @@ def configured_keys(config: Config) -> list[Ed25519PublicKey]:
     return keys
 
 
-class TokenVerifier:
+class TokenGate:
     """Checks a token from any path: signature, subject, kind, and the cloud it points to.
 
     Keys come from `[cloud] trust_keys`; when that list is empty, from the keys fetched
@@ -40,6 +74,7 @@ class TokenVerifier:
     def __init__(self, config: Config, device_id: str, fetched_pems: Sequence[str] = ()) -> None:
         self.config = config
         self.device_id = device_id
+        self.fetched_pems = tuple(fetched_pems)
         self.keys = configured_keys(config)
         if not self.keys:
             self.keys = [load_public_key(p.encode(), "fetched cloud key") for p in fetched_pems]
@@ -48,11 +83,15 @@ class TokenVerifier:
     def needs_keys(self) -> bool:
         return not self.keys
 
-    def verify(self, token: str) -> TokenClaims:
-        return verify_token(
-            token,
+    def accept(self, raw: object, source: TokenSource) -> VerifiedToken:
+        """The token, verified; raises TokenError with the reason it is refused."""
+        if not isinstance(raw, str):
+            raise TokenError("a token is text (payload.signature)")
+        claims = verify_token(
+            raw,
             self.keys,
             device_id=self.device_id,
             kind=self.config.device.kind,
             cloud_url=self.config.cloud.url,
         )
+        return VerifiedToken(claims, source, _SEAL)

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +93,7 @@ async def register_code(
     cloud_url: str,
     payload: dict[str, Any],
     secret: str | None = None,
+    now: Callable[[], float] = time.time,
 ) -> Activation:
     """Register a fresh code; return what the NVR shows and polls with.
 
@@ -116,8 +118,8 @@ async def register_code(
         except (KeyError, TypeError, ValueError):
             raise WireError("the cloud's answer to the activation code is malformed") from None
         # The Date header counts whole seconds: assume the code has one second less.
-        lifetime = max(0.0, expires - (cloud_now or time.time()) - DATE_RESOLUTION_S)
-        return Activation(code, secret, time.time() + lifetime, lifetime, url)
+        lifetime = max(0.0, expires - (cloud_now or now()) - DATE_RESOLUTION_S)
+        return Activation(code, secret, now() + lifetime, lifetime, url)
     raise RegistrationError("the cloud refused every activation code offered (all in use?)")
 
 

@@ -23,19 +23,25 @@ from agent.token_store import DeviceRecord
 if TYPE_CHECKING:
     import aiohttp
 
-log = logging.getLogger("camagent.nvr")
+log = logging.getLogger(__name__)
 
 Save = Callable[[Callable[[DeviceRecord], DeviceRecord]], None]
 
 
 class NvrLink:
     def __init__(
-        self, config: Config, device_id: str, record: Callable[[], DeviceRecord], save: Save
+        self,
+        config: Config,
+        device_id: str,
+        record: Callable[[], DeviceRecord],
+        save: Save,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.device_id = device_id
         self._record = record
         self._save = save
+        self._wall = wall  # the daemon's clock: renewals follow it
 
     def activation(self) -> Activation | None:
         data = self._record().activation
@@ -53,13 +59,15 @@ class NvrLink:
     async def key(self, session: aiohttp.ClientSession) -> bytes:
         """The secret to poll with: that of a live code, registered anew when due."""
         current = self.activation()
-        if current is None or current.needs_renewal(time.time()):
+        if current is None or current.needs_renewal(self._wall()):
             current = await self._register(session, current.secret if current else None)
         return current.key()
 
     async def _register(self, session: aiohttp.ClientSession, secret: str | None) -> Activation:
         payload = await self._payload()
-        activation = await register_code(session, self.config.cloud.url, payload, secret)
+        activation = await register_code(
+            session, self.config.cloud.url, payload, secret, now=self._wall
+        )
         self._save(lambda r: replace(r, activation=activation.to_json()))
         expires = time.strftime("%Y-%m-%d %H:%M", time.localtime(activation.expires_at))
         log.info(

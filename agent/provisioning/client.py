@@ -30,6 +30,7 @@ class PollOutcome:
     detail: str  # what happened, in words for the log and `status`
     retry_after: float | None = None
     clock_offset: float | None = None  # cloud Date minus local time, when the cloud sent one
+    answered: bool = False  # the cloud answered the poll as a poll (204: no token for it yet)
 
 
 def request_ts(clock_offset: float | None, now: float | None = None) -> int:
@@ -88,7 +89,7 @@ async def poll_once(
             offset = _clock_offset(response, received_at)
             retry_after = parse_retry_after(response.headers.get("Retry-After"), received_at)
             if response.status == 204:
-                return PollOutcome(None, "no token yet", retry_after, offset)
+                return PollOutcome(None, "no token yet", retry_after, offset, answered=True)
             if response.status != 200:
                 return PollOutcome(None, f"HTTP {response.status}", retry_after, offset)
             body = await read_bounded(response, MAX_ANSWER_BYTES)

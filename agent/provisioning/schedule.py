@@ -70,12 +70,6 @@ class PollSchedule:
         self._last_jitter = 0.0
         self._not_before = now  # Retry-After: no request before this
 
-    def restart(self, now: float) -> None:
-        """Start again from the first step: a request is due now (reset, poll-now, new link)."""
-        self.attempts = 0
-        self.next_due = now
-        self._not_before = now
-
     @property
     def phase(self) -> Phase:
         """The phase of the next request."""

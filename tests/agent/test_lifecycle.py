@@ -7,21 +7,29 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.lifecycle import (
-    Action,
     ChannelLost,
     ChannelOpened,
+    Connect,
     DeviceState,
+    Disconnect,
+    ForgetToken,
     PollNowRequested,
     ResetRequested,
+    SaveToken,
     Started,
+    StartPolling,
+    StopPolling,
     TokenAccepted,
     TokenRevoked,
     Transition,
     transition,
 )
+from tests.agent.tokens import verified
 
 S = DeviceState
-A = Action
+TOKEN = verified("poll")
+FORCED = verified("cli")
+START, STOP, CONNECT, DISCONNECT = StartPolling(), StopPolling(), Connect(), Disconnect()
 HOLDS_TOKEN = [S.CONNECTING, S.CONNECTED, S.DISCONNECTED]
 NO_TOKEN = [S.PROVISIONING, S.AWAITING_ACTIVATION]
 ALL_STATES = list(DeviceState)
@@ -29,8 +37,8 @@ ALL_STATES = list(DeviceState)
 EVENTS = [
     Started(has_token=True),
     Started(has_token=False),
-    TokenAccepted("tok", "poll"),
-    TokenAccepted("tok", "cli"),
+    TokenAccepted(TOKEN),
+    TokenAccepted(FORCED),
     ResetRequested("cli"),
     TokenRevoked(),
     ChannelOpened(),
@@ -43,22 +51,21 @@ EVENTS = [
 
 
 def test_start_with_a_token_connects_and_never_polls() -> None:
-    assert transition(None, Started(has_token=True)) == Transition(S.CONNECTING, (A.CONNECT,))
+    assert transition(None, Started(has_token=True)) == Transition(S.CONNECTING, (CONNECT,))
 
 
 def test_start_without_a_token_polls() -> None:
-    assert transition(None, Started(has_token=False)) == Transition(
-        S.PROVISIONING, (A.START_POLLING,)
-    )
+    assert transition(None, Started(has_token=False)) == Transition(S.PROVISIONING, (START,))
 
 
 # -- tokens ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("source", ["poll", "cli", "lan", "qr"])
+@pytest.mark.parametrize("source", ["poll", "cli", "lan", "qr", "cloud", "registration"])
 def test_token_while_provisioning_stops_polling_saves_and_connects(source: str) -> None:
-    assert transition(S.PROVISIONING, TokenAccepted("tok", source)) == Transition(
-        S.CONNECTING, (A.STOP_POLLING, A.SAVE_TOKEN, A.CONNECT)
+    token = verified(source)  # type: ignore[arg-type]
+    assert transition(S.PROVISIONING, TokenAccepted(token)) == Transition(
+        S.CONNECTING, (STOP, SaveToken(token), CONNECT)
     )
 
 
@@ -66,21 +73,28 @@ def test_token_while_provisioning_stops_polling_saves_and_connects(source: str) 
 def test_forced_change_while_holding_a_token_replaces_it_without_polling(
     state: DeviceState,
 ) -> None:
-    result = transition(state, TokenAccepted("new", "cli"))
-    assert result == Transition(S.CONNECTING, (A.SAVE_TOKEN, A.DISCONNECT, A.CONNECT))
-    assert A.START_POLLING not in result.actions
+    result = transition(state, TokenAccepted(FORCED))
+    assert result == Transition(S.CONNECTING, (SaveToken(FORCED), DISCONNECT, CONNECT))
+    assert START not in result.actions
 
 
 # -- reset and revocation ----------------------------------------------------------------
 
 
 @pytest.mark.parametrize("state", [*ALL_STATES, None])
-@pytest.mark.parametrize("event", [ResetRequested("cli"), ResetRequested("lan"), TokenRevoked()])
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        (ResetRequested("cli"), "reset from cli"),
+        (ResetRequested("lan"), "reset from lan"),
+        (TokenRevoked(), "revoked by the cloud"),
+    ],
+)
 def test_reset_or_revocation_from_any_state_provisions_again(
-    state: DeviceState | None, event: object
+    state: DeviceState | None, event: object, reason: str
 ) -> None:
     assert transition(state, event) == Transition(  # type: ignore[arg-type]
-        S.PROVISIONING, (A.DISCONNECT, A.FORGET_TOKEN, A.START_POLLING)
+        S.PROVISIONING, (DISCONNECT, ForgetToken(reason), START)
     )
 
 
@@ -89,7 +103,7 @@ def test_reset_or_revocation_from_any_state_provisions_again(
 
 def test_poll_now_while_provisioning_restarts_the_schedule() -> None:
     assert transition(S.PROVISIONING, PollNowRequested("cli")) == Transition(
-        S.PROVISIONING, (A.START_POLLING,)
+        S.PROVISIONING, (START,)
     )
 
 
@@ -103,13 +117,14 @@ def test_poll_now_while_holding_a_token_does_nothing(state: DeviceState) -> None
 
 def test_an_nvr_without_a_token_awaits_activation() -> None:
     assert transition(None, Started(has_token=False), kind="nvr") == Transition(
-        S.AWAITING_ACTIVATION, (A.START_POLLING,)
+        S.AWAITING_ACTIVATION, (START,)
     )
 
 
 def test_an_activated_nvr_connects() -> None:
-    assert transition(S.AWAITING_ACTIVATION, TokenAccepted("t", "poll"), kind="nvr") == (
-        Transition(S.CONNECTING, (A.STOP_POLLING, A.SAVE_TOKEN, A.CONNECT))
+    token = verified("poll", kind="nvr")
+    assert transition(S.AWAITING_ACTIVATION, TokenAccepted(token), kind="nvr") == (
+        Transition(S.CONNECTING, (STOP, SaveToken(token), CONNECT))
     )
 
 
@@ -118,12 +133,14 @@ def test_an_activated_nvr_connects() -> None:
 def test_a_reset_nvr_awaits_activation_again(state: DeviceState, event: object) -> None:
     result = transition(state, event, kind="nvr")  # type: ignore[arg-type]
     assert result.state is S.AWAITING_ACTIVATION
-    assert result.actions == (A.DISCONNECT, A.FORGET_TOKEN, A.START_POLLING)
+    assert result.actions[0] == DISCONNECT
+    assert isinstance(result.actions[1], ForgetToken)
+    assert result.actions[2] == START
 
 
 def test_poll_now_while_awaiting_activation_restarts_the_schedule() -> None:
     assert transition(S.AWAITING_ACTIVATION, PollNowRequested("cli"), kind="nvr") == Transition(
-        S.AWAITING_ACTIVATION, (A.START_POLLING,)
+        S.AWAITING_ACTIVATION, (START,)
     )
 
 
@@ -154,13 +171,13 @@ def test_channel_events_without_a_token_change_nothing(state: DeviceState, event
 @pytest.mark.parametrize("event", EVENTS)
 def test_start_polling_only_ever_leads_to_provisioning(state: DeviceState, event: object) -> None:
     result = transition(state, event)  # type: ignore[arg-type]
-    if A.START_POLLING in result.actions:
+    if START in result.actions:
         assert result.state in (S.PROVISIONING, S.AWAITING_ACTIVATION)
-    if A.CONNECT in result.actions:
+    if CONNECT in result.actions:
         assert result.state is S.CONNECTING
     if result.state in HOLDS_TOKEN and state is S.PROVISIONING and not isinstance(event, Started):
-        assert A.STOP_POLLING in result.actions  # leaving provisioning always stops the polls
-    assert len(set(result.actions)) == len(result.actions)
+        assert STOP in result.actions  # leaving provisioning always stops the polls
+    assert len({type(a) for a in result.actions}) == len(result.actions)
 
 
 event_strategy = st.sampled_from(EVENTS)
@@ -174,28 +191,29 @@ def test_any_event_sequence_keeps_polls_and_token_consistent(
     """Carry out the actions like the daemon would: polling <=> provisioning <=> no token."""
     result = transition(None, Started(has_token=has_token))
     state = result.state
-    polling = A.START_POLLING in result.actions
+    polling = START in result.actions
     token = has_token
-    connected_attempt = A.CONNECT in result.actions
+    connected_attempt = CONNECT in result.actions
     for event in events:
         if isinstance(event, Started):
             continue  # only ever the first event
         result = transition(state, event)  # type: ignore[arg-type]
-        if A.START_POLLING in result.actions:
+        if START in result.actions:
             assert result.state is S.PROVISIONING
         for action in result.actions:
-            if action is A.START_POLLING:
-                polling = True
-            elif action is A.STOP_POLLING:
-                polling = False
-            elif action is A.SAVE_TOKEN:
-                token = True
-            elif action is A.FORGET_TOKEN:
-                token = False
-            elif action is A.CONNECT:
-                connected_attempt = True
-            elif action is A.DISCONNECT:
-                connected_attempt = False
+            match action:
+                case StartPolling():
+                    polling = True
+                case StopPolling():
+                    polling = False
+                case SaveToken():
+                    token = True
+                case ForgetToken():
+                    token = False
+                case Connect():
+                    connected_attempt = True
+                case Disconnect():
+                    connected_attempt = False
         state = result.state
         assert polling == (state is S.PROVISIONING)
         assert token == (state in HOLDS_TOKEN)

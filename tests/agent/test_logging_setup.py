@@ -29,7 +29,9 @@ def root_logger() -> Iterator[logging.Logger]:
     """setup() replaces the root handlers: put pytest's back afterwards."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    agent_level = logging.getLogger("agent").level
     yield root
+    logging.getLogger("agent").setLevel(agent_level)
     for handler in list(root.handlers):
         root.removeHandler(handler)
     for handler in handlers:
@@ -115,13 +117,13 @@ def test_setup_under_journal_without_systemd_python_prefixes_stderr(
     monkeypatch.setenv("JOURNAL_STREAM", journal_stream_of(stderr_file))
     monkeypatch.setattr(logging_setup, "journal_handler", lambda: None)
     logging_setup.setup()
-    logging.getLogger("camagent").info("hello %s", "journal")
-    logging.getLogger("camagent").error("it broke")
-    logging.getLogger("camagent").debug("not shown at INFO")
+    logging.getLogger("agent.daemon").info("hello %s", "journal")
+    logging.getLogger("agent.daemon").error("it broke")
+    logging.getLogger("agent.daemon").debug("not shown at INFO")
     stderr_file.seek(0)
     assert stderr_file.read().splitlines() == [
-        "<6>camagent: hello journal",
-        "<3>camagent: it broke",
+        "<6>agent.daemon: hello journal",
+        "<3>agent.daemon: it broke",
     ]
 
 
@@ -132,10 +134,10 @@ def test_setup_on_a_terminal_has_timestamps(
     monkeypatch.delenv("JOURNAL_STREAM", raising=False)
     logging_setup.setup(logging.DEBUG)
     assert len(root_logger.handlers) == 1
-    logging.getLogger("camagent").debug("detail")
+    logging.getLogger("agent.daemon").debug("detail")
     stderr_file.seek(0)
     line = stderr_file.read().strip()
-    assert re.fullmatch(r"\d{2}:\d{2}:\d{2} DEBUG   camagent: detail", line), line
+    assert re.fullmatch(r"\d{2}:\d{2}:\d{2} DEBUG   agent.daemon: detail", line), line
     assert not line.startswith("<")
     assert logging.getLogger("aiohttp.access").level == logging.WARNING
 
@@ -153,7 +155,7 @@ def test_setup_under_journal_prefers_the_journal_handler(
 
     monkeypatch.setattr(logging_setup, "journal_handler", FakeJournal)
     logging_setup.setup()
-    logging.getLogger("camagent").warning("to the journal", extra={"DEVICE_ID": "aa"})
+    logging.getLogger("agent.daemon").warning("to the journal", extra={"DEVICE_ID": "aa"})
     assert records == ["to the journal"]  # journald keeps time and priority as fields
     stderr_file.seek(0)
     assert stderr_file.read() == ""
@@ -215,3 +217,65 @@ def test_context_fields_reach_every_record() -> None:
         assert record.DEVICE_ID == "x1"  # type: ignore[attr-defined]
     finally:
         logging_setup._context.clear()
+
+
+def test_setup_logs_the_agent_tree_at_the_level_and_other_libraries_at_warning(
+    stderr_file: io.TextIOWrapper, monkeypatch: pytest.MonkeyPatch, root_logger: logging.Logger
+) -> None:
+    monkeypatch.setattr(sys, "stderr", stderr_file)
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    logging_setup.setup(logging.INFO)
+    logging.getLogger("agent.provisioning.client").info("ours")
+    logging.getLogger("aiohttp.client").info("theirs, chatty")
+    logging.getLogger("aiohttp.client").warning("theirs, worth seeing")
+    stderr_file.seek(0)
+    text = stderr_file.read()
+    assert "ours" in text
+    assert "worth seeing" in text
+    assert "chatty" not in text
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _through(flt: logging.Filter, level: int, msg: str, *args: object) -> str | None:
+    record = logging.LogRecord("agent.x", level, __file__, 1, msg, args, None)
+    return record.getMessage() if flt.filter(record) else None
+
+
+def test_repeated_errors_pass_once_per_window_with_a_count() -> None:
+    clock = _Clock()
+    flt = logging_setup.RepeatFilter(window_s=60, clock=clock)
+    assert _through(flt, logging.ERROR, "cannot save: %s", "EMFILE") == "cannot save: EMFILE"
+    for second in range(1, 60):
+        clock.now = second
+        assert _through(flt, logging.ERROR, "cannot save: %s", f"errno {second}") is None
+    clock.now = 60.0
+    assert (
+        _through(flt, logging.ERROR, "cannot save: %s", "EMFILE")
+        == "cannot save: EMFILE (and 59 more like it in the last 60 s)"
+    )
+    clock.now = 61.0
+    assert _through(flt, logging.ERROR, "cannot save: %s", "EMFILE") is None
+
+
+def test_repeat_filter_lets_info_and_distinct_messages_through() -> None:
+    flt = logging_setup.RepeatFilter(clock=_Clock())
+    assert _through(flt, logging.INFO, "poll %d", 1) == "poll 1"
+    assert _through(flt, logging.INFO, "poll %d", 2) == "poll 2"
+    assert _through(flt, logging.WARNING, "one") == "one"
+    assert _through(flt, logging.WARNING, "two") == "two"
+    assert _through(flt, logging.ERROR, "one") == "one"  # another level: another line
+
+
+def test_repeat_filter_table_is_bounded() -> None:
+    flt = logging_setup.RepeatFilter(clock=_Clock(), max_keys=3)
+    for n in range(10):
+        assert _through(flt, logging.ERROR, f"distinct {n}") is not None
+    assert len(flt._seen) == 3
+    assert _through(flt, logging.ERROR, "distinct 0") == "distinct 0"  # evicted: shown again

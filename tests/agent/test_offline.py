@@ -160,3 +160,19 @@ def test_an_unreadable_trust_key_is_a_config_error(config: Config, tmp_path: Pat
     (tmp_path / "signing.pub.pem").unlink()
     with pytest.raises(ConfigError, match=r"cloud\.trust_keys"):
         offline.set_token(config, "a.b")
+
+
+def test_an_unlinked_nvr_awaits_activation_as_the_daemon_says(config: Config) -> None:
+    from dataclasses import replace
+
+    nvr = replace(config, device=replace(config.device, kind="nvr"))
+    status = offline.status(nvr)
+    assert status["state"] == "awaiting_activation"
+    assert "activation" not in status  # no code registered yet
+    from agent.nvr.activation import Activation
+
+    code = Activation("ABCD-EFGH-JK", "c2VjcmV0", 4e9, 86400.0, "https://x/activate")
+    TokenStore(config.state_dir).save(DeviceRecord(device_id=DEVICE, activation=code.to_json()))
+    status = offline.status(nvr)
+    assert status["activation"] == code.public()
+    assert offline.status_of(nvr).state.value == "awaiting_activation"

@@ -199,12 +199,43 @@ def test_token_pointing_to_another_cloud(key: Ed25519PrivateKey, api: str) -> No
         ("https://cloud.example.com", "https://cloud.example.com:443"),
         ("https://cloud.example.com:443", "https://cloud.example.com"),
         ("https://CLOUD.example.com/", "https://cloud.example.com"),
-        ("HTTPS://cloud.example.com/v1", "https://cloud.example.com/"),
+        ("HTTPS://cloud.example.com/", "https://cloud.example.com/"),
         ("https://127.0.0.1:8443", "https://127.0.0.1:8443"),
     ],
 )
 def test_same_origin_is_accepted(key: Ed25519PrivateKey, api: str, cloud: str) -> None:
     verify(sign_token(payload(api=api), key), key, cloud_url=cloud)
+
+
+@pytest.mark.parametrize(
+    "api",
+    [
+        "https://user@cloud.example.com",  # userinfo: shown as if it were the host
+        "https://cloud.example.com:pass@evil.example.net",
+        "https://cloud.example.com@evil.example.net",
+        "https://cloud.example.com/v1",  # a path: more than an origin
+        "https://cloud.example.com//",
+        "https://cloud.example.com/?x=1",
+        "https://cloud.example.com?",  # an empty query is still one
+        "https://cloud.example.com#frag",
+        "https://cloud.example.com/#",
+    ],
+)
+def test_an_api_that_is_more_than_an_origin_is_refused(key: Ed25519PrivateKey, api: str) -> None:
+    with pytest.raises(TokenError, match="points to cloud"):
+        verify(sign_token(payload(api=api), key), key)
+
+
+def test_a_payload_with_a_key_twice_is_refused(key: Ed25519PrivateKey) -> None:
+    """The signature covers the bytes; with a key twice, readers may disagree on which."""
+    body = json.dumps(payload()).encode()
+    twice = body[:-1] + b',"sub":"11:22:33:44:55:66"}'
+    token = hand_made_token(None, key, raw=twice)
+    with pytest.raises(TokenError, match="'sub' twice"):
+        verify(token, key)
+    nested = body[:-1] + b',"x":{"a":1,"a":2}}'
+    with pytest.raises(TokenError, match="'a' twice"):
+        verify(hand_made_token(None, key, raw=nested), key)
 
 
 def test_different_port_on_the_same_host_is_refused(key: Ed25519PrivateKey) -> None:

@@ -26,7 +26,6 @@ from hypothesis import strategies as st
 from agent.config import parse as parse_config
 from agent.control_channel import ControlChannel, Hello
 from agent.daemon import Daemon
-from agent.trust import TokenVerifier
 from tests.hardening.strategies import json_values
 
 END = "fuzz-end"
@@ -186,9 +185,7 @@ url = "rtsp://127.0.0.1/door"
 """,
         str(tmp / "agent.toml"),
     )
-    daemon = Daemon(config)
-    daemon.verifier = TokenVerifier(config, daemon.device_id)
-    return daemon
+    return Daemon(config)
 
 
 @pytest.fixture(scope="module", params=["camera", "nvr"])
@@ -209,7 +206,7 @@ def test_the_daemon_answers_any_command_with_ok_or_a_reason(
     loop: asyncio.AbstractEventLoop, daemon: Daemon, name: str, args: dict[str, Any]
 ) -> None:
     async def call() -> tuple[bool, Any]:
-        return await daemon._cloud_command(name, args)
+        return await daemon.commands.cloud(name, args)
 
     ok, data = loop.run_until_complete(call())
     assert isinstance(ok, bool)

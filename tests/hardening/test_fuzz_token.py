@@ -1,7 +1,7 @@
 """Fuzzing the token codec and the trust gate: any text in, claims or TokenError out.
 
 Every path that brings a token (poll, LAN push, QR card, CLI, cloud command) ends in
-TokenVerifier.verify → token_codec.verify_token, so these properties cover all of them.
+TokenGate.accept → token_codec.verify_token, so these properties cover all of them.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from agent.token_codec import (
     token_summary,
     verify_token,
 )
-from agent.trust import TokenVerifier
+from agent.trust import TokenGate
 from tests.hardening.strategies import json_values, refusal
 
 DEVICE = "aa:bb:cc:dd:ee:ff"
@@ -135,8 +135,8 @@ def test_a_token_for_another_cloud_device_or_kind_is_refused(tmp_path: Path) -> 
         device=DeviceConfig(id=DEVICE),
         cloud=CloudConfig(url=CLOUD, trust_keys=(str(pem),)),
     )
-    verifier = TokenVerifier(config, DEVICE)
-    assert verifier.verify(sign_token(good_payload(), KEY)).org == "demo"
+    gate = TokenGate(config, DEVICE)
+    assert gate.accept(sign_token(good_payload(), KEY), "cli").claims.org == "demo"
     for changes in (
         {"api": "https://evil.example.com"},
         {"api": "http://cloud.example.com"},
@@ -145,6 +145,6 @@ def test_a_token_for_another_cloud_device_or_kind_is_refused(tmp_path: Path) -> 
         {"kind": "nvr"},
     ):
         with pytest.raises(TokenError):
-            verifier.verify(sign_token(good_payload(**changes), KEY))
+            gate.accept(sign_token(good_payload(**changes), KEY), "cli")
     with pytest.raises(TokenError, match="signature"):
-        verifier.verify(sign_token(good_payload(), OTHER_KEY))
+        gate.accept(sign_token(good_payload(), OTHER_KEY), "cli")

@@ -49,7 +49,7 @@ def test_a_new_token_or_a_reset_spends_the_code() -> None:
 
 CAMERAS = (
     NvrCamera("Gate", "rtsp://10.0.0.5/s"),
-    NvrCamera("Yard", "rtsp://10.0.0.6/s", "http://10.0.0.6/onvif", "/x"),
+    NvrCamera("Yard", "rtsp://10.0.0.6/s", "http://10.0.0.6/onvif"),
 )
 
 

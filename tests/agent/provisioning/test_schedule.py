@@ -226,29 +226,6 @@ def test_errors_count_as_requests_and_keep_the_cadence() -> None:
     assert starts == [0, 60, 120, 180, 240, 300, 3900]
 
 
-# -- restart -----------------------------------------------------------------------------
-
-
-def test_restart_goes_back_to_the_first_step() -> None:
-    schedule = PollSchedule(DEFAULTS, now=0.0)
-    run_requests(schedule, 8)
-    assert schedule.phase is Phase.SLOW
-    schedule.restart(10_000.0)
-    assert schedule.attempts == 0
-    assert schedule.next_due == 10_000.0
-    assert schedule.delay(10_000.0) == 0.0
-    assert schedule.phase is Phase.FAST
-    assert run_requests(schedule, 7) == [10_000 + t for t in (0, 60, 120, 180, 240, 300, 3900)]
-
-
-def test_restart_cancels_a_retry_after() -> None:
-    schedule = PollSchedule(DEFAULTS, now=0.0)
-    schedule.begin(0.0, 0.0)
-    schedule.finish(1.0, retry_after=1000)
-    schedule.restart(2.0)
-    assert schedule.begin(2.0, 0.0).attempt == 1
-
-
 def test_no_fast_attempts_goes_slow_after_the_first_request() -> None:
     schedule = PollSchedule(ScheduleSettings(fast_attempts=0), now=0.0)
     first = schedule.begin(0.0, 0.0)
@@ -294,7 +271,7 @@ def test_schedule_property(s: ScheduleSettings, start: float, ops: list[tuple]) 
     for op in ops:
         if op[0] == "restart":
             now += op[1]
-            schedule.restart(now)
+            schedule = PollSchedule(s, now=now)  # the daemon restarts with a new schedule
             assert (schedule.attempts, schedule.next_due, schedule.phase) == (0, now, Phase.FAST)
             previous, count = None, 0
             continue
