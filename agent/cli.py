@@ -1,4 +1,4 @@
-"""`camagent [--config PATH] COMMAND` (DESIGN §10). Exit codes: 0 ok, 1 failure, 2 usage."""
+"""`camagent [--config PATH] COMMAND` (docs/design.md §10). Exit codes: 0 ok, 1 failure, 2 usage."""
 
 from __future__ import annotations
 

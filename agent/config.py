@@ -1,4 +1,4 @@
-"""`agent.toml` (DESIGN §9): dataclasses with defaults, strict validation, clear errors.
+"""`agent.toml` (docs/design.md §9): dataclasses with defaults, strict validation, clear errors.
 
 Every error names the file and the key, because the person reading it is standing in
 front of a camera with a text editor.

@@ -1,4 +1,4 @@
-"""The control channel to the cloud (DESIGN §2): WSS, Bearer token, JSON messages.
+"""The control channel to the cloud (docs/design.md §2): WSS, Bearer token, JSON messages.
 
 The device speaks first (`hello`), answers `command`s with `result`s and sends a
 `heartbeat` at the interval the cloud asks for. Close code 4401 means the cloud revoked

@@ -1,4 +1,4 @@
-"""Who this device is: its ID (DESIGN §2) and the password on its label."""
+"""Who this device is: its ID (docs/design.md §2) and the password on its label."""
 
 from __future__ import annotations
 

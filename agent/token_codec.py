@@ -1,4 +1,4 @@
-"""Signed tokens (DESIGN §2): `base64url(payload JSON) + "." + base64url(Ed25519 signature)`.
+"""Signed tokens (docs/design.md §2.12): `base64url(payload JSON) + "." + base64url(signature)`.
 
 A token is accepted from any path (poll, LAN push, QR, CLI, cloud, NVR registration) only
 through `agent.trust.TokenGate.accept`, which calls `verify_token`.

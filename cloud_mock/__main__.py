@@ -1,4 +1,4 @@
-"""`python -m cloud_mock`: run the mock cloud (DESIGN §11)."""
+"""`python -m cloud_mock`: run the mock cloud (docs/design.md §11)."""
 
 from __future__ import annotations
 

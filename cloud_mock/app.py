@@ -64,6 +64,6 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _date_header(request: web.Request, response: web.StreamResponse) -> None:
-    # Devices without a real-time clock take their `ts` from this header (DESIGN §2),
+    # Devices without a real-time clock take their `ts` from this header (docs/design.md §2),
     # so it must follow the mock clock, not the host clock.
     response.headers["Date"] = request.app[CLOCK].http_date()

@@ -1,7 +1,7 @@
 """Cameras of an organization: add (a claim: mint + store the token), list, show,
 change the password of a waiting claim, delete, command.
 
-Adding a camera is what a camera owner does in the cloud (DESIGN §2 step 1): it
+Adding a camera is what a camera owner does in the cloud (docs/design.md §2.1): it
 computes K once, signs the camera's token, stores both as the org's claim on the device
 ID and wakes any long-poll of that device that is waiting right now. Another org's claim
 on the same ID is no obstacle and is never revealed: the add answers exactly as a fresh

@@ -1,4 +1,4 @@
-"""Login captchas (DESIGN §4): issued, checked once, dead after 60 s of the mock clock.
+"""Login captchas (docs/design.md §4): issued, checked once, dead after 60 s of the mock clock.
 
 `CaptchaBook` is the pure bookkeeping (no I/O, time passed in); `render_png` draws the
 image with the `captcha` library, imported only when a captcha is actually made.

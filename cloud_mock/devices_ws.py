@@ -1,4 +1,4 @@
-"""The device control channel `GET /v1/devices/ws` (DESIGN §2), for cameras and NVRs.
+"""The device control channel `GET /v1/devices/ws` (docs/design.md §2), for cameras and NVRs.
 
 The handshake always completes; a bad, unknown or revoked token is then refused with
 close code 4401, which tells the agent to forget its token and provision again (an

@@ -16,7 +16,7 @@ from cloud_mock.store import Store
 DEFAULT_HEARTBEAT_S = 30
 DEFAULT_COMMAND_TIMEOUT_S = 10.0
 MAX_HOLD_S = 120.0
-DEFAULT_CODE_TTL_S = 86_400.0  # NVR activation codes live 24 h (DESIGN §3)
+DEFAULT_CODE_TTL_S = 86_400.0  # NVR activation codes live 24 h (docs/design.md §3)
 
 
 @dataclass(frozen=True)

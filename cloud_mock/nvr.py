@@ -1,5 +1,5 @@
 """What the NVR (registrator) routes share: permissions, field checks, token minting,
-linking a device, and the registrator as JSON (DESIGN §3).
+linking a device, and the registrator as JSON (docs/design.md §3).
 
 Who may add NVRs: the organization's owner or a user with the manage-registrators
 permission, and only while the organization has a business account. Every refusal

@@ -1,5 +1,5 @@
 """The NVR's own calls (no user session): register an activation code, or link with a
-registration token (DESIGN §3).
+registration token (docs/design.md §3).
 
 With a code, the NVR also sends a secret (32 random bytes) that never leaves it again:
 when a user activates the code, the NVR's token goes to the provisioning service under

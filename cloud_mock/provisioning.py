@@ -1,4 +1,4 @@
-"""The provisioning service (DESIGN §2): `POST /v1/provisioning/poll` and `GET /v1/keys`.
+"""The provisioning service (docs/design.md §2): `POST /v1/provisioning/poll` and `GET /v1/keys`.
 
 Order of checks: size, injected fault, shape (400), clock window, replay, then device +
 proof.  Unknown device, wrong proof and "no token yet" all answer 204 after the same

@@ -1,4 +1,4 @@
-"""Registration tokens (DESIGN §3): made by a user for an org, valid 6 hours by the mock
+"""Registration tokens (docs/design.md §3): made by a user for an org, valid 6 hours by the mock
 clock, single use, pasted on an NVR (`camagent nvr register TOKEN`).
 
 Only a SHA-256 of a token is stored: the token itself is shown once, when it is made.

@@ -1,4 +1,4 @@
-"""Registrators (virtual NVRs) of an organization, through the wizard steps of DESIGN §3:
+"""Registrators (virtual NVRs) of an organization, through the wizard steps of docs/design.md §3:
 Details + Device (create, edit), Installation, Activation (the NVR's checks), Connect
 (activate a code), Broadcast, Archive, Summary; then Sync and Sync all.
 

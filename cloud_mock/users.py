@@ -1,4 +1,4 @@
-"""Accounts and sessions: login, logout, the session list (DESIGN §4, §11).
+"""Accounts and sessions: login, logout, the session list (docs/design.md §4, §11).
 
 A session is two things: a public `id` (listed, used to end a session) and a bearer
 secret given once at login; only the secret's SHA-256 is stored, so listing sessions
@@ -468,7 +468,7 @@ async def logout(request: web.Request) -> web.Response:
 async def list_sessions(request: web.Request) -> web.Response:
     caller = require_session(request)
     sessions = request.app[STORE].sessions_of(caller.user.login)
-    # A bare list, newest first (DESIGN §4: the order the user picks one to end).
+    # A bare list, newest first (docs/design.md §4: the order the user picks one to end).
     return web.json_response(
         [{**session_json(s), "current": s.id == caller.session.id} for s in sessions]
     )

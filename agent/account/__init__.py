@@ -1,1 +1,1 @@
-"""`camagent cloud …`: server profiles and sessions in the cloud (DESIGN §4)."""
+"""`camagent cloud …`: server profiles and sessions in the cloud (docs/design.md §4)."""

@@ -1,4 +1,4 @@
-"""`camagent cloud servers|login|sessions|logout`: server profiles and sessions (DESIGN §4)."""
+"""`camagent cloud servers|login|sessions|logout`: profiles and sessions (docs/design.md §4)."""
 
 from __future__ import annotations
 

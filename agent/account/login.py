@@ -1,4 +1,4 @@
-"""The login conversation (DESIGN §4): password, captcha when the cloud asks for one
+"""The login conversation (docs/design.md §4): password, captcha when the cloud asks for one
 (shown as a PNG file and in the terminal; `r` for a new one), and at the session limit
 a choice of a session to end, then the login again."""
 

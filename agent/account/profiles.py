@@ -1,4 +1,4 @@
-"""Server connection profiles (DESIGN §4): name, https URL, login, optional CA file.
+"""Server connection profiles (docs/design.md §4): name, https URL, login, optional CA file.
 
 `$XDG_CONFIG_HOME/camagent/servers.toml` (default ~/.config), mode 0600:
 

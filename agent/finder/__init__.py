@@ -1,1 +1,1 @@
-"""`camagent finder …`: find camagent devices on the LAN and act on them (DESIGN §5)."""
+"""`camagent finder …`: find camagent devices on the LAN and act on them (docs/design.md §5)."""

@@ -1,4 +1,4 @@
-"""`camagent finder scan|push|reset|poll-now|wifi` (DESIGN §5, §10): the installer's LAN tool."""
+"""`camagent finder scan|push|reset|poll-now|wifi`: the installer's LAN tool (docs/design.md §5)."""
 
 from __future__ import annotations
 

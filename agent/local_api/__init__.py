@@ -1,4 +1,4 @@
-"""The device's local HTTPS API and its mDNS announcement (DESIGN §5).
+"""The device's local HTTPS API and its mDNS announcement (docs/design.md §5).
 
 Configuration, `[local_api]` in agent.toml:
 

@@ -1,4 +1,4 @@
-"""The mDNS/DNS-SD announcement (DESIGN §5): `_camagent._tcp.local.` with python-zeroconf.
+"""The mDNS/DNS-SD announcement (docs/design.md §5): `_camagent._tcp.local.` with python-zeroconf.
 
 zeroconf is imported only here, and this module only when `[local_api] mdns = true`.
 TXT carries `id, kind, state, ver, fp, pv=1` and follows every state change; stopping

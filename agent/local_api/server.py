@@ -1,4 +1,4 @@
-"""The local HTTPS API (DESIGN §5): `GET /v1/info` for anyone, changes with Digest auth.
+"""The local HTTPS API (docs/design.md §5): `GET /v1/info` for anyone, changes with Digest auth.
 
 The device behind it is a `Device` (the daemon implements it), so this module knows
 HTTP, authentication and bodies, and nothing of the state machine. Every answer is JSON:

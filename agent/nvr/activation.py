@@ -1,4 +1,4 @@
-"""Linking an NVR to an organization (DESIGN §3): activation codes and registration tokens.
+"""Linking an NVR to an organization (docs/design.md §3): activation codes and registration tokens.
 
 With a code, the NVR registers `(code, secret, check results)` with the cloud and then
 polls exactly like a camera, its key being the secret: only the NVR that registered the

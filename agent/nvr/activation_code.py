@@ -1,4 +1,4 @@
-"""NVR activation codes `XXXX-XXXX-XXXX` (DESIGN §3).
+"""NVR activation codes `XXXX-XXXX-XXXX` (docs/design.md §3).
 
 Eleven random characters and one check character from Crockford's base-32 alphabet
 (no I, L, O, U: nothing to confuse). The check is a Damm-style scheme over the field

@@ -1,4 +1,4 @@
-"""The NVR's device-side checks (DESIGN §3): what an archive server needs, with fixes.
+"""The NVR's device-side checks (docs/design.md §3): what an archive server needs, with fixes.
 
 They are shown by `camagent nvr checks`, and sent to the cloud with each activation code
 so that the wizard's Activation step shows them before the admin connects the NVR.

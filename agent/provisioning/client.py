@@ -1,4 +1,4 @@
-"""One provisioning request over HTTPS (DESIGN §2), and the cloud's key list.
+"""One provisioning request over HTTPS (docs/design.md §2), and the cloud's key list.
 
 Network errors, timeouts, 5xx and malformed answers all come back as a `PollOutcome`
 without a token: the schedule counts them like any request that brought none.

@@ -1,4 +1,4 @@
-"""The provisioning schedule (DESIGN §2), pure: times in, times out.
+"""The provisioning schedule (docs/design.md §2), pure: times in, times out.
 
 First request at start; the next `fast_attempts` requests each start `fast_interval`
 after the one before; after that one request every `slow_interval` (± jitter), forever.

@@ -1,4 +1,4 @@
-"""Provisioning wire format v1 (DESIGN §2): key derivation, poll proof, sealed tokens.
+"""Provisioning wire format v1 (docs/design.md §2): key derivation, poll proof, sealed tokens.
 
 Both the agent and the mock cloud use these functions: they *are* the contract, so they
 live in one place. Tests check them against values computed independently.
@@ -77,7 +77,7 @@ def normalize_device_id(raw: str) -> str:
 
 
 def derive_key(password: str, device_id: str) -> bytes:
-    """K = scrypt(password, salt=prefix + device_id): slow on purpose (DESIGN §2)."""
+    """K = scrypt(password, salt=prefix + device_id): slow on purpose (docs/design.md §2)."""
     return hashlib.scrypt(
         password.encode(),
         salt=KDF_SALT_PREFIX + device_id.encode(),

@@ -62,7 +62,7 @@ def _use_token(config: Config, token: str) -> Step:
 
 
 def _new_link(config: Config) -> str:
-    """A new network link restarts the fast provisioning phase (DESIGN §2)."""
+    """A new network link restarts the fast provisioning phase (docs/design.md §2)."""
     try:
         control_socket.request(config.control_socket, "poll_now")
     except DaemonUnavailable:

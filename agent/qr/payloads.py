@@ -1,4 +1,4 @@
-"""What a QR code says (DESIGN §6): WiFi, a token, both, a URL, or just text.
+"""What a QR code says (docs/design.md §6): WiFi, a token, both, a URL, or just text.
 
 - WiFi: `WIFI:T:WPA;S:<ssid>;P:<pass>;H:true;;`, fields in any order, `\\` escaping of
   `\\ ; , : "`, optional double quotes around a value, T: WPA/WPA2/WPA3/SAE/WEP/nopass.

@@ -1,4 +1,4 @@
-"""Crash-safe replacement (DESIGN §7): temp file, fsync, rename, fsync of the directory."""
+"""Crash-safe replacement (docs/design.md §7): temp file, fsync, rename, fsync of the directory."""
 
 from __future__ import annotations
 

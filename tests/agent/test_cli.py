@@ -1,4 +1,4 @@
-"""`camagent [--config PATH] COMMAND` (DESIGN §10): exit codes, messages, status JSON."""
+"""`camagent [--config PATH] COMMAND` (docs/design.md §10): exit codes, messages, status JSON."""
 
 from __future__ import annotations
 

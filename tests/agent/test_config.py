@@ -1,4 +1,4 @@
-"""agent.toml (DESIGN §9): defaults, every key, and errors that name the file and the key."""
+"""agent.toml (docs/design.md §9): defaults, every key, errors naming the file and the key."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The CLI <-> daemon channel over a real Unix socket (DESIGN §10: run_dir, mode 0600)."""
+"""The CLI <-> daemon channel over a real Unix socket (docs/design.md §10: run_dir, mode 0600)."""
 
 from __future__ import annotations
 

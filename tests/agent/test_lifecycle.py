@@ -1,4 +1,4 @@
-"""The device state machine: every row of the table, and the invariants of DESIGN §2."""
+"""The device state machine: every row of the table, and the invariants of docs/design.md §2."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What the CLI does to the state when no daemon runs (DESIGN §10)."""
+"""What the CLI does to the state when no daemon runs (docs/design.md §10)."""
 
 from __future__ import annotations
 

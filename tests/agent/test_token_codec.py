@@ -1,4 +1,4 @@
-"""Signed tokens (DESIGN §2): Ed25519 over base64url(payload JSON), checked independently."""
+"""Signed tokens (docs/design.md §2.12): Ed25519 over base64url(payload JSON), checked apart."""
 
 from __future__ import annotations
 

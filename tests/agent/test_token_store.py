@@ -1,4 +1,4 @@
-"""The encrypted device state (DESIGN §7): AES-GCM at rest, mode 0600, lost writes never."""
+"""The encrypted device state (docs/design.md §7): AES-GCM at rest, mode 0600, lost writes never."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`camagent finder` against real daemons across network namespaces (DESIGN §5).
+"""`camagent finder` against real daemons across network namespaces (docs/design.md §5).
 
 One LAN per module: the mock cloud on the hub, two devices in their own namespaces, the
 finder in a third, avahi in a fourth. Tests that change a device put it back.

@@ -1,4 +1,4 @@
-"""One provisioning request against a real aiohttp server over real TLS (DESIGN §2)."""
+"""One provisioning request against a real aiohttp server over real TLS (docs/design.md §2)."""
 
 from __future__ import annotations
 

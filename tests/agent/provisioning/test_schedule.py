@@ -1,4 +1,4 @@
-"""The provisioning schedule (DESIGN §2): pure, so every time is a number the test passes."""
+"""The provisioning schedule (docs/design.md §2.2): pure, every time a number the test passes."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def run_requests(schedule: PollSchedule, count: int, jitter: float = 0.0) -> lis
     return starts
 
 
-# -- the defaults of DESIGN §2 and §9 ----------------------------------------------------
+# -- the defaults of docs/design.md §2 and §9 ----------------------------------------------------
 
 
 def test_defaults_match_the_design() -> None:

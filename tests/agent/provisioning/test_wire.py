@@ -1,4 +1,4 @@
-"""Wire format v1 (DESIGN §2), checked against values computed here with hashlib/cryptography."""
+"""Wire format v1 (docs/design.md §2.12), checked against values computed here independently."""
 
 from __future__ import annotations
 
