@@ -14,13 +14,17 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+# The agent's filter (same rule: logger, level, message template; once a window).
+from agent.logging_setup import RepeatFilter
+
 WINDOW_S = 60.0
 ACCESS_LINES_PER_WINDOW = 300
 MAX_KEYS = 1024  # distinct lines remembered; the oldest are forgotten first
 
 
 class _Window:
-    """Per key: when it was last let through, and how many were held back since."""
+    """Per key: when it was last let through, and how many were held back since
+    (RateLimitedLogger's bookkeeping)."""
 
     def __init__(self, window_s: float, clock: Callable[[], float]) -> None:
         self.window_s = window_s
@@ -39,25 +43,6 @@ class _Window:
         while len(self._seen) > MAX_KEYS:
             self._seen.popitem(last=False)
         return 0 if last is None else last[1]
-
-
-class RepeatFilter(logging.Filter):
-    """A filter for a logger or handler: each (logger, level, message template, exception
-    type) passes at most once per window; the next that passes tells the count."""
-
-    def __init__(self, window_s: float = WINDOW_S, clock: Callable[[], float] = time.monotonic):
-        super().__init__()
-        self._window = _Window(window_s, clock)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc_type = record.exc_info[0] if record.exc_info else None
-        key = (record.name, record.levelno, str(record.msg), exc_type)
-        held_back = self._window.admit(key)
-        if held_back is None:
-            return False
-        if held_back:
-            record.msg = f"{record.msg} (and {held_back} more like it in the last minute)"
-        return True
 
 
 class LineBudget(logging.Filter):
@@ -125,7 +110,7 @@ def install(names: tuple[str, ...] = FLOODED_LOGGERS) -> None:
     for name in names:
         logger = logging.getLogger(name)
         if not any(isinstance(f, RepeatFilter) for f in logger.filters):
-            logger.addFilter(RepeatFilter())
+            logger.addFilter(RepeatFilter(window_s=WINDOW_S))
     access = logging.getLogger(ACCESS_LOGGER)
     if not any(isinstance(f, LineBudget) for f in access.filters):
         access.addFilter(LineBudget())

@@ -5,7 +5,9 @@ alone a traceback) per refusal would let them fill the disk and drown everything
 The first event of a kind is logged at once, later ones are counted and summed up in one
 line when the interval has passed and another event of that kind arrives, or on `flush`.
 
-A stand-in until the daemon's shared rate-limited logger lands; the interface is one call.
+Unlike the handler-wide `logging_setup.RepeatFilter` (which only drops repeats), this
+keeps a running total per kind: `camagent status` shows how many connections were
+refused, dropped or timed out.
 """
 
 from __future__ import annotations
