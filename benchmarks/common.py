@@ -133,8 +133,10 @@ class Context:
             self._shared_cloud = self.start_cloud("cloud")
         return self._shared_cloud
 
-    def start_agent(self, config: Path) -> sandbox.Agent:
-        agent = sandbox.start_agent(config, env=clean_env())
+    def start_agent(
+        self, config: Path, python: str = sys.executable, env: dict[str, str] | None = None
+    ) -> sandbox.Agent:
+        agent = sandbox.start_agent(config, env={**clean_env(), **(env or {})}, python=python)
         self.stack.callback(agent.stop)
         return agent
 

@@ -219,36 +219,114 @@ _ALL_OFF = "[local_api]\nenabled = false\nmdns = false"
 _SHIPPED = "[local_api]\nenabled = true\nport = 0\nmdns = true"  # port 0: any free one
 
 
-def _default_config_rss(ctx: Context) -> Row:
-    """The shipped default config: the local API (HTTPS, aiohttp.web) and mDNS on."""
+# The .deb runs the agent on Debian's own Python and libraries (python3-aiohttp 3.8 on
+# Debian 12), lighter than the venv's newest aiohttp: measured apart, when installed.
+DEBIAN_PYTHON = "/usr/bin/python3"
+
+
+def _debian_libraries() -> str | None:
+    """Versions of Debian's aiohttp, zeroconf and cryptography, or None if not installed."""
+    probe = subprocess.run(
+        [
+            DEBIAN_PYTHON,
+            "-c",
+            "import aiohttp, zeroconf, cryptography; "
+            "print(aiohttp.__version__, zeroconf.__version__, cryptography.__version__)",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd="/",
+    )
+    return probe.stdout.strip() if probe.returncode == 0 else None
+
+
+def _connected_rss(ctx: Context, name: str, shipped: bool, python: str) -> tuple[float, Any]:
+    """VmRSS (MiB) of a daemon connected and left alone 3 s; its status and /proc fields."""
     cloud = ctx.shared_cloud()
     device_id, password = ctx.next_device()
     config = sandbox.write_agent_config(
-        ctx.new_dir("default-agent"), cloud, device_id=device_id, password=password
+        ctx.new_dir(name), cloud, device_id=device_id, password=password
     )
     text = config.read_text()
     if _ALL_OFF not in text:
         raise BenchmarkError("the sandbox config no longer turns the local API off as expected")
-    config.write_text(text.replace(_ALL_OFF, _SHIPPED))
-    cloud.add_camera(cloud.login(), device_id, password, "default config")
-    agent = ctx.start_agent(config)
+    if shipped:
+        config.write_text(text.replace(_ALL_OFF, _SHIPPED))
+    cloud.add_camera(cloud.login(), device_id, password, name)
+    # Debian's interpreter must find this checkout's agent, and nothing of the venv.
+    env = {"PYTHONPATH": str(ROOT)} if python != sys.executable else None
+    agent = ctx.start_agent(config, python=python, env=env)
     agent.wait_for_state("connected", timeout=60)
     time.sleep(3.0)
     local = agent.status().get("local_api") or {}
     status = proc_status(agent.process.pid)
-    rss_mib = status["VmRSS"] / 1024
+    return status["VmRSS"] / 1024, {"local_api": local, **{k: status.get(k) for k in RSS_FIELDS}}
+
+
+def _default_config_rss(ctx: Context) -> Row:
+    """The shipped default config: the local API (HTTPS, aiohttp.web) and mDNS on."""
+    rss_mib, details = _connected_rss(ctx, "default-agent", True, sys.executable)
+    local = details["local_api"]
     mdns = local.get("mdns") or f"not announced ({local.get('error', 'no error given')})"
     return Row(
         "idle_rss.default_config",
         round(rss_mib, 2),
         "MiB",
-        f"{rss_mib:.1f} MiB (peak {status['VmHWM'] / 1024:.1f} MiB)",
+        f"{rss_mib:.1f} MiB (peak {details['VmHWM'] / 1024:.1f} MiB)",
         f"<= {RSS_DEFAULT_TARGET_MIB:.0f} MiB",
         rss_mib <= RSS_DEFAULT_TARGET_MIB,
-        f"VmRSS of a connected daemon, local API on port {local.get('port')}, mDNS {mdns}, "
-        "settled 3 s",
-        {"local_api": local, **{key: status.get(key) for key in RSS_FIELDS}},
+        f"VmRSS of a connected daemon in the venv (aiohttp {_venv_aiohttp()}), local API on "
+        f"port {local.get('port')}, mDNS {mdns}, settled 3 s",
+        details,
     )
+
+
+def _venv_aiohttp() -> str:
+    import aiohttp
+
+    return aiohttp.__version__
+
+
+def _debian_rss(ctx: Context) -> list[Row]:
+    """The same two figures as the .deb runs: Debian's python3 and its libraries."""
+    versions = _debian_libraries()
+    if versions is None:
+        return [
+            Row(
+                "idle_rss.debian",
+                None,
+                "MiB",
+                "not measured: install python3-aiohttp python3-zeroconf python3-cryptography",
+                "",
+                None,
+                "the daemon on Debian's own Python, as the .deb runs it",
+                {},
+            )
+        ]
+    aiohttp_v, zeroconf_v, cryptography_v = versions.split()
+    libraries = f"aiohttp {aiohttp_v}, zeroconf {zeroconf_v}, cryptography {cryptography_v}"
+    rows = []
+    for name, shipped, target in (
+        ("idle_rss.debian", False, RSS_TARGET_MIB),
+        ("idle_rss.debian.default_config", True, RSS_DEFAULT_TARGET_MIB),
+    ):
+        rss_mib, details = _connected_rss(ctx, name, shipped, DEBIAN_PYTHON)
+        what = "local API and mDNS on (the shipped default)" if shipped else "both off"
+        rows.append(
+            Row(
+                name,
+                round(rss_mib, 2),
+                "MiB",
+                f"{rss_mib:.1f} MiB (peak {details['VmHWM'] / 1024:.1f} MiB)",
+                f"<= {target:.0f} MiB",
+                rss_mib <= target,
+                f"VmRSS of a connected daemon on {DEBIAN_PYTHON} with Debian's {libraries} "
+                f"(what the .deb runs), {what}, settled 3 s",
+                details,
+            )
+        )
+    return rows
 
 
 def idle_rss(ctx: Context) -> list[Row]:
@@ -264,10 +342,12 @@ def idle_rss(ctx: Context) -> list[Row]:
             f"{rss_mib:.1f} MiB (peak {status['VmHWM'] / 1024:.1f} MiB)",
             f"<= {RSS_TARGET_MIB:.0f} MiB",
             rss_mib <= RSS_TARGET_MIB,
-            "VmRSS of a connected daemon (local API, mDNS off) settled 3 s",
+            f"VmRSS of a connected daemon in the venv (aiohttp {_venv_aiohttp()}), local API "
+            "and mDNS off, settled 3 s",
             {key: status.get(key) for key in RSS_FIELDS},
         ),
         _default_config_rss(ctx),
+        *_debian_rss(ctx),
     ]
     imported = _heavy_in_sys_modules()
     mapped = _heavy_in_maps(pid)

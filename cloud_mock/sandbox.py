@@ -156,11 +156,15 @@ class Agent:
         self.process.wait()
 
 
-def start_agent(config_path: Path, env: dict[str, str] | None = None) -> Agent:
+def start_agent(
+    config_path: Path, env: dict[str, str] | None = None, python: str = sys.executable
+) -> Agent:
+    """The daemon as a subprocess; `python` may be another interpreter (e.g. Debian's own,
+    with its python3-aiohttp, as the .deb runs it)."""
     log_path = config_path.parent / "agent.log"
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "agent", "--config", str(config_path), "run"],
+            [python, "-m", "agent", "--config", str(config_path), "run"],
             stdout=log,
             stderr=log,
             env={**os.environ, **(env or {})},

@@ -18,13 +18,15 @@ if $for_tests; then
     # libzbar0 for pyzbar (the QR fallback decoder); GStreamer's RTSP server for the QR
     # tests' real RTSP stream; Debian's chromium for the web console's browser tests
     # (Playwright drives it, no browser download; certutil puts the mock CA in its trust
-    # store); avahi for the mDNS interop test.
+    # store); avahi for the mDNS interop test; Debian's own aiohttp, zeroconf and
+    # cryptography, on which the .deb runs, for the footprint benchmark (idle_rss.debian).
     APT_PACKAGES="$APT_PACKAGES libsystemd-dev pkg-config
         dpkg-dev debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools
         lintian shellcheck dash systemd-container mmdebstrap
         libzbar0 python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
         gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
-        chromium libnss3-tools avahi-daemon avahi-utils dbus iproute2"
+        chromium libnss3-tools avahi-daemon avahi-utils dbus iproute2
+        python3-aiohttp python3-zeroconf python3-cryptography"
     EXTRAS="[dev,systemd]"
     # npm fetches the console's QR decoder (below); Node.js may come from elsewhere.
     command -v npm >/dev/null 2>&1 || APT_PACKAGES="$APT_PACKAGES npm"
