@@ -29,6 +29,7 @@ from cloud_mock.resources import DESCRIPTOR_RESERVE
 from cloud_mock.server import RunningMock, start
 from cloud_mock.testing import PROJECT_ROOT, mock_command, mock_env, stop_process
 from tests.cloud_mock.conftest import mock_options
+from tests.eventually import eventually, eventually_async
 
 POLL = "/v1/provisioning/poll"
 KEY = os.urandom(32)
@@ -58,11 +59,7 @@ async def _poll(session: aiohttp.ClientSession, n: int, wait: int) -> int:
 
 
 async def _until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g} s: {what}")
-        await asyncio.sleep(0.05)
+    await eventually_async(check, timeout=timeout, interval=0.05, what=what)
 
 
 @pytest.fixture
@@ -187,11 +184,13 @@ def _start_with_file_limit(data_dir: Path, limit: int) -> tuple[subprocess.Popen
             cwd=PROJECT_ROOT,
             preexec_fn=lower_limit,  # only setrlimit, before exec
         )
-    deadline = time.monotonic() + 30
-    while not (data_dir / "url").exists():
-        assert process.poll() is None, (data_dir / "cloud_mock.log").read_text()
-        assert time.monotonic() < deadline, "the mock did not start"
-        time.sleep(0.05)
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            pytest.fail(f"the mock exited: {(data_dir / 'cloud_mock.log').read_text()}")
+        return (data_dir / "url").exists()
+
+    eventually(ready, timeout=30, interval=0.05, what="the mock's url file")
     return process, (data_dir / "url").read_text().strip()
 
 
