@@ -17,6 +17,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from agent import state_dir as state_dir_check
 from agent.errors import CamagentError, StateError
 
 PID_FILE = "daemon.pid"
@@ -43,8 +44,10 @@ class InstanceLock:
 
     def acquire(self) -> None:
         """Take the lock now or raise DaemonRunning; never waits."""
+        # Whose directory it is comes first: "belongs to root, but camagent runs as …"
+        # says more than the EACCES of opening it.
+        state_dir_check.ensure(self.state_dir)
         try:
-            self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(self.state_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:
             raise StateError(
