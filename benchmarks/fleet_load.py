@@ -19,6 +19,7 @@ from typing import Any
 
 from benchmarks.common import BenchmarkError, Context, Row
 from benchmarks.mock_bench import HELD_TARGET, WORKERS, run_loadgen
+from cloud_mock import sandbox
 
 SAMPLE = 50
 QUICK_COUNT = 200
@@ -76,49 +77,35 @@ def _hold_rows(data: dict[str, Any], count: int, sample: int) -> list[Row]:
     ]
 
 
+def _hold(cloud: sandbox.Cloud, count: int, *extra: str) -> dict[str, Any]:
+    """`count` long-polls (wait 30 s) held at once, opened 200 at a time."""
+    return run_loadgen(
+        cloud,
+        "hold",
+        "--count",
+        str(count),
+        "--wait",
+        "30",
+        "--concurrency",
+        "200",
+        "--mock-pid",
+        str(cloud.process.pid),
+        *extra,
+        timeout=300,
+    )
+
+
 def fleet_load(ctx: Context) -> list[Row]:
     count = QUICK_COUNT if ctx.quick else HELD_TARGET
     sample = QUICK_SAMPLE if ctx.quick else SAMPLE
     seconds = 2.0 if ctx.quick else 5.0
     cloud = ctx.start_cloud("fleet-load-cloud")
     try:
-        hold = run_loadgen(
-            cloud,
-            "hold",
-            "--count",
-            str(count),
-            "--wait",
-            "30",
-            "--concurrency",
-            "200",
-            "--check",
-            "2",
-            "--mock-pid",
-            str(cloud.process.pid),
-            "--session",
-            cloud.login(),
-            "--sample",
-            str(sample),
-            timeout=300,
+        hold = _hold(
+            cloud, count, "--check", "2", "--session", cloud.login(), "--sample", str(sample)
         )
         # The same burst again, with no cameras added: does the mock reuse what it kept?
-        again = run_loadgen(
-            cloud,
-            "hold",
-            "--count",
-            str(count),
-            "--wait",
-            "30",
-            "--concurrency",
-            "200",
-            "--check",
-            "1",
-            "--mock-pid",
-            str(cloud.process.pid),
-            "--sample",
-            "0",
-            timeout=300,
-        )
+        again = _hold(cloud, count, "--check", "1", "--sample", "0")
         common = ("--seconds", str(seconds), "--workers", str(WORKERS))
         polls = run_loadgen(cloud, "polls", *common, timeout=120)
         fresh = run_loadgen(cloud, "polls", *common, "--fresh", timeout=120)
