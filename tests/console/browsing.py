@@ -13,10 +13,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, expect
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    expect,
+    sync_playwright,
+)
 
 from cloud_mock import sandbox
 from cloud_mock.testing import MockCloud
+from tests.console.conftest import start_cloud
 from tests.eventually import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,6 +57,33 @@ MIN_TAP_PX = 44
 # console error, so these (and only these) are let through on the login endpoint; a test
 # that provokes another refusal names it with Tab.expect_refusal.
 LOGIN_REFUSALS = ("/console/login", (401, 409, 428))
+
+
+# A second owner who may hold one session at a time (the session-limit dialog).
+LIMITED = {"login": "limited", "password": "limited-password-1", "role": "owner"}
+
+
+def console_cloud(directory: Path) -> MockCloud:
+    """A mock cloud for browser tests: org demo (business), admin, and LIMITED."""
+    fixtures = {
+        "orgs": [{"name": "demo", "business": True}],
+        "users": [{**LIMITED, "org": "demo", "max_sessions": 1}],
+    }
+    return start_cloud(directory, fixtures)
+
+
+@contextmanager
+def chromium(cloud: MockCloud, home_dir: Path) -> Iterator[Browser]:
+    """Debian's chromium, trusting the mock's CA through an NSS database in `home_dir`."""
+    home = trusting_home(home_dir, cloud.ca_file)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=ARGS, env={"HOME": str(home)}
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 def trusting_home(directory: Path, ca_file: Path) -> Path:

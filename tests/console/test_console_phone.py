@@ -12,28 +12,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from cloud_mock import sandbox
 from cloud_mock.testing import MockCloud
 from tests.console.browsing import (
-    ARGS,
-    CHROMIUM,
     DESKTOP,
+    LIMITED,
     PHONE,
     Tab,
     assert_fits,
+    chromium,
+    console_cloud,
     contrast,
     start_device,
     tabs,
-    trusting_home,
     wait_for_activation,
 )
-from tests.console.conftest import start_cloud
 
 pytestmark = pytest.mark.slow
 
-LIMITED = {"login": "limited", "password": "limited-password-1", "role": "owner"}
 LONG_NAME = "Loading dock camera above the north gate, second floor"
 NVR_CAMERAS = """
 [[nvr.cameras]]
@@ -48,24 +46,15 @@ url = "rtsp://10.1.1.6/stream1"
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockCloud]:
-    fixtures = {
-        "orgs": [{"name": "demo", "business": True}],
-        "users": [{**LIMITED, "org": "demo", "max_sessions": 1}],
-    }
-    c = start_cloud(tmp_path_factory.mktemp("phone"), fixtures)
+    c = console_cloud(tmp_path_factory.mktemp("phone"))
     yield c
     c.stop()
 
 
 @pytest.fixture(scope="module")
 def browser(cloud: MockCloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    home = trusting_home(tmp_path_factory.mktemp("home"), cloud.ca_file)
-    with sync_playwright() as playwright:
-        b = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=ARGS, env={"HOME": str(home)}
-        )
+    with chromium(cloud, tmp_path_factory.mktemp("home")) as b:
         yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
