@@ -32,6 +32,9 @@ PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 # Env variables that would make a child believe it runs under systemd.
 SYSTEMD_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM", "LISTEN_FDS")
+# A developer's shell may point OpenSSL at the CA bundle; the service's environment does
+# not, and with the bundle named the daemon parses all ~140 CAs up front (docs/scale.md).
+SHELL_ONLY_ENV = ("SSL_CERT_FILE", "SSL_CERT_DIR")
 
 
 @dataclass
@@ -136,7 +139,9 @@ class Context:
     def start_agent(
         self, config: Path, python: str = sys.executable, env: dict[str, str] | None = None
     ) -> sandbox.Agent:
-        agent = sandbox.start_agent(config, env={**clean_env(), **(env or {})}, python=python)
+        agent = sandbox.start_agent(
+            config, env={**clean_env(), **(env or {})}, python=python, unset=SHELL_ONLY_ENV
+        )
         self.stack.callback(agent.stop)
         return agent
 

@@ -15,6 +15,7 @@ from typing import Any
 from benchmarks.common import (
     CLK_TCK,
     ROOT,
+    SHELL_ONLY_ENV,
     BenchmarkError,
     Context,
     Extra,
@@ -329,6 +330,65 @@ def _debian_rss(ctx: Context) -> list[Row]:
     return rows
 
 
+# What the daemon's libraries cost before any agent code runs: the floor under its idle
+# figure, in the same interpreter (the daemon's share is the rest).
+LIBRARIES = (
+    "import asyncio, ssl, aiohttp\n"
+    "from cryptography.hazmat.primitives.asymmetric import ed25519\n"
+    "from cryptography.hazmat.primitives.ciphers import aead\n"
+    "context = ssl.create_default_context()\n"
+)
+LIBRARIES_DEFAULT_CONFIG = LIBRARIES + "from aiohttp import web\nimport zeroconf.asyncio\n"
+
+
+def _libraries_rss_mib(code: str, python: str) -> float:
+    env = {k: v for k, v in child_env().items() if k not in SHELL_ONLY_ENV}
+    result = subprocess.run(
+        [python, "-c", code + _VMRSS],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+        env=env,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise BenchmarkError(f"importing the libraries failed: {result.stderr.strip()[-300:]}")
+    return int(result.stdout.split()[-1]) / 1024
+
+
+def _libraries_rows(daemon_mib: dict[str, float]) -> list[Row]:
+    rows = []
+    for name, code, what in (
+        (
+            "idle_rss.libraries",
+            LIBRARIES,
+            "asyncio, ssl, aiohttp, cryptography's Ed25519 and AES-GCM",
+        ),
+        (
+            "idle_rss.libraries.default_config",
+            LIBRARIES_DEFAULT_CONFIG,
+            "the same plus aiohttp.web and zeroconf.asyncio",
+        ),
+    ):
+        floor = median([_libraries_rss_mib(code, sys.executable) for _ in range(IMPORT_RUNS)])
+        daemon = daemon_mib[name.replace(".libraries", "")]
+        rows.append(
+            Row(
+                name,
+                round(floor, 2),
+                "MiB",
+                f"{floor:.1f} MiB (daemon's own share {daemon - floor:.1f} MiB)",
+                "",
+                None,
+                f"VmRSS of a bare `python -c` in the venv importing {what} and making one "
+                "verifying TLS context: the floor under the daemon's idle figure",
+                {"daemon_mib": round(daemon, 2), "share_mib": round(daemon - floor, 2)},
+            )
+        )
+    return rows
+
+
 def idle_rss(ctx: Context) -> list[Row]:
     agent = ctx.idle_agent()
     pid = agent.process.pid
@@ -347,8 +407,9 @@ def idle_rss(ctx: Context) -> list[Row]:
             {key: status.get(key) for key in RSS_FIELDS},
         ),
         _default_config_rss(ctx),
-        *_debian_rss(ctx),
     ]
+    rows += _libraries_rows({row.name: row.value or 0.0 for row in rows})
+    rows += _debian_rss(ctx)
     imported = _heavy_in_sys_modules()
     mapped = _heavy_in_maps(pid)
     loaded = sorted(set(imported) | set(mapped))

@@ -76,6 +76,12 @@ BENCHMARKS: list[Benchmark] = [
         "service_ready", system_bench.service_ready, "p50 <= 400 ms", "booted container, systemd"
     ),
     Benchmark("install_one_liner", system_bench.install_one_liner, "", "booted container"),
+    Benchmark(
+        "service_idle_rss",
+        system_bench.service_idle_rss,
+        "<= 44 MiB; default config <= 48",
+        "booted Debian 12 and 13, VmRSS",
+    ),
     Benchmark("lan", lan_bench.lan, "push p50 <= 500 ms", "network namespaces, mDNS"),
 ]
 NAMES = [b.name for b in BENCHMARKS]

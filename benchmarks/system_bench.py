@@ -3,13 +3,15 @@ the package's installed size, and service start → READY=1 as systemd records i
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
 import threading
 import time
 
 from benchmarks.common import BenchmarkError, Context, Row, median
 from cloud_mock import sandbox
-from tests.system.container import Container, build_deb
+from tests.system.container import RELEASES, Container, build_deb, build_deb_inside
 
 
 def _monotonic_us(container: Container, prop: str) -> int:
@@ -122,3 +124,110 @@ def install_one_liner(ctx: Context) -> list[Row]:
             "one-liner with --nvr: start → the activation code, URL and QR printed",
         ),
     ]
+
+
+# -- the installed service's idle memory ------------------------------------------------
+
+SERVICE_PASSWORD = "bench-service-password"
+
+
+def _service_rss(
+    ctx: Context, box: Container, cloud: sandbox.Cloud, device: str, local_api: bool
+) -> tuple[float, dict[str, str]]:
+    """VmRSS (MiB) of the service's main process, connected and left alone 3 s."""
+    box.run(["systemctl", "stop", "camagent"])
+    box.run(["sh", "-c", "rm -rf /var/lib/camagent/*"])
+    switch = "true" if local_api else "false"
+    box.path("/etc/camagent/agent.toml").write_text(
+        f'[device]\nid = "{device}"\npassword_file = "/etc/camagent/password"\n'
+        f'[cloud]\nurl = "{cloud.url}"\nca_file = "/etc/camagent/ca.pem"\n'
+        'trust_keys = ["/etc/camagent/cloud-keys.pem"]\n'
+        "[provisioning]\nfast_interval = 3\nlong_poll = 2\n"
+        f"[local_api]\nenabled = {switch}\nport = 0\nmdns = {switch}\n"
+    )
+    cloud.add_camera(cloud.login(), device, SERVICE_PASSWORD, device)
+    box.run(["systemctl", "start", "camagent"])
+    deadline = time.monotonic() + 90
+    while True:
+        out = box.run(["camagent", "status", "--json"], check=False).stdout
+        status = json.loads(out) if out.startswith("{") else {}
+        if status.get("state") == "connected":
+            break
+        if time.monotonic() > deadline:
+            raise BenchmarkError(f"the service did not connect: {out[-300:]}")
+        time.sleep(0.3)
+    time.sleep(3.0)
+    local = json.loads(box.run(["camagent", "status", "--json"]).stdout).get("local_api") or {}
+    if local_api and not (local.get("port") and local.get("mdns")):
+        # A figure without the local API would flatter the default config.
+        raise BenchmarkError(f"the local API or mDNS did not start: {local}")
+    main_pid = _main_pid(box)
+    text = box.run(["cat", f"/proc/{main_pid}/status"]).stdout
+    fields = dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
+    ctx.log(f"{box.release}: local API {switch}, VmRSS {fields['VmRSS'].strip()}")
+    return int(fields["VmRSS"].split()[0]) / 1024, fields
+
+
+def _main_pid(box: Container) -> int:
+    out = box.run(["systemctl", "show", "-p", "MainPID", "--value", "camagent"]).stdout
+    return int(out.strip())
+
+
+def _versions(box: Container) -> str:
+    out = box.run(
+        [
+            "python3",
+            "-c",
+            "import sys, aiohttp, cryptography, zeroconf; "
+            "print(f'Python {sys.version.split()[0]}, aiohttp {aiohttp.__version__}, "
+            "cryptography {cryptography.__version__}, zeroconf {zeroconf.__version__}')",
+        ]
+    ).stdout
+    return out.strip()
+
+
+def service_idle_rss(ctx: Context) -> list[Row]:
+    """The package as shipped, under systemd on a booted Debian 12 and 13, connected to a
+    mock cloud on the host: the idle memory a camera owner sees in `systemctl status`."""
+    cloud = sandbox.start_cloud(ctx.new_dir("rss-cloud"))
+    ctx.stack.callback(cloud.stop)
+    rows: list[Row] = []
+    for n, release in enumerate(RELEASES):
+        box = Container(ctx.new_dir(f"rss-{release}") / "root", release=release, name="benchrss")
+        box.boot()
+        try:
+            try:
+                deb = build_deb_inside(box, ctx.new_dir(f"deb-{release}"))
+            except subprocess.CalledProcessError as exc:
+                raise BenchmarkError(f"building the package failed: {exc}") from None
+            shutil.copyfile(deb, box.path("/root/camagent.deb"))
+            box.run(["apt-get", "install", "-y", "-q", "/root/camagent.deb"], timeout=300)
+            shutil.copyfile(cloud.ca_file, box.path("/etc/camagent/ca.pem"))
+            shutil.copyfile(cloud.signing_key_file, box.path("/etc/camagent/cloud-keys.pem"))
+            box.path("/etc/camagent/password").write_text(SERVICE_PASSWORD + "\n")
+            box.run(["chown", "root:camagent", "/etc/camagent/password"])
+            box.run(["chmod", "0640", "/etc/camagent/password"])
+            versions = _versions(box)
+            for local_api, target, what in (
+                (False, 44.0, "local API and mDNS off"),
+                (True, 48.0, "local API and mDNS on (the shipped default)"),
+            ):
+                device = f"02:5b:00:00:{n:02x}:{int(local_api):02x}"
+                rss_mib, fields = _service_rss(ctx, box, cloud, device, local_api)
+                suffix = ".default_config" if local_api else ""
+                rows.append(
+                    Row(
+                        f"service_idle_rss.{release}{suffix}",
+                        round(rss_mib, 2),
+                        "MiB",
+                        f"{rss_mib:.1f} MiB (peak {int(fields['VmHWM'].split()[0]) / 1024:.1f})",
+                        f"<= {target:.0f} MiB",
+                        rss_mib <= target,
+                        f"VmRSS of the installed .deb's service on a booted Debian {release} "
+                        f"({versions}), {what}, connected, settled 3 s",
+                        {k: fields.get(k, "").strip() for k in ("VmRSS", "VmHWM", "RssAnon")},
+                    )
+                )
+        finally:
+            box.shutdown()
+    return rows

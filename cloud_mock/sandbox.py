@@ -157,17 +157,21 @@ class Agent:
 
 
 def start_agent(
-    config_path: Path, env: dict[str, str] | None = None, python: str = sys.executable
+    config_path: Path,
+    env: dict[str, str] | None = None,
+    python: str = sys.executable,
+    unset: tuple[str, ...] = (),
 ) -> Agent:
     """The daemon as a subprocess; `python` may be another interpreter (e.g. Debian's own,
-    with its python3-aiohttp, as the .deb runs it)."""
+    with its python3-aiohttp, as the .deb runs it); `unset` names variables of this
+    environment the daemon must not inherit."""
     log_path = config_path.parent / "agent.log"
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             [python, "-m", "agent", "--config", str(config_path), "run"],
             stdout=log,
             stderr=log,
-            env={**os.environ, **(env or {})},
+            env={k: v for k, v in {**os.environ, **(env or {})}.items() if k not in unset},
         )
     agent = Agent(config_path, process, log_path)
     try:

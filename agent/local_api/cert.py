@@ -3,20 +3,27 @@
 No CA can vouch for a camera on a LAN, so the certificate's SHA-256 fingerprint is what
 people and `camagent finder` check (it is announced in mDNS and shown by `status`).
 ECDSA P-256 because every browser and TLS stack accepts it and it is cheap on a camera.
+
+The daemon has the pair made by a child process (`python -m agent.local_api.cert`), as it
+has QR codes read by one: cryptography's X.509 code would otherwise stay loaded in the
+daemon for good (3 MiB of its idle memory, docs/scale.md) for one use at the first start.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import hashlib
 import logging
 import re
 import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from agent import state_dir as state_dir_check
 from agent.atomic_file import write_atomic
+from agent.errors import CamagentError
 from agent.tls import as_tls_server_leaf
 
 log = logging.getLogger(__name__)
@@ -47,24 +54,78 @@ def dns_names(device_id: str, hostname: str | None = None) -> list[str]:
     return names
 
 
+MAKE_TIMEOUT_S = 60.0  # a slow camera makes a P-256 key in well under a second
+ERROR_CHARS = 500  # of the child's stderr, in the daemon's error
+
+
+class CertificateError(CamagentError):
+    pass
+
+
 def ensure(state_dir: Path, device_id: str) -> Certificate:
-    """Load the certificate from `state_dir`, or make (and keep) one if there is none
-    or the pair there is unusable."""
-    cert_path, key_path = state_dir / CERT_FILE, state_dir / KEY_FILE
+    """Load the certificate from `state_dir`, or make (and keep) one in this process if
+    there is none or the pair there is unusable."""
+    kept = _usable(state_dir)
+    if kept is not None:
+        return kept
+    keep_new(state_dir, device_id)
+    return _made(state_dir)
+
+
+async def ensure_in_child(state_dir: Path, device_id: str) -> Certificate:
+    """`ensure()` for the daemon: a missing pair is made by a child process."""
+    kept = await asyncio.to_thread(_usable, state_dir)
+    if kept is not None:
+        return kept
+    child = await asyncio.create_subprocess_exec(
+        *maker_argv(state_dir, device_id),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
-        return _load(cert_path, key_path)
+        _, stderr = await asyncio.wait_for(child.communicate(), MAKE_TIMEOUT_S)
+    except TimeoutError:
+        child.kill()
+        await child.wait()
+        raise CertificateError(
+            f"making the local API certificate took over {MAKE_TIMEOUT_S:.0f} s"
+        ) from None
+    if child.returncode != 0:
+        reason = stderr.decode(errors="replace").strip()[-ERROR_CHARS:] or "no reason given"
+        raise CertificateError(
+            f"could not make the local API certificate (exit {child.returncode}): {reason}"
+        )
+    return await asyncio.to_thread(_made, state_dir)
+
+
+def maker_argv(state_dir: Path, device_id: str) -> list[str]:
+    return [sys.executable, "-m", "agent.local_api.cert", str(state_dir), device_id]
+
+
+def _usable(state_dir: Path) -> Certificate | None:
+    try:
+        return _load(state_dir / CERT_FILE, state_dir / KEY_FILE)
     except FileNotFoundError:
-        pass
+        return None
     except (OSError, ValueError) as exc:
         log.warning("the local API certificate is unusable (%s): making a new one", exc)
+        return None
+
+
+def _made(state_dir: Path) -> Certificate:
+    made = _load(state_dir / CERT_FILE, state_dir / KEY_FILE)
+    log.info("made the local API certificate, fingerprint %s", made.fp)
+    return made
+
+
+def keep_new(state_dir: Path, device_id: str) -> None:
+    """Make a pair and write it to `state_dir`, replacing whatever is there."""
     state_dir_check.ensure(state_dir)  # ours alone, or refused: see agent/state_dir.py
     cert_pem, key_pem = make(device_id)
     # The key first: a certificate on disk without its key would be useless.
-    write_atomic(key_path, key_pem)
-    write_atomic(cert_path, cert_pem)
-    made = _load(cert_path, key_path)
-    log.info("made the local API certificate, fingerprint %s", made.fp)
-    return made
+    write_atomic(state_dir / KEY_FILE, key_pem)
+    write_atomic(state_dir / CERT_FILE, cert_pem)
 
 
 def make(device_id: str, now: datetime.datetime | None = None) -> tuple[bytes, bytes]:
@@ -111,3 +172,20 @@ def _load(cert_path: Path, key_path: Path) -> Certificate:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(str(cert_path), str(key_path))  # also: the key matches
     return Certificate(cert_path, key_path, fingerprint(ssl.PEM_cert_to_DER_cert(pem)))
+
+
+def main(argv: list[str]) -> int:
+    """The child: `python -m agent.local_api.cert STATE_DIR DEVICE_ID`."""
+    if len(argv) != 2:
+        print("usage: python -m agent.local_api.cert STATE_DIR DEVICE_ID", file=sys.stderr)
+        return 2
+    try:
+        keep_new(Path(argv[0]), argv[1])
+    except (CamagentError, OSError) as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -68,7 +68,7 @@ class LocalApi:
         from agent.local_api.lockout import FILE_NAME, Lockout, LockoutPolicy
 
         settings = self.config.local_api
-        made = await asyncio.to_thread(cert.ensure, self.config.state_dir, self.device_id)
+        made = await cert.ensure_in_child(self.config.state_dir, self.device_id)
         policy = LockoutPolicy(after=settings.lockout_after, base_s=settings.lockout_base_s)
         auth = server.Auth(
             Lockout(self.config.state_dir / FILE_NAME, policy, self.clock),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,3 +72,65 @@ def test_dns_names_are_labels() -> None:
         "my-cam-1",
         "camagent",
     ]
+
+
+# -- made by a child process, as the daemon does -------------------------------------
+
+
+def test_the_daemon_never_loads_x509_to_make_its_certificate(tmp_path: Path) -> None:
+    """The point of the child: cryptography's X.509 code stays out of the daemon."""
+    probe = (
+        "import asyncio, sys\n"
+        "from pathlib import Path\n"
+        "from agent.local_api import cert\n"
+        f"made = asyncio.run(cert.ensure_in_child(Path({str(tmp_path)!r}), {DEVICE!r}))\n"
+        "print(made.fp, 'cryptography.x509' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split()
+    assert out[1] == "False"
+    loaded = x509.load_pem_x509_certificate((tmp_path / cert.CERT_FILE).read_bytes())
+    assert out[0] == loaded.fingerprint(hashes.SHA256()).hex()
+    for name in (cert.CERT_FILE, cert.KEY_FILE):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o600
+
+
+async def test_a_kept_pair_is_reused_without_a_child(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = cert.ensure(tmp_path, DEVICE)
+
+    async def no_child(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a child was started for a pair that is there")
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", no_child)
+    assert (await cert.ensure_in_child(tmp_path, DEVICE)).fp == first.fp
+
+
+async def test_a_broken_pair_is_replaced_by_the_child(tmp_path: Path) -> None:
+    first = cert.ensure(tmp_path, DEVICE)
+    (tmp_path / cert.CERT_FILE).write_text("garbage")
+    again = await cert.ensure_in_child(tmp_path, DEVICE)
+    assert len(again.fp) == 64
+    assert again.fp != first.fp
+
+
+async def test_a_failing_child_gives_its_reason(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    with pytest.raises(cert.CertificateError, match=r"could not make .*\(exit 1\): .+"):
+        await cert.ensure_in_child(blocker / "state", DEVICE)
+
+
+async def test_a_stuck_child_is_killed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cert, "MAKE_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(
+        cert, "maker_argv", lambda *_: [sys.executable, "-c", "import time; time.sleep(60)"]
+    )
+    with pytest.raises(cert.CertificateError, match="took over"):
+        await cert.ensure_in_child(tmp_path, DEVICE)
+
+
+def test_the_child_refuses_wrong_arguments() -> None:
+    assert cert.main([]) == 2
