@@ -55,6 +55,12 @@ def test_quick_run_writes_numeric_results(tmp_path: Path) -> None:
         assert entry["how"]
         assert name in result.stdout
     assert all(isinstance(t, int | float) for t in results["ready_time"]["details"]["runs_ms"])
+    # The floor under the venv figure: the libraries alone, and the daemon's own share.
+    for name in ("idle_rss.libraries", "idle_rss.libraries.default_config"):
+        floor = results[name]
+        daemon = results[name.replace(".libraries", "")]["value"]
+        assert 0 < floor["value"] < daemon
+        assert floor["details"]["share_mib"] == pytest.approx(daemon - floor["value"], abs=0.02)
     # The import-cost table came along with idle_rss.
     tables = document["extra_tables"]
     assert tables
