@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
-from benchmarks.common import BenchmarkError, Context, Row, median
+from benchmarks.common import ROOT, BenchmarkError, Context, Row, median
 from cloud_mock import sandbox
 from tests.system.container import RELEASES, Container, build_deb, build_deb_inside
 
@@ -149,15 +151,20 @@ def _service_rss(
     box.run(["systemctl", "start", "camagent"])
     deadline = time.monotonic() + 90
     while True:
-        out = box.run(["camagent", "status", "--json"], check=False).stdout
-        status = json.loads(out) if out.startswith("{") else {}
+        shown = box.run([_cli(box), "status", "--json"], check=False)
+        status = json.loads(shown.stdout) if shown.stdout.startswith("{") else {}
         if status.get("state") == "connected":
             break
         if time.monotonic() > deadline:
-            raise BenchmarkError(f"the service did not connect: {out[-300:]}")
+            journal = box.run(
+                ["journalctl", "-u", "camagent", "--no-pager", "-n", "15"], check=False
+            ).stdout
+            raise BenchmarkError(
+                f"the service did not connect: {(shown.stdout + shown.stderr)[-300:]}\n{journal}"
+            )
         time.sleep(0.3)
     time.sleep(3.0)
-    local = json.loads(box.run(["camagent", "status", "--json"]).stdout).get("local_api") or {}
+    local = json.loads(box.run([_cli(box), "status", "--json"]).stdout).get("local_api") or {}
     if local_api and not (local.get("port") and local.get("mdns")):
         # A figure without the local API would flatter the default config.
         raise BenchmarkError(f"the local API or mDNS did not start: {local}")
@@ -168,28 +175,173 @@ def _service_rss(
     return int(fields["VmRSS"].split()[0]) / 1024, fields
 
 
+def _cli(box: Container) -> str:
+    """`camagent`: the .deb's in /usr/bin, install.sh's venv link in /usr/local/bin (which
+    is not on the PATH commands run with in the container)."""
+    venv_link = "/usr/local/bin/camagent"
+    return venv_link if box.path(venv_link).is_symlink() else "camagent"
+
+
 def _main_pid(box: Container) -> int:
     out = box.run(["systemctl", "show", "-p", "MainPID", "--value", "camagent"]).stdout
     return int(out.strip())
 
 
-def _versions(box: Container) -> str:
-    out = box.run(
+_VERSIONS = """
+import sys, aiohttp, cryptography, zeroconf
+def where(module):
+    return " (Debian's)" if module.__file__.startswith("/usr/lib/python3/") else " (PyPI's)"
+print(f"Python {sys.version.split()[0]}, " + ", ".join(
+    f"{m.__name__} {m.__version__}{where(m)}" for m in (aiohttp, cryptography, zeroconf)))
+"""
+
+
+def _versions(box: Container, python: str = "python3") -> str:
+    return box.run([python, "-c", _VERSIONS]).stdout.strip()
+
+
+def _venv_wheels(ctx: Context, python: str) -> tuple[Path, Path]:
+    """The agent's wheel, and it with its dependencies as PyPI has them for the container's
+    Python (manylinux): install.sh's venv method installs from these, offline."""
+    packages = ctx.new_dir("wheel")
+    subprocess.run(
         [
-            "python3",
-            "-c",
-            "import sys, aiohttp, cryptography, zeroconf; "
-            "print(f'Python {sys.version.split()[0]}, aiohttp {aiohttp.__version__}, "
-            "cryptography {cryptography.__version__}, zeroconf {zeroconf.__version__}')",
-        ]
-    ).stdout
-    return out.strip()
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "-w",
+            str(packages),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    wheels = ctx.new_dir("wheels")
+    platforms = ("manylinux2014_x86_64", "manylinux_2_28_x86_64", "manylinux_2_34_x86_64")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--dest",
+            str(wheels),
+            "--only-binary=:all:",
+            "--implementation",
+            "cp",
+            "--python-version",
+            python,
+            *[arg for platform in platforms for arg in ("--platform", platform)],
+            str(next(packages.glob("camagent-*.whl"))),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    return packages, wheels
+
+
+def _install_by_venv(box: Container, cloud: sandbox.Cloud, wheels: Path) -> str:
+    """install.sh's method for systems without the .deb: a venv that uses the system's
+    libraries where they meet the requirements, PyPI's wheels (from `wheels`) otherwise.
+    Returns the libraries' versions and where they come from."""
+    box.run(["apt-get", "purge", "-y", "-q", "camagent"], check=False, timeout=300)
+    if box.path("/opt/camagent").exists():
+        box.run(
+            [
+                "sh",
+                "-c",
+                "curl -fsSL --cacert /root/cloud-ca.pem "
+                f"{cloud.url}/install.sh | sh -s -- --uninstall",
+            ],
+            timeout=300,
+        )
+    box.run(["sh", "-c", "apt-get update -q && apt-get install -y -q python3-venv"], timeout=600)
+    shutil.copytree(wheels, box.path("/root/wheels"), dirs_exist_ok=True)
+    script = (
+        f"curl -fsSL --cacert /root/cloud-ca.pem {cloud.url}/install.sh"
+        " | PIP_NO_INDEX=1 PIP_FIND_LINKS=/root/wheels sh"
+    )
+    result = box.run(["sh", "-c", script], check=False, timeout=600)
+    if result.returncode != 0:
+        raise BenchmarkError(f"install.sh (venv) failed: {(result.stdout + result.stderr)[-400:]}")
+    return _versions(box, "/opt/camagent/bin/python")
+
+
+def _rss_rows(
+    ctx: Context, box: Container, cloud: sandbox.Cloud, name: str, n: int, how: str
+) -> list[Row]:
+    rows = []
+    for local_api, target, what in (
+        (False, 44.0, "local API and mDNS off"),
+        (True, 48.0, "local API and mDNS on (the shipped default)"),
+    ):
+        device = f"02:5b:00:00:{n:02x}:{int(local_api):02x}"
+        _write_device_files(box, cloud)
+        rss_mib, fields = _service_rss(ctx, box, cloud, device, local_api)
+        rows.append(
+            Row(
+                name + (".default_config" if local_api else ""),
+                round(rss_mib, 2),
+                "MiB",
+                f"{rss_mib:.1f} MiB (peak {int(fields['VmHWM'].split()[0]) / 1024:.1f})",
+                f"<= {target:.0f} MiB",
+                rss_mib <= target,
+                f"{how}, {what}, connected, settled 3 s",
+                {k: fields.get(k, "").strip() for k in ("VmRSS", "VmHWM", "RssAnon")},
+            )
+        )
+    return rows
+
+
+def _write_device_files(box: Container, cloud: sandbox.Cloud) -> None:
+    box.path("/etc/camagent").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(cloud.ca_file, box.path("/etc/camagent/ca.pem"))
+    shutil.copyfile(cloud.signing_key_file, box.path("/etc/camagent/cloud-keys.pem"))
+    box.path("/etc/camagent/password").write_text(SERVICE_PASSWORD + "\n")
+    box.run(["chown", "root:camagent", "/etc/camagent/password"])
+    box.run(["chmod", "0640", "/etc/camagent/password"])
+
+
+def _venv_rows(ctx: Context, box: Container, cloud: sandbox.Cloud, wheels: Path) -> list[Row]:
+    """install.sh's venv method twice: with Debian's libraries there (as on a distribution
+    that packages them), then with none of them (PyPI's wheels for everything)."""
+    shutil.copyfile(cloud.ca_file, box.path("/root/cloud-ca.pem"))
+    versions = _install_by_venv(box, cloud, wheels)
+    how = f"VmRSS of the service install.sh sets up without the .deb: a venv ({versions})"
+    rows = _rss_rows(ctx, box, cloud, "service_idle_rss.bookworm.venv", 8, how)
+    box.run(
+        [
+            "apt-get",
+            "purge",
+            "-y",
+            "-q",
+            "python3-aiohttp",
+            "python3-cryptography",
+            "python3-zeroconf",
+        ],
+        timeout=300,
+    )
+    versions = _install_by_venv(box, cloud, wheels)
+    how = (
+        "the same on a system that packages none of the libraries: a venv "
+        f"({versions}); the libraries' floor is idle_rss.libraries"
+    )
+    return rows + _rss_rows(ctx, box, cloud, "service_idle_rss.bookworm.venv_pypi", 10, how)
 
 
 def service_idle_rss(ctx: Context) -> list[Row]:
     """The package as shipped, under systemd on a booted Debian 12 and 13, connected to a
-    mock cloud on the host: the idle memory a camera owner sees in `systemctl status`."""
-    cloud = sandbox.start_cloud(ctx.new_dir("rss-cloud"))
+    mock cloud on the host: the idle memory a camera owner sees in `systemctl status`.
+    On Debian 12 also install.sh's venv method (what other distributions get), with and
+    without the distribution's own aiohttp, cryptography and zeroconf."""
+    packages, wheels = _venv_wheels(ctx, "3.11")
+    cloud = sandbox.start_cloud(ctx.new_dir("rss-cloud"), packages=packages)
     ctx.stack.callback(cloud.stop)
     rows: list[Row] = []
     for n, release in enumerate(RELEASES):
@@ -202,32 +354,13 @@ def service_idle_rss(ctx: Context) -> list[Row]:
                 raise BenchmarkError(f"building the package failed: {exc}") from None
             shutil.copyfile(deb, box.path("/root/camagent.deb"))
             box.run(["apt-get", "install", "-y", "-q", "/root/camagent.deb"], timeout=300)
-            shutil.copyfile(cloud.ca_file, box.path("/etc/camagent/ca.pem"))
-            shutil.copyfile(cloud.signing_key_file, box.path("/etc/camagent/cloud-keys.pem"))
-            box.path("/etc/camagent/password").write_text(SERVICE_PASSWORD + "\n")
-            box.run(["chown", "root:camagent", "/etc/camagent/password"])
-            box.run(["chmod", "0640", "/etc/camagent/password"])
-            versions = _versions(box)
-            for local_api, target, what in (
-                (False, 44.0, "local API and mDNS off"),
-                (True, 48.0, "local API and mDNS on (the shipped default)"),
-            ):
-                device = f"02:5b:00:00:{n:02x}:{int(local_api):02x}"
-                rss_mib, fields = _service_rss(ctx, box, cloud, device, local_api)
-                suffix = ".default_config" if local_api else ""
-                rows.append(
-                    Row(
-                        f"service_idle_rss.{release}{suffix}",
-                        round(rss_mib, 2),
-                        "MiB",
-                        f"{rss_mib:.1f} MiB (peak {int(fields['VmHWM'].split()[0]) / 1024:.1f})",
-                        f"<= {target:.0f} MiB",
-                        rss_mib <= target,
-                        f"VmRSS of the installed .deb's service on a booted Debian {release} "
-                        f"({versions}), {what}, connected, settled 3 s",
-                        {k: fields.get(k, "").strip() for k in ("VmRSS", "VmHWM", "RssAnon")},
-                    )
-                )
+            how = (
+                f"VmRSS of the installed .deb's service on a booted Debian {release} "
+                f"({_versions(box)})"
+            )
+            rows += _rss_rows(ctx, box, cloud, f"service_idle_rss.{release}", 2 * n, how)
+            if release == "bookworm":
+                rows += _venv_rows(ctx, box, cloud, wheels)
         finally:
             box.shutdown()
     return rows

@@ -496,6 +496,8 @@ def test_venv_install_again_and_uninstall(script: str, sandbox: Sandbox) -> None
     assert result.returncode == 0, result.output
     venv = sandbox.root / "opt" / "camagent"
     assert (venv / "bin" / "camagent").exists()
+    # The distribution's libraries count (see install_venv): the .deb's footprint.
+    assert "include-system-site-packages = true" in (venv / "pyvenv.cfg").read_text()
     assert (sandbox.root / "usr" / "local" / "bin" / "camagent").readlink() == Path(
         "/opt/camagent/bin/camagent"
     )
