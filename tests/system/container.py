@@ -52,6 +52,8 @@ PACKAGES = (
     "pybuild-plugin-pyproject",
     "python3-all",
     "python3-setuptools",
+    # install.sh's method where no .deb is served: a venv (ensurepip).
+    "python3-venv",
 )
 
 

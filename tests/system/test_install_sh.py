@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +17,7 @@ import pytest
 from agent import identity
 from agent.config import Config
 from cloud_mock import sandbox
-from tests.system.conftest import copy_in
+from tests.system.conftest import ROOT, copy_in
 from tests.system.container import Container
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -132,3 +134,55 @@ def test_uninstall_then_a_camera_with_a_token_connects(box, served_cloud):
     status = json.loads(box.run(["camagent", "status", "--json"]).stdout)
     assert status["state"] == "connected", output
     assert status["token"]["jti"]
+
+
+@pytest.fixture(scope="module")
+def wheel_cloud(
+    box: Container, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[sandbox.Cloud]:
+    """A cloud that serves the agent's wheel and no .deb (as for other distributions);
+    one per release (through `box`), as the device's ID is the same on both."""
+    packages = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(packages), ROOT],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    cloud = sandbox.start_cloud(tmp_path_factory.mktemp("wheel-cloud"), packages=packages)
+    yield cloud
+    cloud.stop()
+
+
+def test_without_a_deb_the_venv_uses_debians_libraries_and_connects(box, served_cloud, wheel_cloud):
+    assert one_liner(box, served_cloud, "--uninstall", "--purge").returncode == 0
+    copy_in(box, wheel_cloud.ca_file, "/root/wheel-cloud-ca.pem")
+    camera = wheel_cloud.add_camera(
+        wheel_cloud.login(), identity.device_id(Config()), "irrelevant-here", "venv"
+    )
+    command = f"curl -fsSL --cacert /root/wheel-cloud-ca.pem {wheel_cloud.url}/install.sh | sh"
+    # No package index at all: every library the agent needs is Debian's.
+    env = {"CAMAGENT_TOKEN": camera["token"], "PIP_NO_INDEX": "1"}
+    result = box.run(["sh", "-c", command], check=False, timeout=600, env=env)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "installing into a Python virtual environment" in output
+    assert not installed(box)
+    status = json.loads(box.run(["/usr/local/bin/camagent", "status", "--json"]).stdout)
+    assert status["state"] == "connected", output
+    main_pid = box.run(["systemctl", "show", "-p", "MainPID", "--value", "camagent"]).stdout
+    command_line = box.run(["cat", f"/proc/{main_pid.strip()}/cmdline"]).stdout
+    assert command_line.startswith("/opt/camagent/bin/"), command_line
+    where = box.run(
+        [
+            "/opt/camagent/bin/python",
+            "-c",
+            "import aiohttp, cryptography, zeroconf\n"
+            "for m in (aiohttp, cryptography, zeroconf): print(m.__file__)",
+        ]
+    ).stdout.split()
+    assert len(where) == 3
+    assert all(path.startswith("/usr/lib/python3/dist-packages/") for path in where), where
+    # Any cloud's script uninstalls; the venv goes with it.
+    assert one_liner(box, served_cloud, "--uninstall", "--purge").returncode == 0
+    assert not box.path("/opt/camagent").exists()
