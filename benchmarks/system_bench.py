@@ -261,7 +261,6 @@ def _install_by_venv(box: Container, cloud: sandbox.Cloud, wheels: Path) -> str:
             ],
             timeout=300,
         )
-    box.run(["sh", "-c", "apt-get update -q && apt-get install -y -q python3-venv"], timeout=600)
     shutil.copytree(wheels, box.path("/root/wheels"), dirs_exist_ok=True)
     script = (
         f"curl -fsSL --cacert /root/cloud-ca.pem {cloud.url}/install.sh"
