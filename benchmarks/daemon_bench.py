@@ -15,7 +15,6 @@ from typing import Any
 from benchmarks.common import (
     CLK_TCK,
     ROOT,
-    SHELL_ONLY_ENV,
     BenchmarkError,
     Context,
     Extra,
@@ -341,22 +340,6 @@ LIBRARIES = (
 LIBRARIES_DEFAULT_CONFIG = LIBRARIES + "from aiohttp import web\nimport zeroconf.asyncio\n"
 
 
-def _libraries_rss_mib(code: str, python: str) -> float:
-    env = {k: v for k, v in child_env().items() if k not in SHELL_ONLY_ENV}
-    result = subprocess.run(
-        [python, "-c", code + _VMRSS],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd="/",
-        env=env,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise BenchmarkError(f"importing the libraries failed: {result.stderr.strip()[-300:]}")
-    return int(result.stdout.split()[-1]) / 1024
-
-
 def _libraries_rows(daemon_mib: dict[str, float]) -> list[Row]:
     rows = []
     for name, code, what in (
@@ -371,7 +354,7 @@ def _libraries_rows(daemon_mib: dict[str, float]) -> list[Row]:
             "the same plus aiohttp.web and zeroconf.asyncio",
         ),
     ):
-        floor = median([_libraries_rss_mib(code, sys.executable) for _ in range(IMPORT_RUNS)])
+        floor = median([_rss_after(code) for _ in range(IMPORT_RUNS)]) / 1024
         daemon = daemon_mib[name.replace(".libraries", "")]
         rows.append(
             Row(

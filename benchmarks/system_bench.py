@@ -13,7 +13,13 @@ from pathlib import Path
 
 from benchmarks.common import ROOT, BenchmarkError, Context, Row, median
 from cloud_mock import sandbox
-from tests.system.container import RELEASES, Container, build_deb, build_deb_inside
+from tests.system.container import (
+    RELEASES,
+    Container,
+    build_deb,
+    build_deb_inside,
+    trust_cloud,
+)
 
 
 def _monotonic_us(container: Container, prop: str) -> int:
@@ -281,7 +287,7 @@ def _rss_rows(
         (True, 48.0, "local API and mDNS on (the shipped default)"),
     ):
         device = f"02:5b:00:00:{n:02x}:{int(local_api):02x}"
-        _write_device_files(box, cloud)
+        trust_cloud(box, cloud.ca_file, cloud.signing_key_file, SERVICE_PASSWORD)
         rss_mib, fields = _service_rss(ctx, box, cloud, device, local_api)
         rows.append(
             Row(
@@ -296,15 +302,6 @@ def _rss_rows(
             )
         )
     return rows
-
-
-def _write_device_files(box: Container, cloud: sandbox.Cloud) -> None:
-    box.path("/etc/camagent").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(cloud.ca_file, box.path("/etc/camagent/ca.pem"))
-    shutil.copyfile(cloud.signing_key_file, box.path("/etc/camagent/cloud-keys.pem"))
-    box.path("/etc/camagent/password").write_text(SERVICE_PASSWORD + "\n")
-    box.run(["chown", "root:camagent", "/etc/camagent/password"])
-    box.run(["chmod", "0640", "/etc/camagent/password"])
 
 
 def _venv_rows(ctx: Context, box: Container, cloud: sandbox.Cloud, wheels: Path) -> list[Row]:

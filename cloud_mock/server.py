@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from agent.atomic_file import write_atomic
+from agent.local_api.listener import bind
 from cloud_mock import log_limit, resources
 from cloud_mock.app import make_app
 from cloud_mock.clock import MockClock
@@ -42,6 +43,7 @@ URL_FILE = "url"
 LOCK_FILE = ".lock"
 DEFAULT_PORT = 8443
 SHUTDOWN_TIMEOUT_S = 5.0
+LISTEN_BACKLOG = 1024  # a burst of pollers waits here while the loop is busy
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs'
 # A client must finish its TLS handshake within this (asyncio's default is 60 s).
 HANDSHAKE_TIMEOUT_S = 10.0
@@ -115,33 +117,16 @@ def _previous_port(data_dir: Path) -> int | None:
         return None
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        # Lets a restart take the port back while old connections sit in TIME_WAIT;
-        # on Linux it never lets two live listeners share a port.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(1024)
-    except OSError:
-        sock.close()
-        raise
-    sock.setblocking(False)
-    return sock
-
-
 def _listen(options: Options, data_dir: Path) -> socket.socket:
     """Bind --port; with 0, prefer the port of the previous run so old tokens stay valid."""
     previous = _previous_port(data_dir) if options.port == 0 else None
     if previous:
         try:
-            return _bind(options.host, previous)
+            return bind(options.host, previous, LISTEN_BACKLOG)
         except OSError:
             log.info("port %d of the previous run is taken; picking a free one", previous)
     try:
-        return _bind(options.host, options.port)
+        return bind(options.host, options.port, LISTEN_BACKLOG)
     except OSError as error:
         raise StartupError(
             f"cannot listen on {options.host} port {options.port}: {error.strerror or error}"

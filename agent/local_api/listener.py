@@ -184,6 +184,8 @@ def bind(host: str, port: int, backlog: int) -> socket.socket:
     family, kind, proto, _, address = infos[0]
     sock = socket.socket(family, kind, proto)
     try:
+        # Lets a restart take the port back while old connections sit in TIME_WAIT;
+        # on Linux it never lets two live listeners share a port.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
         sock.listen(backlog)

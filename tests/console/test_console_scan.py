@@ -133,7 +133,17 @@ def home(cloud: MockCloud, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return trusting_home(tmp_path_factory.mktemp("home"), cloud.ca_file)
 
 
-def launch(playwright: Playwright, home: Path, *extra: str) -> Browser:
+def launch(playwright: Playwright, home: Path, camera: Path | None = None) -> Browser:
+    """Chromium; with `camera`, a fake camera that plays that Y4M video, allowed at once."""
+    extra = (
+        [
+            "--use-fake-device-for-media-stream",
+            "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-video-capture={camera}",
+        ]
+        if camera is not None
+        else []
+    )
     return playwright.chromium.launch(
         executable_path=CHROMIUM, headless=True, args=[*ARGS, *extra], env={"HOME": str(home)}
     )
@@ -162,13 +172,7 @@ def test_scan_label_fills_the_form_and_the_camera_connects(
 ) -> None:
     label = label_png(DEVICE_ID, PASSWORD, tmp_path / "label.png")
     video = fake_camera_y4m(label, tmp_path / "label.y4m")
-    browser = launch(
-        playwright,
-        home,
-        "--use-fake-device-for-media-stream",
-        "--use-fake-ui-for-media-stream",
-        f"--use-file-for-fake-video-capture={video}",
-    )
+    browser = launch(playwright, home, camera=video)
     try:
         with tabs(browser, cloud, **PHONE) as new_tab:
             tab = new_tab()
@@ -204,13 +208,7 @@ def test_a_qr_code_that_is_no_label_is_named_and_closing_the_form_lets_the_camer
 ) -> None:
     card = qr_card_png("WIFI:T:WPA;S:Office;P:wifi-password;;", ["Office WiFi"], tmp_path / "c.png")
     video = fake_camera_y4m(card, tmp_path / "wifi.y4m")
-    browser = launch(
-        playwright,
-        home,
-        "--use-fake-device-for-media-stream",
-        "--use-fake-ui-for-media-stream",
-        f"--use-file-for-fake-video-capture={video}",
-    )
+    browser = launch(playwright, home, camera=video)
     try:
         with tabs(browser, cloud, **PHONE) as new_tab:
             tab = new_tab()

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from agent.qr.payloads import parse
+from tests.card_video import video_with_card
 
 pytestmark = pytest.mark.e2e
 
@@ -60,23 +61,7 @@ def test_every_kind_round_trips_through_png_and_the_reader(tmp_path, run_cli, fl
 
 
 def _video_with_card(path: Path, card_png: Path, blank_seconds: float = 2.0) -> None:
-    import cv2
-    import numpy as np
-
-    card = cv2.imread(str(card_png))
-    height, width = 480, 640
-    frame = np.full((height, width, 3), 200, np.uint8)
-    scale = min(height, width) * 0.8 / max(card.shape[:2])
-    card = cv2.resize(card, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-    y, x = (height - card.shape[0]) // 2, (width - card.shape[1]) // 2
-    with_card = frame.copy()
-    with_card[y : y + card.shape[0], x : x + card.shape[1]] = card
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 10, (width, height))
-    for _ in range(int(blank_seconds * 10)):
-        writer.write(frame)
-    for _ in range(20):
-        writer.write(with_card)
-    writer.release()
+    video_with_card(path, card_png, blank_seconds, card_frames=20)
 
 
 def _rss_kib(pid: int) -> int:

@@ -120,12 +120,13 @@ def test_wizard_one_liner_points_to_install_sh(cloud: MockCloud) -> None:
     assert answer["one_liner"] == install_line(cloud.url, cloud.data_dir, "--nvr")
 
 
-def test_the_wizards_line_works_as_printed(cloud: MockCloud, sandbox: Sandbox) -> None:
-    """Pasted into a shell on the mock's machine (with --dry-run added): the private CA
-    is trusted through --cacert, the script runs and verifies the package and the key."""
-    line = install_line(cloud.url, cloud.data_dir, "--nvr", "--dry-run")
-    done = subprocess.run(
-        ["sh", "-c", line],
+def in_sandbox(
+    sandbox: Sandbox, argv: list[str], stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`argv` as a person runs it on the sandboxed machine (its commands, its root)."""
+    return subprocess.run(
+        argv,
+        input=stdin,
         capture_output=True,
         text=True,
         env=sandbox.env(),
@@ -133,21 +134,20 @@ def test_the_wizards_line_works_as_printed(cloud: MockCloud, sandbox: Sandbox) -
         timeout=120,
         check=False,
     )
+
+
+def test_the_wizards_line_works_as_printed(cloud: MockCloud, sandbox: Sandbox) -> None:
+    """Pasted into a shell on the mock's machine (with --dry-run added): the private CA
+    is trusted through --cacert, the script runs and verifies the package and the key."""
+    line = install_line(cloud.url, cloud.data_dir, "--nvr", "--dry-run")
+    done = in_sandbox(sandbox, ["sh", "-c", line])
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"{DEB_NAME}: SHA-256 verified" in done.stdout
     assert "dry run: nothing was changed" in done.stdout
     # Without --cacert the same line fetches nothing: the hint is needed.
     bare = line.replace(f"--cacert {cloud.data_dir / 'ca.pem'} ", "")
     assert bare != line
-    failed = subprocess.run(
-        ["sh", "-c", bare],
-        capture_output=True,
-        text=True,
-        env=sandbox.env(),
-        cwd=sandbox.base,
-        timeout=120,
-        check=False,
-    )
+    failed = in_sandbox(sandbox, ["sh", "-c", bare])
     assert "SHA-256 verified" not in failed.stdout
     assert "curl: (60)" in failed.stderr
 
@@ -339,16 +339,7 @@ def test_token_on_standard_input(script: str, sandbox: Sandbox, tmp_path: Path) 
     saved = tmp_path / "install.sh"
     saved.write_text(script)
     token = camera_token("jti-stdin")
-    done = subprocess.run(
-        ["dash", str(saved), "--token-file", "-"],
-        input=token + "\n",
-        capture_output=True,
-        text=True,
-        env=sandbox.env(),
-        cwd=sandbox.base,
-        timeout=120,
-        check=False,
-    )
+    done = in_sandbox(sandbox, ["dash", str(saved), "--token-file", "-"], stdin=token + "\n")
     assert done.returncode == 0, done.stdout + done.stderr
     assert [c[5] for c in sandbox.calls() if c[3:5] == ["token", "set"]] == [token]
 

@@ -328,3 +328,15 @@ def build_deb(out: Path) -> Path:
     if result.returncode != 0:
         raise RuntimeError(f"building the package failed:\n{result.stdout}{result.stderr}")
     return Path(result.stdout.strip().splitlines()[-1])
+
+
+def trust_cloud(box: Container, ca_file: Path, keys_file: Path, password: str) -> None:
+    """What the device needs to reach a mock cloud on the host: the cloud's CA, its
+    token-signing key and the label password, where the installed package looks."""
+    directory = box.path("/etc/camagent")
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(ca_file, directory / "ca.pem")
+    shutil.copyfile(keys_file, directory / "cloud-keys.pem")
+    (directory / "password").write_text(password + "\n")
+    box.run(["chown", "root:camagent", "/etc/camagent/password"])
+    box.run(["chmod", "0640", "/etc/camagent/password"])

@@ -26,8 +26,9 @@ from pathlib import Path
 import pytest
 
 from cloud_mock import sandbox
+from tests.card_video import video_with_card
 from tests.system.conftest import ROOT, copy_in
-from tests.system.container import Container, qr_extras
+from tests.system.container import Container, qr_extras, trust_cloud
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -122,9 +123,6 @@ def token_jti(token: str) -> str:
 
 def card_video(path: Path, token: str, blank_seconds: float) -> None:
     """An MJPEG AVI: a grey frame for `blank_seconds`, then a QR card with `token`."""
-    import cv2
-    import numpy as np
-
     png = path.with_suffix(".png")
     subprocess.run(
         [sys.executable, "-m", "agent", "qr", "make", "token", token, "--png", str(png)],
@@ -132,20 +130,7 @@ def card_video(path: Path, token: str, blank_seconds: float) -> None:
         capture_output=True,
         cwd=ROOT,
     )
-    card = cv2.imread(str(png))
-    height, width = 480, 640
-    frame = np.full((height, width, 3), 200, np.uint8)
-    scale = min(height, width) * 0.8 / max(card.shape[:2])
-    card = cv2.resize(card, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-    y, x = (height - card.shape[0]) // 2, (width - card.shape[1]) // 2
-    with_card = frame.copy()
-    with_card[y : y + card.shape[0], x : x + card.shape[1]] = card
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 10, (width, height))
-    for _ in range(int(blank_seconds * 10)):
-        writer.write(frame)
-    for _ in range(30):
-        writer.write(with_card)
-    writer.release()
+    video_with_card(path, png, blank_seconds, card_frames=30)
 
 
 @pytest.fixture(scope="module")
@@ -157,11 +142,7 @@ def installed(box: Container, deb: Path, host_cloud: sandbox.Cloud) -> Container
     site = box.path(f"/usr/local/lib/python{python}/dist-packages")
     shutil.rmtree(site, ignore_errors=True)
     shutil.copytree(qr_extras(python), site, symlinks=True)
-    copy_in(box, host_cloud.ca_file, "/etc/camagent/ca.pem")
-    copy_in(box, host_cloud.signing_key_file, "/etc/camagent/cloud-keys.pem")
-    box.path("/etc/camagent/password").write_text(PASSWORD + "\n")
-    box.run(["chown", "root:camagent", "/etc/camagent/password"])
-    box.run(["chmod", "0640", "/etc/camagent/password"])
+    trust_cloud(box, host_cloud.ca_file, host_cloud.signing_key_file, PASSWORD)
     return box
 
 
