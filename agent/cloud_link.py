@@ -81,7 +81,12 @@ class CloudLink:
             self.http(),
             self.config.cloud.url,
             token,
-            Hello(self.device_id, self.config.device.kind, __version__),
+            Hello(
+                self.device_id,
+                self.config.device.kind,
+                __version__,
+                self.config.video_targets(),
+            ),
             on_command=on_command,
             on_connected=lambda: post(lc.ChannelOpened()),
             on_lost=lambda reason: post(lc.ChannelLost(reason)),

@@ -115,6 +115,17 @@ async def _nvr_command(daemon: Daemon, name: str, args: dict[str, Any]) -> Any:
     return data
 
 
+async def _tunnel_open(daemon: Daemon, args: dict[str, Any], way: Way) -> Any:
+    return await daemon.video_tunnels().open(args, daemon.record.token)
+
+
+async def _probe(daemon: Daemon, args: dict[str, Any], way: Way) -> Any:
+    from agent.video.rtsp_probe import probe_all, rtsp_targets
+
+    results = await probe_all(rtsp_targets(daemon.config))
+    return {"streams": [result.to_json() for result in results]}
+
+
 async def _sync(daemon: Daemon, args: dict[str, Any], way: Way) -> Any:
     return await _nvr_command(daemon, "sync", args)
 
@@ -140,6 +151,8 @@ COMMANDS: dict[str, Command] = {
     "ping": Command(_ping, frozenset({"cloud"})),
     "sync": Command(_sync, frozenset({"cloud"})),
     "configure": Command(_configure, frozenset({"cloud"})),
+    "tunnel_open": Command(_tunnel_open, frozenset({"cloud"})),
+    "probe": Command(_probe, frozenset({"cloud"})),
 }
 
 

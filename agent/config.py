@@ -65,8 +65,9 @@ class LocalApiConfig:
 class NvrCamera:
     """One camera of a virtual NVR: `[[nvr.cameras]]`."""
 
-    name: str = ""
+    name: str = ""  # names its tunnel targets `<name>/main`, `<name>/sub` (§12.1)
     url: str = ""  # rtsp:// or rtsps://
+    sub_url: str = ""  # optional substream, preferred for live view
     onvif_url: str = ""
 
 
@@ -74,6 +75,17 @@ class NvrCamera:
 class NvrConfig:
     archive_path: str = "/var/lib/camagent/archive"
     cameras: tuple[NvrCamera, ...] = ()
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    """The camera's own streams (docs/design.md §12.1): what a tunnel may reach."""
+
+    main: str = ""  # rtsp://user:pass@127.0.0.1:554/stream1
+    sub: str = ""  # optional substream, preferred for live view
+    snapshot: str = ""  # optional http(s):// JPEG URL
+    max_tunnels: int = 4
+    idle_timeout: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -92,6 +104,7 @@ class Config:
     local_api: LocalApiConfig = field(default_factory=LocalApiConfig)
     nvr: NvrConfig = field(default_factory=NvrConfig)
     qr: QrConfig = field(default_factory=QrConfig)
+    video: VideoConfig = field(default_factory=VideoConfig)
     source: str = "<defaults>"
 
     @property
@@ -106,6 +119,18 @@ class Config:
     def control_socket(self) -> Path:
         return self.run_dir / "control.sock"
 
+    def video_targets(self) -> tuple[str, ...]:
+        """The names a video tunnel may open (docs/design.md §12.1), in config order."""
+        if self.device.kind == "nvr":
+            return tuple(
+                f"{camera.name}/{stream}"
+                for camera in self.nvr.cameras
+                for stream, url in (("main", camera.url), ("sub", camera.sub_url))
+                if url
+            )
+        streams = {"main": self.video.main, "sub": self.video.sub, "snapshot": self.video.snapshot}
+        return tuple(name for name, url in streams.items() if url)
+
 
 _SECTIONS: dict[str, type] = {
     "device": DeviceConfig,
@@ -115,6 +140,7 @@ _SECTIONS: dict[str, type] = {
     "local_api": LocalApiConfig,
     "nvr": NvrConfig,
     "qr": QrConfig,
+    "video": VideoConfig,
 }
 
 
@@ -179,17 +205,67 @@ def _nvr_cameras(value: Any, source: str) -> tuple[NvrCamera, ...]:
     for index, table in enumerate(value):
         where = f"nvr.cameras[{index}]"
         camera = _build_section(NvrCamera, where, table, source)
-        if not camera.name:
-            raise ConfigError(f"{source}: {where}.name must be set (it names the camera)")
-        if not camera.url.startswith(("rtsp://", "rtsps://")):
-            raise ConfigError(f"{source}: {where}.url must be an rtsp:// URL, not {camera.url!r}")
-        if camera.onvif_url and not camera.onvif_url.startswith(("http://", "https://")):
-            raise ConfigError(f"{source}: {where}.onvif_url must be an http(s):// URL")
+        problem = camera_name_problem(camera.name)
+        if problem:
+            raise ConfigError(f"{source}: {where}.name {problem}")
+        for key, schemes, required in (
+            ("url", RTSP_SCHEMES, True),
+            ("sub_url", RTSP_SCHEMES, False),
+            ("onvif_url", HTTP_SCHEMES, False),
+        ):
+            problem = url_problem(getattr(camera, key), schemes, required=required)
+            if problem:
+                raise ConfigError(f"{source}: {where}.{key} {problem}")
         cameras.append(camera)
     names = [c.name for c in cameras]
     if len(set(names)) != len(names):
         raise ConfigError(f"{source}: nvr.cameras names must be unique")
     return tuple(cameras)
+
+
+RTSP_SCHEMES = ("rtsp", "rtsps")
+HTTP_SCHEMES = ("http", "https")
+MAX_CAMERA_NAME = 64
+
+
+def camera_name_problem(name: str) -> str:
+    """Why `name` cannot name an NVR camera (it becomes part of a tunnel target), or ""."""
+    if not name:
+        return "must be set (it names the camera)"
+    if len(name) > MAX_CAMERA_NAME:
+        return f"must be at most {MAX_CAMERA_NAME} characters"
+    if "/" in name or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return f"must not hold '/' or control characters, not {_shown(name)}"
+    return ""
+
+
+def url_problem(url: str, schemes: tuple[str, ...], *, required: bool = False) -> str:
+    """Why `url` is not a `scheme://host[:port]/...` URL of one of `schemes`, or ""."""
+    from urllib.parse import urlsplit
+
+    wanted = " or ".join(f"{s}://" for s in schemes)
+    if not url:
+        return f"must be set (an {wanted} URL)" if required else ""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError:
+        return f"must be an {wanted} URL with a valid port, not {_shown(url)}"
+    if parts.scheme.lower() not in schemes or not parts.hostname:
+        return f"must be an {wanted} URL with a host, not {_shown(_redacted(url))}"
+    if any(ord(c) < 33 or ord(c) == 127 for c in url):
+        return "must not hold spaces or control characters (percent-encode them)"
+    return ""
+
+
+def _redacted(url: str) -> str:
+    """`url` without the password, for messages."""
+    head, sep, tail = url.rpartition("@")
+    if not sep or "://" not in head:
+        return url
+    scheme, _, userinfo = head.partition("://")
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{tail}" if ":" in userinfo else url
 
 
 def _coerce(default: Any, value: Any, key: str, source: str) -> Any:
@@ -283,3 +359,17 @@ def _validate(config: Config) -> None:
     for key in ("state_dir", "run_dir"):
         if not getattr(config.paths, key):
             fail(f"paths.{key}", "must not be empty")
+    _validate_video(config.video, fail)
+
+
+def _validate_video(video: VideoConfig, fail: Any) -> None:
+    for key, schemes in (("main", RTSP_SCHEMES), ("sub", RTSP_SCHEMES), ("snapshot", HTTP_SCHEMES)):
+        problem = url_problem(getattr(video, key), schemes)
+        if problem:
+            fail(f"video.{key}", problem)
+    if video.sub and not video.main:
+        fail("video.sub", "needs video.main too (the substream is the lesser of two)")
+    if not 1 <= video.max_tunnels <= 64:
+        fail("video.max_tunnels", "must be from 1 to 64")
+    if not 1 <= video.idle_timeout <= 3600:
+        fail("video.idle_timeout", "must be from 1 to 3600 seconds")

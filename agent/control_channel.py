@@ -42,6 +42,7 @@ class Hello:
     device_id: str
     kind: str
     version: str
+    video: tuple[str, ...] = ()  # the tunnel targets this device offers (§12.1)
 
     def message(self) -> dict[str, Any]:
         return {
@@ -49,6 +50,7 @@ class Hello:
             "device_id": self.device_id,
             "kind": self.kind,
             "version": self.version,
+            "video": list(self.video),
         }
 
 

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from agent.local_api.service import LocalApi
     from agent.nvr.link import NvrLink
     from agent.qr.payloads import WifiNetwork
+    from agent.video.tunnel import Tunnels
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class Daemon:
             config, self.device_id, self.keeper, self.http, self.clock, self._token, self.nvr
         )
         self.local_api: LocalApi | None = None
+        self.tunnels: Tunnels | None = None  # made on the first tunnel_open (§12.2)
         self.cards = CardScanning(
             config.qr, self.supervisor, self.keeper, self._token, self.join_wifi
         )
@@ -131,6 +133,7 @@ class Daemon:
             sd_notify.notify("STOPPING=1")
             log.info("stopping")
             pinging.cancel()
+            await self._close_tunnels("camagent is stopping", stopping=True)
             await self.cards.stop()
             await self.supervisor.stop_all()
             if self.local_api is not None:
@@ -228,6 +231,7 @@ class Daemon:
                 self.supervisor.start("control channel", self._channel)
             case lc.Disconnect():
                 await self.supervisor.stop("control channel")
+                await self._close_tunnels("the token was forgotten or replaced")
 
     def _post(self, event: Event) -> None:
         self._events.put_nowait((event, None))
@@ -239,6 +243,17 @@ class Daemon:
 
     async def _channel(self) -> None:
         await self.link.channel(self.record.token, self.commands.cloud, self._post)
+
+    def video_tunnels(self) -> Tunnels:
+        if self.tunnels is None:
+            from agent.video.tunnel import Tunnels
+
+            self.tunnels = Tunnels(self.config, self.http, self.clock)
+        return self.tunnels
+
+    async def _close_tunnels(self, why: str, *, stopping: bool = False) -> None:
+        if self.tunnels is not None:
+            await self.tunnels.close_all(why, stopping=stopping)
 
     async def _start_local_api(self) -> None:
         from agent.local_api.device import DaemonDevice

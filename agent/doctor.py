@@ -7,11 +7,12 @@ for nothing); commands in hints carry the `--config` that doctor was given.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent import config as config_mod
 from agent import identity
@@ -19,6 +20,9 @@ from agent.checks import Check, format_results, network_checks
 from agent.errors import CamagentError, DaemonUnavailable
 from agent.file_access import permission_message, permission_parts
 from agent.status import password_hint
+
+if TYPE_CHECKING:  # the probe's code is loaded only when doctor runs it
+    from agent.video.rtsp_probe import RtspTarget, StreamProbe
 
 __all__ = ["Check", "format_results", "no_token_hint", "run_checks"]
 
@@ -46,6 +50,7 @@ def run_checks(path: Path) -> list[Check]:
         return [*results, Check("device id", "fail", str(exc), f"set device.id in {path}")]
     results += [_state(config, device_id, path), _trust(config, path)]
     results += network_checks(config, path)
+    results += _video(config, path)
     status, daemon_check = _daemon(config, path)
     results.append(daemon_check)
     if status is not None and (hint := no_token_hint(status)):
@@ -59,6 +64,55 @@ def run_checks(path: Path) -> list[Check]:
             )
         )
     return results
+
+
+VIDEO_TIMEOUT_S = 5.0
+
+
+def _video(config: config_mod.Config, path: Path) -> list[Check]:
+    """One line per RTSP target: does it answer DESCRIBE, and can a browser play it."""
+    from agent.video import rtsp_probe
+
+    targets = rtsp_probe.configured_targets(config)
+    if not targets:
+        where = "no [[nvr.cameras]]" if config.device.kind == "nvr" else "[video] main is empty"
+        return [Check("video", "ok", f"no video configured ({where})")]
+    pairs = [(target.name, target.url) for target in targets]
+    # All at once, so doctor waits one probe timeout however many cameras an NVR has.
+    probes = asyncio.run(rtsp_probe.probe_all(pairs, timeout=VIDEO_TIMEOUT_S))
+    return [_video_check(t, p, path) for t, p in zip(targets, probes, strict=True)]
+
+
+def _video_check(target: RtspTarget, probe: StreamProbe, path: Path) -> Check:
+    detail = f"{target.name}: {probe.detail}"
+    if not probe.reachable:
+        return Check("video", "fail", detail, _video_fix(target, probe.detail, path))
+    if probe.codec is None:
+        return Check("video", "warn", detail, f"point {target.key} in {path} at a video stream")
+    if probe.codec != "H264":
+        return Check(
+            "video",
+            "warn",
+            f"{detail}: browsers cannot play {probe.codec}",
+            "set the camera's stream to H.264 in its own video settings",
+        )
+    return Check("video", "ok", detail)
+
+
+def _video_fix(target: RtspTarget, detail: str, path: Path) -> str:
+    from agent.video.rtsp_probe import stream_address
+
+    if detail.startswith("RTSP 401"):
+        return (
+            f"put the camera's user and password in {target.key} in {path} "
+            "(rtsp://user:password@host/path; percent-encode @, : and / in them)"
+        )
+    if detail.startswith("RTSP "):
+        return f"fix {target.key} in {path}: the camera's manual gives its stream URLs"
+    address = stream_address(target.url)
+    return (
+        f"check that the camera's RTSP server answers at {address}, or fix {target.key} in {path}"
+    )
 
 
 def _denied(name: str, path: Path) -> Check:

@@ -44,3 +44,7 @@ class QrPayloadError(CamagentError):
 
 class QrError(CamagentError):
     """A QR source (image, video, camera, stream) that cannot be opened or read."""
+
+
+class TunnelRefused(CamagentError):
+    """The device will not open a video tunnel (docs/design.md §12.2): the reason says why."""

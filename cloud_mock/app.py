@@ -24,6 +24,7 @@ from cloud_mock.api import JSON_BODY_LIMIT, error_middleware
 from cloud_mock.clock import MockClock
 from cloud_mock.keys import CLOCK, CONFIG, STORE, MockConfig
 from cloud_mock.store import Store
+from cloud_mock.video import routes as video
 
 log = logging.getLogger("cloud_mock")
 
@@ -36,6 +37,7 @@ def make_app(config: MockConfig, clock: MockClock | None = None) -> web.Applicat
     app.on_response_prepare.append(_date_header)
     provisioning.setup(app)
     devices_ws.setup(app)
+    video.setup(app)
     users.add_routes(app)
     cameras.add_routes(app)
     registrators.setup(app)

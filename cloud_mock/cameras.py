@@ -27,12 +27,14 @@ from cloud_mock.keys import CLOCK, CONFIG, STORE
 from cloud_mock.provisioning import WAITERS
 from cloud_mock.store import Camera, PollRecord, Store
 from cloud_mock.users import Caller, account_settings, require_session
+from cloud_mock.video import sources as video_sources
 
 log = logging.getLogger("cloud_mock.cameras")
 
 MAX_PASSWORD = 256
 MAX_NAME = 128
 MAX_COMMAND_NAME = 64
+CLOUD_ONLY_COMMANDS = frozenset({"tunnel_open"})
 POLLS_SHOWN = 200
 
 
@@ -230,6 +232,8 @@ async def delete_camera(request: web.Request) -> web.Response:
     if channel is not None:
         channels.close(channel, CLOSE_REVOKED, "token revoked")
     log.info("camera %s deleted, token revoked", camera.device_id)
+    source = video_sources.camera(camera.camera_id, camera.org, camera.name)
+    await request.app[video_sources.SOURCE_GONE].gone(request.app, source)
     return web.Response(status=204)
 
 
@@ -238,6 +242,10 @@ async def send_command(request: web.Request) -> web.Response:
     camera = _camera_of(request, caller)
     data = await read_json_object(request)
     name = get_str(data, "name", max_len=MAX_COMMAND_NAME)
+    if name in CLOUD_ONLY_COMMANDS:
+        # Its result carries the camera's stream credentials, for one session of the
+        # cloud's own puller: never for an API caller (docs/security.md).
+        raise ApiError(403, f"{name} is the cloud's own command; watch with GET …/live")
     args = data.get("args", {})
     if args is None:
         args = {}

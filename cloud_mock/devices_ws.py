@@ -57,6 +57,8 @@ class Channel:
     peer: Peer
     ws: web.WebSocketResponse
     pending: dict[str, asyncio.Future[tuple[bool, Any]]] = field(default_factory=dict)
+    # The tunnel targets the device offers (its hello's `video`, §12.1); None: not said.
+    video: tuple[str, ...] | None = None
 
     async def command(self, name: str, args: dict[str, Any], timeout: float) -> tuple[bool, Any]:
         """Send a command and wait for its result; TimeoutError, ChannelClosed."""
@@ -213,8 +215,12 @@ def _decode(raw: str) -> dict[str, Any] | None:
     return message
 
 
-async def _receive_hello(ws: web.WebSocketResponse, peer: Peer) -> str | None:
-    """None if the first message is a valid hello for this device, else why not."""
+MAX_VIDEO_TARGETS = 512
+MAX_TARGET_NAME = 128
+
+
+async def _receive_hello(ws: web.WebSocketResponse, peer: Peer) -> dict[str, Any] | str:
+    """The hello if the first message is a valid one for this device, else why not."""
     try:
         msg = await ws.receive(timeout=HELLO_TIMEOUT_S)
     except TimeoutError:
@@ -229,7 +235,17 @@ async def _receive_hello(ws: web.WebSocketResponse, peer: Peer) -> str | None:
     log.info(
         "%s: hello (kind %r, version %r)", peer.device_id, hello.get("kind"), hello.get("version")
     )
-    return None
+    return hello
+
+
+def video_targets(hello: dict[str, Any]) -> tuple[str, ...] | None:
+    """The hello's `video` list when it is one of names; None when absent or malformed."""
+    video = hello.get("video")
+    if not isinstance(video, list) or len(video) > MAX_VIDEO_TARGETS:
+        return None
+    if not all(isinstance(v, str) and 0 < len(v) <= MAX_TARGET_NAME for v in video):
+        return None
+    return tuple(video)
 
 
 async def device_ws(request: web.Request) -> web.WebSocketResponse:
@@ -243,16 +259,16 @@ async def device_ws(request: web.Request) -> web.WebSocketResponse:
         log.info("control channel refused: token missing, invalid or revoked")
         await ws.close(code=CLOSE_REVOKED, message=b"token revoked")
         return ws
-    problem = await _receive_hello(ws, peer)
-    if problem is not None:
-        log.info("%s: closing control channel: %s", peer.device_id, problem)
-        await ws.close(code=CLOSE_BAD_HELLO, message=problem.encode())
+    hello = await _receive_hello(ws, peer)
+    if isinstance(hello, str):
+        log.info("%s: closing control channel: %s", peer.device_id, hello)
+        await ws.close(code=CLOSE_BAD_HELLO, message=hello.encode())
         return ws
     if lookup(store, peer.jti) != peer:  # deleted or unlinked while we waited for hello
         await ws.close(code=CLOSE_REVOKED, message=b"token revoked")
         return ws
     await ws.send_json({"type": "hello", "server": "cloud_mock", "heartbeat_s": config.heartbeat_s})
-    channel = Channel(peer, ws)
+    channel = Channel(peer, ws, video=video_targets(hello))
     channels = request.app[CHANNELS]
     channels.attach(channel)
     seen(store, peer, clock.now(), hello=True)

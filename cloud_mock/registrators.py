@@ -38,6 +38,7 @@ from cloud_mock.nvr import (
 from cloud_mock.provisioning import WAITERS
 from cloud_mock.store import Activation, Conflict, Link, Registrator
 from cloud_mock.users import Caller, require_session
+from cloud_mock.video import sources as video_sources
 
 log = logging.getLogger("cloud_mock.nvr")
 
@@ -138,6 +139,8 @@ async def delete_registrator(request: web.Request) -> web.Response:
     request.app[STORE].delete_registrator(registrator.id, request.app[CLOCK].now())
     close_channel(request.app, registrator.id)
     log.info("registrator %s deleted, token revoked", registrator.id)
+    for source in video_sources.nvr_cameras(registrator):
+        await request.app[video_sources.SOURCE_GONE].gone(request.app, source)
     return web.Response(status=204)
 
 

@@ -22,6 +22,7 @@ from cloud_mock.store.registrators import (
     Registrator,
     RegistratorsStore,
 )
+from cloud_mock.store.video import Recording, VideoStore
 
 __all__ = [
     "DB_NAME",
@@ -31,6 +32,7 @@ __all__ = [
     "Link",
     "PollRecord",
     "ProvisioningEntry",
+    "Recording",
     "RegistrationToken",
     "Registrator",
     "SchemaTooNew",
@@ -38,6 +40,7 @@ __all__ = [
     "Store",
     "StoreError",
     "User",
+    "VideoStore",
 ]
 
 
@@ -47,7 +50,9 @@ class Store(AccountsStore, DevicesStore, RegistratorsStore):
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        super().__init__(Database(path))
+        database = Database(path)
+        super().__init__(database)
+        self.video = VideoStore(database)  # an aggregate of its own (§12.6)
 
     @classmethod
     def open_in(cls, data_dir: Path) -> Store:

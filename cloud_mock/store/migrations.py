@@ -169,4 +169,16 @@ INSERT INTO poll_trace(device_id, at, result, wait, held_s)
 SELECT device_id, at, result, wait, held_s FROM poll_log ORDER BY id;
 """
 
-MIGRATIONS: list[str] = [V1_BASELINE, V2_CLAIMS]
+# Recording settings per video source (docs/design.md §12.6): a camera
+# (`camera/<camera_id>`) or an NVR's camera (`nvr/<registrator_id>/<name>`).
+V3_VIDEO = """
+CREATE TABLE recording (
+    source TEXT PRIMARY KEY,
+    org TEXT NOT NULL REFERENCES orgs(name),
+    mode TEXT NOT NULL,
+    retention_days INTEGER NOT NULL,
+    changed REAL NOT NULL
+);
+"""
+
+MIGRATIONS: list[str] = [V1_BASELINE, V2_CLAIMS, V3_VIDEO]

@@ -133,6 +133,7 @@ async def test_hello_first_then_commands_answered_with_results(cloud, session) -
         "device_id": "aa:bb:cc:dd:ee:ff",
         "kind": "camera",
         "version": "9.9",
+        "video": [],
     }
     assert cloud.auth[0] == "Bearer tok"
     assert results[0] == {"type": "result", "id": "c1", "ok": True, "data": {"pong": True}}

@@ -3,6 +3,12 @@ that work with the --config given, and the daemon's no-token hint."""
 
 from __future__ import annotations
 
+import contextlib
+import re
+import socket
+import socketserver
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -128,3 +134,103 @@ def test_the_no_token_hint_from_the_daemon_or_worked_out() -> None:
     for status in (fast, unreachable, daemon_says_none):
         assert doctor.no_token_hint(status) is None
         assert "hint" not in format_status(status)
+
+
+H264_SDP = "v=0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=framesize:96 640-360\r\n"
+H265_SDP = "v=0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H265/90000\r\n"
+
+
+@contextlib.contextmanager
+def rtsp_server(sdp: str) -> Iterator[int]:
+    """An RTSP server on 127.0.0.1 answering every DESCRIBE with `sdp`; yields its port.
+    Threaded, because doctor runs its own event loop."""
+
+    class Describe(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            head = b""
+            while not head.endswith(b"\r\n\r\n"):
+                if not (line := self.rfile.readline()):
+                    return
+                head += line
+            cseq = re.search(rb"CSeq: (\d+)", head)
+            assert cseq is not None
+            self.wfile.write(
+                b"RTSP/1.0 200 OK\r\nCSeq: %s\r\nContent-Length: %d\r\n\r\n%s"
+                % (cseq.group(1), len(sdp), sdp.encode())
+            )
+
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Describe) as server:
+        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+        thread.start()
+        try:
+            yield server.server_address[1]
+        finally:
+            server.shutdown()
+            thread.join()
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:  # nothing binds it again: the refusal is the subject
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def video_checks(config_path: Path, extra: str) -> list[Check]:
+    config_path.write_text(config_path.read_text() + extra)
+    return [c for c in doctor.run_checks(config_path) if c.name == "video"]
+
+
+def test_no_video_is_fine(config_path: Path) -> None:
+    assert video_checks(config_path, "") == [
+        Check("video", "ok", "no video configured ([video] main is empty)")
+    ]
+
+
+def test_a_stream_in_h264_passes(config_path: Path) -> None:
+    with rtsp_server(H264_SDP) as port:
+        checks = video_checks(config_path, f'[video]\nmain = "rtsp://127.0.0.1:{port}/s"\n')
+    assert checks == [Check("video", "ok", "main: RTSP 200, H264 640x360")]
+
+
+def test_a_stream_in_h265_warns_that_browsers_cannot_play_it(config_path: Path) -> None:
+    with rtsp_server(H265_SDP) as port:
+        (check,) = video_checks(config_path, f'[video]\nmain = "rtsp://127.0.0.1:{port}/s"\n')
+    assert check.status == "warn"
+    assert check.detail == "main: RTSP 200, H265: browsers cannot play H265"
+    assert "H.264" in check.fix
+
+
+def test_an_unreachable_stream_names_the_key_and_the_file(config_path: Path) -> None:
+    main, sub = closed_port(), closed_port()
+    extra = (
+        f'[video]\nmain = "rtsp://u:secret@127.0.0.1:{main}/s"\nsub = "rtsp://127.0.0.1:{sub}/s2"\n'
+    )
+    first, second = video_checks(config_path, extra)
+    assert (first.status, first.detail) == ("fail", "main: connection refused")
+    assert first.fix == (
+        f"check that the camera's RTSP server answers at 127.0.0.1:{main}, "
+        f"or fix video.main in {config_path}"
+    )
+    assert (second.status, second.detail) == ("fail", "sub: connection refused")
+    assert f"fix video.sub in {config_path}" in second.fix
+    assert "secret" not in format_results([first, second])
+
+
+def test_an_nvr_camera_that_is_unreachable_names_its_table(config_path: Path) -> None:
+    port = closed_port()
+    text = config_path.read_text().replace("[device]\n", '[device]\nkind = "nvr"\n')
+    config_path.write_text(text)
+    with rtsp_server(H264_SDP) as good:
+        checks = video_checks(
+            config_path,
+            f'[[nvr.cameras]]\nname = "gate"\nurl = "rtsp://127.0.0.1:{good}/main"\n'
+            f'[[nvr.cameras]]\nname = "yard"\nurl = "rtsp://127.0.0.1:{good}/main"\n'
+            f'sub_url = "rtsp://127.0.0.1:{port}/sub"\n',
+        )
+    assert [(c.status, c.detail) for c in checks] == [
+        ("ok", "gate/main: RTSP 200, H264 640x360"),
+        ("ok", "yard/main: RTSP 200, H264 640x360"),
+        ("fail", "yard/sub: connection refused"),
+    ]
+    assert f"fix nvr.cameras[1].sub_url in {config_path}" in checks[2].fix
