@@ -67,8 +67,8 @@ class NvrCamera:
 
     name: str = ""  # names its tunnel targets `<name>/main`, `<name>/sub` (§12.1)
     url: str = ""  # rtsp:// or rtsps://
-    sub_url: str = ""  # optional substream, preferred for live view
     onvif_url: str = ""
+    sub_url: str = ""  # optional substream, preferred for live view
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """`camagent demo`: the whole story on one machine, narrated.
 
-A mock cloud and a camera agent start as real processes in a temporary directory, talk
+A mock cloud, a camera's own RTSP server (GStreamer's, showing a test picture with the
+time drawn in) and a camera agent start as real processes in a temporary directory, talk
 over real TLS on loopback, and the demo plays the owner and the installer: it adds the
-camera in the cloud, watches it connect, presses reset, watches it come back.
+camera in the cloud, watches it connect and sends its picture, presses reset, watches it
+come back, deletes it, adds it again, and leaves it online to be watched in the console.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from types import FrameType
 from typing import Any
 
 from agent.errors import CamagentError
-from cloud_mock import sandbox
+from cloud_mock import sandbox, test_camera
+from cloud_mock.video.viewer import watch_sync
 
 DEVICE_ID = "02:ca:fe:00:00:01"
 PASSWORD = "label-pass-4721"
@@ -40,6 +43,7 @@ def run(once: bool = False) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="camagent-demo-"))
     cloud: sandbox.Cloud | None = None
     agent: sandbox.Agent | None = None
+    camera: test_camera.TestCamera | None = None
     say = Narrator().say
     # Ctrl-C and SIGTERM both end the demo cleanly, children included.
     signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -47,6 +51,7 @@ def run(once: bool = False) -> int:
         say(f"Starting the mock cloud in {workdir}")
         cloud = sandbox.start_cloud(workdir / "cloud")
         say(f"Cloud is up at {cloud.url} (TLS with its own CA: {cloud.ca_file})")
+        camera = _start_camera_stream(say)
         config = sandbox.write_agent_config(
             workdir / "camera",
             cloud,
@@ -55,6 +60,7 @@ def run(once: bool = False) -> int:
             fast_interval=FAST_INTERVAL,
             long_poll=LONG_POLL,
             slow_interval=120,
+            extra=_video_config(camera),
         )
         say(f"Unboxing camera {DEVICE_ID}; the password on its label is {PASSWORD!r}")
         agent = sandbox.start_agent(config)
@@ -67,31 +73,12 @@ def run(once: bool = False) -> int:
 
         session = cloud.login()
         say("The owner logs in to the cloud as 'admin' and adds the camera: MAC + password")
-        added = time.monotonic()
-        status, body = cloud.request(
-            "POST",
-            "/v1/cameras",
-            {
-                "device_id": DEVICE_ID.upper().replace(":", "-"),
-                "password": PASSWORD,
-                "name": "Front door",
-            },
-            session=session,
-        )
-        if status != 201:
-            raise CamagentError(f"adding the camera failed: HTTP {status} {body}")
-        camera_id = body["camera_id"]
-        say("  the cloud stored (device, password-derived key, signed token) and woke the poll")
-        agent.wait_for_state("connected")
-        connected_ms = (time.monotonic() - added) * 1000
-        say(
-            f"Token received in the waiting poll, verified, stored encrypted: CONNECTED "
-            f"{connected_ms:.0f} ms after the camera was added"
-        )
+        camera_id = _add_camera(cloud, session, agent, say)
         say(f"The cloud shows the camera as {_camera_status(cloud, session, camera_id)!r}")
         if once:
             say("Done (--once).")
             return 0
+        _watch_live(cloud, session, camera_id, camera, say)
 
         say("The installer presses reset: the camera forgets its token")
         pressed = time.monotonic()
@@ -105,10 +92,16 @@ def run(once: bool = False) -> int:
         say("The owner deletes the camera: the cloud revokes its token (close code 4401)")
         cloud.request("DELETE", f"/v1/cameras/{camera_id}", session=session)
         agent.wait_for_state("provisioning")
-        say("The camera forgot the revoked token and is provisioning again")
+        say("The camera forgot the revoked token and is provisioning again, from its fast phase")
 
+        say("The owner adds it again")
+        camera_id = _add_camera(cloud, session, agent, say)
         print()
-        print(closing_hint(cloud.url, cloud.admin_password, config, camagent_command()))
+        print(
+            closing_hint(
+                cloud.url, cloud.admin_password, config, camagent_command(), camera is not None
+            )
+        )
         print("Press Ctrl-C to stop.", flush=True)
         while agent.process.poll() is None and cloud.process.poll() is None:
             time.sleep(0.5)
@@ -121,7 +114,82 @@ def run(once: bool = False) -> int:
             agent.stop()
         if cloud is not None:
             cloud.stop()
+        if camera is not None:
+            camera.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _start_camera_stream(say: Any) -> test_camera.TestCamera | None:
+    """The camera's own RTSP server; without GStreamer the demo goes on without video."""
+    why_not = test_camera.available()
+    if why_not is None:
+        try:
+            camera = test_camera.start_test_camera()
+        except test_camera.TestCameraError as exc:
+            why_not = str(exc)
+        else:
+            say(
+                f"The camera's own RTSP server is up on 127.0.0.1:{camera.port} "
+                "(a test picture with the time drawn in; 640x360 and 320x180, H.264)"
+            )
+            return camera
+    say(f"No camera picture in this demo: {why_not} (scripts/setup.sh installs it)")
+    return None
+
+
+def _video_config(camera: test_camera.TestCamera | None) -> str:
+    if camera is None:
+        return ""
+    return f'[video]\nmain = "{camera.main}"\nsub = "{camera.sub}"\n'
+
+
+def _add_camera(cloud: sandbox.Cloud, session: str, agent: sandbox.Agent, say: Any) -> str:
+    """Add the camera as the owner does (the ID typed as on the label) and wait for it."""
+    added = time.monotonic()
+    status, body = cloud.request(
+        "POST",
+        "/v1/cameras",
+        {
+            "device_id": DEVICE_ID.upper().replace(":", "-"),
+            "password": PASSWORD,
+            "name": "Front door",
+        },
+        session=session,
+    )
+    if status != 201:
+        raise CamagentError(f"adding the camera failed: HTTP {status} {body}")
+    say("  the cloud stored (device, password-derived key, signed token) and woke the poll")
+    agent.wait_for_state("connected")
+    connected_ms = (time.monotonic() - added) * 1000
+    say(
+        f"Token received in the waiting poll, verified, stored encrypted: CONNECTED "
+        f"{connected_ms:.0f} ms after the camera was added"
+    )
+    return str(body["camera_id"])
+
+
+def _watch_live(
+    cloud: sandbox.Cloud,
+    session: str,
+    camera_id: str,
+    camera: test_camera.TestCamera | None,
+    say: Any,
+) -> None:
+    """The owner opens the camera's page: the picture, through the camera's tunnel."""
+    if camera is None:
+        return
+    say("The owner opens the camera's page: the cloud asks the camera for a video tunnel")
+    seen = watch_sync(
+        f"{cloud.url}/v1/cameras/{camera_id}/live", session, cloud.ssl_context(), fragments=1
+    )
+    if seen.first_fragment_s is None or seen.init is None:
+        say(f"  no picture: {seen.last_status.get('message', 'no answer')}")
+        return
+    say(
+        f"  LIVE: the first picture arrived {seen.first_fragment_s * 1000:.0f} ms after the "
+        f"page asked ({seen.init['width']}x{seen.init['height']} H.264, the camera's own "
+        "RTSP relayed by camagent, repackaged by the cloud for the browser)"
+    )
 
 
 def camagent_command() -> list[str]:
@@ -137,15 +205,21 @@ def camagent_command() -> list[str]:
     return [sys.executable, "-m", "agent"]
 
 
-def closing_hint(url: str, admin_password: str, config: Path, camagent: list[str]) -> str:
+def closing_hint(
+    url: str, admin_password: str, config: Path, camagent: list[str], video: bool = True
+) -> str:
     status = shlex.join([*camagent, "--config", str(config), "status"])
+    watch = (
+        "console → Cameras → Front door: its live picture"
+        if video
+        else "console → Cameras → Front door (no picture: GStreamer's RTSP server is missing)"
+    )
     return "\n".join(
         [
-            "The demo keeps running.",
+            "The demo keeps running; the camera is online.",
             f"  console:        {url}/  (log in as admin, password {admin_password})",
+            f"  watch it:       {watch}",
             f"  camera status:  {status}",
-            f"  add it again:   console → Cameras → Add camera: MAC {DEVICE_ID}, "
-            f"password {PASSWORD}",
         ]
     )
 

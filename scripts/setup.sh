@@ -10,21 +10,26 @@ cd "$(dirname "$0")/.."
 for_tests=false
 [ "${1:-}" = "--tests" ] && for_tests=true
 
-# The venv itself; gcc and the headers for wheels that compile.
-APT_PACKAGES="python3-venv python3-dev gcc"
+# The venv itself; gcc and the headers for wheels that compile. For the mock cloud's video
+# (docs/design.md §12): Debian's ffmpeg pulls the cameras' RTSP through their tunnels, and
+# the demo's test camera is GStreamer's RTSP server (run by Debian's python3, whose
+# GObject bindings the venv does not have). The device package needs none of these.
+APT_PACKAGES="python3-venv python3-dev gcc
+    ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
+    gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly"
 if $for_tests; then
     # libsystemd-dev + pkg-config: to build systemd-python (journal fields, sd_notify);
     # the Debian package and the booted-container system tests (tests/system);
-    # libzbar0 for pyzbar (the QR fallback decoder); GStreamer's RTSP server for the QR
-    # tests' real RTSP stream; Debian's chromium for the web console's browser tests
+    # libzbar0 for pyzbar (the QR fallback decoder); GStreamer's x265 encoder (plugins-bad)
+    # for the test camera that a browser cannot play; Debian's chromium for the web
+    # console's browser tests
     # (Playwright drives it, no browser download; certutil puts the mock CA in its trust
     # store); avahi for the mDNS interop test; Debian's own aiohttp, zeroconf and
     # cryptography, on which the .deb runs, for the footprint benchmark (idle_rss.debian).
     APT_PACKAGES="$APT_PACKAGES libsystemd-dev pkg-config
         dpkg-dev debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools
         lintian shellcheck dash systemd-container mmdebstrap
-        libzbar0 python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
-        gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
+        libzbar0 gstreamer1.0-plugins-bad
         chromium libnss3-tools avahi-daemon avahi-utils dbus iproute2
         python3-aiohttp python3-zeroconf python3-cryptography"
     EXTRAS="[dev,systemd]"

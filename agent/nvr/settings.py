@@ -24,6 +24,10 @@ QUALITIES = ("low", "medium", "high")
 class Broadcast:
     enabled: bool = False
     quality: str = "medium"
+    cameras: tuple[str, ...] | None = None  # which may stream live; None: all (§12.6)
+
+    def streams(self, name: str) -> bool:
+        return self.enabled and (self.cameras is None or name in self.cameras)
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,7 @@ def parse(args: Any) -> NvrSettings:
         quality = b.get("quality", "medium")
         if quality not in QUALITIES:
             raise WireError(f"broadcast.quality must be one of {', '.join(QUALITIES)}")
-        broadcast = Broadcast(b["enabled"], quality)
+        broadcast = Broadcast(b["enabled"], quality, _camera_names(b.get("cameras")))
     if "archive" in args:
         a = args["archive"]
         if not isinstance(a, dict) or not isinstance(a.get("enabled"), bool):
@@ -65,16 +69,58 @@ def parse(args: Any) -> NvrSettings:
     return NvrSettings(broadcast, archive)
 
 
-def camera_list(cameras: tuple[NvrCamera, ...]) -> list[dict[str, str]]:
-    """What `sync` reports: no credentials ever leave the NVR."""
-    return [
-        {"name": c.name, "url": c.url, **({"onvif_url": c.onvif_url} if c.onvif_url else {})}
-        for c in cameras
-    ]
+MAX_CAMERAS = 512
+
+
+def _camera_names(value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_CAMERAS
+        or not all(isinstance(v, str) and v for v in value)
+    ):
+        raise WireError("broadcast.cameras must be a list of camera names (or null: all)")
+    return tuple(value)
+
+
+def camera_list(cameras: tuple[NvrCamera, ...]) -> list[dict[str, Any]]:
+    """What `sync` reports: no credentials ever leave the NVR (the cloud gets them per
+    tunnel, §12.2), and the streams each camera offers through its tunnel."""
+    listed = []
+    for c in cameras:
+        entry: dict[str, Any] = {"name": c.name, "url": without_credentials(c.url)}
+        if c.sub_url:
+            entry["sub_url"] = without_credentials(c.sub_url)
+        if c.onvif_url:
+            entry["onvif_url"] = without_credentials(c.onvif_url)
+        entry["streams"] = ["main", "sub"] if c.sub_url else ["main"]
+        listed.append(entry)
+    return listed
+
+
+def without_credentials(url: str) -> str:
+    """`url` with its user and password taken out."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    host = authority.rpartition("@")[2]
+    return f"{scheme}://{host}{slash}{path}"
 
 
 def apply(settings: NvrSettings, cameras: tuple[NvrCamera, ...]) -> list[dict[str, Any]]:
-    return [{"name": c.name, **settings.to_json()} for c in cameras]
+    applied = []
+    for c in cameras:
+        broadcast = settings.broadcast
+        applied.append(
+            {
+                "name": c.name,
+                "broadcast": {"enabled": broadcast.streams(c.name), "quality": broadcast.quality},
+                "archive": asdict(settings.archive),
+            }
+        )
+    return applied
 
 
 def save(state_dir: Path, settings: NvrSettings) -> None:

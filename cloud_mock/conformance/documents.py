@@ -213,6 +213,8 @@ class ChannelContract:
         self.close_codes = {int(c["code"]): c for c in channel["x-close-codes"]}
         self._by_side: dict[str, list[str]] = {"cloud": [], "device": []}
         for operation in self.document["operations"].values():
+            if operation["channel"]["$ref"] != "#/channels/control":
+                continue  # the video tunnel's messages are bytes, not JSON frames
             side = "cloud" if operation["action"] == "send" else "device"
             for ref in operation["messages"]:
                 self._by_side[side].append(self._message_payload(ref["$ref"]))

@@ -57,10 +57,12 @@ def test_asyncapi_message_schemas_are_valid_json_schema() -> None:
         ref = message["payload"]["$ref"]
         assert ref.startswith("#/components/schemas/")
         assert ref.rsplit("/", 1)[1] in schemas
-    # Every operation names a message of the channel.
-    channel_messages = document["channels"]["control"]["messages"]
+    # Every operation names a message of its own channel.
     for operation in document["operations"].values():
+        channel = operation["channel"]["$ref"].rsplit("/", 1)[1]
+        channel_messages = document["channels"][channel]["messages"]
         for ref in operation["messages"]:
+            assert ref["$ref"].startswith(f"#/channels/{channel}/messages/")
             assert ref["$ref"].rsplit("/", 1)[1] in channel_messages
 
 

@@ -48,16 +48,41 @@ def test_a_new_token_or_a_reset_spends_the_code() -> None:
 
 
 CAMERAS = (
-    NvrCamera("Gate", "rtsp://10.0.0.5/s"),
-    NvrCamera("Yard", "rtsp://10.0.0.6/s", "http://10.0.0.6/onvif"),
+    NvrCamera("Gate", "rtsp://admin:s3cr%40t@10.0.0.5/s"),
+    NvrCamera(
+        "Yard",
+        "rtsp://10.0.0.6/s",
+        "http://onvif:pw@10.0.0.6/onvif",
+        sub_url="rtsp://u:p@10.0.0.6:8554/low?x=1",
+    ),
 )
 
 
 def test_sync_lists_cameras_without_credentials() -> None:
-    assert settings.camera_list(CAMERAS) == [
-        {"name": "Gate", "url": "rtsp://10.0.0.5/s"},
-        {"name": "Yard", "url": "rtsp://10.0.0.6/s", "onvif_url": "http://10.0.0.6/onvif"},
+    listed = settings.camera_list(CAMERAS)
+    assert listed == [
+        {"name": "Gate", "url": "rtsp://10.0.0.5/s", "streams": ["main"]},
+        {
+            "name": "Yard",
+            "url": "rtsp://10.0.0.6/s",
+            "sub_url": "rtsp://10.0.0.6:8554/low?x=1",
+            "onvif_url": "http://10.0.0.6/onvif",
+            "streams": ["main", "sub"],
+        },
     ]
+    assert "s3cr" not in repr(listed)
+    assert "pw@" not in repr(listed)
+
+
+def test_broadcast_may_name_the_cameras_that_stream() -> None:
+    parsed = settings.parse({"broadcast": {"enabled": True, "cameras": ["Yard"]}})
+    applied = {a["name"]: a["broadcast"]["enabled"] for a in settings.apply(parsed, CAMERAS)}
+    assert applied == {"Gate": False, "Yard": True}
+    everyone = settings.parse({"broadcast": {"enabled": True, "cameras": None}})
+    assert all(a["broadcast"]["enabled"] for a in settings.apply(everyone, CAMERAS))
+    for bad in ("Yard", [1], [""], ["x"] * 513):
+        with pytest.raises(WireError, match=r"broadcast\.cameras"):
+            settings.parse({"broadcast": {"enabled": True, "cameras": bad}})
 
 
 def test_configure_is_validated_applied_and_kept(tmp_path: Path) -> None:
