@@ -120,6 +120,8 @@ async def _tunnel_open(daemon: Daemon, args: dict[str, Any], way: Way) -> Any:
 
 
 async def _probe(daemon: Daemon, args: dict[str, Any], way: Way) -> Any:
+    if not daemon.config.video_targets():
+        return {"streams": []}  # no video: nothing to load for the cloud's regular probe
     from agent.video.rtsp_probe import probe_all, rtsp_targets
 
     results = await probe_all(rtsp_targets(daemon.config))

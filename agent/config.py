@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import tomllib
+import unicodedata
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -234,7 +235,7 @@ def camera_name_problem(name: str) -> str:
         return "must be set (it names the camera)"
     if len(name) > MAX_CAMERA_NAME:
         return f"must be at most {MAX_CAMERA_NAME} characters"
-    if "/" in name or any(ord(c) < 32 or ord(c) == 127 for c in name):
+    if "/" in name or any(unicodedata.category(c) == "Cc" for c in name):
         return f"must not hold '/' or control characters, not {_shown(name)}"
     return ""
 
@@ -248,9 +249,10 @@ def url_problem(url: str, schemes: tuple[str, ...], *, required: bool = False) -
         return f"must be set (an {wanted} URL)" if required else ""
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+        if parts.port == 0:  # raises ValueError for a port out of range or not a number
+            raise ValueError("port 0")  # nothing to connect to
     except ValueError:
-        return f"must be an {wanted} URL with a valid port, not {_shown(url)}"
+        return f"must be an {wanted} URL with a valid port, not {_shown(_redacted(url))}"
     if parts.scheme.lower() not in schemes or not parts.hostname:
         return f"must be an {wanted} URL with a host, not {_shown(_redacted(url))}"
     if any(ord(c) < 33 or ord(c) == 127 for c in url):

@@ -45,7 +45,7 @@ IMPORTS: list[tuple[str, str]] = [
     ("agent.daemon", "agent.daemon (all of it)"),
 ]
 # Must never be loaded by the daemon: they belong to the LAN tool / QR scanner side.
-HEAVY = ("cv2", "zxingcpp", "pyzbar", "qrcode", "numpy", "PIL", "zeroconf")
+HEAVY = ("cv2", "zxingcpp", "pyzbar", "qrcode", "numpy", "PIL", "zeroconf", "agent.video")
 IMPORT_RUNS = 3
 
 _VMRSS = "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmRSS')][0])"

@@ -28,6 +28,7 @@ from cloud_mock.provisioning import WAITERS
 from cloud_mock.store import Camera, PollRecord, Store
 from cloud_mock.users import Caller, account_settings, require_session
 from cloud_mock.video import sources as video_sources
+from cloud_mock.video.info import video_json
 
 log = logging.getLogger("cloud_mock.cameras")
 
@@ -65,6 +66,7 @@ def camera_json(app: web.Application, camera: Camera) -> dict[str, Any]:
         "last_seen": camera.last_seen,
         "created": camera.created,
         "moved_at": camera.moved_at,
+        "video": video_json(app, video_sources.camera(camera.camera_id, camera.org, camera.name)),
     }
 
 

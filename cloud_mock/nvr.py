@@ -25,6 +25,8 @@ from cloud_mock.installer import install_line
 from cloud_mock.keys import CLOCK, CONFIG, STORE
 from cloud_mock.store import Registrator
 from cloud_mock.users import Caller
+from cloud_mock.video.info import video_json
+from cloud_mock.video.sources import nvr_cameras
 
 log = logging.getLogger("cloud_mock.nvr")
 
@@ -219,7 +221,7 @@ def registrator_json(app: web.Application, registrator: Registrator) -> dict[str
         "device_name": registrator.device_name,
         "version": registrator.version,
         "checks": registrator.checks,
-        "cameras": registrator.cameras,
+        "cameras": _cameras_json(app, registrator),
         "broadcast": registrator.broadcast,
         "archive": registrator.archive,
         "settings_pending": registrator.pending_configure,
@@ -227,6 +229,18 @@ def registrator_json(app: web.Application, registrator: Registrator) -> dict[str
         "last_seen": registrator.last_seen,
         "linked_at": registrator.linked_at,
     }
+
+
+def _cameras_json(app: web.Application, registrator: Registrator) -> list[dict[str, Any]]:
+    """The synced cameras, each with its `video` (the probe's reachability, the
+    thumbnail, the recording): what the console shows instead of the NVR's "online"."""
+    sources = {source.name: source for source in nvr_cameras(registrator)}
+    return [
+        {**entry, "video": video_json(app, sources[name])}
+        if isinstance(entry, dict) and isinstance(name := entry.get("name"), str)
+        else entry
+        for entry in registrator.cameras
+    ]
 
 
 def installation(app: web.Application) -> dict[str, str]:

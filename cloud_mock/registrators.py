@@ -15,6 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
+from agent.config import camera_name_problem
+from agent.nvr.settings import without_credentials
 from cloud_mock.api import ApiError, get_int, get_str, read_json_object
 from cloud_mock.devices_ws import CHANNELS, HELLO_HOOKS, Channel, ChannelClosed
 from cloud_mock.keys import CLOCK, CONFIG, STORE
@@ -38,6 +40,7 @@ from cloud_mock.nvr import (
 from cloud_mock.provisioning import WAITERS
 from cloud_mock.store import Activation, Conflict, Link, Registrator
 from cloud_mock.users import Caller, require_session
+from cloud_mock.video import archive as video_archive
 from cloud_mock.video import sources as video_sources
 
 log = logging.getLogger("cloud_mock.nvr")
@@ -320,9 +323,29 @@ async def set_broadcast(request: web.Request) -> web.Response:
     quality = data.get("quality", registrator.broadcast.get("quality", "medium"))
     if quality not in QUALITIES:
         raise ApiError(400, f"field 'quality' must be one of {', '.join(QUALITIES)}")
+    cameras = _broadcast_cameras(data, registrator)
     require_manager(request, caller, "change NVRs")
-    broadcast = {"enabled": enabled, "quality": quality}
+    broadcast: dict[str, Any] = {"enabled": enabled, "quality": quality}
+    if cameras is not None:
+        broadcast["cameras"] = cameras
     return await _store_and_apply(request, registrator, broadcast=broadcast)
+
+
+def _broadcast_cameras(data: dict[str, Any], registrator: Registrator) -> list[str] | None:
+    """`cameras`: the NVR cameras that may stream live (names); absent or null: all."""
+    if "cameras" not in data:
+        kept = registrator.broadcast.get("cameras")
+        return list(kept) if isinstance(kept, list) else None
+    cameras = data["cameras"]
+    if cameras is None:
+        return None
+    if (
+        not isinstance(cameras, list)
+        or len(cameras) > MAX_CAMERAS
+        or not all(isinstance(c, str) and 0 < len(c) <= MAX_NAME for c in cameras)
+    ):
+        raise ApiError(400, "field 'cameras' must be a list of camera names, or null for all")
+    return list(dict.fromkeys(cameras))
 
 
 async def set_archive(request: web.Request) -> web.Response:
@@ -335,7 +358,9 @@ async def set_archive(request: web.Request) -> web.Response:
         days = get_int(data, "days", minimum=ARCHIVE_DAYS[0], maximum=ARCHIVE_DAYS[1])
     require_manager(request, caller, "change NVRs")
     archive = {"enabled": enabled, "days": days}
-    return await _store_and_apply(request, registrator, archive=archive)
+    response = await _store_and_apply(request, registrator, archive=archive)
+    await video_archive.apply_registrator_archive(request.app, _fresh(request, registrator.id))
+    return response
 
 
 def _push_pending_settings(app: web.Application, channel: Channel) -> None:
@@ -409,18 +434,22 @@ def _cameras_from(data: Any) -> list[dict[str, str]]:
     """The camera list of a `sync` result; malformed entries are left out."""
     if not isinstance(data, dict) or not isinstance(data.get("cameras"), list):
         raise ApiError(502, "the NVR's answer to sync has no camera list")
-    cameras = []
+    cameras: list[dict[str, str]] = []
     for item in data["cameras"][:MAX_CAMERAS]:
         if not isinstance(item, dict):
             continue
-        name, url, onvif_url = item.get("name"), item.get("url"), item.get("onvif_url")
-        if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
+        name, url = item.get("name"), item.get("url")
+        if not isinstance(name, str) or camera_name_problem(name) or len(name) > MAX_NAME:
             continue
         if not isinstance(url, str) or not url or len(url) > MAX_URL:
             continue
-        camera = {"name": name, "url": url}
-        if isinstance(onvif_url, str) and onvif_url and len(onvif_url) <= MAX_URL:
-            camera["onvif_url"] = onvif_url
+        if any(c["name"] == name for c in cameras):
+            continue
+        camera = {"name": name, "url": without_credentials(url)}
+        for key in ("sub_url", "onvif_url"):
+            value = item.get(key)
+            if isinstance(value, str) and value and len(value) <= MAX_URL:
+                camera[key] = without_credentials(value)
         cameras.append(camera)
     return cameras
 
@@ -443,9 +472,21 @@ async def _sync(app: web.Application, registrator: Registrator) -> list[dict[str
         raise ApiError(502, f"the NVR could not list its cameras: {result}")
     cameras = _cameras_from(result)
     store = app[STORE]
-    if store.get_registrator(registrator.id) is not None:
-        store.update_registrator(registrator.id, cameras=cameras)
+    current = store.get_registrator(registrator.id)
+    if current is None:
+        return cameras
+    before = {c.get("name") for c in current.cameras}
+    after = {c["name"] for c in cameras}
+    store.update_registrator(registrator.id, cameras=cameras)
     log.info("registrator %s synced: %d camera(s)", registrator.id, len(cameras))
+    # Cameras gone from the NVR take their live streams, thumbnails and archive along;
+    # new ones record as the registrator's Archive step says (§12.6).
+    for source in video_sources.nvr_cameras(current):
+        if source.name not in after:
+            await app[video_sources.SOURCE_GONE].gone(app, source)
+    updated = store.get_registrator(registrator.id)
+    if updated is not None:
+        await video_archive.apply_registrator_archive(app, updated, only=after - before)
     return cameras
 
 

@@ -6,8 +6,7 @@ it, so the two ends cannot drift apart."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ssl
+from collections.abc import Awaitable
 from typing import Any, Protocol
 
 import aiohttp
@@ -15,6 +14,10 @@ import aiohttp
 from agent.clock import Clock
 
 MAX_MESSAGE = 65536
+# aiohttp refuses a message of `max_msg_size` bytes *or more*: the limit to give it so that
+# messages of exactly MAX_MESSAGE bytes (which the relay itself sends) get through.
+MAX_MSG_SIZE = MAX_MESSAGE + 1
+CLOSE_TIMEOUT_S = 5.0  # for each side to take its last bytes when the relay ends
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_UNSUPPORTED = 1003
@@ -60,27 +63,39 @@ class Relay:
         self.bytes_from_ws = 0
         self.close_code = CLOSE_NORMAL
         self.stopped_because = ""
+        self._stopped = asyncio.Event()
 
     def stop(self, code: int, why: str) -> None:
-        """End the relay from another task; `run` then closes both sides itself."""
+        """End the relay from another task; `run` then closes both sides itself. It ends
+        even while a pump waits on a side that reads nothing (held up by backpressure)."""
         self.close_code = code
         self.stopped_because = why
-        self.writer.close()  # the TCP pump sees EOF and ends the relay
+        self._stopped.set()
 
     async def run(self) -> str:
         """Relay until one side ends; close both; return why it ended."""
+        from_ws = asyncio.create_task(self._ws_to_tcp())
         pumps = {
             asyncio.create_task(self._tcp_to_ws()),
-            asyncio.create_task(self._ws_to_tcp()),
+            from_ws,
             asyncio.create_task(self._idle()),
+            asyncio.create_task(self._until_stopped()),
         }
         try:
             done, _ = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for pump in pumps:
+            # Not the WebSocket's pump: aiohttp drops the connection without the closing
+            # handshake (the far end sees 1006) once a receive() was cancelled. Closing
+            # the WebSocket ends that receive() itself.
+            others = pumps - {from_ws}
+            for pump in others:
                 pump.cancel()
-            await asyncio.gather(*pumps, return_exceptions=True)
-            await self._close_both()
+            await asyncio.gather(*others, return_exceptions=True)
+            try:
+                await self._close_both()
+            finally:
+                from_ws.cancel()
+                await asyncio.gather(from_ws, return_exceptions=True)
         first = done.pop()
         error = first.exception()
         return (str(error) or type(error).__name__) if error is not None else str(first.result())
@@ -117,10 +132,32 @@ class Relay:
                 return f"idle for {self.idle_timeout:g} s"
             await self.clock.sleep(remaining)
 
+    async def _until_stopped(self) -> str:
+        await self._stopped.wait()
+        return self.stopped_because
+
     async def _close_both(self) -> None:
+        """Close TCP, then the WebSocket, each within CLOSE_TIMEOUT_S: a camera or a viewer
+        that reads nothing more must not hold the tunnel (and whoever waits on it) open."""
         self.writer.close()
-        with contextlib.suppress(OSError, ssl.SSLError):
-            await self.writer.wait_closed()
+        closed = False
+        try:
+            closed = await self._within(self.writer.wait_closed())
+        finally:
+            if not closed:  # timed out, or the relay was cancelled meanwhile
+                self.writer.transport.abort()  # its unsent bytes are dropped
         if not self.ws.closed:
-            with contextlib.suppress(aiohttp.ClientError, OSError, RuntimeError):
-                await self.ws.close(code=self.close_code)
+            await self._within(self.ws.close(code=self.close_code))
+
+    async def _within(self, step: Awaitable[Any]) -> bool:
+        """Whether `step` ended (its errors ignored) within CLOSE_TIMEOUT_S on the clock."""
+        task = asyncio.ensure_future(step)
+        timer = asyncio.ensure_future(self.clock.sleep(CLOSE_TIMEOUT_S))
+        try:
+            await asyncio.wait({task, timer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
+            if not task.done():
+                task.cancel()
+            await asyncio.gather(task, timer, return_exceptions=True)
+        return not task.cancelled()

@@ -66,7 +66,7 @@ def url_of(config: Config, name: str) -> str | None:
 def resolve(config: Config, name: object) -> Target:
     """The target called `name`, or TunnelRefused naming what this device offers."""
     if not isinstance(name, str):
-        raise TunnelRefused("target must be the name of one of the device's streams, e.g. 'main'")
+        raise TunnelRefused(f"target must be the name of one of its streams: {_offers(config)}")
     url = url_of(config, name)
     if url is None:
         raise TunnelRefused(f"unknown target {_shown(name)}: {_offers(config)}")

@@ -18,7 +18,7 @@ import aiohttp
 from agent.clock import Clock, SystemClock
 from agent.config import Config
 from agent.errors import TunnelRefused
-from agent.video.relay import CLOSE_GOING_AWAY, MAX_MESSAGE, Relay
+from agent.video.relay import CLOSE_GOING_AWAY, MAX_MESSAGE, MAX_MSG_SIZE, Relay
 from agent.video.targets import Target, check_session, resolve
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class Tunnel:
                 ws = await http.ws_connect(
                     url,
                     headers={"Authorization": f"Bearer {token}"},
-                    max_msg_size=MAX_MESSAGE,
+                    max_msg_size=MAX_MSG_SIZE,
                     autoping=True,
                 )
         except aiohttp.WSServerHandshakeError as exc:
@@ -127,8 +127,7 @@ class Tunnels:
     async def _open_tunnel(self, args: dict[str, Any], token: str) -> dict[str, Any]:
         session_id = check_session(args.get("session"))
         target = resolve(self.config, args.get("target"))
-        if self._stopping:
-            raise TunnelRefused("the device is stopping")
+        self._refuse_if_stopping()
         limit = self.config.video.max_tunnels
         if self.count >= limit:
             raise TunnelRefused(f"{limit} tunnels are open already (video.max_tunnels)")
@@ -137,6 +136,11 @@ class Tunnels:
             reader, writer = await _connect(target)
         finally:
             self._connecting -= 1
+        try:
+            self._refuse_if_stopping()  # close_all(stopping=True) may have come meanwhile
+        except TunnelRefused:
+            writer.close()
+            raise
         tunnel = Tunnel(
             session_id, target, reader, writer, self.config.video.idle_timeout, self.clock
         )
@@ -145,6 +149,10 @@ class Tunnels:
         self._open[task] = tunnel
         task.add_done_callback(self._ended)
         return target.grant()
+
+    def _refuse_if_stopping(self) -> None:
+        if self._stopping:
+            raise TunnelRefused("the device is stopping")
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         self._open.pop(task, None)

@@ -21,7 +21,8 @@ CSRF_FIELD = "csrf_token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def _csp(script_src: str) -> str:
+def _csp(script_src: str, media_src: str | None = None) -> str:
+    media = () if media_src is None else (f"media-src {media_src}",)
     return "; ".join(
         (
             "default-src 'self'",
@@ -29,7 +30,9 @@ def _csp(script_src: str) -> str:
             "style-src 'self'",
             # The captcha arrives as a data: URL of a PNG.
             "img-src 'self' data:",
+            # 'self' covers the same origin's wss: too (CSP level 3), the live view's socket.
             "connect-src 'self'",
+            *media,
             "object-src 'none'",
             "base-uri 'none'",
             "form-action 'self'",
@@ -41,6 +44,9 @@ def _csp(script_src: str) -> str:
 CSP = _csp("'self'")
 # The page with "Scan label" compiles the QR decoder's WebAssembly; only it gets that.
 CSP_WITH_WASM = _csp("'self' 'wasm-unsafe-eval'")
+# The camera page plays live video through Media Source Extensions: the <video> plays a
+# blob: URL of the MediaSource (default-src 'self' alone would refuse it).
+CSP_WITH_MEDIA = _csp("'self'", media_src="'self' blob:")
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,

@@ -20,6 +20,7 @@ from cloud_mock.console.auth import (
     viewer_of,
 )
 from cloud_mock.console.security import (
+    CSP_WITH_MEDIA,
     CSP_WITH_WASM,
     PRELOGIN_COOKIE,
     SESSION_COOKIE,
@@ -138,7 +139,7 @@ async def camera_page(request: web.Request) -> web.Response:
     if camera is None or camera.org != caller.user.org:
         return _not_found(request, viewer, "No such camera (it may have been deleted).")
     polls = [p.to_json() for p in camera_polls(request.app, camera, POLLS_SHOWN)]
-    return pages.render(
+    response = pages.render(
         request,
         "camera.html",
         title=camera.name,
@@ -147,6 +148,8 @@ async def camera_page(request: web.Request) -> web.Response:
         camera=camera_json(request.app, camera),
         polls=polls,
     )
+    response.headers["Content-Security-Policy"] = CSP_WITH_MEDIA
+    return response
 
 
 async def registrators_page(request: web.Request) -> web.Response:

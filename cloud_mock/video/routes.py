@@ -11,7 +11,7 @@ from aiohttp import web
 from cloud_mock.api import ApiError
 from cloud_mock.keys import STORE
 from cloud_mock.users import require_session
-from cloud_mock.video import archive, live, thumbnails, tunnels
+from cloud_mock.video import archive, live, probes, thumbnails, tunnels
 from cloud_mock.video.settings import VIDEO_SETTINGS, VideoSettings
 from cloud_mock.video.sources import SOURCE_GONE, SourceHooks, VideoSource, source_of
 
@@ -58,8 +58,11 @@ def setup(app: web.Application, settings: VideoSettings | None = None) -> None:
     app[SOURCE_GONE] = SourceHooks()
     app[SOURCE_GONE].add(_stop_live)
     tunnels.setup(app)
+    probes.setup(app)
     thumbnails.setup(app)
     archive.setup(app)
     app.on_shutdown.append(_stop)
     for prefix in (CAMERA, NVR_CAMERA):
         app.router.add_get(prefix + "/live", live_view)
+        app.router.add_get(prefix + "/thumbnail", thumbnails.thumbnail)
+        archive.add_routes(app, prefix)

@@ -21,7 +21,7 @@ class VideoSettings:
     retry_max_s: float = 30.0  # backoff cap of a puller or recorder that died
     archive_run_s: float = 3600.0  # a recording run is cut (new playlist, new tunnel)
     archive_segment_s: float = 2.0
-    archive_max_mb: int = 2048  # all sources together; the oldest segments go first
+    archive_max_mb: float = 2048.0  # all sources together; the oldest segments go first
     prune_s: float = 60.0  # retention is enforced this often
 
     @classmethod

@@ -20,7 +20,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from agent.clock import SystemClock
-from agent.video.relay import MAX_MESSAGE, Relay
+from agent.video.relay import MAX_MESSAGE, MAX_MSG_SIZE, Relay
 from cloud_mock.api import ApiError
 from cloud_mock.devices_ws import CHANNELS, ChannelClosed, Peer, authorize
 from cloud_mock.keys import CONFIG, STORE
@@ -200,7 +200,7 @@ async def tunnel_ws(request: web.Request) -> web.StreamResponse:
     if peer is None:
         raise ApiError(401, "a device token is needed", headers={"WWW-Authenticate": "Bearer"})
     session = request.app[BROKER].claim(request.match_info["session"], peer)
-    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, heartbeat=30.0)
+    ws = web.WebSocketResponse(max_msg_size=MAX_MSG_SIZE, heartbeat=30.0)
     try:
         await ws.prepare(request)
     except BaseException:

@@ -13,8 +13,10 @@ from agent.config import (
     Config,
     DeviceConfig,
     LocalApiConfig,
+    NvrCamera,
     PathsConfig,
     ProvisioningConfig,
+    VideoConfig,
     load,
     parse,
     resolve_path,
@@ -271,3 +273,273 @@ def test_resolve_path_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_default_config_object() -> None:
     assert Config().source == "<defaults>"
     assert Config().device == DeviceConfig()
+
+
+# -- [video] and [[nvr.cameras]]: what a video tunnel may reach (docs/design.md §12.1) -----
+
+VIDEO = """
+[video]
+main = "rtsp://admin:s3cret@127.0.0.1:554/stream1"
+sub = "rtsps://127.0.0.1/stream2"
+snapshot = "https://127.0.0.1/snap.jpg"
+max_tunnels = 2
+idle_timeout = 30
+"""
+
+NVR = """
+[device]
+kind = "nvr"
+[[nvr.cameras]]
+name = "gate"
+url = "rtsp://u:p@10.0.0.5/main"
+sub_url = "rtsp://u:p@10.0.0.5/sub"
+onvif_url = "http://10.0.0.5/onvif/device_service"
+[[nvr.cameras]]
+name = "Back yard"
+url = "rtsp://10.0.0.6/main"
+"""
+
+
+def toml_string(value: str) -> str:
+    """`value` as a TOML basic string (control characters escaped)."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + "".join(c if 32 <= ord(c) != 127 else f"\\u{ord(c):04x}" for c in escaped) + '"'
+
+
+def test_video_defaults_to_no_video() -> None:
+    config = parse("", SRC)
+    assert config.video == VideoConfig(
+        main="", sub="", snapshot="", max_tunnels=4, idle_timeout=60.0
+    )
+    assert config.video_targets() == ()
+    assert parse("[video]\n", SRC) == config
+
+
+def test_every_video_key_is_read() -> None:
+    config = parse(VIDEO, SRC)
+    assert config.video == VideoConfig(
+        main="rtsp://admin:s3cret@127.0.0.1:554/stream1",
+        sub="rtsps://127.0.0.1/stream2",
+        snapshot="https://127.0.0.1/snap.jpg",
+        max_tunnels=2,
+        idle_timeout=30.0,
+    )
+    assert isinstance(config.video.idle_timeout, float)
+
+
+def test_a_camera_offers_main_sub_and_snapshot_in_order_and_only_those_set() -> None:
+    assert parse(VIDEO, SRC).video_targets() == ("main", "sub", "snapshot")
+    only_main = '[video]\nmain = "rtsp://cam/"\n'
+    assert parse(only_main, SRC).video_targets() == ("main",)
+    main_and_snapshot = '[video]\nsnapshot = "http://cam/s.jpg"\nmain = "rtsp://cam/"\n'
+    assert parse(main_and_snapshot, SRC).video_targets() == ("main", "snapshot")
+    assert parse('[video]\nsnapshot = "http://cam/s.jpg"\n', SRC).video_targets() == ("snapshot",)
+
+
+def test_an_nvr_offers_name_slash_main_and_sub() -> None:
+    config = parse(NVR, SRC)
+    assert config.nvr.cameras == (
+        NvrCamera(
+            name="gate",
+            url="rtsp://u:p@10.0.0.5/main",
+            sub_url="rtsp://u:p@10.0.0.5/sub",
+            onvif_url="http://10.0.0.5/onvif/device_service",
+        ),
+        NvrCamera(name="Back yard", url="rtsp://10.0.0.6/main"),
+    )
+    assert config.video_targets() == ("gate/main", "gate/sub", "Back yard/main")
+    # the [video] section is a camera's own: an NVR offers only its cameras
+    assert (
+        parse(NVR + '[video]\nmain = "rtsp://x/"\n', SRC).video_targets() == config.video_targets()
+    )
+    assert parse('[device]\nkind = "nvr"\n', SRC).video_targets() == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "expected"),
+    [
+        ("[video]\nmain = 5\n", "video.main", "a string"),
+        ("[video]\nsnapshot = true\n", "video.snapshot", "a string"),
+        ('[video]\nmax_tunnels = "4"\n', "video.max_tunnels", "an integer"),
+        ("[video]\nmax_tunnels = 4.0\n", "video.max_tunnels", "an integer"),
+        ('[video]\nidle_timeout = "60"\n', "video.idle_timeout", "a number"),
+        ("[video]\nidle_timeout = nan\n", "video.idle_timeout", "a finite number"),
+        ("[video]\nidle_timeout = inf\n", "video.idle_timeout", "a finite number"),
+        ("[[nvr.cameras]]\nname = 1\nurl = 'rtsp://x/'\n", "nvr.cameras[0].name", "a string"),
+        (
+            "[[nvr.cameras]]\nname = 'a'\nurl = 'rtsp://x/'\nsub_url = 2\n",
+            "nvr.cameras[0].sub_url",
+            "a string",
+        ),
+    ],
+)
+def test_wrong_video_types_name_the_key(text: str, key: str, expected: str) -> None:
+    assert f"{key} must be {expected}" in config_error(text)
+
+
+def test_an_unknown_video_key_is_named() -> None:
+    message = config_error('[video]\nurl = "rtsp://x/"\n')
+    assert "unknown key video.url" in message
+    assert "main, sub, snapshot, max_tunnels, idle_timeout" in message
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "problem"),
+    [
+        ("main", "http://cam/stream1", "rtsp:// or rtsps:// URL with a host"),
+        ("main", "cam/stream1", "rtsp:// or rtsps:// URL with a host"),
+        ("main", "rtmp://cam/live", "rtsp:// or rtsps:// URL with a host"),
+        ("main", "/dev/video0", "rtsp:// or rtsps:// URL with a host"),
+        ("main", "rtsp://", "rtsp:// or rtsps:// URL with a host"),
+        ("main", "rtsp:///stream1", "rtsp:// or rtsps:// URL with a host"),
+        ("main", "rtsp://:554/stream1", "rtsp:// or rtsps:// URL with a host"),
+        ("main", "rtsp://cam:99999/", "valid port"),
+        ("main", "rtsp://cam:65536/", "valid port"),
+        ("main", "rtsp://cam:0/", "valid port"),
+        ("main", "rtsp://cam:port/", "valid port"),
+        ("main", "rtsp://cam:-1/", "valid port"),
+        ("main", "rtsp://[::1/stream", "valid port"),
+        ("main", "rtsp://cam/my stream", "spaces or control characters"),
+        ("main", " rtsp://cam/stream", "spaces or control characters"),
+        ("main", "rtsp://cam/stream ", "spaces or control characters"),
+        ("main", "rtsp://cam/a\tb", "spaces or control characters"),
+        ("main", "rtsp://cam/a\nb", "spaces or control characters"),
+        ("main", "rtsp://cam/a\u007fb", "spaces or control characters"),
+        ("sub", "https://cam/sub", "rtsp:// or rtsps:// URL with a host"),
+        ("snapshot", "rtsp://cam/snap.jpg", "http:// or https:// URL with a host"),
+        ("snapshot", "ftp://cam/snap.jpg", "http:// or https:// URL with a host"),
+        ("snapshot", "file:///tmp/snap.jpg", "http:// or https:// URL with a host"),
+        ("snapshot", "http://cam:http/snap.jpg", "valid port"),
+    ],
+)
+def test_bad_video_urls_name_the_key(key: str, value: str, problem: str) -> None:
+    main = "" if key == "main" else 'main = "rtsp://cam/"\n'
+    message = config_error(f"[video]\n{main}{key} = {toml_string(value)}\n")
+    assert f"video.{key} must" in message
+    assert problem in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "rtsp://admin:hunter2@cam:99999/stream1",
+        "rtsp://admin:hunter2@cam:port/stream1",
+        "rtsp://admin:hunter2@[::1/stream1",
+        "rtsp://admin:hunter2@:554/stream1",
+        "http://admin:hunter2@cam/stream1",
+        "rtsp://admin:hunter2@cam/my stream",
+        "rtsp://admin:hunter2@cam:0/stream1",
+        "rtsp://admin:hunt/er2@cam/stream1",  # a "/" not percent-encoded: no host left
+    ],
+)
+@pytest.mark.parametrize("where", ["video.main", "video.sub", "nvr.cameras[0].url", "sub_url"])
+def test_the_password_never_appears_in_an_error(url: str, where: str) -> None:
+    good = "rtsp://cam/"
+    if where == "video.main":
+        text = f"[video]\nmain = {toml_string(url)}\n"
+    elif where == "video.sub":
+        text = f"[video]\nmain = {toml_string(good)}\nsub = {toml_string(url)}\n"
+    elif where == "nvr.cameras[0].url":
+        text = f"[[nvr.cameras]]\nname = 'gate'\nurl = {toml_string(url)}\n"
+        where = "nvr.cameras[0].url"
+    else:
+        text = f"[[nvr.cameras]]\nname = 'gate'\nurl = '{good}'\nsub_url = {toml_string(url)}\n"
+        where = "nvr.cameras[0].sub_url"
+    message = config_error(text)
+    assert f"{where} must" in message
+    assert "hunter2" not in message
+    assert "hunt" not in message
+
+
+def test_a_substream_needs_a_main_stream() -> None:
+    message = config_error('[video]\nsub = "rtsp://cam/sub"\n')
+    assert "video.sub needs video.main" in message
+    parse('[video]\nsnapshot = "http://cam/s.jpg"\n', SRC)  # a snapshot alone is fine
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[video]\nmax_tunnels = 0\n", "video.max_tunnels"),
+        ("[video]\nmax_tunnels = -1\n", "video.max_tunnels"),
+        ("[video]\nmax_tunnels = 65\n", "video.max_tunnels"),
+        ("[video]\nidle_timeout = 0\n", "video.idle_timeout"),
+        ("[video]\nidle_timeout = 0.5\n", "video.idle_timeout"),
+        ("[video]\nidle_timeout = -60\n", "video.idle_timeout"),
+        ("[video]\nidle_timeout = 3600.5\n", "video.idle_timeout"),
+    ],
+)
+def test_video_limits_out_of_range_name_the_key(text: str, key: str) -> None:
+    assert f"{key} must be from 1 to " in config_error(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[video]\nmax_tunnels = 1\n",
+        "[video]\nmax_tunnels = 64\n",
+        "[video]\nidle_timeout = 1\n",
+        "[video]\nidle_timeout = 3600\n",
+        '[video]\nmain = "rtsp://cam:1/x"\n',
+        '[video]\nmain = "rtsp://cam:65535/x"\n',
+        '[video]\nmain = "RTSPS://[fe80::1]:322/x?a=b&c=d"\n',
+        '[video]\nmain = "rtsp://us%40er:p%3Ass%20word@cam/x"\n',
+        '[video]\nmain = "rtsp://cam"\nsub = "rtsp://cam"\nsnapshot = "HTTPS://cam"\n',
+    ],
+)
+def test_video_boundary_values_are_accepted(text: str) -> None:
+    parse(text, SRC)
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("", "must be set"),
+        ("gate/main", "must not hold '/' or control characters"),
+        ("/", "must not hold '/' or control characters"),
+        ("gate\n", "must not hold '/' or control characters"),
+        ("ga\tte", "must not hold '/' or control characters"),
+        ("gate\u0000", "must not hold '/' or control characters"),
+        ("gate\u007f", "must not hold '/' or control characters"),
+        ("g" * 65, "must be at most 64 characters"),
+    ],
+)
+def test_bad_nvr_camera_names_name_the_key(name: str, problem: str) -> None:
+    first = "[[nvr.cameras]]\nname = 'ok'\nurl = 'rtsp://x/'\n"
+    text = f"{first}[[nvr.cameras]]\nname = {toml_string(name)}\nurl = 'rtsp://y/'\n"
+    message = config_error(text)
+    assert f"nvr.cameras[1].name {problem}" in message
+    assert "\n" not in message  # a control character is shown escaped
+    assert "\t" not in message
+
+
+@pytest.mark.parametrize("name", ["g" * 64, "g", "Front door", "Caméra 1", "gate.main", "a:b"])
+def test_nvr_camera_names_that_are_accepted(name: str) -> None:
+    text = (
+        f"[device]\nkind = 'nvr'\n[[nvr.cameras]]\nname = {toml_string(name)}\nurl = 'rtsp://x/'\n"
+    )
+    assert parse(text, SRC).video_targets() == (f"{name}/main",)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "problem"),
+    [
+        ("url", "", "must be set (an rtsp:// or rtsps:// URL)"),
+        ("url", "http://x/", "rtsp:// or rtsps:// URL with a host"),
+        ("sub_url", "http://x/", "rtsp:// or rtsps:// URL with a host"),
+        ("sub_url", "rtsp://x:99999/", "valid port"),
+        ("sub_url", "rtsp://x/a b", "spaces or control characters"),
+        ("onvif_url", "rtsp://x/", "http:// or https:// URL with a host"),
+    ],
+)
+def test_bad_nvr_camera_urls_name_the_key(key: str, value: str, problem: str) -> None:
+    values = {"url": "rtsp://x/", key: value}
+    body = "".join(f"{k} = {toml_string(v)}\n" for k, v in values.items())
+    message = config_error(f"[[nvr.cameras]]\nname = 'gate'\n{body}")
+    assert f"nvr.cameras[0].{key} must" in message
+    assert problem in message
+
+
+def test_nvr_camera_names_must_be_unique() -> None:
+    text = "[[nvr.cameras]]\nname = 'a'\nurl = 'rtsp://x/'\n" * 2
+    assert "nvr.cameras names must be unique" in config_error(text)

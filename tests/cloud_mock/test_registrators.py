@@ -287,7 +287,10 @@ async def test_channel_status_and_sync_round_trip(
         assert status == 200, body
         assert body == {"cameras": CAMERAS}
         assert (await answering)["args"] == {}
-        assert (await call(client, "GET", f"/v1/registrators/{rid}", auth))[1]["cameras"] == CAMERAS
+        listed = (await call(client, "GET", f"/v1/registrators/{rid}", auth))[1]["cameras"]
+        # Each synced camera also carries its `video` (probe, thumbnail, recording).
+        assert [{k: v for k, v in c.items() if k != "video"} for c in listed] == CAMERAS
+        assert all(c["video"]["thumbnail_reason"] for c in listed)
 
         # A new list replaces the old one; a silent NVR is a 504; a refusal a 502.
         answering = asyncio.create_task(answer_command(ws, "sync", True, {"cameras": []}))

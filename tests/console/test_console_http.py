@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
+import aiohttp
+import pytest
+
 from cloud_mock.console.user_agent import browser_of
 from cloud_mock.console.views import safe_next
 from cloud_mock.testing import MockCloud
@@ -198,3 +201,73 @@ def test_a_viewer_sees_no_buttons_and_the_api_still_decides(cloud: MockCloud) ->
     owner = Browserless(cloud)
     owner.log_in()
     assert "Add camera" in owner.request("GET", "/cameras").text
+
+
+def csp_of(reply_headers: object) -> dict[str, str]:
+    header = reply_headers["Content-Security-Policy"]  # type: ignore[index]
+    return dict(d.strip().split(" ", 1) for d in header.split(";"))
+
+
+def test_only_the_camera_page_may_play_media_sources(cloud: MockCloud) -> None:
+    camera = cloud.add_camera(cloud.login(), "02:c5:00:00:00:21", "label-pw", "Yard")
+    client = Browserless(cloud)
+    client.log_in()
+    page = client.request("GET", f"/cameras/{camera['camera_id']}")
+    assert page.status == 200
+    directives = csp_of(page.headers)
+    # The live view's <video> plays a blob: URL of its MediaSource; its WebSocket is
+    # same-origin (connect-src 'self').
+    assert directives["media-src"] == "'self' blob:"
+    assert directives["connect-src"] == "'self'"
+    assert directives["script-src"] == "'self'"
+    assert "/console/static/player.js" in page.text
+    for path in ("/cameras", "/registrators", "/sessions"):
+        other = client.request("GET", path)
+        assert "media-src" not in csp_of(other.headers), path
+        assert "player.js" not in other.text, path
+
+
+async def test_a_websocket_upgrade_needs_the_consoles_own_origin(cloud: MockCloud) -> None:
+    """Cross-site WebSocket hijacking: any site may open a WebSocket to the console and
+    the browser sends the cookie (unless SameSite stops it); the gateway refuses an
+    upgrade whose Origin is not the console's before any handler runs."""
+    session = cloud.login()
+    camera = cloud.add_camera(session, "02:c5:00:00:00:22", "label-pw", "Shed")
+    url = f"{cloud.url}/console/api/v1/cameras/{camera['camera_id']}/live"
+    cookie = {"Cookie": f"{SESSION}={session}"}
+    async with aiohttp.ClientSession() as client:
+        for origin in ("https://evil.example", None, "null", cloud.url + ".evil.example"):
+            headers = {**cookie, **({"Origin": origin} if origin else {})}
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await client.ws_connect(url, headers=headers, ssl=cloud.ssl_context())
+            assert refused.value.status == 403, origin
+        # From the console's own pages: the API's handler takes it (no device here, so
+        # it says it is connecting).
+        own = {**cookie, "Origin": cloud.url}
+        async with client.ws_connect(url, headers=own, ssl=cloud.ssl_context()) as ws:
+            first = await ws.receive_json(timeout=10)
+            assert first["type"] == "status"
+    # An upgrade header does not stand in for the CSRF token of a change either.
+    browser = Browserless(cloud)
+    browser.log_in()
+    upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Origin": cloud.url}
+    change = browser.request("POST", "/console/api/v1/cameras", b"{}", upgrade)
+    assert change.status == 403
+    assert "CSRF" in change.json()["error"]
+
+
+def test_a_viewer_has_the_live_view_but_no_reset_or_password(cloud: MockCloud) -> None:
+    camera = cloud.add_camera(cloud.login(), "02:c5:00:00:00:23", "label-pw", "Gate")
+    viewer = Browserless(cloud)
+    viewer.log_in(VIEWER["login"], VIEWER["password"])
+    page = viewer.request("GET", f"/cameras/{camera['camera_id']}").text
+    assert 'id="live-video"' in page
+    assert "reset-camera" not in page
+    assert "password-form" not in page
+    owner = Browserless(cloud)
+    owner.log_in()
+    page = owner.request("GET", f"/cameras/{camera['camera_id']}").text
+    # Waiting: the password can be corrected; a reset needs the camera online.
+    assert 'id="password-section" class="card"' in page
+    assert 'id="password-section" class="card" hidden' not in page
+    assert 'id="reset-camera" class="danger" aria-describedby="reset-why" disabled' in page

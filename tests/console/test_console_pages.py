@@ -3,6 +3,9 @@ every value is escaped."""
 
 from __future__ import annotations
 
+import json
+import re
+from html import unescape
 from typing import Any
 
 import pytest
@@ -94,3 +97,26 @@ def test_every_value_is_escaped() -> None:
     ):
         assert "<script>alert" not in html
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_the_list_shows_a_thumbnail_or_says_why_there_is_none() -> None:
+    url = "/v1/cameras/c1/thumbnail"
+    shot = camera(video={"thumbnail": {"at": 1780000000.5, "url": url}, "thumbnail_reason": None})
+    offline = camera(
+        camera_id="c2", name="Yard", video={"thumbnail": None, "thumbnail_reason": "offline"}
+    )
+    older = camera(camera_id="c3", name="Shed")  # an API without `video`
+    html = cameras_page(shot, offline, older)
+    # Its time in the URL: a new thumbnail is a new URL, never a cached picture.
+    assert 'src="/console/api/v1/cameras/c1/thumbnail?t=1780000000.5"' in html
+    assert 'width="160" height="90" alt="Latest picture from Porch"' in html
+    assert '<span class="thumb thumb-none">offline</span>' in html
+    assert '<span class="thumb thumb-none">No picture yet</span>' in html
+
+
+def test_the_camera_page_hands_its_camera_to_the_player_intact() -> None:
+    name = """O'Brien's "gate" </script>"""
+    page = render("camera.html", camera=camera(name=name), polls=[])
+    found = re.search(r"data-camera='([^']*)'", page)
+    assert found is not None
+    assert json.loads(unescape(found.group(1)))["name"] == name

@@ -2,7 +2,10 @@
 gir1.2-gst-rtsp-server-1.0, python3-gi) serving an MJPEG AVI file as H.264.
 
 Run with Debian's python3 (the venv has no GObject bindings):
-    /usr/bin/python3 rtsp_server.py VIDEO.avi PORT      → rtsp://127.0.0.1:PORT/cam
+    /usr/bin/python3 rtsp_server.py VIDEO.avi    → prints "ready PORT": rtsp://127.0.0.1:PORT/cam
+
+It binds any free port and says which: a port picked by the caller, released and bound
+here later could be taken in between by anyone on a busy machine.
 """
 
 import sys
@@ -14,10 +17,10 @@ gi.require_version("GstRtspServer", "1.0")
 from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 
 Gst.init(None)
-video, port = sys.argv[1], sys.argv[2]
+video = sys.argv[1]
 server = GstRtspServer.RTSPServer()
 server.set_address("127.0.0.1")
-server.set_service(port)
+server.set_service("0")
 factory = GstRtspServer.RTSPMediaFactory()
 factory.set_launch(
     f"( filesrc location={video} ! avidemux ! jpegdec ! videoconvert"
@@ -26,5 +29,5 @@ factory.set_launch(
 factory.set_shared(True)
 server.get_mount_points().add_factory("/cam", factory)
 server.attach(None)
-print("ready", flush=True)
+print(f"ready {server.get_bound_port()}", flush=True)
 GLib.MainLoop().run()

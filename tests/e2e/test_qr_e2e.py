@@ -140,7 +140,6 @@ def test_scan_apply_with_a_garbage_card_changes_nothing(tmp_path, run_cli, fleet
 
 
 def test_a_card_shown_on_a_real_rtsp_stream_after_blank_seconds(tmp_path, run_cli):
-    import socket
     import subprocess
 
     card = tmp_path / "card.png"
@@ -161,15 +160,11 @@ def test_a_card_shown_on_a_real_rtsp_stream_after_blank_seconds(tmp_path, run_cl
     )
     video = tmp_path / "stream.avi"
     _video_with_card(video, card, blank_seconds=3.0)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     server = subprocess.Popen(
         [
             "/usr/bin/python3",
             str(Path(__file__).with_name("rtsp_server.py")),
             str(video),
-            str(port),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -177,7 +172,8 @@ def test_a_card_shown_on_a_real_rtsp_stream_after_blank_seconds(tmp_path, run_cl
     )
     try:
         assert server.stdout is not None
-        assert server.stdout.readline().strip() == "ready", server.stderr.read()
+        ready, _, port = server.stdout.readline().strip().partition(" ")
+        assert ready == "ready", server.stderr.read()
         started = time.monotonic()
         result = run_cli(
             None,

@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+from cloud_mock.test_camera import running_test_camera
+from cloud_mock.video.viewer import watch_sync
 from tests.system.conftest import ROOT, copy_in
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -123,6 +125,37 @@ def test_the_service_connects_to_the_cloud_on_the_host(box, host_cloud):
     ).stdout.splitlines()
     assert fields, "no journal entry carries STATE=connected"
     assert json.loads(fields[-1])["DEVICE_ID"] == device_id
+
+
+def test_the_service_relays_live_video_through_its_tunnel(box, host_cloud):
+    """The tunnel under the shipped unit's sandbox: the service reaches the camera's RTSP
+    server (on the host: the container shares its network) and relays it to the cloud."""
+    device_id = DEVICE_IDS[box.release]
+    config = box.path("/etc/camagent/agent.toml")
+    plain = config.read_text()
+    with running_test_camera() as camera:
+        config.write_text(plain + f'[video]\nmain = "{camera.main}"\n')
+        box.run(["systemctl", "restart", "camagent"])
+        wait_active(box)
+        wait_state(box, "connected")
+        session = host_cloud.login()
+        _, cameras = host_cloud.request("GET", "/v1/cameras", session=session)
+        (camera_id,) = [c["camera_id"] for c in cameras["cameras"] if c["device_id"] == device_id]
+        seen = watch_sync(
+            f"{host_cloud.url}/v1/cameras/{camera_id}/live?stream=main",
+            session,
+            host_cloud.ssl_context(),
+            fragments=10,
+            timeout=60,
+        )
+    config.write_text(plain)
+    box.run(["systemctl", "restart", "camagent"])
+    assert seen.init is not None, seen.statuses
+    assert (seen.init["width"], seen.init["height"]) == (640, 360)
+    assert len(seen.fragments) == 10
+    log = box.run(["journalctl", "-u", "camagent", "--no-pager"]).stdout
+    assert re.search(r"tunnel \S+ to main \(127\.0\.0\.1:\d+\): open", log), log[-2000:]
+    assert camera.password not in log
 
 
 def test_a_crashed_daemon_is_restarted_and_keeps_its_token(box):

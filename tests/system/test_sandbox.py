@@ -16,7 +16,6 @@ import base64
 import json
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -390,20 +389,18 @@ def test_the_local_api_and_mdns_answer_under_the_address_family_filter(
 
 @pytest.fixture
 def rtsp_stream(tmp_path: Path, host_cloud: sandbox.Cloud, installed: Container) -> Iterator:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     device = device_id(installed, 2)
     token = card_for(host_cloud, device)
     video = tmp_path / "stream.avi"
     card_video(video, token, blank_seconds=8)
     server = subprocess.Popen(
-        ["/usr/bin/python3", str(ROOT / "tests" / "e2e" / "rtsp_server.py"), str(video), str(port)],
+        ["/usr/bin/python3", str(ROOT / "tests" / "e2e" / "rtsp_server.py"), str(video)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
     assert server.stdout is not None
-    assert server.stdout.readline().strip() == b"ready"
+    ready, _, port = server.stdout.readline().strip().decode().partition(" ")
+    assert ready == "ready"
     yield f"rtsp://127.0.0.1:{port}/cam", device, token
     server.terminate()
     server.wait(10)

@@ -226,6 +226,23 @@ function loginPage() {
 
 // --- cameras -------------------------------------------------------------------------------
 
+// A video source's newest thumbnail (through the gateway; its time in the URL, so a new
+// one is fetched, never a cached one), or a box of the same size with the reason there is
+// none (as macros.html).
+function thumbnail(video, name) {
+  const shot = video ? video.thumbnail : null;
+  if (shot) {
+    // The attributes in the template's order: setCell compares the markup, and the
+    // same picture must not be fetched again.
+    return el("img", {
+      class: "thumb", src: `/console/api${shot.url}?t=${shot.at}`,
+      width: "160", height: "90", alt: `Latest picture from ${name}`,
+    });
+  }
+  const reason = (video && video.thumbnail_reason) || "No picture yet";
+  return el("span", { class: "thumb thumb-none", text: reason });
+}
+
 function cameraRow(camera) {
   const del = mayChange()
     ? el("button", {
@@ -234,6 +251,7 @@ function cameraRow(camera) {
     })
     : "";
   return el("tr", { "data-camera-id": camera.camera_id },
+    el("td", { class: "picture", "data-col": "thumbnail" }),
     el("td", { class: "title" },
       el("a", { href: `/cameras/${encodeURIComponent(camera.camera_id)}`, text: camera.name })),
     el("td", { "data-label": "ID" }, el("code", { text: camera.device_id })),
@@ -246,6 +264,7 @@ function cameraRow(camera) {
 // A camera an NVR listed at its last Sync, with its registrator (cameras page).
 function nvrCameraRow() {
   return el("tr", {},
+    el("td", { class: "picture", "data-col": "thumbnail" }),
     el("td", { class: "title", "data-col": "name" }),
     el("td", {}),
     el("td", { "data-col": "registrator", "data-label": "Registrator" }),
@@ -362,6 +381,7 @@ function camerasPage() {
   liveStatus((data) => {
     const changes = [];
     syncRows(rows, data.cameras, "camera_id", cameraRow, (row, camera) => {
+      setCell(row, "thumbnail", thumbnail(camera.video, camera.name));
       setCell(row, "status", cameraStatus(camera));
       setCell(row, "last-seen", when(camera.last_seen));
     });
@@ -369,6 +389,7 @@ function camerasPage() {
       (registrator.cameras || []).map((camera, i) => ({ key: `${registrator.id}/${i}`, camera, registrator })));
     syncRows($("#nvr-camera-rows"), nvrCameras, "key", nvrCameraRow, (row, item) => {
       setCell(row, "name", item.camera.name);
+      setCell(row, "thumbnail", thumbnail(item.camera.video, item.camera.name));
       setCell(row, "registrator", el("a", {
         href: `/registrators/${encodeURIComponent(item.registrator.id)}`, text: item.registrator.name,
       }));
@@ -389,17 +410,99 @@ function camerasPage() {
   });
 }
 
+// "Reset camera": a dialog says what a reset does; the command goes over the camera's
+// channel, so the button is off (saying why) while the camera is not online.
+function wireReset(path) {
+  const button = $("#reset-camera");
+  const dialog = $("#reset-dialog");
+  if (!button) return () => {};
+  button.addEventListener("click", () => {
+    $("#reset-error").textContent = "";
+    dialog.showModal();
+    $("#reset-cancel").focus(); // the safe choice first
+  });
+  $("#reset-cancel").addEventListener("click", () => dialog.close());
+  $("#reset-confirm").addEventListener("click", async () => {
+    const confirm = $("#reset-confirm");
+    if (!busy(confirm, true)) return;
+    const result = await api("POST", `${path}/commands`, { name: "reset" });
+    busy(confirm, false);
+    if (!result.ok || !result.data.ok) {
+      $("#reset-error").textContent = `Not reset: ${result.ok ? result.data.data : errorText(result)}`;
+      return;
+    }
+    dialog.close();
+    $("#reset-result").textContent =
+      "Reset sent: the camera forgot its token and is provisioning again.";
+    button.focus();
+  });
+  return (camera) => {
+    const online = camera.status === "online";
+    button.disabled = !online;
+    $("#reset-why").textContent = online ? "" : "A reset is sent over the camera's " +
+      `connection: it needs the camera online (it is ${camera.status}).`;
+  };
+}
+
+// "Correct the password" of a waiting camera (PATCH: the API takes it until a device
+// has proven the claim).
+function wirePasswordForm(path) {
+  const section = $("#password-section");
+  if (!section) return () => {};
+  const input = $("#new-password");
+  const error = $("#new-password-error");
+  const result = $("#password-result");
+  const clear = () => { input.removeAttribute("aria-invalid"); error.textContent = ""; };
+  $("#show-new-password").addEventListener("change", (event) => {
+    input.type = event.target.checked ? "text" : "password";
+  });
+  input.addEventListener("input", clear);
+  $("#password-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clear();
+    result.textContent = "";
+    const fail = (text) => { error.textContent = text; input.setAttribute("aria-invalid", "true"); input.focus(); };
+    if (!input.value) { fail("Type the password printed on the camera's label."); return; }
+    const button = $("button[type=submit]", section);
+    if (!busy(button, true)) return;
+    const answer = await api("PATCH", path, { password: input.value });
+    busy(button, false);
+    if (!answer.ok) { fail(errorText(answer)); return; }
+    $("#password-form").reset();
+    result.textContent = "Password corrected: the camera will connect at its next poll " +
+      "(within a minute while it is new; one that has waited long polls less often, and " +
+      "switching it off and on makes it poll at once).";
+  });
+  return (camera) => {
+    // Once the camera connected the form has done its work; its result stays in view.
+    const waiting = camera.status === "waiting";
+    $("#password-ask").hidden = !waiting;
+    section.hidden = !waiting && !result.textContent;
+  };
+}
+
 function cameraPage() {
   wireDeletes();
   const facts = $("dl[data-camera-id]");
+  const path = `/cameras/${encodeURIComponent(facts.dataset.cameraId)}`;
+  const followers = [wireReset(path), wirePasswordForm(path)];
+  let status = null;
   liveStatus((data) => {
     const camera = data.cameras.find((c) => c.camera_id === facts.dataset.cameraId);
     if (!camera) {
       $("#live").textContent = "This camera was deleted.";
+      document.dispatchEvent(new CustomEvent("camera:update", { detail: { status: "deleted" } }));
       return;
     }
     $("[data-col=status]", facts).replaceChildren(cameraStatus(camera));
     $("[data-col=last-seen]", facts).textContent = when(camera.last_seen);
+    if (status !== null && status !== camera.status) {
+      $("#live").textContent = `${camera.name} is ${camera.status}.`;
+    }
+    status = camera.status;
+    for (const follow of followers) follow(camera);
+    // player.js (the live view) follows the camera too.
+    document.dispatchEvent(new CustomEvent("camera:update", { detail: camera }));
   });
 }
 
