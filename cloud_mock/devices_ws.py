@@ -59,6 +59,7 @@ class Channel:
     pending: dict[str, asyncio.Future[tuple[bool, Any]]] = field(default_factory=dict)
     # The tunnel targets the device offers (its hello's `video`, §12.1); None: not said.
     video: tuple[str, ...] | None = None
+    ended: asyncio.Event = field(default_factory=asyncio.Event)  # closed, replaced, revoked
 
     async def command(self, name: str, args: dict[str, Any], timeout: float) -> tuple[bool, Any]:
         """Send a command and wait for its result; TimeoutError, ChannelClosed."""
@@ -92,6 +93,8 @@ class Channel:
         future.set_result((ok, message.get("data")))
 
     def fail_pending(self) -> None:
+        """The channel ended: every command still waiting fails, and `ended` is set."""
+        self.ended.set()
         for future in self.pending.values():
             if not future.done():
                 future.set_exception(ChannelClosed())

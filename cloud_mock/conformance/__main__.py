@@ -5,9 +5,10 @@ cloud at URL and prints one line per rule: PASS, FAIL or SKIP, the rule, its sec
 docs/design.md and what was seen. Exit status 1 when any rule failed, 2 on bad usage or
 when the run could not start (the cloud unreachable, a login refused).
 
-Cloud-side actions (adding the kit's cameras, revoking one, activating an NVR code...)
-go through hooks when given, else through the cloud's user API as docs/api/openapi.yaml
-describes it, logged in with --login/--password-file or --session.
+Cloud-side actions (adding the kit's cameras, revoking one, activating an NVR code,
+watching a camera so that the cloud opens a video tunnel to it...) go through hooks when
+given, else through the cloud's user API as docs/api/openapi.yaml describes it, logged in
+with --login/--password-file or --session.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="camagent-conformance",
         description="Check a cloud against camagent's device protocol (docs/api/, "
-        "docs/design.md §2, §3, §11).",
+        "docs/design.md §2, §3, §11, §12).",
         epilog=f"Environment: {ENV_PASSWORD} (instead of --password-file), {ENV_SESSION} "
         "(instead of --session). Hooks run as argument vectors (split like a shell "
         "would, never run by one), with their inputs in the environment.",
@@ -73,6 +74,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     hooks.add_argument(
         "--overload-cmd", metavar="CMD", help="makes the next poll answer 429/503 + Retry-After"
+    )
+    hooks.add_argument(
+        "--watch-cmd",
+        metavar="CMD",
+        help="makes the cloud open a video tunnel to a camera (a viewer of its live video): "
+        "DEVICE_ID in env; may exit at once or run until the kit ends it (SIGTERM)",
     )
     timing = parser.add_argument_group("timing")
     timing.add_argument(
@@ -154,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         activate_code=args.activate_code_cmd,
         registration_token=args.registration_token_cmd,
         overload=args.overload_cmd,
+        watch=args.watch_cmd,
     )
     try:
         report = asyncio.run(

@@ -237,6 +237,9 @@ class Conformance:
         await self.step("prov.retry-after", self.check_retry_after)
         await self.step("nvr.register-code", self.check_nvr_activation)
         await self.step("nvr.registration-token", self.check_registration_token)
+        from cloud_mock.conformance import tunnel_checks  # it imports this module
+
+        await tunnel_checks.run(self)
         self.conclude_passive()
         return self.report
 
@@ -471,10 +474,6 @@ class Conformance:
         if problems:
             self.frame_problems.append(f"{frame[:120]}: {'; '.join(problems)}")
 
-    async def _receive(self, link: Link, timeout: float) -> Any:
-        """The next message as JSON; ("closed", code) when the channel closed; None on silence."""
-        return await link.next(timeout)
-
     async def _closed_with(self, token: str, first: dict[str, Any] | None) -> int | str:
         """Connect with `token`, send `first`, and say how the cloud ended it."""
         ws = await self._connect(token)
@@ -485,7 +484,7 @@ class Conformance:
                 await ws.send_json(first)
             deadline = time.monotonic() + ANSWER_TIMEOUT_S
             while (left := deadline - time.monotonic()) > 0:
-                message = await self._receive(ws, left)
+                message = await ws.next(left)
                 if isinstance(message, tuple):
                     return int(message[1] or 0)
             return "still open"
@@ -499,12 +498,12 @@ class Conformance:
         ws = await self._connect(token)
         if isinstance(ws, int):
             raise Failed(rule, f"the upgrade was refused with HTTP {ws}")
-        early = await self._receive(ws, SILENCE_S)
+        early = await ws.next(SILENCE_S)
         if early is not None:
             await ws.close()
             raise Failed(rule, f"the cloud spoke before the device's hello: {early!r}")
         await ws.send_json(self._hello(device_id, kind))
-        answer = await self._receive(ws, ANSWER_TIMEOUT_S)
+        answer = await ws.next(ANSWER_TIMEOUT_S)
         if not isinstance(answer, dict) or answer.get("type") != "hello":
             await ws.close()
             raise Failed(rule, f"expected the cloud's hello, got {answer!r}")
@@ -528,14 +527,14 @@ class Conformance:
 
     async def _heartbeat(self, ws: Link) -> None:
         await ws.send_json({"type": "heartbeat"})
-        answer = await self._receive(ws, ANSWER_TIMEOUT_S)
+        answer = await ws.next(ANSWER_TIMEOUT_S)
         if not isinstance(answer, dict) or answer.get("type") != "heartbeat":
             raise Failed("channel.heartbeat", f"expected a heartbeat back, got {answer!r}")
 
     async def _command(self, ws: Link, device_id: str) -> None:
         sent = asyncio.create_task(self.cloud.send_command(device_id, "ping"))
         try:
-            command = await self._receive(ws, ANSWER_TIMEOUT_S)
+            command = await ws.next(ANSWER_TIMEOUT_S)
             if sent.done() and sent.exception() is not None:
                 await sent
             if not isinstance(command, dict) or command.get("type") != "command":
@@ -557,7 +556,7 @@ class Conformance:
         deadline = time.monotonic() + ANSWER_TIMEOUT_S
         ending: Any = "still open"
         while (left := deadline - time.monotonic()) > 0:
-            message = await self._receive(ws, left)
+            message = await ws.next(left)
             if isinstance(message, tuple):
                 ending = message[1]
                 break
@@ -702,6 +701,7 @@ class Link:
                 return
 
     async def next(self, timeout: float) -> Any:
+        """The next message as JSON; ("closed", code) when the channel closed; None on silence."""
         try:
             return await asyncio.wait_for(self._queue.get(), timeout)
         except TimeoutError:

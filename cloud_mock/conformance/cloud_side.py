@@ -1,6 +1,7 @@
 """What a person (or the cloud's own tooling) does on the cloud side during a run: add a
 camera, revoke it, send it a command, activate an NVR code, make a registration token,
-make the provisioning service answer 503.
+make the provisioning service answer 503, watch a camera (so that the cloud opens a video
+tunnel to it).
 
 Each action is a hook command when one is given (run as an argument vector, never through
 a shell, with its inputs in the environment), else the cloud's user API as the mock
@@ -11,10 +12,12 @@ neither is unsupported: the checks that need it are skipped, and say so.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import shlex
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +27,9 @@ log = logging.getLogger(__name__)
 
 HOOK_TIMEOUT_S = 60.0
 MAX_HOOK_OUTPUT = 64 * 1024
+STOP_GRACE_S = 5.0  # a watch hook's time to end after SIGTERM
+VIEWER_CONNECT_S = 10.0
+VIEWER_MAX_MESSAGE = 16 * 1024 * 1024  # a live view's fragments, if the camera ever sent video
 
 
 class CloudSideError(Exception):
@@ -44,6 +50,7 @@ class Hooks:
     activate_code: str | None = None  # CODE
     registration_token: str | None = None  # stdout: the token
     overload: str | None = None  # the next poll answers 429 or 503 with Retry-After
+    watch: str | None = None  # DEVICE_ID; a viewer of its live video: may run until ended
 
 
 async def run_hook(command: str, env: dict[str, str], what: str) -> str:
@@ -72,6 +79,108 @@ async def run_hook(command: str, env: dict[str, str], what: str) -> str:
         last = lines[-1][:300] if lines else "(no message on stderr)"
         raise CloudSideError(f"the {what} hook exited with {process.returncode}: {last}")
     return out[:MAX_HOOK_OUTPUT].decode(errors="replace")
+
+
+class Watching:
+    """A viewer the kit started (so that the cloud opens a tunnel); `stop` ends it.
+
+    `broken` is set when it can bring no tunnel any more (the viewer's socket closed, the
+    hook failed); `state` says what it last saw, for a report."""
+
+    def __init__(self) -> None:
+        self.broken = asyncio.Event()
+        self.state = ""
+
+    def _broke(self, why: str) -> None:
+        self.state = why
+        self.broken.set()
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+
+class LiveView(Watching):
+    """`GET /v1/cameras/{id}/live` as the mock serves it: a WebSocket the viewer only reads."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        super().__init__()
+        self.ws = ws
+        self.received = 0  # bytes of video
+        self._task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for message in self.ws:
+            if message.type == aiohttp.WSMsgType.BINARY:
+                self.received += len(message.data)
+            elif message.type == aiohttp.WSMsgType.TEXT:
+                try:
+                    status = json.loads(message.data)
+                except ValueError:
+                    continue
+                if isinstance(status, dict) and status.get("type") == "status":
+                    self.state = (
+                        f"the viewer's last status: {status.get('state')}: "
+                        + str(status.get("message"))[:200]
+                    )
+        self._broke(f"the live view closed (code {self.ws.close_code}); {self.state}".strip())
+
+    async def stop(self) -> None:
+        await self.ws.close()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+
+class WatchHook(Watching):
+    """A `--watch-cmd` process: it may exit once it asked the cloud, or keep running (a
+    viewer) until `stop` ends it."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        super().__init__()
+        self.process = process
+        self._stderr: deque[str] = deque(maxlen=5)
+        self._task = asyncio.create_task(self._wait())
+
+    @classmethod
+    async def start(cls, command: str, env: dict[str, str]) -> WatchHook:
+        argv = shlex.split(command)
+        if not argv:
+            raise CloudSideError("the watch hook is empty")
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                env={**os.environ, **env},
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError as error:
+            raise CloudSideError(f"the watch hook {argv[0]!r} cannot run: {error}") from None
+        return cls(process)
+
+    async def _wait(self) -> None:
+        assert self.process.stderr is not None
+        with contextlib.suppress(ValueError):  # a line longer than the reader's limit
+            async for line in self.process.stderr:
+                self._stderr.append(line[:300].decode(errors="replace").strip())
+        code = await self.process.wait()
+        if code != 0:
+            last = self._stderr[-1] if self._stderr else "(no message on stderr)"
+            self._broke(f"the watch hook exited with {code}: {last}")
+
+    async def stop(self) -> None:
+        for end in (self.process.terminate, self.process.kill):
+            if self.process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    end()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), STOP_GRACE_S)
+                return
+            except TimeoutError:
+                continue
+        self._task.cancel()  # ended, but a child of it still holds its stderr
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
 
 
 @dataclass
@@ -206,6 +315,36 @@ class CloudSide:
                 "cannot make the cloud answer 429/503: give --overload-cmd (the mock does it "
                 "with --test-hooks)"
             ) from None
+
+    async def watch(self, device_id: str) -> Watching:
+        """Make the cloud open a tunnel to the camera: a viewer of its live video (the
+        mock's `GET /v1/cameras/{id}/live`), kept until the caller stops it."""
+        if self.hooks.watch:
+            return await WatchHook.start(self.hooks.watch, {"DEVICE_ID": device_id})
+        if self.api_session is None:
+            raise Unsupported(
+                "cannot make the cloud open a tunnel: give --watch-cmd, or a login (--login "
+                "and --password-file) or --session for the cloud's user API (its live view)"
+            )
+        path = f"/v1/cameras/{await self._camera_id(device_id)}/live"
+        try:
+            async with asyncio.timeout(VIEWER_CONNECT_S):
+                ws = await self.session.ws_connect(
+                    self.url + path,
+                    headers={"Authorization": f"Bearer {self.api_session}"},
+                    max_msg_size=VIEWER_MAX_MESSAGE,
+                )
+        except aiohttp.WSServerHandshakeError as error:
+            if error.status in (404, 405):
+                raise Unsupported(
+                    f"cannot watch a camera: GET {path} answered {error.status} (the mock's "
+                    "live view); give --watch-cmd"
+                ) from None
+            raise CloudSideError(f"GET {path} (live view) answered {error.status}") from None
+        except (aiohttp.ClientError, TimeoutError) as error:
+            why = str(error) or type(error).__name__
+            raise CloudSideError(f"GET {path} (live view) failed: {why}") from None
+        return LiveView(ws)
 
     async def clean_up(self) -> None:
         """Best effort: what the run added through the API goes again."""

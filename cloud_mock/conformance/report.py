@@ -59,6 +59,30 @@ RULES = (
     Rule("nvr.token", "§3", "the NVR's token: signed, sub = its ID, kind nvr, api"),
     Rule("nvr.channel", "§3", "the NVR's token opens the control channel"),
     Rule("nvr.registration-token", "§3", "a registration token links an NVR once (reuse: 409)"),
+    # Video tunnels (§12): the cloud's end, opened for a viewer
+    Rule(
+        "tunnel.target-named",
+        "§12",
+        "a viewer brings tunnel_open {session, target}: session 22-64 of [A-Za-z0-9_-], "
+        "target a name of the hello's video",
+    ),
+    Rule("tunnel.unknown-404", "§12", "an upgrade for a session the cloud never made gets 404"),
+    Rule(
+        "tunnel.no-token-401",
+        "§12",
+        "an upgrade without a token (or with a forged one) gets 401; the session still works",
+    ),
+    Rule(
+        "tunnel.other-device-refused",
+        "§12",
+        "another device's token gets 403 or 404; the session still works",
+    ),
+    Rule("tunnel.used-once", "§12", "a second upgrade of a session already used gets 404"),
+    Rule(
+        "tunnel.bytes-relayed",
+        "§12",
+        "the device's token upgrades; the cloud writes bytes, in binary messages only",
+    ),
     # The HTTP contract (§11)
     Rule("http.schema", "§11", "every answer the kit got is allowed by openapi.yaml"),
 )

@@ -105,6 +105,10 @@ class TunnelBroker:
         self._pending[session.id] = session
         return session
 
+    def pending_count(self) -> int:
+        self._prune()
+        return len(self._pending)
+
     def forget(self, session: TunnelSession) -> None:
         self._pending.pop(session.id, None)
 
@@ -166,7 +170,7 @@ async def open_tunnel(app: web.Application, peer_id: str, target: str) -> OpenTu
         if not ok:
             raise VideoUnavailable(f"the device refused: {_shown(data)}")
         grant = parse_grant(target, data)
-        ws = await _device_connects(session)
+        ws = await _device_connects(session, channel.ended)
     except BaseException:
         broker.forget(session)
         session.finished.set()
@@ -174,18 +178,25 @@ async def open_tunnel(app: web.Application, peer_id: str, target: str) -> OpenTu
     return OpenTunnel(session, ws, grant)
 
 
-async def _device_connects(session: TunnelSession) -> web.WebSocketResponse:
+async def _device_connects(
+    session: TunnelSession, channel_ended: asyncio.Event
+) -> web.WebSocketResponse:
+    """The device's tunnel WebSocket, or VideoUnavailable: it did not come in time, the
+    session expired (the broker cancels its future), or the device's channel ended."""
+    ended: asyncio.Future[Any] = asyncio.ensure_future(channel_ended.wait())
+    waiting: set[asyncio.Future[Any]] = {session.connected, ended}
     try:
-        async with asyncio.timeout(DEVICE_CONNECT_S):
-            # Shielded: the broker cancels the future when the session expires, and
-            # that must read as "expired", not as this task being cancelled.
-            return await asyncio.shield(session.connected)
-    except TimeoutError:
-        pass
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise
+        done, _ = await asyncio.wait(
+            waiting,
+            timeout=DEVICE_CONNECT_S,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+    finally:
+        ended.cancel()
+    if session.connected in done and not session.connected.cancelled():
+        return session.connected.result()
+    if ended in done:
+        raise VideoUnavailable("the device went offline before its tunnel connected")
     raise VideoUnavailable(f"the device did not connect its tunnel within {DEVICE_CONNECT_S:g} s")
 
 

@@ -7,6 +7,7 @@ import asyncio
 import json
 import ssl
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,10 +41,10 @@ async def watch(
     *,
     fragments: int = 1,
     timeout: float = 20.0,
-    stop_on_error: bool = True,
+    stop_on: Collection[str] = ("error",),
 ) -> Watched:
-    """Watch `url` (…/live) until `fragments` fragments arrived, an error status (with
-    `stop_on_error`), or `timeout`; never raises for what the cloud says."""
+    """Watch `url` (…/live) until `fragments` fragments arrived, a status whose state is
+    in `stop_on`, or `timeout`; never raises for what the cloud says."""
     seen = Watched()
     started = time.monotonic()
     async with aiohttp.ClientSession() as http:
@@ -53,7 +54,7 @@ async def watch(
                     url, headers={"Authorization": f"Bearer {session}"}, ssl=ssl_context
                 )
                 async for message in ws:
-                    if _take(seen, message, started, stop_on_error, fragments):
+                    if _take(seen, message, started, stop_on, fragments):
                         break
                 await ws.close()
         except TimeoutError:
@@ -67,7 +68,7 @@ def _take(
     seen: Watched,
     message: aiohttp.WSMessage,
     started: float,
-    stop_on_error: bool,
+    stop_on: Collection[str],
     fragments: int,
 ) -> bool:
     """Record one message; True when watching is done."""
@@ -78,7 +79,7 @@ def _take(
             seen.expect_init = True
         else:
             seen.statuses.append(data)
-        return stop_on_error and data.get("state") == "error"
+        return data.get("type") == "status" and data.get("state") in stop_on
     if message.type != aiohttp.WSMsgType.BINARY:
         return True
     if seen.expect_init:

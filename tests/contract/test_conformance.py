@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -19,16 +20,23 @@ import cloud_mock.store
 from agent.errors import WireError
 from agent.provisioning.wire import PollRequest
 from agent.token_codec import b64url_encode, sign_token
+from agent.video.relay import Relay
+from cloud_mock.api import ApiError
+from cloud_mock.conformance import tunnel_checks
 from cloud_mock.conformance.__main__ import run
-from cloud_mock.conformance.checks import Options
-from cloud_mock.conformance.cloud_side import CloudSideError, run_hook
+from cloud_mock.conformance.checks import Conformance, Options
+from cloud_mock.conformance.cloud_side import CloudSide, CloudSideError, Hooks, run_hook
 from cloud_mock.conformance.report import RULES, Outcome, Report
+from cloud_mock.devices_ws import authorize
 from cloud_mock.server import start
 from cloud_mock.testing import MockCloud, running_mock_cloud
+from cloud_mock.video import tunnels
+from cloud_mock.video.sources import VideoSource
 from tests.cloud_mock.conftest import mock_options
 
 KIT = Path(sys.executable).parent / "camagent-conformance"
 HOOK = Path(__file__).parent / "add_device_hook.py"
+WATCH_HOOK = Path(__file__).parent / "watch_hook.py"
 
 
 @pytest.fixture(scope="module")
@@ -67,15 +75,29 @@ def test_kit_passes_against_the_mock_with_an_add_device_hook(
         "HOOK_ADMIN_PASSWORD_FILE": str(cloud.data_dir / "admin-password"),
         "HOOK_LOG": str(hook_log),
     }
-    done = _kit(cloud, "--json", "--add-device-cmd", f"{sys.executable} {HOOK}", env=env)
+    done = _kit(
+        cloud,
+        "--json",
+        "--add-device-cmd",
+        f"{sys.executable} {HOOK}",
+        "--watch-cmd",
+        f"{sys.executable} {WATCH_HOOK}",
+        env=env,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)
     outcomes = {r["rule"]: r["outcome"] for r in report["results"]}
     assert outcomes == {rule.id: "pass" for rule in RULES}
     assert report["failed"] == 0
     assert report["skipped"] == 0
-    # The hook added the kit's cameras: the token check's and the long-poll check's.
-    assert len(hook_log.read_text().split()) == 2
+    # The hook added the kit's cameras: the token check's, the long-poll check's, and the
+    # tunnel checks' camera and other device; the watch hook watched that camera.
+    lines = hook_log.read_text().splitlines()
+    added = [line for line in lines if not line.startswith("watch ")]
+    watched = {line.removeprefix("watch ") for line in lines if line.startswith("watch ")}
+    assert len(added) == 4
+    assert len(watched) == 1
+    assert watched < set(added)
     for result in report["results"]:
         assert result["section"].startswith("docs/design.md §")
 
@@ -198,3 +220,190 @@ async def test_kit_catches_a_broken_cloud_by_name(
     assert report.failed
     # It is that rule that catches it: the rules of other concerns still pass.
     assert report.outcome_of("keys.published") is Outcome.PASS
+
+
+# --- the cloud's end of the video tunnel (§12) -----------------------------------------------
+
+
+async def _tunnel_report(
+    url: str, data_dir: Path, hooks: Hooks | None = None, *, logged_in: bool = True
+) -> Report:
+    """Only the kit's tunnel checks (a few seconds instead of the whole run's)."""
+    context = ssl.create_default_context(cafile=str(data_dir / "ca.pem"))
+    password = (data_dir / "admin-password").read_text().strip() if logged_in else None
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as http:
+        side = await CloudSide.log_in(http, url, hooks or Hooks(), "admin", password, None)
+        kit = Conformance(http, url, side)
+        try:
+            await tunnel_checks.run(kit)
+        finally:
+            await side.clean_up()
+    assert {r.rule for r in kit.report.results} == set(tunnel_checks.TUNNEL_RULES)
+    return kit.report
+
+
+def _hook_env(monkeypatch: pytest.MonkeyPatch, cloud: MockCloud, log: Path) -> None:
+    monkeypatch.setenv("HOOK_CLOUD_URL", cloud.url)
+    monkeypatch.setenv("HOOK_CLOUD_CA", str(cloud.data_dir / "ca.pem"))
+    monkeypatch.setenv("HOOK_ADMIN_PASSWORD_FILE", str(cloud.data_dir / "admin-password"))
+    monkeypatch.setenv("HOOK_LOG", str(log))
+
+
+async def test_the_mock_keeps_every_tunnel_rule_through_its_live_view(cloud: MockCloud) -> None:
+    report = await _tunnel_report(cloud.url, cloud.data_dir)
+    for rule in tunnel_checks.TUNNEL_RULES:
+        assert report.outcome_of(rule) is Outcome.PASS, report.table()
+    details = {r.rule: r.detail for r in report.results}
+    assert "OPTIONS rtsp://127.0.0.1:" in details["tunnel.bytes-relayed"]  # ffmpeg asked
+    assert "401" in details["tunnel.no-token-401"]
+    assert "403" in details["tunnel.other-device-refused"]
+
+
+async def test_a_watch_hook_makes_the_cloud_open_the_tunnels(
+    cloud: MockCloud, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _hook_env(monkeypatch, cloud, tmp_path / "hook.log")
+    hooks = Hooks(watch=f"{sys.executable} {WATCH_HOOK}")
+    report = await _tunnel_report(cloud.url, cloud.data_dir, hooks)
+    for rule in tunnel_checks.TUNNEL_RULES:
+        assert report.outcome_of(rule) is Outcome.PASS, report.table()
+    # The hook watched the kit's camera (and never stopped: the kit ended it). The second
+    # tunnel may be the mock's retry of the first viewer's, before the second one is up.
+    watched = set((tmp_path / "hook.log").read_text().splitlines())
+    assert len(watched) == 1
+
+
+async def test_a_failing_watch_hook_fails_the_tunnel_rule_and_skips_the_rest(
+    cloud: MockCloud,
+) -> None:
+    report = await _tunnel_report(cloud.url, cloud.data_dir, Hooks(watch="false"))
+    results = {r.rule: r for r in report.results}
+    assert results["tunnel.target-named"].outcome is Outcome.FAIL, report.table()
+    assert "the watch hook exited with 1" in results["tunnel.target-named"].detail
+    assert results["tunnel.unknown-404"].outcome is Outcome.PASS  # needs no viewer
+    # The mock's thumbnail after the hello may bring the first tunnel (the kit takes any);
+    # the second needs a viewer.
+    assert results["tunnel.other-device-refused"].outcome is Outcome.SKIP
+    assert "see tunnel.target-named" in results["tunnel.other-device-refused"].detail
+    assert report.count(Outcome.FAIL) == 1
+
+
+async def test_without_a_way_to_watch_the_tunnel_rules_are_skipped_saying_why(
+    cloud: MockCloud, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Cameras added by a hook, no login: nothing can make the cloud open a tunnel.
+    _hook_env(monkeypatch, cloud, tmp_path / "hook.log")
+    hooks = Hooks(add_device=f"{sys.executable} {HOOK}")
+    report = await _tunnel_report(cloud.url, cloud.data_dir, hooks, logged_in=False)
+    results = {r.rule: r for r in report.results}
+    assert results["tunnel.unknown-404"].outcome is Outcome.PASS, report.table()
+    for rule in ("tunnel.no-token-401", "tunnel.other-device-refused", "tunnel.used-once"):
+        assert results[rule].outcome is Outcome.SKIP, report.table()
+        assert "--watch-cmd" in results[rule].detail
+    assert results["tunnel.bytes-relayed"].outcome is Outcome.SKIP
+    # The mock's own tunnel_open for a thumbnail after the hello, if any, is judged too.
+    assert results["tunnel.target-named"].outcome is not Outcome.FAIL
+
+
+def _tunnel_without_token(monkeypatch: pytest.MonkeyPatch, app: web.Application) -> None:
+    def lenient(store: Any, request: web.Request) -> Any:
+        if "Authorization" in request.headers:
+            return authorize(store, request)
+        pending = app[tunnels.BROKER]._pending.get(request.match_info["session"])
+        return pending.peer if pending is not None else None  # whoever the session is for
+
+    monkeypatch.setattr(tunnels, "authorize", lenient)
+
+
+def _tunnel_for_any_device(monkeypatch: pytest.MonkeyPatch, app: web.Application) -> None:
+    claim = tunnels.TunnelBroker.claim
+
+    def careless(self: tunnels.TunnelBroker, session_id: str, peer: Any) -> Any:
+        pending = self._pending.get(session_id)  # the session's device, not the caller's
+        return claim(self, session_id, pending.peer if pending is not None else peer)
+
+    monkeypatch.setattr(tunnels.TunnelBroker, "claim", careless)
+
+
+def _tunnel_used_twice(monkeypatch: pytest.MonkeyPatch, app: web.Application) -> None:
+    def reusable(self: tunnels.TunnelBroker, session_id: str, peer: Any) -> Any:
+        session = self._pending.get(session_id)  # left in place, used or not
+        if session is None:
+            raise ApiError(404, "no such tunnel session")
+        if session.peer.id != peer.id:
+            raise ApiError(403, "this tunnel session was made for another device")
+        return session
+
+    monkeypatch.setattr(tunnels.TunnelBroker, "claim", reusable)
+
+
+def _tunnel_to_an_address(monkeypatch: pytest.MonkeyPatch, app: web.Application) -> None:
+    monkeypatch.setattr(VideoSource, "target", lambda _self, stream: f"rtsp://192.0.2.7/{stream}")
+
+
+def _unknown_tunnel_500(monkeypatch: pytest.MonkeyPatch, app: web.Application) -> None:
+    claim = tunnels.TunnelBroker.claim
+
+    def careless(self: tunnels.TunnelBroker, session_id: str, peer: Any) -> Any:
+        self._pending[session_id]  # KeyError: the error middleware answers 500
+        return claim(self, session_id, peer)
+
+    monkeypatch.setattr(tunnels.TunnelBroker, "claim", careless)
+
+
+def _tunnel_never_opens(monkeypatch: pytest.MonkeyPatch, app: web.Application) -> None:
+    def nothing(self: tunnels.TunnelBroker, session_id: str, peer: Any) -> Any:
+        raise ApiError(404, "no such tunnel session")
+
+    monkeypatch.setattr(tunnels.TunnelBroker, "claim", nothing)
+
+
+class _TextSender:
+    """A tunnel WebSocket that sends text where the relay sends bytes."""
+
+    def __init__(self, ws: Any) -> None:
+        self._ws = ws
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ws, name)
+
+    async def send_bytes(self, data: bytes) -> None:
+        await self._ws.send_str(data.decode("latin-1"))
+
+
+def _tunnel_in_text(monkeypatch: pytest.MonkeyPatch, app: web.Application) -> None:
+    def texting(reader: Any, writer: Any, ws: Any, **kwargs: Any) -> Any:
+        return Relay(reader, writer, _TextSender(ws), **kwargs)
+
+    monkeypatch.setattr(tunnels, "Relay", texting)
+
+
+BROKEN_TUNNELS = {  # the fault, the rule that must catch it, a rule that must still pass
+    "tunnel without a token": (_tunnel_without_token, "tunnel.no-token-401", "tunnel.used-once"),
+    "another device's token": (
+        _tunnel_for_any_device,
+        "tunnel.other-device-refused",
+        "tunnel.no-token-401",
+    ),
+    "session used twice": (_tunnel_used_twice, "tunnel.used-once", "tunnel.other-device-refused"),
+    "target an address": (_tunnel_to_an_address, "tunnel.target-named", "tunnel.unknown-404"),
+    "unknown session 500": (_unknown_tunnel_500, "tunnel.unknown-404", "tunnel.no-token-401"),
+    "tunnel bytes as text": (_tunnel_in_text, "tunnel.bytes-relayed", "tunnel.used-once"),
+    "no tunnel ever opens": (_tunnel_never_opens, "tunnel.bytes-relayed", "tunnel.unknown-404"),
+}
+
+
+@pytest.mark.parametrize("variant", list(BROKEN_TUNNELS))
+async def test_kit_catches_a_broken_tunnel_endpoint_by_name(
+    variant: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The real mock, in this process, with one fault of its tunnel end patched in."""
+    breaks, rule, unaffected = BROKEN_TUNNELS[variant]
+    running = await start(mock_options(tmp_path / "cloud"))
+    try:
+        breaks(monkeypatch, running.app)
+        report = await _tunnel_report(running.url, running.data_dir)
+    finally:
+        await running.stop()
+    assert report.outcome_of(rule) is Outcome.FAIL, report.table()
+    assert report.outcome_of(unaffected) is Outcome.PASS, report.table()

@@ -8,10 +8,7 @@ protocol); a real daemon probing a real camera is in test_thumbnails.py.
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +28,7 @@ from cloud_mock.video.thumbnails import THUMBNAILS
 from tests.cloud_mock.conftest import mock_options
 from tests.cloud_mock.helpers import add_camera
 from tests.cloud_mock.nvr_helpers import call, linked_nvr
+from tests.cloud_mock.video.scripted import Answer, scripted_device
 from tests.eventually import eventually_async
 
 WS = "/v1/devices/ws"
@@ -115,61 +113,6 @@ def test_which_codecs_browsers_cannot_play() -> None:
     for hevc in ("H265", "hevc"):
         assert "H.265" in (codec_problem(hevc) or "")
     assert "MJPEG" in (codec_problem("JPEG") or "")
-
-
-# --- a scripted device ------------------------------------------------------------------
-
-Answer = Callable[[dict[str, Any]], tuple[bool, Any] | None]  # None: no answer at all
-
-
-@asynccontextmanager
-async def scripted_device(
-    client: aiohttp.ClientSession,
-    token: str,
-    device_id: str,
-    video: list[str] | None,
-    answers: dict[str, Answer],
-    kind: str = "camera",
-) -> AsyncIterator[list[dict[str, Any]]]:
-    """A device's channel answering commands from `answers` (else ok false, as camagent
-    answers a command it does not know); yields the list of commands it got."""
-    got: list[dict[str, Any]] = []
-    hello: dict[str, Any] = {"type": "hello", "device_id": device_id, "kind": kind}
-    if video is not None:
-        hello["video"] = video
-    headers = {"Authorization": f"Bearer {token}"}
-    async with client.ws_connect(WS, headers=headers, autoclose=False) as ws:
-        await ws.send_json(hello)
-        assert (await ws.receive_json(timeout=5))["type"] == "hello"
-
-        async def serve() -> None:
-            async for msg in ws:
-                if msg.type != aiohttp.WSMsgType.TEXT:
-                    continue
-                command = json.loads(msg.data)
-                if command.get("type") != "command":
-                    continue
-                got.append(command)
-                answer = answers.get(command["name"])
-                if answer is None:
-                    result: tuple[bool, Any] | None = (
-                        False,
-                        f"unknown command {command['name']!r}",
-                    )
-                else:
-                    result = answer(command)
-                if result is not None:
-                    ok, data = result
-                    await ws.send_json(
-                        {"type": "result", "id": command["id"], "ok": ok, "data": data}
-                    )
-
-        task = asyncio.create_task(serve())
-        try:
-            yield got
-        finally:
-            task.cancel()
-            await ws.close()
 
 
 def probes_in(got: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -42,7 +42,7 @@ from cloud_mock.video.thumbnails import THUMBNAILS
 from tests.cloud_mock.conftest import mock_options
 from tests.cloud_mock.helpers import add_camera
 from tests.cloud_mock.nvr_helpers import PASSWORDS, write_team_fixtures
-from tests.cloud_mock.video.test_probes import Answer, scripted_device
+from tests.cloud_mock.video.scripted import Answer, scripted_device
 from tests.eventually import eventually, eventually_async
 
 e2e = pytest.mark.e2e
