@@ -27,7 +27,9 @@ def _parser() -> argparse.ArgumentParser:
         epilog=f"Environment: {ENV_HEARTBEAT} (heartbeat told to devices, default "
         f"{DEFAULT_HEARTBEAT_S}), {ENV_COMMAND_TIMEOUT} (command wait, default "
         f"{DEFAULT_COMMAND_TIMEOUT_S:g}), {ENV_CODE_TTL} (NVR activation code lifetime, "
-        f"default {DEFAULT_CODE_TTL_S:g}).",
+        f"default {DEFAULT_CODE_TTL_S:g}), CAMAGENT_MOCK_VIDEO_<SETTING> for each video "
+        "setting of cloud_mock/video/settings.py (e.g. CAMAGENT_MOCK_VIDEO_LINGER_S, "
+        "CAMAGENT_MOCK_VIDEO_THUMBNAIL_S).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument(
@@ -63,6 +65,18 @@ def _parser() -> argparse.ArgumentParser:
         default=resources.DEFAULT_MAX_HELD_PER_CLIENT,
         metavar="N",
         help="long-polls held at once from one client address (default %(default)s)",
+    )
+    parser.add_argument(
+        "--archive-max-mb",
+        type=float,
+        metavar="MB",
+        help="the video archive's size cap, all cameras together; the oldest segments go "
+        "first (default 2048)",
+    )
+    parser.add_argument(
+        "--ffmpeg",
+        metavar="PATH",
+        help="the ffmpeg that pulls the cameras' video (default: ffmpeg on PATH)",
     )
     parser.add_argument(
         "--test-hooks",
@@ -127,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
                 ENV_COMMAND_TIMEOUT, DEFAULT_COMMAND_TIMEOUT_S, integer=False
             ),
             code_ttl_s=_env_number(ENV_CODE_TTL, DEFAULT_CODE_TTL_S, integer=False),
+            archive_max_mb=args.archive_max_mb,
+            ffmpeg=args.ffmpeg,
         )
         asyncio.run(run(options, announce=_announce))
     except (FixtureError, StartupError) as error:

@@ -37,7 +37,7 @@ def make_app(config: MockConfig, clock: MockClock | None = None) -> web.Applicat
     app.on_response_prepare.append(_date_header)
     provisioning.setup(app)
     devices_ws.setup(app)
-    video.setup(app)
+    video.setup(app, config.video)
     users.add_routes(app)
     cameras.add_routes(app)
     registrators.setup(app)

@@ -12,6 +12,7 @@ from cloud_mock.clock import MockClock
 from cloud_mock.fixtures import Fixtures
 from cloud_mock.resources import HeldPollLimits
 from cloud_mock.store import Store
+from cloud_mock.video.settings import VideoSettings
 
 DEFAULT_HEARTBEAT_S = 30
 DEFAULT_COMMAND_TIMEOUT_S = 10.0
@@ -32,6 +33,7 @@ class MockConfig:
     fixtures: Fixtures | None = None
     packages_dir: Path | None = None  # served at /packages/ (--packages)
     held_polls: HeldPollLimits = field(default_factory=HeldPollLimits)
+    video: VideoSettings = field(default_factory=VideoSettings.from_env)  # §12: ffmpeg, …
 
 
 CONFIG = web.AppKey("config", MockConfig)

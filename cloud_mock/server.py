@@ -36,6 +36,7 @@ from cloud_mock.keys import (
     MockConfig,
 )
 from cloud_mock.pki import WILDCARD_HOSTS, ensure_pki
+from cloud_mock.video.settings import VideoSettings
 
 log = logging.getLogger("cloud_mock")
 
@@ -74,6 +75,8 @@ class Options:
     max_held_per_client: int = resources.DEFAULT_MAX_HELD_PER_CLIENT
     idle_timeout_s: float = IDLE_TIMEOUT_S
     handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S
+    archive_max_mb: float | None = None  # None: CAMAGENT_MOCK_VIDEO_ARCHIVE_MAX_MB or 2048
+    ffmpeg: str | None = None  # None: CAMAGENT_MOCK_VIDEO_FFMPEG or `ffmpeg` from PATH
 
 
 @dataclass
@@ -210,6 +213,7 @@ async def _start_locked(
                 held_polls=resources.HeldPollLimits.for_descriptors(
                     descriptors, options.max_held_polls, options.max_held_per_client
                 ),
+                video=_video_settings(options),
             )
             app = make_app(config)
             # handler_cancellation: a device that gives up on a held long-poll must free
@@ -277,3 +281,11 @@ async def run(options: Options, announce: Callable[[RunningMock], None] | None =
     finally:
         await mock.stop()
         sys.stdout.flush()
+
+
+def _video_settings(options: Options) -> VideoSettings:
+    """The environment's video settings, then the command line's; StartupError if bad."""
+    try:
+        return VideoSettings.from_env(archive_max_mb=options.archive_max_mb, ffmpeg=options.ffmpeg)
+    except ValueError as error:
+        raise StartupError(str(error)) from None

@@ -74,12 +74,13 @@ case "$have" in
         ;;
 esac
 
-# The web console's QR decoder (zxing-wasm) from the npm registry into the mock's static
-# files. Without npm the console still works; its "Scan label" button says what is missing.
+# The web console's QR decoder (zxing-wasm) and archive player (hls.js, for browsers
+# without HLS of their own) from the npm registry into the mock's static files. Without
+# npm the console still works; "Scan label" and the archive player say what is missing.
 if command -v npm >/dev/null 2>&1; then
     cloud_mock/console/vendor.sh
 else
-    echo "setup: npm not found: the console's Scan label stays off (apt-get install npm)"
+    echo "setup: npm not found: the console's Scan label stays off, and its archive plays only in browsers with HLS (apt-get install npm)"
 fi
 
 # The renderer of the mock's /docs (the OpenAPI document in a browser): swagger-ui-dist

@@ -1,9 +1,10 @@
-"""The web console, served by the mock at `/` (docs/design.md §11): log in, cameras (live,
-those an NVR synced included, each with its thumbnail; "Scan label" reads a camera's
-label with the phone's camera; a page each with its live video, Reset, and a waiting
-camera's password correction), registrators (the 8-step wizard, registration tokens,
-Sync, a page each with its settings and Delete), sessions. Usable on a phone (390 px
-wide) and a desktop.
+"""The web console, served by the mock at `/` (docs/design.md §11, §12): log in, cameras
+(live, those an NVR synced included, each with its thumbnail; "Scan label" reads a
+camera's label with the phone's camera; a page each with its live video, its archive,
+Reset, and a waiting camera's password correction), registrators (the 8-step wizard,
+registration tokens, Sync, a page each with its settings, its cameras and whether each
+answers, and Delete), a page for each camera of an NVR (live video and archive, as a
+camera's), sessions. Usable on a phone (390 px wide) and a desktop.
 
 How it fits on the JSON API, so that no business rule exists twice:
 - Pages are rendered on the server (Jinja2 templates, autoescaped: pages.py) from the
@@ -11,7 +12,9 @@ How it fits on the JSON API, so that no business rule exists twice:
   build step, no CDN) adds the live and interactive parts, scan.js the label scanner
   (zxing-wasm, fetched by vendor.sh into static/vendor/ and served from there),
   player.js the camera page's live video (the API's live WebSocket fed into a <video>
-  through Media Source Extensions).
+  through Media Source Extensions), archive.js its archive (the recording setting, the
+  last 24 hours' recordings as a timeline and a list, and the API's HLS playlists played
+  natively, or by hls.js, vendored like zxing-wasm, in browsers without HLS).
 - Every change the browser makes goes to `/console/api/v1/...`: a same-origin gateway
   (gateway.py) that takes the session from the cookie, insists on the CSRF token for
   anything but GET (and on the console's own Origin for a WebSocket upgrade), and then
@@ -27,8 +30,9 @@ SameSite=Strict, and holds the session secret itself (checked with
 users.caller_from_secret, so idle expiry and ending sessions apply); the CSRF token is
 an HMAC of the session id under a per-process key (before login: a double-submit token);
 a strict CSP (no inline script or style; data: images for the captcha; WebAssembly
-compiled only on the cameras page, for the scanner; blob: media only on the camera page,
-for its MediaSource),
+compiled only on the cameras page, for the scanner; blob: media only on the pages of a
+camera and of an NVR camera, for the live view's MediaSource and hls.js's; hls.js runs
+without its blob: worker, so no script source is added),
 frame-ancestors 'none' and X-Frame-Options DENY, Referrer-Policy no-referrer.
 """
 

@@ -36,6 +36,14 @@ def api_path(tail: str) -> str | None:
     return "/v1/" + tail
 
 
+def raw_api_path(request: web.Request, decoded: str) -> str:
+    """The API path still percent-encoded as the browser sent it: the router decodes it
+    once more, so an NVR camera named "50%25 off" must not arrive as "50% off". The
+    decoded path when the prefix itself came encoded (no browser sends that)."""
+    raw = request.rel_url.raw_path
+    return "/v1/" + raw[len(PREFIX) :] if raw.startswith(PREFIX) else decoded
+
+
 def is_upgrade(request: web.Request) -> bool:
     """Any protocol upgrade (WebSocket is the only one aiohttp serves): what it asks
     for is the handler's business, whether it may ask is ours."""
@@ -68,7 +76,11 @@ async def forward(request: web.Request) -> web.StreamResponse:
     headers = CIMultiDict(request.headers)
     headers.popall("Cookie", None)
     headers["Authorization"] = f"Bearer {request.cookies[SESSION_COOKIE]}"
-    target = URL.build(path=path, query_string=request.rel_url.query_string, encoded=True)
+    target = URL.build(
+        path=raw_api_path(request, path),
+        query_string=request.rel_url.query_string,
+        encoded=True,
+    )
     inner = request.clone(rel_url=target, headers=headers)
     match = await request.app.router.resolve(inner)
     if match.http_exception is not None:

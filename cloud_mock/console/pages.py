@@ -11,13 +11,17 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
 from cloud_mock.nvr import ARCHIVE_DAYS, QUALITIES
+from cloud_mock.store.video import Recording
 from cloud_mock.users import ROLES_THAT_CHANGE
+from cloud_mock.video.archive import RETENTION_DAYS
+from cloud_mock.video.thumbnails import BROADCAST_OFF
 
 NAV = (("cameras", "/cameras", "Cameras"), ("registrators", "/registrators", "Registrators"))
 NAV_END = (("sessions", "/sessions", "Sessions"),)
@@ -33,6 +37,9 @@ WIZARD_STEPS = (
     "Archive",
     "Summary",
 )
+
+# What a source records when its `video` says nothing (an API older than the archive).
+DEFAULT_RECORDING = Recording("off").to_json()
 
 POLL_RESULTS = {
     "token": "token delivered",
@@ -74,7 +81,37 @@ class Viewer:
         return self.role in ROLES_THAT_CHANGE
 
 
-FILTERS: Mapping[str, Callable[..., str]] = {"when": when, "poll_result": poll_result}
+def path_part(value: str) -> str:
+    """One segment of a URL path: an NVR camera's name may hold spaces, `?`, `#` …"""
+    return quote(value, safe="")
+
+
+def live_allowed(registrator: Mapping[str, Any], name: str) -> bool:
+    """Whether the registrator's Broadcast settings let this NVR camera stream live: its
+    `cameras` list names it, or there is no list (all may). The API's rule
+    (cloud_mock.video.routes.check_broadcast); console.js has the same for live updates."""
+    allowed = registrator.get("broadcast", {}).get("cameras")
+    return not isinstance(allowed, list) or name in allowed
+
+
+def nvr_camera_source(registrator: Mapping[str, Any], camera: Mapping[str, Any]) -> dict[str, Any]:
+    """An NVR camera as the live player follows it (player.js): the NVR's status, the
+    camera's `video` and whether Broadcast lets it stream. console.js's nvrSource builds
+    the same from the status feed."""
+    return {
+        "kind": "nvr_camera",
+        "name": camera["name"],
+        "status": registrator["status"],
+        "video": camera.get("video"),
+        "live": live_allowed(registrator, camera["name"]),
+    }
+
+
+FILTERS: Mapping[str, Callable[..., str]] = {
+    "when": when,
+    "poll_result": poll_result,
+    "path_part": path_part,
+}
 
 
 # One set of options for the app's environment and for tests that render a template alone.
@@ -95,6 +132,10 @@ def _configure(env: jinja2.Environment) -> jinja2.Environment:
         STEPS=WIZARD_STEPS,
         QUALITIES=QUALITIES,
         ARCHIVE_DAYS=ARCHIVE_DAYS,
+        RETENTION_DAYS=RETENTION_DAYS,
+        DEFAULT_RECORDING=DEFAULT_RECORDING,
+        live_allowed=live_allowed,
+        BROADCAST_OFF=BROADCAST_OFF,
     )
     return env
 

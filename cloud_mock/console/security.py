@@ -44,8 +44,11 @@ def _csp(script_src: str, media_src: str | None = None) -> str:
 CSP = _csp("'self'")
 # The page with "Scan label" compiles the QR decoder's WebAssembly; only it gets that.
 CSP_WITH_WASM = _csp("'self' 'wasm-unsafe-eval'")
-# The camera page plays live video through Media Source Extensions: the <video> plays a
-# blob: URL of the MediaSource (default-src 'self' alone would refuse it).
+# A camera's page (and an NVR camera's) plays live video through Media Source Extensions:
+# the <video> plays a blob: URL of the MediaSource (default-src 'self' alone would refuse
+# it). Its archive plays the API's HLS playlists from 'self' (natively) or through hls.js
+# (a MediaSource again; its segments fetched under connect-src 'self'; its worker, a
+# blob: script, left off rather than allowed).
 CSP_WITH_MEDIA = _csp("'self'", media_src="'self' blob:")
 
 SECURITY_HEADERS = {

@@ -182,6 +182,33 @@ async def registrator_page(request: web.Request) -> web.Response:
     )
 
 
+async def nvr_camera_page(request: web.Request) -> web.Response:
+    """One camera of an NVR (synced): its live view and archive, as a camera's page."""
+    caller = _caller_or_login(request)
+    store = request.app[STORE]
+    registrator = store.get_registrator(request.match_info["id"])
+    viewer = viewer_of(request, caller)
+    name = request.match_info["name"]
+    mine = registrator is not None and registrator.org == caller.user.org
+    shown = registrator_json(request.app, registrator) if registrator and mine else None
+    found = next((c for c in shown["cameras"] if c.get("name") == name), None) if shown else None
+    if shown is None or found is None:
+        missing = "No such camera on this NVR (Sync imports its cameras; they may have gone)."
+        return _not_found(request, viewer, missing, back=("/registrators", "registrators"))
+    response = pages.render(
+        request,
+        "nvr_camera.html",
+        title=name,
+        page="nvr-camera",
+        viewer=viewer,
+        registrator=shown,
+        camera=found,
+        source=pages.nvr_camera_source(shown, found),
+    )
+    response.headers["Content-Security-Policy"] = CSP_WITH_MEDIA
+    return response
+
+
 async def wizard_page(request: web.Request) -> web.Response:
     """The wizard; `/registrators/activate?code=...` is the URL the NVR shows as a QR code,
     so it opens the wizard with the code filled in."""
@@ -269,5 +296,6 @@ def add_routes(app: web.Application) -> None:
     router.add_get("/registrators/new", wizard_page)
     router.add_get("/registrators/activate", wizard_page)
     router.add_get("/registrators/{id}", registrator_page)
+    router.add_get("/registrators/{id}/cameras/{name}", nvr_camera_page)
     router.add_get("/sessions", sessions_page)
     router.add_static("/console/static", STATIC_DIR, append_version=False)

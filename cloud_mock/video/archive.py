@@ -321,7 +321,14 @@ async def get_archive(request: web.Request) -> web.Response:
         for start, end in found[:MAX_SPANS]
     ]
     return web.json_response(
-        {"recording": recording.to_json(), "state": state, "message": message, "spans": shown}
+        {
+            "recording": recording.to_json(),
+            "state": state,
+            "message": message,
+            "from": lo,
+            "to": hi,
+            "spans": shown,
+        }
     )
 
 

@@ -15,7 +15,7 @@ from aiohttp import web
 from cloud_mock.keys import STORE
 from cloud_mock.video.probes import PROBES
 from cloud_mock.video.sources import VideoSource
-from cloud_mock.video.thumbnails import THUMBNAILS, thumbnail_url
+from cloud_mock.video.thumbnails import THUMBNAILS, broadcast_allowed, thumbnail_url
 
 
 def video_json(app: web.Application, source: VideoSource) -> dict[str, Any]:
@@ -35,7 +35,8 @@ def video_json(app: web.Application, source: VideoSource) -> dict[str, Any]:
     result = app[PROBES].result(source.peer_id)
     entries = result.of_source(source) if result is not None else None
     thumbnails = app[THUMBNAILS]
-    at = thumbnails.at(source)
+    # A picture the route would not serve (an NVR camera outside Broadcast) is not shown.
+    at = thumbnails.at(source) if broadcast_allowed(app, source) else None
     body: dict[str, Any] = {
         "streams": list(offered) if offered is not None else None,
         "probe": [e.to_json(source.prefix) for e in entries] if entries is not None else None,

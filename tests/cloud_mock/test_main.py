@@ -206,6 +206,30 @@ def test_bad_environment_exit_1(tmp_path: Path) -> None:
     assert "CAMAGENT_MOCK_HEARTBEAT_S" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("extra", "env", "named"),
+    [
+        (["--archive-max-mb", "0"], {}, "archive_max_mb"),
+        ([], {"CAMAGENT_MOCK_VIDEO_LINGER_S": "a while"}, "CAMAGENT_MOCK_VIDEO_LINGER_S"),
+        ([], {"CAMAGENT_MOCK_VIDEO_PROBE_S": "-1"}, "probe_s"),
+    ],
+)
+def test_bad_video_settings_exit_1_naming_the_setting(
+    tmp_path: Path, extra: list[str], env: dict[str, str], named: str
+) -> None:
+    result = subprocess.run(
+        [*mock_command(tmp_path / "cloud"), *extra],
+        env=mock_env(env),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    assert named in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 async def test_heartbeat_from_environment(tmp_path: Path) -> None:
     cloud = start_mock_cloud(tmp_path / "cloud", env={"CAMAGENT_MOCK_HEARTBEAT_S": "2"})
     try:

@@ -321,13 +321,19 @@ def test_registrator_wizard_end_to_end_then_sync(
     registrator_id = row.get_attribute("data-registrator-id")
     assert registrator_id
 
-    # The cameras the NVR listed are on the Cameras page too, with their registrator.
+    # The cameras the NVR listed are on the Cameras page too, with their registrator and
+    # whether each answers the NVR (not the NVR's "online": these addresses lead nowhere).
     page.get_by_role("link", name="Cameras", exact=True).click()
     for name in ("Gate", "Yard"):
         nvr_row = page.get_by_role("row", name=re.compile(name))
         expect(nvr_row.get_by_role("link", name="Server room")).to_be_visible()
-        expect(nvr_row.locator("[data-col=status]")).to_have_text("online")
-    page.get_by_role("row", name=re.compile("Gate")).get_by_role("link").click()
+        expect(nvr_row.get_by_role("link", name=name)).to_have_attribute(
+            "href", f"/registrators/{registrator_id}/cameras/{name}"
+        )
+        expect(nvr_row.locator("[data-col=status]")).to_have_text(
+            re.compile(r"^(not checked yet|no answer)")
+        )
+    page.get_by_role("row", name=re.compile("Gate")).get_by_role("link", name="Server room").click()
     registrator_page(tab, cloud, nvr, registrator_id)
 
 

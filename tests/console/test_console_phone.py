@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
@@ -42,6 +43,7 @@ url = "rtsp://10.1.1.5/stream1"
 name = "A very long camera name from the NVR's own list"
 url = "rtsp://10.1.1.6/stream1"
 """
+NVR_LONG_NAME = "A very long camera name from the NVR's own list"
 
 
 @pytest.fixture(scope="module")
@@ -92,11 +94,14 @@ def data(cloud: MockCloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 def pages(data: dict[str, Any]) -> list[tuple[str, str]]:
     """(name, path) of every page a logged-in person sees."""
+    registrator = f"/registrators/{data['registrator']['id']}"
     return [
         ("cameras", "/cameras"),
         ("camera", f"/cameras/{data['camera']['camera_id']}"),
         ("registrators", "/registrators"),
-        ("registrator", f"/registrators/{data['registrator']['id']}"),
+        ("registrator", registrator),
+        ("nvr-camera", f"{registrator}/cameras/Gate"),
+        ("nvr-camera-long-name", f"{registrator}/cameras/{quote(NVR_LONG_NAME, safe='')}"),
         ("wizard", "/registrators/new"),
         ("sessions", "/sessions"),
         ("not-found", "/cameras/no-such-camera"),

@@ -36,7 +36,10 @@ async function call(method, path, body) {
   if (response.status === 401 && path.startsWith("/console/api/")) {
     window.location.assign("/login");
   }
-  return { status: response.status, ok: response.ok, data: data || {} };
+  // `date`: the mock clock's time of the answer (its Date header), for what is drawn
+  // against the mock's own "now" (the archive's timeline).
+  const date = Date.parse(response.headers.get("Date") || "");
+  return { status: response.status, ok: response.ok, data: data || {}, date: date / 1000 };
 }
 
 // Marks a button as working (aria-disabled, not `disabled`: a disabled button loses the
@@ -228,9 +231,9 @@ function loginPage() {
 
 // A video source's newest thumbnail (through the gateway; its time in the URL, so a new
 // one is fetched, never a cached one), or a box of the same size with the reason there is
-// none (as macros.html).
-function thumbnail(video, name) {
-  const shot = video ? video.thumbnail : null;
+// none (as macros.html); `blocked` is a reason known here that overrides the picture.
+function thumbnail(video, name, blocked = null) {
+  const shot = video && !blocked ? video.thumbnail : null;
   if (shot) {
     // The attributes in the template's order: setCell compares the markup, and the
     // same picture must not be fetched again.
@@ -239,7 +242,7 @@ function thumbnail(video, name) {
       width: "160", height: "90", alt: `Latest picture from ${name}`,
     });
   }
-  const reason = (video && video.thumbnail_reason) || "No picture yet";
+  const reason = blocked || (video && video.thumbnail_reason) || "No picture yet";
   return el("span", { class: "thumb thumb-none", text: reason });
 }
 
@@ -259,6 +262,107 @@ function cameraRow(camera) {
     el("td", { "data-col": "status", "data-label": "Status" }, cameraStatus(camera)),
     el("td", { "data-col": "last-seen", "data-label": "Last seen", text: when(camera.last_seen) }),
     el("td", { class: "row-actions" }, del));
+}
+
+// --- cameras of NVRs ------------------------------------------------------------------------
+
+function nvrCameraPath(registrator, camera) {
+  return `/registrators/${encodeURIComponent(registrator.id)}/cameras/${encodeURIComponent(camera.name)}`;
+}
+
+// The API serves no thumbnail of an NVR camera that Broadcast leaves out, even one taken
+// before (cloud_mock.video.thumbnails.BROADCAST_OFF, as macros.html's nvr_thumbnail).
+const BROADCAST_OFF = "live view is off for this camera (the registrator's Broadcast settings)";
+
+function nvrThumbnail(registrator, camera) {
+  const blocked = liveAllowed(registrator, camera.name) ? null : BROADCAST_OFF;
+  return thumbnail(camera.video, camera.name, blocked);
+}
+
+function nvrCameraLink(registrator, camera) {
+  return el("a", { href: nvrCameraPath(registrator, camera), text: camera.name });
+}
+
+// Whether the registrator's Broadcast settings let an NVR camera stream live: a list of
+// names that holds it, or no list (pages.live_allowed, the API's rule).
+function liveAllowed(registrator, name) {
+  const allowed = registrator.broadcast ? registrator.broadcast.cameras : null;
+  return !Array.isArray(allowed) || allowed.includes(name);
+}
+
+// Whether an NVR's camera answers, instead of "online" (as macros.html's reachability).
+function reachability(registrator, camera) {
+  const video = camera.video || {};
+  const badge = (cls, text) => el("span", { class: `status ${cls}`, text });
+  const box = el("span", { class: "reach" });
+  if (registrator.status !== "online") {
+    box.append(badge("status-offline", `NVR ${registrator.status}`));
+  } else if (video.reachable === true) {
+    box.append(badge("status-online", "answers" + (video.codec ? ` · ${video.codec}` : "")));
+  } else if (video.reachable === false) {
+    box.append(badge("status-unreachable", "no answer"), " ",
+      el("span", { class: "small", text: video.detail || "" }));
+  } else {
+    box.append(badge("", "not checked yet"));
+    if (video.detail) box.append(" ", el("span", { class: "small muted", text: video.detail }));
+  }
+  return box;
+}
+
+function recordingText(recording) {
+  if (!recording || recording.mode !== "continuous") return "off";
+  const days = recording.retention_days;
+  return `continuous, kept ${days} day${days === 1 ? "" : "s"}`;
+}
+
+// An NVR camera as the live player follows it (as pages.nvr_camera_source).
+function nvrSource(registrator, camera) {
+  return {
+    kind: "nvr_camera",
+    name: camera.name,
+    status: registrator.status,
+    video: camera.video || null,
+    live: liveAllowed(registrator, camera.name),
+  };
+}
+
+// The Broadcast setting's camera checkboxes (as macros.html's broadcast_cameras);
+// `checked` keeps what the person ticked before a Sync changed the list.
+function broadcastCameras(registrator, checked = new Map()) {
+  const cameras = registrator.cameras || [];
+  if (!cameras.length) {
+    return el("p", {
+      class: "hint",
+      text: "Which of the NVR's cameras stream live can be chosen after Sync (which imports " +
+        "them); until then all of them do.",
+    });
+  }
+  const boxes = cameras.map((camera) => {
+    const input = el("input", { type: "checkbox", name: "broadcast-camera", value: camera.name });
+    input.checked = checked.has(camera.name) ? checked.get(camera.name) : liveAllowed(registrator, camera.name);
+    return el("label", { class: "check" }, input, ` ${camera.name}`);
+  });
+  return el("fieldset", { class: "choices camera-choices" },
+    el("legend", { text: "Cameras with live view" }), ...boxes,
+    el("p", { class: "hint", text: "With all of them checked, cameras a later Sync adds stream too." }));
+}
+
+// The `cameras` of a Broadcast body: the names checked; null (all, also later ones) when
+// all are; undefined (keep what is stored) when there is nothing to choose from.
+function chosenCameras(container) {
+  const boxes = $$('input[name="broadcast-camera"]', container);
+  if (!boxes.length) return undefined;
+  if (boxes.every((box) => box.checked)) return null;
+  return boxes.filter((box) => box.checked).map((box) => box.value);
+}
+
+// After a Sync the list of names differs: the checkboxes follow, keeping what was ticked.
+function refreshBroadcastCameras(container, registrator) {
+  const boxes = $$('input[name="broadcast-camera"]', container);
+  const names = (registrator.cameras || []).map((camera) => camera.name);
+  if (names.join("\n") === boxes.map((box) => box.value).join("\n")) return;
+  const checked = new Map(boxes.map((box) => [box.value, box.checked]));
+  container.replaceChildren(broadcastCameras(registrator, checked));
 }
 
 // A camera an NVR listed at its last Sync, with its registrator (cameras page).
@@ -388,12 +492,12 @@ function camerasPage() {
     const nvrCameras = data.registrators.flatMap((registrator) =>
       (registrator.cameras || []).map((camera, i) => ({ key: `${registrator.id}/${i}`, camera, registrator })));
     syncRows($("#nvr-camera-rows"), nvrCameras, "key", nvrCameraRow, (row, item) => {
-      setCell(row, "name", item.camera.name);
-      setCell(row, "thumbnail", thumbnail(item.camera.video, item.camera.name));
+      setCell(row, "name", nvrCameraLink(item.registrator, item.camera));
+      setCell(row, "thumbnail", nvrThumbnail(item.registrator, item.camera));
       setCell(row, "registrator", el("a", {
         href: `/registrators/${encodeURIComponent(item.registrator.id)}`, text: item.registrator.name,
       }));
-      setCell(row, "status", statusBadge(item.registrator.status));
+      setCell(row, "status", reachability(item.registrator, item.camera));
       setCell(row, "last-seen", when(item.registrator.last_seen));
     });
     for (const camera of data.cameras) {
@@ -610,7 +714,9 @@ function registratorPage() {
     });
   }
   wireSettings($("#broadcast-form"), "broadcast", () => ({
-    enabled: $("#broadcast-enabled").checked, quality: $("#broadcast-quality").value,
+    enabled: $("#broadcast-enabled").checked,
+    quality: $("#broadcast-quality").value,
+    cameras: chosenCameras($("#broadcast-cameras")),
   }));
   wireSettings($("#archive-form"), "archive", () => ({
     enabled: $("#archive-enabled").checked, days: Number($("#archive-days").value),
@@ -640,9 +746,54 @@ function registratorPage() {
     $("[data-col=status]", facts).replaceChildren(statusBadge(registrator.status));
     $("[data-col=device]", facts).replaceChildren(el("code", { text: registrator.device_id || "not linked" }));
     $("[data-col=last-seen]", facts).textContent = when(registrator.last_seen);
-    const cameras = $("#registrator-cameras");
-    const list = cameraNames(registrator);
-    if (cameras.innerHTML !== list.outerHTML) cameras.replaceChildren(list);
+    syncCameraRows(registrator);
+    refreshBroadcastCameras($("#broadcast-cameras"), registrator);
+  });
+}
+
+// The registrator page's cameras: picture, own page, whether each answers, live, recording.
+function registratorCameraRow() {
+  return el("tr", {},
+    el("td", { class: "picture", "data-col": "thumbnail" }),
+    el("td", { class: "title", "data-col": "name" }),
+    el("td", { "data-col": "reach", "data-label": "Camera" }),
+    el("td", { "data-col": "live", "data-label": "Live view" }),
+    el("td", { "data-col": "recording", "data-label": "Recording" }));
+}
+
+function syncCameraRows(registrator) {
+  const cameras = (registrator.cameras || []).map((camera) => ({ key: camera.name, camera }));
+  syncRows($("#registrator-camera-rows"), cameras, "key", registratorCameraRow, (row, { camera }) => {
+    setCell(row, "thumbnail", nvrThumbnail(registrator, camera));
+    setCell(row, "name", nvrCameraLink(registrator, camera));
+    setCell(row, "reach", reachability(registrator, camera));
+    setCell(row, "live", liveAllowed(registrator, camera.name) ? "on" : "off");
+    setCell(row, "recording", recordingText(camera.video ? camera.video.recording : null));
+  });
+  $("#no-nvr-cameras").hidden = cameras.length > 0;
+}
+
+// One camera of an NVR: the NVR's status, whether the camera answers and may stream
+// live, passed on to the live player (player.js) as for a camera.
+function nvrCameraPage() {
+  const facts = $("#nvr-camera");
+  const { registratorId, name } = facts.dataset;
+  const update = (detail) => document.dispatchEvent(new CustomEvent("camera:update", { detail }));
+  liveStatus((data) => {
+    const registrator = data.registrators.find((r) => r.id === registratorId);
+    const camera = registrator && (registrator.cameras || []).find((c) => c.name === name);
+    if (!camera) {
+      $("#live").textContent = registrator
+        ? "This camera is no longer on the NVR's list (a Sync removed it)."
+        : "This registrator was deleted.";
+      update({ kind: "nvr_camera", name, status: "deleted" });
+      return;
+    }
+    setCell(facts, "status", statusBadge(registrator.status));
+    setCell(facts, "reach", reachability(registrator, camera));
+    setCell(facts, "live", liveAllowed(registrator, name)
+      ? "on" : "off: the registrator's Broadcast settings leave this camera out");
+    update(nvrSource(registrator, camera));
   });
 }
 
@@ -687,6 +838,8 @@ function wizardPage() {
     } else if (n === 5) {
       if (!$("#connect-code").value) $("#connect-code").value = $("#activation-code").value.trim();
       connectNext.disabled = !registrator.device_id;
+    } else if (n === 6) {
+      await showBroadcast();
     } else if (n === 8) {
       await showSummary();
     }
@@ -724,7 +877,9 @@ function wizardPage() {
     }
     if (n === 6) {
       return save(6, "broadcast", {
-        enabled: $("#broadcast-enabled").checked, quality: $("#broadcast-quality").value,
+        enabled: $("#broadcast-enabled").checked,
+        quality: $("#broadcast-quality").value,
+        cameras: chosenCameras($("#broadcast-cameras")),
       });
     }
     if (n === 7) {
@@ -796,6 +951,20 @@ function wizardPage() {
   }
   $("#activate").addEventListener("click", activate);
 
+  // The synced cameras to choose from (a setup continued after a Sync has some), asked
+  // afresh: the wizard's copy of the registrator may be older than the Sync.
+  async function showBroadcast() {
+    const result = await api("GET", `/registrators/${registrator.id}`);
+    if (!result.ok) { fail(6, errorText(result)); return; }
+    registrator = result.data;
+    $("#broadcast-cameras").replaceChildren(broadcastCameras(registrator));
+  }
+
+  function liveCameras(s) {
+    if (Array.isArray(s.broadcast.cameras)) return s.broadcast.cameras.join(", ") || "none";
+    return s.cameras.length ? "all" : "all, once Sync has imported them";
+  }
+
   async function showSummary() {
     const result = await api("GET", `/registrators/${registrator.id}/summary`);
     if (!result.ok) { fail(8, errorText(result)); return; }
@@ -804,6 +973,7 @@ function wizardPage() {
       ["Name", s.name], ["Organization", s.org], ["Device", s.device],
       ["NVR", s.device_id || "not linked"], ["Status", s.status],
       ["Broadcast", s.broadcast.enabled ? `on, ${s.broadcast.quality} quality` : "off"],
+      ["Live cameras", liveCameras(s)],
       ["Archive", s.archive.enabled ? `on, ${s.archive.days} day(s)` : "off"],
     ];
     $("#summary").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
@@ -899,6 +1069,7 @@ const PAGES = {
   camera: cameraPage,
   registrators: registratorsPage,
   registrator: registratorPage,
+  "nvr-camera": nvrCameraPage,
   wizard: wizardPage,
   sessions: sessionsPage,
 };

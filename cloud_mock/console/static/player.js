@@ -6,7 +6,8 @@
 // Extensions, one MediaSource per init segment (a restarted stream starts a new
 // timeline). The camera's status comes from the console's event stream (console.js
 // passes it on as a "camera:update" event): a camera that is not online gets the reason
-// instead of a picture, and plays again by itself when it is back.
+// instead of a picture, and plays again by itself when it is back. The same player
+// shows an NVR's camera (its page passes on the NVR's status and the camera's probe).
 "use strict";
 
 (() => {
@@ -123,8 +124,33 @@
     }
   }
 
+  // Why an NVR's camera has no picture to show, or null when it should have one. Its
+  // `status` is the NVR's; `live` says whether the registrator's Broadcast settings let
+  // it stream (the API refuses the socket otherwise); `video.reachable` is the probe's.
+  function whyNoNvrPicture(source) {
+    const reasons = {
+      offline: "The NVR is offline. The picture comes back by itself when it reconnects.",
+      pending: "The NVR has not connected yet: no picture until it does.",
+      deleted: "This camera is gone: a Sync removed it, or its registrator was deleted.",
+    };
+    if (source.status !== "online") return reasons[source.status] || `The NVR is ${source.status}.`;
+    if (source.live === false) {
+      return "Live view is off for this camera: the registrator's Broadcast settings leave it out.";
+    }
+    const video = source.video || {};
+    if (video.reachable === false) {
+      return `The NVR cannot reach this camera: ${video.detail || "no answer"}. ` +
+        "Its picture comes when it answers.";
+    }
+    if (Array.isArray(video.streams) && !video.streams.some((s) => s === "main" || s === "sub")) {
+      return "The NVR offers no video for this camera.";
+    }
+    return null;
+  }
+
   // Why a camera has no picture to show, or null when it should have one.
   function whyNoPicture(camera) {
+    if (camera.kind === "nvr_camera") return whyNoNvrPicture(camera);
     const reasons = {
       offline: "The camera is offline. Its picture comes back by itself when it reconnects.",
       waiting: "The camera has not connected yet: no picture until it does.",
