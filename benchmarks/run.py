@@ -36,6 +36,7 @@ from benchmarks import (
     qr_bench,
     qr_daemon_bench,
     system_bench,
+    video_bench,
 )
 from benchmarks.common import Context, Extra, Row, error_row, python_label, raise_nofile
 
@@ -83,6 +84,33 @@ BENCHMARKS: list[Benchmark] = [
         "booted Debian 12 and 13, VmRSS",
     ),
     Benchmark("lan", lan_bench.lan, "push p50 <= 500 ms", "network namespaces, mDNS"),
+    Benchmark(
+        "live_relay_cpu", video_bench.live_relay_cpu, "", "daemon utime+stime per Mbit/s relayed"
+    ),
+    Benchmark(
+        "live_stream_rss",
+        video_bench.live_stream_rss,
+        f"<= +{video_bench.STREAM_RSS_TARGET_MIB:g} MiB",
+        "daemon VmRSS streaming - idle",
+    ),
+    Benchmark(
+        "live_mock_capacity",
+        video_bench.live_mock_capacity,
+        "",
+        "N devices, 1 viewer each; mock + ffmpeg CPU",
+    ),
+    Benchmark(
+        "live_glass_to_glass",
+        video_bench.live_glass_to_glass,
+        f"median <= {video_bench.GLASS_TARGET_S:g} s",
+        "chromium, time code in the frame vs Date.now()",
+    ),
+    Benchmark(
+        "live_first_frame",
+        video_bench.live_first_frame,
+        f"median <= {video_bench.FIRST_FRAME_TARGET_S:g} s",
+        "chromium, navigation -> first frame presented",
+    ),
 ]
 NAMES = [b.name for b in BENCHMARKS]
 
