@@ -203,36 +203,44 @@ class HttpContract:
 
 
 class ChannelContract:
-    """The AsyncAPI document: which frames each side may send, and the close codes."""
+    """The AsyncAPI document: which frames each side may send on each channel (`control`,
+    the viewers' `live`), and the close codes."""
 
     def __init__(self, document: dict[str, Any] | None = None) -> None:
         self.document = document if document is not None else asyncapi_document()
         resource = Resource.from_contents(self.document, default_specification=DRAFT7)
         self._registry: Registry[Any] = Registry().with_resource(ASYNCAPI_URI, resource)
-        channel = self.document["channels"]["control"]
-        self.close_codes = {int(c["code"]): c for c in channel["x-close-codes"]}
-        self._by_side: dict[str, list[str]] = {"cloud": [], "device": []}
+        self.codes_of = {
+            name: {int(c["code"]): c for c in channel.get("x-close-codes", [])}
+            for name, channel in self.document["channels"].items()
+        }
+        self.close_codes = self.codes_of["control"]
+        self._by_side: dict[tuple[str, str], list[str]] = {}
         for operation in self.document["operations"].values():
-            if operation["channel"]["$ref"] != "#/channels/control":
-                continue  # the video tunnel's messages are bytes, not JSON frames
+            channel = operation["channel"]["$ref"].rsplit("/", 1)[-1]
             side = "cloud" if operation["action"] == "send" else "device"
             for ref in operation["messages"]:
-                self._by_side[side].append(self._message_payload(ref["$ref"]))
+                self._add(channel, side, ref["$ref"])
             reply = operation.get("reply")
             if reply:
                 other = "device" if side == "cloud" else "cloud"
                 for ref in reply["messages"]:
-                    self._by_side[other].append(self._message_payload(ref["$ref"]))
+                    self._add(channel, other, ref["$ref"])
 
-    def _message_payload(self, channel_ref: str) -> str:
-        """`#/channels/control/messages/x` → the pointer of that message's payload schema."""
+    def _add(self, channel: str, side: str, channel_ref: str) -> None:
+        """A message JSON frames are checked against (binary messages are bytes)."""
         name = channel_ref.rsplit("/", 1)[-1]
-        message_ref = self.document["channels"]["control"]["messages"][name]["$ref"]
-        return f"{message_ref.lstrip('#/')}/payload"
+        message = self.document["channels"][channel]["messages"][name]["$ref"]
+        pointer = message.lstrip("#/")
+        node: Any = self.document
+        for part in pointer.split("/"):
+            node = node[part]
+        if node.get("contentType", "application/json") == "application/json":
+            self._by_side.setdefault((channel, side), []).append(f"{pointer}/payload")
 
-    def check_frame(self, sender: str, frame: str | bytes) -> list[str]:
+    def check_frame(self, sender: str, frame: str | bytes, channel: str = "control") -> list[str]:
         """What the document finds wrong with one text frame `sender` ("cloud" or
-        "device") sent: it must match one of the messages that side may send."""
+        "device") sent on `channel`: it must match one of the messages that side may send."""
         try:
             message = json.loads(frame)
         except (ValueError, RecursionError):
@@ -240,7 +248,7 @@ class ChannelContract:
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):
             return ["the frame is not an object with a string `type`"]
         candidates = []
-        for pointer in self._by_side[sender]:
+        for pointer in self._by_side.get((channel, sender), []):
             validator = jsonschema.Draft7Validator(
                 {"$ref": f"{ASYNCAPI_URI}#/{pointer}"}, registry=self._registry
             )
@@ -253,10 +261,11 @@ class ChannelContract:
             return [f"{message['type']}: {p}" for p in candidates[:MAX_PROBLEMS]]
         return [f"a {sender} does not send messages of type {message['type']!r}"]
 
-    def check_close(self, code: int | None) -> list[str]:
-        if code is None or code in self.close_codes:
+    def check_close(self, code: int | None, channel: str = "control") -> list[str]:
+        codes = self.codes_of[channel]
+        if code is None or code in codes:
             return []
-        return [f"close code {code} is not documented ({sorted(self.close_codes)})"]
+        return [f"close code {code} is not documented for {channel} ({sorted(codes)})"]
 
 
 def _type_matches(document: dict[str, Any], pointer: str, type_name: str) -> bool:

@@ -220,13 +220,38 @@ class Hub:
             ffmpeg = Ffmpeg(live_args(self.settings.ffmpeg, tunnel.grant.url(port)))
             await ffmpeg.start()
             try:
-                splitter = Splitter()
-                await ffmpeg.read_stdout(lambda chunk: self._feed(splitter, chunk))
-                return ffmpeg.why(await ffmpeg.wait())
+                stalled = await self._read(ffmpeg, Splitter())
+                return stalled or ffmpeg.why(await ffmpeg.wait())
             finally:
                 await ffmpeg.stop()
         finally:
             await bridge.close()
+
+    async def _read(self, ffmpeg: Ffmpeg, splitter: Splitter) -> str | None:
+        """Feed ffmpeg's output to the viewers until it ends (None) or stalls (why)."""
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        stall_s = self.settings.stall_s
+
+        def feed(chunk: bytes) -> None:
+            nonlocal last
+            last = loop.time()
+            self._feed(splitter, chunk)
+
+        reading = asyncio.ensure_future(ffmpeg.read_stdout(feed))
+        try:
+            while True:
+                await asyncio.wait({reading}, timeout=max(0.0, last + stall_s - loop.time()))
+                if reading.done():
+                    reading.result()  # UnsupportedCodec, Fmp4Error: the caller's to handle
+                    return None
+                if loop.time() - last >= stall_s:
+                    return f"no video from the camera for {stall_s:g} s"
+        finally:
+            if not reading.done():
+                reading.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reading
 
     def _feed(self, splitter: Splitter, chunk: bytes) -> None:
         for item in splitter.feed(chunk):

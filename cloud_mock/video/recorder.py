@@ -156,7 +156,7 @@ class Recorder:
                 await ffmpeg.start()
                 try:
                     self._set(RECORDING, f"recording the {STREAM} stream")
-                    return await self._watch(ffmpeg)
+                    return await self._watch(ffmpeg, run)
                 finally:
                     await ffmpeg.stop()
             finally:
@@ -164,17 +164,26 @@ class Recorder:
         finally:
             await bridge.close()
 
-    async def _watch(self, ffmpeg: Ffmpeg) -> str | None:
+    async def _watch(self, ffmpeg: Ffmpeg, run: Path) -> str | None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.archive_run_s
         clock = self.app[CLOCK]
         offset = clock.offset
         exited = asyncio.ensure_future(ffmpeg.wait())
+        # ffmpeg adds a file to the run (a segment, its temp file) at least every segment:
+        # a run directory unchanged for long means the camera stopped sending.
+        stall_s = max(self.settings.stall_s, 3 * self.settings.archive_segment_s)
+        progress, progressed = _mtime(run), loop.time()
         try:
             while True:
                 await asyncio.wait({exited}, timeout=TICK_S)
                 if exited.done():
                     return ffmpeg.why(exited.result())
+                now_progress = _mtime(run)
+                if now_progress != progress:
+                    progress, progressed = now_progress, loop.time()
+                elif loop.time() - progressed >= stall_s:
+                    return f"no video from the camera for {stall_s:g} s"
                 if loop.time() >= deadline:
                     log.info("%s: run cut after %g s", self.source.key, self.settings.archive_run_s)
                     return None
@@ -274,3 +283,10 @@ class Recorders:
     async def stop_all(self) -> None:
         recorders, self._by_key = list(self._by_key.values()), {}
         await asyncio.gather(*(r.stop() for r in recorders), return_exceptions=True)
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0

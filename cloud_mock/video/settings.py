@@ -19,6 +19,9 @@ class VideoSettings:
     live_thumbnail_s: float = 10.0  # from the live cache while a stream is open
     probe_s: float = 60.0  # `probe` each online device this often (§12.4)
     retry_max_s: float = 30.0  # backoff cap of a puller or recorder that died
+    # A camera can accept PLAY and then send nothing (or only RTCP, which keeps ffmpeg's
+    # own socket timeout from firing): no video for this long ends a pull, to be retried.
+    stall_s: float = 10.0
     archive_run_s: float = 3600.0  # a recording run is cut (new playlist, new tunnel)
     archive_segment_s: float = 2.0
     archive_max_mb: float = 2048.0  # all sources together; the oldest segments go first

@@ -64,6 +64,7 @@ JPEG_MAGIC = b"\xff\xd8"
 _FILE = re.compile(r"[0-9a-f]{32}\.jpg")
 
 OFFLINE = {"camera": "the camera is offline", "nvr_camera": "the NVR is offline"}
+NEVER_CONNECTED = "the camera has not connected yet"
 NO_VIDEO = {
     "camera": "no video configured on this camera",
     "nvr_camera": "no video configured for this camera on the NVR",
@@ -151,6 +152,10 @@ class Thumbnails:
     def blocked(self, app: web.Application, source: VideoSource) -> str | None:
         """Why no picture can be taken now, or None if one can be tried."""
         if not app[CHANNELS].is_online(source.peer_id):
+            if source.kind == "camera":
+                camera = app[STORE].get_camera(source.peer_id)
+                if camera is not None and camera.hello_at is None:
+                    return NEVER_CONNECTED
             return OFFLINE[source.kind]
         offered = source.offered(app)
         if offered is None:

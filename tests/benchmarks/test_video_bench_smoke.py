@@ -12,8 +12,6 @@ from typing import Any
 
 import pytest
 
-from cloud_mock.test_camera import available
-
 ROOT = Path(__file__).resolve().parents[2]
 BENCHMARKS = ("live_relay_cpu", "live_stream_rss", "live_glass_to_glass", "live_first_frame")
 
@@ -29,7 +27,7 @@ def _numeric(entry: dict[str, Any]) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(420)
-@pytest.mark.skipif(available() is not None, reason=f"no test camera: {available()}")
+@pytest.mark.usefixtures("test_camera_available")
 def test_quick_video_run_writes_numeric_results(tmp_path: Path) -> None:
     output = tmp_path / "latest.json"
     result = subprocess.run(

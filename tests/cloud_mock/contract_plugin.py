@@ -14,6 +14,7 @@ The console's routes (not in the document) and WebSocket upgrades are left alone
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -81,19 +82,32 @@ def contract_checked(monkeypatch: pytest.MonkeyPatch) -> Iterator[Violations]:
 
     send_str = web.WebSocketResponse.send_str
     close = web.WebSocketResponse.close
+    prepare = web.WebSocketResponse.prepare
+    channels: weakref.WeakKeyDictionary[web.WebSocketResponse, str] = weakref.WeakKeyDictionary()
+
+    async def named_prepare(
+        self: web.WebSocketResponse, request: web.BaseRequest, *a: Any, **kw: Any
+    ) -> Any:
+        channels[self] = _channel_of(request.path)
+        return await prepare(self, request, *a, **kw)
 
     async def checked_send(self: web.WebSocketResponse, data: str, *a: Any, **kw: Any) -> None:
-        violations.add(f"mock sent frame {data[:200]!r}", channel.check_frame("cloud", data))
+        name = channels.get(self, "control")
+        violations.add(
+            f"mock sent frame {data[:200]!r} on {name}", channel.check_frame("cloud", data, name)
+        )
         await send_str(self, data, *a, **kw)
 
     async def checked_close(self: web.WebSocketResponse, *a: Any, **kw: Any) -> bool:
         code = kw.get("code", a[0] if a else None)
-        violations.add("mock closed a channel", channel.check_close(code))
+        name = channels.get(self, "control")
+        violations.add(f"mock closed a {name} channel", channel.check_close(code, name))
         return await close(self, *a, **kw)
 
     monkeypatch.setattr(cloud_mock.server, "make_app", checked_app)
     monkeypatch.setattr(cloud_mock.api, "read_body", kept_body)
     monkeypatch.setattr(cloud_mock.provisioning, "read_body", kept_body)
+    monkeypatch.setattr(web.WebSocketResponse, "prepare", named_prepare)
     monkeypatch.setattr(web.WebSocketResponse, "send_str", checked_send)
     monkeypatch.setattr(web.WebSocketResponse, "close", checked_close)
     yield violations
@@ -102,3 +116,12 @@ def contract_checked(monkeypatch: pytest.MonkeyPatch) -> Iterator[Violations]:
             "the mock answered what docs/api/ does not allow:\n  " + "\n  ".join(violations.found),
             pytrace=False,
         )
+
+
+def _channel_of(path: str) -> str:
+    """The AsyncAPI channel a WebSocket of the mock serves, by its path."""
+    if path.startswith("/v1/devices/tunnels/"):
+        return "tunnels"
+    if path.endswith("/live"):
+        return "live"
+    return "control"

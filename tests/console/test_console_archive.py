@@ -25,7 +25,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from cloud_mock import sandbox
-from cloud_mock.test_camera import TestCamera, available, running_test_camera
+from cloud_mock.test_camera import TestCamera, running_test_camera
 from cloud_mock.testing import MockCloud, start_mock_cloud
 from tests.console.browsing import DESKTOP, PHONE, Tab, assert_fits, chromium, start_device, tabs
 from tests.console.conftest import VIEWER
@@ -34,7 +34,7 @@ from tests.eventually import eventually
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(available() is not None, reason=f"no test camera: {available()}"),
+    pytest.mark.usefixtures("test_camera_available"),
 ]
 
 HLS_JS = Path(__file__).resolve().parents[2] / "cloud_mock/console/static/vendor/hls.light.min.js"
@@ -313,8 +313,7 @@ def test_a_tap_on_the_phones_timeline_plays_from_there(browser: Browser, setup: 
 
 
 def test_hls_js_plays_where_the_browser_has_no_hls(browser: Browser, setup: Setup) -> None:
-    if not HLS_JS.is_file():
-        pytest.skip("hls.js is not vendored: run scripts/setup.sh (it needs npm)")
+    assert HLS_JS.is_file(), "hls.js is not vendored: run scripts/setup.sh (it needs npm)"
     span = recorded(setup)
     with tabs(browser, setup.cloud, **DESKTOP) as new_tab:
         tab = new_tab()

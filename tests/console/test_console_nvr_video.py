@@ -20,7 +20,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from cloud_mock import sandbox
-from cloud_mock.test_camera import TestCamera, available, running_test_camera
+from cloud_mock.test_camera import TestCamera, running_test_camera
 from cloud_mock.testing import MockCloud, start_mock_cloud
 from tests.console.browsing import (
     DESKTOP,
@@ -37,7 +37,7 @@ from tests.eventually import eventually
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(available() is not None, reason=f"no test camera: {available()}"),
+    pytest.mark.usefixtures("test_camera_available"),
 ]
 
 DEAD_URL = "rtsp://127.0.0.1:9/none"  # the discard port: nothing answers RTSP there

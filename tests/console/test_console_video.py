@@ -22,7 +22,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from cloud_mock import sandbox
-from cloud_mock.test_camera import TIMECODE_LAYOUT, TestCamera, available, running_test_camera
+from cloud_mock.test_camera import TIMECODE_LAYOUT, TestCamera, running_test_camera
 from cloud_mock.testing import MockCloud, start_mock_cloud
 from tests.console.browsing import (
     DESKTOP,
@@ -37,7 +37,7 @@ from tests.eventually import eventually
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(available() is not None, reason=f"no test camera: {available()}"),
+    pytest.mark.usefixtures("test_camera_available"),
 ]
 
 # Reads the time code (the camera's wall clock in ms) of the frame the <video> shows, as

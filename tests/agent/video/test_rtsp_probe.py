@@ -433,11 +433,10 @@ def test_rtsp_targets_of_an_nvr() -> None:
 
 @pytest.mark.e2e
 @pytest.mark.parametrize(("codec", "method"), [("h264", "digest"), ("h265", "basic")])
+@pytest.mark.usefixtures("test_camera_available")
 async def test_a_real_rtsp_server(codec: str, method: str) -> None:
-    from cloud_mock.test_camera import available, running_test_camera
+    from cloud_mock.test_camera import running_test_camera
 
-    if (why := available()) is not None:
-        pytest.skip(f"no GStreamer test camera here: {why}")
     with running_test_camera(codec=codec, auth_method=method) as camera:
         assert camera.password
         wrong = camera.main.replace(f":{camera.password}@", ":wrong@")

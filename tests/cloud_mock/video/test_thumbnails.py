@@ -388,7 +388,7 @@ def test_reasons_when_there_is_no_picture(
 ) -> None:
     session = cloud.login()
     waiting = cloud.add_camera(session, "02:1b:00:00:00:99", "label-password-x", "never")
-    assert no_thumbnail(cloud, waiting["camera_id"], session) == "the camera is offline"
+    assert no_thumbnail(cloud, waiting["camera_id"], session) == "the camera has not connected yet"
 
     no_video = connect_camera(cloud, session, agents, tmp_path, "blind", "")
     assert no_thumbnail(cloud, no_video, session) == "no video configured on this camera"
