@@ -1,8 +1,24 @@
-"""What every test directory shares."""
+"""What every test directory shares: the tier markers (tests/tiers.py), and the RTSP test
+camera's availability as a failure, not a skip."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+
+from tests.tiers import is_slow, tier_of
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test gets the marker of its file's tier (and `slow` where that applies)."""
+    for item in items:
+        path = Path(str(item.fspath)).resolve().relative_to(ROOT).as_posix()
+        item.add_marker(tier_of(path))
+        if is_slow(path):
+            item.add_marker("slow")
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ from agent.lifecycle import (
     transition,
 )
 from tests.agent.tokens import verified
+from tests.examples import examples
 
 S = DeviceState
 TOKEN = verified("poll")
@@ -183,7 +184,7 @@ def test_start_polling_only_ever_leads_to_provisioning(state: DeviceState, event
 event_strategy = st.sampled_from(EVENTS)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(has_token=st.booleans(), events=st.lists(event_strategy, max_size=30))
 def test_any_event_sequence_keeps_polls_and_token_consistent(
     has_token: bool, events: list[object]

@@ -25,6 +25,7 @@ from agent.token_codec import (
     token_summary,
     verify_token,
 )
+from tests.examples import examples
 
 DEVICE = "aa:bb:cc:dd:ee:ff"
 CLOUD = "https://cloud.example.com"
@@ -342,7 +343,7 @@ def test_none_is_an_empty_token(key: Ed25519PrivateKey) -> None:
         verify(None, key)  # type: ignore[arg-type]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.text(max_size=300))
 def test_fuzz_arbitrary_text_is_only_ever_a_token_error(text: str) -> None:
     key = Ed25519PrivateKey.from_private_bytes(bytes(32))
@@ -350,7 +351,7 @@ def test_fuzz_arbitrary_text_is_only_ever_a_token_error(text: str) -> None:
         verify(text, key)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.text(alphabet=B64URL + ".", max_size=200))
 def test_fuzz_base64url_text_is_only_ever_a_token_error(text: str) -> None:
     key = Ed25519PrivateKey.from_private_bytes(bytes(32))
@@ -367,7 +368,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     body=st.dictionaries(
         st.sampled_from(["v", "sub", "kind", "org", "api", "iat", "jti", "x"]), json_values

@@ -34,6 +34,7 @@ from tests.cloud_mock.nvr_helpers import (
     unseal_with,
 )
 from tests.eventually import eventually_async
+from tests.examples import examples
 
 DAY = 86_400
 
@@ -194,7 +195,9 @@ def _near(good: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(40),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     body=st.binary(max_size=100)

@@ -23,6 +23,7 @@ from cloud_mock.server import RunningMock, start
 from tests.cloud_mock.conftest import client_for, mock_options
 from tests.cloud_mock.helpers import MAC, PASSWORD, add_camera, poll_body, unseal, verify_token
 from tests.eventually import eventually_async
+from tests.examples import examples
 
 POLL = "/v1/provisioning/poll"
 
@@ -265,7 +266,9 @@ poll_like = st.fixed_dictionaries(
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(40),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     body=st.binary(max_size=200)

@@ -31,6 +31,7 @@ from tests.cloud_mock.nvr_helpers import (
     registration_token,
 )
 from tests.eventually import eventually_async
+from tests.examples import examples
 
 FIELDS = {
     "id",
@@ -501,7 +502,9 @@ FIELD_NAMES = ["name", "note", "device", "org", "code", "enabled", "quality", "d
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(60),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     body=st.binary(max_size=100)

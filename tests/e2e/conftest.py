@@ -11,8 +11,6 @@ import pytest
 
 from cloud_mock import sandbox
 
-pytestmark = pytest.mark.e2e
-
 _ids = itertools.count(1)
 
 

@@ -8,13 +8,14 @@ from hypothesis import strategies as st
 
 from agent.errors import ActivationCodeError, CodeMistypedError
 from agent.nvr.activation_code import ALPHABET, LENGTH, format_code, generate, parse
+from tests.examples import examples
 from tests.hardening.strategies import refusal
 
 codes = st.builds(lambda _: generate(), st.integers())
 code_ish = st.text(alphabet=ALPHABET + "OIL-oil \t", max_size=20)
 
 
-@settings(max_examples=600)
+@settings(max_examples=examples(600))
 @given(st.one_of(st.text(max_size=40), code_ish))
 def test_any_text_is_a_code_or_a_clear_refusal(text: str) -> None:
     if refusal(parse, text, allowed=ActivationCodeError):
@@ -24,7 +25,7 @@ def test_any_text_is_a_code_or_a_clear_refusal(text: str) -> None:
     assert parse(code) == code  # canonical form is a fixed point
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(
     codes,
     st.sampled_from([str.lower, str.upper, lambda c: c.replace("-", ""), lambda c: f"  {c} "]),
@@ -39,7 +40,7 @@ def _compact(code: str) -> str:
     return code.replace("-", "")
 
 
-@settings(max_examples=400)
+@settings(max_examples=examples(400))
 @given(codes, st.integers(0, LENGTH - 1), st.sampled_from(ALPHABET))
 def test_any_single_typo_is_caught(code: str, position: int, char: str) -> None:
     compact = _compact(code)
@@ -50,7 +51,7 @@ def test_any_single_typo_is_caught(code: str, position: int, char: str) -> None:
         parse(format_code(typo))
 
 
-@settings(max_examples=400)
+@settings(max_examples=examples(400))
 @given(codes, st.integers(0, LENGTH - 2))
 def test_any_adjacent_swap_is_caught(code: str, position: int) -> None:
     compact = _compact(code)

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from agent.config import _SECTIONS, Config, NvrCamera, parse
 from agent.errors import ConfigError
+from tests.examples import examples
 from tests.hardening.strategies import refusal
 
 SOURCE = "/etc/camagent/fuzz.toml"
@@ -100,13 +101,13 @@ def check(text: str) -> None:
     assert config.provisioning.fast_interval > 0
 
 
-@settings(max_examples=500)
+@settings(max_examples=examples(500))
 @given(documents())
 def test_any_toml_structure_is_a_config_or_a_config_error(text: str) -> None:
     check(text)
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(st.one_of(st.text(max_size=200), st.binary(max_size=100).map(lambda b: b.decode("latin-1"))))
 def test_any_text_is_a_config_or_a_config_error(text: str) -> None:
     check(text)
@@ -121,7 +122,7 @@ VALID: dict[str, Any] = {
 }
 
 
-@settings(max_examples=400)
+@settings(max_examples=examples(400))
 @given(st.sampled_from([(s, k) for s, body in VALID.items() for k in body]), values)
 def test_one_bad_value_in_a_good_file_names_its_key(where: tuple[str, str], value: Any) -> None:
     section, key = where

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from agent.config import parse as parse_config
 from agent.control_channel import ControlChannel, Hello
 from agent.daemon import Daemon
+from tests.examples import examples
 from tests.hardening.strategies import json_values
 
 END = "fuzz-end"
@@ -119,7 +120,7 @@ def expected_answer(frame: str | bytes) -> dict[str, Any] | None:
     return {"id": message.get("id"), "ok": ok}
 
 
-@settings(max_examples=120, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(120), suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(frames, max_size=6))
 def test_any_frames_leave_the_channel_up_and_answering(
     loop: asyncio.AbstractEventLoop, cloud: tuple[Cloud, str], script: list[str | bytes]
@@ -193,7 +194,7 @@ def daemon(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     return make_daemon(tmp_path_factory.mktemp(request.param), request.param)
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(200), suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     st.one_of(st.sampled_from(["ping", "reset", "set_token", "sync", "configure"]), st.text()),
     st.dictionaries(

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from agent.finder.client import DeviceClient, Endpoint
 from agent.finder.errors import FinderError
 from agent.finder.records import format_table, record_from_service, sort_records
+from tests.examples import examples
 
 TXT_KEYS = [b"id", b"kind", b"state", b"ver", b"fp", b"pv", b"ID", b"Fp", b"x"]
 txt = st.dictionaries(
@@ -23,7 +24,7 @@ txt = st.dictionaries(
 )
 
 
-@settings(max_examples=400)
+@settings(max_examples=examples(400))
 @given(
     st.lists(
         st.tuples(

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from agent.local_api import bodies, digest, lockout
 from agent.local_api.bodies import ApiError
 from benchmarks.crash_bench import Daemon, Device, Harness
+from tests.examples import examples
 from tests.hardening.strategies import deep_nesting, json_values, refusal
 
 ROUTES = ["/v1/token", "/v1/reset", "/v1/poll-now", "/v1/wifi", "/v1/cloud-registration"]
@@ -50,7 +51,7 @@ headers = st.one_of(
 )
 
 
-@settings(max_examples=500)
+@settings(max_examples=examples(500))
 @given(headers, st.sampled_from(["POST", "GET"]), st.text(max_size=20))
 def test_any_authorization_header_gets_a_verdict(
     header: str | None, method: str, target: str
@@ -88,7 +89,7 @@ raw_bodies = st.one_of(
 )
 
 
-@settings(max_examples=500)
+@settings(max_examples=examples(500))
 @given(raw_bodies, st.sampled_from(["application/json", "text/plain", "", "application/JSON"]))
 def test_any_body_is_a_value_or_an_api_error(raw: bytes, content_type: str) -> None:
     def read(required: bool) -> None:
@@ -102,7 +103,7 @@ def test_any_body_is_a_value_or_an_api_error(raw: bytes, content_type: str) -> N
             assert len(message) < 300  # short enough for a person reading the answer
 
 
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 @given(st.one_of(st.binary(max_size=100), st.builds(lambda v: json.dumps(v).encode(), json_values)))
 def test_any_lockout_file_reads_as_a_state(content: bytes) -> None:
     import tempfile
@@ -178,7 +179,7 @@ def test_the_fuzzer_gets_past_authentication(lan: Lan) -> None:
 
 
 @settings(
-    max_examples=150,
+    max_examples=examples(150),
     deadline=None,  # each example is a real HTTPS (and Digest) round trip to a subprocess
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

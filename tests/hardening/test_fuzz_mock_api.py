@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cloud_mock.server import Options, RunningMock, start
+from tests.examples import examples
 from tests.hardening.strategies import deep_nesting, json_values
 
 REQUEST_TIMEOUT_S = 10.0  # a hang is a failure; no route may hold a fuzzed request that long
@@ -140,7 +141,7 @@ def _is_api(path: str) -> bool:
 
 
 @settings(
-    max_examples=400,
+    max_examples=examples(400),
     deadline=None,  # TLS round trips on a busy 2-core machine; hangs have their own limit
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -171,7 +172,7 @@ def test_any_body_to_any_route_is_answered_below_500(
         assert error.strip()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=st.dictionaries(st.sampled_from(FIELDS), json_values, max_size=6))
 def test_a_good_session_stays_good_whatever_was_sent(mock: Mock, body: dict[str, Any]) -> None:
     """Bodies to the login route never break a session that exists (only logout does)."""
@@ -252,7 +253,7 @@ tails = st.one_of(
 
 
 @settings(
-    max_examples=250,
+    max_examples=examples(250),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

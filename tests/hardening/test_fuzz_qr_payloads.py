@@ -19,6 +19,7 @@ from agent.qr.payloads import (
     wifi_payload,
 )
 from agent.token_codec import sign_token
+from tests.examples import examples
 from tests.hardening.strategies import refusal
 
 TOKEN = sign_token(
@@ -40,7 +41,7 @@ camagent_ish = st.builds(lambda t: "CAMAGENT:" + t, st.text(max_size=80))
 any_text = st.one_of(st.text(max_size=200), wifi_ish, camagent_ish)
 
 
-@settings(max_examples=600)
+@settings(max_examples=examples(600))
 @given(any_text)
 def test_any_text_is_a_payload_or_a_clear_refusal(text: str) -> None:
     message = refusal(parse, text, allowed=QrPayloadError)
@@ -59,8 +60,8 @@ def test_any_text_is_a_payload_or_a_clear_refusal(text: str) -> None:
 
 
 # Control characters are refused on every path (payloads.control_character), so the cards
-# the tools make never hold them.
-printable = st.characters(blacklist_categories=("Cc",))
+# the tools make never hold them; surrogates are no text at all (they cannot be encoded).
+printable = st.characters(blacklist_categories=("Cc", "Cs"))
 ssids = st.text(printable, min_size=1, max_size=32).filter(
     lambda s: len(s.encode()) <= MAX_SSID_BYTES and s.strip() == s
 )
@@ -77,7 +78,7 @@ def networks(draw: st.DrawFn) -> WifiNetwork:
     return WifiNetwork(draw(ssids), password, security, draw(st.booleans()))
 
 
-@settings(max_examples=400)
+@settings(max_examples=examples(400))
 @given(networks(), st.booleans())
 def test_cards_the_tools_make_read_back_the_same(network: WifiNetwork, with_token: bool) -> None:
     # Quotes are escaped by the tools, so even a value in surrounding quotes reads back.
@@ -96,7 +97,7 @@ def test_token_cards_read_back() -> None:
     assert parse(TOKEN).token == TOKEN
 
 
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 @given(st.text(max_size=60))
 def test_ct_or_t_fields_hold_only_token_shaped_text(junk: str) -> None:
     """A card cannot smuggle arbitrary text in as a token: only token-shaped candidates."""

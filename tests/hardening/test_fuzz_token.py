@@ -28,6 +28,7 @@ from agent.token_codec import (
     verify_token,
 )
 from agent.trust import TokenGate
+from tests.examples import examples
 from tests.hardening.strategies import json_values, refusal
 
 DEVICE = "aa:bb:cc:dd:ee:ff"
@@ -62,7 +63,7 @@ def verify(token: str, key: Ed25519PrivateKey = KEY) -> Any:
     return verify_token(token, [key.public_key()], device_id=DEVICE, kind="camera", cloud_url=CLOUD)
 
 
-@settings(max_examples=400)
+@settings(max_examples=examples(400))
 @given(any_token_text)
 def test_any_text_is_claims_or_a_token_error(text: str) -> None:
     for fn in (split_token, parse_claims, verify):
@@ -70,7 +71,7 @@ def test_any_text_is_claims_or_a_token_error(text: str) -> None:
     assert isinstance(token_summary(text), dict)  # status never fails on a stored token
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(json_values, st.binary(max_size=80))
 def test_any_json_payload_with_a_wrong_signature_is_refused(payload: Any, signature: bytes) -> None:
     body = json.dumps(payload).encode()
@@ -82,7 +83,7 @@ def test_any_json_payload_with_a_wrong_signature_is_refused(payload: Any, signat
 claim_values = st.one_of(json_values, st.sampled_from([DEVICE, "camera", "nvr", CLOUD, 1]))
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(
     st.dictionaries(
         st.sampled_from(["v", "sub", "kind", "org", "api", "iat", "jti", "extra"]),
@@ -106,7 +107,7 @@ def test_signed_junk_is_accepted_only_when_every_check_holds(
     assert claims.api.lower().startswith("https://cloud.example.com")
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(st.data())
 def test_changing_any_character_of_a_valid_token_breaks_it(data: st.DataObject) -> None:
     token = sign_token(good_payload(jti=data.draw(st.text(min_size=1, max_size=20))), KEY)
@@ -118,7 +119,7 @@ def test_changing_any_character_of_a_valid_token_breaks_it(data: st.DataObject) 
         verify(mutated)
 
 
-@settings(max_examples=100)
+@settings(max_examples=examples(100))
 @given(st.text(B64URL, min_size=1, max_size=40))
 def test_padding_or_whitespace_inside_is_not_a_token(part: str) -> None:
     padded = base64.urlsafe_b64encode(b"{}").decode()  # with '='

@@ -20,6 +20,7 @@ from agent.provisioning.wire import (
     seal_token,
     unseal_token,
 )
+from tests.examples import examples
 from tests.hardening.strategies import deep_nesting, json_bytes, json_values, refusal
 
 KEY = bytes(range(32))
@@ -41,7 +42,7 @@ poll_bodies = st.dictionaries(
 )
 
 
-@settings(max_examples=600)
+@settings(max_examples=examples(600))
 @given(
     st.one_of(
         st.binary(max_size=200),
@@ -62,20 +63,20 @@ def test_any_poll_body_parses_or_is_a_wire_error(body: bytes) -> None:
     assert len(base64.b64decode(request.proof)) == 32
 
 
-@settings(max_examples=100)
+@settings(max_examples=examples(100))
 @given(st.integers(0, MAX_TS), st.integers(0, MAX_WAIT_S))
 def test_a_built_poll_parses_back(ts: int, wait: int) -> None:
     request = PollRequest.build(KEY, DEVICE, ts, wait)
     assert PollRequest.parse(json.dumps(request.to_json()).encode()) == request
 
 
-@settings(max_examples=400)
+@settings(max_examples=examples(400))
 @given(st.one_of(json_values, st.builds(b64, st.binary(max_size=120))))
 def test_any_sealed_token_opens_or_is_a_wire_error(sealed: object) -> None:
     refusal(unseal_token, KEY, DEVICE, sealed, allowed=WireError)
 
 
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 @given(st.text(max_size=200), st.integers(0, 200))
 def test_a_sealed_token_opens_only_with_its_key_and_device(token: str, flip: int) -> None:
     sealed = seal_token(KEY, DEVICE, token)
@@ -90,7 +91,7 @@ def test_a_sealed_token_opens_only_with_its_key_and_device(token: str, flip: int
         unseal_token(KEY, DEVICE, b64(bytes(raw)))
 
 
-@settings(max_examples=400)
+@settings(max_examples=examples(400))
 @given(st.one_of(st.text(max_size=150), st.text("0123456789abcdefABCDEF:-", max_size=20)))
 def test_any_device_id_normalizes_or_is_refused(raw: str) -> None:
     if refusal(normalize_device_id, raw, allowed=WireError):

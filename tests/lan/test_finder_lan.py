@@ -22,7 +22,7 @@ from tests.lan.avahi import Avahi, missing_tools
 from tests.lan.netns import Namespace
 from tests.lan.site import ROOT, Device, Site, wait_local_api
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = pytest.mark.timeout(300)
 
 # Small lockout settings so the lockout test takes seconds (names from [local_api]).
 LOCKOUT: dict[str, Any] = {"lockout_after": 3, "lockout_base_s": 30}

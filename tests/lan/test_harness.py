@@ -14,7 +14,7 @@ from tests.lan.avahi import Avahi, missing_tools
 from tests.lan.netns import Lan
 from tests.lan.site import run_finder
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(120)]
+pytestmark = pytest.mark.timeout(120)
 
 
 def test_announcement_reaches_finder_and_avahi_in_other_namespaces(

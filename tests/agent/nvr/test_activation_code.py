@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from agent.errors import ActivationCodeError, CodeMistypedError
 from agent.nvr import activation_code as ac
+from tests.examples import examples
 
 BODY = st.text(alphabet=ac.ALPHABET, min_size=ac.BODY_LENGTH, max_size=ac.BODY_LENGTH)
 
@@ -44,7 +45,7 @@ def _all_adjacent_swaps(code: str) -> list[str]:
     return [c[:i] + c[i + 1] + c[i] + c[i + 2 :] for i in range(len(c) - 1) if c[i] != c[i + 1]]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(BODY)
 def test_every_single_substitution_is_caught(body: str) -> None:
     code = body + ac.check_character(body)
@@ -53,7 +54,7 @@ def test_every_single_substitution_is_caught(body: str) -> None:
             ac.parse(typo)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(BODY)
 def test_every_adjacent_transposition_is_caught(body: str) -> None:
     code = body + ac.check_character(body)

@@ -16,6 +16,7 @@ from agent.provisioning.schedule import (
     ScheduleSettings,
     long_poll_wait,
 )
+from tests.examples import examples
 
 DEFAULTS = ScheduleSettings()
 
@@ -257,7 +258,7 @@ poll_op = st.tuples(
 restart_op = st.tuples(st.just("restart"), st.floats(0, 10_000, allow_nan=False))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     s=settings_strategy,
     start=st.floats(0, 1e6, allow_nan=False),

@@ -25,6 +25,7 @@ from agent.provisioning.wire import (
     seal_token,
     unseal_token,
 )
+from tests.examples import examples
 
 DEVICE = "aa:bb:cc:dd:ee:ff"
 
@@ -311,7 +312,7 @@ def check_parse(body: bytes) -> None:
     assert isinstance(result, PollRequest)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.binary(max_size=400))
 def test_parse_fuzz_bytes(body: bytes) -> None:
     check_parse(body)
@@ -337,7 +338,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     st.dictionaries(
         st.sampled_from(["device_id", "ts", "nonce", "proof", "wait", "extra"]),
@@ -349,7 +350,7 @@ def test_parse_fuzz_json_values(value: object) -> None:
     check_parse(json.dumps(value).encode())
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     st.fixed_dictionaries(
         {

@@ -429,23 +429,3 @@ def test_rtsp_targets_of_an_nvr() -> None:
         ("gate/sub", "rtsps://10.0.0.5/sub"),
         ("yard/main", "rtsp://10.0.0.6/main"),
     ]
-
-
-@pytest.mark.e2e
-@pytest.mark.parametrize(("codec", "method"), [("h264", "digest"), ("h265", "basic")])
-@pytest.mark.usefixtures("test_camera_available")
-async def test_a_real_rtsp_server(codec: str, method: str) -> None:
-    from cloud_mock.test_camera import running_test_camera
-
-    with running_test_camera(codec=codec, auth_method=method) as camera:
-        assert camera.password
-        wrong = camera.main.replace(f":{camera.password}@", ":wrong@")
-        results = await probe_all([("main", camera.main), ("sub", camera.sub), ("bad", wrong)])
-    name = codec.upper()
-    # x264's SPS tells the size; H.265's size would need its SPS parsed, which is optional.
-    sizes = (" 640x360", " 320x180") if codec == "h264" else ("", "")
-    assert results == [
-        StreamProbe("main", True, name, f"RTSP 200, {name}{sizes[0]}"),
-        StreamProbe("sub", True, name, f"RTSP 200, {name}{sizes[1]}"),
-        StreamProbe("bad", False, None, "RTSP 401: wrong user or password"),
-    ]

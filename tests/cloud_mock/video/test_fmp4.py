@@ -33,14 +33,17 @@ from cloud_mock.video.fmp4 import (
     parse_fragment,
     parse_init,
 )
+from tests.examples import examples
 
 FRAGMENTED = ["-f", "mp4", "-movflags", "empty_moov+default_base_moof+frag_keyframe"]
 FRAGMENTED += ["-frag_duration", "200000"]
 SOURCE = ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"]
 
 # Hypothesis' deadline is a wall-clock assertion, which these tests must not make.
-FUZZ = settings(deadline=None, max_examples=200, suppress_health_check=[HealthCheck.too_slow])
-CHUNKS = settings(deadline=None, max_examples=40)
+FUZZ = settings(
+    deadline=None, max_examples=examples(200), suppress_health_check=[HealthCheck.too_slow]
+)
+CHUNKS = settings(deadline=None, max_examples=examples(40))
 
 
 # --- real ffmpeg output -----------------------------------------------------------
