@@ -3,8 +3,11 @@ camera's availability as a failure, not a skip."""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.tiers import is_slow, tier_of
@@ -29,3 +32,18 @@ def test_camera_available() -> None:
 
     problem = available()
     assert problem is None, f"the RTSP test camera cannot run: {problem} (scripts/setup.sh)"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_outlives_the_tests() -> Iterator[None]:
+    """A daemon, mock or camera a test forgot to stop is stopped here, and named, so that
+    it neither holds ports and CPU for the tiers after it nor goes unnoticed."""
+    yield
+    leftover = psutil.Process().children(recursive=True)
+    for process in leftover:
+        try:
+            command = " ".join(process.cmdline())[:200]
+            process.kill()
+        except psutil.Error:
+            continue
+        print(f"\nconftest: a test left this process running: {command}", file=sys.stderr)

@@ -99,6 +99,11 @@ class Setup:
     config: Path
     camera_id: str  # the test camera, online
     waiting_id: str  # a camera no device has claimed: no video
+    agents: list[sandbox.Agent]  # every daemon started, stopped after the module
+
+    def restart(self) -> None:
+        self.agent = sandbox.start_agent(self.config)
+        self.agents.append(self.agent)
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +153,7 @@ def setup(cloud: MockCloud, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 agent.config_path,
                 added["camera_id"],
                 waiting["camera_id"],
+                agents,
             )
         finally:
             for started in agents:
@@ -234,7 +240,7 @@ def test_the_camera_page_plays_live_video(browser: Browser, setup: Setup) -> Non
         expect(placeholder).to_contain_text("The camera is offline")
         expect(page.locator("#live-video")).to_be_hidden()
         tab.shot("camera-offline")
-        setup.agent = sandbox.start_agent(setup.config)
+        setup.restart()
         assert_live(page)
         assert page.evaluate("window.__sameDocument") is True
 

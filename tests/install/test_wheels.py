@@ -5,6 +5,7 @@ from its wheel starts and serves its console, its static files and install.sh.""
 from __future__ import annotations
 
 import os
+import shutil
 import ssl
 import subprocess
 import sys
@@ -36,6 +37,7 @@ def _run(argv: list[str], cwd: Path | None = None, timeout: float = 300) -> None
 @pytest.fixture(scope="module")
 def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("wheels")
+    existed = {p for p in (REPO_ROOT / "build", REPO_ROOT / "cloud_mock" / "build") if p.exists()}
     _run(
         [
             sys.executable,
@@ -52,6 +54,10 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         cwd=REPO_ROOT,
         timeout=300,
     )
+    # pip builds in the tree: what it leaves there is not the checkout's to keep.
+    for leftover in (REPO_ROOT / "build", REPO_ROOT / "cloud_mock" / "build"):
+        if leftover not in existed:
+            shutil.rmtree(leftover, ignore_errors=True)
     found = {path.name.split("-")[0]: path for path in out.glob("*.whl")}
     assert set(found) == {"camagent", "camagent_cloud_mock"}, found
     return found
