@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,19 @@ start_cloud = start_mock_cloud
 
 # -- agents -----------------------------------------------------------------------------
 
+# A Unix socket's path has room for 107 bytes; a deep temporary directory (a test's,
+# under pytest-xdist's worker directories) may not leave room for `run/control.sock`.
+MAX_SOCKET_PATH = 100
+
+
+def short_run_dir(directory: Path) -> Path:
+    """`directory/run`, or a short directory of its own under /tmp when the control
+    socket's path would not fit there."""
+    run_dir = directory / "run"
+    if len(str(run_dir / "control.sock")) <= MAX_SOCKET_PATH:
+        return run_dir
+    return Path(tempfile.mkdtemp(prefix="camagent-run-"))
+
 
 def write_agent_config(
     directory: Path,
@@ -77,6 +91,7 @@ def write_agent_config(
     password_file.write_text(password + "\n")
     password_file.chmod(0o600)
     keys = f'["{cloud.signing_key_file}"]' if trust_keys else "[]"
+    run_dir = short_run_dir(directory)
     path = directory / "agent.toml"
     path.write_text(
         f"""[device]
@@ -99,7 +114,7 @@ long_poll = {long_poll}
 
 [paths]
 state_dir = "{directory / "state"}"
-run_dir = "{directory / "run"}"
+run_dir = "{run_dir}"
 
 [local_api]
 enabled = false
@@ -120,7 +135,9 @@ class Agent:
 
     @property
     def socket(self) -> Path:
-        return self.config_path.parent / "run" / "control.sock"
+        from agent import config
+
+        return config.load(self.config_path).control_socket
 
     def command(self, cmd: str, **args: Any) -> Any:
         return control_socket.request(self.socket, cmd, args, timeout=10)

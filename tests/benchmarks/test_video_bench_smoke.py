@@ -1,5 +1,8 @@
 """The live-video benchmarks run end to end (figures are not judged here: machines differ,
-and the machine's cores are shared with whatever else runs)."""
+and the machine's cores are shared with whatever else runs). Two rows, one with a daemon
+and one in the browser, to keep the test run short; `python -m benchmarks.run --only
+live_relay_cpu,live_stream_rss,live_mock_capacity,live_glass_to_glass,live_first_frame`
+runs them all."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-BENCHMARKS = ("live_relay_cpu", "live_stream_rss", "live_glass_to_glass", "live_first_frame")
+BENCHMARKS = ("live_stream_rss", "live_glass_to_glass")
 
 
 def _numeric(entry: dict[str, Any]) -> None:
@@ -56,15 +59,6 @@ def test_quick_video_run_writes_numeric_results(tmp_path: Path) -> None:
     assert document["only"] == list(BENCHMARKS)
     results = document["results"]
 
-    # The relay: one row per rate and the line through them, all reported only.
-    for name in ("live_relay_cpu", *(f"live_relay_cpu.{m}mbit" for m in (1, 4, 16))):
-        _numeric(results[name])
-        assert results[name]["passed"] is None
-    for m in (1, 4, 16):
-        details = results[f"live_relay_cpu.{m}mbit"]["details"]
-        assert details["viewer_mbit_s"] > 0
-        assert details["viewer_fragments"] > 0
-
     # Memory: the increase has a target; the idle figure is idle_rss's method.
     _numeric(results["live_stream_rss"])
     assert isinstance(results["live_stream_rss"]["passed"], bool)
@@ -76,10 +70,3 @@ def test_quick_video_run_writes_numeric_results(tmp_path: Path) -> None:
     _numeric(glass)
     assert isinstance(glass["passed"], bool)
     assert glass["details"]["samples"] > 0
-    for name in ("live_first_frame", "live_first_frame.warm"):
-        _numeric(results[name])
-        assert results[name]["value"] > 0
-        details = results[name]["details"]
-        assert details["seconds"]  # a load without a picture is a miss, kept apart
-        assert len(details["seconds"]) + len(details["misses"]) == 3
-    assert isinstance(results["live_first_frame"]["passed"], bool)
