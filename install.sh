@@ -618,24 +618,24 @@ wait_active() {
 	say "the $SERVICE service is active"
 }
 
-# give_token WORD...: `camagent WORD... --token-file -` with the token on its standard input
-# where this camagent reads it there (a command line is readable by every local user);
-# a package without --token-file takes it as an argument.
+# give_token WORD...: `camagent WORD... --token-file -` with the token on its standard
+# input (printf is built in: the token is in no process's command line, which every local
+# user can read in /proc/PID/cmdline).  A camagent that takes it only as an argument (a
+# release older than this script) does not get it at all.
 give_token() {
-	if "$CAMAGENT" "$@" --help 2>/dev/null | grep -q -e '--token-file'; then
-		printf '%s\n' "$TOKEN" | run "$CAMAGENT" --config "$ROOT$CONFIG_FILE" "$@" --token-file -
-	else
-		run "$CAMAGENT" --config "$ROOT$CONFIG_FILE" "$@" "$TOKEN"
+	if ! "$CAMAGENT" "$@" --help 2>/dev/null | grep -q -e '--token-file'; then
+		die "this camagent (older than this script) takes the token only on its command line, where every local user can read it (/proc/PID/cmdline): not passing it that way: install this cloud's package, then run this again"
 	fi
+	printf '%s\n' "$TOKEN" | run "$CAMAGENT" --config "$ROOT$CONFIG_FILE" "$@" --token-file -
 }
 
 apply_token() {
 	[ -n "$TOKEN" ] || return 0
 	if [ "$DRY_RUN" = 1 ]; then
 		if [ "$NVR" = 1 ]; then
-			say "would run: $(shell_quote camagent nvr register "$TOKEN") (unless this NVR is linked already)"
+			say "would run: camagent nvr register --token-file - with the token on its standard input (unless this NVR is linked already)"
 		else
-			say "would run: $(shell_quote camagent token set "$TOKEN") (unless the device uses this token already)"
+			say "would run: camagent token set --token-file - with the token on its standard input (unless the device uses this token already)"
 		fi
 		return 0
 	fi

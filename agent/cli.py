@@ -14,6 +14,7 @@ from typing import Any
 from agent import __version__
 from agent import config as config_mod
 from agent.errors import CamagentError, DaemonUnavailable
+from agent.secret_input import TOKEN_ENV, Secret, read_secret
 
 EXIT_OK, EXIT_FAILURE, EXIT_INTERRUPTED = 0, 1, 130
 
@@ -29,20 +30,20 @@ EXAMPLES: dict[str, str] = {
     "poll-now": "camagent poll-now",
     "nvr": "camagent nvr code",
     "nvr code": "camagent nvr code --json",
-    "nvr register": "camagent nvr register --profile office",
+    "nvr register": "camagent nvr register --token-file - < registration-token.txt",
     "nvr checks": "camagent nvr checks",
     "qr": "camagent qr scan --apply /dev/video0",
     "qr scan": "camagent qr scan --json --timeout 20 rtsp://127.0.0.1:8554/cam",
-    "qr make": "camagent qr make wifi --ssid site --password 'secret pass' --png card.png",
-    "qr make wifi": "camagent qr make wifi --ssid site --password 'secret pass' --png card.png",
-    "qr make token": "camagent qr make token eyJ... --png token.png",
+    "qr make": "camagent qr make wifi --ssid site --password-file wifi.txt --png card.png",
+    "qr make wifi": "camagent qr make wifi --ssid site --password-file wifi.txt --png card.png",
+    "qr make token": "camagent qr make token --token-file token.txt --png token.png",
     "qr make url": "camagent qr make url https://cloud.example.com/registrators/activate",
     "finder": "camagent finder scan",
     "finder scan": "camagent finder scan --timeout 5 --json",
     "finder push": "camagent finder push 00:11:22:33:44:55 --profile office",
     "finder reset": "camagent finder reset 00:11:22:33:44:55",
     "finder poll-now": "camagent finder poll-now camagent-cam.local",
-    "finder wifi": "camagent finder wifi 192.168.1.20:8443 --ssid site --password 'secret pass'",
+    "finder wifi": "camagent finder wifi 192.168.1.20:8443 --ssid site --password-file wifi.txt",
     "cloud": "camagent cloud login --profile office",
     "cloud servers": "camagent cloud servers list",
     "cloud servers add": "camagent cloud servers add office https://cloud.example.com "
@@ -80,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     token = sub.add_parser("token", help="replace or forget the token (forced change)")
     token_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
     token_set = token_sub.add_parser(
-        "set", help="use a token (verified like any token), read from stdin or --token-file"
+        "set",
+        help="use a token (a camera's: its sealed_token), verified, from stdin or --token-file",
     )
     token_set.add_argument(
         "token",
@@ -89,7 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="discouraged: a command line is readable by every local user (a warning says so)",
     )
     token_set.add_argument(
-        "--token-file", metavar="FILE", type=Path, help="read the token from FILE ('-': stdin)"
+        "--token-file",
+        metavar="FILE",
+        type=Path,
+        help=f"read the token from FILE ('-': stdin); without it: ${TOKEN_ENV}, else stdin",
     )
     token_sub.add_parser("clear", help="forget the token (same as reset)")
     sub.add_parser("poll-now", help="restart the fast provisioning phase now")
@@ -99,11 +104,21 @@ def build_parser() -> argparse.ArgumentParser:
     nvr_code.add_argument("--json", action="store_true", help="print JSON for scripts")
     nvr_register = nvr_sub.add_parser("register", help="link with a registration token")
     nvr_register.add_argument(
-        "token", metavar="TOKEN", nargs="?", help="omitted: one is made through --profile"
+        "token",
+        metavar="TOKEN",
+        nargs="?",
+        help="discouraged: a command line is readable by every local user (a warning says so)",
+    )
+    nvr_register.add_argument(
+        "--token-file",
+        metavar="FILE",
+        type=Path,
+        help=f"read the registration token from FILE ('-': stdin); without it: ${TOKEN_ENV}, "
+        "else one is made through --profile",
     )
     from agent.account.profiles import add_profile_option
 
-    add_profile_option(nvr_register, "cloud server profile to get a token with (no TOKEN)")
+    add_profile_option(nvr_register, "cloud server profile to get a token with (no token given)")
     nvr_checks = nvr_sub.add_parser("checks", help="the device-side checks the cloud shows")
     nvr_checks.add_argument("--json", action="store_true", help="print JSON for scripts")
     qr = sub.add_parser("qr", help="QR codes: read WiFi/token cards, make cards")
@@ -315,55 +330,33 @@ def cmd_token(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-MAX_TOKEN_INPUT = 64 * 1024  # far above any token: a wrong file is refused, not read whole
+TOKEN_PROMPT = "Token (paste it, then press Enter; it is not shown): "
+# One way to read a secret for every command (agent/secret_input.py).
+TOKEN_SET_SECRET = Secret(
+    "token",
+    "TOKEN",
+    "--token-file",
+    TOKEN_ENV,
+    instead=f"`camagent token set < FILE`, --token-file FILE or {TOKEN_ENV}=…",
+)
+NVR_REGISTER_SECRET = Secret(
+    "registration token",
+    "TOKEN",
+    "--token-file",
+    TOKEN_ENV,
+    instead=f"`camagent nvr register --token-file - < FILE` or {TOKEN_ENV}=…",
+)
 
 
 def read_token_argument(args: argparse.Namespace) -> str:
-    """The token for `token set`: from --token-file, else stdin; TOKEN on the command line
-    still works (scripts of older releases use it) but warns: every local user can read a
-    command line in /proc/PID/cmdline, and shells keep it in their history."""
-    from agent.prompts import interruptible
-
-    if args.token is not None and args.token_file is not None:
-        raise CamagentError("give the token either as TOKEN or with --token-file, not both")
-    if args.token is not None:
-        print(
-            "camagent: warning: a token on the command line is visible to every local user "
-            "(ps, /proc/PID/cmdline) and kept in shell history; use "
-            "`camagent token set < FILE` or --token-file FILE",
-            file=sys.stderr,
-        )
-        text = str(args.token)
-        source = "TOKEN"
-    elif args.token_file is not None and str(args.token_file) != "-":
-        try:
-            with open(args.token_file, encoding="utf-8") as handle:
-                text = handle.read(MAX_TOKEN_INPUT + 1)
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-            raise CamagentError(f"cannot read the token file {args.token_file}: {reason}") from None
-        source = str(args.token_file)
-    else:
-        if sys.stdin is None:
-            text = ""
-        elif sys.stdin.isatty():  # pasted, not shown: a token is a credential
-            from agent.prompts import NoInput, secret
-
-            try:
-                text = secret("Token (paste it, then press Enter; it is not shown): ", "token")
-            except NoInput:
-                text = ""
-        else:
-            with interruptible():
-                text = sys.stdin.read(MAX_TOKEN_INPUT + 1)
-        source = "standard input"
-    if len(text) > MAX_TOKEN_INPUT:
-        raise CamagentError(f"{source} holds more than {MAX_TOKEN_INPUT} bytes: not a token")
-    token = text.strip()
-    if not token:
-        raise CamagentError(
-            f"no token in {source}: give it on standard input or with --token-file FILE"
-        )
+    """The token for `token set`: from --token-file, else $CAMAGENT_TOKEN, else stdin;
+    TOKEN on the command line still works (scripts of older releases use it) but warns:
+    every local user can read a command line in /proc/PID/cmdline, and shells keep it in
+    their history."""
+    token = read_secret(
+        TOKEN_SET_SECRET, args.token, args.token_file, stdin=True, prompt=TOKEN_PROMPT
+    )
+    assert token is not None  # stdin=True: read, or refused
     return token
 
 
@@ -389,6 +382,7 @@ def cmd_nvr(args: argparse.Namespace) -> int:
         print(json.dumps([r.to_json() for r in results]) if args.json else format_results(results))
         return EXIT_FAILURE if any(r.status == "fail" for r in results) else EXIT_OK
     if args.nvr_command == "register":
+        args.token = read_secret(NVR_REGISTER_SECRET, args.token, args.token_file)
         if args.token is None:
             from agent.account.api import registration_token_for
 

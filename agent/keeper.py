@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
+from agent import label_key
 from agent.clock import Clock
 from agent.config import Config
 from agent.errors import StateError, TokenError
@@ -31,17 +32,18 @@ class StateKeeper:
         self.record = DeviceRecord(device_id=device_id)
         self.unsaved: StateError | None = None  # why the last write failed, if it did
         self._refused = asyncio.Event()  # set while the disk has refused a change
-        self.gate = TokenGate(config, device_id)
+        self.config = config
+        self.gate = TokenGate(config, device_id, label_key=self.sealing_key)
 
     def load(self, config: Config) -> None:
         """Read the record (a damaged one is set aside) and make the gate from its keys."""
         self.record = self._read()
-        self.gate = TokenGate(config, self.device_id, self.record.trusted_keys_pem)
+        self.gate = self._gate(config, self.record.trusted_keys_pem)
         self._drop_token_if_untrusted()
 
     def reconfigure(self, config: Config) -> None:
         """A new config (SIGHUP): raises ConfigError, keeping the old gate, if it is bad."""
-        self.gate = TokenGate(config, self.device_id, self.record.trusted_keys_pem)
+        self.gate = self._gate(config, self.record.trusted_keys_pem)
 
     def accept(self, raw: object, source: TokenSource) -> VerifiedToken:
         """The one gate: every path that brings a token calls this (raises TokenError)."""
@@ -50,7 +52,21 @@ class StateKeeper:
     def trust(self, config: Config, pems: Sequence[str]) -> None:
         """Keys fetched from the cloud: kept, and the gate checks with them from now on."""
         self.save(lambda r: replace(r, trusted_keys_pem=tuple(pems)))
-        self.gate = TokenGate(config, self.device_id, pems)
+        self.gate = self._gate(config, pems)
+
+    def _gate(self, config: Config, pems: Sequence[str]) -> TokenGate:
+        self.config = config
+        return TokenGate(config, self.device_id, pems, label_key=self.sealing_key)
+
+    def sealing_key(self) -> bytes:
+        """K, for a sealed token: the kept one, or derived now (once; the poll loop derives
+        it off the event loop, this rarer path on it) and kept."""
+        stamp = label_key.stamp_of(self.config)
+        key = label_key.cached(self.record, stamp)
+        if key is None:
+            key = label_key.derive(self.config, self.device_id)
+            self.save(label_key.kept(key, stamp))
+        return key
 
     def save(self, change: Change) -> None:
         try:
@@ -120,7 +136,7 @@ class StateKeeper:
         if not self.record.has_token or self.gate.needs_keys:
             return
         try:
-            self.gate.accept(self.record.token, "cli")
+            self.gate.check(self.record.token, "cli")
         except TokenError as exc:
             log.warning("the stored token is no longer accepted (%s): provisioning again", exc)
             self.save(DeviceRecord.without_token)

@@ -14,6 +14,7 @@ types in the cloud are the same string.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
 import secrets
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
 ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 GROUPS, GROUP_LEN = 3, 5
 PASSWORD_FILE_MODE = 0o640
+# The label shows the password: its image is as private as the password file, never more
+# readable (a 0600 password file makes 0600 labels).
+LABEL_MODE = 0o640
 BOX_PX, BORDER_MODULES = 8, 4  # a printed label: large modules, the standard quiet zone
 
 
@@ -106,12 +110,13 @@ def run(args: argparse.Namespace) -> int:
         password = read_password_file(args.password_file)
     label = Label(device_id, password)
     text = payload(label)
+    mode = label_mode(args.password_file)
     if args.png:
-        write_png(label, text, args.png)
-        print(f"Wrote {args.png}")
+        write_png(label, text, args.png, mode)
+        print(f"Wrote {args.png} (mode {mode:04o})")
     if args.svg:
-        write_svg(label, text, args.svg)
-        print(f"Wrote {args.svg}")
+        write_svg(label, text, args.svg, mode)
+        print(f"Wrote {args.svg} (mode {mode:04o})")
     if not args.png and not args.svg:
         from agent.qr.make import terminal
 
@@ -175,6 +180,41 @@ def read_password_file(path: Path) -> str:
     return password
 
 
+def label_mode(password_file: Path) -> int:
+    """LABEL_MODE, less what the password file does not allow either."""
+    try:
+        return LABEL_MODE & os.stat(password_file).st_mode
+    except OSError:  # it was just read or written: gone meanwhile, the default stands
+        return LABEL_MODE
+
+
+def write_private(path: Path, data: bytes, mode: int = LABEL_MODE) -> None:
+    """Write a file that shows a secret, created with `mode`: a temp file from mkstemp
+    (O_EXCL, a random name, 0600) beside `path`, set to `mode`, written, then renamed over
+    `path`. No moment finds it readable by others, whatever the umask, and a link planted
+    at `path` is replaced, never followed. Owner and group are the writer's, as for the
+    password file that --generate creates."""
+    import tempfile
+
+    directory = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise LabelError(f"cannot write {path}: {_why(exc, path)}") from None
+    try:
+        with os.fdopen(fd, "wb") as tmp:
+            os.fchmod(tmp.fileno(), mode)
+            tmp.write(data)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp_name, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise LabelError(f"cannot write {path}: {_why(exc, path)}") from None
+    fsync_dir(directory)
+
+
 def _why(exc: OSError, path: Path) -> str:
     if exc.errno in (errno.EACCES, errno.EPERM):
         return "permission denied: run as the file's owner (or root), or choose another path"
@@ -228,12 +268,12 @@ def render_png(label: Label, text: str) -> Image:
     return image
 
 
-def write_png(label: Label, text: str, path: Path) -> None:
-    image = render_png(label, text)
-    try:
-        image.save(str(path), format="PNG")
-    except OSError as exc:
-        raise LabelError(f"cannot write {path}: {_why(exc, path)}") from None
+def write_png(label: Label, text: str, path: Path, mode: int = LABEL_MODE) -> None:
+    import io
+
+    data = io.BytesIO()
+    render_png(label, text).save(data, format="PNG")
+    write_private(path, data.getvalue(), mode)
 
 
 def render_svg(label: Label, text: str) -> str:
@@ -276,8 +316,5 @@ def render_svg(label: Label, text: str) -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(svg, encoding="unicode")
 
 
-def write_svg(label: Label, text: str, path: Path) -> None:
-    try:
-        path.write_text(render_svg(label, text), encoding="utf-8")
-    except OSError as exc:
-        raise LabelError(f"cannot write {path}: {_why(exc, path)}") from None
+def write_svg(label: Label, text: str, path: Path, mode: int = LABEL_MODE) -> None:
+    write_private(path, render_svg(label, text).encode("utf-8"), mode)

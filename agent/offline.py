@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from agent import control_socket, identity
+from agent import control_socket, identity, label_key
 from agent.config import Config
 from agent.errors import CamagentError, DaemonUnavailable
 from agent.instance_lock import DaemonRunning, held
@@ -72,16 +72,29 @@ def _store_token(config: Config, raw: str) -> None:
     device_id = identity.device_id(config)
     store = TokenStore(config.state_dir)
     record = store.load()
-    pems = record.trusted_keys_pem if record.device_id == device_id else ()
-    gate = TokenGate(config, device_id, pems)
+    ours = record.device_id == device_id
+    pems = record.trusted_keys_pem if ours else ()
+    stamp = label_key.stamp_of(config)
+    key = label_key.cached(record, stamp) if ours else None
+    derived: list[bytes] = []
+
+    def sealing_key() -> bytes:
+        if key is not None:
+            return key
+        derived.append(label_key.derive(config, device_id))
+        return derived[-1]
+
+    gate = TokenGate(config, device_id, pems, label_key=sealing_key)
     if gate.needs_keys:
         pems = tuple(asyncio.run(_fetch_keys(config)))
-        gate = TokenGate(config, device_id, pems)
+        gate = TokenGate(config, device_id, pems, label_key=sealing_key)
     token = gate.accept(raw, "cli")
 
     def change(r: DeviceRecord) -> DeviceRecord:
         if r.device_id != device_id:
             r = DeviceRecord(device_id=device_id)
+        if derived:  # K derived for the seal: kept, as the poll would have kept it
+            r = label_key.kept(derived[-1], stamp)(r)
         return replace(r.with_token(token.raw, token.source), trusted_keys_pem=tuple(pems))
 
     store.update(change)

@@ -9,24 +9,20 @@ the gate. It ends when a token is accepted.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import random
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent import identity
+from agent import label_key
 from agent.clock import Clock
 from agent.config import Config
 from agent.errors import CamagentError, TokenError
 from agent.keeper import StateKeeper
 from agent.provisioning.schedule import Phase, PollPlan, PollSchedule, ScheduleSettings
-from agent.provisioning.wire import derive_key
 from agent.status import LastPoll, ProvisioningStatus, password_hint
-from agent.token_store import PasswordStamp
 from agent.trust import VerifiedToken
 
 if TYPE_CHECKING:
@@ -205,17 +201,13 @@ class Poller:
         """
         if self.nvr is not None:
             return await self.nvr.key(self.http())
-        path = Path(self.config.device.password_file)
-        stamp = PasswordStamp.of(path) if path.exists() else None
-        record = self.keeper.record
-        key = record.provisioning_key()
-        if key is not None and (stamp is None or stamp == record.key_stamp):
+        stamp = label_key.stamp_of(self.config)
+        key = label_key.cached(self.keeper.record, stamp)
+        if key is not None:
             return key
-        password = identity.read_password(self.config)
-        key = await asyncio.to_thread(derive_key, password, self.device_id)
-        encoded = base64.b64encode(key).decode()
-        self.keeper.save(lambda r: replace(r, key=encoded, key_stamp=stamp))
-        log.info("provisioning key derived from %s", path)
+        key = await asyncio.to_thread(label_key.derive, self.config, self.device_id)
+        self.keeper.save(label_key.kept(key, stamp))
+        log.info("provisioning key derived from %s", self.config.device.password_file)
         return key
 
     async def _ensure_trusted_keys(self, timeout: float) -> None:

@@ -8,13 +8,14 @@ can store a token that skipped the checks.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import InitVar, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from agent.config import Config
-from agent.errors import ConfigError, TokenError
+from agent.errors import CamagentError, ConfigError, TokenError, WireError
+from agent.provisioning.wire import unseal_token
 from agent.token_codec import TokenClaims, load_public_key, verify_token
 
 if TYPE_CHECKING:
@@ -22,6 +23,15 @@ if TYPE_CHECKING:
 
 # Where a token came from: kept in the state and shown in the journal.
 TokenSource = Literal["poll", "cli", "lan", "qr", "cloud", "registration"]
+# A camera takes a token from these only sealed under its K (docs/design.md §2.9): only a
+# party that knew the label password can make one it opens. A poll's token is sealed on
+# the wire already; an NVR's come by its own secret (poll, registration token).
+OUT_OF_BAND: frozenset[TokenSource] = frozenset({"cli", "lan", "qr", "cloud"})
+PLAIN_REFUSED = (
+    "this camera takes a token from outside its poll only sealed for its label password "
+    "(the cloud's `sealed_token`, or the console's token card): a plain token could come "
+    "from anyone who added its ID"
+)
 
 
 class _Seal:
@@ -71,10 +81,17 @@ class TokenGate:
     once from the configured cloud over verified TLS (kept in the device state).
     """
 
-    def __init__(self, config: Config, device_id: str, fetched_pems: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        config: Config,
+        device_id: str,
+        fetched_pems: Sequence[str] = (),
+        label_key: Callable[[], bytes] | None = None,
+    ) -> None:
         self.config = config
         self.device_id = device_id
         self.fetched_pems = tuple(fetched_pems)
+        self.label_key = label_key  # K, for sealed tokens; derived on first use
         self.keys = configured_keys(config)
         if not self.keys:
             self.keys = [load_public_key(p.encode(), "fetched cloud key") for p in fetched_pems]
@@ -84,9 +101,16 @@ class TokenGate:
         return not self.keys
 
     def accept(self, raw: object, source: TokenSource) -> VerifiedToken:
-        """The token, verified; raises TokenError with the reason it is refused."""
+        """The token, verified; raises TokenError with the reason it is refused. A camera's
+        token from outside the poll is opened with K first (it must be sealed)."""
         if not isinstance(raw, str):
             raise TokenError("a token is text (payload.signature)")
+        if source in OUT_OF_BAND and self.config.device.kind == "camera":
+            raw = self._open(raw)
+        return self.check(raw, source)
+
+    def check(self, raw: str, source: TokenSource) -> VerifiedToken:
+        """A plain token's checks alone: a poll's (opened on the wire), a stored one's."""
         claims = verify_token(
             raw,
             self.keys,
@@ -95,3 +119,21 @@ class TokenGate:
             cloud_url=self.config.cloud.url,
         )
         return VerifiedToken(claims, source, _SEAL)
+
+    def _open(self, sealed: str) -> str:
+        text = sealed.strip()
+        if "." in text:
+            raise TokenError(PLAIN_REFUSED)
+        if self.label_key is None:
+            raise TokenError("no label password to open a sealed token with")
+        try:
+            key = self.label_key()
+        except CamagentError as exc:
+            raise TokenError(f"cannot open a sealed token: {exc}") from None
+        try:
+            return unseal_token(key, self.device_id, text)
+        except WireError as exc:
+            raise TokenError(
+                f"{exc}; a token sealed for another password (someone who added this camera "
+                "with a password of their own) is never taken"
+            ) from None

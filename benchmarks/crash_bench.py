@@ -17,6 +17,10 @@ outcomes so that kills keep landing around the commit point (KillWindow).
 After every kill the state file must read back (TokenStore.load) holding the old token or
 the new one, never anything else; daemons killed must start again (answer on their socket).
 
+A camera takes a token from outside its poll only sealed under its K (docs/design.md
+§2.9): the CLI, control-socket and LAN writes send `Device.seal(token)`; the state holds
+the token itself, which is what the verdict compares.
+
 The devices trust a signing key made here, and (except `poll`) point at a cloud URL where
 nothing listens: their channel just retries, so no cloud answer changes the state under
 the test. `poll` uses a real mock cloud.
@@ -45,6 +49,7 @@ import aiohttp
 
 from agent import control_socket
 from agent.errors import CamagentError
+from agent.provisioning.wire import derive_key, seal_token
 from agent.token_codec import sign_token
 from agent.token_store import STATE_FILE, DeviceRecord, TokenStore
 from benchmarks.common import BenchmarkError, Context, Row, child_env
@@ -120,6 +125,7 @@ class Device:
     password: str = "crash-password"
     local_api: bool = False  # on 127.0.0.1, any free port, no mDNS
     _jti: int = 0
+    _key: bytes = b""  # K of `password`, derived on first use
 
     @property
     def config_path(self) -> Path:
@@ -182,6 +188,12 @@ mdns = false
             "jti": f"crash-{self._jti}-{random.getrandbits(32):08x}",
         }
         return self.sign(payload)
+
+    def seal(self, token: str) -> str:
+        """`token` as a camera takes it outside its poll: sealed under its K."""
+        if not self._key:
+            self._key = derive_key(self.password, self.device_id)
+        return seal_token(self._key, self.device_id, token)
 
     def store(self) -> TokenStore:
         return TokenStore(self.state_dir)
@@ -308,7 +320,7 @@ def _in_thread(fn: Callable[[], Any]) -> threading.Thread:
 
 
 def _set_token(device: Device, token: str) -> None:
-    control_socket.request(device.socket, "token_set", {"token": token})
+    control_socket.request(device.socket, "token_set", {"token": device.seal(token)})
 
 
 def _push(daemon: Daemon, token: str) -> None:
@@ -321,7 +333,9 @@ def _push(daemon: Daemon, token: str) -> None:
         url = f"https://127.0.0.1:{local['port']}/v1/token"
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
-            session.post(url, json={"token": token}, ssl=pin, middlewares=(digest,)) as answer,
+            session.post(
+                url, json={"token": daemon.device.seal(token)}, ssl=pin, middlewares=(digest,)
+            ) as answer,
         ):
             if answer.status != 200:
                 raise BenchmarkError(f"push: HTTP {answer.status} {await answer.text()}")
@@ -409,13 +423,13 @@ class Harness:
         device = self.device("cli-offline")
         device.set_token_directly(device.mint())
 
-        def argv(token: str) -> list[str]:
-            cfg = str(device.config_path)
-            return [sys.executable, "-m", "agent", "--config", cfg, "token", "set", token]
+        # The token on standard input, sealed as the camera takes it by CLI.
+        argv = [sys.executable, "-m", "agent", "--config", str(device.config_path), "token", "set"]
 
         def once() -> float:
             start = time.monotonic()
-            subprocess.run(argv(device.mint()), check=True, capture_output=True, env=child_env())
+            sealed = (device.seal(device.mint()) + "\n").encode()
+            subprocess.run(argv, input=sealed, check=True, capture_output=True, env=child_env())
             return time.monotonic() - start
 
         # The write is the last thing the CLI does: aim at the end of its run.
@@ -423,8 +437,16 @@ class Harness:
         for _ in range(iterations):
             old, new = device.store().load().token, device.mint()
             process = subprocess.Popen(
-                argv(new), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=child_env()
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=child_env(),
             )
+            assert process.stdin is not None
+            with contextlib.suppress(BrokenPipeError):
+                process.stdin.write((device.seal(new) + "\n").encode())
+                process.stdin.close()
             time.sleep(window.delay(self.rng))
             process.send_signal(signal.SIGKILL)
             process.wait()

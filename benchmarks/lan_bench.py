@@ -22,6 +22,7 @@ from agent.finder.device import open_device
 from agent.finder.known import KnownDevices
 from agent.finder.records import DeviceRecord
 from agent.finder.scan import scan
+from agent.provisioning.wire import derive_key, seal_token
 from benchmarks.common import BenchmarkError, Context, Row, median, percentile, rss_kib
 from tests.lan.netns import Lan, Namespace, remove_stale
 from tests.lan.site import Device, Site, open_site
@@ -131,12 +132,15 @@ def _push_row(ctx: Context, site: Site, finder_ns: Namespace, device: Device) ->
     rounds = 4 if ctx.quick else 10
     # The cloud's entry holds another password than the label's: the device's own polls
     # then never collect the token (their proof fails), so what connects it is the push
-    # being timed, not a poll racing it after each reset.
+    # being timed, not a poll racing it after each reset. The push carries the token sealed
+    # for the label's password (a camera takes no other outside its poll, docs/design.md
+    # §2.9), sealed here as the cloud seals it for an owner who typed that password.
     session = site.lan.hub.call(site.cloud.login)
     added = site.lan.hub.call(
         site.cloud.add_camera, session, device.device_id, "not-" + device.password, "lan bench"
     )
-    token = str(added["token"])
+    key = derive_key(device.password, device.device_id)
+    token = seal_token(key, device.device_id, str(added["token"]))
     known_path = site.root / "bench-known.json"
     totals: list[float] = []
     pushes: list[float] = []

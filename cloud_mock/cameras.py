@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from agent.errors import WireError
-from agent.provisioning.wire import derive_key, normalize_device_id
+from agent.provisioning.wire import derive_key, normalize_device_id, seal_token
 from agent.token_codec import sign_token
 from cloud_mock import claims
 from cloud_mock.api import ApiError, get_str, read_json_object
@@ -41,7 +41,8 @@ POLLS_SHOWN = 200
 
 def camera_status(camera: Camera, online: bool, now: float, claim_ttl_s: float) -> str:
     """moved (another org's claim won the device) > online > offline > waiting, and
-    expired for a claim no device proved in time (or pushed out by newer claims)."""
+    expired for a claim no device proved or connected within the claim TTL of its add. A
+    claim outside its device's eight places is `waiting` like any other (claims.py)."""
     if camera.moved_at is not None:
         return "moved"
     if online:
@@ -158,30 +159,33 @@ async def add_camera(request: web.Request) -> web.Response:
     camera = Camera(
         camera_id, org, device_id, name or device_id, now, jti, None, None, key, token, now
     )
-    _claim(store, camera, now)
+    _claim(store, camera)
     woken = request.app[WAITERS].notify(device_id)
     log.info("camera %s claimed by %s (%d waiting poll(s) woken)", device_id, org, woken)
     return web.json_response(
-        {"camera_id": camera_id, "token": token, "device_id": device_id}, status=201
+        {
+            "camera_id": camera_id,
+            "token": token,
+            "sealed_token": seal_token(key, device_id, token),
+            "device_id": device_id,
+        },
+        status=201,
     )
 
 
-def _claim(store: Store, camera: Camera, now: float) -> None:
-    """Store the claim; the bound makes the oldest unproven claim give way."""
-    ttl = account_settings(store).claim_ttl_s
-    with store.transaction():
-        open_claims = store.claims_on(camera.device_id)
-        for stale in claims.expired(open_claims, now, ttl):
-            store.mark_dropped(stale.camera_id, now)
-        dropped = claims.to_drop_for_new(claims.live_claims(open_claims, now, ttl))
-        if dropped is not None:
-            store.mark_dropped(dropped.camera_id, now)
-        store.insert_camera(camera)
+def _claim(store: Store, camera: Camera) -> None:
+    """Store the claim. Nothing of another org's claim changes: which claims a poll
+    checks (the device's eight places) follows from the claims as they are
+    (claims.places_for), so an add never drops a proven or connected claim, and the
+    answer is the same whether the new claim got a place or waits for one."""
+    store.insert_camera(camera)
 
 
 async def change_password(request: web.Request) -> web.Response:
     """`PATCH /v1/cameras/{id} {password}`: a waiting claim takes another password (an
-    installer's mistake undone); 409 once the device has proven a claim."""
+    installer's mistake undone); 409 once the device has proven a claim. The claim keeps
+    its age: it still expires claim_ttl_s after its add, and keeps its rank among the
+    device's claims (a PATCH neither renews a claim nor moves it ahead of others)."""
     caller = require_session(request)
     camera = _camera_of(request, caller)
     data = await read_json_object(request)
@@ -197,7 +201,28 @@ async def change_password(request: web.Request) -> web.Response:
     store.set_claim_password(current.camera_id, key, request.app[CLOCK].now())
     request.app[WAITERS].notify(current.device_id)
     log.info("camera %s of %s: password changed", current.device_id, current.org)
-    return web.json_response({"camera_id": current.camera_id, "token": current.token})
+    assert current.token is not None  # a waiting claim has its token
+    return web.json_response(
+        {
+            "camera_id": current.camera_id,
+            "token": current.token,
+            "sealed_token": seal_token(key, current.device_id, current.token),
+        }
+    )
+
+
+async def get_sealed_token(request: web.Request) -> web.Response:
+    """`GET /v1/cameras/{id}/token`: the camera's token sealed under its claim's K, for a
+    card or a LAN push (docs/design.md §2.9). A camera opens it only if the password the
+    org typed is its label's: a squatter's is useless to it."""
+    caller = require_session(request)
+    camera = _camera_of(request, caller)
+    _require_changer(caller)
+    if camera.key is None or camera.token is None:
+        status = camera_json(request.app, camera)["status"]
+        raise ApiError(409, f"this camera's claim is closed ({status}): add it again")
+    sealed = seal_token(camera.key, camera.device_id, camera.token)
+    return web.json_response({"camera_id": camera.camera_id, "sealed_token": sealed})
 
 
 def _require_waiting(app: web.Application, camera: Camera) -> None:
@@ -273,4 +298,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/cameras/{id}", get_camera)
     app.router.add_patch("/v1/cameras/{id}", change_password)
     app.router.add_delete("/v1/cameras/{id}", delete_camera)
+    app.router.add_get("/v1/cameras/{id}/token", get_sealed_token)
     app.router.add_post("/v1/cameras/{id}/commands", send_command)

@@ -8,6 +8,8 @@ names what is missing.
 
 from __future__ import annotations
 
+import hmac
+import json
 import logging
 import uuid
 from collections.abc import Mapping
@@ -23,6 +25,7 @@ from cloud_mock.api import ApiError, get_str
 from cloud_mock.devices_ws import CHANNELS, CLOSE_REVOKED
 from cloud_mock.installer import install_line
 from cloud_mock.keys import CLOCK, CONFIG, STORE
+from cloud_mock.provisioning import WAITERS
 from cloud_mock.store import Registrator
 from cloud_mock.users import Caller
 from cloud_mock.video.info import video_json
@@ -40,8 +43,13 @@ ARCHIVE_DAYS = (1, 365)
 MAX_NAME = 128
 MAX_NOTE = 1024
 MAX_VERSION = 128
-MAX_CHECKS = 50
+MAX_CHECKS = 20
 MAX_CHECK_TEXT = 1024
+MAX_CHECKS_BYTES = 4 * 1024  # all the checks of one registration, as stored (JSON)
+# Tokens of activated codes wait for their NVRs; while those of several organizations
+# wait for one device ID, each is offered to the poll this long in turn (the provisioning
+# service holds one NVR secret per device ID).
+NVR_TOKEN_TURN_S = 900.0
 
 
 # --- permissions ----------------------------------------------------------------------------
@@ -129,6 +137,10 @@ def parse_checks(data: Mapping[str, Any]) -> list[dict[str, str]]:
                 )
             check[key] = text
         checks.append(check)
+    if len(json.dumps(checks)) > MAX_CHECKS_BYTES:
+        raise ApiError(
+            400, f"field 'checks' is larger than {MAX_CHECKS_BYTES} bytes in all: shorten them"
+        )
     return checks
 
 
@@ -166,29 +178,55 @@ def mint_token(
     return token, jti
 
 
-def make_room(request: web.Request, device_id: str, org: str) -> None:
-    """Before linking `device_id` in `org`: 409 if it is a connected camera or another
-    org's NVR;
-    a registrator of the same org it was linked to lets go of it (the NVR was reset and
-    linked anew), its token revoked and its channel closed."""
+def make_room(request: web.Request, device_id: str, org: str, secret_hash: bytes) -> None:
+    """Before linking `device_id` in `org` for the NVR whose secret hashes to
+    `secret_hash`.
+
+    Only `org`'s own things count, and only they are named in a refusal: its camera with
+    that ID (409), or its registrator linked to it. That registrator lets go of the
+    device (its token revoked, its channel closed) when the new link shows the secret it
+    was linked with: the same NVR, linked anew. It also lets go when it was linked before
+    secrets were recorded (held without proof). Under another secret it stays and the
+    answer says what to do (409): a registration token or a code of the org cannot take
+    the org's NVR from it. Other organizations' cameras, claims and registrators of the
+    same ID block nothing and change nothing: a device ID may be linked in several
+    organizations, each link to the NVR that made it, so whoever names an ID first holds
+    nothing against its owner, and the answer is the same as for a free ID.
+    """
     store = request.app[STORE]
-    # A camera of this org, or one the device is connected as; another org's waiting
-    # claim (maybe a squatter's) blocks nothing.
-    connected = any(claim.connected for claim in store.claims_on(device_id))
-    if connected or store.camera_of(org, device_id) is not None:
-        raise ApiError(409, f"device ID {device_id} belongs to a camera, not an NVR")
-    current = store.registrator_by_device(device_id)
+    if store.camera_of(org, device_id) is not None:
+        raise ApiError(409, f"device ID {device_id} belongs to a camera of {org!r}, not to an NVR")
+    current = store.registrator_of(org, device_id)
     if current is None:
         return
-    if current.org != org:
+    if current.secret_hash is not None and not hmac.compare_digest(
+        current.secret_hash, secret_hash
+    ):
         raise ApiError(
             409,
-            f"NVR {device_id} is linked to a registrator of another organization: "
-            "it must be deleted there first",
+            f"NVR {device_id} is linked to registrator {current.name!r} of {org!r} by an NVR "
+            "with another secret (was it reset or installed again?): delete that "
+            "registrator first, then link the NVR again",
         )
-    store.unlink_registrator(current.id, request.app[CLOCK].now())
-    close_channel(request.app, current.id)
+    let_go(request.app, current.id, device_id)
     log.info("NVR %s let go of by registrator %s (linked anew)", device_id, current.id)
+
+
+def let_go(app: web.Application, registrator_id: str, device_id: str) -> None:
+    """The registrator forgets its NVR: token revoked, channel closed, and the next token
+    waiting for an NVR of that device ID (another organization's) offered."""
+    app[STORE].unlink_registrator(registrator_id, app[CLOCK].now())
+    close_channel(app, registrator_id)
+    offer_tokens(app, device_id)
+
+
+def offer_tokens(app: web.Application, device_id: str) -> int:
+    """Put the token (of an activated code) that should wait for its NVR now where the
+    NVR's poll finds it; wake the polls held for that device if it changed. How many
+    were woken."""
+    if app[STORE].offer_nvr_token(device_id, app[CLOCK].now(), NVR_TOKEN_TURN_S):
+        return app[WAITERS].notify(device_id)
+    return 0
 
 
 def close_channel(app: web.Application, registrator_id: str) -> None:

@@ -2,14 +2,15 @@
 
 Order of checks: size, injected fault, shape (400), clock window, replay, then device +
 proof.  Unknown device, wrong proof and "no token yet" all answer 204 after the same
-hold, so an observer cannot tell which it was; the proof is checked against every open
-claim of the device with the same number of HMACs whatever the device (see claims.py).
-Of the claims whose K verifies the newest wins: its token is sealed, and an org whose
-claim the device was connected under sees its camera `moved`, its token revoked.
+hold, so an observer cannot tell which it was. The proof is checked against the device's
+eight places (cloud_mock/claims.py), read from memory, with the same work whatever they
+hold: nothing a poll costs tells how many organizations claimed the device. Of the claims
+whose K verifies the newest wins: its token is sealed, and an org whose claim the device
+was connected under sees its camera `moved`, its token revoked.
 
 The poll log is written after the answer has left (so that writing it shows in no
-timing), one row per (poll, claim) and one aggregated row per period for polls that
-belong to no claim; it is kept by age (a setting) and count.
+timing): a row in the history of each claim whose K the poll proved, and nowhere else;
+every other poll is counted in one aggregated row per result and period (class PollLog).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -28,13 +29,14 @@ from agent.errors import WireError
 from agent.provisioning.wire import PollRequest, seal_token
 from cloud_mock import claims
 from cloud_mock.api import ApiError, read_body
+from cloud_mock.clock import MockClock
 from cloud_mock.devices_ws import CHANNELS, CLOSE_REVOKED
 from cloud_mock.fixtures import AccountSettings
 from cloud_mock.keys import CLOCK, CONFIG, STORE
 from cloud_mock.log_limit import RateLimitedLogger
 from cloud_mock.pki import key_id, public_pem
 from cloud_mock.resources import HeldPollCounter, HeldPollLimits, give_memory_back
-from cloud_mock.store import Camera, PollRecord, Store
+from cloud_mock.store import PollRecord, Store
 from cloud_mock.store.devices import Aggregated
 from cloud_mock.users import account_settings
 
@@ -44,7 +46,10 @@ _cap_log = RateLimitedLogger(log)
 POLL_BODY_LIMIT = 4 * 1024
 TS_WINDOW_S = 300
 NONCE_PRUNE_EVERY_S = 10.0
-# The poll log: at most this many rows (besides the age limit, a setting), pruned this often.
+# The poll log, kept by age (a setting) and: per claim, its newest rows (the API and the
+# console show as many); rows that are nobody's (the aggregates), by count. Pruned after
+# a write this often, or after this many rows.
+POLL_LOG_ROWS_PER_CLAIM = 200
 POLL_LOG_MAX_ROWS = 100_000
 POLL_LOG_PRUNE_EVERY_S = 10.0
 POLL_LOG_PRUNE_AFTER_ROWS = 1_000
@@ -156,61 +161,71 @@ FAULTS = web.AppKey("poll_faults", FaultInjector)
 class _Outcome:
     result: str  # token | none | unknown | bad_proof
     sealed: str | None = None
-    checked: list[Camera] = field(default_factory=list)  # the live claims checked
     verdict: claims.Verdict | None = None
 
 
 def _check(app: web.Application, poll: PollRequest) -> _Outcome:
-    """Check the proof against every live claim of the device (and its NVR entry); let
-    the newest verified claim win."""
+    """Check the proof against the device's places (and its NVR entry); let the newest
+    verified claim win. Until a claim verifies, the work is the same whatever the device:
+    one lookup of its places in memory, one of its NVR entry, `PROOF_SLOTS` HMACs, and
+    no write (claims.py)."""
     store, now = app[STORE], app[CLOCK].now()
     ttl = account_settings(store).claim_ttl_s
-    open_claims = store.claims_on(poll.device_id, pad_to=claims.MAX_OPEN_CLAIMS)
-    for claim in claims.expired(open_claims, now, ttl):
-        store.mark_dropped(claim.camera_id, now)
-    live = claims.live_claims(open_claims, now, ttl)
+    places = store.claim_places(poll.device_id)
     entry = store.provisioning_entry(poll.device_id)
-    verdict = claims.verify(live, entry.key if entry is not None else None, poll)
+    verdict = claims.verify(places, entry.key if entry is not None else None, poll, now, ttl)
     if verdict.winner is not None:
-        token = _win(app, live, verdict, now)
-        sealed = seal_token(verdict.winner.key or b"", poll.device_id, token)
-        return _Outcome("token", sealed, live, verdict)
+        token = _win(app, poll.device_id, verdict, now)
+        if token is not None:
+            return _Outcome("token", seal_token(verdict.winner.key, poll.device_id, token), verdict)
     if entry is not None and verdict.nvr_verified:
         if entry.token is None:
-            return _Outcome("none", None, live, verdict)
-        return _Outcome("token", seal_token(entry.key, poll.device_id, entry.token), live, verdict)
-    if not live and entry is None:
-        return _Outcome("unknown", None, live, verdict)
-    return _Outcome("bad_proof", None, live, verdict)
+            return _Outcome("none", None, verdict)
+        return _Outcome("token", seal_token(entry.key, poll.device_id, entry.token), verdict)
+    if not verdict.claimed and entry is None:
+        return _Outcome("unknown", None, verdict)
+    return _Outcome("bad_proof", None, verdict)
 
 
-def _win(app: web.Application, live: list[Camera], verdict: claims.Verdict, now: float) -> str:
-    """Record the win; claims of other orgs the device was connected under with the same
-    password lose it (claims.to_move says why only those)."""
+def _win(app: web.Application, device_id: str, verdict: claims.Verdict, now: float) -> str | None:
+    """Record the win and return the winner's token; claims of other orgs the device was
+    connected under with the same password lose it (claims.to_move says why only those)."""
     store, winner = app[STORE], verdict.winner
     assert winner is not None
+    camera = store.get_camera(winner.camera_id)
+    if camera is None or camera.token is None:  # the places are rebuilt on every change
+        log.error("camera %s of %s: a place without its claim", device_id, winner.org)
+        return None
+    moved = claims.to_move(verdict)
     with store.transaction():
         store.mark_proven(winner.camera_id, now)
-        moved = claims.to_move(live, verdict)
-        for claim in moved:
-            store.mark_moved(claim.camera_id, now)
-    for claim in moved:
-        channel = app[CHANNELS].get(claim.camera_id)
+        for place in moved:
+            store.mark_moved(place.camera_id, now)
+    for place in moved:
+        channel = app[CHANNELS].get(place.camera_id)
         if channel is not None:
             app[CHANNELS].close(channel, CLOSE_REVOKED, "token revoked: the camera moved")
-        log.info("camera %s of %s moved to another account", claim.device_id, claim.org)
-    return winner.token or ""
+        log.info("camera %s of %s moved to another account", device_id, place.org)
+    return camera.token
 
 
 class PollLog:
-    """The poll log's writer: rows are collected while a poll is answered and written in
-    one transaction just after (never on the answer's path); bounded in memory, and the
-    table kept by age and count."""
+    """The poll log's writer: what a poll showed is noted while it is answered (one
+    append, whatever the device) and written in one transaction just after, never on the
+    answer's path; bounded in memory.
 
-    def __init__(self, store: Store, *, trace: bool) -> None:
+    A poll leaves a row in the history of each claim whose K it proved, and of no other
+    claim: a poll that proved none (unknown device, wrong proof, replay, clock skew, …)
+    is nobody's and only counted, per result and period. Each claim keeps its newest
+    `POLL_LOG_ROWS_PER_CLAIM` rows; the table is also kept by age (a setting), and the
+    rows that are nobody's by count.
+    """
+
+    def __init__(self, store: Store, *, trace: bool, clock: MockClock | None = None) -> None:
         self._store = store
         self._trace = trace
-        self._rows: list[PollRecord] = []
+        self._clock = clock  # with a clock, every flush may prune (without: `prune` only)
+        self._proved: list[tuple[PollRecord, claims.Verdict]] = []
         self._traced: list[PollRecord] = []
         self._aggregated: dict[tuple[str, float], int] = {}
         self._flush_scheduled = False
@@ -221,21 +236,16 @@ class PollLog:
         self._last_complaint = -COMPLAIN_EVERY_S
 
     def record(self, poll: PollRecord, outcome: _Outcome | None) -> None:
-        """One poll: a row for each claim it was checked against, else the aggregate."""
-        if len(self._rows) + len(self._traced) >= MAX_PENDING_ROWS:
+        """One poll: noted for the claims it proved, else counted in the aggregate."""
+        if len(self._proved) + len(self._traced) >= MAX_PENDING_ROWS:
             self.dropped += 1
             self._complain(f"poll log behind: {self.dropped} row(s) dropped so far")
             return
         if self._trace:
             self._traced.append(poll)
-        if outcome is not None and outcome.verdict is not None and outcome.checked:
-            for claim in outcome.checked:
-                result = outcome.verdict.result_for(claim)
-                self._rows.append(
-                    PollRecord(
-                        claim.device_id, poll.at, result, poll.wait, poll.held_s, claim.camera_id
-                    )
-                )
+        verdict = outcome.verdict if outcome is not None else None
+        if verdict is not None and verdict.verified:
+            self._proved.append((poll, verdict))
         else:
             period = math.floor(poll.at / AGGREGATE_PERIOD_S) * AGGREGATE_PERIOD_S
             key = (poll.result, period)
@@ -250,13 +260,25 @@ class PollLog:
 
     def flush(self) -> None:
         self._flush_scheduled = False
-        rows, traced, aggregated = self._rows, self._traced, self._aggregated
-        self._rows, self._traced, self._aggregated = [], [], {}
+        proved, traced, aggregated = self._proved, self._traced, self._aggregated
+        self._proved, self._traced, self._aggregated = [], [], {}
+        rows = [
+            PollRecord(poll.device_id, poll.at, result, poll.wait, poll.held_s, place.camera_id)
+            for poll, verdict in proved
+            for place in verdict.verified
+            if (result := verdict.result_for(place.camera_id)) is not None
+        ]
         self._written += len(rows) + len(aggregated)
         try:
-            self._store.log_polls(rows, [Aggregated(r, p, n) for (r, p), n in aggregated.items()])
+            self._store.log_polls(
+                rows,
+                [Aggregated(r, p, n) for (r, p), n in aggregated.items()],
+                per_claim=POLL_LOG_ROWS_PER_CLAIM,
+            )
             if traced:
                 self._store.trace_polls(traced, keep=TRACE_ROWS)
+            if self._clock is not None:
+                self.maybe_prune(self._clock.now(), account_settings(self._store))
         except Exception:  # the log must never take a poll down with it
             self._failures += 1
             self._complain(
@@ -346,7 +368,6 @@ async def poll(request: web.Request) -> web.StreamResponse:
         record(req.device_id, "clock_skew", req.wait)
         return web.Response(status=204)
     request.app[PRUNER].maybe_prune(store, now)
-    request.app[POLL_LOG].maybe_prune(now, account_settings(store))
     if not store.remember_nonce(req.nonce, req.ts):
         record(req.device_id, "replay", req.wait)
         return web.Response(status=204)
@@ -395,7 +416,7 @@ async def _close_waiters(app: web.Application) -> None:
 
 async def _poll_log_ctx(app: web.Application) -> AsyncIterator[None]:
     """The writer lives as long as the store (opened in an earlier cleanup context)."""
-    app[POLL_LOG] = PollLog(app[STORE], trace=app[CONFIG].test_hooks)
+    app[POLL_LOG] = PollLog(app[STORE], trace=app[CONFIG].test_hooks, clock=app[CLOCK])
     yield
     app[POLL_LOG].flush()
 

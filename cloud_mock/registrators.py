@@ -31,14 +31,15 @@ from cloud_mock.nvr import (
     installation,
     make_room,
     mint_token,
+    offer_tokens,
     org_of_body,
     parse_code,
     parse_device,
     registrator_json,
     require_manager,
 )
-from cloud_mock.provisioning import WAITERS
 from cloud_mock.store import Activation, Conflict, Link, Registrator
+from cloud_mock.store.registrators import secret_hash_of
 from cloud_mock.users import Caller, require_session
 from cloud_mock.video import archive as video_archive
 from cloud_mock.video import sources as video_sources
@@ -141,6 +142,8 @@ async def delete_registrator(request: web.Request) -> web.Response:
     require_manager(request, caller, "delete NVRs")
     request.app[STORE].delete_registrator(registrator.id, request.app[CLOCK].now())
     close_channel(request.app, registrator.id)
+    if registrator.device_id is not None:
+        offer_tokens(request.app, registrator.device_id)  # another org's, if one waits
     log.info("registrator %s deleted, token revoked", registrator.id)
     for source in video_sources.nvr_cameras(registrator):
         await request.app[video_sources.SOURCE_GONE].gone(request.app, source)
@@ -222,27 +225,32 @@ async def activate(request: web.Request) -> web.Response:
     if activation.activated_at is not None:
         raise ApiError(409, f"activation code {code} was already activated")
     _check_not_expired(request, activation)
-    make_room(request, activation.device_id, registrator.org)
+    digest = secret_hash_of(activation.secret)
+    make_room(request, activation.device_id, registrator.org, digest)
     token, jti = mint_token(
         request,
         device_id=activation.device_id,
         org=registrator.org,
         registrator_id=registrator.id,
     )
+    now = request.app[CLOCK].now()
     link = Link(
         activation.device_id,
         activation.name,
         activation.version,
         activation.checks,
         jti,
-        request.app[CLOCK].now(),
+        now,
+        digest,
     )
     try:
-        store.link_by_code(registrator.id, code, link, token)
+        store.link_by_code(registrator.id, code, link, token, now)
     except Conflict as error:
         raise ApiError(409, str(error)) from None
-    # The NVR's held poll (key: the code's secret) re-checks now and gets its token.
-    woken = request.app[WAITERS].notify(activation.device_id)
+    # The token waits for the NVR under the code's secret; offered now (unless another
+    # organization's waits for an NVR of this device ID: then in turn), the NVR's held
+    # poll re-checks at once and gets it.
+    woken = offer_tokens(request.app, activation.device_id)
     log.info(
         "registrator %s linked to NVR %s by code %s (%d waiting poll(s) woken)",
         registrator.id,
@@ -361,6 +369,16 @@ async def set_archive(request: web.Request) -> web.Response:
     response = await _store_and_apply(request, registrator, archive=archive)
     await video_archive.apply_registrator_archive(request.app, _fresh(request, registrator.id))
     return response
+
+
+def _token_collected(app: web.Application, channel: Channel) -> None:
+    """Hello hook: an NVR that connects has its token; it waits no more, and the next
+    one waiting for this device ID (another organization's) may be offered."""
+    if channel.peer.kind != "nvr":
+        return
+    device_id = app[STORE].nvr_token_collected(channel.peer.id)
+    if device_id is not None:
+        offer_tokens(app, device_id)
 
 
 def _push_pending_settings(app: web.Application, channel: Channel) -> None:
@@ -523,6 +541,7 @@ async def _cancel_tasks(app: web.Application) -> None:
 
 def setup(app: web.Application) -> None:
     app[TASKS] = Tasks()
+    app[HELLO_HOOKS].add(_token_collected)
     app[HELLO_HOOKS].add(_push_pending_settings)
     app.on_shutdown.append(_cancel_tasks)
     router = app.router

@@ -6,6 +6,7 @@ processes, real TLS with the mock's own CA, intervals shrunk through configurati
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -133,8 +134,10 @@ class Agent:
     process: subprocess.Popen[bytes]
     log_path: Path
 
-    @property
+    @functools.cached_property
     def socket(self) -> Path:
+        """The control socket the daemon was started with (read once: a test may break the
+        file later, and a reload never moves the socket)."""
         from agent import config
 
         return config.load(self.config_path).control_socket
@@ -191,6 +194,7 @@ def start_agent(
             env={k: v for k, v in {**os.environ, **(env or {})}.items() if k not in unset},
         )
     agent = Agent(config_path, process, log_path)
+    agent.socket  # noqa: B018 - read before any test rewrites the file
     try:
         _wait_for(agent.answers, READY_TIMEOUT_S, "agent", process)
     except SandboxError:

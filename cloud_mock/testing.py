@@ -6,6 +6,7 @@
         url, data_dir, process = cloud            # also cloud.url, cloud.ca_file, ...
         session = cloud.login()                   # admin, password from the data dir
         camera = cloud.add_camera(session, "aa:bb:cc:dd:ee:ff", "label-password")
+        sealed = camera["sealed_token"]           # what a camera takes outside its poll
         nvr = cloud.add_registrator(session, "Server room")   # then cloud.activate(...)
         cloud.provisioning_log("aa:bb:cc:dd:ee:ff")
 
@@ -169,7 +170,10 @@ class MockCloud(NamedTuple):
     def add_camera(
         self, session: str, device_id: str, password: str, name: str = "", org: str | None = None
     ) -> dict[str, Any]:
-        """POST /v1/cameras; returns {camera_id, token, device_id}."""
+        """POST /v1/cameras; returns {camera_id, token, sealed_token, device_id}.
+
+        `sealed_token` is the form a camera takes on a card, by `token set`, over the LAN
+        or by `set_token` (docs/design.md §2.9); `token` is what the poll delivers."""
         body: dict[str, Any] = {"device_id": device_id, "password": password, "name": name}
         if org is not None:
             body["org"] = org
@@ -180,8 +184,15 @@ class MockCloud(NamedTuple):
         answer: dict[str, Any] = self._ok(200, "GET", f"/v1/cameras/{camera_id}", session=session)
         return answer
 
+    def sealed_token(self, session: str, camera_id: str) -> str:
+        """GET /v1/cameras/{id}/token: the camera's token sealed afresh under its claim's K,
+        for a card or a push."""
+        answer = self._ok(200, "GET", f"/v1/cameras/{camera_id}/token", session=session)
+        return str(answer["sealed_token"])
+
     def change_camera_password(self, session: str, camera_id: str, password: str) -> dict[str, Any]:
-        """PATCH /v1/cameras/{id} {password} (a waiting camera); returns {camera_id, token}."""
+        """PATCH /v1/cameras/{id} {password} (a waiting camera); returns {camera_id, token,
+        sealed_token}."""
         answer: dict[str, Any] = self._ok(
             200, "PATCH", f"/v1/cameras/{camera_id}", {"password": password}, session
         )

@@ -46,6 +46,7 @@ FILES: dict[str, str] = {
     "tests/install/test_script_static.py": "e2e",
     "tests/install/test_served.py": "e2e",
     "tests/install/test_wheels.py": "e2e",
+    "tests/test_audit.py": "e2e",
     # faults
     "tests/faults/test_network_faults.py": "faults",
     "tests/faults/test_proxy.py": "faults",

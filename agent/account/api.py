@@ -4,7 +4,7 @@
     from agent.account.api import open_session
 
     cloud = open_session("prod")          # None: the default profile
-    token = cloud.add_camera("aa:bb:cc:dd:ee:ff", "label-password", name="Hall")
+    sealed = cloud.add_camera("aa:bb:cc:dd:ee:ff", "label-password", name="Hall")
 
 Synchronous, standard library only. Every failure is a CamagentError subclass whose
 message says what to run or fix.
@@ -74,21 +74,22 @@ class CloudSession:
     def add_camera(
         self, device_id: str, password: str, name: str = "", org: str | None = None
     ) -> str:
-        """Add a camera to the cloud (POST /v1/cameras); its access token."""
+        """Add a camera to the cloud (POST /v1/cameras); its token sealed under the
+        password given, which the camera opens only if that is its label's (§2.9)."""
         body: dict[str, Any] = {"device_id": device_id, "password": password, "name": name}
         if org is not None:
             body["org"] = org
         answer = self._expect(201, self.request("POST", "/v1/cameras", body), "add the camera")
-        return self._field(answer, "token")
+        return self._field(answer, "sealed_token")
 
     def add_or_repassword_camera(self, device_id: str, password: str, name: str = "") -> str:
         """Add the camera; if this organization already has it waiting for its device
         (added earlier with another password), give that claim `password` instead
-        (PATCH /v1/cameras/{id}). Its access token either way."""
+        (PATCH /v1/cameras/{id}). Its sealed token either way."""
         body = {"device_id": device_id, "password": password, "name": name}
         answer = self.request("POST", "/v1/cameras", body)
         if answer.status == 201:
-            return self._field(answer, "token")
+            return self._field(answer, "sealed_token")
         if answer.status != 409:
             self._expect(201, answer, "add the camera")
         camera_id = self._camera_id_of(device_id)
@@ -101,7 +102,7 @@ class CloudSession:
                 "meant to provision again, delete it there first (or reset the device)"
             )
         self._expect(200, changed, "change the waiting camera's password")
-        return self._field(changed, "token")
+        return self._field(changed, "sealed_token")
 
     def _camera_id_of(self, device_id: str) -> str:
         listing = self._expect(200, self.request("GET", "/v1/cameras"), "list the cameras")

@@ -11,10 +11,14 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from agent.finder.errors import FinderError
+from agent.secret_input import TOKEN_ENV, Secret, is_stdin, read_secret
 
 SCAN_TIMEOUT_S = 3.0
 SECURITIES = {"WPA": "WPA", "WPA2": "WPA", "WPA3": "SAE", "SAE": "SAE", "WEP": "WEP"}
 SECURITIES["NOPASS"] = "nopass"
+# One way to read a secret for every command (agent/secret_input.py).
+PUSH_TOKEN = Secret("token", "--token", "--token-file", TOKEN_ENV)
+WIFI_PASSWORD = Secret("WiFi password", "--password", "--password-file", password=True)
 
 
 def add_parser(sub: Any) -> None:
@@ -30,20 +34,39 @@ def add_parser(sub: Any) -> None:
         help=f"seconds to listen (default {SCAN_TIMEOUT_S:g})",
     )
     push = _device_parser(actions, "push", "give the device its cloud token")
-    how = push.add_mutually_exclusive_group(required=True)
-    how.add_argument("--token", metavar="T", help="this token (from the cloud console)")
+    how = push.add_mutually_exclusive_group()
+    how.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="push the token in FILE ('-': stdin): a camera's sealed_token, from the cloud; "
+        f"with neither --token-file nor --profile: ${TOKEN_ENV}",
+    )
+    how.add_argument(
+        "--token",
+        metavar="T",
+        help="discouraged: a command line is readable by every local user (a warning says so)",
+    )
     from agent.account.profiles import add_profile_option
 
     add_profile_option(
         how,
         "add the camera in the cloud through this server profile, then push its token",
     )
+    push.set_defaults(usage_error=push.error)
     push.add_argument("--name", default="", help="camera name in the cloud (with --profile)")
     _device_parser(actions, "reset", "make the device forget its token and provision again")
     _device_parser(actions, "poll-now", "make the device poll the cloud for its token now")
     wifi = _device_parser(actions, "wifi", "make the device join a WiFi network")
     wifi.add_argument("--ssid", required=True, metavar="S", help="network name")
-    wifi.add_argument("--password", default="", metavar="P", help="network password")
+    secret = wifi.add_mutually_exclusive_group()
+    secret.add_argument(
+        "--password-file", metavar="FILE", help="the network password is in FILE ('-': stdin)"
+    )
+    secret.add_argument(
+        "--password",
+        metavar="P",
+        help="discouraged: a command line is readable by every local user (a warning says so)",
+    )
     wifi.add_argument(
         "--security",
         type=str.upper,
@@ -182,11 +205,25 @@ async def _on_device(
     return {"info": opened.info, "endpoint": str(client.endpoint), "answer": answer.body}
 
 
+def _one_reader_of_stdin(args: argparse.Namespace, file: str | None, option: str) -> None:
+    if args.password_stdin and is_stdin(file):
+        raise FinderError(
+            f"--password-stdin and {option} - would both read standard input: put the "
+            f"secret in a file for {option}, or type the device password at its prompt"
+        )
+
+
 async def cmd_push(args: argparse.Namespace) -> int:
-    if args.token is not None:
-        token = args.token.strip()
-        if not token:
-            raise FinderError("--token is empty")
+    token = None
+    if args.profile is None:  # --profile, given, wins over a token in the environment
+        _one_reader_of_stdin(args, args.token_file, "--token-file")
+        token = read_secret(PUSH_TOKEN, args.token, args.token_file)
+        if token is None:
+            args.usage_error(
+                f"give the token with --token-file FILE ('-': stdin) or ${TOKEN_ENV}, or "
+                "add the camera in the cloud and push its token with --profile NAME"
+            )
+    if token is not None:
         done = await _on_device(args, "/v1/token", {"token": token})
         print(f"Token pushed to {done['info']['id']} ({done['endpoint']}): it is connecting.")
         return 0
@@ -224,7 +261,7 @@ async def _push_from_profile(args: argparse.Namespace) -> int:
             raise FinderError(
                 f"{exc}. The camera was added in the cloud (profile {args.profile}); push its "
                 f"token once the problem is fixed: camagent finder push {args.device} "
-                f"--token {token}"
+                f"--token-file FILE, with this token in FILE: {token}"
             ) from None
     print(
         f"Camera {device_id} added in the cloud (profile {args.profile}) and its token "
@@ -254,14 +291,14 @@ async def cmd_poll_now(args: argparse.Namespace) -> int:
 
 
 async def cmd_wifi(args: argparse.Namespace) -> int:
-    security = (
-        SECURITIES[args.security] if args.security else ("WPA" if args.password else "nopass")
-    )
-    if security != "nopass" and not args.password:
-        raise FinderError(f"a {args.security} network needs --password")
+    _one_reader_of_stdin(args, args.password_file, "--password-file")
+    password = read_secret(WIFI_PASSWORD, args.password, args.password_file) or ""
+    security = SECURITIES[args.security] if args.security else ("WPA" if password else "nopass")
+    if security != "nopass" and not password:
+        raise FinderError(f"a {args.security} network needs --password-file FILE")
     body = {
         "ssid": args.ssid,
-        "password": args.password,
+        "password": password,
         "security": security,
         "hidden": bool(args.hidden),
     }

@@ -13,8 +13,14 @@ one host and the right password from every other host was refused for up to an h
   address is throttled from its *first* wrong answer instead of its `after`-th. That
   bounds guessing to one try per address per delay, and still refuses no right password
   from a clean address.
-- **Bounded**: at most `max_addresses` addresses are remembered (least recently failed
-  goes first), and one with no wrong answer for `forget_s` is forgotten.
+- **Bounded, and stricter when full**: at most `max_addresses` addresses are remembered,
+  and one with no wrong answer for `forget_s` (and no wait left) is forgotten. A full
+  table never forgets an address to make room: that handed an attacker rotating over
+  more addresses than the table holds a fresh address on every try (704 guesses a
+  minute from 300 addresses). Instead, while the table is full, every address that is not
+  in it shares ONE wait, the `overflow` (as strict as an address under the global
+  slow-down: it waits after its first wrong answer, doubling): however many addresses
+  rotate beyond the table, together they get the guesses of one address.
 
 What survives a restart (`local-api-lockout.json` in the state directory): the address
 table and the times of the recent wrong answers, both bounded, so a crash or a reboot
@@ -42,7 +48,8 @@ from agent.errors import StateError
 log = logging.getLogger(__name__)
 
 FILE_NAME = "local-api-lockout.json"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (2, 3)  # version 2 had no overflow
 MAX_DELAY_S = 3600.0
 MAX_ADDRESSES = 256
 MAX_ADDRESS_LEN = 64
@@ -93,6 +100,8 @@ class Lockout:
         self.path = path
         self.policy = policy
         self.addresses: OrderedDict[str, AddressState] = OrderedDict()
+        # Shared by every address not in the table while the table is full.
+        self.overflow = AddressState()
         self.recent: deque[float] = deque(maxlen=policy.pressure_failures)
         self._dirty = False
         self._saved_at = -math.inf
@@ -109,35 +118,69 @@ class Lockout:
         """Wrong answers an address may give before it waits, now."""
         return 1 if self.under_pressure(now) else self.policy.after
 
-    def state(self, address: str, now: float) -> AddressState:
+    def full(self, now: float) -> bool:
+        """No room for another address (after forgetting the quiet ones)."""
+        if len(self.addresses) < self.policy.max_addresses:
+            return False
+        # Least recently failed first: only the front can have been quiet long enough.
+        for address, state in list(self.addresses.items()):
+            if now - state.last_failure <= self.policy.forget_s:
+                break
+            self._known(address, now)  # forgets it unless it still has a wait to serve
+        return len(self.addresses) >= self.policy.max_addresses
+
+    def _known(self, address: str, now: float) -> AddressState | None:
         state = self.addresses.get(address)
-        if state is None:
-            return AddressState()
-        quiet = now - state.last_failure > self.policy.forget_s
-        if quiet and not state.retry_after(now, self.policy):
+        if state is not None and self._quiet(state, now):
             del self.addresses[address]  # forgotten: it starts clean
-            return AddressState()
+            return None
         return state
+
+    def _quiet(self, state: AddressState, now: float) -> bool:
+        return now - state.last_failure > self.policy.forget_s and not state.retry_after(
+            now, self.policy
+        )
+
+    def overflows(self, address: str, now: float) -> bool:
+        """`address` is not in the table and there is no room for it: it shares the
+        overflow's wait."""
+        return self._known(address, now) is None and self.full(now)
+
+    def state(self, address: str, now: float) -> AddressState:
+        known = self._known(address, now)
+        if known is not None:
+            return known
+        if self.full(now):
+            if self._quiet(self.overflow, now):
+                self.overflow = AddressState()
+            return self.overflow
+        return AddressState()
 
     def retry_after(self, address: str, now: float) -> float:
         return self.state(address, now).retry_after(now, self.policy)
 
     def tries_left(self, address: str, now: float) -> int:
-        return max(0, self.after(now) - self.state(address, now).failures)
+        after = 1 if self.overflows(address, now) else self.after(now)
+        return max(0, after - self.state(address, now).failures)
 
     # -- changes ------------------------------------------------------------------------
 
     def failure(self, address: str, now: float) -> AddressState:
         self.recent.append(now)
-        state = self.state(address, now).failed(now, self.policy, self.after(now))
-        self.addresses[address] = state
-        self.addresses.move_to_end(address)
-        while len(self.addresses) > self.policy.max_addresses:
-            self.addresses.popitem(last=False)  # the least recently failed
+        if self.overflows(address, now):
+            # The strictest schedule: a wait from the first wrong answer, doubling.
+            self.overflow = self.state(address, now).failed(now, self.policy, 1)
+            state = self.overflow
+        else:
+            state = self.state(address, now).failed(now, self.policy, self.after(now))
+            self.addresses[address] = state
+            self.addresses.move_to_end(address)
         self._changed(now)
         return state
 
     def success(self, address: str, now: float) -> None:
+        # A right answer through the overflow clears nothing: the overflow stands for
+        # every address beyond the table, not for this one.
         if self.addresses.pop(address, None) is not None:
             self._changed(now)
 
@@ -155,11 +198,9 @@ class Lockout:
     def _save(self) -> None:
         data = {
             "version": FORMAT_VERSION,
-            "addresses": {
-                address: [s.failures, s.locked_until, s.last_failure]
-                for address, s in self.addresses.items()
-            },
+            "addresses": {address: _entry(state) for address, state in self.addresses.items()},
             "recent": list(self.recent),
+            "overflow": _entry(self.overflow),
         }
         self._dirty = False
         try:
@@ -172,12 +213,16 @@ class Lockout:
 # -- the file -------------------------------------------------------------------------
 
 
+def _entry(state: AddressState) -> list[float]:
+    return [state.failures, state.locked_until, state.last_failure]
+
+
 def load(lockout: Lockout, now: float) -> None:
     """Fill `lockout` from its file; a missing file is a clean slate, a damaged one starts
     the global slow-down (it is not trusted to be clean)."""
     try:
         data = json.loads(lockout.path.read_text(encoding="utf-8"))
-        addresses, recent = _parse(data, lockout.policy)
+        addresses, recent, overflow = _parse(data, lockout.policy)
     except FileNotFoundError:
         return
     except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
@@ -190,23 +235,33 @@ def load(lockout: Lockout, now: float) -> None:
         return
     lockout.addresses.update(addresses)
     lockout.recent.extend(recent)
+    lockout.overflow = overflow
 
 
-def _parse(data: Any, policy: LockoutPolicy) -> tuple[dict[str, AddressState], list[float]]:
-    if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
-        raise ValueError("not a version 2 lockout file")
+def _parse(
+    data: Any, policy: LockoutPolicy
+) -> tuple[dict[str, AddressState], list[float], AddressState]:
+    if not isinstance(data, dict) or data.get("version") not in READABLE_VERSIONS:
+        raise ValueError("not a version 2 or 3 lockout file")
     table, recent = data["addresses"], data["recent"]
     if not isinstance(table, dict) or not isinstance(recent, list):
         raise ValueError("wrong types")
     addresses: dict[str, AddressState] = {}
     for address, entry in list(table.items())[-policy.max_addresses :]:
-        if not (isinstance(entry, list) and len(entry) == 3 and len(address) <= MAX_ADDRESS_LEN):
+        if len(address) > MAX_ADDRESS_LEN:
             raise ValueError(f"bad entry for {address[:MAX_ADDRESS_LEN]!r}")
-        failures, locked_until, last_failure = entry
-        if not isinstance(failures, int) or isinstance(failures, bool) or failures < 0:
-            raise ValueError("failures must be a count")
-        addresses[address] = AddressState(failures, _time(locked_until), _time(last_failure))
-    return addresses, [_time(t) for t in recent[-policy.pressure_failures :]]
+        addresses[address] = _state(entry, address)
+    overflow = _state(data["overflow"], "the overflow") if data["version"] >= 3 else AddressState()
+    return addresses, [_time(t) for t in recent[-policy.pressure_failures :]], overflow
+
+
+def _state(entry: Any, what: str) -> AddressState:
+    if not (isinstance(entry, list) and len(entry) == 3):
+        raise ValueError(f"bad entry for {what[:MAX_ADDRESS_LEN]!r}")
+    failures, locked_until, last_failure = entry
+    if not isinstance(failures, int) or isinstance(failures, bool) or failures < 0:
+        raise ValueError("failures must be a count")
+    return AddressState(failures, _time(locked_until), _time(last_failure))
 
 
 def _time(value: Any) -> float:

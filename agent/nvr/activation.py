@@ -3,6 +3,8 @@
 With a code, the NVR registers `(code, secret, check results)` with the cloud and then
 polls exactly like a camera, its key being the secret: only the NVR that registered the
 code can collect the token it unlocks. Codes live 24 h; the NVR renews them before that.
+A registration token goes with the same secret: the cloud keeps its hash with the link,
+and a later link of this device ID in that organization must show it again.
 """
 
 from __future__ import annotations
@@ -35,6 +37,11 @@ RENEW_MARGIN_FRACTION = 0.1
 CODE_ATTEMPTS = 3  # a fresh code collides with a live one about never; retry anyway
 MAX_ANSWER = 64 * 1024
 DATE_RESOLUTION_S = 1.0
+# What the cloud accepts of the checks (docs/api/openapi.yaml, Checks): the payload keeps
+# within it rather than be refused.
+MAX_CHECKS = 20
+MAX_CHECK_TEXT = 1024
+MAX_CHECKS_BYTES = 4 * 1024
 
 
 class RegistrationError(CamagentError):
@@ -79,13 +86,43 @@ class Activation:
         )
 
 
+def new_secret() -> str:
+    """An NVR's secret: base64 of 32 random bytes."""
+    return base64.b64encode(os.urandom(32)).decode()
+
+
 def device_payload(device_id: str, name: str, version: str, checks: list[Check]) -> dict[str, Any]:
     return {
         "device_id": device_id,
-        "name": name,
-        "version": version,
-        "checks": [c.to_json() for c in checks],
+        "name": name[:128],
+        "version": version[:128],
+        "checks": bounded_checks([c.to_json() for c in checks]),
     }
+
+
+def bounded_checks(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The checks within the cloud's bounds: at most `MAX_CHECKS`, texts cut short, and
+    shorter still (then checks left out from the end) while the whole is too large."""
+    for limit in (MAX_CHECK_TEXT, 256, 64):
+        kept = [_clipped(check, limit) for check in checks[:MAX_CHECKS]]
+        if len(json.dumps(kept)) <= MAX_CHECKS_BYTES:
+            return kept
+    while kept and len(json.dumps(kept)) > MAX_CHECKS_BYTES:
+        kept.pop()
+    return kept
+
+
+def _clipped(check: dict[str, Any], limit: int) -> dict[str, Any]:
+    texts = {
+        key: _clip(check[key], 128 if key == "name" else limit)
+        for key in ("name", "detail", "fix")
+        if isinstance(check.get(key), str)
+    }
+    return {**check, **texts}
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 async def register_code(
@@ -100,7 +137,7 @@ async def register_code(
     A renewal keeps the secret: a code shown earlier may still be entered in the cloud,
     and the token it unlocks is sealed under the secret that code was registered with.
     """
-    secret = secret or base64.b64encode(os.urandom(32)).decode()
+    secret = secret or new_secret()
     for _ in range(CODE_ATTEMPTS):
         code = activation_code.generate()
         status, answer, cloud_now = await _post(
@@ -124,10 +161,16 @@ async def register_code(
 
 
 async def register_with_token(
-    session: aiohttp.ClientSession, cloud_url: str, token: str, payload: dict[str, Any]
+    session: aiohttp.ClientSession,
+    cloud_url: str,
+    token: str,
+    payload: dict[str, Any],
+    secret: str,
 ) -> str:
-    """Cloud Registration with a registration token; return the device token (unverified)."""
-    status, answer, _ = await _post(session, cloud_url + REGISTER_PATH, {**payload, "token": token})
+    """Cloud Registration with a registration token and the NVR's secret (the one its
+    codes carry); return the device token (unverified)."""
+    body = {**payload, "token": token, "secret": secret}
+    status, answer, _ = await _post(session, cloud_url + REGISTER_PATH, body)
     if status != 201:
         raise RegistrationError(
             f"the cloud refused the registration token: {_reason(answer, status)}"
@@ -169,6 +212,8 @@ async def _post(
 
 
 def _reason(answer: Any, status: int) -> str:
+    if isinstance(answer, dict) and isinstance(answer.get("message"), str):
+        return f"{answer['message']} (HTTP {status})"  # a coded error: its text
     if isinstance(answer, dict) and isinstance(answer.get("error"), str):
         return f"{answer['error']} (HTTP {status})"
     return f"HTTP {status}"

@@ -17,7 +17,13 @@ from agent.config import Config
 from agent.errors import CamagentError, StateError, WireError
 from agent.nvr import checks as nvr_checks
 from agent.nvr import settings as nvr_settings
-from agent.nvr.activation import Activation, device_payload, register_code, register_with_token
+from agent.nvr.activation import (
+    Activation,
+    device_payload,
+    new_secret,
+    register_code,
+    register_with_token,
+)
 from agent.token_store import DeviceRecord
 
 if TYPE_CHECKING:
@@ -84,11 +90,16 @@ class NvrLink:
         return device_payload(self.device_id, name, __version__, checks)
 
     async def register(self, session: aiohttp.ClientSession, token: str) -> str:
-        """Cloud Registration: trade a registration token for this NVR's device token."""
+        """Cloud Registration: trade a registration token for this NVR's device token.
+
+        It goes with the secret of the NVR's activation code (a fresh one if it has
+        none): the same NVR, whichever way it is linked."""
         if not isinstance(token, str) or not token.strip() or len(token) > 4096:
             raise CamagentError("a registration token is the text the cloud showed (rt_…)")
+        current = self.activation()
+        secret = current.secret if current is not None else new_secret()
         return await register_with_token(
-            session, self.config.cloud.url, token.strip(), await self._payload()
+            session, self.config.cloud.url, token.strip(), await self._payload(), secret
         )
 
     async def command(self, name: str, args: dict[str, Any]) -> tuple[bool, Any] | None:

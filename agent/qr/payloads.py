@@ -5,7 +5,9 @@
   WPA3's form (with `R:` transition-disable and/or `K:` public-key fields) percent-encodes
   the SSID and password; it is read too.
 - Combined: a WiFi payload with one more field `CT:<token>` (phones ignore it).
-- Token: the bare token, or `CAMAGENT:T:<token>;;`.
+- Token: the bare token, or `CAMAGENT:T:<token>;;`. A camera's card holds its token
+  sealed under its K (standard base64, docs/design.md §2.9): both forms are tokens here,
+  and the gate decides which one a device takes.
 - Label (a camera's factory label): `CAMAGENT:ID:<device id>;PW:<password>;;`, with the
   WiFi escaping. It tells a person or the cloud's console who the camera is; a device
   never applies it.
@@ -14,6 +16,8 @@ Parsing never raises anything but QrPayloadError, whose message says what is wro
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -37,6 +41,11 @@ SECURITIES = {
 MAX_SSID_BYTES = 32
 MAX_LABEL_PASSWORD = 256  # as identity.MAX_PASSWORD_LEN: what a password file may hold
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
+# A sealed token: base64(nonce12 || AES-GCM ciphertext of a token || tag16). A token holds
+# at least a payload character, "." and an 86-character Ed25519 signature.
+_SEALED_RE = re.compile(r"^(?:[A-Za-z0-9+/]{4})+(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")
+MIN_SEALED_BYTES = 12 + 16 + 88
+MAX_SEALED_LEN = 4 * -(-(12 + 16 + MAX_TOKEN_LEN) // 3)
 _SPECIAL = '\\;,:"'
 
 
@@ -86,6 +95,11 @@ def parse(text: str) -> Payload:
 
 
 def _looks_like_token(text: str) -> bool:
+    """A signed token (`payload.signature`) or one sealed for a camera."""
+    return _looks_like_signed(text) or _looks_like_sealed(text)
+
+
+def _looks_like_signed(text: str) -> bool:
     if len(text) > MAX_TOKEN_LEN or not _TOKEN_RE.match(text):
         return False
     try:
@@ -93,6 +107,15 @@ def _looks_like_token(text: str) -> bool:
     except TokenError:
         return False
     return True
+
+
+def _looks_like_sealed(text: str) -> bool:
+    if len(text) > MAX_SEALED_LEN or not _SEALED_RE.match(text):
+        return False
+    try:
+        return len(base64.b64decode(text, validate=True)) >= MIN_SEALED_BYTES
+    except binascii.Error:
+        return False
 
 
 def _split_fields(body: str) -> list[tuple[str, str]]:

@@ -8,7 +8,8 @@ when the run could not start (the cloud unreachable, a login refused).
 Cloud-side actions (adding the kit's cameras, revoking one, activating an NVR code,
 watching a camera so that the cloud opens a video tunnel to it...) go through hooks when
 given, else through the cloud's user API as docs/api/openapi.yaml describes it, logged in
-with --login/--password-file or --session.
+with --login/--password-file or --session-file (or their environment variables: secrets
+stay off the command line, agent/secret_input.py).
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import ssl
 import sys
 from pathlib import Path
 
 import aiohttp
 
+from agent.errors import CamagentError
+from agent.secret_input import Secret, is_stdin, read_secret
 from cloud_mock.conformance.checks import (
     DEFAULT_TIMING_SAMPLES,
     DEFAULT_TIMING_TOLERANCE_S,
@@ -34,6 +36,12 @@ from cloud_mock.conformance.report import Report
 
 ENV_PASSWORD = "CAMAGENT_CONFORMANCE_PASSWORD"
 ENV_SESSION = "CAMAGENT_CONFORMANCE_SESSION"
+PROGRAM = "camagent-conformance"
+# One way to read a secret for every command (agent/secret_input.py).
+PASSWORD = Secret(
+    "password", "--password", "--password-file", ENV_PASSWORD, password=True, program=PROGRAM
+)
+SESSION = Secret("session secret", "--session", "--session-file", ENV_SESSION, program=PROGRAM)
 
 
 class UsageError(Exception):
@@ -46,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Check a cloud against camagent's device protocol (docs/api/, "
         "docs/design.md §2, §3, §11, §12).",
         epilog=f"Environment: {ENV_PASSWORD} (instead of --password-file), {ENV_SESSION} "
-        "(instead of --session). Hooks run as argument vectors (split like a shell "
+        "(instead of --session-file). Hooks run as argument vectors (split like a shell "
         "would, never run by one), with their inputs in the environment.",
     )
     parser.add_argument("url", help="the cloud's https origin, e.g. https://cloud.example:8443")
@@ -54,8 +62,21 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     api = parser.add_argument_group("the cloud's user API (default for cloud-side actions)")
     api.add_argument("--login", default="admin", help="user to log in as (default admin)")
-    api.add_argument("--password-file", type=Path, help="file holding that user's password")
-    api.add_argument("--session", help="an API session secret instead of a login")
+    api.add_argument(
+        "--password-file", type=Path, help="file holding that user's password ('-': stdin)"
+    )
+    session = api.add_mutually_exclusive_group()
+    session.add_argument(
+        "--session-file",
+        type=Path,
+        metavar="FILE",
+        help="file holding an API session secret, instead of a login ('-': stdin)",
+    )
+    session.add_argument(
+        "--session",
+        metavar="SECRET",
+        help="discouraged: a command line is readable by every local user (a warning says so)",
+    )
     hooks = parser.add_argument_group("hooks (commands instead of the user API)")
     hooks.add_argument(
         "--add-device-cmd", metavar="CMD", help="adds a camera: DEVICE_ID and PASSWORD in env"
@@ -98,14 +119,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _password(args: argparse.Namespace) -> str | None:
-    path: Path | None = args.password_file
-    if path is not None:
-        try:
-            return path.read_text().strip()
-        except OSError as error:
-            raise UsageError(f"--password-file {path}: {error.strerror}") from None
-    return os.environ.get(ENV_PASSWORD)
+def _credentials(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """(password, session), each from its file ('-': stdin), else its environment
+    variable; --session on the command line still works, with a warning."""
+    if is_stdin(args.password_file) and is_stdin(args.session_file):
+        raise UsageError("--password-file - and --session-file - cannot both read stdin")
+    try:
+        password = read_secret(PASSWORD, None, args.password_file)
+        session = read_secret(SESSION, args.session, args.session_file)
+    except CamagentError as error:
+        raise UsageError(str(error)) from None
+    return password, session
 
 
 def _ssl_context(ca: Path | None) -> ssl.SSLContext:
@@ -154,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.timing_samples < 3:
         parser.error("--timing-samples must be at least 3")
+    try:
+        password, session = _credentials(args)
+    except UsageError as error:
+        print(f"{PROGRAM}: error: {error}", file=sys.stderr)
+        return 2
     hooks = Hooks(
         add_device=args.add_device_cmd,
         revoke_device=args.revoke_device_cmd,
@@ -170,8 +199,8 @@ def main(argv: list[str] | None = None) -> int:
                 ssl_context=_ssl_context(args.ca),
                 hooks=hooks,
                 login=args.login,
-                password=_password(args),
-                session=str(args.session or os.environ.get(ENV_SESSION) or "") or None,
+                password=password,
+                session=session,
                 options=Options(args.timing_samples, args.timing_tolerance_ms / 1000),
             )
         )

@@ -651,7 +651,14 @@ class Conformance:
     async def check_registration_token(self) -> None:
         secret = await self.cloud.registration_token()
         device_id = random_mac()
-        body = {"token": secret, "device_id": device_id, "name": "conformance", "checks": []}
+        body = {
+            "token": secret,
+            "device_id": device_id,
+            # The NVR's own secret (the one its codes carry): the link keeps its hash.
+            "secret": base64.b64encode(os.urandom(32)).decode(),
+            "name": "conformance",
+            "checks": [],
+        }
         answer = await self.request("POST", "/v1/nvr/register", json.dumps(body).encode())
         data = answer.json() or {}
         if answer.status != 201 or not isinstance(data.get("token"), str):

@@ -3,18 +3,29 @@ K and signed token), NVR provisioning entries, revoked tokens, poll nonces, the 
 and the test hooks' poll trace.
 
 A claim is *open* while it has a key: it is closed when another organization's claim
-wins its device (`moved_at`) or when it is dropped unproven (`dropped_at`: expired, or
-pushed out by the bound). Which claims count, which wins and which are dropped is
-decided by the services (cameras.py, provisioning.py); this module stores the outcome.
+wins its device (`moved_at`), or was dropped unproven by an older version of the mock
+(`dropped_at`). Which claims count, which wins and which a poll checks is decided by the
+rules (cloud_mock/claims.py) and the services (cameras.py, provisioning.py); this module
+stores the outcome, and keeps in memory each device's places (`claims.places_for`),
+rebuilt from the table whenever one of its claims changes, so that a poll reads no claim
+row: one dictionary lookup, the same for an unknown device and for one with claims.
+
+The poll log holds, per claim, only the polls that proved that claim's K (at most
+`per_claim` rows each, newest kept: nobody else's polls can push a claim's rows out),
+and one aggregated row per result and period for every other poll (nobody's history).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import sqlite3
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import groupby
 from typing import Any
 
-from cloud_mock.store.db import Aggregate, from_row, insert, to_columns
+from cloud_mock import claims
+from cloud_mock.store.db import Aggregate, Database, from_row, insert, to_columns
 
 
 @dataclass(frozen=True)
@@ -25,16 +36,16 @@ class Camera:
     org: str
     device_id: str
     name: str
-    created: float
+    created: float  # the add: an unproven claim expires claim_ttl_s after it
     token_jti: str
     hello_at: float | None
     last_seen: float | None
     key: bytes | None  # K = scrypt(password, device_id); None once the claim is closed
     token: str | None  # the signed token, sealed for the device when this claim wins
     claimed_at: float  # when its password was set (add, or PATCH while waiting)
-    proven_at: float | None = None  # when a poll proved K and this claim won
+    proven_at: float | None = None  # when a poll first proved K and this claim won
     moved_at: float | None = None  # when another org's claim won the device from it
-    dropped_at: float | None = None  # closed unproven (expired or pushed out)
+    dropped_at: float | None = None  # closed unproven by an older mock (expired, pushed out)
 
     @property
     def connected(self) -> bool:
@@ -97,10 +108,59 @@ _PADDING_SQL = (
 
 
 class DevicesStore(Aggregate):
+    def __init__(self, database: Database) -> None:
+        super().__init__(database)
+        # device_id -> its places, for devices with at least one open claim.
+        self._places: dict[str, tuple[claims.Place, ...]] = {}
+        self._changed: set[str] = set()
+        rows = self._db.execute(
+            "SELECT * FROM cameras WHERE key IS NOT NULL ORDER BY device_id"
+        ).fetchall()
+        for device_id, group in groupby(rows, key=lambda row: str(row["device_id"])):
+            self._places[device_id] = claims.places_for(from_row(Camera, r) for r in group)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """As Aggregate's; the places of the devices it changed are rebuilt once it ends
+        (after a rollback too: from what is in the table)."""
+        try:
+            with self._database.transaction() as db:
+                yield db
+        finally:
+            if not self._db.in_transaction:
+                self._rebuild_places()
+
     # --- claims (cameras) ----------------------------------------------------------------
+
+    def claim_places(self, device_id: str) -> tuple[claims.Place, ...]:
+        """The places a poll of this device checks: always `MAX_OPEN_CLAIMS`, dummies in
+        the empty ones (all of them for a device nobody claimed)."""
+        return self._places.get(device_id, claims.EMPTY_PLACES)
+
+    def _claims_changed(self, device_id: str) -> None:
+        self._changed.add(device_id)
+        if not self._db.in_transaction:
+            self._rebuild_places()
+
+    def _camera_changed(self, camera_id: str) -> None:
+        row = self._db.execute(
+            "SELECT device_id FROM cameras WHERE camera_id = ?", (camera_id,)
+        ).fetchone()
+        if row is not None:
+            self._claims_changed(row["device_id"])
+
+    def _rebuild_places(self) -> None:
+        changed, self._changed = self._changed, set()
+        for device_id in changed:
+            places = claims.places_for(self.claims_on(device_id))
+            if places[0].camera_id:
+                self._places[device_id] = places
+            else:
+                self._places.pop(device_id, None)
 
     def insert_camera(self, camera: Camera) -> None:
         insert(self._db, "cameras", to_columns(camera))
+        self._claims_changed(camera.device_id)
 
     def get_camera(self, camera_id: str) -> Camera | None:
         row = self._db.execute("SELECT * FROM cameras WHERE camera_id = ?", (camera_id,)).fetchone()
@@ -127,35 +187,41 @@ class DevicesStore(Aggregate):
         """Every open claim on a device (expiry is the caller's to judge), oldest first.
 
         `pad_to`: map that many rows whatever the count, dummies for the missing ones
-        (thrown away), so that the call costs the same for an unknown device and for one
-        with claims (the poll check must not tell them apart by its time).
+        (thrown away). The poll does not read claims here (`claim_places`).
         """
         rows = self._db.execute(
-            "SELECT * FROM cameras WHERE device_id = ? AND key IS NOT NULL "
-            "ORDER BY claimed_at, rowid",
+            "SELECT * FROM cameras WHERE device_id = ? AND key IS NOT NULL ORDER BY created, rowid",
             (device_id,),
         ).fetchall()
-        # Always both queries (the second may return nothing), for the same cost.
-        padding = self._db.execute(_PADDING_SQL, (pad_to, pad_to - len(rows))).fetchall()
-        claims = [from_row(Camera, row) for row in rows]
-        for row in padding:  # the same work on rows of the same shape, thrown away
-            from_row(Camera, row)
-        return claims
+        claims_found = [from_row(Camera, row) for row in rows]
+        if pad_to > 0:
+            padding = self._db.execute(_PADDING_SQL, (pad_to, pad_to - len(rows))).fetchall()
+            for row in padding:
+                from_row(Camera, row)
+        return claims_found
 
     def set_claim_password(self, camera_id: str, key: bytes, at: float) -> None:
+        """A new K; `claimed_at` says when. The claim's age (and expiry) stay its add's."""
         self._db.execute(
             "UPDATE cameras SET key = ?, claimed_at = ? WHERE camera_id = ?",
             (key, at, camera_id),
         )
+        self._camera_changed(camera_id)
 
     def mark_proven(self, camera_id: str, at: float) -> None:
-        self._db.execute("UPDATE cameras SET proven_at = ? WHERE camera_id = ?", (at, camera_id))
+        """The first time a poll proved the claim's K (and it won)."""
+        first = self._db.execute(
+            "UPDATE cameras SET proven_at = ? WHERE camera_id = ? AND proven_at IS NULL",
+            (at, camera_id),
+        ).rowcount
+        if first:
+            self._camera_changed(camera_id)
 
     def mark_moved(self, camera_id: str, at: float) -> None:
         """Close the claim (another org's won its device) and revoke its token."""
         with self.transaction() as db:
             row = db.execute(
-                "SELECT token_jti FROM cameras WHERE camera_id = ?", (camera_id,)
+                "SELECT device_id, token_jti FROM cameras WHERE camera_id = ?", (camera_id,)
             ).fetchone()
             if row is None:
                 return
@@ -164,35 +230,39 @@ class DevicesStore(Aggregate):
                 (at, camera_id),
             )
             self._revoke(row["token_jti"], at)
+            self._claims_changed(row["device_id"])
 
     def mark_dropped(self, camera_id: str, at: float) -> None:
-        """Close an unproven claim (expired or pushed out); the camera stays listed."""
+        """Close an unproven claim; the camera stays listed (no rule of today's mock does
+        this: a claim outside the places waits, and expiry is judged when asked)."""
         self._db.execute(
             "UPDATE cameras SET dropped_at = ?, key = NULL WHERE camera_id = ?", (at, camera_id)
         )
+        self._camera_changed(camera_id)
 
     def delete_camera(self, camera_id: str, at: float) -> Camera | None:
-        """Remove the camera (its claim with it) and revoke its token, in one transaction."""
+        """Remove the camera (its claim and its poll history with it) and revoke its token,
+        in one transaction."""
         with self.transaction() as db:
             row = db.execute("SELECT * FROM cameras WHERE camera_id = ?", (camera_id,)).fetchone()
             if row is None:
                 return None
             camera = from_row(Camera, row)
             db.execute("DELETE FROM cameras WHERE camera_id = ?", (camera_id,))
+            db.execute("DELETE FROM poll_log WHERE camera_id = ?", (camera_id,))
             self._revoke(camera.token_jti, at)
+            self._claims_changed(camera.device_id)
         return camera
 
     def camera_seen(self, camera_id: str, at: float, *, hello: bool = False) -> None:
         if hello:
-            self._db.execute(
-                "UPDATE cameras SET last_seen = ?, hello_at = COALESCE(hello_at, ?) "
-                "WHERE camera_id = ?",
-                (at, at, camera_id),
-            )
-        else:
-            self._db.execute(
-                "UPDATE cameras SET last_seen = ? WHERE camera_id = ?", (at, camera_id)
-            )
+            first = self._db.execute(
+                "UPDATE cameras SET hello_at = ? WHERE camera_id = ? AND hello_at IS NULL",
+                (at, camera_id),
+            ).rowcount
+            if first:  # connected now: its place is kept from here on
+                self._camera_changed(camera_id)
+        self._db.execute("UPDATE cameras SET last_seen = ? WHERE camera_id = ?", (at, camera_id))
 
     # --- NVR entries ---------------------------------------------------------------------
 
@@ -227,11 +297,28 @@ class DevicesStore(Aggregate):
 
     # --- the poll log (per claim, and aggregated) ------------------------------------------
 
-    def log_polls(self, records: Iterable[PollRecord], aggregated: Iterable[Aggregated]) -> None:
-        """Write a batch: claim rows as they are, aggregated rows added to their period's."""
+    def log_polls(
+        self,
+        records: Iterable[PollRecord],
+        aggregated: Iterable[Aggregated],
+        *,
+        per_claim: int | None = None,
+    ) -> None:
+        """Write a batch: claim rows as they are (then each claim written to keeps its
+        newest `per_claim`), aggregated rows added to their period's."""
         with self.transaction() as db:
+            written: set[str] = set()
             for record in records:
                 insert(db, "poll_log", to_columns(record))
+                if record.camera_id is not None:
+                    written.add(record.camera_id)
+            if per_claim is not None:
+                for camera_id in written:
+                    db.execute(
+                        "DELETE FROM poll_log WHERE camera_id = ? AND id <= (SELECT id FROM "
+                        "poll_log WHERE camera_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                        (camera_id, camera_id, per_claim),
+                    )
             for item in aggregated:
                 cursor = db.execute(
                     "UPDATE poll_log SET count = count + ? WHERE camera_id IS NULL "
@@ -264,13 +351,24 @@ class DevicesStore(Aggregate):
     def poll_log_rows(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM poll_log").fetchone()[0])
 
+    def poll_rows_of_device(self, device_id: str) -> int:
+        """Rows of a device's claims (of every org)."""
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM poll_log WHERE device_id = ? AND camera_id IS NOT NULL",
+            (device_id,),
+        ).fetchone()
+        return int(row[0])
+
     def prune_poll_log(self, older_than: float, keep: int) -> int:
-        """Drop rows older than `older_than` and all but the newest `keep`; how many went."""
+        """Drop rows older than `older_than`, then all but the newest `keep` of the rows
+        that are nobody's: the aggregates, and rows whose claim is gone. A claim's rows are
+        bounded by their own count (`log_polls`), never by anyone else's. How many went."""
         with self.transaction() as db:
             gone = db.execute("DELETE FROM poll_log WHERE at < ?", (older_than,)).rowcount
             gone += db.execute(
-                "DELETE FROM poll_log WHERE id <= (SELECT id FROM poll_log "
-                "ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                "DELETE FROM poll_log WHERE id IN (SELECT id FROM poll_log WHERE "
+                "camera_id IS NULL OR camera_id NOT IN (SELECT camera_id FROM cameras) "
+                "ORDER BY id DESC LIMIT -1 OFFSET ?)",
                 (keep,),
             ).rowcount
         return gone

@@ -181,4 +181,64 @@ CREATE TABLE recording (
 );
 """
 
-MIGRATIONS: list[str] = [V1_BASELINE, V2_CLAIMS, V3_VIDEO]
+# Issue 25: a claim's history holds only the polls that proved its K ("token", or "none":
+# a newer claim with the same password won). Rows the earlier rules wrote for every poll
+# of a claimed device (a squatter saw when the real camera polled, and when the owner's
+# add woke it), and rows of cameras since deleted, go.
+V4_POLL_LOG_PER_CLAIM = """
+DELETE FROM poll_log WHERE camera_id IS NOT NULL
+    AND (result NOT IN ('token', 'none') OR camera_id NOT IN (SELECT camera_id FROM cameras));
+"""
+
+MIGRATIONS: list[str] = [V1_BASELINE, V2_CLAIMS, V3_VIDEO, V4_POLL_LOG_PER_CLAIM]
+
+# NVR ownership (issue 25): a device ID may be linked in several organizations (one
+# registrator each), each link recording the SHA-256 of the secret of the NVR that made it
+# (a later link in that organization must show the same secret); an activation code keeps
+# the client address that registered it (per-address bounds) and, once activated, the
+# token waiting for its NVR (one waiting token per device ID is offered at the poll at a
+# time, oldest first, in turns).
+V5_NVR_OWNERSHIP = """
+CREATE TABLE registrators_new (
+    id TEXT PRIMARY KEY,
+    org TEXT NOT NULL REFERENCES orgs(name),
+    name TEXT NOT NULL,
+    note TEXT NOT NULL,
+    device TEXT NOT NULL,
+    created REAL NOT NULL,
+    broadcast TEXT NOT NULL,
+    archive TEXT NOT NULL,
+    cameras TEXT NOT NULL DEFAULT '[]',
+    pending_configure INTEGER NOT NULL DEFAULT 0,
+    device_id TEXT,
+    device_name TEXT NOT NULL DEFAULT '',
+    version TEXT NOT NULL DEFAULT '',
+    checks TEXT NOT NULL DEFAULT '[]',
+    token_jti TEXT UNIQUE,
+    linked_at REAL,
+    hello_at REAL,
+    last_seen REAL,
+    secret_hash BLOB,
+    UNIQUE (org, device_id)
+);
+INSERT INTO registrators_new(id, org, name, note, device, created, broadcast, archive,
+    cameras, pending_configure, device_id, device_name, version, checks, token_jti,
+    linked_at, hello_at, last_seen)
+SELECT id, org, name, note, device, created, broadcast, archive, cameras,
+    pending_configure, device_id, device_name, version, checks, token_jti, linked_at,
+    hello_at, last_seen
+FROM registrators;
+DROP TABLE registrators;
+ALTER TABLE registrators_new RENAME TO registrators;
+CREATE INDEX registrators_org ON registrators(org, created);
+CREATE INDEX registrators_device ON registrators(device_id);
+ALTER TABLE activations ADD COLUMN client TEXT NOT NULL DEFAULT '';
+ALTER TABLE activations ADD COLUMN token TEXT;
+ALTER TABLE activations ADD COLUMN queued_at REAL;
+ALTER TABLE activations ADD COLUMN offered_at REAL;
+CREATE INDEX activations_client ON activations(client, expires_at);
+CREATE INDEX activations_expiry ON activations(expires_at);
+CREATE INDEX activations_waiting ON activations(device_id, queued_at) WHERE token IS NOT NULL;
+"""
+
+MIGRATIONS.append(V5_NVR_OWNERSHIP)

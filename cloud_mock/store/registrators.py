@@ -1,14 +1,25 @@
 """Registrators and activations: virtual NVRs, the activation codes NVRs register, and
 registration tokens.  Compare-and-set updates raise Conflict when what they relied on
-changed; which change is allowed at all is decided by the services."""
+changed; which change is allowed at all is decided by the services.
+
+A device ID may be linked in several organizations, one registrator each, every link
+with the SHA-256 of the secret of the NVR that made it. The provisioning service holds
+one NVR entry (secret and token) per device ID: when activations of several
+organizations wait for their NVRs, `offer_nvr_token` puts them there in turns.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import hmac
 import json
 import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.errors import TokenError
+from agent.token_codec import split_token
 from cloud_mock.store.db import Aggregate, from_row, insert, to_column, to_columns
 
 
@@ -38,6 +49,14 @@ class Registrator:
     linked_at: float | None = None
     hello_at: float | None = None
     last_seen: float | None = None
+    # SHA-256 of the secret of the NVR that made the link (None: linked before secrets
+    # were recorded).
+    secret_hash: bytes | None = None
+
+
+def secret_hash_of(secret: bytes) -> bytes:
+    """What a link keeps of an NVR's secret."""
+    return hashlib.sha256(secret).digest()
 
 
 @dataclass(frozen=True)
@@ -50,6 +69,7 @@ class Link:
     checks: list[dict[str, str]]
     token_jti: str
     linked_at: float
+    secret_hash: bytes
 
 
 @dataclass(frozen=True)
@@ -66,6 +86,7 @@ class Activation:
     expires_at: float
     activated_at: float | None = None
     registrator_id: str | None = None
+    client: str = ""  # the address (an IPv6 one as its /64) that registered it
 
 
 @dataclass(frozen=True)
@@ -96,6 +117,7 @@ _UNLINKED = (
     "linked_at",
     "hello_at",
     "last_seen",
+    "secret_hash",
 )
 
 
@@ -116,8 +138,18 @@ class RegistratorsStore(Aggregate):
         return None if row is None else from_row(Registrator, row)
 
     def registrator_by_device(self, device_id: str) -> Registrator | None:
+        """A registrator linked to `device_id`, the newest link first. Several
+        organizations may each have one: use `registrator_of` to ask for one org's."""
         row = self._db.execute(
-            "SELECT * FROM registrators WHERE device_id = ?", (device_id,)
+            "SELECT * FROM registrators WHERE device_id = ? ORDER BY linked_at DESC, rowid DESC",
+            (device_id,),
+        ).fetchone()
+        return None if row is None else from_row(Registrator, row)
+
+    def registrator_of(self, org: str, device_id: str) -> Registrator | None:
+        """The registrator of `org` linked to `device_id` (at most one)."""
+        row = self._db.execute(
+            "SELECT * FROM registrators WHERE org = ? AND device_id = ?", (org, device_id)
         ).fetchone()
         return None if row is None else from_row(Registrator, row)
 
@@ -155,27 +187,23 @@ class RegistratorsStore(Aggregate):
                 "UPDATE registrators SET last_seen = ? WHERE id = ?", (at, registrator_id)
             )
 
-    def link_by_code(self, registrator_id: str, code: str, link: Link, token: str) -> None:
-        """Link the registrator, mark the code activated (the device's other codes go)
-        and store the token for the provisioning service under the code's secret, all at
-        once; Conflict if the
-        registrator was linked or the code activated in the meantime."""
+    def link_by_code(
+        self, registrator_id: str, code: str, link: Link, token: str, now: float
+    ) -> None:
+        """Link the registrator, mark the code activated (the same NVR's other unused codes
+        go) and leave the token waiting for the NVR that registered the code, all at once;
+        Conflict if the registrator was linked or the code activated in the meantime.
+        Then `offer_nvr_token` puts it where the NVR's poll finds it."""
         with self.transaction() as db:
-            row = db.execute("SELECT secret FROM activations WHERE code = ?", (code,)).fetchone()
             cursor = db.execute(
-                "UPDATE activations SET activated_at = ?, registrator_id = ? "
-                "WHERE code = ? AND activated_at IS NULL",
-                (link.linked_at, registrator_id, code),
+                "UPDATE activations SET activated_at = ?, registrator_id = ?, token = ?, "
+                "queued_at = ?, offered_at = NULL WHERE code = ? AND activated_at IS NULL",
+                (link.linked_at, registrator_id, token, now, code),
             )
-            if row is None or cursor.rowcount != 1:
+            if cursor.rowcount != 1:
                 raise Conflict("the code was already activated")
             _link(db, registrator_id, link)
-            _drop_pending_codes(db, link.device_id)
-            db.execute(
-                "INSERT OR REPLACE INTO provisioning(device_id, key, token, camera_id) "
-                "VALUES (?, ?, ?, NULL)",
-                (link.device_id, bytes(row["secret"]), token),
-            )
+            _drop_unused_codes(db, link.device_id, link.secret_hash)
 
     def add_registrator_by_token(self, token_id: str, registrator: Registrator, link: Link) -> None:
         """Use the registration token (once only) and create the linked registrator;
@@ -190,12 +218,9 @@ class RegistratorsStore(Aggregate):
                 raise Conflict("registration token already used")
             insert(db, "registrators", to_columns(registrator, skip=_UNLINKED))
             _link(db, registrator.id, link)
-            _drop_pending_codes(db, link.device_id)
-            # An NVR linked with a token polls for nothing: no stale entry may linger.
-            db.execute(
-                "DELETE FROM provisioning WHERE device_id = ? AND camera_id IS NULL",
-                (link.device_id,),
-            )
+            # The NVR's own unused codes are moot now; other NVRs' codes (other secrets)
+            # and the tokens other organizations' activations left are not its business.
+            _drop_unused_codes(db, link.device_id, link.secret_hash)
 
     def unlink_registrator(self, registrator_id: str, at: float) -> Registrator | None:
         """Back to "pending": forget the device, revoke its token; settings are kept."""
@@ -204,19 +229,81 @@ class RegistratorsStore(Aggregate):
             if registrator is not None:
                 db.execute(
                     "UPDATE registrators SET device_id = NULL, device_name = '', version = '', "
-                    "checks = '[]', token_jti = NULL, linked_at = NULL, hello_at = NULL "
-                    "WHERE id = ?",
+                    "checks = '[]', token_jti = NULL, linked_at = NULL, hello_at = NULL, "
+                    "secret_hash = NULL WHERE id = ?",
                     (registrator_id,),
                 )
         return registrator
 
     def delete_registrator(self, registrator_id: str, at: float) -> Registrator | None:
-        """Remove the registrator, its provisioning entry and revoke its token, at once."""
+        """Remove the registrator and the codes it was activated with, withdraw its token
+        from the provisioning service and revoke it, at once."""
         with self.transaction() as db:
             registrator = _revoke_registrator(db, registrator_id, at)
             if registrator is not None:
+                db.execute("DELETE FROM activations WHERE registrator_id = ?", (registrator_id,))
                 db.execute("DELETE FROM registrators WHERE id = ?", (registrator_id,))
         return registrator
+
+    # --- the token an activation left for its NVR ----------------------------------------
+
+    def offer_nvr_token(self, device_id: str, now: float, turn_s: float) -> bool:
+        """Put a waiting token of `device_id` where the NVR's poll finds it; True if
+        what is offered changed (held polls should look again).
+
+        Tokens wait in the order their codes were activated. One is offered at a time:
+        alone, for as long as it waits; with others waiting, for `turn_s`, then it goes
+        to the back. A token leaves the queue when its NVR connects with it
+        (`nvr_token_collected`) or its registrator lets go of the device."""
+        with self.transaction() as db:
+            waiting = db.execute(
+                "SELECT code, secret, token, offered_at FROM activations "
+                "WHERE device_id = ? AND token IS NOT NULL ORDER BY queued_at, rowid",
+                (device_id,),
+            ).fetchall()
+            if not waiting:
+                return False
+            offered = next((row for row in waiting if row["offered_at"] is not None), None)
+            if offered is None:
+                chosen = waiting[0]
+            elif len(waiting) == 1 or now < offered["offered_at"] + turn_s:
+                return False
+            else:
+                db.execute(
+                    "UPDATE activations SET offered_at = NULL, queued_at = ? WHERE code = ?",
+                    (now, offered["code"]),
+                )
+                chosen = next(row for row in waiting if row["code"] != offered["code"])
+            db.execute(
+                "UPDATE activations SET offered_at = ? WHERE code = ?", (now, chosen["code"])
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO provisioning(device_id, key, token, camera_id) "
+                "VALUES (?, ?, ?, NULL)",
+                (device_id, bytes(chosen["secret"]), chosen["token"]),
+            )
+            return True
+
+    def nvr_token_collected(self, registrator_id: str) -> str | None:
+        """The NVR of this registrator connected: its token waits no more. The device ID
+        if a token stopped waiting (the next one may be offered)."""
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT device_id FROM activations WHERE registrator_id = ? AND token IS NOT NULL",
+                (registrator_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            _stop_waiting(db, registrator_id)
+            return str(row["device_id"])
+
+    def devices_with_waiting_tokens(self, at_least: int = 2) -> list[str]:
+        rows = self._db.execute(
+            "SELECT device_id FROM activations WHERE token IS NOT NULL "
+            "GROUP BY device_id HAVING COUNT(*) >= ?",
+            (at_least,),
+        ).fetchall()
+        return [str(row["device_id"]) for row in rows]
 
     # --- activation codes ----------------------------------------------------------------
 
@@ -234,31 +321,57 @@ class RegistratorsStore(Aggregate):
         insert(self._db, "activations", to_columns(activation))
 
     def refresh_activation(self, activation: Activation) -> None:
-        """A registration of the same code by the same NVR: new details, new expiry."""
+        """A registration of the same code by the same NVR: new details. Never a new
+        expiry: a code lives its first lifetime, whatever registers it again."""
         self._db.execute(
-            "UPDATE activations SET name = ?, version = ?, checks = ?, expires_at = ? "
-            "WHERE code = ?",
-            (
-                activation.name,
-                activation.version,
-                json.dumps(activation.checks),
-                activation.expires_at,
-                activation.code,
-            ),
+            "UPDATE activations SET name = ?, version = ?, checks = ? WHERE code = ?",
+            (activation.name, activation.version, json.dumps(activation.checks), activation.code),
         )
 
     def delete_activation(self, code: str) -> None:
         self._db.execute("DELETE FROM activations WHERE code = ?", (code,))
 
-    def keep_newest_activations(self, device_id: str, keep: int) -> int:
-        """Drop all but the `keep` newest codes of a device; how many went."""
+    def keep_newest_activations(self, device_id: str, secret: bytes, keep: int) -> int:
+        """Drop all but the `keep` newest unused codes one NVR (device ID and secret)
+        registered; how many went. Other secrets' codes are never touched."""
         cursor = self._db.execute(
-            "DELETE FROM activations WHERE device_id = ? AND code NOT IN (SELECT code "
-            "FROM activations WHERE device_id = ? ORDER BY created DESC, rowid DESC "
-            "LIMIT ?)",
-            (device_id, device_id, keep),
+            "DELETE FROM activations WHERE device_id = ? AND secret = ? "
+            "AND activated_at IS NULL AND code NOT IN (SELECT code FROM activations "
+            "WHERE device_id = ? AND secret = ? AND activated_at IS NULL "
+            "ORDER BY created DESC, rowid DESC LIMIT ?)",
+            (device_id, secret, device_id, secret, keep),
         )
         return cursor.rowcount
+
+    def live_codes_of_client(self, client: str, now: float) -> int:
+        """Unused, unexpired codes registered from `client`."""
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM activations WHERE client = ? AND expires_at > ? "
+            "AND activated_at IS NULL",
+            (client, now),
+        ).fetchone()
+        return int(row[0])
+
+    def unused_codes(self) -> int:
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM activations WHERE activated_at IS NULL"
+        ).fetchone()
+        return int(row[0])
+
+    def prune_activations(self, unused_before: float, used_before: float) -> int:
+        """Forget unused codes that expired before `unused_before`, and activated codes
+        that expired before `used_before` once no token of theirs waits; how many went."""
+        with self.transaction() as db:
+            unused = db.execute(
+                "DELETE FROM activations WHERE activated_at IS NULL AND expires_at < ?",
+                (unused_before,),
+            ).rowcount
+            used = db.execute(
+                "DELETE FROM activations WHERE activated_at IS NOT NULL AND token IS NULL "
+                "AND expires_at < ?",
+                (used_before,),
+            ).rowcount
+        return unused + used
 
     # --- registration tokens -------------------------------------------------------------
 
@@ -285,41 +398,81 @@ class RegistratorsStore(Aggregate):
 
 
 def _link(db: sqlite3.Connection, registrator_id: str, link: Link) -> None:
-    cursor = db.execute(
-        "UPDATE registrators SET device_id = ?, device_name = ?, version = ?, checks = ?, "
-        "token_jti = ?, linked_at = ?, hello_at = NULL WHERE id = ? AND device_id IS NULL",
-        (
-            link.device_id,
-            link.device_name,
-            link.version,
-            json.dumps(link.checks),
-            link.token_jti,
-            link.linked_at,
-            registrator_id,
-        ),
-    )
+    try:
+        cursor = db.execute(
+            "UPDATE registrators SET device_id = ?, device_name = ?, version = ?, checks = ?, "
+            "token_jti = ?, linked_at = ?, hello_at = NULL, secret_hash = ? "
+            "WHERE id = ? AND device_id IS NULL",
+            (
+                link.device_id,
+                link.device_name,
+                link.version,
+                json.dumps(link.checks),
+                link.token_jti,
+                link.linked_at,
+                link.secret_hash,
+                registrator_id,
+            ),
+        )
+    except sqlite3.IntegrityError:  # another registrator of the org took the device
+        raise Conflict("another registrator of the organization is linked to the NVR") from None
     if cursor.rowcount != 1:
         raise Conflict("the registrator is gone or already linked")
 
 
-def _drop_pending_codes(db: sqlite3.Connection, device_id: str) -> None:
-    """A linked device's unused codes are moot; gone, they hold no secret against the
-    device's next registration (after a reset it registers under a new secret)."""
-    db.execute("DELETE FROM activations WHERE device_id = ? AND activated_at IS NULL", (device_id,))
+def _drop_unused_codes(db: sqlite3.Connection, device_id: str, secret_hash: bytes) -> None:
+    """A linked NVR's unused codes are moot: those it registered (under the secret it
+    linked with) go. Codes of the same device ID under other secrets are other NVRs'
+    (or a squatter's): they are left alone, as they leave this NVR alone."""
+    rows = db.execute(
+        "SELECT code, secret FROM activations WHERE device_id = ? AND activated_at IS NULL",
+        (device_id,),
+    ).fetchall()
+    for row in rows:
+        if hmac.compare_digest(secret_hash_of(bytes(row["secret"])), secret_hash):
+            db.execute("DELETE FROM activations WHERE code = ?", (row["code"],))
+
+
+def _stop_waiting(db: sqlite3.Connection, registrator_id: str) -> None:
+    db.execute(
+        "UPDATE activations SET token = NULL, queued_at = NULL, offered_at = NULL "
+        "WHERE registrator_id = ? AND token IS NOT NULL",
+        (registrator_id,),
+    )
+
+
+def _jti_of(token: str | None) -> str | None:
+    """The jti of a token this cloud signed (its signature is not checked again)."""
+    if not token:
+        return None
+    with contextlib.suppress(TokenError, ValueError, RecursionError):
+        payload = json.loads(split_token(token)[0])
+        if isinstance(payload, dict) and isinstance(payload.get("jti"), str):
+            return str(payload["jti"])
+    return None
 
 
 def _revoke_registrator(
     db: sqlite3.Connection, registrator_id: str, at: float
 ) -> Registrator | None:
+    """Revoke the registrator's token; withdraw it from the provisioning service if it is
+    the one offered there (another organization's offered token stays), and from the
+    queue of waiting tokens."""
     row = db.execute("SELECT * FROM registrators WHERE id = ?", (registrator_id,)).fetchone()
     if row is None:
         return None
     registrator = from_row(Registrator, row)
-    if registrator.device_id is not None:
-        db.execute(
-            "DELETE FROM provisioning WHERE device_id = ? AND camera_id IS NULL",
+    if registrator.device_id is not None and registrator.token_jti is not None:
+        entry = db.execute(
+            "SELECT token FROM provisioning WHERE device_id = ? AND camera_id IS NULL",
             (registrator.device_id,),
-        )
+        ).fetchone()
+        if entry is not None and _jti_of(entry["token"]) == registrator.token_jti:
+            db.execute(
+                "DELETE FROM provisioning WHERE device_id = ? AND camera_id IS NULL",
+                (registrator.device_id,),
+            )
+    _stop_waiting(db, registrator_id)
     if registrator.token_jti is not None:
         db.execute(
             "INSERT OR IGNORE INTO revoked_jtis(jti, revoked_at) VALUES (?, ?)",

@@ -19,6 +19,8 @@ from agent.config import CONFIG_ENV
 from agent.control_socket import serve
 from agent.token_codec import sign_token
 from agent.token_store import DeviceRecord, TokenStore
+from agent.trust import PLAIN_REFUSED
+from tests.agent.tokens import LABEL_PASSWORD, label_key, sealed
 
 DEVICE = "aa:bb:cc:dd:ee:ff"
 CLOUD = "https://cloud.test"
@@ -39,11 +41,14 @@ def config_path(tmp_path: Path, signer: Ed25519PrivateKey, monkeypatch: pytest.M
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
+    password = tmp_path / "password"
+    password.write_text(LABEL_PASSWORD + "\n")
     path = tmp_path / "agent.toml"
     path.write_text(
         f"""
 [device]
 id = "aa-bb-cc-dd-ee-ff"
+password_file = "{password}"
 [cloud]
 url = "{CLOUD}"
 trust_keys = ["{pub}"]
@@ -67,6 +72,11 @@ def token(signer: Ed25519PrivateKey, **changes: Any) -> str:
     }
     payload.update(changes)
     return sign_token(payload, signer)
+
+
+def sealed_token(signer: Ed25519PrivateKey, **changes: Any) -> str:
+    """A token as a camera takes it outside its poll: sealed for its label password."""
+    return sealed(token(signer, **changes))
 
 
 def token_set(config_path: Path, value: str) -> list[str]:
@@ -150,12 +160,27 @@ def test_a_forged_token_leaves_the_state_alone(
     config_path: Path, signer: Ed25519PrivateKey, capsys: pytest.CaptureFixture[str]
 ) -> None:
     good = token(signer)
-    assert main(["--config", str(config_path), *token_set(config_path, good)]) == 0
+    assert main(["--config", str(config_path), *token_set(config_path, sealed(good))]) == 0
     capsys.readouterr()
-    forged = token(Ed25519PrivateKey.generate())
+    forged = sealed_token(Ed25519PrivateKey.generate())  # sealed right, signed by nobody
     err = one_line_failure(capsys, ["--config", str(config_path), *token_set(config_path, forged)])
     assert "signature" in err
     assert TokenStore(config_path.parent / "state").load().token == good
+
+
+def test_token_set_refuses_a_plain_token_and_one_sealed_for_another_password(
+    config_path: Path, signer: Ed25519PrivateKey, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/design.md §2.9: what a MAC squatter's org gets from the cloud, either form."""
+    plain = token(signer, org="squatter")
+    err = one_line_failure(capsys, ["--config", str(config_path), *token_set(config_path, plain)])
+    assert err == f"camagent: {PLAIN_REFUSED}\n"
+    squatters = sealed(plain, "what-the-squatter-typed")
+    argv = ["--config", str(config_path), *token_set(config_path, squatters)]
+    err = one_line_failure(capsys, argv)
+    assert "does not open with this device's key" in err
+    assert "sealed for another password" in err
+    assert not (config_path.parent / "state" / "state.bin").exists()
 
 
 def test_poll_now_without_a_daemon(config_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -198,7 +223,7 @@ def test_token_set_then_reset_without_a_daemon(
 ) -> None:
     state = config_path.parent / "state"
     good = token(signer)
-    assert main(["--config", str(config_path), *token_set(config_path, good)]) == 0
+    assert main(["--config", str(config_path), *token_set(config_path, sealed(good))]) == 0
     assert "Token stored" in capsys.readouterr().out
     assert TokenStore(state).load().token == good
 
@@ -214,14 +239,18 @@ def test_token_set_then_reset_without_a_daemon(
 
     assert main(["--config", str(config_path), "reset"]) == 0
     assert "Token forgotten" in capsys.readouterr().out
-    assert TokenStore(state).load() == DeviceRecord(device_id=DEVICE)
+    # The token is gone; K, derived to open the seal, stays (as a poll's K stays).
+    record = TokenStore(state).load()
+    assert record.provisioning_key() == label_key()
+    assert record == DeviceRecord(device_id=DEVICE, key=record.key, key_stamp=record.key_stamp)
     assert status_json(config_path, capsys)["token"] == {"present": False}
 
 
 def test_token_clear_is_reset(
     config_path: Path, signer: Ed25519PrivateKey, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["--config", str(config_path), *token_set(config_path, token(signer))]) == 0
+    argv = ["--config", str(config_path), *token_set(config_path, sealed_token(signer))]
+    assert main(argv) == 0
     assert main(["--config", str(config_path), "token", "clear"]) == 0
     assert not TokenStore(config_path.parent / "state").load().has_token
 
@@ -379,25 +408,25 @@ def test_token_set_reads_stdin_a_file_or_warns_about_the_argument(
     state = config_path.parent / "state"
     argv = ["--config", str(config_path), "token", "set"]
     first = token(signer, jti="stdin")
-    monkeypatch.setattr("sys.stdin", io.StringIO(first + "\n"))
+    monkeypatch.setattr("sys.stdin", io.StringIO(sealed(first) + "\n"))
     assert main(argv) == 0
     assert capsys.readouterr().err == ""
     assert TokenStore(state).load().token == first
 
     second = token(signer, jti="file")
-    assert main([*argv[:2], *token_set(config_path, second)]) == 0
+    assert main([*argv[:2], *token_set(config_path, sealed(second))]) == 0
     assert capsys.readouterr().err == ""
     assert TokenStore(state).load().token == second
 
     third = token(signer, jti="argument")
-    assert main([*argv, third]) == 0
+    assert main([*argv, sealed(third)]) == 0
     err = capsys.readouterr().err
     assert "warning: a token on the command line is visible to every local user" in err
     assert TokenStore(state).load().token == third
 
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
     assert "no token in standard input" in one_line_failure(capsys, argv)
-    assert "both" in one_line_failure(capsys, [*argv, third, "--token-file", "x"])
+    assert "both" in one_line_failure(capsys, [*argv, sealed(third), "--token-file", "x"])
     missing = one_line_failure(capsys, [*argv, "--token-file", str(config_path.parent / "no")])
     assert "cannot read the token file" in missing
     assert TokenStore(state).load().token == third

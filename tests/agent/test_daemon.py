@@ -32,9 +32,10 @@ from agent.provisioning.wire import derive_key
 from agent.status import password_hint
 from agent.token_codec import sign_token
 from agent.token_store import TokenStore
+from agent.trust import PLAIN_REFUSED
 from tests.agent.clock import START, FakeClock, eventually
 from tests.agent.fake_cloud import FakeCloud, running
-from tests.agent.tokens import DEVICE
+from tests.agent.tokens import DEVICE, sealed
 from tests.agent.tokens import KEY as SIGNING_KEY
 from tests.agent.tokens import payload as token_payload
 
@@ -67,6 +68,11 @@ def make_config(tmp: Path, run_dir: Path, url: str, kind: str = "camera") -> Con
 
 def token_for(url: str, kind: str = "camera", jti: str = "t1") -> str:
     return sign_token(token_payload(api=url, kind=kind, jti=jti), SIGNING_KEY)
+
+
+def sealed_for(url: str, jti: str = "t1") -> str:
+    """A camera's token as it comes outside the poll: sealed for its label password."""
+    return sealed(token_for(url, jti=jti), PASSWORD)
 
 
 @asynccontextmanager
@@ -142,7 +148,7 @@ async def test_revocation_provisions_again_and_reset_and_token_set_go_through_th
         await eventually(lambda: len(cloud.polls) == 1)
         first = token_for(url, jti="first")
         # token set through the command table, as the control socket calls it
-        answer = await daemon.commands.control("token_set", {"token": first})
+        answer = await daemon.commands.control("token_set", {"token": sealed(first, PASSWORD)})
         assert answer["token"]["jti"] == "first"
         await eventually(lambda: daemon.state is DeviceState.CONNECTED)
         assert cloud.channels == [first]
@@ -155,7 +161,7 @@ async def test_revocation_provisions_again_and_reset_and_token_set_go_through_th
         assert cloud.polls[-1] == clock.now
 
         # the same command through the real control socket
-        second = token_for(url, jti="second")
+        second = sealed_for(url, jti="second")
         sock = daemon.config.control_socket
         status = await asyncio.to_thread(
             control_socket.request, sock, "token_set", {"token": second}
@@ -169,11 +175,19 @@ async def test_revocation_provisions_again_and_reset_and_token_set_go_through_th
         assert status["token"] == {"present": False}
         await eventually(lambda: len(cloud.polls) == 3)
 
-        # a forged token never reaches the state machine
+        # a forged token never reaches the state machine: sealed for this camera, it is
+        # refused for what it says; plain, or sealed for another password, for how it came
         forged = sign_token(token_payload(api=url, sub="11:22:33:44:55:66"), SIGNING_KEY)
         with pytest.raises(Exception, match="not this device"):
-            await daemon.commands.control("token_set", {"token": forged})
+            await daemon.commands.control("token_set", {"token": sealed(forged, PASSWORD)})
+        with pytest.raises(Exception, match="sealed") as plain:
+            await daemon.commands.control("token_set", {"token": token_for(url)})
+        assert str(plain.value) == PLAIN_REFUSED
+        squatters = sealed(token_for(url), "a-squatters-password")
+        with pytest.raises(Exception, match="sealed for another password"):
+            await daemon.commands.control("token_set", {"token": squatters})
         assert daemon.state is DeviceState.PROVISIONING
+        assert TokenStore(daemon.config.state_dir).load().token == ""
 
 
 async def test_cloud_commands_come_from_the_same_table(tmp_path: Path, run_dir: Path) -> None:
@@ -187,7 +201,13 @@ async def test_cloud_commands_come_from_the_same_table(tmp_path: Path, run_dir: 
             False,
             "a token is text (payload.signature)",
         )
+        # The cloud's set_token is a path outside the poll too: plain is refused.
         assert await daemon.commands.cloud("set_token", {"token": token_for(url)}) == (
+            False,
+            PLAIN_REFUSED,
+        )
+        assert daemon.state is DeviceState.PROVISIONING
+        assert await daemon.commands.cloud("set_token", {"token": sealed_for(url)}) == (
             True,
             "token replaced",
         )
@@ -286,7 +306,7 @@ async def test_a_crashed_channel_is_restarted_and_shown_as_disconnected_meanwhil
     async with daemon_running(tmp_path, run_dir) as (daemon, cloud, _, url):
         await eventually(lambda: len(cloud.polls) == 1)
         daemon.supervisor.backoff = Backoff(base=0.05, cap=0.05)
-        await daemon.commands.control("token_set", {"token": token_for(url)})
+        await daemon.commands.control("token_set", {"token": sealed_for(url)})
         await eventually(lambda: daemon.state is DeviceState.DISCONNECTED, what="disconnected")
         await eventually(lambda: daemon.state is DeviceState.CONNECTED, what="reconnected")
         assert crashes == 1
@@ -308,7 +328,7 @@ async def test_a_token_the_disk_refused_is_saved_once_the_disk_is_back(
 
         monkeypatch.setattr(store, "update", refuse)
         with pytest.raises(StateError, match="could not be saved"):
-            await daemon.commands.control("token_set", {"token": token_for(url)})
+            await daemon.commands.control("token_set", {"token": sealed_for(url)})
         await eventually(lambda: daemon.state is DeviceState.CONNECTED, what="connected")
         assert TokenStore(daemon.config.state_dir).load().token == ""
         retried = await clock.skip_to_next_wake()  # a retry while the disk still refuses

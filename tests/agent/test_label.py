@@ -106,3 +106,59 @@ def test_png_is_a_png(tmp_path):
     png = tmp_path / "l.png"
     label.write_png(Label("cam", "PW"), label.payload(Label("cam", "PW")), png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# -- the label shows the password: its images are as private as the password file ---------
+
+
+def test_png_and_svg_are_created_0640_whatever_the_umask(tmp_path, monkeypatch):
+    import os
+
+    png, svg = tmp_path / "l.png", tmp_path / "l.svg"
+    seen: dict[str, int] = {}
+    replace = os.replace
+
+    def spying_replace(src, dst):  # the file as it is the moment it gets its name
+        seen[Path(dst).name] = stat.S_IMODE(os.stat(src).st_mode)
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", spying_replace)
+    previous = os.umask(0)
+    try:
+        assert label.run(_args(tmp_path, generate=True, png=png, svg=svg)) == 0
+    finally:
+        os.umask(previous)
+    assert seen == {"l.png": 0o640, "l.svg": 0o640}
+    for path in (png, svg):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640
+        assert path.stat().st_gid == (tmp_path / "password").stat().st_gid
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_label_is_never_more_readable_than_its_password_file(tmp_path):
+    (tmp_path / "password").write_text("UH4YH-BEMUV-THWDS\n")
+    (tmp_path / "password").chmod(0o600)
+    svg = tmp_path / "l.svg"
+    svg.write_text("an old label, world-readable")
+    svg.chmod(0o644)
+    assert label.run(_args(tmp_path, svg=svg)) == 0
+    assert stat.S_IMODE(svg.stat().st_mode) == 0o600
+    assert "UH4YH-BEMUV-THWDS" in svg.read_text()
+
+
+def test_a_link_planted_at_the_label_path_is_replaced_not_followed(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    png = tmp_path / "l.png"
+    png.symlink_to(victim)
+    assert label.run(_args(tmp_path, generate=True, png=png)) == 0
+    assert victim.read_text() == "keep me"
+    assert not png.is_symlink()
+    assert stat.S_IMODE(png.stat().st_mode) == 0o640
+
+
+def test_a_label_that_cannot_be_written_says_where_and_leaves_nothing(tmp_path):
+    (tmp_path / "password").write_text("UH4YH-BEMUV-THWDS\n")
+    with pytest.raises(CamagentError, match=r"cannot write .*/missing/l\.png"):
+        label.run(_args(tmp_path, png=tmp_path / "missing" / "l.png"))

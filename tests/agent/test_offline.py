@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,9 @@ from agent import __version__, offline
 from agent.config import Config, load
 from agent.errors import ConfigError, TokenError
 from agent.token_codec import sign_token
-from agent.token_store import STATE_FILE, DeviceRecord, TokenStore
+from agent.token_store import STATE_FILE, DeviceRecord, PasswordStamp, TokenStore
+from agent.trust import PLAIN_REFUSED
+from tests.agent.tokens import LABEL_PASSWORD, label_key, sealed
 
 DEVICE = "aa:bb:cc:dd:ee:ff"
 CLOUD = "https://cloud.test:8443"
@@ -48,12 +51,15 @@ def config(tmp_path: Path, signer: Ed25519PrivateKey, monkeypatch: pytest.Monkey
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
+    password = tmp_path / "password"
+    password.write_text(LABEL_PASSWORD + "\n")
     path = tmp_path / "agent.toml"
     path.write_text(
         f"""
 [device]
 id = "AA:BB:CC:DD:EE:FF"
 name = "Lobby"
+password_file = "{password}"
 [cloud]
 url = "{CLOUD}"
 trust_keys = ["{pub}"]
@@ -84,7 +90,7 @@ def test_status_of_a_fresh_device(config: Config) -> None:
 
 def test_set_token_stores_a_verified_token(config: Config, signer: Ed25519PrivateKey) -> None:
     token = sign_token(claims(), signer)
-    offline.set_token(config, f" {token}\n")
+    offline.set_token(config, f" {sealed(token)}\n")  # a camera's: sealed for its label
     record = TokenStore(config.state_dir).load()
     assert (record.device_id, record.token, record.token_source) == (DEVICE, token, "cli")
     status = offline.status(config)
@@ -98,30 +104,55 @@ def test_set_token_stores_a_verified_token(config: Config, signer: Ed25519Privat
     }
 
 
-def test_set_token_keeps_the_rest_of_the_state(config: Config, signer: Ed25519PrivateKey) -> None:
+def test_set_token_keeps_the_rest_of_the_state(
+    config: Config, signer: Ed25519PrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent import label_key as label_key_module
+
     store = TokenStore(config.state_dir)
-    store.save(DeviceRecord(device_id=DEVICE, key="S0tLSw==", token="old.token"))
-    offline.set_token(config, sign_token(claims(jti="new"), signer))
+    kept = base64.b64encode(label_key()).decode()
+    stamp = PasswordStamp.of(Path(config.device.password_file))
+    store.save(DeviceRecord(device_id=DEVICE, key=kept, key_stamp=stamp, token="old.token"))
+
+    def no_derivation(config: Config, device_id: str) -> bytes:
+        raise AssertionError("K was derived again although the state keeps it")
+
+    monkeypatch.setattr(label_key_module, "derive", no_derivation)
+    offline.set_token(config, sealed(sign_token(claims(jti="new"), signer)))
     record = store.load()
-    assert record.key == "S0tLSw=="  # K is kept: no need to derive it again
+    assert (record.key, record.key_stamp) == (kept, stamp)  # K is kept and opened the seal
     assert offline.status(config)["token"]["jti"] == "new"
 
 
 @pytest.mark.parametrize(
     ("make", "words"),
     [
-        (lambda good, other: sign_token(claims(), other), "signature"),
-        (lambda good, other: sign_token(claims(sub="11:22:33:44:55:66"), good), "for device"),
-        (lambda good, other: sign_token(claims(kind="nvr"), good), "nvr"),
-        (lambda good, other: sign_token(claims(api="https://evil.test:8443"), good), "points to"),
-        (lambda good, other: "garbage", "two base64url parts"),
+        # Sealed for this camera's label password: refused for what the token says.
+        (lambda good, other: sealed(sign_token(claims(), other)), "signature"),
+        (
+            lambda good, other: sealed(sign_token(claims(sub="11:22:33:44:55:66"), good)),
+            "for device",
+        ),
+        (lambda good, other: sealed(sign_token(claims(kind="nvr"), good)), "nvr"),
+        (
+            lambda good, other: sealed(sign_token(claims(api="https://evil.test:8443"), good)),
+            "points to",
+        ),
+        (lambda good, other: sealed("garbage"), "two base64url parts"),
+        # Refused for how it came (docs/design.md §2.9): plain, or sealed for another label.
+        (lambda good, other: sign_token(claims(), good), PLAIN_REFUSED),
+        (
+            lambda good, other: sealed(sign_token(claims(), good), "a-squatters-password"),
+            "sealed for another password",
+        ),
+        (lambda good, other: "garbage", "sealed_token"),
     ],
 )
 def test_a_refused_token_leaves_the_old_state_intact(
     config: Config, signer: Ed25519PrivateKey, make: Any, words: str
 ) -> None:
     good = sign_token(claims(jti="kept"), signer)
-    offline.set_token(config, good)
+    offline.set_token(config, sealed(good))
     before = (config.state_dir / STATE_FILE).read_bytes()
     bad = make(signer, Ed25519PrivateKey.generate())
     with pytest.raises(TokenError) as info:
@@ -138,13 +169,15 @@ def test_a_state_of_another_device_is_not_shown_and_is_replaced(
     store.save(DeviceRecord(device_id="11:22:33:44:55:66", key="S0tLSw==", token="other.tok"))
     assert offline.status(config)["token"] == {"present": False}
     token = sign_token(claims(), signer)
-    offline.set_token(config, token)
+    offline.set_token(config, sealed(token))
     record = store.load()
-    assert (record.device_id, record.token, record.key) == (DEVICE, token, "")
+    # Nothing of the other device's is kept; K is this device's, derived to open the seal.
+    own_key = base64.b64encode(label_key()).decode()
+    assert (record.device_id, record.token, record.key) == (DEVICE, token, own_key)
 
 
 def test_reset_forgets_the_token(config: Config, signer: Ed25519PrivateKey) -> None:
-    offline.set_token(config, sign_token(claims(), signer))
+    offline.set_token(config, sealed(sign_token(claims(), signer)))
     offline.reset(config)
     record = TokenStore(config.state_dir).load()
     assert (record.device_id, record.token, record.token_source) == (DEVICE, "", "")

@@ -50,10 +50,11 @@ def write_team_fixtures(path: Path) -> Path:
 
 @dataclass
 class Nvr:
-    """One scripted NVR: its device ID and the secret of each code it registered.
+    """One scripted NVR: its device ID, its secret, and the secret of each code it
+    registered.
 
-    Like the agent, it keeps its secret across renewals (a device ID's live codes all
-    have one secret: the cloud refuses a registration under another)."""
+    Like the agent, it keeps its secret across renewals and sends the same secret with a
+    registration token (the link keeps its hash)."""
 
     device_id: str = NVR_ID
     secrets: dict[str, bytes] = field(default_factory=dict)
@@ -107,6 +108,7 @@ class Nvr:
         body = {
             "token": token,
             "device_id": self.device_id,
+            "secret": base64.b64encode(self.secret).decode(),
             "name": "",
             "version": "0.9.0",
             "checks": CHECKS,

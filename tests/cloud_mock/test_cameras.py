@@ -8,7 +8,16 @@ import aiohttp
 import pytest
 
 from cloud_mock.server import RunningMock
-from tests.cloud_mock.helpers import MAC, PASSWORD, add_camera, poll_body, verify_token
+from tests.cloud_mock.helpers import (
+    MAC,
+    PASSWORD,
+    add_camera,
+    login,
+    poll_body,
+    unseal,
+    verify_token,
+)
+from tests.cloud_mock.nvr_helpers import PASSWORDS
 
 
 async def test_add_list_get_delete(
@@ -16,9 +25,11 @@ async def test_add_list_get_delete(
 ) -> None:
     created = await add_camera(client, auth, device_id="AA-BB-CC-DD-EE-01", name="porch")
     assert created["device_id"] == MAC  # normalized
-    assert set(created) == {"camera_id", "token", "device_id"}
+    assert set(created) == {"camera_id", "token", "sealed_token", "device_id"}
     claims = verify_token(created["token"], mock.data_dir / "token-signing.pub.pem")
     assert claims["sub"] == MAC
+    # The same token sealed under the K of the password given (docs/design.md §2.9).
+    assert unseal(created["sealed_token"], PASSWORD, MAC) == created["token"]
 
     async with client.get("/v1/cameras", headers=auth) as response:
         assert response.status == 200
@@ -145,3 +156,63 @@ async def test_command_to_unconnected_camera_is_409(
             f"/v1/cameras/{camera['camera_id']}/commands", headers=auth, json=body
         ) as response:
             assert response.status == 400
+
+
+async def test_the_sealed_token_route_seals_afresh_for_the_claims_password(
+    client: aiohttp.ClientSession, auth: dict[str, str], mock: RunningMock
+) -> None:
+    """`GET /v1/cameras/{id}/token`: a card or a push for a camera that was added earlier.
+    It opens only with the K of the password the org typed, and never for another device."""
+    from cryptography.exceptions import InvalidTag
+
+    created = await add_camera(client, auth, password="what-the-org-typed")
+    path = f"/v1/cameras/{created['camera_id']}/token"
+    answers = []
+    for _ in range(2):
+        async with client.get(path, headers=auth) as response:
+            assert response.status == 200
+            answers.append(await response.json())
+    assert [set(a) for a in answers] == [{"camera_id", "sealed_token"}] * 2
+    assert answers[0]["camera_id"] == created["camera_id"]
+    sealed = [a["sealed_token"] for a in answers]
+    assert sealed[0] != sealed[1] != created["sealed_token"]  # a new nonce each time
+    for each in sealed:
+        assert unseal(each, "what-the-org-typed", MAC) == created["token"]
+        with pytest.raises(InvalidTag):
+            unseal(each, PASSWORD, MAC)  # the label's password, if it differs: no
+        with pytest.raises(InvalidTag):
+            unseal(each, "what-the-org-typed", "aa:bb:cc:dd:ee:02")
+    async with client.get(path) as response:
+        assert response.status == 401
+
+    # A camera whose claim the device proved: still sealed for it (a card after a reset).
+    async with client.post(
+        "/v1/provisioning/poll", json=poll_body(MAC, "what-the-org-typed")
+    ) as response:
+        assert response.status == 200
+    async with client.get(path, headers=auth) as response:
+        assert response.status == 200
+        assert unseal((await response.json())["sealed_token"], "what-the-org-typed", MAC)
+
+    async with client.delete(f"/v1/cameras/{created['camera_id']}", headers=auth) as response:
+        assert response.status == 204
+    async with client.get(path, headers=auth) as response:
+        assert response.status == 404
+
+
+async def test_the_sealed_token_is_the_orgs_own_and_not_a_viewers(
+    team: RunningMock,
+) -> None:
+    from tests.cloud_mock.conftest import client_for
+
+    async with client_for(team) as client:
+        admin = await login(client, team.data_dir)  # demo
+        viewer = await login(client, team.data_dir, login_name="vera", password=PASSWORDS["vera"])
+        other = await login(client, team.data_dir, login_name="olga", password=PASSWORDS["olga"])
+        created = await add_camera(client, admin)
+        path = f"/v1/cameras/{created['camera_id']}/token"
+        async with client.get(path, headers=other) as response:
+            assert response.status == 404  # another org's camera is not found
+        async with client.get(path, headers=viewer) as response:
+            assert response.status == 403
+            assert "viewer" in (await response.json())["error"]

@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from cryptography.exceptions import InvalidTag
 
 from cloud_mock.claims import MAX_OPEN_CLAIMS
 from cloud_mock.server import RunningMock, start
@@ -85,7 +86,12 @@ async def test_adding_another_orgs_device_answers_like_a_fresh_add(
     taken_status, taken = await raw_add(client, b, MAC, "anything")
     fresh_status, fresh = await raw_add(client, b, "aa:bb:cc:dd:ee:99", "anything")
     assert taken_status == fresh_status == 201
-    assert set(taken) == set(fresh) == {"camera_id", "token", "device_id"}
+    assert set(taken) == set(fresh) == {"camera_id", "token", "sealed_token", "device_id"}
+    # What the second org gets is sealed under the password it typed: the label's K (the
+    # first org's, here) does not open it, so no camera takes it (docs/design.md §2.9).
+    assert unseal(taken["sealed_token"], "anything", MAC) == taken["token"]
+    with pytest.raises(InvalidTag):
+        unseal(taken["sealed_token"], PASSWORD, MAC)
     assert (await camera(client, b, taken["camera_id"]))["status"] == "waiting"
     # The same org adding it again is told.
     status, body = await raw_add(client, a, MAC, "other")
@@ -112,6 +118,10 @@ async def test_a_reset_moves_the_camera_to_the_newest_verified_claim(
         assert await closed_with(ws_a) == (4401, "token revoked: the camera moved")
     moved = await camera(client, a, cam_a["camera_id"])
     assert moved["status"] == "moved"
+    # A moved claim is closed: no sealed token for a card any more.
+    async with client.get(f"/v1/cameras/{cam_a['camera_id']}/token", headers=a) as response:
+        assert response.status == 409
+        assert "moved" in (await response.json())["error"]
     assert isinstance(moved["moved_at"], float)
     assert "org2" not in json.dumps(moved)  # nothing about where
     async with device(client, cam_a["token"]) as ws_old:
@@ -123,7 +133,7 @@ async def test_a_reset_moves_the_camera_to_the_newest_verified_claim(
     assert await poll(client, PASSWORD) == cam_b["token"]
 
 
-async def test_a_squatters_claim_blocks_nobody_and_learns_it_was_refused(
+async def test_a_squatters_claim_blocks_nobody_and_learns_nothing_of_the_device(
     client: aiohttp.ClientSession, orgs: RunningMock
 ) -> None:
     squatter, owner_auth = await owner(client, orgs, "org1"), await owner(client, orgs, "org2")
@@ -132,7 +142,7 @@ async def test_a_squatters_claim_blocks_nobody_and_learns_it_was_refused(
     assert await poll(client, PASSWORD) == own["token"]
     squat_view = await camera(client, squatter, squat["camera_id"])
     assert squat_view["status"] == "waiting"
-    assert [p["result"] for p in squat_view["polls"]] == ["bad_proof"]  # once for one poll
+    assert squat_view["polls"] == []  # the device's poll proved another K: not his business
     own_view = await camera(client, owner_auth, own["camera_id"])
     assert [p["result"] for p in own_view["polls"]] == ["token"]
     async with device(client, own["token"]) as ws:
@@ -147,21 +157,26 @@ async def test_a_squatters_claim_blocks_nobody_and_learns_it_was_refused(
         assert await poll(client, PASSWORD) == own["token"]
 
 
-async def test_at_most_eight_open_claims_the_oldest_unproven_dropped_first(
+async def test_eight_places_the_oldest_unproven_claim_waits_outside(
     client: aiohttp.ClientSession, orgs: RunningMock
 ) -> None:
     added = {}
     for org in ORGS:  # MAX_OPEN_CLAIMS + 1 orgs, each with its own password
         auth = await owner(client, orgs, org)
         added[org] = (auth, await add_camera(client, auth, password=f"pw-{org}"))
-    first_auth, first = added["org1"]
-    assert (await camera(client, first_auth, first["camera_id"]))["status"] == "expired"
+    # org1's claim lost its place to the ninth add; nothing tells org1 (nor anyone).
+    for org in ORGS:
+        auth, cam = added[org]
+        view = await camera(client, auth, cam["camera_id"])
+        assert (view["status"], view["polls"]) == ("waiting", [])
     assert await poll(client, "pw-org1") is None
     last = ORGS[-1]
     assert await poll(client, f"pw-{last}") == added[last][1]["token"]
-    for org in ORGS[1:-1]:
-        auth, cam = added[org]
-        assert (await camera(client, auth, cam["camera_id"]))["status"] == "waiting"
+    # A place frees (org2 deletes its camera): org1's claim is checked again.
+    auth2, cam2 = added["org2"]
+    async with client.delete(f"/v1/cameras/{cam2['camera_id']}", headers=auth2) as response:
+        assert response.status == 204
+    assert await poll(client, "pw-org1") == added["org1"][1]["token"]
 
 
 async def test_an_unproven_claim_expires_after_claim_ttl(
@@ -198,7 +213,16 @@ async def test_a_waiting_claim_takes_another_password(
         assert response.status == 400
     async with client.patch(path, headers=a, json={"password": PASSWORD}) as response:
         assert response.status == 200
-        assert await response.json() == {"camera_id": cam["camera_id"], "token": cam["token"]}
+        changed = await response.json()
+    assert {k: changed[k] for k in ("camera_id", "token")} == {
+        "camera_id": cam["camera_id"],
+        "token": cam["token"],
+    }
+    assert set(changed) == {"camera_id", "token", "sealed_token"}
+    # Sealed again, under the new password's K: the old one's card no longer opens.
+    assert unseal(changed["sealed_token"], PASSWORD, MAC) == cam["token"]
+    with pytest.raises(InvalidTag):
+        unseal(changed["sealed_token"], "typo", MAC)
     assert await poll(client, "typo") is None
     assert await poll(client, PASSWORD) == cam["token"]
     async with client.patch(path, headers=a, json={"password": "again"}) as response:

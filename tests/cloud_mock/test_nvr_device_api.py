@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from agent.nvr import activation_code
 from cloud_mock.keys import STORE
+from cloud_mock.nvr_device import CODE_GRACE_S
 from cloud_mock.provisioning import WAITERS
 from cloud_mock.server import RunningMock
 from cloud_mock.testing import running_mock_cloud
@@ -109,13 +110,23 @@ async def test_code_conflicts_renewals_and_the_five_newest(
         {"error": "code already in use"},
     )
     assert (await nvr.register_code(client, code=code, secret=os.urandom(32)))[0] == 409
-    # The same NVR sending it again (a retry) refreshes it.
+    # The same NVR sending it again (a retry) updates its details, not its expiry.
+    first = mock.app[STORE].get_activation(code)
+    assert first is not None
+    mock.clock.advance(3600)
     status, again = await nvr.register_code(client, code=code, secret=secret, name="renamed")
     assert status == 201
-    assert again["code"] == code
+    assert (again["code"], again["expires_at"]) == (code, first.expires_at)
     assert mock.app[STORE].get_activation(code).name == "renamed"  # type: ignore[union-attr]
-    # Once expired and never used, a code is free again.
-    mock.clock.advance(DAY + 1)
+    # Expired, it stays expired, whoever registers it: its text is free again only once
+    # the code is forgotten (an hour later).
+    mock.clock.advance(first.expires_at - mock.clock.now() + 1)
+    for who in (nvr, intruder):
+        assert await who.register_code(client, code=code, secret=who.secret) == (
+            409,
+            {"error": "code expired: register a new one"},
+        )
+    mock.clock.advance(CODE_GRACE_S)
     assert (await intruder.register_code(client, code=code))[0] == 201
 
     codes = [await nvr.code(client) for _ in range(7)]
@@ -166,7 +177,8 @@ GOOD_CODE_BODY: dict[str, Any] = {
         ({"checks": [{"name": "x", "status": "bad"}]}, "status"),
         ({"checks": [{"status": "ok"}]}, "name"),
         ({"checks": [{"name": "x", "status": "ok", "detail": 5}]}, "detail"),
-        ({"checks": [{"name": "x", "status": "ok"}] * 51}, "50"),
+        ({"checks": [{"name": "x", "status": "ok"}] * 21}, "20"),
+        ({"checks": [{"name": "x", "status": "ok", "detail": "d" * 1024}] * 4}, "4096 bytes"),
     ],
 )
 async def test_malformed_code_registration_is_400(
@@ -212,7 +224,8 @@ async def test_random_device_bodies_never_500(
     client: aiohttp.ClientSession, body: bytes, path: str
 ) -> None:
     async with client.post(path, data=body) as response:
-        assert response.status in (201, 400, 404, 409), await response.text()
+        # 429: valid registrations from this one address beyond its rate.
+        assert response.status in (201, 400, 404, 409, 429), await response.text()
 
 
 # --- registration tokens ----------------------------------------------------------------------
@@ -320,19 +333,35 @@ async def test_registration_refused_when_its_maker_or_org_lost_the_right(
         assert (await Nvr().register(client, second["token"]))[0] == 201
 
 
-async def test_a_device_linked_in_another_org_is_refused(team: RunningMock) -> None:
+async def test_a_device_linked_in_another_org_blocks_nothing_and_says_nothing(
+    team: RunningMock,
+) -> None:
+    """Issue 25 (M5): a registration token links the device ID in its own organization
+    whoever else holds it; in that organization, the link stays with the NVR's secret."""
     async with client_for(team) as client:
         admin = await login(client, team.data_dir)
         gus = await login(client, team.data_dir, login_name="gus", password=PASSWORDS["gus"])
-        ours = await registration_token(client, admin)
+        squatter, owner = Nvr(), Nvr()  # one device ID, two secrets
         theirs = await registration_token(client, gus)
-        assert (await Nvr().register(client, ours["token"]))[0] == 201
-        status, answer = await Nvr().register(client, theirs["token"])
-        assert status == 409
-        assert "another organization" in answer["error"]
-        # Registering again in the same org moves the link to the new registrator.
+        status, held = await squatter.register(client, theirs["token"])
+        assert status == 201, held
+        ours = await registration_token(client, admin)
+        status, answer = await owner.register(client, ours["token"])
+        assert status == 201, answer
+        assert set(answer) == {"registrator_id", "token"}  # as for a free ID
+        store = team.app[STORE]
+        assert store.registrator_of("globex", NVR_ID).id == held["registrator_id"]  # type: ignore[union-attr]
+        assert store.registrator_of("demo", NVR_ID).id == answer["registrator_id"]  # type: ignore[union-attr]
+
+        # In demo, another secret cannot take the NVR from its registrator ...
         again = await registration_token(client, admin)
-        status, answer = await Nvr().register(client, again["token"])
-        assert status == 201
-        linked = [r for r in team.app[STORE].registrators_of("demo") if r.device_id]
-        assert [r.id for r in linked] == [answer["registrator_id"]]
+        status, refused = await Nvr().register(client, again["token"])
+        assert status == 409
+        assert "another secret" in refused["error"]
+        assert "delete that registrator first" in refused["error"]
+        # ... the same NVR (its secret) moves the link to the new registrator.
+        status, moved = await owner.register(client, again["token"])
+        assert status == 201, moved
+        linked = [r for r in store.registrators_of("demo") if r.device_id]
+        assert [r.id for r in linked] == [moved["registrator_id"]]
+        assert store.registrator_of("globex", NVR_ID) is not None  # untouched

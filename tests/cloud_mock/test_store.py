@@ -6,7 +6,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from agent.token_codec import sign_token
 from cloud_mock.store import (
     Activation,
     Camera,
@@ -20,6 +22,7 @@ from cloud_mock.store import (
     User,
 )
 from cloud_mock.store.devices import _PADDING_SQL, Aggregated
+from cloud_mock.store.registrators import secret_hash_of
 
 
 def camera(
@@ -161,7 +164,12 @@ def _registrator(rid: str = "r1") -> Registrator:
 
 
 def _link(device_id: str = "aa:bb:cc:00:00:01", jti: str = "jti-r") -> Link:
-    return Link(device_id, "rack", "1.0", [], jti, 120.0)
+    return Link(device_id, "rack", "1.0", [], jti, 120.0, secret_hash_of(b"s" * 32))
+
+
+def _token(jti: str) -> str:
+    """A signed token with this jti (the store reads only its jti)."""
+    return sign_token({"v": 1, "jti": jti, "kind": "nvr"}, Ed25519PrivateKey.generate())
 
 
 def test_a_registration_token_is_used_once(store: Store) -> None:
@@ -182,14 +190,19 @@ def test_a_code_links_once(store: Store) -> None:
     store.insert_activation(other)
     store.add_registrator(_registrator("r1"))
     store.add_registrator(_registrator("r2"))
-    store.link_by_code("r1", code.code, _link(), "nvr-token")
-    # The used code stays (activated); the device's unused ones are moot and go.
+    token = _token("jti-r")
+    store.link_by_code("r1", code.code, _link(), token, 120.0)
+    # The used code stays (activated); the NVR's unused ones are moot and go.
     assert [a.code for a in store.activations_of("aa:bb:cc:00:00:01")] == [code.code]
+    # The token waits for its NVR: offered where its poll finds it.
+    assert store.provisioning_entry("aa:bb:cc:00:00:01") is None
+    assert store.offer_nvr_token("aa:bb:cc:00:00:01", 120.0, 900.0) is True
+    assert store.offer_nvr_token("aa:bb:cc:00:00:01", 121.0, 900.0) is False  # no change
     entry = store.provisioning_entry("aa:bb:cc:00:00:01")
     assert entry is not None
-    assert (entry.key, entry.token) == (b"s" * 32, "nvr-token")
+    assert (entry.key, entry.token) == (b"s" * 32, token)
     with pytest.raises(Conflict):
-        store.link_by_code("r2", code.code, _link(jti="j2"), "other")
+        store.link_by_code("r2", code.code, _link(jti="j2"), _token("j2"), 130.0)
 
     removed = store.delete_registrator("r1", 200.0)
     assert removed is not None

@@ -12,12 +12,15 @@ from cloud_mock.pki import ensure_pki
 CONSOLE_PATHS = re.compile(r"^/($|console/|login|logout|cameras|registrators|sessions)")
 
 
-def served_routes(data_dir: Path) -> set[tuple[str, str]]:
-    """What `make_app` registers (with test hooks), methods in lower case."""
+def served_routes(data_dir: Path, test_hooks: bool = True) -> set[tuple[str, str]]:
+    """What `make_app` registers (with test hooks, by default), methods in lower case."""
     data_dir.mkdir(parents=True, exist_ok=True)
     pki = ensure_pki(data_dir, "127.0.0.1")
     config = MockConfig(
-        data_dir=data_dir, url="https://127.0.0.1:1", signing_key=pki.signing_key, test_hooks=True
+        data_dir=data_dir,
+        url="https://127.0.0.1:1",
+        signing_key=pki.signing_key,
+        test_hooks=test_hooks,
     )
     served = set()
     for route in make_app(config).router.routes():

@@ -48,14 +48,16 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockCloud]:
 def _kit(
     cloud: MockCloud, *args: str, env: dict[str, str] | None = None, session: str | None = None
 ) -> Any:
-    """The kit as a subprocess; logged in with the admin password file, or `session`."""
+    """The kit as a subprocess; logged in with the admin password file, or with `session`
+    on its standard input (`--session-file -`): never a secret on its command line."""
     credentials = (
-        ["--session", session]
+        ["--session-file", "-"]
         if session
         else ["--password-file", str(cloud.data_dir / "admin-password")]
     )
     return subprocess.run(
         [str(KIT), cloud.url, "--ca", str(cloud.data_dir / "ca.pem"), *credentials, *args],
+        input=f"{session}\n" if session else "",
         capture_output=True,
         text=True,
         timeout=120,
@@ -113,6 +115,55 @@ def test_kit_names_the_rule_and_section_of_a_failure_and_exits_1(cloud: MockClou
     assert "add-device hook exited with 1" in done.stdout
     assert lines[-1].endswith(cloud.url)
     assert any(line.startswith("PASS") and "nvr.held-poll-answered" in line for line in lines)
+
+
+def _credentials(*argv: str) -> tuple[str | None, str | None]:
+    from cloud_mock.conformance.__main__ import _credentials, _parser
+
+    return _credentials(_parser().parse_args(["https://cloud.test", *argv]))
+
+
+def test_the_kits_secrets_come_from_files_stdin_or_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    from cloud_mock.conformance.__main__ import ENV_PASSWORD, ENV_SESSION, UsageError
+
+    monkeypatch.delenv(ENV_PASSWORD, raising=False)
+    monkeypatch.delenv(ENV_SESSION, raising=False)
+    password, session = tmp_path / "password", tmp_path / "session"
+    password.write_text("pass word\n")
+    session.write_text("s3ss10n\n")
+    both = ["--password-file", str(password), "--session-file", str(session)]
+    assert _credentials(*both) == ("pass word", "s3ss10n")
+    monkeypatch.setattr("sys.stdin", io.StringIO("from-stdin\n"))
+    assert _credentials("--session-file", "-") == (None, "from-stdin")
+    monkeypatch.setenv(ENV_PASSWORD, "env-password")
+    monkeypatch.setenv(ENV_SESSION, "env-session")
+    assert _credentials() == ("env-password", "env-session")
+    assert capsys.readouterr().err == ""
+    # --session on the command line still works, with a warning that says why.
+    assert _credentials("--session", "argv-session") == ("env-password", "argv-session")
+    err = capsys.readouterr().err
+    assert "camagent-conformance: warning: a session secret on the command line" in err
+    assert "/proc/PID/cmdline" in err
+    with pytest.raises(UsageError, match="cannot both read stdin"):
+        _credentials("--password-file", "-", "--session-file", "-")
+    with pytest.raises(UsageError, match="cannot read the password file"):
+        _credentials("--password-file", str(tmp_path / "missing"))
+
+
+def test_kit_refuses_an_unreadable_secret_file_with_status_2(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [str(KIT), "https://127.0.0.1:1", "--session-file", str(tmp_path / "missing")],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "cannot read the session secret file" in done.stderr
 
 
 def test_kit_will_not_run_without_a_way_to_add_a_camera(cloud: MockCloud) -> None:

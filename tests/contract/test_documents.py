@@ -121,6 +121,75 @@ async def test_mock_serves_the_document_and_its_renderer(mock: RunningMock) -> N
             assert answer.status == 404
 
 
+async def test_without_test_hooks_the_document_has_none_of_them(tmp_path: Path) -> None:
+    """A mock without --test-hooks describes the routes it answers, as a production cloud
+    would: no test-hook operation, no tag for them, no component only they used."""
+    from cloud_mock.server import start
+    from tests.cloud_mock.conftest import mock_options
+
+    running = await start(mock_options(tmp_path / "cloud", test_hooks=False))
+    try:
+        async with client_for(running) as client:
+            async with client.get("/openapi.json") as answer:
+                assert answer.status == 200
+                served = json.loads(await answer.read())
+            async with client.get("/v1/test/clock") as answer:
+                assert answer.status == 404
+    finally:
+        await running.stop()
+    full = openapi_document()
+    validate(served)
+    assert not [p for p in served["paths"] if p.startswith("/v1/test/")]
+    text = json.dumps(served["paths"])
+    assert "x-test-hook" not in text
+    assert "test hooks" not in text
+    assert "test hooks" not in [tag["name"] for tag in served["tags"]]
+    assert "NoTestHooks" not in served["components"]["responses"]
+    assert {"ClockNow", "AdvanceClock", "Fault"}.isdisjoint(served["components"]["schemas"])
+    # Everything else is the document as written: every route this mock serves, and every
+    # component something left still uses (PollRecord: a camera's provisioning history).
+    assert served["paths"] == {
+        path: item for path, item in full["paths"].items() if not path.startswith("/v1/test/")
+    }
+    assert "PollRecord" in served["components"]["schemas"]
+    documented = {(op.method, op.path) for op in HttpContract(served).operations()}
+    assert documented == served_routes(tmp_path / "routes", test_hooks=False)
+
+
+def test_the_filter_drops_an_operation_by_its_mark_or_its_tag_alone() -> None:
+    from cloud_mock.openapi_docs import without_test_hooks
+
+    ok = {"responses": {"200": {"$ref": "#/components/responses/Shared"}}}
+    document = {
+        "tags": [{"name": "test hooks"}, {"name": "other"}],
+        "paths": {
+            "/marked": {"post": {"x-test-hook": True, "responses": {}}},
+            "/tagged": {
+                "get": {
+                    "tags": ["test hooks"],
+                    "responses": {"200": {"$ref": "#/components/responses/HookOnly"}},
+                },
+                "put": ok,
+            },
+        },
+        "components": {
+            "responses": {
+                "HookOnly": {"content": {"a": {"schema": {"$ref": "#/components/schemas/H"}}}},
+                "Shared": {"description": "kept"},
+            },
+            "schemas": {"H": {"type": "string"}, "Unused": {"type": "string"}},
+        },
+    }
+    kept = without_test_hooks(document)
+    assert kept["paths"] == {"/tagged": {"put": ok}}
+    assert kept["tags"] == [{"name": "other"}]
+    assert kept["components"] == {
+        "responses": {"Shared": {"description": "kept"}},
+        "schemas": {"Unused": {"type": "string"}},  # not the hooks': not theirs to remove
+    }
+    assert "/marked" in document["paths"]  # the document itself is left as it was
+
+
 @pytest.mark.parametrize("name", ["openapi.yaml", "asyncapi.yaml"])
 def test_documents_cite_design_sections_not_design_brief(name: str) -> None:
     text = (REPO / "docs/api" / name).read_text()

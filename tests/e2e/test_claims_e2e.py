@@ -1,7 +1,8 @@
 """Claims end to end: the mock cloud and camagent daemons as real subprocesses.
 
-A camera moves to a new account with a reset, a MAC squatter blocks nobody, a device ID
-holds at most eight open claims, and another org's add answers exactly like a fresh one.
+A camera moves to a new account with a reset, a MAC squatter blocks nobody and sees none
+of the camera's polls, a device ID's claims share eight places that no add takes from a
+connected owner, and another org's add answers exactly like a fresh one.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from agent.provisioning.wire import PollRequest, derive_key
 from agent.token_codec import parse_claims
 from cloud_mock import sandbox
 from cloud_mock.claims import MAX_OPEN_CLAIMS
 from tests.e2e.conftest import Fleet, polls
+from tests.eventually import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -63,12 +66,15 @@ def camera(cloud: sandbox.Cloud, session: str, camera_id: str) -> dict[str, Any]
     return dict(body)
 
 
-def eventually(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
+def until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    eventually(check, timeout=timeout, interval=0.02, what=what)
+
+
+def poll_as_device(cloud: sandbox.Cloud, device_id: str, password: str) -> int:
+    """One poll with `password`'s proof (as a squatter polls, pretending to be the device)."""
+    poll = PollRequest.build(derive_key(password, device_id), device_id, int(time.time()), 0)
+    status, _ = cloud.request("POST", "/v1/provisioning/poll", poll.to_json())
+    return status
 
 
 def control_channel_close_code(cloud: sandbox.Cloud, token: str) -> int | None:
@@ -100,7 +106,7 @@ def test_a_camera_moves_to_a_new_account_with_a_reset(
     agent = fleet.start(config)
     agent.wait_for_state("connected")
     assert agent.status()["token"]["org"] == "org1"
-    eventually(lambda: camera(cloud, a, cam_a["camera_id"])["status"] == "online", 5, "A online")
+    until(lambda: camera(cloud, a, cam_a["camera_id"])["status"] == "online", 5, "A online")
 
     status, cam_b = add(cloud, b, device_id, password)  # B has the label password
     assert status == 201
@@ -112,7 +118,7 @@ def test_a_camera_moves_to_a_new_account_with_a_reset(
 
     result = run_cli(config, "reset")
     assert result.returncode == 0, result.stderr
-    eventually(lambda: camera(cloud, b, cam_b["camera_id"])["status"] == "online", 10, "B online")
+    until(lambda: camera(cloud, b, cam_b["camera_id"])["status"] == "online", 10, "B online")
     reset_poll = polls(cloud, device_id)[-1]
     assert reset_poll["result"] == "token"
     online_b = camera(cloud, b, cam_b["camera_id"])
@@ -139,10 +145,12 @@ def test_a_squatters_claim_blocks_nobody(fleet: Fleet, cloud: sandbox.Cloud) -> 
     agent = fleet.start(config)
     agent.wait_for_state("connected")
     assert agent.status()["token"]["org"] == "org2"
-    eventually(lambda: camera(cloud, rightful, own["camera_id"])["status"] == "online", 5, "up")
+    until(lambda: camera(cloud, rightful, own["camera_id"])["status"] == "online", 5, "up")
     squat_view = camera(cloud, squatter, squat["camera_id"])
     assert squat_view["status"] == "waiting"
-    assert {p["result"] for p in squat_view["polls"]} == {"bad_proof"}
+    # The camera's polls proved another K: the squatter's history shows none of them.
+    assert squat_view["polls"] == []
+    assert [p["result"] for p in camera(cloud, rightful, own["camera_id"])["polls"]] == ["token"]
 
 
 def test_a_device_id_holds_at_most_eight_open_claims(fleet: Fleet, cloud: sandbox.Cloud) -> None:
@@ -153,9 +161,10 @@ def test_a_device_id_holds_at_most_eight_open_claims(fleet: Fleet, cloud: sandbo
         status, body = add(cloud, session, device_id, f"pw-{org}")
         assert status == 201
         added[org] = (session, body)
+    # org1's claim lost its place to the ninth add; like every other it shows `waiting`.
     session1, cam1 = added["org1"]
-    assert camera(cloud, session1, cam1["camera_id"])["status"] == "expired"
-    # org2's claim, now the oldest open one, still works: the device connects to org2.
+    assert camera(cloud, session1, cam1["camera_id"])["status"] == "waiting"
+    # org2's claim, now the oldest placed one, still works: the device connects to org2.
     agent = fleet.start(config)
     agent.wait_for_state("connected")
     assert agent.status()["token"]["org"] == "org2"
@@ -191,13 +200,50 @@ def test_a_waiting_cameras_wrong_password_is_corrected(fleet: Fleet, cloud: sand
     status, cam = add(cloud, session, device_id, "the installer's typo")
     assert status == 201
     agent = fleet.start(config)
-    eventually(lambda: len(polls(cloud, device_id)) >= 1, 10, "a poll")
+    until(lambda: len(polls(cloud, device_id)) >= 1, 10, "a poll")
     assert agent.status()["state"] == "provisioning"
     answer = cloud.change_camera_password(session, cam["camera_id"], password)
-    assert answer == {"camera_id": cam["camera_id"], "token": cam["token"]}
+    assert (answer["camera_id"], answer["token"]) == (cam["camera_id"], cam["token"])
     agent.wait_for_state("connected", timeout=10)
     assert agent.status()["token"]["jti"] == parse_claims(cam["token"]).jti
     status, body = cloud.request(
         "PATCH", f"/v1/cameras/{cam['camera_id']}", {"password": "x"}, session=session
     )
     assert status == 409, body
+
+
+def test_a_connected_camera_keeps_its_owner_against_eight_proven_claims(
+    fleet: Fleet, cloud: sandbox.Cloud, run_cli: Callable[..., Any]
+) -> None:
+    """M1: the owner's camera is connected; seven other orgs add its ID, each proving its
+    claim by polling as the device with its own password, and an eighth adds it. Before,
+    that add dropped the owner's claim (the oldest live one): after a reset the camera
+    got 204 forever. Now the used claims keep their places and the add waits outside."""
+    owner_session = owner(cloud, "org1")
+    config, device_id, password = fleet.configure(fast_interval=0.5, long_poll=1.0)
+    status, own = add(cloud, owner_session, device_id, password)
+    assert status == 201
+    agent = fleet.start(config)
+    agent.wait_for_state("connected")
+    for org in ORGS[1:MAX_OPEN_CLAIMS]:
+        assert add(cloud, owner(cloud, org), device_id, f"pw-{org}")[0] == 201
+        assert poll_as_device(cloud, device_id, f"pw-{org}") == 200  # his own token
+    late_session = owner(cloud, ORGS[MAX_OPEN_CLAIMS])
+    status, late = add(cloud, late_session, device_id, "pw-late")
+    assert status == 201
+    assert camera(cloud, late_session, late["camera_id"])["status"] == "waiting"
+    assert camera(cloud, owner_session, own["camera_id"])["status"] == "online"
+
+    before = len(polls(cloud, device_id))
+    result = run_cli(config, "reset")
+    assert result.returncode == 0, result.stderr
+    agent.wait_for_state("connected", timeout=10)
+    assert agent.status()["token"]["jti"] == parse_claims(own["token"]).jti
+    after = polls(cloud, device_id)
+    assert len(after) > before
+    assert after[-1]["result"] == "token"
+    until(
+        lambda: camera(cloud, owner_session, own["camera_id"])["status"] == "online",
+        10,
+        "the owner's camera online again",
+    )

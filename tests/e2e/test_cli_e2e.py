@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.token_codec import parse_claims, sign_token
+from agent.trust import PLAIN_REFUSED
+from cloud_mock import sandbox
+from tests.agent.tokens import sealed
+from tests.e2e.conftest import polls
 from tests.eventually import eventually
 
 pytestmark = pytest.mark.e2e
@@ -22,6 +27,11 @@ def _forge(token: str) -> str:
     claims = parse_claims(token)
     payload = {k: getattr(claims, k) for k in ("v", "sub", "kind", "org", "api", "iat", "jti")}
     return sign_token(payload, Ed25519PrivateKey.generate())
+
+
+def _label_password(config: Path) -> str:
+    """The password on the device's label (the sandbox writes it beside agent.toml)."""
+    return (config.parent / "password").read_text().strip()
 
 
 @pytest.fixture
@@ -69,48 +79,81 @@ def test_garbage_token_is_refused_and_nothing_is_lost(connected, run_cli, bad):
 def test_forged_foreign_device_and_foreign_cloud_tokens_are_refused(
     connected, run_cli, add_camera, cloud
 ):
-    config, _, camera, agent = connected
-    forged = run_cli(config, "token", "set", _forge(camera["token"]))
+    config, device_id, camera, agent = connected
+    password = _label_password(config)
+
+    def token_set(text: str) -> Any:
+        return run_cli(config, "token", "set", input=text + "\n")
+
+    # Sealed for this camera's label (docs/design.md §2.9): each is refused for what it says.
+    forged = token_set(sealed(_forge(camera["token"]), password, device_id))
     assert forged.returncode == 1
     assert "signature" in forged.stderr
 
     other = add_camera("02:99:99:99:99:99", "other-password")
-    foreign = run_cli(config, "token", "set", other["token"])
+    foreign = token_set(sealed(other["token"], password, device_id))
     assert foreign.returncode == 1
     assert "02:99:99:99:99:99" in foreign.stderr
+    # As the cloud hands the other camera's token out, it does not even open here.
+    foreign_card = token_set(other["sealed_token"])
+    assert foreign_card.returncode == 1
+    assert "does not open with this device's key" in foreign_card.stderr
+    # This camera's own token, plain: refused for how it came, whoever holds it.
+    plain = token_set(camera["token"])
+    assert plain.returncode == 1
+    assert plain.stderr == f"camagent: {PLAIN_REFUSED}\n"
 
     # A device that trusts another cloud URL refuses tokens naming this one.
     elsewhere = config.parent / "elsewhere.toml"
+    # Its own run directory (not the running daemon's socket: that daemon would answer),
+    # short enough for a socket even under pytest-xdist's deep temporary directories.
+    run_elsewhere = sandbox.short_run_dir(config.parent / "elsewhere")
     elsewhere.write_text(
-        config.read_text()
-        .replace(cloud.url, cloud.url.replace("127.0.0.1", "localhost"))
-        .replace('/run"', '/run-elsewhere"')
-        .replace('/state"', '/state-elsewhere"')
+        re.sub(
+            r"(?m)^run_dir = .*$",
+            f'run_dir = "{run_elsewhere}"',
+            config.read_text().replace(cloud.url, cloud.url.replace("127.0.0.1", "localhost")),
+        ).replace('/state"', '/state-elsewhere"')
     )
-    refused = run_cli(elsewhere, "token", "set", camera["token"])
+    refused = run_cli(elsewhere, "token", "set", input=camera["sealed_token"])
     assert refused.returncode == 1
     assert "trusts only" in refused.stderr
     assert agent.status()["token"]["jti"] == parse_claims(camera["token"]).jti
 
 
 def test_forced_token_change_makes_no_poll_and_reconnects(
-    connected, run_cli, add_camera, cloud, session
+    fleet, run_cli, add_camera, cloud, session
 ):
-    config, device_id, camera, agent = connected
-    # The owner re-adds the camera (new token); the installer pushes it by CLI.
+    # A poll at start and right after a revocation, then none for ten minutes: the token
+    # the owner adds later can only come by CLI.
+    config, device_id, password = fleet.configure(fast_interval=600.0, long_poll=0.0)
+    camera = add_camera(device_id, password)
+    agent = fleet.start(config)
+    agent.wait_for_state("connected")
+    # The owner deletes the camera and adds it again (a new token); the installer sets it
+    # by CLI, sealed for the camera's label as the cloud answers it (docs/design.md §2.9).
     _status, _ = cloud.request("DELETE", f"/v1/cameras/{camera['camera_id']}", session=session)
     agent.wait_for_state("provisioning", timeout=5)
-    new = add_camera(device_id, "whatever-the-owner-typed")  # K differs: polls cannot open it
-    result = run_cli(config, "token", "set", new["token"])
+    eventually(
+        lambda: polls(cloud, device_id),
+        until=lambda seen: len(seen) == 2,
+        what="the poll right after the revocation",
+    )
+    new = add_camera(device_id, password)
+    plain = run_cli(config, "token", "set", input=new["token"])
+    assert plain.returncode == 1
+    assert PLAIN_REFUSED in plain.stderr
+    result = run_cli(config, "token", "set", input=new["sealed_token"])
     assert result.returncode == 0, result.stderr
     agent.wait_for_state("connected")
     assert agent.status()["token"]["jti"] == parse_claims(new["token"]).jti
+    assert len(polls(cloud, device_id)) == 2  # no poll brought it
 
 
 def test_offline_reset_and_token_set_change_the_state_under_lock(fleet, add_camera, run_cli):
     config, device_id, password = fleet.configure()
     camera = add_camera(device_id, password)
-    result = run_cli(config, "token", "set", camera["token"])
+    result = run_cli(config, "token", "set", input=camera["sealed_token"])
     assert result.returncode == 0, result.stderr
     assert "when the daemon starts" in result.stdout
     status = json.loads(run_cli(config, "status", "--json").stdout)

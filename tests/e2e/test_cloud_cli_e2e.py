@@ -23,6 +23,8 @@ from typing import Any
 import pytest
 
 from agent import __version__
+from agent.provisioning.wire import derive_key, unseal_token
+from agent.token_codec import parse_claims
 from cloud_mock import sandbox
 from cloud_mock.testing import MockCloud, mock_env, start_mock_cloud
 
@@ -425,8 +427,13 @@ def test_python_api_for_other_commands(
     assert login(home, "eve").returncode == 0
     session = open_session("mock")
     assert (session.profile.name, session.profile.url) == ("mock", cloud.url)
-    token = session.add_camera("02:00:00:00:88:01", "label-pw", name="Hall")
+    sealed_token = session.add_camera("02:00:00:00:88:01", "label-pw", name="Hall")
+    # The token sealed under the K of the password given: what the camera takes (§2.9).
+    token = unseal_token(
+        derive_key("label-pw", "02:00:00:00:88:01"), "02:00:00:00:88:01", sealed_token
+    )
     assert token.count(".") == 1  # a signed device token
+    assert parse_claims(token).sub == "02:00:00:00:88:01"
     with pytest.raises(CloudError, match=r"could not add the camera: .*already exists"):
         session.add_camera("02-00-00-00-88-01", "label-pw")
     with pytest.raises(CloudError, match="only to your organization"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import time
@@ -121,9 +122,7 @@ def test_daemon_refuses_to_start_on_an_unwritable_run_dir(fleet, tmp_path, run_c
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
     config.write_text(
-        config.read_text().replace(
-            f'run_dir = "{config.parent / "run"}"', f'run_dir = "{blocker}/run"'
-        )
+        re.sub(r"(?m)^run_dir = .*$", f'run_dir = "{blocker}/run"', config.read_text())
     )
     result = run_cli(config, "run")
     assert result.returncode == 1

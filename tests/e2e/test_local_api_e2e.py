@@ -17,7 +17,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from agent.trust import PLAIN_REFUSED
 from cloud_mock import sandbox
+from tests.agent.tokens import sealed
 from tests.e2e.conftest import Fleet
 from tests.eventually import eventually, eventually_async
 
@@ -141,9 +143,14 @@ async def test_info_without_auth_then_a_pushed_token_connects(
     assert set(info) == {"id", "kind", "state", "ver", "fp", "name", "model"}
 
     camera = cloud.add_camera(session, device_id, password, "lan camera")
-    token = camera["token"]
+    # A camera takes a token over the LAN only sealed for its label (docs/design.md §2.9):
+    # the plain one is refused with the reason, with the right Digest password too.
+    status, body, _ = await device.post("/v1/token", {"token": camera["token"]}, password)
+    assert status == 400
+    assert (body["error"], body["message"]) == ("token_refused", PLAIN_REFUSED)
+    assert agent.status()["state"] == "provisioning"
     started = time.monotonic()
-    status, body, _ = await device.post("/v1/token", {"token": token}, password)
+    status, body, _ = await device.post("/v1/token", {"token": camera["sealed_token"]}, password)
     assert status == 200, body
     assert body["ok"] is True
     agent.wait_for_state("connected", timeout=20)
@@ -179,11 +186,18 @@ async def test_info_without_auth_then_a_pushed_token_connects(
         what="a poll after poll-now",
     )
 
-    # A token for another device is refused by the same check as every token.
-    other = cloud.add_camera(session, "02:00:00:00:ff:01", "other-password")["token"]
-    status, body, _ = await device.post("/v1/token", {"token": other}, password)
+    # A token for another device is refused by the same check as every token: sealed
+    # for this camera's label (by someone who knows it), it opens and names another device;
+    # as the cloud seals it, for the other camera, it does not even open.
+    other = cloud.add_camera(session, "02:00:00:00:ff:01", "other-password")
+    resealed = sealed(other["token"], password, device_id)
+    status, body, _ = await device.post("/v1/token", {"token": resealed}, password)
     assert status == 400
     assert body["error"] == "token_refused"
+    assert "02:00:00:00:ff:01" in body["message"]
+    status, body, _ = await device.post("/v1/token", {"token": other["sealed_token"]}, password)
+    assert status == 400
+    assert "does not open with this device's key" in body["message"]
 
     text = agent.status()
     assert text["local_api"]["fp"] == local["fp"]
@@ -385,7 +399,7 @@ async def test_mdns_announces_the_device_and_follows_its_state(
     mdns_name = eventually(lambda: agent.status()["local_api"]["mdns"], what="status mdns name")
     assert mdns_name.endswith("._camagent._tcp.local.")
 
-    token = cloud.add_camera(session, device_id, password)["token"]
+    token = cloud.add_camera(session, device_id, password)["sealed_token"]
     status, _, _ = await Device(http, local).post("/v1/token", {"token": token}, password)
     assert status == 200
     await browse_for(device_id, "connected")

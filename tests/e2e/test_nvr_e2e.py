@@ -268,3 +268,56 @@ def test_nvr_checks_command(fleet, run_cli):
     refused = run_cli(camera_config, "nvr", "code")
     assert refused.returncode == 1
     assert 'device.kind = "nvr"' in refused.stderr
+
+
+def test_a_squatter_holding_the_ids_keeps_the_real_nvrs_out_of_nothing(tmp_path, run_cli):
+    """Issue 25 (M3, M5) with the real agent: another organization linked the NVRs' IDs by
+    token and by code first, and keeps a code of its own registered for them."""
+    import base64
+    import os
+
+    from agent.nvr import activation_code
+    from tests.cloud_mock.nvr_helpers import PASSWORDS, write_team_fixtures
+    from tests.e2e.conftest import Fleet
+
+    team = sandbox.start_cloud(
+        tmp_path / "cloud", fixtures=write_team_fixtures(tmp_path / "team.json")
+    )
+    fleet = Fleet(tmp_path / "devices", team)
+    try:
+        owner, squatter = team.login(), team.login("gus", PASSWORDS["gus"])
+        by_code, by_token = nvr_config(fleet), nvr_config(fleet)
+        fake = base64.b64encode(os.urandom(32)).decode()
+        for _, device_id, _ in (by_code, by_token):
+            _, made = team.request("POST", "/v1/registrator-tokens", {}, session=squatter)
+            status, body = team.request(
+                "POST",
+                "/v1/nvr/register",
+                {"token": made["token"], "device_id": device_id, "secret": fake},
+            )
+            assert status == 201, body
+            code = activation_code.generate()
+            held = {"device_id": device_id, "code": code, "secret": fake}
+            assert team.request("POST", "/v1/nvr/activations", held)[0] == 201
+            assert team.request("POST", "/v1/nvr/activations", held)[0] == 201  # refreshed
+
+        agent = fleet.start(by_code[0])
+        code = wait_for_code(agent)["code"]
+        rid = new_registrator(team, owner)["id"]
+        status, body = team.request(
+            "POST", f"/v1/registrators/{rid}/activate", {"code": code}, session=owner
+        )
+        assert status == 200, body
+        agent.wait_for_state("connected", timeout=10)
+        assert wait_online(team, owner, rid)["device_id"] == by_code[1]
+
+        _, made = team.request("POST", "/v1/registrator-tokens", {}, session=owner)
+        result = run_cli(by_token[0], "nvr", "register", made["token"])
+        assert result.returncode == 0, result.stderr
+        second = fleet.start(by_token[0])
+        second.wait_for_state("connected", timeout=10)
+        _, listing = team.request("GET", "/v1/registrators", session=owner)
+        assert by_token[1] in {r["device_id"] for r in listing["registrators"]}
+    finally:
+        fleet.stop_all()
+        team.stop()

@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 
 from agent.qr.payloads import parse
+from agent.trust import PLAIN_REFUSED
 from tests.card_video import video_with_card
+from tests.e2e.conftest import polls
+from tests.eventually import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -23,7 +26,7 @@ HOSTILE_PASSWORD = 'p;a,s:s"w\\o rd ü'
 
 def test_every_kind_round_trips_through_png_and_the_reader(tmp_path, run_cli, fleet, add_camera):
     _config, device_id, password = fleet.configure()
-    token = add_camera(device_id, password)["token"]
+    token = add_camera(device_id, password)["sealed_token"]  # what a camera's card holds
     cards = {
         "wifi": ["wifi", "--ssid", HOSTILE_SSID, "--password", HOSTILE_PASSWORD, "--hidden"],
         "combined": [
@@ -74,9 +77,12 @@ def _rss_kib(pid: int) -> int:
 def test_the_daemon_reads_a_card_in_its_video_joins_wifi_and_connects(
     tmp_path, fleet, cloud, session, run_cli
 ):
-    # The owner typed another password in the cloud: polls never bring the token, the card must.
-    config, device_id, _ = fleet.configure(fast_interval=2.0, long_poll=1.0)
-    token = cloud.add_camera(session, device_id, "what-the-owner-typed")["token"]
+    # The provisioning service is down (every poll answers 503): polls never bring the
+    # token, the card must. It holds the token the cloud sealed for the camera's label
+    # (docs/design.md §2.9), as the owner's add answered it.
+    config, device_id, password = fleet.configure(fast_interval=2.0, long_poll=1.0)
+    cloud.inject_poll_fault(status=503, retry_after=1, count=1000)
+    token = cloud.add_camera(session, device_id, password)["sealed_token"]
     card = tmp_path / "card.png"
     made = run_cli(
         None,
@@ -123,6 +129,40 @@ def test_the_daemon_reads_a_card_in_its_video_joins_wifi_and_connects(
     assert "zxing" not in maps
     assert _rss_kib(agent.process.pid) < idle_rss + 16 * 1024
     assert agent.status()["token"]["jti"]
+    assert {p["result"] for p in polls(cloud, device_id)} == {"fault"}  # the card did it
+
+
+@pytest.mark.parametrize(
+    ("field", "reason"),
+    [
+        ("token", PLAIN_REFUSED),
+        ("sealed_token", "sealed_token does not open with this device's key"),
+    ],
+)
+def test_the_daemon_refuses_a_card_of_someone_who_added_its_id_with_another_password(
+    tmp_path, fleet, cloud, session, run_cli, field, reason
+):
+    """Issue 25: whoever adds the camera's ID gets a token the cloud signed for it; on a
+    card in front of the camera, neither form of it is taken (docs/design.md §2.9)."""
+    config, device_id, _ = fleet.configure(fast_interval=600.0, long_poll=0.0)
+    squatter = cloud.add_camera(session, device_id, "what-the-squatter-typed")
+    card = tmp_path / "card.png"
+    made = run_cli(None, "qr", "make", "token", "--png", str(card), input=squatter[field])
+    assert made.returncode == 0, made.stderr
+    video = tmp_path / "camera.avi"
+    _video_with_card(video, card)
+    config.write_text(config.read_text() + f'\n[qr]\nsource = "{video}"\nfps = 5\n')
+    agent = fleet.start(config)
+    log = eventually(
+        agent.log_text,
+        until=lambda text: "token from a QR card refused" in text,
+        timeout=30,
+        what="the card read and refused",
+    )
+    assert f"token from a QR card refused: {reason}" in log
+    status = agent.status()
+    assert (status["state"], status["token"]) == ("provisioning", {"present": False})
+    assert cloud.camera(session, squatter["camera_id"])["status"] == "waiting"
 
 
 def test_scan_apply_with_a_garbage_card_changes_nothing(tmp_path, run_cli, fleet):
@@ -289,7 +329,7 @@ def test_label_make_png_then_qr_scan_reads_the_label_and_applies_nothing(tmp_pat
 def test_a_combined_card_applies_each_part_on_its_own(tmp_path, run_cli, fleet, add_camera):
     # No radio here: nmcli is a stand-in on PATH that refuses to bring the network up.
     config, device_id, password = fleet.configure()
-    token = add_camera(device_id, password)["token"]
+    token = add_camera(device_id, password)["sealed_token"]
     card = tmp_path / "combined.png"
     made = run_cli(
         None, "qr", "make", "wifi", "--ssid=-site", "--password", '"quoted pw"'

@@ -1,7 +1,8 @@
 """Attacks on the mock cloud's store and device routes (issue 17, rows 5, 6, 7 and 9),
 each played as the outside attack test played it, now answered.
 
-- 5: anyone who knows an NVR's device ID registers codes for it to push its live code out;
+- 5: anyone who knows an NVR's device ID registers codes for it to push its live code out
+  (and, issue 25, such codes no longer keep the NVR from registering its own);
 - 6: unauthenticated polls (for made-up device IDs) grow the provisioning log;
 - 7: integers out of range (a poll's `ts` = 10**309) gave a 500;
 - 9: the database was world-readable when its data directory already existed.
@@ -52,10 +53,13 @@ async def test_registrations_under_another_secret_evict_nothing(
     nvr = Nvr()
     code = await nvr.code(client)
     attacker = Nvr(NVR_ID)  # knows the device ID, not the NVR's secret
-    answers = [await attacker.register_code(client) for _ in range(5)]
-    assert [status for status, _ in answers] == [409] * 5
-    assert all("another NVR" in body["error"] for _, body in answers)
-    assert [a.code for a in mock.app[STORE].activations_of(NVR_ID)] == [code]
+    answers = [await attacker.register_code(client) for _ in range(7)]
+    # Issue 25: accepted beside the NVR's own code (a refusal held the ID for whoever
+    # came first), and still nothing of the NVR's is pushed out.
+    assert [status for status, _ in answers] == [201] * 7
+    codes = {a.code: a.secret for a in mock.app[STORE].activations_of(NVR_ID)}
+    assert codes[code] == nvr.secrets[code]
+    assert sum(secret == attacker.secret for secret in codes.values()) == 5  # its own newest
     # The admin activates the code the NVR shows, and the NVR collects its token.
     auth = await login(client, mock.data_dir)
     rid = (await add_registrator(client, auth))["id"]

@@ -99,9 +99,10 @@ def test_the_check_would_see_a_torn_or_foreign_state(harness: Harness) -> None:
 # -- a full disk and a read-only state directory -----------------------------------------
 
 
-def _run(*argv: str) -> subprocess.CompletedProcess[str]:
+def _run(*argv: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "agent", *argv],
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=60,
@@ -175,7 +176,9 @@ def test_cli_refuses_with_a_clear_error_and_keeps_the_old_token(
 ) -> None:
     device, old = device_with_token
     with limit(device):  # type: ignore[operator]
-        result = _run("--config", str(device.config_path), "token", "set", device.mint())
+        # Sealed for the camera's label, as a camera takes a token by CLI (§2.9).
+        sealed = device.seal(device.mint())
+        result = _run("--config", str(device.config_path), "token", "set", stdin=sealed)
         assert result.returncode == 1
         assert message in result.stderr.lower(), result.stderr
         assert "camagent:" in result.stderr
@@ -197,9 +200,10 @@ def test_a_running_daemon_logs_the_error_keeps_running_and_the_old_state(
     try:
         with limit(device):  # type: ignore[operator]
             new = device.mint()
+            sealed = {"token": device.seal(new)}  # as a camera takes it outside its poll
             # The person setting it is told it is not saved (the CLI exits 1) ...
             with pytest.raises(CamagentError, match="could not be saved") as refused:
-                control_socket.request(device.socket, "token_set", {"token": new}, timeout=10)
+                control_socket.request(device.socket, "token_set", sealed, timeout=10)
             assert message in str(refused.value).lower()
             log = eventually(
                 lambda: daemon.tail().lower(),
@@ -212,7 +216,7 @@ def test_a_running_daemon_logs_the_error_keeps_running_and_the_old_state(
             assert daemon.process.poll() is None
             assert device.store().load().token == old
         # Space back: the next write goes through again.
-        control_socket.request(device.socket, "token_set", {"token": new}, timeout=10)
+        control_socket.request(device.socket, "token_set", sealed, timeout=10)
         assert device.store().load().token == new
     finally:
         daemon.stop()

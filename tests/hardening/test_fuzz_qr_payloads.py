@@ -1,10 +1,14 @@
 """Fuzzing what a QR code says: any text classifies, or is a QrPayloadError with a reason.
 
 A card shown to the camera is outside input like any other: it may set WiFi and offer a
-token, and the token still has to verify (tests/hardening/test_fuzz_token.py).
+token, and the token still has to open under the camera's K and verify
+(tests/hardening/test_fuzz_token.py).
 """
 
 from __future__ import annotations
+
+import base64
+import re
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
@@ -13,6 +17,7 @@ from hypothesis import strategies as st
 from agent.errors import QrPayloadError
 from agent.qr.payloads import (
     MAX_SSID_BYTES,
+    MIN_SEALED_BYTES,
     WifiNetwork,
     parse,
     token_payload,
@@ -107,5 +112,34 @@ def test_ct_or_t_fields_hold_only_token_shaped_text(junk: str) -> None:
         token = parse(text).token
         if not token:  # an empty CT: is a plain WiFi card
             continue
-        assert token.count(".") == 1
-        assert all(c.isascii() and (c.isalnum() or c in "-_.") for c in token)
+        assert _signed_shape(token) or _sealed_shape(token), token
+
+
+def _signed_shape(token: str) -> bool:
+    return token.count(".") == 1 and all(c.isascii() and (c.isalnum() or c in "-_.") for c in token)
+
+
+def _sealed_shape(token: str) -> bool:
+    if not re.fullmatch(r"[A-Za-z0-9+/]+={0,2}", token) or len(token) % 4:
+        return False
+    return len(base64.b64decode(token)) >= MIN_SEALED_BYTES
+
+
+@settings(max_examples=examples(200))
+@given(st.binary(min_size=MIN_SEALED_BYTES, max_size=1200))
+def test_any_sealed_token_rides_every_card_form(blob: bytes) -> None:
+    """A camera's card holds its sealed token (docs/design.md §2.9): whatever its bytes,
+    the bare text, `CAMAGENT:T:` and a combined WiFi card read back the same token."""
+    sealed = base64.b64encode(blob).decode()
+    network = WifiNetwork("site", "password1", "WPA")
+    for text in (sealed, token_payload(sealed), wifi_payload(network, sealed)):
+        payload = parse(text)
+        assert payload.token == sealed
+        assert payload.type == ("combined" if text.startswith("WIFI:") else "token")
+
+
+@settings(max_examples=examples(200))
+@given(st.binary(max_size=MIN_SEALED_BYTES - 1))
+def test_short_base64_is_text_not_a_token(blob: bytes) -> None:
+    """Base64 too short to hold a sealed token is shown as text, never offered as one."""
+    assert parse(base64.b64encode(blob).decode()).type == "text"

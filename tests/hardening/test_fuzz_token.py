@@ -1,7 +1,8 @@
 """Fuzzing the token codec and the trust gate: any text in, claims or TokenError out.
 
 Every path that brings a token (poll, LAN push, QR card, CLI, cloud command) ends in
-TokenGate.accept → token_codec.verify_token, so these properties cover all of them.
+TokenGate.accept → token_codec.verify_token, so these properties cover all of them; a
+camera's paths outside the poll open a seal under its K first (docs/design.md §2.9).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 
 from agent.config import CloudConfig, Config, DeviceConfig
 from agent.errors import TokenError
+from agent.provisioning.wire import derive_key, seal_token
 from agent.token_codec import (
     b64url_encode,
     parse_claims,
@@ -27,7 +29,7 @@ from agent.token_codec import (
     token_summary,
     verify_token,
 )
-from agent.trust import TokenGate
+from agent.trust import TokenGate, TokenSource
 from tests.examples import examples
 from tests.hardening.strategies import json_values, refusal
 
@@ -35,6 +37,9 @@ DEVICE = "aa:bb:cc:dd:ee:ff"
 CLOUD = "https://cloud.example.com"
 KEY = Ed25519PrivateKey.generate()
 OTHER_KEY = Ed25519PrivateKey.generate()
+PUBLIC_PEM = KEY.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+LABEL_K = derive_key("the-password-on-the-label", DEVICE)
+OTHER_K = derive_key("what-a-squatter-typed", DEVICE)
 
 B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 token_like = st.builds(
@@ -136,16 +141,64 @@ def test_a_token_for_another_cloud_device_or_kind_is_refused(tmp_path: Path) -> 
         device=DeviceConfig(id=DEVICE),
         cloud=CloudConfig(url=CLOUD, trust_keys=(str(pem),)),
     )
-    gate = TokenGate(config, DEVICE)
-    assert gate.accept(sign_token(good_payload(), KEY), "cli").claims.org == "demo"
-    for changes in (
-        {"api": "https://evil.example.com"},
-        {"api": "http://cloud.example.com"},
-        {"api": "https://cloud.example.com:8443"},
-        {"sub": "11:22:33:44:55:66"},
-        {"kind": "nvr"},
+    gate = TokenGate(config, DEVICE, label_key=lambda: LABEL_K)
+    # Sealed for this camera's label, as a camera takes a token by CLI: each refusal below
+    # is for what the token says, not for how it came.
+    assert gate.accept(sealed(sign_token(good_payload(), KEY)), "cli").claims.org == "demo"
+    for changes, reason in (
+        ({"api": "https://evil.example.com"}, "points to"),
+        ({"api": "http://cloud.example.com"}, "points to"),
+        ({"api": "https://cloud.example.com:8443"}, "points to"),
+        ({"sub": "11:22:33:44:55:66"}, "not this device"),
+        ({"kind": "nvr"}, "nvr"),
     ):
-        with pytest.raises(TokenError):
-            gate.accept(sign_token(good_payload(**changes), KEY), "cli")
+        with pytest.raises(TokenError, match=reason):
+            gate.accept(sealed(sign_token(good_payload(**changes), KEY)), "cli")
     with pytest.raises(TokenError, match="signature"):
-        gate.accept(sign_token(good_payload(), OTHER_KEY), "cli")
+        gate.accept(sealed(sign_token(good_payload(), OTHER_KEY)), "cli")
+
+
+def sealed(token: str, key: bytes | None = None) -> str:
+    return seal_token(LABEL_K if key is None else key, DEVICE, token)
+
+
+def _camera_gate() -> TokenGate:
+    config = Config(device=DeviceConfig(id=DEVICE), cloud=CloudConfig(url=CLOUD))
+    return TokenGate(config, DEVICE, [PUBLIC_PEM], label_key=lambda: LABEL_K)
+
+
+@settings(max_examples=examples(200))
+@given(any_token_text, st.sampled_from(["cli", "lan", "qr", "cloud"]))
+def test_outside_the_poll_a_camera_takes_nothing_but_a_seal_under_its_k(
+    text: str, source: TokenSource
+) -> None:
+    """Any text, plain or sealed under another K, is refused with a reason; what a
+    squatter's org gets from the cloud (a good token sealed under its own K) included."""
+    gate = _camera_gate()
+    for candidate in (
+        text,
+        sealed(text, OTHER_K),
+        sealed(sign_token(good_payload(), KEY), OTHER_K),
+    ):
+        with pytest.raises(TokenError) as info:
+            gate.accept(candidate, source)
+        assert str(info.value), candidate
+    # A real token in plain is refused for that reason alone; sealed right, it passes.
+    good = sign_token(good_payload(jti=f"j-{len(text)}"), KEY)
+    with pytest.raises(TokenError, match="only sealed"):
+        gate.accept(good, source)
+    assert gate.accept(sealed(good), source).raw == good
+
+
+@settings(max_examples=examples(100))
+@given(st.binary(max_size=300))
+def test_a_seal_of_any_bytes_opens_to_a_verdict(blob: bytes) -> None:
+    """Whatever is sealed under the right K, the gate answers with claims or TokenError."""
+    gate = _camera_gate()
+    text = blob.decode("utf-8", errors="replace")
+    verdict: object
+    try:
+        verdict = gate.accept(sealed(text), "qr")
+    except TokenError as exc:
+        verdict = str(exc)
+    assert verdict

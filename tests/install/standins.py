@@ -13,12 +13,13 @@ Environment of the stand-ins:
     STANDIN_ARCH   what `uname -m` prints (default x86_64)
     STANDIN_NEVER_ACTIVE=1  the service never becomes active
     STANDIN_APT_NEEDS_UPDATE=1  `apt-get install` fails until `apt-get update` ran
-    STANDIN_TOKEN_FILE=1  `camagent` takes the token with `--token-file -` on stdin (as
-                   newer releases do); otherwise only as an argument
+    STANDIN_ARGV_ONLY=1  `camagent` takes a token only as an argument (as releases
+                   before `--token-file` did); otherwise with `--token-file -` on stdin
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import stat
 import subprocess
@@ -134,10 +135,10 @@ if name == "systemctl":
 if name == "camagent":
     args = args[2:] if args[:1] == ["--config"] else args
     if args[-1:] == ["--help"]:
-        if os.environ.get("STANDIN_TOKEN_FILE"):
+        if not os.environ.get("STANDIN_ARGV_ONLY"):
             print("  --token-file FILE  read the token from FILE ('-': stdin)")
         sys.exit(0)
-    if args[2:4] == ["--token-file", "-"] and os.environ.get("STANDIN_TOKEN_FILE"):
+    if args[2:4] == ["--token-file", "-"] and not os.environ.get("STANDIN_ARGV_ONLY"):
         args = [*args[:2], sys.stdin.read().strip()]
     token = json.loads((state / "token").read_text()) if flag("token") else None
     if args[:1] == ["status"]:
@@ -242,6 +243,12 @@ class Sandbox:
             check=False,
         )
         return Result(done.returncode, done.stdout, done.stderr)
+
+    def token_jti(self) -> str | None:
+        """The jti of the token the camagent stand-in was given (`from-TOKEN` for a
+        registration token), however it got it; None before any."""
+        path = self.state / "token"
+        return json.loads(path.read_text())["jti"] if path.exists() else None
 
     def calls(self) -> list[list[str]]:
         return [line.split("\t") for line in self.log.read_text().splitlines()]

@@ -194,7 +194,7 @@ def test_dry_run_changes_nothing(cloud: MockCloud, script: str, sandbox: Sandbox
     assert "would write /etc/camagent/agent.toml" in out
     assert 'kind = "nvr"' in out
     assert "would run: systemctl enable --now camagent" in out
-    assert "would run: camagent nvr register <token>" in out
+    assert "would run: camagent nvr register --token-file - with the token on its standard" in out
     assert "rt_secret" not in result.output
     assert "dry run: nothing was changed" in out
     assert not list(sandbox.base.glob("camagent-install.*")), "temporary directory left"
@@ -281,7 +281,10 @@ def test_nvr_with_registration_token(script: str, sandbox: Sandbox) -> None:
     result = sandbox.run(script, "--nvr", CAMAGENT_TOKEN="rt_abc123")
     assert result.returncode == 0, result.output
     register = [c for c in sandbox.calls() if c[0] == "camagent" and c[3:5] == ["nvr", "register"]]
-    assert [c[5] for c in register] == ["rt_abc123"]
+    # On camagent's standard input, never on its command line.
+    assert [c[3:] for c in register] == [["nvr", "register", "--token-file", "-"]]
+    assert sandbox.token_jti() == "from-rt_abc123"
+    assert not [c for c in sandbox.calls() if any("rt_abc123" in arg for arg in c)]
     assert "rt_abc123" not in result.output
     assert "connected to" in result.stdout
     sandbox.clear_calls()
@@ -299,8 +302,9 @@ def test_camera_with_token(script: str, sandbox: Sandbox, tmp_path: Path) -> Non
     assert result.returncode == 0, result.output
     assert "warning" not in result.stderr
     assert [c[3:] for c in sandbox.calls() if c[3:5] == ["token", "set"]] == [
-        ["token", "set", token]
+        ["token", "set", "--token-file", "-"]
     ]
+    assert sandbox.token_jti() == "jti-1"
     assert "state  connected" in result.stdout
     sandbox.clear_calls()
     again = sandbox.run(script, CAMAGENT_TOKEN=token)
@@ -314,24 +318,43 @@ def test_camera_with_token(script: str, sandbox: Sandbox, tmp_path: Path) -> Non
     assert deprecated.returncode == 0
     assert "warning: --token puts the token on the command line" in deprecated.stderr
     assert other not in deprecated.output
-    assert [c[5] for c in sandbox.calls() if c[3:5] == ["token", "set"]] == [other]
+    assert sandbox.token_jti() == "jti-2"
+    assert not [c for c in sandbox.calls() if any(other in arg for arg in c)]
 
 
 @pytest.mark.parametrize("nvr", [False, True], ids=["camera", "nvr"])
-def test_a_camagent_that_reads_stdin_gets_the_token_there(
+def test_the_token_reaches_camagent_on_its_standard_input_only(
     script: str, sandbox: Sandbox, nvr: bool
 ) -> None:
-    """Never on camagent's command line, when camagent has --token-file (newer releases)."""
     token = "rt_on_stdin" if nvr else camera_token("jti-stdin-camagent")
-    result = sandbox.run(
-        script, *(["--nvr"] if nvr else []), CAMAGENT_TOKEN=token, STANDIN_TOKEN_FILE="1"
-    )
+    result = sandbox.run(script, *(["--nvr"] if nvr else []), CAMAGENT_TOKEN=token)
     assert result.returncode == 0, result.output
     words = ["nvr", "register"] if nvr else ["token", "set"]
     given = [c[3:] for c in sandbox.calls() if c[0] == "camagent" and c[3:5] == words]
     assert given == [[*words, "--token-file", "-"]]
-    assert not [c for c in sandbox.calls() if token in c]
+    assert sandbox.token_jti() == ("from-rt_on_stdin" if nvr else "jti-stdin-camagent")
+    assert not [c for c in sandbox.calls() if any(token in arg for arg in c)]
     assert "connected to" in result.stdout if nvr else "state  connected" in result.stdout
+
+
+@pytest.mark.parametrize("nvr", [False, True], ids=["camera", "nvr"])
+def test_a_camagent_that_takes_the_token_only_as_an_argument_never_gets_it(
+    script: str, sandbox: Sandbox, nvr: bool
+) -> None:
+    """An older camagent (no --token-file): the token would be on its command line, which
+    every local user can read; the script stops instead, and says why."""
+    token = "rt_argv_only" if nvr else camera_token("jti-argv-only")
+    result = sandbox.run(
+        script, *(["--nvr"] if nvr else []), CAMAGENT_TOKEN=token, STANDIN_ARGV_ONLY="1"
+    )
+    assert result.returncode == 1, result.output
+    assert "takes the token only on its command line" in result.stderr
+    assert "/proc/PID/cmdline" in result.stderr
+    words = ["nvr", "register"] if nvr else ["token", "set"]
+    assert not [c for c in sandbox.calls() if c[0] == "camagent" and c[3:5] == words]
+    assert not [c for c in sandbox.calls() if any(token in arg for arg in c)]
+    assert sandbox.token_jti() is None
+    assert token not in result.output
 
 
 def test_token_on_standard_input(script: str, sandbox: Sandbox, tmp_path: Path) -> None:
@@ -341,7 +364,10 @@ def test_token_on_standard_input(script: str, sandbox: Sandbox, tmp_path: Path) 
     token = camera_token("jti-stdin")
     done = in_sandbox(sandbox, ["dash", str(saved), "--token-file", "-"], stdin=token + "\n")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert [c[5] for c in sandbox.calls() if c[3:5] == ["token", "set"]] == [token]
+    assert [c[3:] for c in sandbox.calls() if c[3:5] == ["token", "set"]] == [
+        ["token", "set", "--token-file", "-"]
+    ]
+    assert sandbox.token_jti() == "jti-stdin"
 
 
 def test_the_served_unit_is_the_packaged_unit(script: str) -> None:
@@ -500,8 +526,12 @@ def test_venv_install_again_and_uninstall(script: str, sandbox: Sandbox) -> None
     assert ["systemctl", "daemon-reload"] in calls
     assert ["systemctl", "enable", "--now", "camagent"] in calls
     assert not [c for c in calls if c[0] in ("apt-get", "dpkg")]
-    # camagent here is the wheel's, installed into the venv by pip: it ran the token.
-    assert [c[5] for c in calls if c[3:5] == ["token", "set"]] == [token]
+    # camagent here is the wheel's, installed into the venv by pip: it got the token, on
+    # its standard input.
+    assert [c[3:] for c in calls if c[3:5] == ["token", "set"]] == [
+        ["token", "set", "--token-file", "-"]
+    ]
+    assert sandbox.token_jti() == "jti-venv"
     assert "state  connected" in result.stdout
 
     sandbox.clear_calls()

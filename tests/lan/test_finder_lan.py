@@ -92,7 +92,7 @@ def test_push_token_then_reset_and_txt_follows(
         "push",
         dev1.device_id,
         "--token",
-        camera["token"],
+        camera["sealed_token"],  # what a camera takes outside its poll (§2.9)
         "--password-stdin",
         stdin=dev1.password + "\n",
     )

@@ -43,8 +43,10 @@ LISTING = {
 
 
 def test_a_fresh_add_is_one_post() -> None:
-    cloud_session, cloud = session({("POST", "/v1/cameras"): (201, {"token": "T1"})})
-    assert cloud_session.add_or_repassword_camera("02:00:00:00:00:01", "pw", "hall") == "T1"
+    # The sealed token is what a camera takes outside its poll (docs/design.md §2.9).
+    answer = {"token": "T1", "sealed_token": "S1"}
+    cloud_session, cloud = session({("POST", "/v1/cameras"): (201, answer)})
+    assert cloud_session.add_or_repassword_camera("02:00:00:00:00:01", "pw", "hall") == "S1"
     assert cloud.calls == [
         (
             "POST",
@@ -59,11 +61,21 @@ def test_a_waiting_claim_of_this_org_takes_the_new_password() -> None:
         {
             ("POST", "/v1/cameras"): (409, {"error": "a camera with device ID … already exists"}),
             ("GET", "/v1/cameras"): (200, LISTING),
-            ("PATCH", "/v1/cameras/c%2F7"): (200, {"camera_id": "c/7", "token": "T7"}),
+            ("PATCH", "/v1/cameras/c%2F7"): (
+                200,
+                {"camera_id": "c/7", "token": "T7", "sealed_token": "S7"},
+            ),
         }
     )
-    assert cloud_session.add_or_repassword_camera("02-00-00-00-00-01", "right", "") == "T7"
+    assert cloud_session.add_or_repassword_camera("02-00-00-00-00-01", "right", "") == "S7"
     assert cloud.calls[-1] == ("PATCH", "/v1/cameras/c%2F7", {"password": "right"})
+
+
+def test_a_cloud_that_answers_no_sealed_token_is_an_error_not_a_plain_token() -> None:
+    """A plain token pushed to a camera would be refused by it: never fall back to one."""
+    cloud_session, _ = session({("POST", "/v1/cameras"): (201, {"token": "T1"})})
+    with pytest.raises(CloudError, match="no 'sealed_token'"):
+        cloud_session.add_camera("02:00:00:00:00:01", "pw")
 
 
 def test_a_proven_camera_is_not_taken_and_the_message_says_what_to_do() -> None:

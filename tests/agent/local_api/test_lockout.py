@@ -73,12 +73,35 @@ def test_many_wrong_answers_from_many_addresses_slow_every_address_down(
 def test_the_address_table_is_bounded_and_forgets_quiet_addresses(tmp_path: Path) -> None:
     small = LockoutPolicy(max_addresses=4, forget_s=100.0, pressure_failures=1000)
     t = lockout(tmp_path, small)
-    for i in range(10):
+    for i in range(4):
         t.failure(f"10.0.0.{i}", float(i))
-    assert list(t.addresses) == ["10.0.0.6", "10.0.0.7", "10.0.0.8", "10.0.0.9"]
-    assert t.tries_left("10.0.0.9", 50.0) == 4
-    assert t.tries_left("10.0.0.9", 200.0) == 5  # a day (here 100 s) of quiet: forgotten
-    assert "10.0.0.9" not in t.addresses
+    assert list(t.addresses) == ["10.0.0.0", "10.0.0.1", "10.0.0.2", "10.0.0.3"]
+    assert t.tries_left("10.0.0.3", 50.0) == 4
+    assert t.tries_left("10.0.0.3", 200.0) == 5  # a day (here 100 s) of quiet: forgotten
+    assert "10.0.0.3" not in t.addresses
+
+
+def test_addresses_beyond_a_full_table_share_one_strict_wait(tmp_path: Path) -> None:
+    """Rotating over more addresses than the table holds buys no fresh tries: every
+    address outside the full table shares the overflow's wait, from its first wrong
+    answer, and a full table forgets no one to make room."""
+    small = LockoutPolicy(max_addresses=4, forget_s=100.0, pressure_failures=1000)
+    t = lockout(tmp_path, small)
+    for i in range(4):
+        t.failure(f"10.0.0.{i}", float(i))
+    assert t.tries_left("10.0.9.9", 4.0) == 1  # stricter than a tracked address's 5
+    t.failure("10.0.0.4", 4.0)
+    assert list(t.addresses) == ["10.0.0.0", "10.0.0.1", "10.0.0.2", "10.0.0.3"]
+    # The next rotating address finds the wait the last one earned.
+    assert t.retry_after("10.0.0.5", 4.0) == small.base_s
+    t.failure("10.0.0.5", 4.0 + small.base_s)
+    assert t.retry_after("10.0.0.6", 4.0 + small.base_s) == 2 * small.base_s
+    # A right answer through the overflow clears nothing.
+    t.success("10.0.0.6", 5.0 + small.base_s)
+    assert t.retry_after("10.0.0.7", 5.0 + small.base_s) > 0
+    # Once the tracked addresses go quiet, there is room again and a new address is clean.
+    later = 10_000.0
+    assert t.tries_left("10.0.0.8", later) == small.after
 
 
 def test_a_locked_address_is_not_forgotten_before_its_wait_ends(tmp_path: Path) -> None:

@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 from agent.errors import CamagentError, QrPayloadError
 from agent.qr import make
 from agent.qr.payloads import WifiNetwork, escape, parse, token_payload, wifi_payload
+from tests.agent.tokens import sealed, signed
 
 TOKEN = "eyJhbGciOiJFZERTQSJ9." + "A" * 86
+SEALED = sealed(signed())  # a camera's card: its token sealed under its K (§2.9)
 
 
 @pytest.mark.parametrize(
@@ -74,6 +76,22 @@ def test_combined_and_token_cards():
     assert parse(TOKEN).token == TOKEN
     assert parse(f"CAMAGENT:T:{TOKEN};;").token == TOKEN
     assert parse(f"  {TOKEN}\n").token == TOKEN
+
+
+def test_a_cameras_sealed_token_is_a_token_on_every_card() -> None:
+    for text in (
+        SEALED,
+        f"  {SEALED}\n",
+        f"CAMAGENT:T:{SEALED};;",
+        f"WIFI:T:WPA;S:site;P:password1;CT:{SEALED};;",
+    ):
+        assert parse(text).token == SEALED
+    assert parse(SEALED).type == "token"
+    # Base64 too short to hold a token, or not canonical, is text.
+    assert parse("SGVsbG8gd29ybGQ=").type == "text"
+    assert parse(SEALED[:-4] + "A").type == "text"
+    with pytest.raises(QrPayloadError, match="does not hold a camagent token"):
+        parse("CAMAGENT:T:SGVsbG8gd29ybGQ=;;")
 
 
 @pytest.mark.parametrize(
@@ -182,6 +200,12 @@ def test_qr_make_builds_what_was_asked_and_refuses_bad_cards(tmp_path):
     assert parse(combined).type == "combined"
     assert make.payload_from_args(argparse.Namespace(qr_kind="token", token=TOKEN)) == (
         f"CAMAGENT:T:{TOKEN};;"
+    )
+    assert make.payload_from_args(argparse.Namespace(qr_kind="token", token=SEALED)) == (
+        f"CAMAGENT:T:{SEALED};;"
+    )
+    assert parse(make.payload_from_args(_args(password="password1", token=SEALED))).token == (
+        SEALED
     )
     with pytest.raises(CamagentError, match="8 to 63"):
         make.payload_from_args(_args(password="short"))

@@ -37,7 +37,7 @@ from agent.video.targets import Target
 from agent.video.tunnel import TUNNEL_PATH, Tunnels
 from tests.agent.clock import START, FakeClock
 from tests.agent.fake_cloud import FakeCloud, running
-from tests.agent.test_daemon import K, make_config, token_for
+from tests.agent.test_daemon import K, make_config, sealed_for, token_for
 from tests.eventually import eventually_async
 
 SRC = "/etc/camagent/agent.toml"
@@ -661,7 +661,7 @@ async def test_tunnels_carry_the_token_and_close_on_token_change_revocation_rese
     async with echo_camera() as camera:
         async with daemon_with_video(tmp_path, run_dir, camera.port) as (daemon, cloud, url):
             first = token_for(url, jti="first")
-            await daemon.commands.control("token_set", {"token": first})
+            await daemon.commands.control("token_set", {"token": sealed_for(url, jti="first")})
             await eventually_async(lambda: daemon.state is DeviceState.CONNECTED)
 
             await open_through_the_daemon(daemon, cloud)
@@ -671,7 +671,8 @@ async def test_tunnels_carry_the_token_and_close_on_token_change_revocation_rese
 
             # the cloud replaces the token: Disconnect closes the tunnel (1001)
             second = token_for(url, jti="second")
-            assert await daemon.commands.cloud("set_token", {"token": second}) == (
+            sealed_second = sealed_for(url, jti="second")
+            assert await daemon.commands.cloud("set_token", {"token": sealed_second}) == (
                 True,
                 "token replaced",
             )
@@ -689,7 +690,7 @@ async def test_tunnels_carry_the_token_and_close_on_token_change_revocation_rese
             assert daemon.tunnels.count == 0
 
             # a reset (here the cloud's command) closes them too
-            await daemon.commands.control("token_set", {"token": token_for(url, jti="third")})
+            await daemon.commands.control("token_set", {"token": sealed_for(url, jti="third")})
             await eventually_async(lambda: daemon.state is DeviceState.CONNECTED)
             await open_through_the_daemon(daemon, cloud)
             assert await daemon.commands.cloud("reset", {}) == (True, "resetting")
@@ -697,7 +698,7 @@ async def test_tunnels_carry_the_token_and_close_on_token_change_revocation_rese
             assert daemon.tunnels.count == 0
 
             # and so does stopping
-            await daemon.commands.control("token_set", {"token": token_for(url, jti="fourth")})
+            await daemon.commands.control("token_set", {"token": sealed_for(url, jti="fourth")})
             await eventually_async(lambda: daemon.state is DeviceState.CONNECTED)
             await open_through_the_daemon(daemon, cloud)
             tunnels = daemon.tunnels
