@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from cloud_mock import resources
+from cloud_mock.accept import AcceptLimits
 from cloud_mock.fixtures import FixtureError
 from cloud_mock.keys import DEFAULT_CODE_TTL_S, DEFAULT_COMMAND_TIMEOUT_S, DEFAULT_HEARTBEAT_S
 from cloud_mock.server import DEFAULT_PORT, Options, RunningMock, StartupError, run
@@ -67,6 +68,14 @@ def _parser() -> argparse.ArgumentParser:
         help="long-polls held at once from one client address (default %(default)s)",
     )
     parser.add_argument(
+        "--max-connections-per-client",
+        type=int,
+        default=AcceptLimits.per_client,
+        metavar="N",
+        help="connections open at once from one client address, an IPv4 address or an "
+        "IPv6 /64 (default %(default)s)",
+    )
+    parser.add_argument(
         "--archive-max-mb",
         type=float,
         metavar="MB",
@@ -121,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         _parser().error("--port must be from 0 to 65535")
     if args.max_held_polls < 1 or args.max_held_per_client < 1:
         _parser().error("--max-held-polls and --max-held-per-client must be at least 1")
+    if args.max_connections_per_client < 1:
+        _parser().error("--max-connections-per-client must be at least 1")
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
@@ -136,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             test_hooks=args.test_hooks,
             max_held_polls=args.max_held_polls,
             max_held_per_client=args.max_held_per_client,
+            max_connections_per_client=args.max_connections_per_client,
             heartbeat_s=int(_env_number(ENV_HEARTBEAT, DEFAULT_HEARTBEAT_S, integer=True)),
             command_timeout_s=_env_number(
                 ENV_COMMAND_TIMEOUT, DEFAULT_COMMAND_TIMEOUT_S, integer=False

@@ -38,6 +38,14 @@ LOGIN_CAPTCHA_LIMIT = RateLimit(20, 300.0)
 # Captcha images are CPU work: per client address, and for everybody together.
 CAPTCHA_CLIENT_LIMIT = RateLimit(20, 60.0)
 CAPTCHA_GLOBAL_LIMIT = RateLimit(600, 60.0)
+# When everybody's budget is spent, a login that needs a captcha still gets one: from a
+# reserve of a few draws per (login, client address) — a person's captcha and a refresh
+# or two — bounded for everybody together (issue 25: 800 draws from 40 addresses emptied
+# the budget and the owner's right password got 429). Emptying the reserve takes
+# `CAPTCHA_RESERVE_LIMIT.failures / CAPTCHA_RESERVE_PER_CLIENT.failures` client addresses
+# (IPv4 addresses or IPv6 /64s) drawing for logins that need a captcha, every minute.
+CAPTCHA_RESERVE_PER_CLIENT = RateLimit(3, 60.0)
+CAPTCHA_RESERVE_LIMIT = RateLimit(600, 60.0)
 
 
 class _Windows:
@@ -151,29 +159,64 @@ def _pair(login: str, client: str) -> str:
 
 
 class RenderBudget:
-    """How many captcha images a client address, and everybody, may have drawn."""
+    """How many captcha images a client address, and everybody, may have drawn; and the
+    reserve that keeps a login that needs a captcha from ever being refused one because
+    other addresses spent everybody's budget."""
 
     def __init__(
         self,
         per_client: RateLimit = CAPTCHA_CLIENT_LIMIT,
         overall: RateLimit = CAPTCHA_GLOBAL_LIMIT,
         max_keys: int = MAX_KEYS,
+        reserve_per_client: RateLimit = CAPTCHA_RESERVE_PER_CLIENT,
+        reserve: RateLimit = CAPTCHA_RESERVE_LIMIT,
     ) -> None:
         self._client = _Windows(per_client, max_keys)
         self._all = _Windows(overall, 1)
+        self._reserve_pair = _Windows(reserve_per_client, max_keys)
+        self._reserve = _Windows(reserve, 1)
 
-    def take(self, client: str, now: float) -> int | None:
-        """None: draw one (it is counted). Otherwise whole seconds to wait."""
+    def take(self, client: str, now: float, needed_by: str | None = None) -> int | None:
+        """None: draw one (it is counted). Otherwise whole seconds to wait.
+
+        `needed_by`: the login this captcha is for, when that login needs one to log in:
+        its draw may come from the reserve once everybody's budget is spent. A client
+        over its own limit waits whatever the reserve holds."""
+        own = self._client.retry_after(client, now)
+        if own is not None:
+            return max(1, math.ceil(own))
+        everybody = self._all.retry_after("*", now)
+        if everybody is None:
+            self._client.add(client, now)
+            self._all.add("*", now)
+            return None
+        if needed_by is None:
+            return max(1, math.ceil(everybody))
+        if self._from_reserve(_pair(needed_by, client), now):
+            self._client.add(client, now)
+            return None
+        # The sooner of everybody's budget and this login's reserve frees a draw.
+        return max(1, math.ceil(min(everybody, self._reserve_wait(needed_by, client, now))))
+
+    def _from_reserve(self, key: str, now: float) -> bool:
+        if self._reserve_pair.retry_after(key, now) is not None:
+            return False
+        if self._reserve.retry_after("*", now) is not None:
+            return False
+        self._reserve_pair.add(key, now)
+        self._reserve.add("*", now)
+        return True
+
+    def _reserve_wait(self, login: str, client: str, now: float) -> float:
         waits = [
             w
-            for w in (self._client.retry_after(client, now), self._all.retry_after("*", now))
+            for w in (
+                self._reserve_pair.retry_after(_pair(login, client), now),
+                self._reserve.retry_after("*", now),
+            )
             if w is not None
         ]
-        if waits:
-            return max(1, math.ceil(max(waits)))
-        self._client.add(client, now)
-        self._all.add("*", now)
-        return None
+        return max(waits) if waits else 0.0
 
 
 @dataclass(frozen=True)

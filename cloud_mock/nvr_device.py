@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import ipaddress
 import logging
 import math
 import time
@@ -38,6 +37,7 @@ from aiohttp import web
 from agent.errors import WireError
 from agent.provisioning.wire import KEY_LEN, b64decode_strict
 from cloud_mock.api import ApiError, get_str, read_json_object
+from cloud_mock.client_address import client_key
 from cloud_mock.keys import CLOCK, CONFIG, STORE
 from cloud_mock.log_limit import RateLimitedLogger
 from cloud_mock.nvr import (
@@ -92,22 +92,6 @@ class DeviceCallLimits:
     unused_codes: int = 5_000
     # Client addresses the rate limit remembers (the least recently seen go first).
     clients: int = 10_000
-
-
-def client_key(remote: str | None) -> str:
-    """Who counts as one client: an IPv4 address, or an IPv6 address's /64 (one host
-    often has a whole /64 to itself)."""
-    if not remote:
-        return "unknown"
-    try:
-        address = ipaddress.ip_address(remote.partition("%")[0])
-    except ValueError:
-        return remote
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network((address, 64), strict=False))
-    return str(address)
 
 
 class DeviceCallGuard:

@@ -25,6 +25,7 @@ from aiohttp import web
 from agent.atomic_file import write_atomic
 from agent.local_api.listener import bind
 from cloud_mock import log_limit, resources
+from cloud_mock.accept import AcceptLimits, GuardedSite
 from cloud_mock.app import make_app
 from cloud_mock.clock import MockClock
 from cloud_mock.fixtures import Fixtures, load_fixtures
@@ -75,6 +76,7 @@ class Options:
     max_held_per_client: int = resources.DEFAULT_MAX_HELD_PER_CLIENT
     idle_timeout_s: float = IDLE_TIMEOUT_S
     handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S
+    max_connections_per_client: int = AcceptLimits.per_client
     archive_max_mb: float | None = None  # None: CAMAGENT_MOCK_VIDEO_ARCHIVE_MAX_MB or 2048
     ffmpeg: str | None = None  # None: CAMAGENT_MOCK_VIDEO_FFMPEG or `ffmpeg` from PATH
 
@@ -171,24 +173,6 @@ async def start(options: Options) -> RunningMock:
         raise
 
 
-class _GuardedSite(web.SockSite):
-    """A SockSite whose clients must finish the TLS handshake in time."""
-
-    handshake_timeout_s = HANDSHAKE_TIMEOUT_S
-
-    async def start(self) -> None:
-        await web.BaseSite.start(self)
-        server = self._runner.server
-        assert server is not None
-        self._server = await asyncio.get_running_loop().create_server(
-            server,
-            sock=self._sock,
-            ssl=self._ssl_context,
-            backlog=self._backlog,
-            ssl_handshake_timeout=self.handshake_timeout_s,
-        )
-
-
 async def _start_locked(
     options: Options, data_dir: Path, fixtures: Fixtures | None, lock_fd: int
 ) -> RunningMock:
@@ -230,8 +214,11 @@ async def _start_locked(
             sock.close()
             raise
         try:
-            site = _GuardedSite(runner, sock, ssl_context=pki.ssl_context())
-            site.handshake_timeout_s = options.handshake_timeout_s
+            site = GuardedSite(runner, sock, ssl_context=pki.ssl_context())
+            site.limits = AcceptLimits(
+                per_client=options.max_connections_per_client,
+                handshake_s=options.handshake_timeout_s,
+            )
             await site.start()
             write_atomic(data_dir / URL_FILE, (url + "\n").encode(), 0o644)
         except BaseException:

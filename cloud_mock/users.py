@@ -16,8 +16,10 @@ Login, in order (`login_flow`):
    given, or a wrong, expired, replaced, reused or another login's one → 428
    `captcha_required` with a NEW captcha for this login (the id sent is consumed either
    way); the password is not even looked at;
-3. wrong password or unknown login → 401 `wrong_login`, the same body and the same
-   scrypt work for both, so the answer does not reveal which logins exist;
+3. wrong password or unknown login → 401 `wrong_login`, the same body after as long a
+   wait for both (an unknown login waits as long as a real scrypt check took lately,
+   without running one: cloud_mock/password_check.py), so the answer does not reveal
+   which logins exist; an address with 3 logins being checked already → 429;
 4. at the session limit (the user's `max_sessions`, else the global one, else none) →
    409 `too_many_sessions` with the user's sessions (newest first) and a `resolve_token`
    (valid 120 s of the mock clock) that may end ONE session of that user:
@@ -41,6 +43,7 @@ import base64
 import hashlib
 import hmac
 import logging
+import math
 import os
 import secrets
 import uuid
@@ -52,10 +55,19 @@ from aiohttp import web
 
 from agent.atomic_file import write_atomic
 from cloud_mock.api import ApiError, bearer_token, get_str, read_json_object
-from cloud_mock.captcha import CAPTCHA_TTL_S, CHECK_MESSAGES, CaptchaBook, CaptchaCheck, render_png
+from cloud_mock.captcha import (
+    CAPTCHA_TTL_S,
+    CHECK_MESSAGES,
+    CaptchaBook,
+    CaptchaCheck,
+    CaptchaFull,
+    render_png,
+)
+from cloud_mock.client_address import client_key
 from cloud_mock.fixtures import DEFAULT_ORG, AccountSettings, Fixtures, parse_settings
 from cloud_mock.keys import CLOCK, STORE
 from cloud_mock.login_guard import FailureLog, RenderBudget, ResolveGrants
+from cloud_mock.password_check import ChecksBusy, PasswordChecks
 from cloud_mock.store import Session, Store, User
 
 log = logging.getLogger("cloud_mock.users")
@@ -169,6 +181,7 @@ class LoginState:
     failures: FailureLog
     grants: ResolveGrants
     renders: RenderBudget
+    passwords: PasswordChecks
 
 
 LOGIN_STATE = web.AppKey("login_state", LoginState)
@@ -185,7 +198,7 @@ def account_settings(store: Store) -> AccountSettings:
 
 
 def _client(request: web.Request) -> str:
-    return request.remote or "unknown"
+    return client_key(request.remote)
 
 
 def _prune_idle(request: web.Request, settings: AccountSettings, now: float) -> None:
@@ -266,22 +279,27 @@ def _coded(
 
 
 async def new_captcha(
-    request: web.Request, login: str | None = None, replaces: str = ""
+    request: web.Request, login: str | None = None, replaces: str = "", *, needed: bool = False
 ) -> dict[str, Any]:
     """A fresh captcha for this client (for `login` only, when given; `replaces` dies): the
-    GET /v1/auth/captcha body. ApiError 429 when this address, or everybody, has had too
-    many drawn lately: drawing one is CPU work."""
+    GET /v1/auth/captcha body. ApiError 429 when this address holds too many live ones for
+    that login, or it, or everybody, has had too many drawn lately: drawing one is CPU
+    work. A login that needs a captcha (`needed`, or by its failures and the settings) is
+    served from the reserve when everybody's budget is spent (login_guard.RenderBudget)."""
     state, now, client = request.app[LOGIN_STATE], request.app[CLOCK].now(), _client(request)
-    wait = state.renders.take(client, now)
+    try:
+        state.captchas.room(client, now, login, replaces)
+    except CaptchaFull as full:
+        raise _too_many_captchas(math.ceil(full.retry_after)) from None
+    if login is not None and not needed:
+        needed = _login_needs_captcha(request, login, client, now)
+    wait = state.renders.take(client, now, needed_by=login if needed else None)
     if wait is not None:
-        raise _coded(
-            429,
-            "rate_limited",
-            f"too many captchas asked for: try again in {wait} s",
-            headers={"Retry-After": str(wait)},
-            retry_after=wait,
-        )
-    captcha = state.captchas.issue(client, now, login=login, replaces=replaces)
+        raise _too_many_captchas(wait)
+    try:
+        captcha = state.captchas.issue(client, now, login=login, replaces=replaces)
+    except CaptchaFull as full:  # a refresh of another client's captcha
+        raise _too_many_captchas(math.ceil(full.retry_after)) from None
     png = await asyncio.to_thread(render_png, captcha.answer)
     return {
         "captcha_id": captcha.id,
@@ -290,8 +308,31 @@ async def new_captcha(
     }
 
 
+def _too_many_captchas(wait: int) -> ApiError:
+    return _coded(
+        429,
+        "rate_limited",
+        f"too many captchas asked for: try again in {wait} s",
+        headers={"Retry-After": str(wait)},
+        retry_after=wait,
+    )
+
+
+def _login_needs_captcha(request: web.Request, login: str, client: str, now: float) -> bool:
+    """Whether `login`, tried now from `client`, would be asked for a captcha."""
+    state = request.app[LOGIN_STATE]
+    settings = account_settings(request.app[STORE])
+    return (
+        settings.captcha.required(state.failures.failures(login))
+        or state.failures.needs_captcha(login, now)
+        or state.failures.retry_after(login, client, now) is not None
+    )
+
+
 async def _captcha_required(request: web.Request, message: str, login: str) -> ApiError:
-    return _coded(428, "captcha_required", message, **await new_captcha(request, login))
+    return _coded(
+        428, "captcha_required", message, **await new_captcha(request, login, needed=True)
+    )
 
 
 async def _check_captcha(request: web.Request, attempt: LoginRequest) -> None:
@@ -357,8 +398,19 @@ async def login_flow(request: web.Request, data: dict[str, Any]) -> dict[str, An
         await _check_captcha(request, attempt)
 
     user = store.get_user(attempt.login)
-    stored = user.password_hash if user else _DUMMY_HASH
-    matches = await asyncio.to_thread(verify_password, attempt.password, stored)
+    try:
+        matches = await state.passwords.check(
+            client, attempt.password, user.password_hash if user else None
+        )
+    except ChecksBusy:
+        raise _coded(
+            429,
+            "rate_limited",
+            f"{state.passwords.per_client} logins from this address are being checked "
+            "already: try again in 1 s",
+            headers={"Retry-After": "1"},
+            retry_after=1,
+        ) from None
     # Nothing below awaits: the limit check and the new session are one step for the loop.
     now = clock.now()
     if user is None or not matches:
@@ -483,7 +535,13 @@ async def end_session(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app[LOGIN_STATE] = LoginState(CaptchaBook(), FailureLog(), ResolveGrants(), RenderBudget())
+    app[LOGIN_STATE] = LoginState(
+        CaptchaBook(),
+        FailureLog(),
+        ResolveGrants(),
+        RenderBudget(),
+        PasswordChecks(verify_password, _DUMMY_HASH),
+    )
     app.router.add_post("/v1/auth/login", login)
     app.router.add_get("/v1/auth/captcha", captcha)
     app.router.add_post("/v1/auth/logout", logout)

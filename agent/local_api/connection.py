@@ -60,6 +60,7 @@ class Connection(web.RequestHandler):
         loop = asyncio.get_running_loop()
         self._header_timer = loop.call_later(self.header_s, self._headers_too_slow)
         self.ticket.handshaking = False
+        self.ticket.awaiting_headers = True
         self.ticket.evict = self._evict
 
     def log_access(
@@ -77,12 +78,21 @@ class Connection(web.RequestHandler):
             self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
-        self.ticket.idle_since = None  # the next request is on its way
-        if self._header_timer is not None:
+        if self.ticket.idle_since is not None:  # the next request is on its way
+            self.ticket.idle_since = None
+            self.ticket.awaiting_headers = True
+            self._tail = b""
+        if self.ticket.awaiting_headers:
+            # Until its headers are in, a request has given nothing worth keeping: such a
+            # connection may be dropped to make room (issue 25: 32 connections dripping
+            # one header byte a second after TLS kept the installer out).
             seen = self._tail + data
             if _END_OF_HEADERS in seen:
-                self._header_timer.cancel()
-                self._header_timer = None
+                self.ticket.awaiting_headers = False
+                self._tail = b""
+                if self._header_timer is not None:
+                    self._header_timer.cancel()
+                    self._header_timer = None
             else:
                 self._tail = seen[-(len(_END_OF_HEADERS) - 1) :]
         super().data_received(data)

@@ -9,9 +9,10 @@ daemon accepts by itself, and:
   address. At a cap, an idle keep-alive connection (one that has been answered and is
   waiting for nothing) is dropped to make room, oldest first, so a client whose pool
   keeps idle connections is not refused. At the total cap, an address holding more than
-  its fair share gives up its oldest connection that is still in its TLS handshake (or
-  idle) to an address holding fewer, so a host with a few addresses cannot keep the
-  installer out. Otherwise the new connection is closed at once, when it is accepted;
+  its fair share gives up its oldest connection that is still in its TLS handshake, still
+  sending a request's headers, or idle, to an address holding fewer, so a host with a few
+  addresses cannot keep the installer out. Otherwise the new connection is closed at
+  once, when it is accepted;
 - gives each connection `handshake_s` to finish its TLS handshake (the HTTP side adds a
   header timeout and a keep-alive timeout, see connection.py);
 - stops accepting while fewer than `fd_reserve` descriptors are left under RLIMIT_NOFILE,
@@ -76,7 +77,9 @@ class Ticket:
 
     `evict` drops it (the listener sets one that cancels the TLS handshake, the HTTP
     connection one that aborts it); `idle_since` is set while it has been answered and
-    nothing more has arrived. Only a connection in its handshake or idle may be dropped.
+    nothing more has arrived; `awaiting_headers` while a request's headers are still
+    coming in. Only a connection in its handshake, waiting for its headers, or idle may
+    be dropped: none of them has a request under way.
     """
 
     def __init__(self, gate: Gate, address: str) -> None:
@@ -84,6 +87,7 @@ class Ticket:
         self.address = address
         self.released = False
         self.handshaking = True
+        self.awaiting_headers = False
         self.idle_since: float | None = None
         self.evict: Callable[[], None] | None = None
 
@@ -93,7 +97,8 @@ class Ticket:
 
     @property
     def droppable(self) -> bool:
-        return (self.handshaking or self.idle_since is not None) and self.evict is not None
+        waiting = self.handshaking or self.awaiting_headers or self.idle_since is not None
+        return waiting and self.evict is not None
 
     def release(self) -> None:
         if not self.released:

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from aiohttp import web
+from aiohttp import HttpVersion10, web
 
 from agent.errors import CamagentError
 from agent.local_api import bodies, digest
@@ -110,6 +110,14 @@ def error_response(error: ApiError) -> web.Response:
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.version < HttpVersion10:
+        # aiohttp takes "GET /path" with no version as HTTP/0.9 and would answer it: a
+        # client of this API speaks HTTP/1.x, and anything older is a probe.
+        refused = error_response(
+            ApiError(505, "http_version_not_supported", "this API speaks HTTP/1.0 and 1.1")
+        )
+        refused.force_close()
+        return refused
     try:
         return await handler(request)
     except ApiError as exc:

@@ -139,7 +139,30 @@ def test_without_a_label_password_a_sealed_token_cannot_be_opened() -> None:
         broken.accept(sealed(signed()), "cli")
     # The plain refusal comes first: K is not needed to refuse a plain token.
     with pytest.raises(TokenError, match="only sealed"):
-        broken.accept(signed(), "cli")
+        broken.accept(signed(), "qr")
+
+
+@pytest.mark.parametrize("source", OUTSIDE_THE_POLL)
+def test_with_no_password_file_at_all_only_token_set_takes_a_plain_token(
+    source: TokenSource, tmp_path: Path
+) -> None:
+    """A server made a camera by install.sh with a token, never labelled: no K to seal
+    under. `token set` (root on the device itself) takes the plain token; a card, a LAN
+    push or the cloud's set_token still do not."""
+    config = Config(
+        device=DeviceConfig(id=DEVICE, password_file=str(tmp_path / "none")),
+        cloud=CloudConfig(url=CLOUD),
+    )
+    bare = TokenGate(config, DEVICE, [public_pem()])
+    if source == "cli":
+        assert bare.accept(signed(jti="bare"), source).claims.jti == "bare"
+    else:
+        with pytest.raises(TokenError, match="only sealed"):
+            bare.accept(signed(), source)
+    # Once there is a password file, `token set` wants the seal like every other path.
+    (tmp_path / "none").write_text("a-label-password\n")
+    with pytest.raises(TokenError, match="only sealed"):
+        bare.accept(signed(), source)
 
 
 def _device_config(tmp_path: Path, password: str = LABEL_PASSWORD) -> Config:

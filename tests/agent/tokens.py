@@ -60,7 +60,12 @@ def sealed(token: str, password: str = LABEL_PASSWORD, device_id: str = DEVICE) 
 
 def gate(kind: str = "camera", cloud: str = CLOUD, password: str = LABEL_PASSWORD) -> TokenGate:
     """The gate of a device whose label password is `password`."""
-    config = Config(device=DeviceConfig(id=DEVICE, kind=kind), cloud=CloudConfig(url=cloud))
+    # A password file that exists (this file): the gate asks only whether the device has
+    # a label password at all; K itself comes from `label_key`.
+    config = Config(
+        device=DeviceConfig(id=DEVICE, kind=kind, password_file=__file__),
+        cloud=CloudConfig(url=cloud),
+    )
     return TokenGate(config, DEVICE, [public_pem()], label_key=lambda: label_key(password))
 
 

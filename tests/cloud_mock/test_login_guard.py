@@ -9,6 +9,7 @@ from cloud_mock.captcha import (
     CAPTCHA_TTL_S,
     CaptchaBook,
     CaptchaCheck,
+    CaptchaFull,
     normalize_answer,
     render_png,
 )
@@ -46,24 +47,41 @@ def test_captcha_expires_after_60_s(age: float, expected: CaptchaCheck) -> None:
     assert book.check(captcha.id, captcha.answer, T0 + age, "ann") is expected
 
 
-def test_captchas_per_client_and_in_all_are_bounded_and_a_refresh_kills_one() -> None:
-    book = CaptchaBook(max_live=4, max_per_client=2)
+def test_a_full_address_is_refused_a_draw_and_nobodys_captcha_dies_for_room() -> None:
+    """Issue 25: draws behind one address (an office) never kill a neighbour's captcha;
+    past the bound the draw is refused until the oldest expires, and a refresh kills
+    exactly the captcha it replaces."""
+    book = CaptchaBook(max_per_client=2)
     first = book.issue("a", T0)
     other = book.issue("b", T0)
-    second = book.issue("a", T0)
-    # Two people behind address a: both captchas live.
+    second = book.issue("a", T0 + 5)
+    with pytest.raises(CaptchaFull) as full:
+        book.issue("a", T0 + 10)  # a's third
+    assert full.value.retry_after == pytest.approx(CAPTCHA_TTL_S - 10)
+    # Both captchas of address a live on: two people there are both served.
     assert book.peek(first.id) == first
-    third = book.issue("a", T0)  # a's third: a's oldest goes
-    assert book.peek(first.id) is None
-    assert book.check(first.id, first.answer, T0, "ann") is CaptchaCheck.UNKNOWN
-    refreshed = book.issue("a", T0, replaces=second.id)
+    assert book.peek(second.id) == second
+    # Per login: draws for another login, or for none, are a bucket of their own.
+    for_ann = book.issue("a", T0 + 10, login="ann")
+    assert book.peek(for_ann.id) == for_ann
+    # A refresh kills the one it replaces, and makes its own room.
+    refreshed = book.issue("a", T0 + 10, replaces=second.id)
     assert book.peek(second.id) is None
-    assert book.peek(third.id) == third
+    assert book.peek(first.id) == first
+    assert book.peek(refreshed.id) == refreshed
     assert book.peek(other.id) == other
-    for i in range(10):
+    # Once the oldest has expired, there is room again.
+    assert book.issue("a", T0 + CAPTCHA_TTL_S).client == "a"
+    assert book.peek(first.id) is None
+
+
+def test_the_book_as_a_last_bound_drops_the_oldest() -> None:
+    book = CaptchaBook(max_live=4)
+    oldest = book.issue("flood0", T0)
+    for i in range(1, 10):
         book.issue(f"flood{i}", T0)
     assert len(book) == 4
-    assert book.peek(refreshed.id) is None  # the oldest went first
+    assert book.peek(oldest.id) is None
 
 
 def test_a_captcha_for_one_login_solves_only_that_login() -> None:
@@ -85,6 +103,28 @@ def test_render_budget_per_client_and_overall() -> None:
     assert [budget.take("b", T0 + 1) for _ in range(2)] == [None] * 2
     assert budget.take("c", T0 + 2) == 58  # everybody together: 5 a minute
     assert budget.take("c", T0 + 60) is None
+
+
+def test_a_login_that_needs_a_captcha_gets_one_when_everybodys_budget_is_spent() -> None:
+    """Issue 25 (H2): addresses that spend everybody's budget leave the owner, at a fresh
+    address, a captcha for the login that needs one; the reserve is per (login, address)
+    and bounded for everybody."""
+    budget = RenderBudget(
+        per_client=RateLimit(20, 60),
+        overall=RateLimit(5, 60),
+        reserve_per_client=RateLimit(2, 60),
+        reserve=RateLimit(4, 60),
+    )
+    assert [budget.take(f"crowd{i}", T0) for i in range(5)] == [None] * 5
+    assert budget.take("owner", T0 + 1) == 59  # a draw for no login: the budget is spent
+    assert budget.take("owner", T0 + 1, needed_by="admin") is None  # from the reserve
+    assert budget.take("owner", T0 + 1, needed_by="admin") is None  # a refresh
+    assert budget.take("owner", T0 + 1, needed_by="admin") == 59  # its share of the reserve
+    # Others draw the rest of the reserve for that login; then it too waits.
+    assert budget.take("crowd9", T0 + 2, needed_by="admin") is None
+    assert budget.take("crowd8", T0 + 2, needed_by="admin") is None
+    assert budget.take("crowd7", T0 + 2, needed_by="admin") == 58
+    assert budget.take("owner", T0 + 61, needed_by="admin") is None
 
 
 def test_normalize_answer() -> None:

@@ -23,6 +23,7 @@ import pytest
 
 from agent.provisioning.wire import PollRequest
 from cloud_mock import nvr_device
+from cloud_mock.client_address import client_key
 from cloud_mock.keys import STORE
 from cloud_mock.nvr import NVR_TOKEN_TURN_S
 from cloud_mock.nvr_device import (
@@ -31,7 +32,6 @@ from cloud_mock.nvr_device import (
     HOUSEKEEPING,
     DeviceCallGuard,
     DeviceCallLimits,
-    client_key,
 )
 from cloud_mock.provisioning import WAITERS
 from cloud_mock.server import RunningMock

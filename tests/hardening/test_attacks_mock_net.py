@@ -22,12 +22,20 @@ import aiohttp
 import pytest
 
 from agent.provisioning.wire import PollRequest
+from cloud_mock.captcha import MAX_PER_CLIENT
 from cloud_mock.log_limit import ACCESS_LINES_PER_WINDOW
-from cloud_mock.login_guard import CAPTCHA_CLIENT_LIMIT, LOGIN_CAPTCHA_LIMIT, LOGIN_LIMIT
+from cloud_mock.login_guard import (
+    CAPTCHA_CLIENT_LIMIT,
+    LOGIN_CAPTCHA_LIMIT,
+    LOGIN_LIMIT,
+    RateLimit,
+    RenderBudget,
+)
 from cloud_mock.provisioning import WAITERS
 from cloud_mock.resources import DESCRIPTOR_RESERVE
 from cloud_mock.server import RunningMock, start
 from cloud_mock.testing import PROJECT_ROOT, mock_command, mock_env, stop_process
+from cloud_mock.users import LOGIN_STATE
 from tests.cloud_mock.conftest import mock_options
 from tests.eventually import eventually, eventually_async
 
@@ -159,6 +167,46 @@ async def test_idle_and_header_dripping_tls_connections_are_closed(
         await asyncio.gather(dripping, return_exceptions=True)
         idle_writer.close()
         drip_writer.close()
+
+
+async def test_one_address_holds_at_most_its_share_of_connections(tmp_path: Path) -> None:
+    """Issue 25: 3,000 plain TCP connections from one address (never starting TLS) took
+    every descriptor of the mock. Now an address holds at most its cap (2,048 by default,
+    20 here), those over it are closed as soon as they are accepted, and another address
+    is served meanwhile."""
+    running = await start(
+        mock_options(tmp_path / "cloud", max_connections_per_client=20, handshake_timeout_s=30.0)
+    )
+    port = int(running.url.rsplit(":", 1)[1])
+    site = next(iter(running.runner.sites))
+    held = []
+    try:
+        for _ in range(60):
+            held.append(
+                await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.9", 0))
+            )
+        closed = 0
+        for reader, _ in held:
+            try:
+                data = await asyncio.wait_for(reader.read(1), 0.2)
+            except TimeoutError:
+                continue
+            except ConnectionError:
+                data = b""
+            closed += data == b""
+        assert closed == 40
+        assert site.clients.of("127.0.0.9") == 20
+        async with (
+            _client(running.data_dir, running.url, "127.0.0.10") as other,
+            other.get("/v1/keys") as response,
+        ):
+            assert response.status == 200
+    finally:
+        for _, writer in held:
+            writer.close()
+        await running.stop()
+    # Every connection, refused, timed out or answered, left the count.
+    assert len(site.clients) == 0
 
 
 async def test_the_idle_timeout_does_not_cut_a_held_poll(small_mock: RunningMock) -> None:
@@ -312,15 +360,78 @@ async def test_drawing_captchas_is_rate_limited_per_address(cloud: RunningMock) 
         _client(data_dir, url, "127.0.0.5") as greedy,
         _client(data_dir, url, "127.0.0.6") as other,
     ):
+        # Each a refresh of the last (so that the address's live captchas stay below
+        # their own bound): the rate of drawing is what is limited here.
+        replaces = ""
         for _ in range(CAPTCHA_CLIENT_LIMIT.failures):
-            async with greedy.get("/v1/auth/captcha") as response:
+            async with greedy.get(f"/v1/auth/captcha?replaces={replaces}") as response:
                 assert response.status == 200
-        async with greedy.get("/v1/auth/captcha") as response:
+                replaces = (await response.json())["captcha_id"]
+        async with greedy.get(f"/v1/auth/captcha?replaces={replaces}") as response:
             assert response.status == 429
             assert int(response.headers["Retry-After"]) > 0
             assert (await response.json())["error"] == "rate_limited"
         async with other.get("/v1/auth/captcha") as response:
             assert response.status == 200
+
+
+async def test_a_crowd_drawing_captchas_never_keeps_the_owner_from_logging_in(
+    cloud: RunningMock,
+) -> None:
+    """Issue 25 (H2): once a login needs a captcha, addresses drawing captchas until
+    everybody's budget is spent (800 draws from 40 addresses did it) no longer leave the
+    owner's right password a 429: the owner, at a fresh address, gets a captcha from the
+    login's reserve, solves it and logs in. The budget is shrunk to 12 a minute here (the
+    mock's is 600) so that spending it takes a dozen draws, not hundreds."""
+    cloud.app[LOGIN_STATE].renders = RenderBudget(overall=RateLimit(12, 60.0))
+    password = (cloud.data_dir / "admin-password").read_text().strip()
+    url, data_dir = cloud.url, cloud.data_dir
+    per_address = LOGIN_LIMIT.failures - 1
+    for n in range(LOGIN_CAPTCHA_LIMIT.failures):  # admin now needs a captcha
+        async with _client(data_dir, url, f"127.0.0.{20 + n // per_address}") as guesser:
+            assert (await _login(guesser, "wrong"))[0] == 401
+    spent = 0
+    for n in range(4):  # the crowd spends everybody's budget
+        async with _client(data_dir, url, f"127.0.0.{60 + n}") as drawer:
+            for _ in range(5):
+                async with drawer.get("/v1/auth/captcha") as response:
+                    spent += response.status == 200
+    assert spent == 12
+    async with (
+        _client(data_dir, url, "127.0.0.70") as late,
+        late.get("/v1/auth/captcha") as response,
+    ):
+        assert response.status == 429  # the budget is spent indeed
+    async with _client(data_dir, url, "127.0.0.71") as owner:
+        status, body = await _login(owner, password)
+        assert (status, body["error"]) == (428, "captcha_required"), body
+        async with owner.get(f"/v1/test/captcha/{body['captcha_id']}") as response:
+            answer = (await response.json())["answer"]
+        status, body = await _login(
+            owner, password, captcha_id=body["captcha_id"], captcha_answer=answer
+        )
+        assert status == 200, body
+
+
+async def test_draws_behind_one_address_never_kill_a_neighbours_captcha(
+    cloud: RunningMock,
+) -> None:
+    """Issue 25: 8 draws behind the neighbour's address used to push its captcha out;
+    now a full address is refused a draw (429 with Retry-After), and the neighbour's
+    captcha still solves its login."""
+    password = (cloud.data_dir / "admin-password").read_text().strip()
+    url, data_dir = cloud.url, cloud.data_dir
+    async with _client(data_dir, url, "127.0.0.80") as office:
+        neighbours = await _solved(office)
+        refused = 0
+        for _ in range(MAX_PER_CLIENT + 2):
+            async with office.get("/v1/auth/captcha?login=admin") as response:
+                if response.status == 429:
+                    refused += 1
+                    assert int(response.headers["Retry-After"]) > 0
+        assert refused >= 2
+        status, body = await _login(office, password, **neighbours)
+        assert status == 200, body
 
 
 def test_loopback_aliases_reach_the_mock() -> None:

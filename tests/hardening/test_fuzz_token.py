@@ -163,7 +163,10 @@ def sealed(token: str, key: bytes | None = None) -> str:
 
 
 def _camera_gate() -> TokenGate:
-    config = Config(device=DeviceConfig(id=DEVICE), cloud=CloudConfig(url=CLOUD))
+    # A camera with a label password (a file that exists: K itself is LABEL_K).
+    config = Config(
+        device=DeviceConfig(id=DEVICE, password_file=__file__), cloud=CloudConfig(url=CLOUD)
+    )
     return TokenGate(config, DEVICE, [PUBLIC_PEM], label_key=lambda: LABEL_K)
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.provisioning.wire import derive_key, seal_token
 from cloud_mock import sandbox
 from tests.card_video import video_with_card
 from tests.system.conftest import ROOT, copy_in
@@ -120,11 +121,12 @@ def token_jti(token: str) -> str:
     return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))["jti"]
 
 
-def card_video(path: Path, token: str, blank_seconds: float) -> None:
-    """An MJPEG AVI: a grey frame for `blank_seconds`, then a QR card with `token`."""
+def card_video(path: Path, card: str, blank_seconds: float) -> None:
+    """An MJPEG AVI: a grey frame for `blank_seconds`, then a QR card with `card` (its text)."""
     png = path.with_suffix(".png")
     subprocess.run(
-        [sys.executable, "-m", "agent", "qr", "make", "token", token, "--png", str(png)],
+        [sys.executable, "-m", "agent", "qr", "make", "token", "--png", str(png)],
+        input=card.encode(),
         check=True,
         capture_output=True,
         cwd=ROOT,
@@ -161,11 +163,13 @@ def configure(box: Container, cloud: sandbox.Cloud, device: str, source: str) ->
     box.run(["systemctl", "start", "camagent"])
 
 
-def card_for(cloud: sandbox.Cloud, device: str) -> str:
-    """The owner typed another password in the cloud: polls never bring the token, only
-    the card can."""
+def card_for(cloud: sandbox.Cloud, device: str) -> tuple[str, str]:
+    """The token, and the card's text: that token sealed under the label password's K, as
+    a camera takes a token from a card (docs/design.md §2.9). The cloud was given another
+    password, so that polls never bring the token: only the card can."""
     session = cloud.login()
-    return str(cloud.add_camera(session, device, "not-the-label-password", "sandbox")["token"])
+    token = str(cloud.add_camera(session, device, "not-the-label-password", "sandbox")["token"])
+    return token, seal_token(derive_key(PASSWORD, device), device, token)
 
 
 def qr_children(box: Container, main: int) -> list[int]:
@@ -337,9 +341,9 @@ def test_the_service_reads_a_card_in_a_video_file(
 ) -> None:
     box = installed
     device = device_id(box, 1)
-    token = card_for(host_cloud, device)
+    token, card = card_for(host_cloud, device)
     video = tmp_path / "card.avi"
-    card_video(video, token, blank_seconds=2)
+    card_video(video, card, blank_seconds=2)
     copy_in(box, video, "/srv/camagent/card.avi")
     configure(box, host_cloud, device, "/srv/camagent/card.avi")
     connected = wait_state(box, "connected")
@@ -390,9 +394,9 @@ def test_the_local_api_and_mdns_answer_under_the_address_family_filter(
 @pytest.fixture
 def rtsp_stream(tmp_path: Path, host_cloud: sandbox.Cloud, installed: Container) -> Iterator:
     device = device_id(installed, 2)
-    token = card_for(host_cloud, device)
+    token, card = card_for(host_cloud, device)
     video = tmp_path / "stream.avi"
-    card_video(video, token, blank_seconds=8)
+    card_video(video, card, blank_seconds=8)
     server = subprocess.Popen(
         ["/usr/bin/python3", str(ROOT / "tests" / "e2e" / "rtsp_server.py"), str(video)],
         stdout=subprocess.PIPE,

@@ -112,6 +112,24 @@ def test_at_the_total_cap_an_address_over_its_fair_share_makes_room() -> None:
     assert gate.admit("10.0.0.3") is Refusal.TOTAL
 
 
+def test_a_connection_still_sending_its_headers_may_be_dropped_a_busy_one_not() -> None:
+    gate = Gate(SMALL)  # 4 in all, 2 per address
+    dropped: list[str] = []
+    tickets = {}
+    for name, address in (("a1", "10.0.0.1"), ("a2", "10.0.0.1"), ("b1", "10.0.0.2")):
+        ticket = gate.admit(address)
+        assert isinstance(ticket, Ticket)
+        ticket.handshaking = False  # TLS is done …
+        ticket.evict = lambda name=name: dropped.append(name)
+        tickets[name] = ticket
+    tickets["a1"].awaiting_headers = False  # … a1's request is under way: busy
+    tickets["a2"].awaiting_headers = True  # a2 drips its headers
+    assert isinstance(gate.admit("10.0.0.3"), Ticket)
+    assert isinstance(gate.admit("10.0.0.4"), Ticket)  # the total cap: a2 makes room
+    assert dropped == ["a2"]
+    assert gate.admit("10.0.0.5") is Refusal.TOTAL  # a1 is busy, the rest hold one each
+
+
 def test_headroom_counts_the_descriptors_left_under_the_soft_limit() -> None:
     before = descriptor_headroom()
     assert before is not None
@@ -305,6 +323,39 @@ async def test_a_host_with_a_few_addresses_cannot_keep_the_owner_out(served: Ser
         w.close()
 
 
+@pytest.mark.parametrize("limits", [replace(SMALL, header_s=60.0, keepalive_s=60.0)])
+async def test_headers_dripped_after_tls_cannot_keep_the_owner_out(served: Served) -> None:
+    """Issue 25 (M2): connections that finish TLS and then drip their headers (the first
+    request's, or a later one's on a kept-alive connection) were never dropped: 32 of
+    them from 4 addresses kept the installer out. Now they make room like handshakes."""
+    held = []
+    for source in ("127.0.0.2", "127.0.0.2", "127.0.0.3"):
+        reader, writer = await tls(served, source)
+        writer.write(b"GET /v1/info HTTP/1.1\r\nHo")  # and then one byte now and then
+        held.append((reader, writer))
+    reader, writer = await tls(served, "127.0.0.3")
+    writer.write(b"GET /v1/info HTTP/1.1\r\nHost: camagent\r\n\r\n")  # answered …
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    await reader.readexactly(length)
+    writer.write(b"GET /v1/info HTTP/1.1\r\nHo")  # … then a later request dripped
+    held.append((reader, writer))
+    await asyncio.sleep(0.1)
+    for _, w in held:
+        w.write(b"s")
+    for source in ("127.0.0.1", "127.0.0.4"):  # the owner, twice, from fresh addresses
+        owner_reader, owner_writer = await tls(served, source)
+        owner_writer.write(GET_INFO)
+        answer = await asyncio.wait_for(owner_reader.read(), 5)
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:100]
+        owner_writer.close()
+    closed = await asyncio.gather(*(closed_within(r, 1.0) for r, _ in held))
+    assert closed.count(True) >= 1
+    assert served.running.listener.stats()["dropped"] >= 1
+    for _, w in held:
+        w.close()
+
+
 async def test_a_connection_that_never_starts_tls_is_closed_after_the_handshake_time(
     served: Served,
 ) -> None:
@@ -398,6 +449,22 @@ async def test_aiohttps_own_refusals_are_json(
     assert answer["error"] == "bad_request"
     assert answer["message"].startswith("the request is not valid HTTP")
     assert not any(r.exc_info for r in caplog.records), "a traceback was logged"
+
+
+@pytest.mark.parametrize(
+    "raw_request",
+    [b"GET /v1/info\r\n\r\n", b"GET /v1/info HTTP/0.9\r\nHost: x\r\n\r\n"],
+    ids=["no version", "0.9"],
+)
+async def test_an_http_0_9_request_is_refused(served: Served, raw_request: bytes) -> None:
+    """Issue 25: aiohttp took a request line without a version as HTTP/0.9 and the
+    device answered it, /v1/info and all."""
+    status, headers, body = await request(served, raw_request)
+    assert status == 505
+    assert headers["content-type"].startswith("application/json")
+    answer = json.loads(body)
+    assert answer["error"] == "http_version_not_supported"
+    assert "device_id" not in answer
 
 
 @pytest.mark.parametrize("path", [b"/v1/reset", b"/v1/info", b"/v1/nothing"])

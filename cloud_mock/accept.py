@@ -1,0 +1,212 @@
+"""The mock's own accept loop: connections per client address, and descriptors in reserve.
+
+asyncio's server accepts whatever arrives and knows nothing of who sent it: 3,000 plain TCP
+connections from one address (never starting TLS, each held until the handshake timeout)
+took every descriptor the mock had, newcomers timed out and accept() logged EMFILE
+tracebacks (issue 25). Here the mock accepts by itself, and:
+
+- holds at most `per_client` connections of one client address (an IPv4 address or an
+  IPv6 /64, cloud_mock/client_address.py); a connection over it is closed as soon as it
+  is accepted, before any TLS work. Cameras of one site share an address behind NAT, each
+  with its control channel and now and then a held poll, so the cap is well above the
+  held polls one address may have (`resources.DEFAULT_MAX_HELD_PER_CLIENT`);
+- stops accepting while fewer than `reserve` descriptors are left under RLIMIT_NOFILE, so
+  the database, logins and the console always have room: the kernel's listen backlog
+  holds the rest, and refuses beyond it;
+- notes refusals in the log at most once a minute, with a count.
+
+A connection counts from its accept until aiohttp's server sees it lost (or its TLS
+handshake fails or times out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import socket
+import ssl
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from agent.local_api.listener import descriptor_headroom
+from cloud_mock.client_address import client_key
+from cloud_mock.log_limit import RateLimitedLogger
+
+log = logging.getLogger(__name__)
+_quiet_log = RateLimitedLogger(log)
+
+RETRY_S = 0.5  # how soon to look again when descriptors are short
+_OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+
+@dataclass(frozen=True)
+class AcceptLimits:
+    per_client: int = 2048  # connections of one client address at a time
+    reserve: int = 128  # descriptors never taken by accepting
+    handshake_s: float = 10.0  # TLS handshake, from accept
+
+
+class ClientCount:
+    """Open connections per client address; an address leaves when its last one closes,
+    so the table never holds more addresses than there are connections."""
+
+    def __init__(self, per_client: int) -> None:
+        self.per_client = per_client
+        self._open: Counter[str] = Counter()
+        self.refused = 0
+
+    def enter(self, client: str) -> bool:
+        if self._open[client] >= self.per_client:
+            self.refused += 1
+            return False
+        self._open[client] += 1
+        return True
+
+    def leave(self, client: str) -> None:
+        self._open[client] -= 1
+        if self._open[client] <= 0:
+            del self._open[client]
+
+    def __len__(self) -> int:
+        return sum(self._open.values())
+
+    def of(self, client: str) -> int:
+        return self._open.get(client, 0)
+
+
+class _Accepting:
+    """What `BaseSite.stop` closes: the accept task and the listening socket."""
+
+    def __init__(self, task: asyncio.Task[None], sock: socket.socket) -> None:
+        self._task, self._sock = task, sock
+
+    def close(self) -> None:
+        self._task.cancel()
+        self._sock.close()
+
+
+class GuardedSite(web.SockSite):
+    """A SockSite that accepts through `ClientCount` and the descriptor reserve, and gives
+    each client `limits.handshake_s` to finish its TLS handshake."""
+
+    limits = AcceptLimits()
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)
+        server = self._runner.server
+        assert server is not None
+        self.clients = ClientCount(self.limits.per_client)
+        self._handlers: dict[Any, str] = {}
+        self._handshakes: set[asyncio.Task[None]] = set()
+        self._sock.setblocking(False)
+        self._sock.listen(self._backlog)
+        _release_with(server, self._lost)
+        task = asyncio.create_task(self._serve(server), name="cloud_mock accept")
+        self._server = _Accepting(task, self._sock)  # type: ignore[assignment]
+
+    async def stop(self) -> None:
+        for task in list(getattr(self, "_handshakes", ())):
+            task.cancel()
+        await super().stop()
+
+    async def _serve(self, server: web.Server) -> None:
+        while True:
+            await _readable(self._sock)
+            room = descriptor_headroom()
+            if room is not None and room < self.limits.reserve:
+                _quiet_log.warning(
+                    "not accepting connections while only %d file descriptors are left "
+                    "(%d are kept for the database, logins and the console)",
+                    room,
+                    self.limits.reserve,
+                )
+                await asyncio.sleep(RETRY_S)
+                continue
+            try:
+                conn, peer = self._sock.accept()
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                await _accept_failed(exc)
+                continue
+            client = client_key(str(peer[0]))
+            if not self.clients.enter(client):
+                conn.close()
+                _quiet_log.warning(
+                    "refused connections from %s over its %d at a time",
+                    client,
+                    self.limits.per_client,
+                )
+                continue
+            conn.setblocking(False)
+            task = asyncio.create_task(self._handshake(server, conn, client))
+            self._handshakes.add(task)
+            task.add_done_callback(self._handshakes.discard)
+
+    async def _handshake(self, server: web.Server, conn: socket.socket, client: str) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            _, handler = await loop.connect_accepted_socket(
+                server,
+                conn,
+                ssl=self._ssl_context,
+                ssl_handshake_timeout=self.limits.handshake_s if self._ssl_context else None,
+            )
+        except (OSError, ssl.SSLError, TimeoutError, asyncio.CancelledError) as exc:
+            conn.close()
+            self.clients.leave(client)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        self._handlers[handler] = client
+        if getattr(handler, "transport", None) is None:  # lost before we got here
+            self._lost(handler)
+
+    def _lost(self, handler: Any) -> None:
+        client = self._handlers.pop(handler, None)
+        if client is not None:
+            self.clients.leave(client)
+
+
+def _release_with(server: web.Server, lost: Any) -> None:
+    """Have `lost(handler)` called when aiohttp's server sees a connection lost (web.Server
+    has no hook of its own for it: its `connection_lost` is wrapped on this instance)."""
+    original = server.connection_lost
+
+    def connection_lost(handler: Any, exc: BaseException | None = None) -> None:
+        lost(handler)
+        original(handler, exc)
+
+    server.connection_lost = connection_lost  # type: ignore[method-assign]
+
+
+async def _readable(sock: socket.socket) -> None:
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+    fd = sock.fileno()  # by number: the socket may be closed before the finally runs
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, wake)
+    try:
+        await ready
+    finally:
+        with contextlib.suppress(ValueError, OSError):
+            loop.remove_reader(fd)
+
+
+async def _accept_failed(exc: OSError) -> None:
+    # ECONNABORTED and the like: the client left before we took it, nothing to do.
+    if exc.errno in _OUT_OF_RESOURCES:
+        _quiet_log.warning("cannot accept a connection: %s", exc.strerror)
+        await asyncio.sleep(RETRY_S)
+    elif exc.errno not in (errno.ECONNABORTED, errno.EPROTO, errno.EINTR, errno.EAGAIN):
+        _quiet_log.warning("accept failed: %s", exc)
+        await asyncio.sleep(RETRY_S / 10)
