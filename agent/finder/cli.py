@@ -38,7 +38,8 @@ def add_parser(sub: Any) -> None:
     how.add_argument(
         "--token-file",
         metavar="FILE",
-        help="push the token in FILE ('-': stdin): a camera's sealed_token, from the cloud; "
+        help="push the token in FILE ('-': stdin): a camera's sealed token, from the cloud "
+        'console\'s "Token for this camera" (or GET /v1/cameras/{id}/token); '
         f"with neither --token-file nor --profile: ${TOKEN_ENV}",
     )
     how.add_argument(

@@ -42,7 +42,7 @@ import secrets
 
 from aiohttp import web
 
-from cloud_mock.console import gateway, live, pages, views
+from cloud_mock.console import card, gateway, live, pages, views
 from cloud_mock.console.security import CONSOLE_KEY, add_security_headers
 
 
@@ -52,5 +52,6 @@ def setup(app: web.Application) -> None:
     app.on_response_prepare.append(add_security_headers)
     pages.setup(app)
     views.add_routes(app)
+    card.add_routes(app)
     gateway.add_routes(app)
     live.setup(app)

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, expect
 
+from agent.qr.payloads import parse
 from cloud_mock import sandbox
 from cloud_mock.testing import MockCloud
 from tests.console.browsing import (
@@ -29,6 +30,7 @@ from tests.console.browsing import (
     tabs,
     wait_for_activation,
 )
+from tests.eventually import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -218,6 +220,93 @@ def test_add_camera_goes_online_live_and_delete_reprovisions(
     agent.wait_for_state("provisioning", timeout=15)
     page.reload()
     expect(page.get_by_role("row", name=re.compile("Front door"))).to_have_count(0)
+
+
+def test_a_token_card_made_in_the_page_connects_the_camera(
+    new_tab: Callable[[], Tab], cloud: MockCloud, agents: list[sandbox.Agent], tmp_path: Path
+) -> None:
+    """Issue 26: the owner gets the camera's token from its page, sealed for the label
+    password, as text to copy and as a QR card; `camagent qr scan --apply` on the card
+    (what the daemon's own watcher does with its video) makes the waiting daemon connect.
+    The daemon polls once at start, before the camera is added, then not for 10 minutes:
+    only the card can bring the token."""
+    device_id = "02:c0:00:00:00:0c"
+    agent = start_device(tmp_path, cloud, agents, device_id, fast_interval=600.0, long_poll=0.0)
+    eventually(lambda: agent.status()["provisioning"]["attempts"], until=lambda n: n >= 1)
+    added = cloud.add_camera(cloud.login(), device_id, "label-password", "Porch")
+    tab = new_tab()
+    page = tab.go(f"/cameras/{added['camera_id']}")
+    if "/login" in page.url:
+        tab.log_in()
+        page = tab.go(f"/cameras/{added['camera_id']}")
+    section = page.get_by_role("region", name="Token for this camera")
+    # WiFi and token together: the WiFi password goes into the picture only.
+    section.get_by_label("Put WiFi on the card too").check()
+    section.get_by_label("Network name").fill("Porch net")
+    section.get_by_label("WiFi password").fill("wifi-secret-1")
+    section.get_by_role("button", name="Make the token card").click()
+    expect(section.locator("#token-card-caption")).to_contain_text('WiFi "Porch net"')
+    expect(section.get_by_label("WiFi password")).to_have_value("")
+    combined = tmp_path / "combined.png"
+    combined.write_bytes(_card_image(page))
+    read = _qr_scan(["qr", "scan", "--json", str(combined)])
+    assert read["type"] == "combined"
+    payload = parse(read["text"])
+    assert payload.wifi is not None
+    assert (payload.wifi.ssid, payload.wifi.password) == ("Porch net", "wifi-secret-1")
+    assert "." not in payload.token  # sealed: never the plain token
+    assert payload.token != added["token"]
+    # The token alone: the card the camera reads.
+    section.get_by_label("Put WiFi on the card too").uncheck()
+    section.get_by_role("button", name="Make the token card").click()
+    expect(section.locator("#token-card-caption")).to_have_text(
+        "The token: hold it in front of the camera."
+    )
+    sealed = section.get_by_label("Token (sealed)").input_value()
+    assert "." not in sealed  # sealed, not the plain token a squatter would also get
+    card = tmp_path / "card.png"
+    card.write_bytes(_card_image(page))
+    tab.shot("camera-token-card")
+    applied = _qr_scan(["--config", str(agent.config_path), "qr", "scan", "--apply", str(card)])
+    assert applied["returncode"] == 0, applied
+    agent.wait_for_state("connected", timeout=20)
+    assert agent.status()["token"]["jti"] == _jti(added["token"])
+    row = page.locator("dl.facts [data-col=status]")
+    expect(row).to_have_text("online", timeout=20_000)
+
+
+def _card_image(page: Any) -> bytes:
+    import base64
+
+    source = page.locator("#token-card-image").get_attribute("src")
+    prefix = "data:image/png;base64,"
+    assert source.startswith(prefix)
+    return base64.b64decode(source[len(prefix) :])
+
+
+def _qr_scan(argv: list[str]) -> dict[str, Any]:
+    import json
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "agent", *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if "--json" in argv:
+        decoded = json.loads(result.stdout)
+        assert decoded["found"], decoded
+        return dict(decoded["payloads"][0])
+    return {"returncode": result.returncode, "out": result.stdout + result.stderr}
+
+
+def _jti(token: str) -> str:
+    from agent.token_codec import parse_claims
+
+    return parse_claims(token).jti
 
 
 # --- registrators --------------------------------------------------------------------------

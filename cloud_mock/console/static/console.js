@@ -585,10 +585,51 @@ function wirePasswordForm(path) {
   };
 }
 
+// "Token for this camera": the sealed token to copy, and a QR card of it (WiFi too, if
+// asked) drawn by the server; the WiFi name and password go into the picture only.
+function wireTokenCard(cameraId) {
+  const form = $("#token-form");
+  if (!form) return;
+  const fields = $("#card-wifi-fields");
+  const error = $("#card-error");
+  const withWifi = $("#card-wifi");
+  withWifi.addEventListener("change", () => { fields.hidden = !withWifi.checked; });
+  $("#copy-token").addEventListener("click", (event) => copyFrom("sealed-token", event.target));
+  $("#print-card").addEventListener("click", () => window.print());
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.textContent = "";
+    const button = $("button[type=submit]", form);
+    let wifi = null;
+    if (withWifi.checked) {
+      const ssid = $("#card-ssid").value;
+      if (!ssid) { error.textContent = "Type the network name."; $("#card-ssid").focus(); return; }
+      wifi = {
+        ssid,
+        password: $("#card-wifi-password").value,
+        security: $("#card-security").value,
+        hidden: $("#card-hidden").checked,
+      };
+    }
+    if (!busy(button, true)) return;
+    const answer = await call("POST", `/console/cameras/${encodeURIComponent(cameraId)}/card`, { wifi });
+    busy(button, false);
+    if (!answer.ok) { error.textContent = errorText(answer); return; }
+    $("#sealed-token").value = answer.data.sealed_token;
+    $("#token-card-image").src = "data:image/png;base64," + answer.data.image;
+    $("#token-card-caption").textContent = answer.data.kind === "combined"
+      ? `WiFi "${wifi.ssid}" and the token: hold it in front of the camera.`
+      : "The token: hold it in front of the camera.";
+    $("#card-wifi-password").value = "";
+    $("#token-result").hidden = false;
+  });
+}
+
 function cameraPage() {
   wireDeletes();
   const facts = $("dl[data-camera-id]");
   const path = `/cameras/${encodeURIComponent(facts.dataset.cameraId)}`;
+  wireTokenCard(facts.dataset.cameraId);
   const followers = [wireReset(path), wirePasswordForm(path)];
   let status = null;
   liveStatus((data) => {
