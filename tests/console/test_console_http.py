@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
@@ -271,3 +272,38 @@ def test_a_viewer_has_the_live_view_but_no_reset_or_password(cloud: MockCloud) -
     assert 'id="password-section" class="card"' in page
     assert 'id="password-section" class="card" hidden' not in page
     assert 'id="reset-camera" class="danger" aria-describedby="reset-why" disabled' in page
+
+
+def test_the_token_card_is_for_those_who_may_change_with_the_csrf_token(cloud: MockCloud) -> None:
+    """Issue 26: "Token for this camera" (POST /console/cameras/{id}/card)."""
+    camera = cloud.add_camera(cloud.login(), "02:c5:00:00:00:2c", "label-pw", "Shed")
+    path = f"/console/cameras/{camera['camera_id']}/card"
+    owner = Browserless(cloud)
+    csrf = owner.log_in()
+    assert owner.json("POST", path, {"wifi": None}, None).status == 403  # no CSRF token
+    made = owner.json("POST", path, {"wifi": None}, csrf)
+    assert made.status == 200, made.text
+    assert made.headers["Cache-Control"] == "no-store"
+    answer = made.json()
+    assert answer["kind"] == "token"
+    assert answer["sealed_token"] != camera["token"]
+    assert "." not in answer["sealed_token"]
+    assert base64.b64decode(answer["image"]).startswith(b"\x89PNG")
+    wifi = {"ssid": "Shed net", "password": "wifi-pw-1", "security": "WPA", "hidden": False}
+    combined = owner.json("POST", path, {"wifi": wifi}, csrf)
+    assert (combined.status, combined.json()["kind"]) == (200, "combined")
+    for bad, words in (
+        ({"ssid": "x" * 33}, "longer than 32 bytes"),
+        ({"ssid": "n", "security": "WPA"}, "needs its password"),
+        ({"ssid": "n", "security": "ROT13", "password": "p"}, "security must be"),
+        ({"ssid": "n", "hidden": "yes"}, "hidden must be"),
+        ("Shed net", "wifi must be an object"),
+    ):
+        refused = owner.json("POST", path, {"wifi": bad}, csrf)
+        assert refused.status == 400, bad
+        assert words in refused.json()["error"], refused.text
+    viewer = Browserless(cloud)
+    viewer_csrf = viewer.log_in(VIEWER["login"], VIEWER["password"])
+    assert viewer.json("POST", path, {"wifi": None}, viewer_csrf).status == 403
+    assert "token-form" not in viewer.request("GET", f"/cameras/{camera['camera_id']}").text
+    assert owner.json("POST", "/console/cameras/nope/card", {"wifi": None}, csrf).status == 404
