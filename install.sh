@@ -304,12 +304,32 @@ read_token() {
 	fi
 }
 
+# The one-liner again, as root: the same cloud, its CA (a copy of the one served inside
+# this script) and these arguments; sudo keeps CAMAGENT_TOKEN only when asked to.
+root_hint() {
+	rh_url=$(
+		served_values
+		printf '%s' "$CLOUD_URL"
+	)
+	case $rh_url in @*@) rh_url='<cloud>' ;; esac
+	rh_ca=
+	if served_ca_pem | grep -q 'BEGIN CERTIFICATE'; then
+		if rh_file=$(mktemp "${TMPDIR:-/tmp}/camagent-ca.XXXXXX") && served_ca_pem >"$rh_file"; then
+			rh_ca=" --cacert $(shell_quote "$rh_file")"
+		fi
+	fi
+	rh_env=
+	[ -z "${CAMAGENT_TOKEN:-}" ] || rh_env=' --preserve-env=CAMAGENT_TOKEN'
+	printf 'curl -fsSL%s %s/install.sh | sudo%s sh -s --%s%s' \
+		"$rh_ca" "$(shell_quote "$rh_url")" "$rh_env" "${ARGS_QUOTED:+ }" "$ARGS_QUOTED"
+}
+
 check_root() {
 	if [ "$(id -u)" != 0 ]; then
 		if [ "$DRY_RUN" = 1 ]; then
 			warn "note: not running as root; a real run needs root (sudo sh)"
 		else
-			die "this installer must run as root: curl -fsSL <cloud>/install.sh | sudo sh -s -- ..."
+			die "this installer must run as root: $(root_hint)"
 		fi
 	fi
 }
@@ -786,6 +806,7 @@ main() {
 	RESTART=0
 	TMP_DIR=
 	parse_args "$@"
+	ARGS_QUOTED=$(shell_quote "$@")
 	[ -z "$ROOT" ] || say "installing under $ROOT (CAMAGENT_INSTALL_ROOT)"
 	[ "$DRY_RUN" = 0 ] || say "dry run: printing what would be done, changing nothing"
 

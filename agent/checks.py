@@ -122,7 +122,12 @@ def clock_check(date: str | None, local: float) -> Check:
         offset = email.utils.parsedate_to_datetime(date).timestamp() - local
     except (TypeError, ValueError):
         return Check("clock", "warn", f"the cloud's Date header {date!r} is unreadable")
-    detail = f"local clock is {offset:+.0f} s from the cloud's"
+    seconds = round(offset)
+    if seconds == 0:  # "-0 s" reads as a fault; within half a second is "the same"
+        detail = "local clock agrees with the cloud's (within 1 s)"
+    else:
+        behind_or_ahead = "behind" if seconds > 0 else "ahead of"  # offset: cloud - local
+        detail = f"local clock is {abs(seconds)} s {behind_or_ahead} the cloud's"
     if abs(offset) > CLOCK_WINDOW_S:
         return Check(
             "clock",

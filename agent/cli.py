@@ -191,6 +191,11 @@ def walk_commands(
 
 def main(argv: Sequence[str] | None = None) -> int:
     verbose = False
+    stdout_closed = sys.stdout is None  # `camagent status >&-`: Python gives us None
+    if stdout_closed:
+        import os
+
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -199,7 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler: Callable[[argparse.Namespace], int] = COMMANDS[args.command]
         code = handler(args)
         sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
-        return code
+        # Output that had nowhere to go ends quietly, with a broken pipe's exit code.
+        return code or (EXIT_FAILURE if stdout_closed else EXIT_OK)
     except CamagentError as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
@@ -368,7 +374,7 @@ def cmd_poll_now(args: argparse.Namespace) -> int:
 
 
 def cmd_nvr(args: argparse.Namespace) -> int:
-    config, _ = _config(args)
+    config, config_path = _config(args)
     if config.device.kind != "nvr":
         raise CamagentError(
             f'this device is a {config.device.kind}: set device.kind = "nvr" '
@@ -394,8 +400,13 @@ def cmd_nvr(args: argparse.Namespace) -> int:
             _daemon(config, "nvr_register", token=args.token)
         except DaemonUnavailable:
             from agent import offline
+            from agent.doctor import camagent_command
 
             offline.nvr_register(config, args.token)
+            # Nothing connects until the daemon runs: say so, and how to start it.
+            start = camagent_command(config_path, "run")
+            print(f"Linked: the NVR is registered with the cloud; it connects when `{start}` runs.")
+            return EXIT_OK
         print("Linked: the NVR is registered with the cloud and connects with its token.")
         return EXIT_OK
     try:

@@ -217,7 +217,16 @@ def write_private(path: Path, data: bytes, mode: int = LABEL_MODE) -> None:
 
 def _why(exc: OSError, path: Path) -> str:
     if exc.errno in (errno.EACCES, errno.EPERM):
-        return "permission denied: run as the file's owner (or root), or choose another path"
+        from agent.file_access import owner_and_mode
+
+        # A file that does not exist yet is made by its directory's owner.
+        found = owner_and_mode(path if path.exists() else path.parent)
+        if found is None:
+            return "permission denied: run as root, or choose another path"
+        holder, owner, _ = found
+        what = "the file" if holder == path else f"the directory {holder}"
+        root = "" if owner == "root" else " (or root)"
+        return f"permission denied: run as {owner}, owner of {what}{root}, or choose another path"
     if exc.errno == errno.ELOOP:
         return "it is a symbolic link: give the real path"
     return exc.strerror or str(exc)

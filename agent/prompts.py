@@ -6,9 +6,11 @@ from __future__ import annotations
 import contextlib
 import getpass
 import signal
+import sys
 import threading
 import warnings
 from collections.abc import Iterator
+from typing import TextIO
 
 from agent.errors import CamagentError
 
@@ -36,11 +38,30 @@ def interruptible() -> Iterator[None]:
 
 
 def secret(prompt: str, what: str = "password") -> str:
+    stdin = sys.stdin
+    if stdin is None or not _is_terminal(stdin):
+        # No terminal to turn echo off on: read one line of the pipe or file ourselves
+        # (getpass would print its own "Password input may be echoed" warning first).
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            sys.stderr.write(prompt)
+            sys.stderr.flush()
+        with interruptible():
+            line = stdin.readline() if stdin is not None else ""
+        if not line:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                sys.stderr.write("\n")  # the error that follows gets a line of its own
+            raise NoInput(f"no {what} given: standard input ended (it is not a terminal)")
+        return line.rstrip("\r\n")
     with interruptible(), warnings.catch_warnings():
-        # Without a terminal getpass reads stdin and says so in one line of its own; its
-        # Python warning (with a source path) would only add noise.
         warnings.simplefilter("ignore", getpass.GetPassWarning)
         try:
             return getpass.getpass(prompt)
         except EOFError:
             raise NoInput(f"no {what} given: standard input ended") from None
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (OSError, ValueError):
+        return False

@@ -18,7 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,6 @@ from cloud_mock import sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 # Env variables that would make a child believe it runs under systemd.
 SYSTEMD_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM", "LISTEN_FDS")
@@ -283,16 +282,6 @@ class KeepAliveClient:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-
-
-@contextlib.contextmanager
-def timed(log: Callable[[str], None], what: str) -> Iterator[None]:
-    start = time.monotonic()
-    log(f"{what} …")
-    try:
-        yield
-    finally:
-        log(f"{what}: {time.monotonic() - start:.1f} s")
 
 
 def python_label() -> str:

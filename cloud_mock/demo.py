@@ -45,6 +45,7 @@ def run(once: bool = False) -> int:
     agent: sandbox.Agent | None = None
     camera: test_camera.TestCamera | None = None
     say = Narrator().say
+    succeeded = False  # else the directory and its logs are kept, and named
     # Ctrl-C and SIGTERM both end the demo cleanly, children included.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
@@ -77,6 +78,7 @@ def run(once: bool = False) -> int:
         say(f"The cloud shows the camera as {_camera_status(cloud, session, camera_id)!r}")
         if once:
             say("Done (--once).")
+            succeeded = True
             return 0
         _watch_live(cloud, session, camera_id, camera, say)
 
@@ -99,15 +101,22 @@ def run(once: bool = False) -> int:
         print()
         print(
             closing_hint(
-                cloud.url, cloud.admin_password, config, camagent_command(), camera is not None
+                cloud.url,
+                cloud.admin_password,
+                config,
+                camagent_command(),
+                camera is not None,
+                ca_file=cloud.ca_file,
             )
         )
         print("Press Ctrl-C to stop.", flush=True)
-        while agent.process.poll() is None and cloud.process.poll() is None:
-            time.sleep(0.5)
-        raise CamagentError("a demo process exited unexpectedly; see the logs in " + str(workdir))
+        _keep_fast(agent, cloud, say)
+        raise CamagentError(
+            "a demo process exited unexpectedly; its logs are kept in " + str(workdir)
+        )
     except KeyboardInterrupt:
         print("\nStopping the demo.")
+        succeeded = True
         return 0
     finally:
         if agent is not None:
@@ -116,7 +125,41 @@ def run(once: bool = False) -> int:
             cloud.stop()
         if camera is not None:
             camera.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        if succeeded:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(
+                f"camagent demo: something failed; its files and logs are kept in {workdir} "
+                f"(remove it when done: rm -r {shlex.quote(str(workdir))})",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+def _keep_fast(
+    agent: sandbox.Agent, cloud: sandbox.Cloud, say: Any, check_every: float = 0.5
+) -> None:
+    """Until a demo process exits: whenever the camera, without a token (deleted in the
+    console), falls back to its slow phase, press poll-now on its daemon, so that adding
+    it again in the console brings it online within seconds, as the console says."""
+    while agent.process.poll() is None and cloud.process.poll() is None:
+        try:
+            status = agent.status()
+        except CamagentError:
+            status = {}
+        if status.get("state") == "provisioning" and (
+            (status.get("provisioning") or {}).get("phase") == "slow"
+        ):
+            try:
+                agent.command("poll_now")
+            except CamagentError:
+                pass
+            else:
+                say(
+                    "The camera has no token and fell back to its slow phase: the demo "
+                    "pressed poll-now (camagent poll-now) to keep it polling fast"
+                )
+        time.sleep(check_every)
 
 
 def _start_camera_stream(say: Any) -> test_camera.TestCamera | None:
@@ -205,8 +248,26 @@ def camagent_command() -> list[str]:
     return [sys.executable, "-m", "agent"]
 
 
+def browser_warning(ca_file: Path | str) -> str:
+    """What a browser says of the mock cloud's certificate, and how to trust its CA."""
+    ca = shlex.quote(str(ca_file))
+    return (
+        "a browser warns that the certificate is not trusted (ERR_CERT_AUTHORITY_INVALID): "
+        f"the mock cloud has its own CA, {ca_file}. Trust it for Chromium/Chrome on Linux "
+        f"with `certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n camagent-mock -i {ca}` "
+        "(libnss3-tools; restart the browser), for Firefox in Settings → Certificates → "
+        "Import, elsewhere in the OS's trust store (macOS: Keychain Access; Windows: "
+        "certutil -addstore -user Root); or accept the warning for this page"
+    )
+
+
 def closing_hint(
-    url: str, admin_password: str, config: Path, camagent: list[str], video: bool = True
+    url: str,
+    admin_password: str,
+    config: Path,
+    camagent: list[str],
+    video: bool = True,
+    ca_file: Path | None = None,
 ) -> str:
     status = shlex.join([*camagent, "--config", str(config), "status"])
     watch = (
@@ -220,6 +281,10 @@ def closing_hint(
             f"  console:        {url}/  (log in as admin, password {admin_password})",
             f"  watch it:       {watch}",
             f"  camera status:  {status}",
+            "  add it again:   delete it in the console and add it again: online within "
+            f"{FAST_INTERVAL + LONG_POLL:g} s (without a token a camera falls back to its "
+            "slow phase; the demo presses poll-now to keep it fast)",
+            *([f"  browser:        {browser_warning(ca_file)}"] if ca_file is not None else []),
         ]
     )
 

@@ -222,6 +222,27 @@ MAX_VIDEO_TARGETS = 512
 MAX_TARGET_NAME = 128
 
 
+MAX_HELLO_FIELD = 128
+
+
+def hello_problem(hello: dict[str, Any], peer: Peer) -> str | None:
+    """Why this hello is not a valid DeviceHello (asyncapi.yaml) for the token's device, or
+    None: device_id, kind and version are required, and device_id and kind are the token's."""
+    for name in ("device_id", "kind", "version"):
+        value = hello.get(name)
+        if not isinstance(value, str):
+            return f"hello without a string {name}"
+        if len(value) > MAX_HELLO_FIELD or (name != "version" and not value):
+            return f"hello {name} empty or longer than {MAX_HELLO_FIELD}"
+    if hello["device_id"] != peer.device_id:
+        return "hello device_id does not match the token"
+    if hello["kind"] != peer.kind:
+        return "hello kind does not match the token"
+    if "video" in hello and video_targets(hello) is None:
+        return "hello video is not a list of target names"
+    return None
+
+
 async def _receive_hello(ws: web.WebSocketResponse, peer: Peer) -> dict[str, Any] | str:
     """The hello if the first message is a valid one for this device, else why not."""
     try:
@@ -233,8 +254,9 @@ async def _receive_hello(ws: web.WebSocketResponse, peer: Peer) -> dict[str, Any
     hello = _decode(msg.data)
     if hello is None or hello["type"] != "hello":
         return "expected a hello message"
-    if hello.get("device_id") != peer.device_id:
-        return "hello device_id does not match the token"
+    problem = hello_problem(hello, peer)
+    if problem is not None:
+        return problem
     log.info(
         "%s: hello (kind %r, version %r)", peer.device_id, hello.get("kind"), hello.get("version")
     )
@@ -251,7 +273,14 @@ def video_targets(hello: dict[str, Any]) -> tuple[str, ...] | None:
     return tuple(video)
 
 
-async def device_ws(request: web.Request) -> web.WebSocketResponse:
+async def device_ws(request: web.Request) -> web.StreamResponse:
+    if request.headers.get("Sec-WebSocket-Version", "13").strip() != "13":
+        # RFC 6455 §4.4: say which version this cloud speaks, before any upgrade.
+        return web.json_response(
+            {"error": "this cloud speaks WebSocket version 13 only (RFC 6455)"},
+            status=426,
+            headers={"Sec-WebSocket-Version": "13"},
+        )
     config, store, clock = request.app[CONFIG], request.app[STORE], request.app[CLOCK]
     ws = web.WebSocketResponse(
         heartbeat=config.heartbeat_s, max_msg_size=MAX_MESSAGE, timeout=CLOSE_TIMEOUT_S

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -208,14 +209,23 @@ def make_room(request: web.Request, device_id: str, org: str, secret_hash: bytes
             "with another secret (was it reset or installed again?): delete that "
             "registrator first, then link the NVR again",
         )
-    let_go(request.app, current.id, device_id)
+    at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(request.app[CLOCK].now()))
+    let_go(
+        request.app,
+        current.id,
+        device_id,
+        why=f"its NVR {device_id} registered again (reset or installed again) and was linked "
+        f"to another registrator on {at}: its token is spent and this registrator has "
+        "nothing left to set up; delete it",
+    )
     log.info("NVR %s let go of by registrator %s (linked anew)", device_id, current.id)
 
 
-def let_go(app: web.Application, registrator_id: str, device_id: str) -> None:
+def let_go(app: web.Application, registrator_id: str, device_id: str, why: str = "") -> None:
     """The registrator forgets its NVR: token revoked, channel closed, and the next token
-    waiting for an NVR of that device ID (another organization's) offered."""
-    app[STORE].unlink_registrator(registrator_id, app[CLOCK].now())
+    waiting for an NVR of that device ID (another organization's) offered. `why` stays
+    on it for the console."""
+    app[STORE].unlink_registrator(registrator_id, app[CLOCK].now(), why)
     close_channel(app, registrator_id)
     offer_tokens(app, device_id)
 
@@ -240,7 +250,8 @@ def close_channel(app: web.Application, registrator_id: str) -> None:
 
 
 def status_of(registrator: Registrator, online: bool) -> str:
-    """pending (not linked, or linked but never connected) → online → offline."""
+    """pending (not linked, or linked but never connected) → online → offline. A pending
+    registrator whose NVR was linked anew to another says why in `let_go`."""
     if online:
         return "online"
     return "offline" if registrator.hello_at is not None else "pending"
@@ -263,6 +274,7 @@ def registrator_json(app: web.Application, registrator: Registrator) -> dict[str
         "broadcast": registrator.broadcast,
         "archive": registrator.archive,
         "settings_pending": registrator.pending_configure,
+        "let_go": registrator.let_go,
         "created": registrator.created,
         "last_seen": registrator.last_seen,
         "linked_at": registrator.linked_at,

@@ -46,6 +46,7 @@ from cloud_mock.nvr import (
     MANAGER_ROLES,
     MAX_NAME,
     MAX_VERSION,
+    close_channel,
     device_id_of,
     make_room,
     mint_token,
@@ -308,32 +309,58 @@ async def register_with_token(request: web.Request) -> web.Response:
     request.app[GUARD].admit(client_key(request.remote), now)
     token = _usable(store, store.registration_token_by_hash(token_hash(text)), now)
     digest = secret_hash_of(secret)
-    make_room(request, device_id, token.org, digest)
-    registrator_id = uuid.uuid4().hex
+    # The same NVR (its secret) registering again, e.g. after `camagent reset`: its
+    # registrator is linked anew rather than left behind, unlinked, beside a new one.
+    current = store.registrator_of(token.org, device_id)
+    if (
+        current is None
+        or current.secret_hash is None
+        or not hmac.compare_digest(current.secret_hash, digest)
+    ):
+        current = None
+        make_room(request, device_id, token.org, digest)
+    registrator_id = current.id if current is not None else uuid.uuid4().hex
     device_token, jti = mint_token(
         request, device_id=device_id, org=token.org, registrator_id=registrator_id
     )
-    registrator = Registrator(
+    link = Link(device_id, name, version, checks, jti, now, digest)
+    try:
+        if current is not None:
+            store.relink_by_token(token.id, registrator_id, link, now)
+            close_channel(request.app, registrator_id)
+            offer_tokens(request.app, device_id)
+        else:
+            store.add_registrator_by_token(
+                token.id, new_registrator(registrator_id, token, name, device_id, now), link
+            )
+    except Conflict:
+        raise ApiError(409, "registration token already used") from None
+    log.info(
+        "NVR %s registered with a token: registrator %s of %s%s",
+        device_id,
+        registrator_id,
+        token.org,
+        " (linked anew)" if current is not None else "",
+    )
+    return web.json_response({"registrator_id": registrator_id, "token": device_token}, status=201)
+
+
+def new_registrator(
+    registrator_id: str, token: RegistrationToken, name: str, device_id: str, now: float
+) -> Registrator:
+    """A registrator made by a registration token: named after the NVR (the name it
+    registered with; without one the token's title, else its device ID); the token's
+    title and note are its note."""
+    return Registrator(
         id=registrator_id,
         org=token.org,
-        # The title the user gave the token names it in the cloud; the NVR's own name
-        # (often generic) stays visible as its device_name.
-        name=token.title or name.strip() or device_id,
-        note=token.note,
+        name=name.strip() or token.title.strip() or device_id,
+        note=" — ".join(part for part in (token.title.strip(), token.note.strip()) if part),
         device="virtual",
         created=now,
         broadcast=dict(DEFAULT_BROADCAST),
         archive=dict(DEFAULT_ARCHIVE),
     )
-    link = Link(device_id, name, version, checks, jti, now, digest)
-    try:
-        store.add_registrator_by_token(token.id, registrator, link)
-    except Conflict:
-        raise ApiError(409, "registration token already used") from None
-    log.info(
-        "NVR %s registered with a token: registrator %s of %s", device_id, registrator_id, token.org
-    )
-    return web.json_response({"registrator_id": registrator_id, "token": device_token}, status=201)
 
 
 # --- housekeeping ----------------------------------------------------------------------------

@@ -29,7 +29,6 @@ log = logging.getLogger("cloud_mock.openapi_docs")
 
 STATIC = Path(__file__).resolve().parent / "static"
 RENDERER_DIR = STATIC / "apidocs"
-INIT_SCRIPT = STATIC / "apidocs-init.js"
 # The only files /docs/assets/ serves, and their types.
 ASSETS = {
     "swagger-ui-bundle.js": (RENDERER_DIR, "text/javascript"),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import time
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from agent.errors import WireError
-from agent.provisioning.wire import PollRequest, seal_token
+from agent.provisioning.wire import PollRequest, normalize_device_id, seal_token
 from cloud_mock import claims
 from cloud_mock.api import ApiError, read_body
 from cloud_mock.clock import MockClock
@@ -324,7 +325,16 @@ PRUNER = web.AppKey("nonce_pruner", _NoncePruner)
 
 
 def parse_poll(body: bytes) -> PollRequest:
-    return PollRequest.parse(body)
+    """Parse a poll; its `device_id` in canonical form (any MAC spelling the add accepts).
+
+    An ID outside the grammar is a WireError (400 naming the rule), never a silent 204.
+    The proof covers the canonical ID (docs/design.md).
+    """
+    request = PollRequest.parse(body)
+    canonical = normalize_device_id(request.device_id)
+    if canonical != request.device_id:
+        request = dataclasses.replace(request, device_id=canonical)
+    return request
 
 
 def _device_id_for_log(body: bytes) -> str:

@@ -51,6 +51,20 @@ if [ -n "$missing" ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
+# quietly COMMAND...: runs it with its output kept aside, shown only when it fails (pip
+# relays setuptools' notices on every editable install, and a pip configured with absent
+# package locations warns about each of them).
+quietly() {
+    log="$(mktemp)"
+    if ! "$@" >"$log" 2>&1; then
+        cat "$log" >&2
+        rm -f "$log"
+        echo "setup: failed: $*" >&2
+        exit 1
+    fi
+    rm -f "$log"
+}
+
 PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
     echo "setup: creating .venv with $($PYTHON --version)"
@@ -61,46 +75,29 @@ fi
 # (the test side). Reinstall only when a dependency list or the extras asked for changed;
 # the test extras include the demo's, so a test setup serves the demo too.
 stamp=".venv/.camagent-deps"
-deps="$(cat pyproject.toml cloud_mock/pyproject.toml | sha256sum | cut -d' ' -f1)"
+deps="$(cat pyproject.toml cloud_mock/pyproject.toml cloud_mock/setup.py | sha256sum | cut -d' ' -f1)"
 want="$deps $EXTRAS"
 have="$(cat "$stamp" 2>/dev/null || true)"
 case "$have" in
     "$want" | "$deps [dev,systemd]") ;;
     *)
         echo "setup: installing Python packages into .venv"
-        .venv/bin/python -m pip install -q --upgrade pip
-        .venv/bin/python -m pip install -q -e ".$EXTRAS" -e ./cloud_mock
+        quietly .venv/bin/python -m pip install -q --upgrade pip
+        quietly .venv/bin/python -m pip install -q -e ".$EXTRAS" -e ./cloud_mock
         echo "$want" > "$stamp"
         ;;
 esac
 
-# The web console's QR decoder (zxing-wasm) and archive player (hls.js, for browsers
-# without HLS of their own) from the npm registry into the mock's static files. Without
-# npm the console still works; "Scan label" and the archive player say what is missing.
+# The mock's third-party browser code from the npm registry into its static files, pinned
+# by version and sha512 (cloud_mock/console/vendor.sh; a wheel of the mock built without
+# them fetches them the same way): the web console's QR decoder (zxing-wasm), its archive
+# player (hls.js, for browsers without HLS of their own) and the renderer of /docs
+# (swagger-ui-dist). No CDN at run time. Without npm the mock still works; "Scan label",
+# the archive player and /docs say what is missing.
 if command -v npm >/dev/null 2>&1; then
     cloud_mock/console/vendor.sh
 else
-    echo "setup: npm not found: the console's Scan label stays off, and its archive plays only in browsers with HLS (apt-get install npm)"
-fi
-
-# The renderer of the mock's /docs (the OpenAPI document in a browser): swagger-ui-dist
-# from npm, unpacked into the mock's static files; pinned, fetched once, no CDN at run time.
-SWAGGER_UI_VERSION="5.35.0"
-apidocs="cloud_mock/static/apidocs"
-if [ ! -f "$apidocs/VERSION" ] || [ "$(cat "$apidocs/VERSION")" != "$SWAGGER_UI_VERSION" ]; then
-    if command -v npm >/dev/null 2>&1; then
-        echo "setup: fetching swagger-ui-dist $SWAGGER_UI_VERSION for /docs"
-        tmp="$(mktemp -d)"
-        (cd "$tmp" && npm pack --silent "swagger-ui-dist@$SWAGGER_UI_VERSION" >/dev/null)
-        tar -xzf "$tmp/swagger-ui-dist-$SWAGGER_UI_VERSION.tgz" -C "$tmp"
-        mkdir -p "$apidocs"
-        cp "$tmp/package/swagger-ui-bundle.js" "$tmp/package/swagger-ui.css" \
-            "$tmp/package/LICENSE" "$apidocs/"
-        echo "$SWAGGER_UI_VERSION" > "$apidocs/VERSION"
-        rm -rf "$tmp"
-    else
-        echo "setup: npm not found: the mock's /docs will say its renderer is missing"
-    fi
+    echo "setup: npm not found: the console's Scan label stays off, its archive plays only in browsers with HLS, and /docs has no renderer (apt-get install npm)"
 fi
 
 # The AsyncAPI 3.0 JSON Schema (npm's @asyncapi/specs), for the test that validates

@@ -54,11 +54,22 @@ class Located:
     record: DeviceRecord | None  # None for host:port
 
 
+# Anything that looks like a MAC: three or more groups of 1-4 hex digits (or near misses
+# such as the letter O) joined by ":" or "-"; wire.normalize_device_id has the rule.
+_MAC_LIKE = re.compile(r"^[0-9A-Za-z]{1,4}(?:[:-][0-9A-Za-z]{1,4}){2,}$")
+
+
 async def locate(device: str, scan_timeout: float = RESOLVE_TIMEOUT_S) -> Located:
     endpoint = parse_endpoint(device)
     if endpoint is not None:
         fp = await presented_fingerprint(endpoint)
         return Located(endpoint, fp, "presented when first contacted a moment ago had", None)
+    if _MAC_LIKE.match(device.strip()):
+        # A mistyped MAC (five octets, `0O`) is refused at once, as the console, `label make`
+        # and the config do, instead of a LAN scan for a device that cannot exist.
+        from agent.provisioning.wire import normalize_device_id
+
+        normalize_device_id(device)
     records = await scan(scan_timeout, stop_when=lambda r: r.matches(device))
     matches = [r for r in records if r.matches(device)]
     if not matches:

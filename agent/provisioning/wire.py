@@ -37,6 +37,16 @@ _MAC_RE = re.compile(r"^[0-9a-f]{2}(?P<sep>[:-]?)(?:[0-9a-f]{2}(?P=sep)){4}[0-9a
 # Looks like a MAC: at least three groups of one to four hex digits joined by ":" or "-".
 _MAC_LIKE_RE = re.compile(r"^[0-9a-f]{1,4}(?:[:-][0-9a-f]{1,4}){2,}$", re.I)
 _DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:._@-]{0,127}$")
+# Near misses of a MAC, refused rather than kept as explicit IDs: six groups of two
+# letters/digits with one separator (a letter O for a zero, a "g"...), twelve such
+# characters without separators whose only non-hex letters are lookalikes (O, I, l),
+# the dotted form aaaa.bbbb.cccc, and a MAC with a leading or trailing separator.
+_SIX_GROUPS_RE = re.compile(
+    r"^[0-9a-z]{2}(?P<sep>[:-])(?:[0-9a-z]{2}(?P=sep)){4}[0-9a-z]{2}$", re.I
+)
+_DOTTED_RE = re.compile(r"^[0-9a-z]{4}\.[0-9a-z]{4}\.[0-9a-z]{4}$", re.I)
+_EDGE_SEP_RE = re.compile(r"^[:.-]+|[:.-]+$")
+_LOOKALIKES = {"o": "0", "i": "1", "l": "1"}
 
 DEVICE_ID_GRAMMAR = (
     "a device ID is either a MAC address of 6 octets (aa:bb:cc:dd:ee:ff; also "
@@ -54,7 +64,11 @@ def normalize_device_id(raw: str) -> str:
       separator throughout) or not at all, any case; canonical form lower case with ":".
       Anything that looks like a MAC (three or more groups of one to four hex digits
       joined by ":" or "-") but is not 6 octets of two digits is refused, so that a
-      mistyped MAC never becomes a valid explicit ID.
+      mistyped MAC never becomes a valid explicit ID. So are the near misses: six
+      groups of two characters with one or two non-hex letters (`02:aa:bb:cc:dd:O7`,
+      the letter O for a zero, `0g`), twelve characters without separators whose
+      non-hex letters are lookalikes (O, I, l), the dotted form `02ca.fe00.0001`, and
+      a MAC with a leading or trailing separator; the message names O/0 and I/1.
     - **Explicit ID** (from the agent's config): 1 to 128 characters, the first a letter
       or digit, the rest letters, digits and `: . _ @ -`; kept exactly as given (case
       included). A string of hex digits without separators other than 12 long is an
@@ -71,9 +85,48 @@ def normalize_device_id(raw: str) -> str:
             f"invalid device ID {raw!r}: it looks like a MAC address, and a MAC address "
             "has 6 octets of two hex digits with one separator throughout (aa:bb:cc:dd:ee:ff)"
         )
+    near_miss = _mac_near_miss(text)
+    if near_miss:
+        raise WireError(
+            f"invalid device ID {raw!r}: it looks like a MAC address but is not one ({near_miss}); "
+            f"{MAC_RULE}"
+        )
     if not _DEVICE_ID_RE.match(text):
         raise WireError(f"invalid device ID {raw!r}: {DEVICE_ID_GRAMMAR}")
     return text
+
+
+MAC_RULE = (
+    "a MAC address is exactly 6 octets of two hex digits (0-9, a-f, any case) with one "
+    "separator throughout, ':' or '-' or none (aa:bb:cc:dd:ee:ff)"
+)
+
+
+def _lookalike_hint(text: str) -> str:
+    found = sorted({c for c in text if c.lower() in _LOOKALIKES})
+    hints = [f"{c!r} is a letter, not the digit {_LOOKALIKES[c.lower()]}" for c in found]
+    other = sorted(
+        {c for c in text if c.isalpha() and c.lower() not in "abcdef" and c not in found}
+    )
+    hints += [f"{c!r} is not a hex digit" for c in other]
+    return "; ".join(hints)
+
+
+def _mac_near_miss(text: str) -> str:
+    """Why `text` is a mistyped MAC rather than an explicit ID, or "" if it is not one."""
+    stripped = _EDGE_SEP_RE.sub("", text)
+    if stripped != text and (_MAC_RE.match(stripped) or _MAC_LIKE_RE.match(stripped)):
+        return "a separator at the start or the end"
+    if _DOTTED_RE.match(text):
+        return "the dotted form aaaa.bbbb.cccc is not accepted"
+    non_hex = [c for c in text if c.isalpha() and c.lower() not in "abcdef"]
+    if _SIX_GROUPS_RE.match(text) and 0 < len(non_hex) <= 2:
+        return _lookalike_hint(text)
+    lookalikes_only = all(c.lower() in _LOOKALIKES for c in non_hex)
+    twelve = len(text) == 12 and text.isalnum() and text.isascii()
+    if twelve and lookalikes_only and 0 < len(non_hex) <= 2:
+        return _lookalike_hint(text)
+    return ""
 
 
 def derive_key(password: str, device_id: str) -> bytes:

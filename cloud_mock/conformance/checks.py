@@ -228,6 +228,9 @@ class Conformance:
             await self.step(
                 "prov.indistinguishable", lambda: self.check_indistinguishable(device_id)
             )
+            from cloud_mock.conformance import identity_checks  # it imports this module
+
+            await identity_checks.run(self, device_id, key, token)
             await self.step("channel.hello-first", lambda: self.check_channel(device_id, token))
         else:
             for rule in dependents:

@@ -52,6 +52,22 @@ RULES = (
     Rule("channel.revoked-4401", "§2", "revoking a token closes its channel with 4401"),
     Rule("channel.bad-token-4401", "§2", "a token the cloud did not sign is refused with 4401"),
     Rule("channel.messages", "§2", "every frame the cloud sends is a message of asyncapi.yaml"),
+    # Identity (§2): the proof binds its fields, the channel holds the token's device only
+    Rule(
+        "proof.binds-every-field",
+        "§2",
+        "a proof computed over another device_id, ts or nonce gets no token (204)",
+    ),
+    Rule(
+        "channel.hello-identity",
+        "§2",
+        "a hello whose device_id or kind is not the token's, or without version, gets 4400/4401",
+    ),
+    Rule(
+        "channel.replaced-4409",
+        "§2",
+        "a second connection of the same token closes the first with 4409",
+    ),
     # NVR activation (§3)
     Rule("nvr.register-code", "§3", "an NVR registers its activation code (201)"),
     Rule("nvr.held-poll-answered", "§3", "activating the code answers the NVR's held poll"),

@@ -242,3 +242,11 @@ CREATE INDEX activations_waiting ON activations(device_id, queued_at) WHERE toke
 """
 
 MIGRATIONS.append(V5_NVR_OWNERSHIP)
+
+# Issue 26: a registrator whose NVR was linked anew elsewhere in its organization (reset
+# or installed again, then activated into another registrator) says why it is unlinked.
+V6_REGISTRATOR_LET_GO = """
+ALTER TABLE registrators ADD COLUMN let_go TEXT NOT NULL DEFAULT '';
+"""
+
+MIGRATIONS.append(V6_REGISTRATOR_LET_GO)

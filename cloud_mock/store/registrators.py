@@ -52,6 +52,8 @@ class Registrator:
     # SHA-256 of the secret of the NVR that made the link (None: linked before secrets
     # were recorded).
     secret_hash: bytes | None = None
+    # Why it is unlinked, when its NVR was linked anew to another registrator ("" else).
+    let_go: str = ""
 
 
 def secret_hash_of(secret: bytes) -> bytes:
@@ -222,17 +224,38 @@ class RegistratorsStore(Aggregate):
             # and the tokens other organizations' activations left are not its business.
             _drop_unused_codes(db, link.device_id, link.secret_hash)
 
-    def unlink_registrator(self, registrator_id: str, at: float) -> Registrator | None:
-        """Back to "pending": forget the device, revoke its token; settings are kept."""
+    def unlink_registrator(
+        self, registrator_id: str, at: float, why: str = ""
+    ) -> Registrator | None:
+        """Forget the device, revoke its token; settings are kept. `why`, if given, is
+        kept for the console (else it is "pending" again, to be set up)."""
         with self.transaction() as db:
             registrator = _revoke_registrator(db, registrator_id, at)
             if registrator is not None:
-                db.execute(
-                    "UPDATE registrators SET device_id = NULL, device_name = '', version = '', "
-                    "checks = '[]', token_jti = NULL, linked_at = NULL, hello_at = NULL, "
-                    "secret_hash = NULL WHERE id = ?",
-                    (registrator_id,),
-                )
+                _unlink(db, registrator_id, why)
+        return registrator
+
+    def relink_by_token(
+        self, token_id: str, registrator_id: str, link: Link, at: float
+    ) -> Registrator:
+        """Use the registration token (once only) to link the registrator anew to the NVR
+        that made its link (reset or installed again): its old token revoked, its name,
+        note, settings and cameras kept, all at once. Returns the registrator as it was;
+        Conflict if the token was used or the registrator deleted in the meantime."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "UPDATE registration_tokens SET used_at = ?, registrator_id = ? "
+                "WHERE id = ? AND used_at IS NULL",
+                (link.linked_at, registrator_id, token_id),
+            )
+            if cursor.rowcount != 1:
+                raise Conflict("registration token already used")
+            registrator = _revoke_registrator(db, registrator_id, at)
+            if registrator is None:
+                raise Conflict("the registrator is gone")
+            _unlink(db, registrator_id)
+            _link(db, registrator_id, link)
+            _drop_unused_codes(db, link.device_id, link.secret_hash)
         return registrator
 
     def delete_registrator(self, registrator_id: str, at: float) -> Registrator | None:
@@ -397,11 +420,20 @@ class RegistratorsStore(Aggregate):
         return cursor.rowcount > 0
 
 
+def _unlink(db: sqlite3.Connection, registrator_id: str, why: str = "") -> None:
+    db.execute(
+        "UPDATE registrators SET device_id = NULL, device_name = '', version = '', "
+        "checks = '[]', token_jti = NULL, linked_at = NULL, hello_at = NULL, "
+        "secret_hash = NULL, let_go = ? WHERE id = ?",
+        (why, registrator_id),
+    )
+
+
 def _link(db: sqlite3.Connection, registrator_id: str, link: Link) -> None:
     try:
         cursor = db.execute(
             "UPDATE registrators SET device_id = ?, device_name = ?, version = ?, checks = ?, "
-            "token_jti = ?, linked_at = ?, hello_at = NULL, secret_hash = ? "
+            "token_jti = ?, linked_at = ?, hello_at = NULL, secret_hash = ?, let_go = '' "
             "WHERE id = ? AND device_id IS NULL",
             (
                 link.device_id,

@@ -494,3 +494,66 @@ def test_every_command_has_a_description_and_an_example(
         assert description.strip(), (path, out)
         assert "\n" not in description.strip(), (path, out)
         assert re.search(r"\nexamples?:\n  camagent ", out), (path, out)
+
+
+def test_a_closed_stdout_ends_quietly_with_the_broken_pipe_code(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `camagent --version >&-`: Python starts with sys.stdout None; no AttributeError.
+    monkeypatch.setattr("sys.stdout", None)
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0  # argparse's own exit, before our handlers
+    monkeypatch.setattr("sys.stdout", None)
+    assert main(["qr", "make", "url", "https://example.com"]) == 1
+    assert capsys.readouterr().err == ""
+
+
+def test_a_secret_without_a_terminal_reads_a_line_and_names_the_end_of_input(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    from agent import prompts
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("hunter2\n"))
+    assert prompts.secret("Password: ") == "hunter2"
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    with pytest.raises(
+        prompts.NoInput, match=re.escape("standard input ended (it is not a terminal)")
+    ):
+        prompts.secret("Password: ")
+    assert "echoed" not in capsys.readouterr().err
+
+
+def test_label_permission_hint_names_the_directory_of_a_file_not_made_yet(tmp_path: Path) -> None:
+    import errno
+    import getpass as getpass_mod
+
+    from agent.label import _why
+
+    refused = PermissionError(errno.EACCES, "Permission denied")
+    missing = _why(refused, tmp_path / "label.png")
+    assert f"owner of the directory {tmp_path}" in missing
+    assert getpass_mod.getuser() in missing
+    (tmp_path / "label.png").write_bytes(b"")
+    assert "owner of the file" in _why(refused, tmp_path / "label.png")
+
+
+def test_nvr_register_without_a_daemon_says_it_connects_when_run(
+    config_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from agent import offline
+
+    config_path.write_text(
+        config_path.read_text().replace("[device]\n", '[device]\nkind = "nvr"\n')
+    )
+    (config_path.parent / "reg.txt").write_text("registration-token\n")
+    registered: list[str] = []
+    monkeypatch.setattr(offline, "nvr_register", lambda config, token: registered.append(token))
+    argv = ["--config", str(config_path), "nvr", "register"]
+    assert main([*argv, "--token-file", str(config_path.parent / "reg.txt")]) == 0
+    assert registered == ["registration-token"]
+    out = capsys.readouterr().out
+    assert "connects with its token" not in out
+    assert f"it connects when `camagent --config {config_path} run` runs" in out

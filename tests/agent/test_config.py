@@ -543,3 +543,19 @@ def test_bad_nvr_camera_urls_name_the_key(key: str, value: str, problem: str) ->
 def test_nvr_camera_names_must_be_unique() -> None:
     text = "[[nvr.cameras]]\nname = 'a'\nurl = 'rtsp://x/'\n" * 2
     assert "nvr.cameras names must be unique" in config_error(text)
+
+
+@pytest.mark.parametrize(
+    ("device_id", "hint"),
+    [
+        ("02:aa:bb:cc:dd:0g", "'g' is not a hex digit"),
+        ("02:AA:BB:CC:DD:O7", "'O' is a letter, not the digit 0"),
+        ("02:aa:bb:cc:dd:ee:", "separator at the start or the end"),
+        ("02ca.fe00.0001", "dotted form"),
+    ],
+)
+def test_a_mistyped_mac_as_device_id_is_refused_naming_the_rule(device_id: str, hint: str) -> None:
+    message = config_error(f'[device]\nid = "{device_id}"\n')
+    assert "device.id" in message
+    assert hint in message
+    assert "exactly 6 octets of two hex digits" in message

@@ -234,3 +234,22 @@ def test_an_nvr_camera_that_is_unreachable_names_its_table(config_path: Path) ->
         ("fail", "yard/sub: connection refused"),
     ]
     assert f"fix nvr.cameras[1].sub_url in {config_path}" in checks[2].fix
+
+
+def test_the_clock_check_says_behind_ahead_or_agrees_never_minus_zero() -> None:
+    from email.utils import formatdate
+
+    from agent.checks import clock_check
+
+    now = 1_800_000_000.0
+    assert clock_check(formatdate(now, usegmt=True), now + 0.3).detail == (
+        "local clock agrees with the cloud's (within 1 s)"
+    )
+    assert (
+        clock_check(formatdate(now, usegmt=True), now - 42).detail.startswith(
+            "local clock is 42 s ahead of the cloud's"
+        )
+        is False
+    )
+    assert "42 s behind the cloud's" in clock_check(formatdate(now, usegmt=True), now - 42).detail
+    assert "42 s ahead of the cloud's" in clock_check(formatdate(now, usegmt=True), now + 42).detail

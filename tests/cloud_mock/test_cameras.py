@@ -109,6 +109,28 @@ async def test_invalid_camera_is_400(
         assert fragment in (await response.json())["error"]
 
 
+@pytest.mark.parametrize(
+    ("device_id", "hint"),
+    [
+        ("02:AA:BB:CC:DD:O7", "'O' is a letter, not the digit 0"),
+        ("O2-CA-FE-00-00-01", "'O' is a letter, not the digit 0"),
+        ("02:ca:fe:00:00:01:", "separator at the start or the end"),
+        ("02ca.fe00.0001", "dotted form"),
+    ],
+)
+async def test_mac_lookalikes_are_400_naming_the_rule(
+    client: aiohttp.ClientSession, auth: dict[str, str], device_id: str, hint: str
+) -> None:
+    body = {"device_id": device_id, "password": "p"}
+    async with client.post("/v1/cameras", headers=auth, json=body) as response:
+        assert response.status == 400
+        error = (await response.json())["error"]
+    assert hint in error
+    assert "exactly 6 octets of two hex digits" in error
+    async with client.get("/v1/cameras", headers=auth) as response:
+        assert device_id not in await response.text()
+
+
 async def test_malformed_json_is_400(client: aiohttp.ClientSession, auth: dict[str, str]) -> None:
     async with client.post("/v1/cameras", headers=auth, data=b"{oops") as response:
         assert response.status == 400

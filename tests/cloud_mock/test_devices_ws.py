@@ -200,6 +200,31 @@ async def test_hello_must_match_token(client: aiohttp.ClientSession, auth: dict[
     assert await status_of(client, auth, camera["camera_id"]) == "waiting"
 
 
+async def test_a_hello_asyncapi_calls_invalid_is_refused_with_4400(
+    client: aiohttp.ClientSession, auth: dict[str, str]
+) -> None:
+    camera = await add_camera(client, auth)
+    good = {"type": "hello", "device_id": MAC, "kind": "camera", "version": "0.1.0"}
+    bad: list[dict[str, Any]] = [
+        {k: v for k, v in good.items() if k != "version"},
+        {k: v for k, v in good.items() if k != "kind"},
+        {k: v for k, v in good.items() if k != "device_id"},
+        {**good, "kind": "nvr"},
+        {**good, "version": 1},
+        {**good, "version": "v" * 129},
+        {**good, "video": "main"},
+        {**good, "video": [""]},
+    ]
+    for message in bad:
+        async with device(client, camera["token"]) as ws:
+            await ws.send_json(message)
+            code, _ = await closed_with(ws)
+            assert code == 4400, message
+    assert await status_of(client, auth, camera["camera_id"]) == "waiting"
+    async with device(client, camera["token"]) as ws:
+        assert (await hello(ws))["type"] == "hello"
+
+
 async def test_new_channel_replaces_old_with_4409(
     client: aiohttp.ClientSession, auth: dict[str, str]
 ) -> None:
@@ -224,3 +249,19 @@ async def test_server_shutdown_closes_channels_promptly(
         assert (await closed_with(ws))[0] == 1001
         await ws.close()
         await asyncio.wait_for(stopping, 5)
+
+
+async def test_a_websocket_version_other_than_13_is_told_which_one(
+    client: aiohttp.ClientSession,
+) -> None:
+    """RFC 6455 §4.4: version 8 was upgraded; now 426 names version 13, before any
+    upgrade (issue 23)."""
+    headers = {
+        "Connection": "Upgrade",
+        "Upgrade": "websocket",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version": "8",
+    }
+    async with client.get("/v1/devices/ws", headers=headers) as answer:
+        assert answer.status == 426
+        assert answer.headers["Sec-WebSocket-Version"] == "13"

@@ -252,7 +252,8 @@ async def test_registration_token_links_once(
         client, "GET", f"/v1/registrators/{answer['registrator_id']}", auth
     )
     assert status == 200
-    assert (registrator["name"], registrator["note"]) == ("Rack 7", "2nd floor")
+    # Named after the NVR; the token's title (and note) kept as its note.
+    assert (registrator["name"], registrator["note"]) == ("nvr-7", "Rack 7 — 2nd floor")
     assert registrator["device_name"] == "nvr-7"
     assert registrator["device_id"] == NVR_ID
     assert registrator["checks"] == CHECKS
@@ -281,6 +282,45 @@ async def test_without_a_title_the_nvr_names_itself(
         client, "GET", f"/v1/registrators/{answer['registrator_id']}", auth
     )
     assert registrator["name"] == "nvr-8"
+
+
+async def test_a_reset_nvr_registered_again_keeps_its_registrator(
+    client: aiohttp.ClientSession, auth: dict[str, str], mock: RunningMock
+) -> None:
+    """After `camagent reset` the same NVR (its secret) registers with a new token: its
+    registrator is linked anew, not left "pending" for ever beside a new one."""
+    nvr = Nvr()
+    first = await registration_token(client, auth, title="Rack 7")
+    status, answer = await nvr.register(client, first["token"], name="nvr-7")
+    assert status == 201, answer
+    rid = answer["registrator_id"]
+    status, renamed = await call(
+        client, "PATCH", f"/v1/registrators/{rid}", auth, {"name": "Server room"}
+    )
+    assert status == 200, renamed
+    again = await registration_token(client, auth, title="Rack 7, again")
+    status, second = await nvr.register(client, again["token"], name="nvr-7")
+    assert status == 201, second
+    assert second["registrator_id"] == rid
+    claims = verify_token(second["token"], mock.data_dir / "token-signing.pub.pem")
+    assert claims["rid"] == rid
+    status, listing = await call(client, "GET", "/v1/registrators", auth)
+    assert status == 200
+    [row] = listing["registrators"]
+    assert (row["id"], row["name"], row["device_id"]) == (rid, "Server room", NVR_ID)
+    # The old token is revoked; both registration tokens are spent on this registrator.
+    async with client.ws_connect(
+        "/v1/devices/ws", headers={"Authorization": f"Bearer {answer['token']}"}, autoclose=False
+    ) as ws:
+        msg = await ws.receive(timeout=5)
+        assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, 4401)
+    status, tokens = await call(client, "GET", "/v1/registrator-tokens", auth)
+    assert [(t["used"], t["registrator_id"]) for t in tokens["tokens"]] == [(True, rid)] * 2
+    # Another NVR (another secret) of the same ID still takes nothing from it.
+    third = await registration_token(client, auth)
+    status, body = await Nvr().register(client, third["token"])
+    assert status == 409
+    assert "delete that registrator first" in body["error"]
 
 
 async def test_registration_token_unknown_and_expired(

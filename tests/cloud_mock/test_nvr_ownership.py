@@ -235,6 +235,9 @@ async def test_in_its_organization_a_link_stays_with_the_nvrs_secret(
     assert status == 200
     status, first = await call(client, "GET", f"/v1/registrators/{first_rid}", auth)
     assert (first["device_id"], first["status"]) == (None, "pending")
+    # ... and says why it is left over, not "Continue setup" for ever.
+    assert first["let_go"].startswith(f"its NVR {NVR_ID} registered again")
+    assert first["let_go"].endswith("nothing left to set up; delete it")
     async with client.ws_connect(
         "/v1/devices/ws", headers={"Authorization": f"Bearer {first_token}"}, autoclose=False
     ) as ws:
@@ -243,6 +246,8 @@ async def test_in_its_organization_a_link_stays_with_the_nvrs_secret(
     status, answer = await poll(client, mock, nvr.secret)
     claims = verify_token(token_of(answer, nvr.secret), mock.data_dir / "token-signing.pub.pem")
     assert claims["rid"] == second_rid
+    status, second = await call(client, "GET", f"/v1/registrators/{second_rid}", auth)
+    assert second["let_go"] == ""
     # Deleted, it holds nothing: another NVR's code links.
     assert (await call(client, "DELETE", f"/v1/registrators/{second_rid}", auth))[0] == 204
     _, status, body = await activate(client, auth, await other.code(client), name="third")

@@ -73,6 +73,28 @@ async def test_right_proof_gets_sealed_signed_token(
     assert [p["result"] for p in await log_of(client, MAC)] == ["token"]
 
 
+async def test_a_poll_with_another_spelling_of_the_mac_gets_its_token(
+    client: aiohttp.ClientSession, auth: dict[str, str]
+) -> None:
+    camera = await add_camera(client, auth, device_id="02:77:31:d1:af:ae")
+    body = poll_body("02:77:31:d1:af:ae", PASSWORD)  # the proof covers the canonical ID
+    body["device_id"] = "02-77-31-D1-AF-AE"
+    status, sealed, _ = await do_poll(client, body)
+    assert status == 200
+    assert unseal(sealed["sealed_token"], PASSWORD, "02:77:31:d1:af:ae") == camera["token"]
+
+
+@pytest.mark.parametrize("device_id", ["02-77-31-D1-AF-O7", "02:77:31:d1:af:ae:", "0277.31d1.afae"])
+async def test_a_poll_with_a_mistyped_mac_is_400_naming_the_rule(
+    client: aiohttp.ClientSession, device_id: str
+) -> None:
+    body = poll_body("02:77:31:d1:af:ae", PASSWORD, key=bytes(32))
+    body["device_id"] = device_id
+    status, payload, _ = await do_poll(client, body)
+    assert status == 400
+    assert "exactly 6 octets of two hex digits" in payload["error"]
+
+
 async def test_wrong_proof_and_unknown_device_are_indistinguishable(
     client: aiohttp.ClientSession, auth: dict[str, str]
 ) -> None:

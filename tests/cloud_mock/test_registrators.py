@@ -51,6 +51,7 @@ FIELDS = {
     "created",
     "last_seen",
     "linked_at",
+    "let_go",
 }
 CAMERAS = [
     {"name": "gate", "url": "rtsp://10.0.0.5/stream1"},

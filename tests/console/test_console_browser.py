@@ -386,6 +386,11 @@ def test_registrator_wizard_end_to_end_then_sync(
     s.get_by_role("button", name="Save and continue").click()
     s = step(7, "Archive")
     s.get_by_label("Record an archive").check()
+    s.get_by_label("Days to keep").fill("0")
+    tab.expect_refusal("/archive", 400)
+    s.get_by_role("button", name="Save and continue").click()
+    # Said as a person would, by the field's label, not "field 'days'".
+    expect(s.get_by_role("alert")).to_have_text("Days to keep must be from 1 to 365.")
     s.get_by_label("Days to keep").fill("14")
     s.get_by_role("button", name="Save and continue").click()
     s = step(8, "Summary")

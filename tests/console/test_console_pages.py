@@ -120,3 +120,48 @@ def test_the_camera_page_hands_its_camera_to_the_player_intact() -> None:
     found = re.search(r"data-camera='([^']*)'", page)
     assert found is not None
     assert json.loads(unescape(found.group(1)))["name"] == name
+
+
+def test_the_add_form_says_when_a_camera_connects_and_how_to_hurry_it() -> None:
+    text = " ".join(unescape(re.sub(r"<[^>]+>", "", cameras_page())).split())
+    assert "within seconds" not in text.replace("within seconds for about five minutes", "")
+    assert "within seconds for about five minutes after it is powered on" in text
+    assert "about once an hour (its slow phase)" in text
+    assert "camagent poll-now" in text
+
+
+def test_a_left_over_registrator_says_why_and_offers_no_setup() -> None:
+    left_over = {
+        "id": "r1",
+        "name": "Rack",
+        "note": "",
+        "device": "virtual",
+        "status": "pending",
+        "device_id": None,
+        "device_name": "",
+        "version": "",
+        "checks": [],
+        "cameras": [],
+        "broadcast": {"enabled": False, "quality": "medium"},
+        "archive": {"enabled": False, "days": 7},
+        "created": 0.0,
+        "last_seen": None,
+        "linked_at": None,
+        "let_go": "its NVR 02:d0:00:00:00:01 registered again (reset or installed again) and "
+        "was linked to another registrator on 2026-05-28 20:26:40 UTC: its token is spent "
+        "and this registrator has nothing left to set up; delete it",
+    }
+    html = render("registrator.html", registrator=left_over)
+    assert 'id="let-go"' in html
+    assert "Left over: its NVR 02:d0:00:00:00:01 registered again" in html
+    assert "Continue setup" not in html
+    fresh = render("registrator.html", registrator={**left_over, "let_go": ""})
+    assert 'id="let-go"' not in fresh
+    assert "Continue setup" in fresh
+    # The list says it too, and offers nothing to continue.
+    listed = render("registrators.html", registrators=[left_over])
+    assert "data-let-go" in listed
+    assert "data-continue" not in listed
+    assert "data-continue" in render(
+        "registrators.html", registrators=[{**left_over, "let_go": ""}]
+    )

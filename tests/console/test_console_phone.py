@@ -237,3 +237,10 @@ def test_a_row_on_a_phone_says_what_each_value_is(
         assert name_box is not None
         assert status_box is not None
         assert status_box["y"] >= name_box["y"] + name_box["height"] - 1
+        # The first NVR camera's card draws its own divider: it is not read as part of
+        # the last camera's card above it (whose bottom line the last row drops).
+        page = tab.go("/cameras")
+        last_own = page.locator("#camera-rows > tr").last
+        first_nvr = page.locator("#nvr-camera-rows > tr").first
+        assert last_own.evaluate("(tr) => getComputedStyle(tr).borderBottomStyle") == "none"
+        assert first_nvr.evaluate("(tr) => getComputedStyle(tr).borderTopStyle") == "solid"

@@ -16,9 +16,11 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import cloud_mock.cameras
+import cloud_mock.claims
+import cloud_mock.devices_ws
 import cloud_mock.store
 from agent.errors import WireError
-from agent.provisioning.wire import PollRequest
+from agent.provisioning.wire import PollRequest, poll_proof
 from agent.token_codec import b64url_encode, sign_token
 from agent.video.relay import Relay
 from cloud_mock.api import ApiError
@@ -27,7 +29,7 @@ from cloud_mock.conformance.__main__ import run
 from cloud_mock.conformance.checks import Conformance, Options
 from cloud_mock.conformance.cloud_side import CloudSide, CloudSideError, Hooks, run_hook
 from cloud_mock.conformance.report import RULES, Outcome, Report
-from cloud_mock.devices_ws import authorize
+from cloud_mock.devices_ws import Channel, Channels, authorize
 from cloud_mock.server import start
 from cloud_mock.testing import MockCloud, running_mock_cloud
 from cloud_mock.video import tunnels
@@ -238,6 +240,24 @@ def _token_for_another_device(monkeypatch: pytest.MonkeyPatch, app: web.Applicat
     monkeypatch.setattr(cloud_mock.cameras, "sign_token", other_sub)
 
 
+def _proof_without_nonce(monkeypatch: pytest.MonkeyPatch, app: web.Application) -> None:
+    def lax(key: bytes, device_id: str, ts: int, nonce: str, proof: str) -> bool:
+        return proof in (poll_proof(key, device_id, ts, nonce), poll_proof(key, device_id, ts, ""))
+
+    monkeypatch.setattr(cloud_mock.claims, "proof_matches", lax)
+
+
+def _hello_for_another_device(monkeypatch: pytest.MonkeyPatch, app: web.Application) -> None:
+    monkeypatch.setattr(cloud_mock.devices_ws, "hello_problem", lambda _hello, _peer: None)
+
+
+def _never_replaced(monkeypatch: pytest.MonkeyPatch, app: web.Application) -> None:
+    def keep_both(self: Channels, channel: Channel) -> None:
+        self._by_peer[channel.peer.id] = channel
+
+    monkeypatch.setattr(Channels, "attach", keep_both)
+
+
 BROKEN = {
     "wrongly signed token": (_wrongly_signed, "token.signature"),
     "unsigned token": (_unsigned, "token.signature"),
@@ -245,6 +265,9 @@ BROKEN = {
     "500 on bad input": (_error_500_on_bad_input, "prov.malformed-400"),
     "wrong close code": (_wrong_close_code, "channel.revoked-4401"),
     "token for another device": (_token_for_another_device, "token.sub"),
+    "proof without the nonce accepted": (_proof_without_nonce, "proof.binds-every-field"),
+    "hello for another device": (_hello_for_another_device, "channel.hello-identity"),
+    "second connection never replaces": (_never_replaced, "channel.replaced-4409"),
 }
 
 

@@ -606,6 +606,9 @@ def test_python_m_cloud_mock_says_where_the_console_and_its_password_are(tmp_pat
         assert password_file.read_text().strip()
         ca_line = process.stderr.readline()
         assert str(data_dir / "ca.pem") in ca_line
+        browser_line = process.stderr.readline()
+        assert browser_line.startswith("Browser:")
+        assert f"-n camagent-mock -i {data_dir / 'ca.pem'}" in browser_line
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0

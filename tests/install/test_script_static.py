@@ -240,6 +240,31 @@ def test_not_root_refuses(tmp_path: Path) -> None:
     assert box.files() == []
 
 
+def test_not_root_prints_a_root_one_liner_that_runs_as_printed(tmp_path: Path) -> None:
+    """The same cloud, the cloud's CA for curl, these arguments, and the token kept
+    through sudo."""
+    box = Sandbox(tmp_path / "box")
+    result = box.run(
+        render(repo_script(), FAKE_VALUES, FAKE_CA),
+        "--nvr",
+        "--cloud",
+        "https://other.test",
+        STANDIN_UID="1000",
+        CAMAGENT_TOKEN="secret-token",
+    )
+    assert result.returncode == 1
+    hint = result.stderr.split("must run as root: ", 1)[1].strip()
+    match = re.fullmatch(
+        r"curl -fsSL --cacert (\S+) https://cloud\.test:8443/install\.sh \| "
+        r"sudo --preserve-env=CAMAGENT_TOKEN sh -s -- --nvr --cloud https://other\.test",
+        hint,
+    )
+    assert match, hint
+    assert Path(match[1]).read_text() == FAKE_CA
+    assert "secret-token" not in result.stderr
+    assert box.files() == []
+
+
 @pytest.mark.parametrize("arch", ["i686", "mips", "ppc64le"])
 def test_unsupported_architecture(tmp_path: Path, arch: str) -> None:
     box = Sandbox(tmp_path / "box")

@@ -1,6 +1,8 @@
 """The two distributions built as wheels and installed into a fresh virtual environment,
 away from this checkout: the agent's carries nothing of the mock, and the mock installed
-from its wheel starts and serves its console, its static files and install.sh."""
+from its wheel starts and serves its console, its static files (the QR decoder of "Scan
+label" and the renderer of /docs included, fetched at build time where they are missing)
+and install.sh."""
 
 from __future__ import annotations
 
@@ -95,6 +97,59 @@ def test_the_mocks_wheel_holds_install_sh_and_the_unit_as_files(wheels: dict[str
     assert not [name for name in names if name.startswith("agent/")]
 
 
+# What cloud_mock/console/vendor.sh fetches from npm (pinned, checked): a checkout has it
+# after scripts/setup.sh, and a wheel built without it fetches it (cloud_mock/setup.py).
+FETCHED = (
+    "cloud_mock/console/static/vendor/zxing-reader.js",  # "Scan label": the QR decoder
+    "cloud_mock/console/static/vendor/zxing_reader.wasm",
+    "cloud_mock/console/static/vendor/zxing-wasm.LICENSE",
+    "cloud_mock/console/static/vendor/hls.light.min.js",  # the archive player
+    "cloud_mock/console/static/vendor/hls.js.LICENSE",
+    "cloud_mock/static/apidocs/swagger-ui-bundle.js",  # the renderer of /docs
+    "cloud_mock/static/apidocs/swagger-ui.css",
+    "cloud_mock/static/apidocs/LICENSE",
+)
+
+
+def test_the_mocks_wheel_carries_its_fetched_browser_code(wheels: dict[str, Path]) -> None:
+    with zipfile.ZipFile(wheels["camagent_cloud_mock"]) as wheel:
+        names = set(wheel.namelist())
+        for name in FETCHED:
+            assert name in names, f"{name} is not in the wheel"
+            assert wheel.read(name) == (REPO_ROOT / name).read_bytes(), name
+    # The build step that fetches them stays out of the installed package.
+    assert "cloud_mock/setup.py" not in names
+    assert "cloud_mock/console/templates/base.html" in names
+
+
+# The files of cloud_mock/ that build the wheel and are not in it.
+BUILD_ONLY = {"pyproject.toml", "setup.py", "MANIFEST.in", "console/vendor.sh"}
+
+
+def test_the_mocks_wheel_carries_every_file_of_its_folder(wheels: dict[str, Path]) -> None:
+    """A module or data folder added to cloud_mock/ but not to the `packages` list of
+    cloud_mock/pyproject.toml would be left out of the wheel: none is."""
+    if shutil.which("git") is None or not (REPO_ROOT / ".git").exists():
+        pytest.skip("not a git checkout: its own files cannot be told from leftovers")
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "cloud_mock"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    with zipfile.ZipFile(wheels["camagent_cloud_mock"]) as wheel:
+        names = set(wheel.namelist())
+    missing = [
+        name
+        for name in listed
+        if name.removeprefix("cloud_mock/") not in BUILD_ONLY
+        and (REPO_ROOT / name).is_file()
+        and name not in names
+    ]
+    assert not missing, f"add their folders to the packages of cloud_mock/pyproject.toml: {missing}"
+
+
 @pytest.fixture(scope="module")
 def installed_mock(
     venv: Path, tmp_path_factory: pytest.TempPathFactory
@@ -155,3 +210,20 @@ def test_the_mock_installed_from_its_wheel_starts_and_serves(
     assert text.startswith("#!/bin/sh")
     assert f'CLOUD_URL="{url}"' in text
     assert embedded_unit(text) == expected_venv_unit()
+
+
+def test_the_mock_installed_from_its_wheel_has_scan_label_and_docs(
+    installed_mock: tuple[str, Path],
+) -> None:
+    url, data = installed_mock
+    ca = data / CA_CERT
+    for name in ("zxing-reader.js", "zxing_reader.wasm", "hls.light.min.js"):
+        status, body = _get(f"{url}/console/static/vendor/{name}", ca)
+        assert status == 200
+        assert body == (REPO_ROOT / "cloud_mock/console/static/vendor" / name).read_bytes()
+    status, page = _get(url + "/docs", ca)
+    assert status == 200
+    assert b"/docs/assets/swagger-ui-bundle.js" in page
+    status, bundle = _get(url + "/docs/assets/swagger-ui-bundle.js", ca)
+    assert status == 200
+    assert bundle == (REPO_ROOT / "cloud_mock/static/apidocs/swagger-ui-bundle.js").read_bytes()

@@ -53,6 +53,17 @@ function busy(button, on) {
 
 const api = (method, path, body) => call(method, "/console/api/v1" + path, body);
 const errorText = (result) => result.data.message || result.data.error || `error ${result.status}`;
+// The API names a field by its key ("field 'days' must be from 1 to 365"); a person reads
+// the label beside the input: "Days to keep must be from 1 to 365."
+const SETTING_LABELS = {
+  days: "Days to keep", quality: "Quality", cameras: "Cameras", enabled: "Enabled",
+};
+function fieldErrorText(result, labels = SETTING_LABELS) {
+  const text = errorText(result);
+  const match = /^field '(\w+)' (.*)$/.exec(text);
+  if (!match || !labels[match[1]]) return text;
+  return `${labels[match[1]]} ${match[2].replace(/\.$/, "")}.`;
+}
 
 function statusBadge(status) {
   return el("span", { class: `status status-${status}`, text: status });
@@ -662,7 +673,7 @@ function cameraNames(registrator) {
 
 function registratorRow(registrator) {
   const actions = [];
-  if (mayChange() && !registrator.device_id) {
+  if (mayChange() && !registrator.device_id && !registrator.let_go) {
     actions.push(el("a", {
       class: "button secondary", "data-continue": "",
       href: `/registrators/new?registrator=${encodeURIComponent(registrator.id)}`,
@@ -678,7 +689,8 @@ function registratorRow(registrator) {
   return el("tr", { "data-registrator-id": registrator.id },
     el("td", { class: "title" },
       el("a", { href: `/registrators/${encodeURIComponent(registrator.id)}`, text: registrator.name }),
-      el("div", { class: "muted small", text: registrator.note })),
+      el("div", { class: "muted small", text: registrator.note }),
+      ...(registrator.let_go ? [el("div", { class: "small", "data-let-go": "", text: registrator.let_go })] : [])),
     el("td", { "data-col": "status", "data-label": "Status" }),
     el("td", { "data-col": "device", "data-label": "NVR" }),
     el("td", { "data-col": "cameras", "data-label": "Cameras" }),
@@ -726,7 +738,7 @@ function registratorsPage() {
       setCell(row, "cameras", cameraNames(registrator));
       setCell(row, "last-seen", when(registrator.last_seen));
       const link = $("[data-continue]", row);
-      if (link) link.hidden = Boolean(registrator.device_id);
+      if (link) link.hidden = Boolean(registrator.device_id || registrator.let_go);
     });
     $("#no-registrators").hidden = data.registrators.length > 0;
   });
@@ -748,7 +760,7 @@ function registratorPage() {
       saved.textContent = "Saving…";
       const result = await api("PUT", `${path}/${what}`, body());
       busy(button, false);
-      if (!result.ok) { saved.textContent = `Not saved: ${errorText(result)}`; return; }
+      if (!result.ok) { saved.textContent = `Not saved: ${fieldErrorText(result)}`; return; }
       saved.textContent = result.data.applied
         ? "Saved; the NVR took the settings."
         : `Saved; ${result.data.reason || "the NVR did not take them yet"}.`;
@@ -933,7 +945,7 @@ function wizardPage() {
 
   async function save(n, what, body) {
     const result = await api("PUT", `/registrators/${registrator.id}/${what}`, body);
-    if (!result.ok) { fail(n, errorText(result)); return false; }
+    if (!result.ok) { fail(n, fieldErrorText(result)); return false; }
     registrator = result.data;
     return true;
   }

@@ -32,3 +32,21 @@ def test_parse_endpoint(text: str, expected: Endpoint | None) -> None:
 def test_endpoint_urls() -> None:
     assert Endpoint("fe80::1", 9443).base_url == "https://[fe80::1]:9443"
     assert str(Endpoint("10.0.0.5", 9443)) == "10.0.0.5:9443"
+
+
+@pytest.mark.parametrize("text", ["02:bb:00:00:00", "02-bb-00-00-00-0O", "02:aa:bb:cc:dd:O7"])
+def test_a_mistyped_mac_is_refused_without_a_scan(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from agent import finder
+    from agent.errors import WireError
+    from agent.finder.device import locate
+
+    async def no_scan(*args: object, **kwargs: object) -> list[object]:
+        raise AssertionError("scanned the LAN for an ID that cannot exist")
+
+    monkeypatch.setattr(finder.device, "scan", no_scan)
+    with pytest.raises(WireError, match="MAC"):
+        asyncio.run(locate(text, scan_timeout=5))

@@ -375,3 +375,57 @@ def test_parse_of_deeply_nested_json_is_a_wire_error() -> None:
     # json.loads raises RecursionError here, not ValueError
     with pytest.raises(WireError, match="nested too deeply"):
         PollRequest.parse(b"[" * 5000 + b"]" * 5000)
+
+
+# Near misses of a MAC (issue 23): refused with the rule, never kept as explicit IDs.
+@pytest.mark.parametrize(
+    ("raw", "hint"),
+    [
+        ("02:AA:BB:CC:DD:O7", "'O' is a letter, not the digit 0"),
+        ("O2-CA-FE-00-00-01", "'O' is a letter, not the digit 0"),
+        ("02:aa:bb:cc:dd:ee:", "separator at the start or the end"),
+        (":02:aa:bb:cc:dd:ee", "separator at the start or the end"),
+        ("02ca.fe00.0001", "dotted form"),
+        ("02:aa:bb:cc:dd:0g", "'g' is not a hex digit"),
+        ("02:aa:bb:cc:dd:I7", "'I' is a letter, not the digit 1"),
+        ("02:aa:bb:cc:dd:l7", "'l' is a letter, not the digit 1"),
+        ("02aabbccddO7", "'O' is a letter, not the digit 0"),
+    ],
+)
+def test_mac_near_misses_are_refused_naming_the_rule(raw: str, hint: str) -> None:
+    with pytest.raises(WireError) as info:
+        normalize_device_id(raw)
+    message = str(info.value)
+    assert repr(raw) in message
+    assert hint in message
+    assert "exactly 6 octets of two hex digits" in message
+
+
+@given(
+    st.lists(st.integers(0, 255), min_size=6, max_size=6),
+    st.sampled_from([":", "-", ""]),
+    st.booleans(),
+    st.integers(0, 11),
+    st.sampled_from("OoIlgGzZ"),
+)
+@settings(max_examples=examples(200))
+def test_one_wrong_character_in_a_mac_never_makes_an_id(
+    octets: list[int], sep: str, upper: bool, where: int, wrong: str
+) -> None:
+    digits = list("".join(f"{o:02x}" for o in octets))
+    digits[where] = wrong
+    text = "".join(digits)
+    text = sep.join(text[i : i + 2] for i in range(0, 12, 2))
+    text = text.upper() if upper else text
+    if sep == "" and wrong.lower() not in "oil":
+        return  # twelve characters without separators may be a serial number
+    with pytest.raises(WireError, match="6 octets"):
+        normalize_device_id(text)
+
+
+@given(st.lists(st.integers(0, 255), min_size=6, max_size=6), st.sampled_from([":", "-", ""]))
+@settings(max_examples=examples(100))
+def test_every_mac_spelling_has_one_canonical_form(octets: list[int], sep: str) -> None:
+    canonical = ":".join(f"{o:02x}" for o in octets)
+    for spelling in (canonical.replace(":", sep), canonical.replace(":", sep).upper()):
+        assert normalize_device_id(spelling) == canonical

@@ -28,7 +28,7 @@ async def scripted_device(
     """A device's channel answering commands from `answers` (else ok false, as camagent
     answers a command it does not know); yields the list of commands it got."""
     got: list[dict[str, Any]] = []
-    hello: dict[str, Any] = {"type": "hello", "device_id": device_id, "kind": kind}
+    hello: dict[str, Any] = {"type": "hello", "device_id": device_id, "kind": kind, "version": "0"}
     if video is not None:
         hello["video"] = video
     headers = {"Authorization": f"Bearer {token}"}
