@@ -86,10 +86,17 @@ class CloudSession:
         """Add the camera; if this organization already has it waiting for its device
         (added earlier with another password), give that claim `password` instead
         (PATCH /v1/cameras/{id}). Its sealed token either way."""
+        return self.add_or_correct_camera(device_id, password, name)[0]
+
+    def add_or_correct_camera(
+        self, device_id: str, password: str, name: str = ""
+    ) -> tuple[str, bool]:
+        """`add_or_repassword_camera`, and whether it corrected a waiting camera's
+        password rather than adding one (so that what is printed is what was done)."""
         body = {"device_id": device_id, "password": password, "name": name}
         answer = self.request("POST", "/v1/cameras", body)
         if answer.status == 201:
-            return self._field(answer, "sealed_token")
+            return self._field(answer, "sealed_token"), False
         if answer.status != 409:
             self._expect(201, answer, "add the camera")
         camera_id = self._camera_id_of(device_id)
@@ -102,7 +109,7 @@ class CloudSession:
                 "meant to provision again, delete it there first (or reset the device)"
             )
         self._expect(200, changed, "change the waiting camera's password")
-        return self._field(changed, "sealed_token")
+        return self._field(changed, "sealed_token"), True
 
     def _camera_id_of(self, device_id: str) -> str:
         listing = self._expect(200, self.request("GET", "/v1/cameras"), "list the cameras")

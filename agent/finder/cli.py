@@ -255,7 +255,9 @@ async def _push_from_profile(args: argparse.Namespace) -> int:
         # it), nor block the retry with the right one.
         await client.check_password(password)
         name = args.name or str(opened.info.get("name") or "")
-        token = await asyncio.to_thread(_add_in_cloud, args.profile, device_id, password, name)
+        token, corrected = await asyncio.to_thread(
+            _add_in_cloud, args.profile, device_id, password, name
+        )
         try:
             await client.command("/v1/token", {"token": token}, password)
         except FinderError as exc:
@@ -264,19 +266,23 @@ async def _push_from_profile(args: argparse.Namespace) -> int:
                 f"token once the problem is fixed: camagent finder push {args.device} "
                 f"--token-file FILE, with this token in FILE: {token}"
             ) from None
+    done = (
+        "was waiting in the cloud with another password: corrected to the one the device accepted"
+        if corrected
+        else "added in the cloud"
+    )
     print(
-        f"Camera {device_id} added in the cloud (profile {args.profile}) and its token "
-        f"pushed to {client.endpoint}: it is connecting."
+        f"Camera {device_id} {done} (profile {args.profile}), and its token pushed to "
+        f"{client.endpoint}: it is connecting."
     )
     return 0
 
 
-def _add_in_cloud(profile: str, device_id: str, password: str, name: str) -> str:
+def _add_in_cloud(profile: str, device_id: str, password: str, name: str) -> tuple[str, bool]:
     from agent.account.api import open_session
 
     session = open_session(profile)
-    token: str = session.add_or_repassword_camera(device_id, password, name=name)
-    return token
+    return session.add_or_correct_camera(device_id, password, name=name)
 
 
 async def cmd_reset(args: argparse.Namespace) -> int:

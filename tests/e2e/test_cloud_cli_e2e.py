@@ -507,6 +507,22 @@ def test_finder_push_with_a_wrong_then_the_right_password(home, cloud, fleet):
     assert camera["name"] == "lobby"
 
 
+def test_finder_push_over_a_waiting_camera_says_it_corrected_its_password(home, cloud, fleet):
+    """Issue 26: the camera was added earlier with a typo; the push corrects that claim's
+    password, and says so, instead of saying "added"."""
+    from tests.e2e.test_local_api_e2e import start_device
+
+    assert login(home, "ann").returncode == 0
+    agent, local, device_id, password = start_device(fleet)
+    cloud.add_camera(cloud.login(), device_id, "a-typo-at-the-desk", "lobby")
+    push = ("finder", "push", f"127.0.0.1:{local['port']}", "--profile", "mock")
+    result = cli(home, *push, "--password-stdin", stdin=password + "\n")
+    assert result.returncode == 0, result.stderr
+    assert "was waiting in the cloud with another password: corrected" in result.stdout
+    assert "added in the cloud" not in result.stdout
+    agent.wait_for_state("connected", timeout=TIMEOUT)
+
+
 def test_one_ctrl_c_ends_finder_push_at_its_password_prompt(home, fleet):
     """The prompt waits inside the finder's asyncio loop: one Ctrl-C (here the byte a
     terminal turns into SIGINT) must end it, with exit 130 and no traceback."""

@@ -46,7 +46,7 @@ def test_a_fresh_add_is_one_post() -> None:
     # The sealed token is what a camera takes outside its poll (docs/design.md §2.9).
     answer = {"token": "T1", "sealed_token": "S1"}
     cloud_session, cloud = session({("POST", "/v1/cameras"): (201, answer)})
-    assert cloud_session.add_or_repassword_camera("02:00:00:00:00:01", "pw", "hall") == "S1"
+    assert cloud_session.add_or_correct_camera("02:00:00:00:00:01", "pw", "hall") == ("S1", False)
     assert cloud.calls == [
         (
             "POST",
@@ -67,7 +67,7 @@ def test_a_waiting_claim_of_this_org_takes_the_new_password() -> None:
             ),
         }
     )
-    assert cloud_session.add_or_repassword_camera("02-00-00-00-00-01", "right", "") == "S7"
+    assert cloud_session.add_or_correct_camera("02-00-00-00-00-01", "right", "") == ("S7", True)
     assert cloud.calls[-1] == ("PATCH", "/v1/cameras/c%2F7", {"password": "right"})
 
 
