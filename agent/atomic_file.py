@@ -20,23 +20,31 @@ from agent.errors import StateError
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
-    directory = path.parent
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        replace_file(path, data, mode)
     except OSError as exc:
         raise StateError(_explain(exc, path)) from None
+
+
+def replace_file(path: Path, data: bytes, mode: int, *, adopt: bool = True) -> None:
+    """The mechanism under `write_atomic`, raising the OSError (its temp file removed) for
+    the caller to explain in its own words. `adopt`: a file root writes into another
+    user's directory goes to that user; without it, owner and group are the writer's."""
+    directory = path.parent
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as tmp:
             os.fchmod(tmp.fileno(), mode)
-            state_dir.adopt(tmp.fileno(), directory)
+            if adopt:
+                state_dir.adopt(tmp.fileno(), directory)
             tmp.write(data)
             tmp.flush()
             os.fsync(tmp.fileno())
         os.replace(tmp_name, path)
-    except OSError as exc:
+    except OSError:
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
-        raise StateError(_explain(exc, path)) from None
+        raise
     fsync_dir(directory)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from agent import __version__
 from agent import config as config_mod
 from agent.errors import CamagentError, DaemonUnavailable
-from agent.secret_input import TOKEN_ENV, Secret, read_secret
+from agent.secret_input import DISCOURAGED, TOKEN_ENV, Secret, read_secret
 
 EXIT_OK, EXIT_FAILURE, EXIT_INTERRUPTED = 0, 1, 130
 
@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         "token",
         metavar="TOKEN",
         nargs="?",
-        help="discouraged: a command line is readable by every local user (a warning says so)",
+        help=DISCOURAGED,
     )
     token_set.add_argument(
         "--token-file",
@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         "token",
         metavar="TOKEN",
         nargs="?",
-        help="discouraged: a command line is readable by every local user (a warning says so)",
+        help=DISCOURAGED,
     )
     nvr_register.add_argument(
         "--token-file",

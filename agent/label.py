@@ -14,14 +14,13 @@ types in the cloud are the same string.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno
 import os
 import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.atomic_file import fsync_dir, write_atomic
+from agent.atomic_file import fsync_dir, replace_file, write_atomic
 from agent.errors import CamagentError, StateError, WireError
 from agent.identity import MAX_PASSWORD_LEN
 from agent.provisioning.wire import normalize_device_id
@@ -194,25 +193,10 @@ def write_private(path: Path, data: bytes, mode: int = LABEL_MODE) -> None:
     `path`. No moment finds it readable by others, whatever the umask, and a link planted
     at `path` is replaced, never followed. Owner and group are the writer's, as for the
     password file that --generate creates."""
-    import tempfile
-
-    directory = path.parent if str(path.parent) else Path(".")
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        replace_file(path, data, mode, adopt=False)
     except OSError as exc:
         raise LabelError(f"cannot write {path}: {_why(exc, path)}") from None
-    try:
-        with os.fdopen(fd, "wb") as tmp:
-            os.fchmod(tmp.fileno(), mode)
-            tmp.write(data)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp_name, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise LabelError(f"cannot write {path}: {_why(exc, path)}") from None
-    fsync_dir(directory)
 
 
 def _why(exc: OSError, path: Path) -> str:

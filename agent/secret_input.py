@@ -29,6 +29,8 @@ from agent.errors import CamagentError
 MAX_SECRET_INPUT = 64 * 1024  # far above any secret: a wrong file is refused, not read whole
 STDIN = "-"
 TOKEN_ENV = "CAMAGENT_TOKEN"
+# The help of a secret's command-line form, wherever it is still accepted.
+DISCOURAGED = "discouraged: a command line is readable by every local user (a warning says so)"
 
 
 class SecretInputError(CamagentError):

@@ -22,26 +22,27 @@ handshake fails or times out).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
 import logging
 import socket
 import ssl
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from agent.local_api.listener import descriptor_headroom
+from agent.local_api.listener import (
+    CLIENT_LEFT,
+    OUT_OF_RESOURCES,
+    RETRY_S,
+    descriptor_headroom,
+    wait_readable,
+)
 from cloud_mock.client_address import client_key
 from cloud_mock.log_limit import RateLimitedLogger
+from cloud_mock.resources import ClientCounter
 
 log = logging.getLogger(__name__)
 _quiet_log = RateLimitedLogger(log)
-
-RETRY_S = 0.5  # how soon to look again when descriptors are short
-_OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
 @dataclass(frozen=True)
@@ -49,34 +50,6 @@ class AcceptLimits:
     per_client: int = 2048  # connections of one client address at a time
     reserve: int = 128  # descriptors never taken by accepting
     handshake_s: float = 10.0  # TLS handshake, from accept
-
-
-class ClientCount:
-    """Open connections per client address; an address leaves when its last one closes,
-    so the table never holds more addresses than there are connections."""
-
-    def __init__(self, per_client: int) -> None:
-        self.per_client = per_client
-        self._open: Counter[str] = Counter()
-        self.refused = 0
-
-    def enter(self, client: str) -> bool:
-        if self._open[client] >= self.per_client:
-            self.refused += 1
-            return False
-        self._open[client] += 1
-        return True
-
-    def leave(self, client: str) -> None:
-        self._open[client] -= 1
-        if self._open[client] <= 0:
-            del self._open[client]
-
-    def __len__(self) -> int:
-        return sum(self._open.values())
-
-    def of(self, client: str) -> int:
-        return self._open.get(client, 0)
 
 
 class _Accepting:
@@ -91,7 +64,7 @@ class _Accepting:
 
 
 class GuardedSite(web.SockSite):
-    """A SockSite that accepts through `ClientCount` and the descriptor reserve, and gives
+    """A SockSite that accepts through a `ClientCounter` and the descriptor reserve, and gives
     each client `limits.handshake_s` to finish its TLS handshake."""
 
     limits = AcceptLimits()
@@ -100,7 +73,7 @@ class GuardedSite(web.SockSite):
         await web.BaseSite.start(self)
         server = self._runner.server
         assert server is not None
-        self.clients = ClientCount(self.limits.per_client)
+        self.clients = ClientCounter(self.limits.per_client)
         self._handlers: dict[Any, str] = {}
         self._handshakes: set[asyncio.Task[None]] = set()
         self._sock.setblocking(False)
@@ -116,7 +89,7 @@ class GuardedSite(web.SockSite):
 
     async def _serve(self, server: web.Server) -> None:
         while True:
-            await _readable(self._sock)
+            await wait_readable(self._sock)
             room = descriptor_headroom()
             if room is not None and room < self.limits.reserve:
                 _quiet_log.warning(
@@ -135,7 +108,7 @@ class GuardedSite(web.SockSite):
                 await _accept_failed(exc)
                 continue
             client = client_key(str(peer[0]))
-            if not self.clients.enter(client):
+            if not self.clients.try_enter(client):
                 conn.close()
                 _quiet_log.warning(
                     "refused connections from %s over its %d at a time",
@@ -185,28 +158,10 @@ def _release_with(server: web.Server, lost: Any) -> None:
     server.connection_lost = connection_lost  # type: ignore[method-assign]
 
 
-async def _readable(sock: socket.socket) -> None:
-    loop = asyncio.get_running_loop()
-    ready: asyncio.Future[None] = loop.create_future()
-    fd = sock.fileno()  # by number: the socket may be closed before the finally runs
-
-    def wake() -> None:
-        if not ready.done():
-            ready.set_result(None)
-
-    loop.add_reader(fd, wake)
-    try:
-        await ready
-    finally:
-        with contextlib.suppress(ValueError, OSError):
-            loop.remove_reader(fd)
-
-
 async def _accept_failed(exc: OSError) -> None:
-    # ECONNABORTED and the like: the client left before we took it, nothing to do.
-    if exc.errno in _OUT_OF_RESOURCES:
+    if exc.errno in OUT_OF_RESOURCES:
         _quiet_log.warning("cannot accept a connection: %s", exc.strerror)
         await asyncio.sleep(RETRY_S)
-    elif exc.errno not in (errno.ECONNABORTED, errno.EPROTO, errno.EINTR, errno.EAGAIN):
+    elif exc.errno not in CLIENT_LEFT:
         _quiet_log.warning("accept failed: %s", exc)
         await asyncio.sleep(RETRY_S / 10)

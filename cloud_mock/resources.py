@@ -44,21 +44,27 @@ class HeldPollLimits:
         return cls(total=max(1, min(total, usable)), per_client=max(1, per_client))
 
 
-class HeldPollCounter:
-    """How many polls are held, in total and per client address (bounded by `total`:
-    an address leaves the table when its last poll ends)."""
+class ClientCounter:
+    """How many of something (held polls, connections) are open, in total and per client
+    address, under caps; an address leaves the table when its last one ends, so the table
+    never holds more addresses than there are open things."""
 
-    def __init__(self, limits: HeldPollLimits) -> None:
-        self.limits = limits
+    def __init__(self, per_client: int, total: int | None = None) -> None:
+        self.per_client = per_client
+        self.total = total
         self._per_client: Counter[str] = Counter()
         self._total = 0
-        self.refused = 0  # polls answered at once because a cap was reached
+        self.refused = 0  # refused because a cap was reached
 
     def __len__(self) -> int:
         return self._total
 
+    def of(self, client: str) -> int:
+        return self._per_client.get(client, 0)
+
     def try_enter(self, client: str) -> bool:
-        if self._total >= self.limits.total or self._per_client[client] >= self.limits.per_client:
+        full = self.total is not None and self._total >= self.total
+        if full or self._per_client[client] >= self.per_client:
             self.refused += 1
             return False
         self._total += 1
@@ -70,6 +76,14 @@ class HeldPollCounter:
         self._per_client[client] -= 1
         if self._per_client[client] <= 0:
             del self._per_client[client]
+
+
+class HeldPollCounter(ClientCounter):
+    """Held polls: `refused` counts the polls answered at once because a cap was reached."""
+
+    def __init__(self, limits: HeldPollLimits) -> None:
+        super().__init__(limits.per_client, limits.total)
+        self.limits = limits
 
 
 def raise_file_limit() -> int:

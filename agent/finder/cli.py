@@ -11,7 +11,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from agent.finder.errors import FinderError
-from agent.secret_input import TOKEN_ENV, Secret, is_stdin, read_secret
+from agent.secret_input import DISCOURAGED, TOKEN_ENV, Secret, is_stdin, read_secret
 
 SCAN_TIMEOUT_S = 3.0
 SECURITIES = {"WPA": "WPA", "WPA2": "WPA", "WPA3": "SAE", "SAE": "SAE", "WEP": "WEP"}
@@ -45,7 +45,7 @@ def add_parser(sub: Any) -> None:
     how.add_argument(
         "--token",
         metavar="T",
-        help="discouraged: a command line is readable by every local user (a warning says so)",
+        help=DISCOURAGED,
     )
     from agent.account.profiles import add_profile_option
 
@@ -66,7 +66,7 @@ def add_parser(sub: Any) -> None:
     secret.add_argument(
         "--password",
         metavar="P",
-        help="discouraged: a command line is readable by every local user (a warning says so)",
+        help=DISCOURAGED,
     )
     wifi.add_argument(
         "--security",

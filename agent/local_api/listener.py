@@ -41,7 +41,28 @@ from agent.local_api.ratelog import RateLimitedLog
 
 RETRY_S = 0.5  # how soon to try accepting again when descriptors are short
 SSL_SHUTDOWN_S = 5.0  # a peer that never answers the TLS close_notify holds no fd for long
-_OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+# ECONNABORTED and the like: the client left before it was taken, nothing to do.
+CLIENT_LEFT = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EINTR, errno.EAGAIN})
+
+
+async def wait_readable(sock: socket.socket) -> None:
+    """Until `sock` has a connection to accept (an accept loop of our own, which looks at
+    its caps before it takes one)."""
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+    fd = sock.fileno()  # by number: the socket may be closed before the finally runs
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, wake)
+    try:
+        await ready
+    finally:
+        with contextlib.suppress(ValueError, OSError):
+            loop.remove_reader(fd)
 
 
 @dataclass(frozen=True)
@@ -244,7 +265,7 @@ class Listener:
         while True:
             # Wait for a connection first and look at the room after: the room may have
             # shrunk while we waited, and a connection not taken costs us nothing.
-            await self._readable()
+            await wait_readable(self.sock)
             room = self.headroom()
             if room is not None and room < self.limits.fd_reserve:
                 self.notes.note(
@@ -264,27 +285,11 @@ class Listener:
             conn.setblocking(False)
             self._admit(conn, client_key(str(peer[0])))
 
-    async def _readable(self) -> None:
-        loop = asyncio.get_running_loop()
-        ready: asyncio.Future[None] = loop.create_future()
-        fd = self.sock.fileno()
-
-        def wake() -> None:
-            if not ready.done():
-                ready.set_result(None)
-
-        loop.add_reader(fd, wake)
-        try:
-            await ready
-        finally:
-            loop.remove_reader(fd)
-
     async def _accept_failed(self, exc: OSError) -> None:
-        # ECONNABORTED and the like: the client left before we took it, nothing to do.
-        if exc.errno in _OUT_OF_RESOURCES:
+        if exc.errno in OUT_OF_RESOURCES:
             self.notes.note("accept", f"local API: cannot accept a connection: {exc.strerror}")
             await asyncio.sleep(RETRY_S)
-        elif exc.errno not in (errno.ECONNABORTED, errno.EPROTO, errno.EINTR, errno.EAGAIN):
+        elif exc.errno not in CLIENT_LEFT:
             self.notes.note("accept_error", f"local API: accept failed: {exc}")
             await asyncio.sleep(RETRY_S / 10)
 

@@ -7,13 +7,19 @@ from pathlib import Path
 
 from agent.errors import CamagentError, QrPayloadError
 from agent.qr.payloads import SECURITIES, WifiNetwork, parse, token_payload, wifi_payload
-from agent.secret_input import TOKEN_ENV, Secret, SecretInputError, is_stdin, read_secret
+from agent.secret_input import (
+    DISCOURAGED,
+    TOKEN_ENV,
+    Secret,
+    SecretInputError,
+    is_stdin,
+    read_secret,
+)
 
 TERMINAL_COLUMNS = 80
 # A card that carries a secret (a WiFi password, a token) is written for its owner and
 # group only, created so (agent/label.py writes labels the same way).
 SECRET_CARD_MODE = 0o640
-DISCOURAGED = "discouraged: a command line is readable by every local user (a warning says so)"
 # One way to read a secret for every command (agent/secret_input.py). The card's optional
 # secrets have no environment variable: one left there would change every card made.
 WIFI_PASSWORD = Secret("WiFi password", "--password", "--password-file", password=True)

@@ -24,7 +24,7 @@ from pathlib import Path
 import aiohttp
 
 from agent.errors import CamagentError
-from agent.secret_input import Secret, is_stdin, read_secret
+from agent.secret_input import DISCOURAGED, Secret, is_stdin, read_secret
 from cloud_mock.conformance.checks import (
     DEFAULT_TIMING_SAMPLES,
     DEFAULT_TIMING_TOLERANCE_S,
@@ -75,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     session.add_argument(
         "--session",
         metavar="SECRET",
-        help="discouraged: a command line is readable by every local user (a warning says so)",
+        help=DISCOURAGED,
     )
     hooks = parser.add_argument_group("hooks (commands instead of the user API)")
     hooks.add_argument(
