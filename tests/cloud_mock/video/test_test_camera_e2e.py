@@ -44,24 +44,18 @@ def camera() -> Iterator[TestCamera]:
         yield running
 
 
+# GStreamer's RTSP server now and then accepts PLAY and sends only RTCP (seen about once
+# in 40 starts under load, with shared media): an ffprobe or ffmpeg that got nothing in
+# this long starts again once, as the mock's puller does (its stall_s).
+STALLED_AFTER_S = 20
+
+
 def ffprobe(url: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-rtsp_transport",
-            "tcp",
-            "-show_entries",
-            "stream=codec_type,codec_name,width,height",
-            "-of",
-            "json",
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
+    argv = ["ffprobe", "-v", "error", "-rtsp_transport", "tcp"]
+    argv += ["-show_entries", "stream=codec_type,codec_name,width,height", "-of", "json", url]
+    result = run_rtsp_client(argv)
+    return subprocess.CompletedProcess(
+        result.args, result.returncode, result.stdout.decode(), result.stderr.decode()
     )
 
 
@@ -74,19 +68,17 @@ def video_stream(url: str) -> dict[str, object]:
     return stream
 
 
-# GStreamer's RTSP server now and then accepts PLAY and sends only RTCP (seen about once
-# in 40 starts under load, with shared media): a client that got nothing in this long
-# starts again once, as the mock's puller does (its stall_s), and says so if that fails.
-STALLED_AFTER_S = 20
+def run_rtsp_client(argv: list[str]) -> subprocess.CompletedProcess[bytes]:
+    try:
+        return subprocess.run(argv, capture_output=True, timeout=STALLED_AFTER_S, check=False)
+    except subprocess.TimeoutExpired:
+        return subprocess.run(argv, capture_output=True, timeout=STALLED_AFTER_S, check=False)
 
 
 def ffmpeg(url: str, *output: str) -> bytes:
     """What `ffmpeg -i URL OUTPUT... pipe:1` writes to its stdout."""
     argv = ["ffmpeg", "-nostdin", "-v", "error", "-rtsp_transport", "tcp", "-i", url, *output]
-    try:
-        result = subprocess.run(argv, capture_output=True, timeout=STALLED_AFTER_S, check=False)
-    except subprocess.TimeoutExpired:
-        result = subprocess.run(argv, capture_output=True, timeout=STALLED_AFTER_S, check=False)
+    result = run_rtsp_client(argv)
     assert result.returncode == 0, result.stderr.decode(errors="replace")
     return result.stdout
 
