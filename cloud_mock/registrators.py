@@ -4,6 +4,7 @@ Details + Device (create, edit), Installation, Activation (the NVR's checks), Co
 
 Anyone in the org may look; adding, activating, changing and deleting need the owner
 or the manage-registrators permission and a business account; syncing needs the role.
+What is said to the NVR itself (`configure`, `sync`, its hello) is in `nvr_channel`.
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ from typing import Any
 
 from aiohttp import web
 
-from agent.config import camera_name_problem
-from agent.nvr.settings import without_credentials
+from cloud_mock import nvr_channel
 from cloud_mock.api import ApiError, get_int, get_str, read_json_object
-from cloud_mock.devices_ws import CHANNELS, HELLO_HOOKS, Channel, ChannelClosed
-from cloud_mock.keys import CLOCK, CONFIG, STORE
+from cloud_mock.devices_ws import CHANNELS, ChannelClosed
+from cloud_mock.keys import CLOCK, STORE
 from cloud_mock.nvr import (
     ARCHIVE_DAYS,
     DEFAULT_ARCHIVE,
@@ -45,9 +45,6 @@ from cloud_mock.video import archive as video_archive
 from cloud_mock.video import sources as video_sources
 
 log = logging.getLogger("cloud_mock.nvr")
-
-MAX_CAMERAS = 1000
-MAX_URL = 2048
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -264,25 +261,6 @@ async def activate(request: web.Request) -> web.Response:
 # --- Broadcast, Archive: stored, and sent to the NVR with `configure` -----------------------
 
 
-def _configure_args(registrator: Registrator) -> dict[str, Any]:
-    return {"broadcast": registrator.broadcast, "archive": registrator.archive}
-
-
-async def _deliver(app: web.Application, channel: Channel) -> tuple[bool, Any]:
-    """Send the registrator's settings; clear its pending flag if they are still current.
-    ChannelClosed, TimeoutError."""
-    store = app[STORE]
-    registrator = store.get_registrator(channel.peer.id)
-    if registrator is None:
-        raise ChannelClosed
-    args = _configure_args(registrator)
-    ok, result = await channel.command("configure", args, app[CONFIG].command_timeout_s)
-    current = store.get_registrator(registrator.id)
-    if current is not None and _configure_args(current) == args:
-        store.update_registrator(registrator.id, pending_configure=False)
-    return ok, result
-
-
 async def _store_and_apply(
     request: web.Request, registrator: Registrator, **changes: Any
 ) -> web.Response:
@@ -297,7 +275,7 @@ async def _store_and_apply(
             reason="NVR is offline: the settings are sent when it connects",
         )
     try:
-        ok, result = await _deliver(request.app, channel)
+        ok, result = await nvr_channel.deliver_settings(request.app, channel)
     except (ChannelClosed, TimeoutError):
         return _answer(
             request,
@@ -349,7 +327,7 @@ def _broadcast_cameras(data: dict[str, Any], registrator: Registrator) -> list[s
         return None
     if (
         not isinstance(cameras, list)
-        or len(cameras) > MAX_CAMERAS
+        or len(cameras) > nvr_channel.MAX_CAMERAS
         or not all(isinstance(c, str) and 0 < len(c) <= MAX_NAME for c in cameras)
     ):
         raise ApiError(400, "field 'cameras' must be a list of camera names, or null for all")
@@ -369,56 +347,6 @@ async def set_archive(request: web.Request) -> web.Response:
     response = await _store_and_apply(request, registrator, archive=archive)
     await video_archive.apply_registrator_archive(request.app, _fresh(request, registrator.id))
     return response
-
-
-def _token_collected(app: web.Application, channel: Channel) -> None:
-    """Hello hook: an NVR that connects has its token; it waits no more, and the next
-    one waiting for this device ID (another organization's) may be offered."""
-    if channel.peer.kind != "nvr":
-        return
-    device_id = app[STORE].nvr_token_collected(channel.peer.id)
-    if device_id is not None:
-        offer_tokens(app, device_id)
-
-
-def _push_pending_settings(app: web.Application, channel: Channel) -> None:
-    """Hello hook: settings changed while the NVR was away go to it now."""
-    if channel.peer.kind != "nvr":
-        return
-    registrator = app[STORE].get_registrator(channel.peer.id)
-    if registrator is None or not registrator.pending_configure:
-        return
-    app[TASKS].start(_push(app, channel))
-
-
-async def _push(app: web.Application, channel: Channel) -> None:
-    try:
-        ok, result = await _deliver(app, channel)
-    except (ChannelClosed, TimeoutError):
-        log.info("%s: pending settings not delivered; next time", channel.device_id)
-        return
-    log.info("%s: pending settings sent (ok=%s, %r)", channel.device_id, ok, result)
-
-
-class Tasks:
-    """Background tasks of this module, kept referenced and cancelled at shutdown."""
-
-    def __init__(self) -> None:
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def start(self, coroutine: Any) -> None:
-        task: asyncio.Task[None] = asyncio.create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def cancel_all(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-TASKS = web.AppKey("registrator_tasks", Tasks)
 
 
 # --- Summary --------------------------------------------------------------------------------
@@ -448,71 +376,11 @@ async def get_summary(request: web.Request) -> web.Response:
 # --- Sync, Sync all -------------------------------------------------------------------------
 
 
-def _cameras_from(data: Any) -> list[dict[str, str]]:
-    """The camera list of a `sync` result; malformed entries are left out."""
-    if not isinstance(data, dict) or not isinstance(data.get("cameras"), list):
-        raise ApiError(502, "the NVR's answer to sync has no camera list")
-    cameras: list[dict[str, str]] = []
-    for item in data["cameras"][:MAX_CAMERAS]:
-        if not isinstance(item, dict):
-            continue
-        name, url = item.get("name"), item.get("url")
-        if not isinstance(name, str) or camera_name_problem(name) or len(name) > MAX_NAME:
-            continue
-        if not isinstance(url, str) or not url or len(url) > MAX_URL:
-            continue
-        if any(c["name"] == name for c in cameras):
-            continue
-        camera = {"name": name, "url": without_credentials(url)}
-        for key in ("sub_url", "onvif_url"):
-            value = item.get(key)
-            if isinstance(value, str) and value and len(value) <= MAX_URL:
-                camera[key] = without_credentials(value)
-        cameras.append(camera)
-    return cameras
-
-
-async def _sync(app: web.Application, registrator: Registrator) -> list[dict[str, str]]:
-    """Ask the NVR for its cameras and store them (the list is replaced); ApiError."""
-    if registrator.device_id is None:
-        raise ApiError(409, "no NVR is linked yet: activate one first")
-    channel = app[CHANNELS].get(registrator.id)
-    if channel is None:
-        raise ApiError(409, "NVR is offline")
-    timeout = app[CONFIG].command_timeout_s
-    try:
-        ok, result = await channel.command("sync", {}, timeout)
-    except ChannelClosed:
-        raise ApiError(409, "NVR disconnected before answering") from None
-    except TimeoutError:
-        raise ApiError(504, f"NVR did not answer within {timeout:g} s") from None
-    if not ok:
-        raise ApiError(502, f"the NVR could not list its cameras: {result}")
-    cameras = _cameras_from(result)
-    store = app[STORE]
-    current = store.get_registrator(registrator.id)
-    if current is None:
-        return cameras
-    before = {c.get("name") for c in current.cameras}
-    after = {c["name"] for c in cameras}
-    store.update_registrator(registrator.id, cameras=cameras)
-    log.info("registrator %s synced: %d camera(s)", registrator.id, len(cameras))
-    # Cameras gone from the NVR take their live streams, thumbnails and archive along;
-    # new ones record as the registrator's Archive step says (§12.6).
-    for source in video_sources.nvr_cameras(current):
-        if source.name not in after:
-            await app[video_sources.SOURCE_GONE].gone(app, source)
-    updated = store.get_registrator(registrator.id)
-    if updated is not None:
-        await video_archive.apply_registrator_archive(app, updated, only=after - before)
-    return cameras
-
-
 async def sync(request: web.Request) -> web.Response:
     caller = require_session(request)
     registrator = _registrator_of(request, caller)
     require_manager(request, caller, "sync NVRs", business=False)
-    return web.json_response({"cameras": await _sync(request.app, registrator)})
+    return web.json_response({"cameras": await nvr_channel.sync_cameras(request.app, registrator)})
 
 
 async def sync_all(request: web.Request) -> web.Response:
@@ -523,7 +391,7 @@ async def sync_all(request: web.Request) -> web.Response:
     async def one(registrator: Registrator) -> dict[str, Any]:
         result: dict[str, Any] = {"id": registrator.id, "name": registrator.name}
         try:
-            result.update(ok=True, cameras=await _sync(request.app, registrator))
+            result.update(ok=True, cameras=await nvr_channel.sync_cameras(request.app, registrator))
         except ApiError as error:
             result.update(ok=False, error=error.message)
         return result
@@ -535,15 +403,8 @@ async def sync_all(request: web.Request) -> web.Response:
 # --- wiring ---------------------------------------------------------------------------------
 
 
-async def _cancel_tasks(app: web.Application) -> None:
-    await app[TASKS].cancel_all()
-
-
 def setup(app: web.Application) -> None:
-    app[TASKS] = Tasks()
-    app[HELLO_HOOKS].add(_token_collected)
-    app[HELLO_HOOKS].add(_push_pending_settings)
-    app.on_shutdown.append(_cancel_tasks)
+    nvr_channel.setup(app)
     router = app.router
     router.add_post("/v1/registrators", create_registrator)
     router.add_get("/v1/registrators", list_registrators)

@@ -34,6 +34,7 @@ themselves: every authenticated request and every login first deletes them, so t
 neither count toward the limit, nor authenticate, nor show in lists.
 
 Captchas, failure counts and resolve tokens live in memory: a restart forgets them.
+Password hashing and the accounts made at start-up are in `user_accounts`.
 """
 
 from __future__ import annotations
@@ -41,19 +42,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import hmac
 import logging
 import math
-import os
 import secrets
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from agent.atomic_file import write_atomic
 from cloud_mock.api import ApiError, bearer_token, get_str, read_json_object
 from cloud_mock.captcha import (
     CAPTCHA_TTL_S,
@@ -64,112 +61,26 @@ from cloud_mock.captcha import (
     render_png,
 )
 from cloud_mock.client_address import client_key
-from cloud_mock.fixtures import DEFAULT_ORG, AccountSettings, Fixtures, parse_settings
+from cloud_mock.fixtures import AccountSettings, parse_settings
 from cloud_mock.keys import CLOCK, STORE
 from cloud_mock.login_guard import FailureLog, RenderBudget, ResolveGrants
 from cloud_mock.password_check import ChecksBusy, PasswordChecks
 from cloud_mock.store import Session, Store, User
 
+# Passwords and the start-up accounts live in user_accounts; these stay importable from
+# here, where the app and `cloud-mock` find them.
+from cloud_mock.user_accounts import ADMIN_LOGIN as ADMIN_LOGIN
+from cloud_mock.user_accounts import ADMIN_PASSWORD_FILE as ADMIN_PASSWORD_FILE
+from cloud_mock.user_accounts import DUMMY_HASH, verify_password
+from cloud_mock.user_accounts import apply_fixtures as apply_fixtures
+from cloud_mock.user_accounts import ensure_admin as ensure_admin
+
 log = logging.getLogger("cloud_mock.users")
 
-ADMIN_LOGIN = "admin"
-ADMIN_PASSWORD_FILE = "admin-password"
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 WRONG_LOGIN = "wrong login or password"
 NO_SESSION = "no valid session: log in with POST /v1/auth/login and send Authorization: Bearer"
 CAPTCHA_NEEDED = "a captcha is required: send captcha_id and captcha_answer with the login"
 ROLES_THAT_CHANGE = ("owner", "manage_registrators")
-
-
-# --- password hashing (slow on purpose: call through asyncio.to_thread) -----------------
-
-
-def hash_password(password: str) -> str:
-    salt = os.urandom(16)
-    digest = _scrypt(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
-    return "$".join(
-        (
-            "scrypt",
-            str(SCRYPT_N),
-            str(SCRYPT_R),
-            str(SCRYPT_P),
-            base64.b64encode(salt).decode(),
-            base64.b64encode(digest).decode(),
-        )
-    )
-
-
-def verify_password(password: str, stored: str) -> bool:
-    try:
-        scheme, n, r, p, salt, digest = stored.split("$")
-        if scheme != "scrypt":
-            return False
-        expected = base64.b64decode(digest)
-        actual = _scrypt(password, base64.b64decode(salt), int(n), int(r), int(p))
-    except ValueError:
-        return False
-    return hmac.compare_digest(actual, expected)
-
-
-def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-    return hashlib.scrypt(
-        password.encode(), salt=salt, n=n, r=r, p=p, dklen=32, maxmem=64 * 1024 * 1024
-    )
-
-
-# A hash of a random password: unknown logins are checked against it, so that they cost
-# the same time as known ones and the answer does not reveal which logins exist.
-_DUMMY_HASH = hash_password(secrets.token_hex(16))
-
-
-# --- start-up: fixtures and the built-in owner --------------------------------------------
-
-
-def apply_fixtures(store: Store, fixtures: Fixtures) -> None:
-    # Users of `demo` need it to exist before the built-in owner is made.
-    store.ensure_org(DEFAULT_ORG, True)
-    for org in fixtures.orgs:
-        store.upsert_org(org.name, org.business)
-    for user in fixtures.users:
-        existing = store.get_user(user.login)
-        password_hash = (
-            existing.password_hash
-            if existing is not None and verify_password(user.password, existing.password_hash)
-            else hash_password(user.password)
-        )
-        store.upsert_user(User(user.login, user.org, user.role, password_hash, user.max_sessions))
-    if fixtures.settings:
-        store.set_settings(fixtures.settings)
-
-
-def ensure_admin(store: Store, data_dir: Path) -> None:
-    """User `admin`, owner of org `demo`; its password is created once, kept.
-
-    `demo` is made with a business account; fixtures may say otherwise, and win.
-    """
-    store.ensure_org(DEFAULT_ORG, True)
-    path = data_dir / ADMIN_PASSWORD_FILE
-    password = path.read_text().strip() if path.exists() else ""
-    if not password:
-        password = secrets.token_urlsafe(12)
-        write_atomic(path, (password + "\n").encode(), 0o600)
-    existing = store.get_user(ADMIN_LOGIN)
-    if (
-        existing is not None
-        and existing.org == DEFAULT_ORG
-        and existing.role == "owner"
-        and verify_password(password, existing.password_hash)
-    ):
-        return
-    store.upsert_user(
-        User(
-            ADMIN_LOGIN,
-            DEFAULT_ORG,
-            "owner",
-            hash_password(password),
-            existing.max_sessions if existing else None,
-        )
-    )
 
 
 # --- in-memory login state -------------------------------------------------------------------
@@ -540,7 +451,7 @@ def add_routes(app: web.Application) -> None:
         FailureLog(),
         ResolveGrants(),
         RenderBudget(),
-        PasswordChecks(verify_password, _DUMMY_HASH),
+        PasswordChecks(verify_password, DUMMY_HASH),
     )
     app.router.add_post("/v1/auth/login", login)
     app.router.add_get("/v1/auth/captcha", captcha)

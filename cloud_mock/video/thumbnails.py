@@ -12,7 +12,8 @@ atomically: a temp file and a rename). It is taken
   watches: a listener on the live Hub, cheap and limiting itself (the hub drops it when
   the hub goes).
 At most MAX_JOBS pictures are being taken at once in the whole mock, each within
-JOB_TIMEOUT_S, and ffmpeg is always stopped.
+JOB_TIMEOUT_S, and ffmpeg is always stopped (`thumbnail_io` runs it, fetches snapshots
+and keeps the files; this module decides which picture is taken when).
 
 In memory, per source: when its picture was taken (mock clock) and the last failure.
 Without a picture, `reason` says why for a person, from what is known now: the device
@@ -24,44 +25,47 @@ read memory only: the console's status feed asks twice a second per open page.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email.utils
 import hashlib
 import logging
 import math
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-import aiohttp
 from aiohttp import web
 
-from agent.atomic_file import write_atomic
 from agent.errors import StateError
 from cloud_mock.api import ApiError
 from cloud_mock.devices_ws import CHANNELS, HELLO_HOOKS, Channel
 from cloud_mock.keys import CLOCK, CONFIG, STORE
 from cloud_mock.users import require_session
-from cloud_mock.video.ffmpeg import Ffmpeg, FfmpegMissing, fmp4_frame_args, rtsp_frame_args
+from cloud_mock.video.ffmpeg import fmp4_frame_args, rtsp_frame_args
 from cloud_mock.video.live import HUBS, Hub
 from cloud_mock.video.probes import PROBES, DeviceTasks, Ended, codec_problem, ended_within, shown
 from cloud_mock.video.settings import VIDEO_SETTINGS
 from cloud_mock.video.sources import SOURCE_GONE, VideoSource, camera, nvr_cameras, source_of
-from cloud_mock.video.tunnels import LocalBridge, OpenTunnel, VideoUnavailable, open_tunnel
+from cloud_mock.video.thumbnail_io import (
+    SNAPSHOT_TIMEOUT_S,
+    ThumbnailFailed,
+    ffmpeg_jpeg,
+    http_jpeg,
+    jpeg_frame_args,
+    read_picture,
+    remove_picture,
+    scan_pictures,
+    write_picture,
+)
+from cloud_mock.video.tunnels import LocalBridge, VideoUnavailable, open_tunnel
 
 log = logging.getLogger(__name__)
 
 DIRECTORY = "thumbnails"
 MAX_JOBS = 2  # pictures being taken at once, in the whole mock
-JOB_TIMEOUT_S = 20.0
-SNAPSHOT_TIMEOUT_S = JOB_TIMEOUT_S / 2
-MAX_JPEG = 5 * 1024 * 1024  # a snapshot, or what ffmpeg makes
+JOB_TIMEOUT_S = 2 * SNAPSHOT_TIMEOUT_S  # a snapshot, then one frame of a stream
 MAX_ERROR = 200
 FRAME_STREAMS = ("sub", "main")  # the lighter stream first
-JPEG_MAGIC = b"\xff\xd8"
-_FILE = re.compile(r"[0-9a-f]{32}\.jpg")
 
 OFFLINE = {"camera": "the camera is offline", "nvr_camera": "the NVR is offline"}
 NEVER_CONNECTED = "the camera has not connected yet"
@@ -72,10 +76,6 @@ NO_VIDEO = {
 OLD_DEVICE = "the device does not say which streams it has (its camagent is older than live video)"
 BROADCAST_OFF = "live view is off for this camera (the registrator's Broadcast settings)"
 WAITING = "waiting for the first picture"
-
-
-class ThumbnailFailed(Exception):
-    """No picture this time; the message says why, for a person."""
 
 
 @dataclass(eq=False)
@@ -261,12 +261,12 @@ class Thumbnails:
             return  # the source went while its picture was taken
         path = self.path(source)
         try:
-            await asyncio.to_thread(_write, path, jpeg)
+            await asyncio.to_thread(write_picture, path, jpeg)
         except (StateError, OSError) as exc:
             log.error("%s: cannot store its thumbnail: %s", source.key, exc)
             raise ThumbnailFailed("the cloud could not store the picture") from None
         if self._states.get(source.key) is not state:  # gone while it was written
-            await asyncio.to_thread(_unlink, path)
+            await asyncio.to_thread(remove_picture, path)
             return
         state.at, state.error = app[CLOCK].now(), None
         self._restored.pop(source.slug, None)
@@ -363,12 +363,14 @@ class Thumbnails:
             keys.discard(key)
             if not keys:
                 del self._by_peer[peer_id]
-        await asyncio.to_thread(_unlink, self.directory / f"{slug}.jpg")
+        await asyncio.to_thread(remove_picture, self.directory / f"{slug}.jpg")
 
     async def load(self, app: web.Application) -> None:
         """on_startup: the pictures an earlier run left (their times from the files)."""
         try:
-            self._restored = await asyncio.to_thread(_scan, self.directory, app[CLOCK].offset)
+            self._restored = await asyncio.to_thread(
+                scan_pictures, self.directory, app[CLOCK].offset
+            )
         except OSError as exc:  # each picture taken will say so again
             log.error("thumbnails: cannot use %s: %s", self.directory, exc)
 
@@ -414,152 +416,6 @@ def stream_problem(app: web.Application, source: VideoSource, stream: str) -> st
     return codec_problem(probed.codec) if probed is not None else None
 
 
-# -- ffmpeg and HTTP --------------------------------------------------------------------
-
-
-def jpeg_frame_args(ffmpeg: str) -> list[str]:
-    """A JPEG on stdin, the same small JPEG as ffmpeg.fmp4_frame_args makes on stdout."""
-    argv = fmp4_frame_args(ffmpeg)
-    at = argv.index("-f")  # the input's format: the first -f
-    if argv[at + 1] != "mp4":
-        raise RuntimeError(f"unexpected fmp4_frame_args: {argv}")
-    argv[at + 1] = "jpeg_pipe"
-    return argv
-
-
-async def ffmpeg_jpeg(argv: list[str], stdin: bytes | None = None) -> bytes:
-    """Run ffmpeg (input on stdin when given) for one JPEG on stdout."""
-    ffmpeg = Ffmpeg(argv)
-    try:
-        await ffmpeg.start(stdin=stdin is not None)
-    except FfmpegMissing as exc:
-        raise ThumbnailFailed(str(exc)) from None
-    except OSError as exc:
-        raise ThumbnailFailed(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
-    out = bytearray()
-
-    def keep(chunk: bytes) -> None:
-        out.extend(chunk)
-        if len(out) > MAX_JPEG:
-            raise ThumbnailFailed(f"ffmpeg's picture is larger than {MAX_JPEG} bytes")
-
-    feeder = asyncio.create_task(_feed(ffmpeg, stdin)) if stdin is not None else None
-    code: int | None = None
-    try:
-        await ffmpeg.read_stdout(keep)
-        code = await ffmpeg.wait()
-    finally:
-        if feeder is not None:
-            feeder.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await feeder
-        await ffmpeg.stop()
-    if code != 0 or not out.startswith(JPEG_MAGIC):
-        raise ThumbnailFailed(ffmpeg.why(code) if code else "ffmpeg made no picture")
-    return bytes(out)
-
-
-async def _feed(ffmpeg: Ffmpeg, data: bytes) -> None:
-    assert ffmpeg.process is not None
-    assert ffmpeg.process.stdin is not None
-    stdin = ffmpeg.process.stdin
-    with contextlib.suppress(ConnectionError):  # ffmpeg stopped reading: it says why
-        stdin.write(data)
-        await stdin.drain()
-    stdin.close()
-
-
-async def http_jpeg(tunnel: OpenTunnel, port: int) -> bytes:
-    """GET the snapshot through the bridge on `port`: a JPEG of at most MAX_JPEG."""
-    grant = tunnel.grant
-    if grant.scheme not in ("http", "https"):
-        raise ThumbnailFailed(f"the device granted {grant.scheme} for its snapshot")
-    auth = None
-    if grant.username is not None:
-        try:
-            auth = aiohttp.BasicAuth(grant.username, grant.password or "")
-        except ValueError:
-            raise ThumbnailFailed("the snapshot's user name holds a ':' (HTTP Basic)") from None
-    url = f"{grant.scheme}://127.0.0.1:{port}{grant.path}"
-    # ssl=False: for an https snapshot, TLS runs through the bridge without checking the
-    # camera's certificate. It is the camera's own (self-signed, or issued for its LAN
-    # name or address), never one for 127.0.0.1 where the bridge listens, so no check
-    # could pass; who answers rests on the tunnel instead: the device, authenticated by
-    # its token, connected to the address in its own config.
-    connector = aiohttp.TCPConnector(limit=1, force_close=True, ssl=False)
-    # Half the job's time: the other half is for one frame of a stream instead.
-    timeout = aiohttp.ClientTimeout(total=SNAPSHOT_TIMEOUT_S)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
-        try:
-            # No redirects: the bridge reaches this one target; a Location elsewhere
-            # would make the mock fetch whatever the device names.
-            async with http.get(
-                url, auth=auth, allow_redirects=False, headers={"Accept": "image/jpeg"}
-            ) as response:
-                if response.status != 200:
-                    raise ThumbnailFailed(_http_problem(response))
-                data = bytearray()
-                async for chunk in response.content.iter_chunked(65536):
-                    data.extend(chunk)
-                    if len(data) > MAX_JPEG:
-                        raise ThumbnailFailed(f"the camera's snapshot is over {MAX_JPEG} bytes")
-        except TimeoutError:
-            raise ThumbnailFailed(
-                f"the camera's snapshot URL did not answer within {SNAPSHOT_TIMEOUT_S:g} s"
-            ) from None
-        except aiohttp.ClientConnectorError:
-            raise ThumbnailFailed("the tunnel to the snapshot closed before the request") from None
-        except aiohttp.ClientError as exc:
-            raise ThumbnailFailed(f"the camera's snapshot URL failed: {exc}") from None
-    if not data.startswith(JPEG_MAGIC):
-        raise ThumbnailFailed("the camera's snapshot URL did not answer with a JPEG")
-    return bytes(data)
-
-
-def _http_problem(response: aiohttp.ClientResponse) -> str:
-    text = f"the camera's snapshot URL answered HTTP {response.status}"
-    if response.status == 401:
-        challenge = response.headers.get("WWW-Authenticate", "")
-        if challenge.lower().startswith("digest"):
-            return text + " (it wants Digest authentication; the mock sends Basic)"
-        return text + " (check the user and password in video.snapshot)"
-    return text
-
-
-# -- files ------------------------------------------------------------------------------
-
-
-def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    write_atomic(path, data, 0o600)
-
-
-def _unlink(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-
-
-def _read(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return None
-
-
-def _scan(directory: Path, clock_offset: float) -> dict[str, float]:
-    """The pictures in `directory` (slug -> mock time); temp files of writes that were
-    interrupted are removed."""
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    found: dict[str, float] = {}
-    for path in directory.iterdir():
-        if path.name.startswith(".") and path.name.endswith(".tmp"):
-            _unlink(path)
-        elif _FILE.fullmatch(path.name):
-            with contextlib.suppress(OSError):
-                found[path.stem] = path.stat().st_mtime + clock_offset
-    return found
-
-
 # -- the route --------------------------------------------------------------------------
 
 
@@ -571,7 +427,7 @@ async def thumbnail(request: web.Request) -> web.Response:
     thumbnails = app[THUMBNAILS]
     if not broadcast_allowed(app, source):
         raise ApiError(404, "no_thumbnail", extra={"reason": BROADCAST_OFF})
-    data = await asyncio.to_thread(_read, thumbnails.path(source))
+    data = await asyncio.to_thread(read_picture, thumbnails.path(source))
     if data is None:
         raise ApiError(404, "no_thumbnail", extra={"reason": thumbnails.reason(app, source)})
     tag = hashlib.sha256(data).hexdigest()[:32]
