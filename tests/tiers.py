@@ -31,6 +31,7 @@ FILES: dict[str, str] = {
     "tests/cloud_mock/video/test_thumbnails_e2e.py": "e2e",
     "tests/contract/test_conformance.py": "e2e",
     "tests/contract/test_fuzz_openapi.py": "e2e",
+    "tests/contract/test_minimal_device.py": "e2e",
     "tests/e2e/test_claims_e2e.py": "e2e",
     "tests/e2e/test_cli_e2e.py": "e2e",
     "tests/e2e/test_cli_streams_e2e.py": "e2e",

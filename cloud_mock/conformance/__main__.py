@@ -36,12 +36,21 @@ from cloud_mock.conformance.report import Report
 
 ENV_PASSWORD = "CAMAGENT_CONFORMANCE_PASSWORD"
 ENV_SESSION = "CAMAGENT_CONFORMANCE_SESSION"
+ENV_OTHER_PASSWORD = "CAMAGENT_CONFORMANCE_OTHER_PASSWORD"
 PROGRAM = "camagent-conformance"
 # One way to read a secret for every command (agent/secret_input.py).
 PASSWORD = Secret(
     "password", "--password", "--password-file", ENV_PASSWORD, password=True, program=PROGRAM
 )
 SESSION = Secret("session secret", "--session", "--session-file", ENV_SESSION, program=PROGRAM)
+OTHER_PASSWORD = Secret(
+    "second organization's password",
+    "--other-password",
+    "--other-password-file",
+    ENV_OTHER_PASSWORD,
+    password=True,
+    program=PROGRAM,
+)
 
 
 class UsageError(Exception):
@@ -54,7 +63,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Check a cloud against camagent's device protocol (docs/api/, "
         "docs/design.md §2, §3, §11, §12).",
         epilog=f"Environment: {ENV_PASSWORD} (instead of --password-file), {ENV_SESSION} "
-        "(instead of --session-file). Hooks run as argument vectors (split like a shell "
+        f"(instead of --session-file), {ENV_OTHER_PASSWORD} (instead of "
+        "--other-password-file). Hooks run as argument vectors (split like a shell "
         "would, never run by one), with their inputs in the environment.",
     )
     parser.add_argument("url", help="the cloud's https origin, e.g. https://cloud.example:8443")
@@ -77,6 +87,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECRET",
         help=DISCOURAGED,
     )
+    other = parser.add_argument_group(
+        "a second organization (a MAC squatter, for the claims rule of §2.6)"
+    )
+    other.add_argument("--other-login", help="a user of another organization than --login's")
+    other.add_argument(
+        "--other-password-file", type=Path, help="file holding that user's password ('-': stdin)"
+    )
     hooks = parser.add_argument_group("hooks (commands instead of the user API)")
     hooks.add_argument(
         "--add-device-cmd", metavar="CMD", help="adds a camera: DEVICE_ID and PASSWORD in env"
@@ -95,6 +112,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     hooks.add_argument(
         "--overload-cmd", metavar="CMD", help="makes the next poll answer 429/503 + Retry-After"
+    )
+    hooks.add_argument(
+        "--add-device-other-org-cmd",
+        metavar="CMD",
+        help="adds a camera in a second organization (not the one --add-device-cmd adds "
+        "to): DEVICE_ID and PASSWORD in env",
     )
     hooks.add_argument(
         "--watch-cmd",
@@ -122,14 +145,33 @@ def _parser() -> argparse.ArgumentParser:
 def _credentials(args: argparse.Namespace) -> tuple[str | None, str | None]:
     """(password, session), each from its file ('-': stdin), else its environment
     variable; --session on the command line still works, with a warning."""
-    if is_stdin(args.password_file) and is_stdin(args.session_file):
-        raise UsageError("--password-file - and --session-file - cannot both read stdin")
+    readers = [
+        option
+        for option, path in (
+            ("--password-file", args.password_file),
+            ("--session-file", args.session_file),
+            ("--other-password-file", args.other_password_file),
+        )
+        if is_stdin(path)
+    ]
+    if len(readers) > 1:
+        raise UsageError(f"{readers[0]} - and {readers[1]} - cannot both read stdin")
     try:
         password = read_secret(PASSWORD, None, args.password_file)
         session = read_secret(SESSION, args.session, args.session_file)
     except CamagentError as error:
         raise UsageError(str(error)) from None
     return password, session
+
+
+def _other_password(args: argparse.Namespace) -> str | None:
+    """The second organization's user's password, when --other-login is given."""
+    if not args.other_login:
+        return None
+    try:
+        return read_secret(OTHER_PASSWORD, None, args.other_password_file)
+    except CamagentError as error:
+        raise UsageError(str(error)) from None
 
 
 def _ssl_context(ca: Path | None) -> ssl.SSLContext:
@@ -148,6 +190,8 @@ async def run(
     password: str | None = None,
     session: str | None = None,
     options: Options | None = None,
+    other_login: str | None = None,
+    other_password: str | None = None,
 ) -> Report:
     """Run every check against the cloud at `url`; UsageError if it cannot start."""
     if not url.startswith("https://"):
@@ -156,7 +200,14 @@ async def run(
     async with aiohttp.ClientSession(connector=connector) as http:
         try:
             cloud = await CloudSide.log_in(
-                http, url.rstrip("/"), hooks or Hooks(), login, password, session
+                http,
+                url.rstrip("/"),
+                hooks or Hooks(),
+                login,
+                password,
+                session,
+                other_login=other_login,
+                other_password=other_password,
             )
         except CloudSideError as error:
             raise UsageError(f"cannot log in to the cloud's user API: {error}") from None
@@ -180,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--timing-samples must be at least 3")
     try:
         password, session = _credentials(args)
+        other_password = _other_password(args)
     except UsageError as error:
         print(f"{PROGRAM}: error: {error}", file=sys.stderr)
         return 2
@@ -191,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         registration_token=args.registration_token_cmd,
         overload=args.overload_cmd,
         watch=args.watch_cmd,
+        add_device_elsewhere=args.add_device_other_org_cmd,
     )
     try:
         report = asyncio.run(
@@ -202,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
                 password=password,
                 session=session,
                 options=Options(args.timing_samples, args.timing_tolerance_ms / 1000),
+                other_login=args.other_login,
+                other_password=other_password,
             )
         )
     except UsageError as error:

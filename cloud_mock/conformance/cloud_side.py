@@ -1,7 +1,7 @@
 """What a person (or the cloud's own tooling) does on the cloud side during a run: add a
 camera, revoke it, send it a command, activate an NVR code, make a registration token,
 make the provisioning service answer 503, watch a camera (so that the cloud opens a video
-tunnel to it).
+tunnel to it), and add a camera in a second organization (a MAC squatter, §2.6).
 
 Each action is a hook command when one is given (run as an argument vector, never through
 a shell, with its inputs in the environment), else the cloud's user API as the mock
@@ -51,6 +51,7 @@ class Hooks:
     registration_token: str | None = None  # stdout: the token
     overload: str | None = None  # the next poll answers 429 or 503 with Retry-After
     watch: str | None = None  # DEVICE_ID; a viewer of its live video: may run until ended
+    add_device_elsewhere: str | None = None  # DEVICE_ID, PASSWORD; in a second organization
 
 
 async def run_hook(command: str, env: dict[str, str], what: str) -> str:
@@ -191,6 +192,8 @@ class CloudSide:
     api_session: str | None = None  # the user API's bearer secret, when we have one
     cameras: dict[str, str] = field(default_factory=dict)  # device_id -> camera_id
     registrators: list[str] = field(default_factory=list)
+    other_session: str | None = None  # a user's session in a second organization
+    other_cameras: dict[str, str] = field(default_factory=dict)  # added there
 
     @classmethod
     async def log_in(
@@ -201,19 +204,38 @@ class CloudSide:
         login: str | None,
         password: str | None,
         api_session: str | None,
+        *,
+        other_login: str | None = None,
+        other_password: str | None = None,
     ) -> CloudSide:
+        """Logged in as `login` (unless `api_session` is given), and as `other_login`, a
+        user of a second organization, when its password is given."""
         side = cls(session, url, hooks, api_session)
         if api_session is None and login and password:
-            answer = await side._api(
-                "POST",
-                "/v1/auth/login",
-                {"login": login, "password": password, "device": "camagent-conformance"},
-            )
-            side.api_session = str(answer["session"])
+            side.api_session = await side._log_in(login, password)
+        if other_login and other_password:
+            side.other_session = await side._log_in(other_login, other_password)
         return side
 
-    async def _api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        headers = {"Authorization": f"Bearer {self.api_session}"} if self.api_session else {}
+    async def _log_in(self, login: str, password: str) -> str:
+        answer = await self._api(
+            "POST",
+            "/v1/auth/login",
+            {"login": login, "password": password, "device": "camagent-conformance"},
+        )
+        return str(answer["session"])
+
+    async def _api(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        elsewhere: bool = False,
+    ) -> Any:
+        """The user API as the run's user, or (`elsewhere`) as the second organization's."""
+        bearer = self.other_session if elsewhere else self.api_session
+        headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
         try:
             async with self.session.request(
                 method, self.url + path, json=body, headers=headers
@@ -246,6 +268,38 @@ class CloudSide:
             {"device_id": device_id, "password": password, "name": "conformance"},
         )
         self.cameras[device_id] = str(answer["camera_id"])
+
+    def can_add_elsewhere(self) -> None:
+        """Unsupported unless a camera can be added in a second organization."""
+        if self.hooks.add_device_elsewhere is None and self.other_session is None:
+            raise Unsupported(
+                "cannot add a camera in a second organization: give --add-device-other-org-cmd, "
+                "or a user of another organization (--other-login and --other-password-file)"
+            )
+
+    async def add_device_elsewhere(self, device_id: str, password: str) -> None:
+        """Add the camera in a second organization, as a MAC squatter would."""
+        self.can_add_elsewhere()
+        if self.hooks.add_device_elsewhere:
+            env = {"DEVICE_ID": device_id, "PASSWORD": password}
+            await run_hook(self.hooks.add_device_elsewhere, env, "add-device-other-org")
+            return
+        answer = await self._api(
+            "POST",
+            "/v1/cameras",
+            {"device_id": device_id, "password": password, "name": "conformance squatter"},
+            elsewhere=True,
+        )
+        self.other_cameras[device_id] = str(answer["camera_id"])
+
+    async def camera_status(self, device_id: str) -> str | None:
+        """The camera's `status` in the run's organization (`online`, `moved`, …); None
+        without a user API session (the add hook's cloud may have no such API)."""
+        if self.api_session is None:
+            return None
+        camera = await self._api("GET", f"/v1/cameras/{await self._camera_id(device_id)}")
+        status = camera.get("status") if isinstance(camera, dict) else None
+        return str(status) if status is not None else None
 
     async def revoke_device(self, device_id: str) -> None:
         if self.hooks.revoke_device:
@@ -348,6 +402,11 @@ class CloudSide:
 
     async def clean_up(self) -> None:
         """Best effort: what the run added through the API goes again."""
+        for camera_id in list(self.other_cameras.values()):
+            try:
+                await self._api("DELETE", f"/v1/cameras/{camera_id}", elsewhere=True)
+            except CloudSideError as error:
+                log.info("clean-up: %s", error)
         if self.api_session is None:
             return
         for camera_id in list(self.cameras.values()):

@@ -10,6 +10,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from agent.provisioning.wire import PollRequest, new_nonce, poll_proof
+from cloud_mock.conformance.common import Failed
 
 if TYPE_CHECKING:
     from cloud_mock.conformance.checks import Conformance
@@ -19,7 +20,6 @@ RULES = ("proof.binds-every-field", "channel.hello-identity", "channel.replaced-
 
 async def run(kit: Conformance, device_id: str, key: bytes, token: str) -> None:
     """Before channel.hello-first, which revokes the token."""
-    from cloud_mock.conformance.checks import Failed  # it imports this module
 
     async def proof() -> None:
         await check_proof_binding(kit, device_id, key, Failed)

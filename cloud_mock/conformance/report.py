@@ -68,6 +68,13 @@ RULES = (
         "§2",
         "a second connection of the same token closes the first with 4409",
     ),
+    # Claims (§2.6): adding a camera's ID takes it from no one
+    Rule(
+        "claims.squatter-revokes-nothing",
+        "§2.6",
+        "another organization's claim of a connected camera, with a made-up password and "
+        "its own poll, revokes nothing: the owner's channel holds, the camera is not moved",
+    ),
     # NVR activation (§3)
     Rule("nvr.register-code", "§3", "an NVR registers its activation code (201)"),
     Rule("nvr.held-poll-answered", "§3", "activating the code answers the NVR's held poll"),

@@ -34,15 +34,15 @@ from agent.provisioning.wire import derive_key
 from agent.token_codec import sign_token
 from agent.video.relay import MAX_MESSAGE
 from agent.video.targets import SESSION
-from cloud_mock.conformance.checks import (
+from cloud_mock.conformance.checks import Conformance
+from cloud_mock.conformance.cloud_side import CloudSideError, Unsupported, Watching
+from cloud_mock.conformance.common import (
     ANSWER_TIMEOUT_S,
-    Conformance,
     Failed,
     Link,
     _ws_timeout,
     random_mac,
 )
-from cloud_mock.conformance.cloud_side import CloudSideError, Unsupported, Watching
 from cloud_mock.conformance.report import RULES
 
 TUNNEL_PATH = "/v1/devices/tunnels/"

@@ -39,11 +39,26 @@ from tests.cloud_mock.conftest import mock_options
 KIT = Path(sys.executable).parent / "camagent-conformance"
 HOOK = Path(__file__).parent / "add_device_hook.py"
 WATCH_HOOK = Path(__file__).parent / "watch_hook.py"
+# A second organization and its user: the MAC squatter of the claims rule (§2.6).
+SQUATTER, SQUATTER_PASSWORD = "squatter", "squatter-pass-1"
+
+
+def _fixtures(directory: Path) -> Path:
+    path = directory / "fixtures.json"
+    fixtures = {
+        "orgs": [{"name": "elsewhere", "business": False}],
+        "users": [
+            {"login": SQUATTER, "password": SQUATTER_PASSWORD, "org": "elsewhere", "role": "owner"}
+        ],
+    }
+    path.write_text(json.dumps(fixtures))
+    return path
 
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockCloud]:
-    with running_mock_cloud(tmp_path_factory.mktemp("conformance") / "cloud") as running:
+    directory = tmp_path_factory.mktemp("conformance")
+    with running_mock_cloud(directory / "cloud", fixtures=_fixtures(directory)) as running:
         yield running
 
 
@@ -72,11 +87,15 @@ def test_kit_passes_against_the_mock_with_an_add_device_hook(
     cloud: MockCloud, tmp_path: Path
 ) -> None:
     hook_log = tmp_path / "hook.log"
+    squatter_password = tmp_path / "squatter-password"
+    squatter_password.write_text(SQUATTER_PASSWORD + "\n")
     env = {
         "PATH": "/usr/bin:/bin",
         "HOOK_CLOUD_URL": cloud.url,
         "HOOK_CLOUD_CA": str(cloud.data_dir / "ca.pem"),
         "HOOK_ADMIN_PASSWORD_FILE": str(cloud.data_dir / "admin-password"),
+        "HOOK_OTHER_LOGIN": SQUATTER,
+        "HOOK_OTHER_PASSWORD_FILE": str(squatter_password),
         "HOOK_LOG": str(hook_log),
     }
     done = _kit(
@@ -84,6 +103,8 @@ def test_kit_passes_against_the_mock_with_an_add_device_hook(
         "--json",
         "--add-device-cmd",
         f"{sys.executable} {HOOK}",
+        "--add-device-other-org-cmd",
+        f"{sys.executable} {HOOK} --other-org",
         "--watch-cmd",
         f"{sys.executable} {WATCH_HOOK}",
         env=env,
@@ -94,14 +115,18 @@ def test_kit_passes_against_the_mock_with_an_add_device_hook(
     assert outcomes == {rule.id: "pass" for rule in RULES}
     assert report["failed"] == 0
     assert report["skipped"] == 0
-    # The hook added the kit's cameras: the token check's, the long-poll check's, and the
-    # tunnel checks' camera and other device; the watch hook watched that camera.
+    # The hook added the kit's cameras: the token check's, the claims check's owner, the
+    # long-poll check's, and the tunnel checks' camera and other device; the squatter's
+    # hook claimed the claims check's camera elsewhere; the watch hook watched a camera.
     lines = hook_log.read_text().splitlines()
-    added = [line for line in lines if not line.startswith("watch ")]
+    added = [line for line in lines if not line.startswith(("watch ", "other "))]
     watched = {line.removeprefix("watch ") for line in lines if line.startswith("watch ")}
-    assert len(added) == 4
+    squatted = [line.removeprefix("other ") for line in lines if line.startswith("other ")]
+    assert len(added) == 5
     assert len(watched) == 1
     assert watched < set(added)
+    assert len(squatted) == 1
+    assert set(squatted) < set(added)
     for result in report["results"]:
         assert result["section"].startswith("docs/design.md §")
 
@@ -152,6 +177,8 @@ def test_the_kits_secrets_come_from_files_stdin_or_the_environment(
     assert "/proc/PID/cmdline" in err
     with pytest.raises(UsageError, match="cannot both read stdin"):
         _credentials("--password-file", "-", "--session-file", "-")
+    with pytest.raises(UsageError, match="--other-password-file - cannot both read stdin"):
+        _credentials("--session-file", "-", "--other-password-file", "-")
     with pytest.raises(UsageError, match="cannot read the password file"):
         _credentials("--password-file", str(tmp_path / "missing"))
 
@@ -251,6 +278,26 @@ def _hello_for_another_device(monkeypatch: pytest.MonkeyPatch, app: web.Applicat
     monkeypatch.setattr(cloud_mock.devices_ws, "hello_problem", lambda _hello, _peer: None)
 
 
+def _squatter_revokes_the_owner(monkeypatch: pytest.MonkeyPatch, app: web.Application) -> None:
+    """Before issue 15's fix: the winning claim moves every other organization's connected
+    claim, whether or not the poll proved its password."""
+    verify = cloud_mock.claims.verify
+    places: list[cloud_mock.claims.Place] = []
+
+    def remembering(checked: Any, *args: Any) -> cloud_mock.claims.Verdict:
+        places[:] = checked
+        return verify(checked, *args)
+
+    def everyone_else(verdict: cloud_mock.claims.Verdict) -> list[cloud_mock.claims.Place]:
+        winner = verdict.winner
+        if winner is None:
+            return []
+        return [p for p in places if p.camera_id and p.org != winner.org and p.connected]
+
+    monkeypatch.setattr(cloud_mock.claims, "verify", remembering)
+    monkeypatch.setattr(cloud_mock.claims, "to_move", everyone_else)
+
+
 def _never_replaced(monkeypatch: pytest.MonkeyPatch, app: web.Application) -> None:
     def keep_both(self: Channels, channel: Channel) -> None:
         self._by_peer[channel.peer.id] = channel
@@ -268,6 +315,10 @@ BROKEN = {
     "proof without the nonce accepted": (_proof_without_nonce, "proof.binds-every-field"),
     "hello for another device": (_hello_for_another_device, "channel.hello-identity"),
     "second connection never replaces": (_never_replaced, "channel.replaced-4409"),
+    "a squatter's claim revokes the owner": (
+        _squatter_revokes_the_owner,
+        "claims.squatter-revokes-nothing",
+    ),
 }
 
 
@@ -277,7 +328,7 @@ async def test_kit_catches_a_broken_cloud_by_name(
 ) -> None:
     """The real mock, in this process, with one fault patched in (see the README)."""
     breaks, rule = BROKEN[variant]
-    running = await start(mock_options(tmp_path / "cloud"))
+    running = await start(mock_options(tmp_path / "cloud", fixtures=_fixtures(tmp_path)))
     try:
         breaks(monkeypatch, running.app)
         context = ssl.create_default_context(cafile=str(running.data_dir / "ca.pem"))
@@ -287,6 +338,8 @@ async def test_kit_catches_a_broken_cloud_by_name(
             login="admin",
             password=(running.data_dir / "admin-password").read_text().strip(),
             options=Options(timing_samples=5),
+            other_login=SQUATTER,
+            other_password=SQUATTER_PASSWORD,
         )
     finally:
         await running.stop()
