@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 
 from agent.backoff import Backoff
+from agent.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class ControlChannel:
         on_lost: Callable[[str], None],
         backoff: Backoff | None = None,
         rng: random.Random | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.session = session
         self.url = cloud_url.rstrip("/") + WS_PATH
@@ -76,22 +78,25 @@ class ControlChannel:
         self.on_lost = on_lost
         self.backoff = backoff or Backoff()
         self.rng = rng or random.Random()
+        # The schedule (backoff sleeps, how long a connection stayed up) runs on the clock;
+        # the I/O deadlines (connect, heartbeat silence) stay on the event loop's, as they
+        # bound waits on the network.
+        self.clock = clock or SystemClock()
         self.failures = 0
         self._connected_at: float | None = None
 
     async def run(self) -> None:
         """Keep the channel up until cancelled; raise TokenRevokedError on 4401."""
-        loop = asyncio.get_running_loop()
         while True:
             self._connected_at = None
             reason = await self._connect_once()
-            if self._stayed_connected(loop.time()):
+            if self._stayed_connected(self.clock.monotonic()):
                 self.failures = 0
             self.failures += 1
             delay = self.backoff.delay(self.failures, self.rng.random())
             self.on_lost(reason)
             log.info("control channel down (%s); reconnecting in %.1f s", reason, delay)
-            await asyncio.sleep(delay)
+            await self.clock.sleep(delay)
 
     def _stayed_connected(self, now: float) -> bool:
         """Healthy means it stayed *connected* that long; a slow failed attempt is not."""
@@ -135,7 +140,7 @@ class ControlChannel:
             if isinstance(value, int | float) and 0.05 <= value <= 3600:
                 heartbeat = float(value)
         self.on_connected()
-        self._connected_at = asyncio.get_running_loop().time()
+        self._connected_at = self.clock.monotonic()
         silent_for = 0.0
         while True:
             message = await self._receive(ws, timeout=heartbeat)

@@ -23,7 +23,7 @@ from agent import lifecycle as lc
 from agent.card_scanning import CardScanning
 from agent.clock import Clock, SystemClock
 from agent.cloud_link import CloudLink
-from agent.commands import CommandTable
+from agent.commands import CAMERA_HAS_NO_CODE, CommandTable
 from agent.config import Config
 from agent.errors import CamagentError
 from agent.instance_lock import InstanceLock
@@ -68,7 +68,7 @@ class Daemon:
         self.state: DeviceState | None = None
         self.connected_since: float | None = None
         self.commands = CommandTable(self)
-        self.supervisor = Supervisor(rng=self.rng)
+        self.supervisor = Supervisor(rng=self.rng, clock=self.clock)
         self.lock = InstanceLock(config.state_dir)
         self.nvr: NvrLink | None = None
         if config.device.kind == "nvr":
@@ -114,7 +114,7 @@ class Daemon:
         server = await control_socket.serve(self.config.control_socket, self.commands.control)
         socket_inode = control_socket.inode(self.config.control_socket)
         self.link.prepare()  # a bad ca_file fails here
-        pinging = asyncio.create_task(watchdog(self.unhealthy))
+        pinging = asyncio.create_task(watchdog(self.unhealthy, self.clock))
         await self._apply(lc.Started(has_token=self.record.has_token))
         sd_notify.notify(f"READY=1\nSTATUS={self._status_line()}")
         self.supervisor.start("state writer", lambda: self.keeper.keep_saving(self.clock))
@@ -222,7 +222,7 @@ class Daemon:
                 await self.supervisor.stop("poll loop")
                 self.poller.stop()
             case lc.SaveToken(token=token):
-                self.keeper.save(lambda r: r.with_token(token.raw, token.source))
+                self.keeper.save(lambda r: r.with_token(token))
                 log.info("token accepted (from %s)", token.source)
             case lc.ForgetToken(reason=reason):
                 self.keeper.save(DeviceRecord.without_token)
@@ -299,6 +299,14 @@ class Daemon:
             local_api=local_api,
             activation=activation.public() if activation and awaiting else None,
         )
+
+    def no_code_reason(self) -> str:
+        if self.nvr is None:
+            return CAMERA_HAS_NO_CODE
+        if self.state is not DeviceState.AWAITING_ACTIVATION:
+            return "this NVR is linked to the cloud already (run `camagent reset` to unlink)"
+        last = self.poller.last_poll
+        return f"no activation code yet: {last.detail if last else 'registering it with the cloud'}"
 
     def _status_line(self) -> str:
         return f"{self.state.value if self.state else 'starting'} ({self.device_id})"

@@ -1,6 +1,11 @@
 """One exception hierarchy for everything camagent reports to a person.
 
 Every message should tell the reader what went wrong *and* what to do about it.
+
+An error that refuses a request for a reason the requester can act on carries the
+answer the local API gives it (`http`: status and error code, docs/design.md §5), so
+the API maps errors to HTTP in one place (agent.local_api.server) and a new refusal is
+named where it is raised. An error without one is the device's own failure.
 """
 
 from __future__ import annotations
@@ -9,6 +14,8 @@ from __future__ import annotations
 class CamagentError(Exception):
     """Base class: `str(error)` is a message a user can act on."""
 
+    http: tuple[int, str] | None = None  # (status, error code) the local API answers
+
 
 class ConfigError(CamagentError):
     """The configuration file is missing, unreadable or invalid."""
@@ -16,6 +23,8 @@ class ConfigError(CamagentError):
 
 class TokenError(CamagentError):
     """A token failed decoding, signature, device or cloud checks."""
+
+    http = (400, "token_refused")
 
 
 class WireError(CamagentError):

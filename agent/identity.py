@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 
 from agent.config import Config
-from agent.errors import ConfigError, WireError
+from agent.errors import CamagentError, ConfigError, WireError
 from agent.provisioning.wire import normalize_device_id
 
 SYS_NET = Path("/sys/class/net")
@@ -35,20 +36,62 @@ def device_id(config: Config, sys_net: Path = SYS_NET) -> str:
     )
 
 
-def read_password(config: Config) -> str:
-    path = Path(config.device.password_file)
+class PasswordProblem(enum.Enum):
+    MISSING = "does not exist"
+    UNREADABLE = "cannot be read"
+    EMPTY = "is empty"
+    TOO_LONG = f"holds more than {MAX_PASSWORD_LEN} characters"
+
+
+class PasswordFileError(CamagentError):
+    """A password file that gives no password. Each reader words it for its own reader
+    (the daemon's config, `label make`'s option), so it carries the parts, not a sentence."""
+
+    def __init__(
+        self, path: Path, problem: PasswordProblem, cause: Exception | None = None
+    ) -> None:
+        super().__init__(f"{path} {problem.value}")
+        self.path = path
+        self.problem = problem
+        self.cause = cause  # the OSError or UnicodeDecodeError of an UNREADABLE file
+
+
+def password_in(path: Path) -> str:
+    """The password in `path`, the one way camagent reads a password file: UTF-8, line
+    ends around it dropped (inner and trailing spaces are part of it)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(
-            f"password file {path} does not exist: write the device password (from its "
-            f"label) into it, or set device.password_file in {config.source}"
-        ) from None
+        raise PasswordFileError(path, PasswordProblem.MISSING) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the password file {path}: {exc}") from None
+        raise PasswordFileError(path, PasswordProblem.UNREADABLE, exc) from None
     password = text.strip("\r\n")
     if not password:
-        raise ConfigError(f"password file {path} is empty: write the device password into it")
+        raise PasswordFileError(path, PasswordProblem.EMPTY)
     if len(password) > MAX_PASSWORD_LEN:
-        raise ConfigError(f"password file {path} holds more than {MAX_PASSWORD_LEN} characters")
+        raise PasswordFileError(path, PasswordProblem.TOO_LONG)
     return password
+
+
+def read_password(config: Config) -> str:
+    """The device's password (`device.password_file`); ConfigError says how to fix it."""
+    try:
+        return password_in(Path(config.device.password_file))
+    except PasswordFileError as exc:
+        raise ConfigError(_config_wording(exc, config)) from None
+
+
+def _config_wording(exc: PasswordFileError, config: Config) -> str:
+    path = exc.path
+    match exc.problem:
+        case PasswordProblem.MISSING:
+            return (
+                f"password file {path} does not exist: write the device password (from its "
+                f"label) into it, or set device.password_file in {config.source}"
+            )
+        case PasswordProblem.UNREADABLE:
+            return f"cannot read the password file {path}: {exc.cause}"
+        case PasswordProblem.EMPTY:
+            return f"password file {path} is empty: write the device password into it"
+        case PasswordProblem.TOO_LONG:
+            return f"password file {path} holds more than {MAX_PASSWORD_LEN} characters"

@@ -45,6 +45,11 @@ class StateKeeper:
         """A new config (SIGHUP): raises ConfigError, keeping the old gate, if it is bad."""
         self.gate = self._gate(config, self.record.trusted_keys_pem)
 
+    @property
+    def needs_keys(self) -> bool:
+        """No cloud key to check a token with yet: they are fetched before the next poll."""
+        return self.gate.needs_keys
+
     def accept(self, raw: object, source: TokenSource) -> VerifiedToken:
         """The one gate: every path that brings a token calls this (raises TokenError)."""
         return self.gate.accept(raw, source)

@@ -20,9 +20,10 @@ import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agent import identity
 from agent.atomic_file import fsync_dir, replace_file, write_atomic
 from agent.errors import CamagentError, StateError, WireError
-from agent.identity import MAX_PASSWORD_LEN
+from agent.identity import MAX_PASSWORD_LEN, PasswordProblem
 from agent.provisioning.wire import normalize_device_id
 from agent.qr.payloads import Label, has_control_characters, label_payload, parse
 
@@ -163,20 +164,23 @@ def write_password_file(path: Path, password: str, *, force: bool) -> None:
 
 def read_password_file(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise LabelError(
-            f"{path} does not exist: write the camera's password into it, or use --generate"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = _why(exc, path) if isinstance(exc, OSError) else str(exc)
-        raise LabelError(f"cannot read {path}: {reason}") from None
-    password = text.strip("\r\n")
-    if not password:
-        raise LabelError(f"{path} is empty: write the camera's password into it")
-    if len(password) > MAX_PASSWORD_LEN:
-        raise LabelError(f"{path} holds more than {MAX_PASSWORD_LEN} characters")
-    return password
+        return identity.password_in(path)
+    except identity.PasswordFileError as exc:
+        raise LabelError(_label_wording(exc)) from None
+
+
+def _label_wording(exc: identity.PasswordFileError) -> str:
+    path, cause = exc.path, exc.cause
+    match exc.problem:
+        case PasswordProblem.MISSING:
+            return f"{path} does not exist: write the camera's password into it, or use --generate"
+        case PasswordProblem.UNREADABLE:
+            reason = _why(cause, path) if isinstance(cause, OSError) else str(cause)
+            return f"cannot read {path}: {reason}"
+        case PasswordProblem.EMPTY:
+            return f"{path} is empty: write the camera's password into it"
+        case PasswordProblem.TOO_LONG:
+            return f"{path} holds more than {MAX_PASSWORD_LEN} characters"
 
 
 def label_mode(password_file: Path) -> int:

@@ -12,24 +12,25 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agent import label_key
 from agent.clock import Clock
 from agent.config import Config
 from agent.errors import CamagentError, TokenError
-from agent.keeper import StateKeeper
+from agent.keeper import Change
 from agent.provisioning.schedule import Phase, PollPlan, PollSchedule, ScheduleSettings
 from agent.status import LastPoll, ProvisioningStatus, password_hint
-from agent.trust import VerifiedToken
+from agent.trust import TokenSource, VerifiedToken
 
 if TYPE_CHECKING:
     import aiohttp
 
     from agent.nvr.link import NvrLink
     from agent.provisioning.client import PollOutcome
+    from agent.token_store import DeviceRecord
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +41,29 @@ Http = Callable[[], "aiohttp.ClientSession"]
 OnToken = Callable[[VerifiedToken], None]
 
 
+class Keeper(Protocol):
+    """What polling needs of the device state (agent.keeper.StateKeeper): K kept in the
+    record, the cloud's keys, and the gate a polled token passes."""
+
+    @property
+    def record(self) -> DeviceRecord: ...
+
+    @property
+    def needs_keys(self) -> bool: ...
+
+    def save(self, change: Change) -> None: ...
+
+    def trust(self, config: Config, pems: Sequence[str]) -> None: ...
+
+    def accept(self, raw: object, source: TokenSource) -> VerifiedToken: ...
+
+
 class Poller:
     def __init__(
         self,
         config: Config,
         device_id: str,
-        keeper: StateKeeper,
+        keeper: Keeper,
         http: Http,
         clock: Clock,
         on_token: OnToken,
@@ -211,7 +229,7 @@ class Poller:
         return key
 
     async def _ensure_trusted_keys(self, timeout: float) -> None:
-        if not self.keeper.gate.needs_keys:
+        if not self.keeper.needs_keys:
             return
         from agent.provisioning.client import fetch_keys
 

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 from agent import sd_notify
 from agent.backoff import Backoff
+from agent.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 
 Factory = Callable[[], Awaitable[None]]
-Sleep = Callable[[float], Awaitable[None]]
 
 # A run that lasted this long was healthy: the next failure starts the backoff over.
 HEALTHY_RUN_S = 60.0
@@ -46,12 +46,12 @@ class Supervisor:
         self,
         backoff: Backoff | None = None,
         rng: random.Random | None = None,
-        sleep: Sleep = asyncio.sleep,
+        clock: Clock | None = None,
         unhealthy_after: int = UNHEALTHY_AFTER,
     ) -> None:
         self.backoff = backoff or Backoff(base=1.0, cap=60.0)
         self.rng = rng or random.Random()
-        self.sleep = sleep
+        self.clock = clock or SystemClock()
         self.unhealthy_after = unhealthy_after
         self._tasks: dict[str, _Supervised] = {}
 
@@ -93,9 +93,8 @@ class Supervisor:
         ]
 
     async def _run(self, entry: _Supervised, factory: Factory, finishes: bool) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            started = loop.time()
+            started = self.clock.monotonic()
             try:
                 await factory()
             except asyncio.CancelledError:
@@ -109,15 +108,15 @@ class Supervisor:
                     return
                 entry.last_error = "it ended"
                 log.error("task %s ended unexpectedly", entry.name)
-            if loop.time() - started >= HEALTHY_RUN_S:
+            if self.clock.monotonic() - started >= HEALTHY_RUN_S:
                 entry.failures = 0
             entry.failures += 1
             delay = self.backoff.delay(entry.failures, self.rng.random())
             log.warning("restarting task %s in %.1f s", entry.name, delay)
-            await self.sleep(delay)
+            await self.clock.sleep(delay)
 
 
-async def watchdog(unhealthy: Callable[[], list[str]]) -> None:
+async def watchdog(unhealthy: Callable[[], list[str]], clock: Clock | None = None) -> None:
     """Ping systemd's watchdog only while healthy: a wedged daemon is restarted by it.
 
     A blocked event loop stops the pings by itself; `unhealthy` covers tasks that keep
@@ -126,9 +125,10 @@ async def watchdog(unhealthy: Callable[[], list[str]]) -> None:
     interval = sd_notify.watchdog_interval()
     if interval is None:
         return
+    clock = clock or SystemClock()
     while True:
         if reasons := unhealthy():
             log.error("unhealthy, no watchdog ping: %s", "; ".join(reasons))
         else:
             sd_notify.notify("WATCHDOG=1")
-        await asyncio.sleep(interval)
+        await clock.sleep(interval)

@@ -20,11 +20,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent import state_dir as state_dir_check
 from agent.atomic_file import fsync_dir, remove_stale_temp_files, write_atomic
 from agent.errors import StateError
+
+if TYPE_CHECKING:
+    from agent.trust import VerifiedToken
 
 STATE_FILE = "state.bin"
 KEY_FILE = "state.key"
@@ -86,9 +89,15 @@ class DeviceRecord:
     def provisioning_key(self) -> bytes | None:
         return base64.b64decode(self.key) if self.key else None
 
-    def with_token(self, token: str, source: str) -> DeviceRecord:
+    def with_token(self, token: VerifiedToken) -> DeviceRecord:
+        """Hold `token`: only the gate makes a VerifiedToken, so mypy shows that nothing
+        unchecked is ever stored (and a new token spends any activation code)."""
         return replace(
-            self, token=token, token_source=source, token_saved_at=time.time(), activation=None
+            self,
+            token=token.raw,
+            token_source=token.source,
+            token_saved_at=time.time(),
+            activation=None,
         )
 
     def without_token(self) -> DeviceRecord:

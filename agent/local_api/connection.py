@@ -12,6 +12,11 @@
   next request has not been read in full by then.
 - Its Ticket is released when the connection ends, so the listener's counts stay true;
   while it is idle (answered, nothing new arrived) the gate may drop it to make room.
+
+aiohttp has no public hook for any of this: `handle_error`, `finish_response` and
+`log_access` are its undocumented RequestHandler methods (the others are asyncio's
+Protocol). tests/agent/local_api/test_aiohttp_internals.py pins what is relied on of
+them, so an aiohttp upgrade that changes it fails there, by name.
 """
 
 from __future__ import annotations

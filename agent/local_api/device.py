@@ -1,28 +1,46 @@
 """The daemon as the local API sees it: the `Device` the HTTP handlers act on.
 
 Each change is a command of the daemon's one command table (agent.commands), the same
-as its `camagent` command, with "lan" as its way in (and source in the journal);
-refusals become ActionErrors with the status the API answers.
+as its `camagent` command, with "lan" as its way in (and source in the journal). A
+refusal carries its own HTTP status and code (agent.errors) and the server answers it;
+here a command only names what its other failures are called on the wire.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agent import identity
-from agent.commands import NotAnNvr, NotNow
-from agent.errors import CamagentError, TokenError
+from agent.errors import CamagentError
 from agent.local_api.server import ActionError
 from agent.local_api.service import device_model
 
 if TYPE_CHECKING:
-    from agent.daemon import Daemon
+    from agent.commands import Way
+    from agent.config import Config
     from agent.qr.payloads import WifiNetwork
+    from agent.status import Status
+
+
+class Commands(Protocol):
+    async def call(self, name: str, args: dict[str, Any], way: Way) -> Any: ...
+
+
+class DeviceSide(Protocol):
+    """What the local API needs of the daemon: its config, its status, its commands."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def commands(self) -> Commands: ...
+
+    def status(self) -> Status: ...
 
 
 class DaemonDevice:
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: DeviceSide) -> None:
         self.daemon = daemon
 
     @functools.cached_property
@@ -35,17 +53,21 @@ class DaemonDevice:
     def password(self) -> str:
         return identity.read_password(self.daemon.config)
 
-    async def _call(self, name: str, **args: Any) -> Any:
-        return await self.daemon.commands.call(name, args, "lan")
+    async def _call(self, name: str, failed: str = "", **args: Any) -> Any:
+        """Command `name`; an error that names no answer of its own is refused as 409
+        `failed` when the command names one (the device failed to do it), else a 500."""
+        try:
+            return await self.daemon.commands.call(name, args, "lan")
+        except CamagentError as exc:
+            if exc.http is None and failed:
+                raise ActionError(409, failed, str(exc)) from None
+            raise
 
     def _answer(self, **extra: Any) -> dict[str, Any]:
         return {"state": self.info()["state"], **extra}
 
     async def set_token(self, token: str) -> dict[str, Any]:
-        try:
-            await self._call("token_set", token=token)
-        except TokenError as exc:
-            raise ActionError(400, "token_refused", str(exc)) from None
+        await self._call("token_set", token=token)
         return self._answer()
 
     async def reset(self) -> dict[str, Any]:
@@ -53,28 +75,13 @@ class DaemonDevice:
         return self._answer()
 
     async def poll_now(self) -> dict[str, Any]:
-        try:
-            await self._call("poll_now")
-        except NotNow as exc:
-            raise ActionError(409, "holds_token", str(exc)) from None
+        await self._call("poll_now")
         return self._answer()
 
     async def join_wifi(self, network: WifiNetwork) -> dict[str, Any]:
-        try:
-            done = await self._call("wifi", network=network)
-        except CamagentError as exc:
-            raise ActionError(409, "wifi_not_joined", str(exc)) from None
+        done = await self._call("wifi", "wifi_not_joined", network=network)
         return self._answer(ssid=network.ssid, tool=done["tool"])
 
     async def register(self, token: str) -> dict[str, Any]:
-        try:
-            await self._call("nvr_register", token=token)
-        except NotAnNvr:
-            raise ActionError(
-                409, "not_an_nvr", "this device is a camera: only an NVR takes a registration"
-            ) from None
-        except TokenError as exc:
-            raise ActionError(400, "token_refused", str(exc)) from None
-        except CamagentError as exc:
-            raise ActionError(409, "registration_failed", str(exc)) from None
+        await self._call("nvr_register", "registration_failed", token=token)
         return self._answer()

@@ -48,8 +48,7 @@ class ActionError(CamagentError):
 
     def __init__(self, status: int, error: str, message: str) -> None:
         super().__init__(message)
-        self.status = status
-        self.error = error
+        self.http = (status, error)
 
 
 class Device(Protocol):
@@ -166,8 +165,12 @@ def _change(device: Device, auth: Auth, action: Action, *, needs_body: bool = Tr
         try:
             body = bodies.json_object(raw, request.content_type, required=needs_body)
             result = await action(device, body)
-        except ActionError as exc:
-            raise ApiError(exc.status, exc.error, str(exc)) from None
+        except CamagentError as exc:
+            # The one place a refusal becomes HTTP: the error names its status and code;
+            # one without them is the device's failure (500, below).
+            if exc.http is None:
+                raise
+            raise ApiError(*exc.http, str(exc)) from None
         return web.json_response({"ok": True, **result})
 
     return handle

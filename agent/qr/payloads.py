@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import unquote
@@ -40,6 +41,7 @@ SECURITIES = {
 }
 MAX_SSID_BYTES = 32
 MAX_LABEL_PASSWORD = 256  # as identity.MAX_PASSWORD_LEN: what a password file may hold
+_HEX_KEY_RE = re.compile(r"[0-9A-Fa-f]{64}")  # a WPA key as 64 hex digits, not a passphrase
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
 # A sealed token: base64(nonce12 || AES-GCM ciphertext of a token || tag16). A token holds
 # at least a payload character, "." and an 86-character Ed25519 signature.
@@ -163,56 +165,141 @@ def _split_fields(body: str) -> list[tuple[str, str]]:
     return fields
 
 
-def _parse_wifi(text: str) -> tuple[WifiNetwork, str]:
-    fields = _split_fields(text[5:])
-    seen: dict[str, str] = {}
-    for name, value in fields:
-        if name in seen:
-            raise QrPayloadError(f"WIFI: field {name}: appears twice")
-        seen[name] = value
-    wpa3_form = "R" in seen or "K" in seen
-    decode = unquote if wpa3_form else (lambda v: v)
-    ssid = decode(seen.get("S", ""))
-    if not ssid:
-        raise QrPayloadError("WIFI: payload has no network name (S:)")
-    if len(ssid.encode()) > MAX_SSID_BYTES:
-        raise QrPayloadError(f"WIFI: network name is longer than {MAX_SSID_BYTES} bytes")
-    password = decode(seen.get("P", ""))
-    for what, value in (("network name", ssid), ("password", password)):
+@dataclass(frozen=True)
+class _WifiFields:
+    """A WIFI: payload's fields, each once; S: and P: as meant (WPA3's form, the one with
+    `R:` or `K:`, percent-encodes them)."""
+
+    fields: dict[str, str]
+    ssid: str
+    password: str
+
+    @classmethod
+    def read(cls, text: str) -> _WifiFields:
+        fields: dict[str, str] = {}
+        for name, value in _split_fields(text[5:]):
+            if name in fields:
+                raise QrPayloadError(f"WIFI: field {name}: appears twice")
+            fields[name] = value
+        wpa3_form = "R" in fields or "K" in fields
+        decode = unquote if wpa3_form else str
+        return cls(fields, decode(fields.get("S", "")), decode(fields.get("P", "")))
+
+    def get(self, name: str, default: str = "") -> str:
+        return self.fields.get(name, default)
+
+    @property
+    def raw_security(self) -> str:
+        return self.get("T").strip().upper()
+
+    @property
+    def security(self) -> str:
+        """What T: means with the other fields: once T: is known to be in SECURITIES."""
+        security = SECURITIES[self.raw_security]
+        for written, applies, meant in _SECURITY_READINGS:
+            if security == written and applies(self):
+                security = meant
+        return security
+
+    @property
+    def hidden(self) -> str:
+        return self.get("H", "false").strip().lower()
+
+    @property
+    def token(self) -> str:
+        return self.get("CT").strip()
+
+
+# T: as written, and what it means when the rest of the card says so, tried in order.
+_SECURITY_READINGS: tuple[tuple[str, Callable[[_WifiFields], bool], str], ...] = (
+    # WPA3's form: a transition-disable bit in R: makes it a WPA3-only network.
+    ("WPA", lambda f: f.get("R").strip() not in ("", "0"), "SAE"),
+    # A password without T: is a WPA network in practice.
+    ("nopass", lambda f: bool(f.password) and f.raw_security == "", "WPA"),
+)
+
+
+def _no_ssid(f: _WifiFields) -> str | None:
+    return None if f.ssid else "WIFI: payload has no network name (S:)"
+
+
+def _long_ssid(f: _WifiFields) -> str | None:
+    if len(f.ssid.encode()) > MAX_SSID_BYTES:
+        return f"WIFI: network name is longer than {MAX_SSID_BYTES} bytes"
+    return None
+
+
+def _controls(f: _WifiFields) -> str | None:
+    for what, value in (("network name", f.ssid), ("password", f.password)):
         if found := control_character(value):
-            raise QrPayloadError(f"WIFI: the {what} holds {found}")
-    raw_security = seen.get("T", "").strip().upper()
-    if raw_security not in SECURITIES:
-        raise QrPayloadError(
-            f"WIFI: security {seen.get('T')!r} is not WPA, WPA2, WPA3, SAE, WEP or nopass"
-        )
-    security = SECURITIES[raw_security]
-    if security == "WPA" and "R" in seen:
-        security = "SAE" if seen["R"].strip() not in ("", "0") else "WPA"
-    if security == "nopass" and password and raw_security == "":
-        security = "WPA"  # a password without T: is a WPA network in practice
-    if security != "nopass" and not password:
-        raise QrPayloadError(f"WIFI: a {security} network needs a password (P:)")
-    if (
-        security == "WPA"
-        and not 8 <= len(password) <= 63
-        and not re.fullmatch(r"[0-9A-Fa-f]{64}", password)
-    ):
-        raise QrPayloadError("WIFI: a WPA password has 8 to 63 characters (or 64 hex digits)")
-    hidden_text = seen.get("H", "false").strip().lower()
-    if hidden_text not in ("true", "false", ""):
-        raise QrPayloadError(f"WIFI: H: must be true or false, not {seen['H']!r}")
-    if "R" in seen:
-        try:
-            int(seen["R"].strip() or "0", 16)
-        except ValueError:
-            raise QrPayloadError(f"WIFI: R: must be a hex number, not {seen['R']!r}") from None
-    token = seen.get("CT", "").strip()
-    if token and not _looks_like_token(token):
-        raise QrPayloadError("WIFI: CT: does not hold a camagent token")
+            return f"WIFI: the {what} holds {found}"
+    return None
+
+
+def _unknown_security(f: _WifiFields) -> str | None:
+    if f.raw_security in SECURITIES:
+        return None
+    return f"WIFI: security {f.fields.get('T')!r} is not WPA, WPA2, WPA3, SAE, WEP or nopass"
+
+
+def _no_password(f: _WifiFields) -> str | None:
+    if f.security != "nopass" and not f.password:
+        return f"WIFI: a {f.security} network needs a password (P:)"
+    return None
+
+
+def _bad_wpa_password(f: _WifiFields) -> str | None:
+    if f.security != "WPA" or 8 <= len(f.password) <= 63 or _HEX_KEY_RE.fullmatch(f.password):
+        return None
+    return "WIFI: a WPA password has 8 to 63 characters (or 64 hex digits)"
+
+
+def _bad_hidden(f: _WifiFields) -> str | None:
+    if f.hidden in ("true", "false", ""):
+        return None
+    return f"WIFI: H: must be true or false, not {f.fields['H']!r}"
+
+
+def _bad_r(f: _WifiFields) -> str | None:
+    if "R" not in f.fields:
+        return None
+    try:
+        int(f.fields["R"].strip() or "0", 16)
+    except ValueError:
+        return f"WIFI: R: must be a hex number, not {f.fields['R']!r}"
+    return None
+
+
+def _bad_token(f: _WifiFields) -> str | None:
+    if f.token and not _looks_like_token(f.token):
+        return "WIFI: CT: does not hold a camagent token"
+    return None
+
+
+# The rules a WiFi card must pass, in the order its faults are reported: each may rely on
+# the ones before it (the security is read only once T: is known).
+_WIFI_RULES: tuple[Callable[[_WifiFields], str | None], ...] = (
+    _no_ssid,
+    _long_ssid,
+    _controls,
+    _unknown_security,
+    _no_password,
+    _bad_wpa_password,
+    _bad_hidden,
+    _bad_r,
+    _bad_token,
+)
+
+
+def _parse_wifi(text: str) -> tuple[WifiNetwork, str]:
+    card = _WifiFields.read(text)
+    for rule in _WIFI_RULES:
+        if fault := rule(card):
+            raise QrPayloadError(fault)
     # `R:` only decides WPA3 above; `K:` (the SAE-PK public key) is read and not used:
     # neither nmcli nor wpa_cli here can pin it, and the password alone still joins.
-    return WifiNetwork(ssid, password, security, hidden_text == "true"), token
+    network = WifiNetwork(card.ssid, card.password, card.security, card.hidden == "true")
+    return network, card.token
 
 
 def _parse_camagent(stripped: str, text: str) -> Payload:

@@ -17,6 +17,7 @@ class FakeClock:
         self._wall0 = time.time()
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
+        self.slept: list[float] = []  # every sleep asked for, in order
 
     def monotonic(self) -> float:
         return self.now
@@ -25,6 +26,7 @@ class FakeClock:
         return self._wall0 + (self.now - START)
 
     async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._sleepers, (self.now + max(0.0, seconds), next(self._seq), future))
         await future

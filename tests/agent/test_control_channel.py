@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,10 @@ import pytest
 from aiohttp import web
 
 from agent.backoff import Backoff
-from agent.control_channel import ControlChannel, Hello, TokenRevokedError
+from agent.control_channel import HEALTHY_AFTER_S, ControlChannel, Hello, TokenRevokedError
 from agent.tls import client_context
 from cloud_mock.pki import ensure_pki
+from tests.agent.clock import FakeClock
 from tests.eventually import eventually_async
 
 Script = Callable[[web.WebSocketResponse, web.Request], Awaitable[None]]
@@ -202,3 +204,53 @@ async def test_a_malformed_hello_answer_still_connects_with_the_default_heartbea
     await wait_for(lambda: rec.events[:1] == ["connected"])
     task.cancel()
     assert not [m for m in cloud.received if m.get("type") == "heartbeat"]
+
+
+class LowestDraw(random.Random):
+    """Every jitter draw 0: each backoff delay is half its window, exactly."""
+
+    def random(self) -> float:
+        return 0.0
+
+
+async def test_only_a_connection_that_stayed_up_a_healthy_while_starts_the_backoff_over(
+    cloud: ScriptedCloud, session: aiohttp.ClientSession
+) -> None:
+    # On the fake clock the cloud can keep a connection up for 30 s in no time, and the
+    # backoff delays are the exact ones asked for.
+    clock = FakeClock()
+    stays = [0.0, 0.0, HEALTHY_AFTER_S, HEALTHY_AFTER_S - 0.5, 0.0]
+    rec = Recorder()
+
+    async def script(ws: web.WebSocketResponse, _: web.Request) -> None:
+        await cloud.receive(ws)
+        await ws.send_json({"type": "hello", "heartbeat_s": 30})
+        await wait_for(lambda: rec.events.count("connected") == cloud.connections)
+        clock.advance_to(clock.now + stays[cloud.connections - 1])  # time spent connected
+        await ws.close(code=1011)
+
+    cloud.script = script
+    chan = ControlChannel(
+        session,
+        cloud.url,
+        "tok",
+        Hello("aa:bb:cc:dd:ee:ff", "camera", "9.9"),
+        on_command=rec.on_command,
+        on_connected=lambda: rec.events.append("connected"),
+        on_lost=lambda reason: rec.events.append("lost"),
+        backoff=Backoff(base=1.0, cap=60.0),
+        rng=LowestDraw(),
+        clock=clock,
+    )
+    task = asyncio.create_task(chan.run())
+    while len(clock.slept) < len(stays):
+        await clock.skip_to_next_wake()
+    task.cancel()
+    assert clock.slept == [
+        0.5,
+        1.0,  # two quick losses: the window doubles
+        0.5,  # up for HEALTHY_AFTER_S: the backoff starts over
+        1.0,  # up for a little less: it goes on growing
+        2.0,
+    ]
+    assert rec.events == ["connected", "lost"] * len(stays)

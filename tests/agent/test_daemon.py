@@ -270,21 +270,30 @@ async def test_an_unhealthy_task_stops_the_watchdog_pings(
 
     seen: list[bytes] = []
     with receiver:
-        async with daemon_running(tmp_path, run_dir) as (daemon, _, _, _):
+        async with daemon_running(tmp_path, run_dir) as (daemon, _, clock, _):
             await eventually(lambda: seen.extend(received()) or b"WATCHDOG=1" in seen)
             daemon.supervisor.backoff = Backoff(base=0.01, cap=0.01)
 
             async def wedged() -> None:
                 raise OSError(24, "Too many open files")
 
+            async def one_period() -> None:
+                """Watchdog and supervisor run on the fake clock: move it one watchdog
+                period, and wait for the watchdog to have checked (and slept again)."""
+                checks = clock.slept.count(0.05)
+                clock.advance_to(clock.now + 0.05)
+                await eventually(lambda: clock.slept.count(0.05) > checks, what="a check")
+
             daemon.supervisor.start("control channel", wedged)
-            await eventually(lambda: daemon.unhealthy() != [], what="unhealthy")
-            await asyncio.sleep(0.2)  # a ping already on its way may still arrive
-            received()
-            await asyncio.sleep(0.5)  # ten watchdog periods
+            while not daemon.unhealthy():
+                await one_period()
+            received()  # pings from before it was unhealthy
+            for _ in range(10):
+                await one_period()
             assert b"WATCHDOG=1" not in received()
             await daemon.supervisor.stop("control channel")
-            await eventually(lambda: b"WATCHDOG=1" in received(), what="pings again")
+            await one_period()
+            assert b"WATCHDOG=1" in received()
 
 
 async def test_a_crashed_channel_is_restarted_and_shown_as_disconnected_meanwhile(
@@ -303,11 +312,14 @@ async def test_a_crashed_channel_is_restarted_and_shown_as_disconnected_meanwhil
         await real_run(self)
 
     monkeypatch.setattr(ControlChannel, "run", crash_once)
-    async with daemon_running(tmp_path, run_dir) as (daemon, cloud, _, url):
+    async with daemon_running(tmp_path, run_dir) as (daemon, cloud, clock, url):
         await eventually(lambda: len(cloud.polls) == 1)
-        daemon.supervisor.backoff = Backoff(base=0.05, cap=0.05)
         await daemon.commands.control("token_set", {"token": sealed_for(url)})
         await eventually(lambda: daemon.state is DeviceState.DISCONNECTED, what="disconnected")
+        # Holding a token, nothing else sleeps: the next wake-up is the restart.
+        crashed_at = clock.now
+        assert await clock.skip_to_next_wake() - crashed_at == pytest.approx(clock.slept[-1])
+        assert 0.5 <= clock.slept[-1] <= 1.0  # the first backoff window: 1 s, upper half
         await eventually(lambda: daemon.state is DeviceState.CONNECTED, what="reconnected")
         assert crashes == 1
         assert cloud.channels == [token_for(url)]

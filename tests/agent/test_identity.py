@@ -8,7 +8,15 @@ import pytest
 
 from agent.config import parse
 from agent.errors import ConfigError
-from agent.identity import MAX_PASSWORD_LEN, device_id, read_password
+from agent.identity import (
+    MAX_PASSWORD_LEN,
+    PasswordFileError,
+    PasswordProblem,
+    device_id,
+    password_in,
+    read_password,
+)
+from agent.label import LabelError, read_password_file
 
 SRC = "/etc/camagent/agent.toml"
 
@@ -132,3 +140,43 @@ def test_unreadable_password_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read the password file") as info:
         read_password(password_config(path))
     assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, PasswordProblem.MISSING),
+        (b"\xff bad utf-8", PasswordProblem.UNREADABLE),
+        (b"\r\n", PasswordProblem.EMPTY),
+        (b"p" * (MAX_PASSWORD_LEN + 1), PasswordProblem.TOO_LONG),
+    ],
+)
+def test_the_daemon_and_the_label_read_a_password_file_alike(
+    tmp_path: Path, content: bytes | None, problem: PasswordProblem
+) -> None:
+    # One reader (`password_in`); the daemon and `label make` only word its faults.
+    path = tmp_path / "password"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(PasswordFileError) as caught:
+        password_in(path)
+    assert (caught.value.path, caught.value.problem) == (path, problem)
+    with pytest.raises(ConfigError, match=problem.value.split()[-1]):
+        read_password(password_config(path))
+    with pytest.raises(LabelError, match=problem.value.split()[-1]) as worded:
+        read_password_file(path)
+    assert str(path) in str(worded.value)
+
+
+def test_both_readers_give_the_same_password(tmp_path: Path) -> None:
+    path = tmp_path / "password"
+    path.write_text(" UH4YH-BEMUV ü \r\n")
+    assert password_in(path) == read_password(password_config(path)) == " UH4YH-BEMUV ü "
+    assert read_password_file(path) == " UH4YH-BEMUV ü "
+
+
+def test_the_label_says_who_may_read_a_password_file_it_is_denied(tmp_path: Path) -> None:
+    path = tmp_path / "password"
+    path.mkdir()  # reading a directory fails like a file it may not read
+    with pytest.raises(LabelError, match=rf"cannot read {path}: "):
+        read_password_file(path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent import __version__, offline
 from agent.config import Config, load
-from agent.errors import ConfigError, TokenError
+from agent.errors import CamagentError, ConfigError, TokenError
 from agent.token_codec import sign_token
 from agent.token_store import STATE_FILE, DeviceRecord, PasswordStamp, TokenStore
 from agent.trust import PLAIN_REFUSED
@@ -209,3 +210,75 @@ def test_an_unlinked_nvr_awaits_activation_as_the_daemon_says(config: Config) ->
     status = offline.status(nvr)
     assert status["activation"] == code.public()
     assert offline.status_of(nvr).state.value == "awaiting_activation"
+
+
+def _nvr(config: Config) -> Config:
+    from dataclasses import replace
+
+    return replace(config, device=replace(config.device, kind="nvr"))
+
+
+@pytest.mark.parametrize(
+    ("record", "told"),
+    [
+        (DeviceRecord(device_id=DEVICE), offline.NO_CODE_YET),
+        (DeviceRecord(device_id=DEVICE, token="t.s"), offline.LINKED_ALREADY),
+        (DeviceRecord(device_id=DEVICE, activation={"code": "damaged"}), offline.NO_CODE_YET),
+    ],
+)
+def test_an_nvr_without_a_live_code_says_why(
+    config: Config, record: DeviceRecord, told: str
+) -> None:
+    TokenStore(config.state_dir).save(record)
+    with pytest.raises(CamagentError) as caught:
+        offline.nvr_code(_nvr(config))
+    assert str(caught.value) == told
+
+
+def test_an_nvr_shows_its_code_until_it_expires(config: Config) -> None:
+    from agent.nvr.activation import Activation
+
+    live = Activation("ABCD-EFGH-JK", "c2VjcmV0", 4e9, 86400.0, "https://x/activate")
+    store = TokenStore(config.state_dir)
+    store.save(DeviceRecord(device_id=DEVICE, activation=live.to_json()))
+    assert offline.nvr_code(_nvr(config)) == live.public()
+    old = Activation("ABCD-EFGH-JK", "c2VjcmV0", 1e9, 86400.0, "https://x/activate")
+    store.save(DeviceRecord(device_id=DEVICE, activation=old.to_json()))
+    with pytest.raises(CamagentError, match=offline.CODE_EXPIRED):
+        offline.nvr_code(_nvr(config))
+
+
+def test_a_linked_nvr_takes_no_registration_and_asks_no_cloud(config: Config) -> None:
+    TokenStore(config.state_dir).save(DeviceRecord(device_id=DEVICE, token="t.s"))
+    # The cloud of this config does not exist: a request to it would fail otherwise.
+    with pytest.raises(CamagentError) as caught:
+        offline.nvr_register(_nvr(config), "rt_token")
+    assert str(caught.value) == offline.LINKED_ALREADY
+    assert "`camagent reset` unlinks" in offline.LINKED_ALREADY
+
+
+def test_offline_changes_are_the_daemons_commands(
+    config: Config, signer: Ed25519PrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One table: a command changed there changes what the CLI does without a daemon.
+    from agent import commands
+
+    called: list[tuple[str, str]] = []
+    for name in ("status", "reset", "token_set"):
+        real = commands.COMMANDS[name]
+
+        async def spy(
+            device: commands.Device,
+            args: dict[str, Any],
+            way: commands.Way,
+            real: Any = real,
+            name: str = name,
+        ) -> Any:
+            called.append((name, way))
+            return await real.handler(device, args, way)
+
+        monkeypatch.setitem(commands.COMMANDS, name, replace(real, handler=spy))
+    offline.set_token(config, sealed(sign_token(claims(), signer)))
+    offline.reset(config)
+    assert offline.status(config)["state"] == "provisioning"
+    assert called == [("token_set", "cli"), ("reset", "cli"), ("status", "cli")]

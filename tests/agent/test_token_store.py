@@ -22,8 +22,15 @@ from agent.token_store import (
     PasswordStamp,
     TokenStore,
 )
+from tests.agent.tokens import verified
 
 TOKEN = "eyJ2IjoxLCJzdWIiOiJhYSJ9.c2lnbmF0dXJlLXNlY3JldA"
+
+
+def held(record: DeviceRecord, token: str) -> DeviceRecord:
+    # The store keeps whatever text it is given: these tests are about the file, not the
+    # gate (`with_token` takes only a VerifiedToken).
+    return replace(record, token=token, token_source="test")
 
 
 @pytest.fixture(autouse=True)
@@ -222,9 +229,11 @@ def test_update_that_raises_keeps_the_old_state(tmp_path: Path) -> None:
 
 
 def test_record_helpers() -> None:
-    r = DeviceRecord(device_id="x").with_token("t.s", "cli")
-    assert (r.token, r.token_source, r.has_token) == ("t.s", "cli", True)
+    token = verified("cli")
+    r = DeviceRecord(device_id="x", activation={"code": "spent"}).with_token(token)
+    assert (r.token, r.token_source, r.has_token) == (token.raw, "cli", True)
     assert r.token_saved_at > 0
+    assert r.activation is None  # a new token spends the activation code
     cleared = r.without_token()
     assert (cleared.token, cleared.token_source, cleared.token_saved_at) == ("", "", 0.0)
     assert cleared.device_id == "x"
@@ -287,16 +296,16 @@ def test_symbolic_links_in_the_state_directory_are_never_followed(tmp_path: Path
     (state / "state.lock").symlink_to(tmp_path / "created-through-the-link")
     store = TokenStore(state)
     with pytest.raises(StateError, match="symbolic link"):
-        store.update(lambda r: r.with_token("t", "test"))
+        store.update(lambda r: held(r, "t"))
     assert target.read_bytes() == b"k" * 32
     assert not (tmp_path / "created-through-the-link").exists()
     (state / "state.lock").unlink()
     with pytest.raises(StateError, match="symbolic link"):
-        store.update(lambda r: r.with_token("t", "test"))  # the key link itself
+        store.update(lambda r: held(r, "t"))  # the key link itself
     (state / KEY_FILE).unlink()
     (state / KEY_FILE).symlink_to(tmp_path / "missing")  # dangling: no endless retry
     with pytest.raises(StateError, match="symbolic link"):
-        store.update(lambda r: r.with_token("t", "test"))
+        store.update(lambda r: held(r, "t"))
     assert not (tmp_path / "missing").exists()
 
 
@@ -306,7 +315,7 @@ def test_a_state_directory_writable_by_others_is_refused(tmp_path: Path, mode: i
     state.mkdir()
     state.chmod(mode)
     with pytest.raises(StateError, match=r"writable by group or others .*chmod 700"):
-        TokenStore(state).update(lambda r: r.with_token("t", "test"))
+        TokenStore(state).update(lambda r: held(r, "t"))
     assert list(state.iterdir()) == []  # nothing was made in it
     with pytest.raises(StateError, match="writable by group or others"):
         TokenStore(state).load()
@@ -321,7 +330,7 @@ def test_files_root_makes_in_the_service_users_directory_go_to_that_user(
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
     os.chown(state, 65534, 65534)
-    TokenStore(state).update(lambda r: r.with_token(TOKEN, "cli"))
+    TokenStore(state).update(lambda r: held(r, TOKEN))
     owners = {p.name: (p.stat().st_uid, p.stat().st_gid) for p in state.iterdir()}
     assert owners == {name: (65534, 65534) for name in (STATE_FILE, KEY_FILE, "state.lock")}
 
@@ -356,13 +365,13 @@ def test_concurrent_updates_lose_no_write(tmp_path: Path) -> None:
 
 def test_temp_files_of_killed_writes_are_removed_by_the_next_update(tmp_path: Path) -> None:
     store = TokenStore(tmp_path)
-    store.update(lambda r: r.with_token("first", "test"))
+    store.update(lambda r: held(r, "first"))
     stale = [tmp_path / f".state.bin.killed{i}.tmp" for i in range(3)]
     for path in stale:
         path.write_bytes(b"half a write")
     other = tmp_path / ".local-api-lockout.json.x.tmp"  # not state.bin's: left alone
     other.write_bytes(b"")
-    record = store.update(lambda r: r.with_token("second", "test"))
+    record = store.update(lambda r: held(r, "second"))
     assert record.token == "second"
     assert not any(path.exists() for path in stale)
     assert other.exists()

@@ -458,7 +458,8 @@ async def send_in_two_parts(request: web.Request, body: bytes) -> web.StreamResp
     await response.prepare(request)
     half = len(body) // 2
     await response.write(body[:half])
-    await asyncio.sleep(0.1)  # the subject: the device sees the answer arrive in two parts
+    # time is the subject: the device sees the answer arrive in two parts
+    await asyncio.sleep(0.1)
     await response.write(body[half:])
     await response.write_eof()
     return response

@@ -321,3 +321,57 @@ def test_control_characters_are_refused_by_one_rule_on_qr_and_lan(bad):
     fine = WifiNetwork("Caf\u00e9 \U0001f4f7", "p\u00e4ss w\u00f6rd", "WPA")
     assert parse(wifi_payload(fine)).wifi == fine
     assert bodies.wifi({"ssid": fine.ssid, "password": fine.password}) == fine
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # No T: but a password: a WPA network in practice.
+        ("WIFI:S:net;P:password1;;", WifiNetwork("net", "password1", "WPA")),
+        ("WIFI:S:net;T:;P:password1;;", WifiNetwork("net", "password1", "WPA")),
+        # T:nopass is taken at its word, whatever P: holds.
+        ("WIFI:T:nopass;S:net;P:password1;;", WifiNetwork("net", "password1", "nopass")),
+        # A WPA key as 64 hex digits, not a passphrase.
+        ("WIFI:T:WPA;S:net;P:" + "aF0" * 21 + "9;;", WifiNetwork("net", "aF0" * 21 + "9", "WPA")),
+        # K: alone is WPA3's form too: values are percent-encoded.
+        ("WIFI:T:WPA;S:a%20b;P:pass%3Bword;K:abc;;", WifiNetwork("a b", "pass;word", "WPA")),
+        # Without R: or K: a percent sign is a character.
+        ("WIFI:T:WPA;S:a%20b;P:password1;;", WifiNetwork("a%20b", "password1", "WPA")),
+        ("WIFI:T:WPA;R:;S:net;P:password1;;", WifiNetwork("net", "password1", "WPA")),
+        ("WIFI:T:WPA;R: a ;S:net;P:password1;;", WifiNetwork("net", "password1", "SAE")),
+        # R: decides only for WPA: WEP stays WEP.
+        ("WIFI:T:WEP;R:1;S:net;P:password1;;", WifiNetwork("net", "password1", "WEP")),
+        ("WIFI:T:WPA;S:net;P:password1;H: TRUE ;;", WifiNetwork("net", "password1", "WPA", True)),
+        ("WIFI:T:WPA;S:net;P:password1;H:;;", WifiNetwork("net", "password1", "WPA")),
+        # 32 bytes exactly (16 two-byte letters) is a network name.
+        ("WIFI:T:WPA;S:" + "é" * 16 + ";P:password1;;", WifiNetwork("é" * 16, "password1", "WPA")),
+    ],
+)
+def test_how_each_field_is_read(text: str, expected: WifiNetwork) -> None:
+    payload = parse(text)
+    assert (payload.type, payload.wifi) == ("wifi", expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("WIFI:T:WEP;S:x;;", "WIFI: a WEP network needs a password (P:)"),
+        ("WIFI:T:WPA3;S:x;;", "WIFI: a SAE network needs a password (P:)"),
+        ("WIFI:T:WPA;R:1;S:x;;", "WIFI: a SAE network needs a password (P:)"),
+        ("WIFI:T:WPA;S:" + "é" * 17 + ";P:password1;;", "network name is longer than 32 bytes"),
+        ("WIFI:T:WPA;S:x;P:" + "0" * 64 + "0;;", "8 to 63 characters"),
+        ("WIFI:T:WPA;S:x;P:" + "g" * 64 + ";;", "8 to 63 characters"),
+        ("WIFI:T:WPA;R:1;S:x;P:%0apassword;;", "the password holds a newline (U+000A)"),
+        # Several faults: the first in a fixed order is the one reported.
+        ("WIFI:T:bad;P:x;H:maybe;;", "no network name"),
+        ("WIFI:T:bad;S:x;H:maybe;;", "security 'bad' is not WPA"),
+        ("WIFI:T:WPA;S:x;P:short;H:maybe;;", "8 to 63"),
+        ("WIFI:T:WPA;S:x;P:password1;H:maybe;R:zz;;", "H: must be true or false, not 'maybe'"),
+        ("WIFI:T:WPA;S:x;P:password1;R:zz;CT:nope;;", "R: must be a hex number, not 'zz'"),
+        ("WIFI:T:WPA;S:x;S:x;T:bad;;", "field S: appears twice"),
+    ],
+)
+def test_the_first_fault_of_a_card_is_the_one_told(text: str, message: str) -> None:
+    with pytest.raises(QrPayloadError) as caught:
+        parse(text)
+    assert message in str(caught.value)
