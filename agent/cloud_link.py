@@ -19,6 +19,7 @@ from agent.errors import ConfigError
 if TYPE_CHECKING:
     import aiohttp
 
+    from agent.clock import Clock
     from agent.control_channel import CommandHandler
 
 log = logging.getLogger(__name__)
@@ -31,10 +32,12 @@ class CloudLink:
         device_id: str,
         session: aiohttp.ClientSession | None = None,
         rng: random.Random | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.config = config
         self.device_id = device_id
         self.rng = rng or random.Random()
+        self.clock = clock
         self._session = session
         self._own_session = session is None
 
@@ -91,6 +94,7 @@ class CloudLink:
             on_connected=lambda: post(lc.ChannelOpened()),
             on_lost=lambda reason: post(lc.ChannelLost(reason)),
             rng=self.rng,
+            clock=self.clock,
         )
         try:
             await channel.run()

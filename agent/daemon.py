@@ -77,7 +77,7 @@ class Daemon:
             self.nvr = NvrLink(
                 config, self.device_id, lambda: self.record, self.keeper.save, self.clock.wall
             )
-        self.link = CloudLink(config, self.device_id, session, self.rng)
+        self.link = CloudLink(config, self.device_id, session, self.rng, self.clock)
         self.http = self.link.http
         self.poller = Poller(
             config, self.device_id, self.keeper, self.http, self.clock, self._token, self.nvr

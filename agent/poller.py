@@ -198,6 +198,7 @@ class Poller:
             wait=min(plan.wait, int(timeout)),
             timeout=timeout,
             clock_offset=self.clock_offset,
+            wall=self.clock.wall,
         )
         if outcome.clock_offset is not None:
             self.clock_offset = outcome.clock_offset

@@ -10,6 +10,7 @@ import email.utils
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -77,15 +78,16 @@ async def poll_once(
     wait: int,
     timeout: float,
     clock_offset: float | None,
+    wall: Callable[[], float] = time.time,
 ) -> PollOutcome:
-    request = PollRequest.build(key, device_id, request_ts(clock_offset), wait)
+    request = PollRequest.build(key, device_id, request_ts(clock_offset, wall()), wait)
     try:
         async with session.post(
             cloud_url.rstrip("/") + POLL_PATH,
             json=request.to_json(),
             timeout=aiohttp.ClientTimeout(total=timeout),
         ) as response:
-            received_at = time.time()
+            received_at = wall()
             offset = _clock_offset(response, received_at)
             retry_after = parse_retry_after(response.headers.get("Retry-After"), received_at)
             if response.status == 204:

@@ -347,6 +347,45 @@ async def test_clock_offset_from_the_date_header(
     check_poll_body(cloud.seen[1], time.time() + 3600)
 
 
+async def test_the_request_ts_and_the_offset_come_from_the_injected_wall_clock(
+    cloud: FakeCloud, session: aiohttp.ClientSession
+) -> None:
+    """A camera that booted in 1970 (no RTC, no NTP): its poll says so exactly, and the
+    offset it learns is the cloud's Date minus that clock, so the next poll is corrected."""
+    booted_in_1970 = 1000.0
+    cloud_now = 1_800_000_000
+
+    async def respond(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        return web.Response(
+            status=204, headers={"Date": email.utils.formatdate(cloud_now, usegmt=True)}
+        )
+
+    cloud.respond = respond
+    outcome = await poll_once(
+        session,
+        cloud.url,
+        KEY,
+        DEVICE,
+        wait=7,
+        timeout=5.0,
+        clock_offset=None,
+        wall=lambda: booted_in_1970,
+    )
+    assert cloud.seen[0]["ts"] == 1000
+    assert outcome.clock_offset == cloud_now - booted_in_1970
+    await poll_once(
+        session,
+        cloud.url,
+        KEY,
+        DEVICE,
+        wait=7,
+        timeout=5.0,
+        clock_offset=outcome.clock_offset,
+        wall=lambda: booted_in_1970,
+    )
+    assert cloud.seen[1]["ts"] == cloud_now
+
+
 @pytest.mark.parametrize(
     ("body", "words"),
     [
