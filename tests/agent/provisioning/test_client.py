@@ -228,9 +228,10 @@ async def poll(
     key: bytes = KEY,
     timeout: float = 5.0,
     clock_offset: float | None = None,
+    wall: Callable[[], float] = time.time,
 ) -> PollOutcome:
     return await poll_once(
-        session, url, key, DEVICE, wait=7, timeout=timeout, clock_offset=clock_offset
+        session, url, key, DEVICE, wait=7, timeout=timeout, clock_offset=clock_offset, wall=wall
     )
 
 
@@ -361,28 +362,10 @@ async def test_the_request_ts_and_the_offset_come_from_the_injected_wall_clock(
         )
 
     cloud.respond = respond
-    outcome = await poll_once(
-        session,
-        cloud.url,
-        KEY,
-        DEVICE,
-        wait=7,
-        timeout=5.0,
-        clock_offset=None,
-        wall=lambda: booted_in_1970,
-    )
+    outcome = await poll(session, cloud.url, wall=lambda: booted_in_1970)
     assert cloud.seen[0]["ts"] == 1000
     assert outcome.clock_offset == cloud_now - booted_in_1970
-    await poll_once(
-        session,
-        cloud.url,
-        KEY,
-        DEVICE,
-        wait=7,
-        timeout=5.0,
-        clock_offset=outcome.clock_offset,
-        wall=lambda: booted_in_1970,
-    )
+    await poll(session, cloud.url, clock_offset=outcome.clock_offset, wall=lambda: booted_in_1970)
     assert cloud.seen[1]["ts"] == cloud_now
 
 
