@@ -2,7 +2,8 @@
 
 Each failure gets the hint that fixes *it*: a permission problem names the path, its
 owner and mode (and is never answered with `camagent reset`, which would lose the token
-for nothing); commands in hints carry the `--config` that doctor was given.
+for nothing); commands in hints carry the `--config` that doctor was given, and its program
+(agent/hints.py).
 """
 
 from __future__ import annotations
@@ -10,12 +11,11 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
-import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent import config as config_mod
-from agent import identity
+from agent import hints, identity
 from agent.checks import Check, format_results, network_checks
 from agent.errors import CamagentError, DaemonUnavailable
 from agent.file_access import permission_message, permission_parts
@@ -27,11 +27,10 @@ if TYPE_CHECKING:  # the probe's code is loaded only when doctor runs it
 __all__ = ["Check", "format_results", "no_token_hint", "run_checks"]
 
 
-def camagent_command(path: Path, *words: str) -> str:
-    """`camagent [--config PATH] WORDS`: what a person types, for this config."""
-    default = Path(config_mod.DEFAULT_CONFIG_PATH)
-    configured = [] if path == default else ["--config", str(path)]
-    return shlex.join(["camagent", *configured, *words])
+def camagent_command(path: Path, hint: str) -> str:
+    """The registered hint `hint` (agent/hints.py) as a person types it, for this config
+    and the program doctor runs as."""
+    return hints.show(hint, hints.invocation_of(path, hints.current().profile))
 
 
 def run_checks(path: Path) -> list[Check]:

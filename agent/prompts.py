@@ -1,5 +1,5 @@
-"""Asking a person for a secret on the terminal, the same way everywhere: end of input is
-a clear error, and one Ctrl-C ends the command even inside an asyncio loop."""
+"""Asking a person for a secret or a yes/no on the terminal, the same way everywhere: end
+of input is a clear error, and one Ctrl-C ends the command even inside an asyncio loop."""
 
 from __future__ import annotations
 
@@ -58,6 +58,23 @@ def secret(prompt: str, what: str = "password") -> str:
             return getpass.getpass(prompt)
         except EOFError:
             raise NoInput(f"no {what} given: standard input ended") from None
+
+
+def confirm(question: str) -> bool | None:
+    """Ask `question` (ending in "[y/N] ") on the terminal: True for y/yes, False for
+    anything else or end of input; None when there is no terminal to ask on (a script
+    must then say what it wants with an option, not by what happens to be on stdin)."""
+    stdin = sys.stdin
+    if stdin is None or not _is_terminal(stdin):
+        return None
+    sys.stderr.write(question)
+    sys.stderr.flush()
+    with interruptible():
+        line = stdin.readline()
+    if not line:
+        sys.stderr.write("\n")
+        return False
+    return line.strip().lower() in ("y", "yes")
 
 
 def _is_terminal(stream: TextIO) -> bool:

@@ -110,6 +110,7 @@ def _env_number(name: str, default: float, *, integer: bool) -> float:
 
 def _announce(mock: RunningMock) -> None:
     """What a person needs next, on stderr: stdout's one line is the URL, for scripts."""
+    from agent import hints
     from cloud_mock.demo import browser_warning
     from cloud_mock.pki import CA_CERT
     from cloud_mock.users import ADMIN_LOGIN, ADMIN_PASSWORD_FILE
@@ -119,7 +120,7 @@ def _announce(mock: RunningMock) -> None:
         f"Console:  {mock.url}/  (log in as {ADMIN_LOGIN!r}; the password is in "
         f"{password_file}: cat {password_file})\n"
         f"CA:       {mock.data_dir / CA_CERT} (give it to devices as cloud.ca_file, "
-        "and to `camagent cloud servers add --ca-file`)\n"
+        f"and to `{hints.show('cloud servers add ca', ca=str(mock.data_dir / CA_CERT))}`)\n"
         f"Browser:  {browser_warning(mock.data_dir / CA_CERT)}",
         file=sys.stderr,
         flush=True,

@@ -9,7 +9,6 @@ come back, deletes it, adds it again, and leaves it online to be watched in the 
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
 import signal
@@ -20,6 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from agent import hints
 from agent.errors import CamagentError
 from cloud_mock import sandbox, test_camera
 from cloud_mock.video.viewer import watch_sync
@@ -155,9 +155,10 @@ def _keep_fast(
             except CamagentError:
                 pass
             else:
+                poll_now = hints.show("poll-now", _invocation(agent.config_path))
                 say(
                     "The camera has no token and fell back to its slow phase: the demo "
-                    "pressed poll-now (camagent poll-now) to keep it polling fast"
+                    f"pressed poll-now (`{poll_now}`) to keep it polling fast"
                 )
         time.sleep(check_every)
 
@@ -236,16 +237,14 @@ def _watch_live(
 
 
 def camagent_command() -> list[str]:
-    """How to run camagent as this demo does: `camagent` only if that is on PATH and is
-    this installation; else the running executable's own path (e.g. .venv/bin/camagent),
-    else this Python with `-m agent`."""
-    here = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
-    on_path = shutil.which("camagent")
-    if on_path and here is not None and Path(on_path).resolve() == here:
-        return ["camagent"]
-    if here is not None and here.name == "camagent" and os.access(here, os.X_OK):
-        return [str(here)]
-    return [sys.executable, "-m", "agent"]
+    """How to run camagent as this demo does (agent/hints.py): `camagent` only if that is
+    on PATH and is this installation; else its own path (e.g. .venv/bin/camagent), else
+    this Python with `-m agent`."""
+    return list(hints.program())
+
+
+def _invocation(config: Path, camagent: list[str] | None = None) -> hints.Invocation:
+    return hints.Invocation(tuple(camagent or camagent_command()), str(config))
 
 
 def browser_warning(ca_file: Path | str) -> str:
@@ -269,7 +268,7 @@ def closing_hint(
     video: bool = True,
     ca_file: Path | None = None,
 ) -> str:
-    status = shlex.join([*camagent, "--config", str(config), "status"])
+    status = hints.show("status", _invocation(config, camagent))
     watch = (
         "console → Cameras → Front door: its live picture"
         if video

@@ -28,13 +28,9 @@ __all__ = ["CloudError", "CloudSession", "NotLoggedInError", "open_session"]
 
 
 def login_hint(profile: Profile) -> str:
-    return f"run `camagent cloud login --profile {_shell_word(profile.name)}`"
+    from agent import hints
 
-
-def _shell_word(text: str) -> str:
-    import shlex
-
-    return shlex.quote(text)
+    return f"run `{hints.show('cloud login', profile=profile.name)}`"
 
 
 @dataclass

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from agent import hints
 from agent.account import profiles, session_file
 
 EXIT_OK = 0
@@ -81,8 +82,8 @@ def servers_add(args: argparse.Namespace) -> int:
     print(f"Added {profile.name!r} ({profile.url}) as {role}, in {path}.")
     if changed.default != profile.name:
         print(
-            f"The default stays {changed.default!r}; change it with `camagent cloud servers "
-            f"default {profile.name}`."
+            f"The default stays {changed.default!r}; change it with "
+            f"`{hints.show('cloud servers default', name=profile.name)}`."
         )
     return EXIT_OK
 
@@ -94,7 +95,7 @@ def servers_list(args: argparse.Namespace) -> int:
         print(json.dumps(rows))
         return EXIT_OK
     if not rows:
-        print("No server profiles: add one with `camagent cloud servers add NAME URL`.")
+        print(f"No server profiles: add one with `{hints.show('cloud servers add')}`.")
         return EXIT_OK
     from agent.account.console import printable, table
 
@@ -229,7 +230,7 @@ def cmd_sessions(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"Sessions of {cloud.stored.login} at {cloud.profile.url}, newest first:")
     print(sessions_table(sessions))
-    print("(* = this one; end another with `camagent cloud sessions end ID`)")
+    print(f"(* = this one; end another with `{hints.show('cloud sessions end')}`)")
     return EXIT_OK
 
 

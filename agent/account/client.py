@@ -13,6 +13,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from agent import hints
 from agent.account.errors import CloudError
 from agent.account.profiles import Profile
 from agent.errors import ConfigError
@@ -47,8 +48,8 @@ def ssl_context(ca_file: str = "") -> ssl.SSLContext:
         return client_context(ca_file, setting="the CA file")
     except ConfigError as error:
         raise CloudError(
-            f"{error}; fix the path with `camagent cloud servers remove` and "
-            "`servers add … --ca-file`"
+            f"{error}; fix the path: `{hints.show('cloud servers remove')}`, then "
+            f"`{hints.show('cloud servers add ca', ca='PEM')}`"
         ) from None
 
 

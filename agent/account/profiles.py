@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from agent import hints
 from agent.account import toml_writer
 from agent.account.errors import NoProfileError, ProfileError
 from agent.atomic_file import write_atomic
@@ -61,8 +62,7 @@ class Profiles:
         """The named profile, or the default one when `name` is None."""
         if not self.servers:
             raise NoProfileError(
-                "no cloud server profile yet: add one with "
-                "`camagent cloud servers add NAME URL --login LOGIN`"
+                f"no cloud server profile yet: add one with `{hints.show('cloud servers add')}`"
             )
         wanted = self.default if name is None else name
         profile = self.find(wanted)
@@ -74,7 +74,7 @@ class Profiles:
         if self.find(profile.name) is not None:
             raise ProfileError(
                 f"a server profile named {profile.name!r} exists already: remove it first "
-                "(`camagent cloud servers remove`) or choose another name"
+                f"(`{hints.show('cloud servers remove')}`) or choose another name"
             )
         default = profile.name if make_default or not self.servers else self.default
         return Profiles((*self.servers, profile), default)
@@ -88,7 +88,8 @@ class Profiles:
             others = ", ".join(repr(n) for n in self.names() if n != name)
             raise ProfileError(
                 f"{name!r} is the default server profile and cannot be removed: make another "
-                f"one the default first (`camagent cloud servers default NAME`; there are: "
+                f"one the default first (`{hints.show('cloud servers default', name='NAME')}`; "
+                "there are: "
                 f"{others})"
             )
         rest = tuple(p for p in self.servers if p.name != name)

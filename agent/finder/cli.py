@@ -8,10 +8,14 @@ import json
 import sys
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agent.finder.errors import FinderError
+from agent import hints
+from agent.finder.errors import DeviceRefused, FinderError
 from agent.secret_input import DISCOURAGED, TOKEN_ENV, Secret, is_stdin, read_secret
+
+if TYPE_CHECKING:  # the client (aiohttp) is loaded only by the commands that use it
+    from agent.finder.client import Endpoint
 
 SCAN_TIMEOUT_S = 3.0
 SECURITIES = {"WPA": "WPA", "WPA2": "WPA", "WPA3": "SAE", "SAE": "SAE", "WEP": "WEP"}
@@ -91,8 +95,9 @@ def _device_parser(actions: Any, name: str, help_text: str) -> argparse.Argument
     parser.add_argument(
         "--accept-new-fp",
         action="store_true",
-        help="accept and remember a certificate fingerprint that differs from the one "
-        "remembered (after a factory reset)",
+        help="trust and remember the device's certificate fingerprint without asking: one "
+        "that differs from the one remembered (after a factory reset), or, at host:port, "
+        "a device met for the first time (asked on a terminal, refused without one)",
     )
     parser.add_argument(
         "--scan-timeout",
@@ -122,7 +127,12 @@ def run(args: argparse.Namespace) -> int:
         "poll-now": cmd_poll_now,
         "wifi": cmd_wifi,
     }[args.finder_command]
-    return asyncio.run(command(args))
+    try:
+        return asyncio.run(command(args))
+    except DeviceRefused as exc:
+        # The device's words name its own commands (`camagent reset`); from here they are
+        # the finder's, for this device.
+        raise DeviceRefused(hints.relay(str(exc), device=args.device), exc.status) from None
 
 
 # -- scan ---------------------------------------------------------------------------------
@@ -187,7 +197,11 @@ async def _on_device(
 
     known = KnownDevices.load()
     opened = await open_device(
-        args.device, known, accept_new_fp=args.accept_new_fp, scan_timeout=args.scan_timeout
+        args.device,
+        known,
+        accept_new_fp=args.accept_new_fp,
+        scan_timeout=args.scan_timeout,
+        confirm_new=_confirm_first_contact,
     )
     async with opened.client as client:
         if opened.trust is Trust.NEW:
@@ -204,6 +218,23 @@ async def _on_device(
             password = _device_password(args, str(opened.info["id"]))
         answer = await client.command(path, body, password)
     return {"info": opened.info, "endpoint": str(client.endpoint), "answer": answer.body}
+
+
+def _confirm_first_contact(device_id: str, fp: str, endpoint: Endpoint) -> None:
+    """As ssh does: show the key of a device met for the first time, and ask."""
+    from agent import prompts
+    from agent.finder.device import first_contact_refusal
+
+    answer = prompts.confirm(
+        f"First contact with {device_id} at {endpoint}. Its certificate fingerprint is\n"
+        f"  {fp}\n"
+        f"Compare it with the one the device shows (`{hints.show('device status')}` on it).\n"
+        "Trust this device and remember its fingerprint? [y/N] "
+    )
+    if answer is None:
+        raise FinderError(first_contact_refusal(device_id, fp, endpoint))
+    if not answer:
+        raise FinderError(f"{device_id} at {endpoint} not trusted: nothing was sent to it")
 
 
 def _one_reader_of_stdin(args: argparse.Namespace, file: str | None, option: str) -> None:
@@ -245,7 +276,11 @@ async def _push_from_profile(args: argparse.Namespace) -> int:
 
     known = KnownDevices.load()
     opened = await open_device(
-        args.device, known, accept_new_fp=args.accept_new_fp, scan_timeout=args.scan_timeout
+        args.device,
+        known,
+        accept_new_fp=args.accept_new_fp,
+        scan_timeout=args.scan_timeout,
+        confirm_new=_confirm_first_contact,
     )
     async with opened.client as client:
         device_id = str(opened.info["id"])
@@ -261,10 +296,10 @@ async def _push_from_profile(args: argparse.Namespace) -> int:
         try:
             await client.command("/v1/token", {"token": token}, password)
         except FinderError as exc:
+            again = hints.show("finder push", device=args.device)
             raise FinderError(
                 f"{exc}. The camera was added in the cloud (profile {args.profile}); push its "
-                f"token once the problem is fixed: camagent finder push {args.device} "
-                f"--token-file FILE, with this token in FILE: {token}"
+                f"token once the problem is fixed: `{again}`, with this token in FILE: {token}"
             ) from None
     done = (
         "was waiting in the cloud with another password: corrected to the one the device accepted"

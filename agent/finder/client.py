@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 
+from agent import hints
 from agent.finder.errors import AuthError, DeviceRefused, FinderError, FingerprintError
 from agent.finder.records import is_fingerprint, printable
 
@@ -193,8 +194,8 @@ class DeviceClient:
         return (
             f"the device at {self.endpoint} presented a certificate with fingerprint {got}, "
             f"but the device {self.fp_source} {self.fp}: it may be an impostor, so nothing "
-            "was sent. Scan again (`camagent finder scan`) and compare the fingerprint with "
-            "the one the device shows (`camagent status` on the device)."
+            f"was sent. Scan again (`{hints.show('finder scan')}`) and compare the fingerprint "
+            f"with the one the device shows (`{hints.show('device status')}` on the device)."
         )
 
     def _refusal(self, answer: Answer, what: str) -> str:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from agent import hints
 from agent.finder.client import DeviceClient, Endpoint, presented_fingerprint
 from agent.finder.errors import FinderError, FingerprintError
 from agent.finder.known import KnownDevices, Trust
@@ -89,7 +91,7 @@ def not_found_message(device: str, records: list[DeviceRecord], timeout: float) 
     seen = ", ".join(sorted(r.id or r.instance for r in records)) or "none"
     return (
         f"no device {device!r} answered on the LAN within {timeout:g} s (devices seen: {seen}); "
-        "check the id with `camagent finder scan`, or give the device as host:port"
+        f"check the id with `{hints.show('finder scan')}`, or give the device as host:port"
     )
 
 
@@ -100,15 +102,28 @@ class Opened:
     trust: Trust
 
 
+# Asked about a device met for the first time at host:port (device id, fingerprint,
+# endpoint); raises FinderError unless the person trusts it.
+ConfirmNew = Callable[[str, str, Endpoint], None]
+
+
 async def open_device(
     device: str,
     known: KnownDevices,
     *,
     accept_new_fp: bool,
     scan_timeout: float = RESOLVE_TIMEOUT_S,
+    confirm_new: ConfirmNew | None = None,
 ) -> Opened:
     """Locate DEVICE, check its key against mDNS and memory, read /v1/info; the caller
-    must close `opened.client` (it is entered already)."""
+    must close `opened.client` (it is entered already).
+
+    A device reached at host:port that this computer has never met vouches for its key
+    only by presenting it: as ssh does, `confirm_new` shows the fingerprint and asks
+    before anything is remembered or sent (`--accept-new-fp` skips the question). Without
+    `confirm_new` such a device is refused. A device found in mDNS announced its key
+    there, and a first contact is only reported.
+    """
     located = await locate(device, scan_timeout)
     if located.record is not None and located.record.id:
         # Refuse before connecting at all when the announced key is not the remembered one.
@@ -119,11 +134,24 @@ async def open_device(
         info = await client.info()
         device_id = _check_info(info, located)
         trust = known.verify(device_id, located.fp, accept_new=accept_new_fp)
+        if trust is Trust.NEW and located.record is None and not accept_new_fp:
+            if confirm_new is None:
+                raise FinderError(first_contact_refusal(device_id, located.fp, located.endpoint))
+            confirm_new(device_id, located.fp, located.endpoint)
         known.remember(device_id, located.fp, str(located.endpoint))
     except BaseException:
         await client.__aexit__(None, None, None)
         raise
     return Opened(client, info, trust)
+
+
+def first_contact_refusal(device_id: str, fp: str, endpoint: Endpoint) -> str:
+    return (
+        f"{device_id} at {endpoint} is new to this computer; its certificate fingerprint "
+        f"is {fp}. There is no terminal to ask whether to trust it, so nothing was sent: "
+        f"compare it with the one the device shows (`{hints.show('device status')}` on it), "
+        "then run the command again with --accept-new-fp"
+    )
 
 
 def _check_info(info: dict[str, Any], located: Located) -> str:

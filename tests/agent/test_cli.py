@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent import __version__
+from agent import __version__, hints
 from agent.cli import format_status, main
 from agent.config import CONFIG_ENV
 from agent.control_socket import serve
@@ -504,8 +506,10 @@ def test_a_closed_stdout_ends_quietly_with_the_broken_pipe_code(
     with pytest.raises(SystemExit) as exited:
         main(["--version"])
     assert exited.value.code == 0  # argparse's own exit, before our handlers
+    sys.stdout.close()  # main's stand-in for the closed stdout, which a process keeps
     monkeypatch.setattr("sys.stdout", None)
     assert main(["qr", "make", "url", "https://example.com"]) == 1
+    sys.stdout.close()
     assert capsys.readouterr().err == ""
 
 
@@ -556,4 +560,40 @@ def test_nvr_register_without_a_daemon_says_it_connects_when_run(
     assert registered == ["registration-token"]
     out = capsys.readouterr().out
     assert "connects with its token" not in out
-    assert f"it connects when `camagent --config {config_path} run` runs" in out
+    start = shlex.join([*hints.program(), "--config", str(config_path), "run"])
+    assert f"it connects when `{start}` runs" in out
+
+
+def test_permission_on_a_file_not_made_yet_names_the_directorys_owner(tmp_path: Path) -> None:
+    """Issue 26: "run as the file's owner" for a file that does not exist; the directory
+    that refused is the one whose owner and mode matter."""
+    import errno
+    import getpass as getpass_mod
+
+    from agent.file_access import permission_message
+
+    missing = tmp_path / "not-made-yet.toml"
+    message = permission_message(PermissionError(errno.EACCES, "Permission denied", str(missing)))
+    assert f"{missing}: permission denied ({tmp_path}: owner {getpass_mod.getuser()}" in message
+    assert "file's owner" not in message
+
+
+async def test_the_daemons_refusal_names_the_reset_of_this_config(
+    config_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 26: `poll-now` on a linked device said "run `camagent reset` first", which,
+    run as printed, resets the device of the default config instead."""
+    from agent.commands import NotNow
+
+    async def handler(cmd: str, args: dict[str, Any]) -> Any:
+        raise NotNow("this device holds a token; run `camagent reset` first to provision again")
+
+    server = await serve(config_path.parent / "run" / "control.sock", handler)
+    try:
+        argv = ["--config", str(config_path), "poll-now"]
+        assert await asyncio.to_thread(main, argv) == 1
+    finally:
+        server.close()
+        await server.wait_closed()
+    reset = shlex.join([*hints.program(), "--config", str(config_path), "reset"])
+    assert f"run `{reset}` first" in capsys.readouterr().err

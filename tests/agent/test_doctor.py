@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import shlex
 import socket
 import socketserver
 import threading
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import doctor
+from agent import doctor, hints
 from agent.checks import Check, format_results
 from agent.cli import format_status
 
@@ -38,20 +39,24 @@ def by_name(results: list[Check]) -> dict[str, Check]:
 def test_hints_carry_the_config_that_was_given(config_path: Path) -> None:
     checks = by_name(doctor.run_checks(config_path))
     assert checks["daemon"].status == "warn"
-    assert checks["daemon"].fix == f"start it: camagent --config '{config_path}' run"
+    start = shlex.join([*hints.program(), "--config", str(config_path), "run"])
+    assert checks["daemon"].fix == f"start it: {start}"
     assert "systemctl" not in checks["daemon"].fix
     assert checks["tls"].status == "fail"
     assert "cannot reach 127.0.0.1:9" in checks["tls"].detail
     broken = config_path.with_name("broken.toml")
     broken.write_text("[nope]\n")
     (only,) = doctor.run_checks(broken)
-    assert only.fix == f"fix {broken}, then run `camagent --config {broken} doctor` again"
+    again = shlex.join([*hints.program(), "--config", str(broken), "doctor"])
+    assert only.fix == f"fix {broken}, then run `{again}` again"
 
 
 def test_the_default_config_keeps_the_systemd_hint() -> None:
     from agent.config import DEFAULT_CONFIG_PATH
 
-    assert doctor.camagent_command(Path(DEFAULT_CONFIG_PATH), "run") == "camagent run"
+    assert doctor.camagent_command(Path(DEFAULT_CONFIG_PATH), "run") == shlex.join(
+        [*hints.program(), "run"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -83,7 +88,7 @@ def test_a_damaged_state_file_is_the_only_case_for_reset(config_path: Path) -> N
     check = by_name(doctor.run_checks(config_path))["state"]
     assert check.status == "fail"
     assert "reset" in check.fix
-    assert f"camagent --config '{config_path}' reset" in check.fix
+    assert shlex.join([*hints.program(), "--config", str(config_path), "reset"]) in check.fix
 
 
 def test_warnings_are_counted_never_all_passed() -> None:

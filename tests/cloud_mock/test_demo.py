@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,7 @@ class FakeProcess:
 class FakeAgent:
     def __init__(self, phases: list[str]) -> None:
         self.process = FakeProcess()
+        self.config_path = Path("/tmp/demo dir/agent.toml")
         self.phases = phases
         self.commands: list[str] = []
 
@@ -91,4 +93,6 @@ def test_the_demo_keeps_a_camera_without_a_token_in_its_fast_phase():
     said: list[str] = []
     demo._keep_fast(agent, FakeCloud(), said.append, check_every=0)  # type: ignore[arg-type]
     assert agent.commands == ["poll_now"]
-    assert "poll-now" in said[0]
+    # The command it names is the one for the demo's camera, runnable as printed.
+    printed = [*demo.camagent_command(), "--config", str(agent.config_path), "poll-now"]
+    assert f"`{shlex.join(printed)}`" in said[0]

@@ -497,6 +497,8 @@ def test_registration_token_tab(new_tab: Callable[[], Tab]) -> None:
     expect(token_tab).to_have_attribute("aria-selected", "true")
     expect(token_tab).to_be_focused()
     panel = page.get_by_role("tabpanel", name="Copy token to the registrator")
+    # The command to run on the NVR, runnable as shown (tests/agent/test_hints.py).
+    expect(panel.locator("code")).to_have_text("camagent nvr register --token-file -")
     panel.get_by_label("Title").fill("warehouse")
     panel.get_by_role("button", name="Generate token").click()
     value = panel.get_by_label("Registration token")

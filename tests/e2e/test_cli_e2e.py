@@ -578,13 +578,17 @@ def test_the_demo_prints_commands_that_work_as_printed(tmp_path):
         assert "02:ca:fe:00:00:01" in status.stdout
     finally:
         process.send_signal(signal.SIGINT)
-        assert process.wait(30) == 0
+        with process:  # closes its pipe once it has exited
+            assert process.wait(30) == 0
 
 
 def test_python_m_cloud_mock_says_where_the_console_and_its_password_are(tmp_path):
+    import shlex
     import signal
     import subprocess
     import sys
+
+    from agent import hints
 
     data_dir = tmp_path / "cloud"
     process = subprocess.Popen(
@@ -606,12 +610,16 @@ def test_python_m_cloud_mock_says_where_the_console_and_its_password_are(tmp_pat
         assert password_file.read_text().strip()
         ca_line = process.stderr.readline()
         assert str(data_dir / "ca.pem") in ca_line
+        # The command it names for the CA is this checkout's camagent, runnable as printed.
+        add = shlex.join([*hints.program(), "cloud", "servers", "add", "NAME", "URL"])
+        assert f"`{add} --ca-file {shlex.quote(str(data_dir / 'ca.pem'))}`" in ca_line
         browser_line = process.stderr.readline()
         assert browser_line.startswith("Browser:")
         assert f"-n camagent-mock -i {data_dir / 'ca.pem'}" in browser_line
     finally:
         process.send_signal(signal.SIGTERM)
-        assert process.wait(30) == 0
+        with process:  # closes its pipes once it has exited
+            assert process.wait(30) == 0
 
 
 def test_the_demo_names_the_camagent_it_runs_as(monkeypatch, tmp_path):

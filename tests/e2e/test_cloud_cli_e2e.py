@@ -10,6 +10,7 @@ import os
 import pty
 import re
 import select
+import shlex
 import signal
 import socket
 import stat
@@ -41,6 +42,7 @@ USERS = {
 }
 CAPTCHA = re.compile(r"Captcha (\S+), image saved in (\S+):")
 TIMEOUT = 30.0
+PROGRAM = shlex.join([sys.executable, "-m", "agent"])  # how cli() runs it: what hints repeat
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +157,8 @@ def piped(home: Path) -> Iterator[Any]:
     for process in processes:
         if process.poll() is None:
             process.kill()
-        process.wait()
+        with process:  # waits, and closes its pipes
+            pass
 
 
 # --- non-interactive (stdin) ------------------------------------------------------------------
@@ -192,7 +195,7 @@ def test_login_list_sessions_logout(home: Path, cloud: MockCloud) -> None:
     assert cloud.request("GET", "/v1/sessions", session=token)[0] == 401
     after = cli(home, "cloud", "sessions")
     assert after.returncode == 1
-    assert "camagent cloud login --profile mock" in after.stderr
+    assert f"`{PROGRAM} cloud login --profile mock`" in after.stderr
 
 
 def test_wrong_password_is_exit_1_and_keeps_nothing(home: Path) -> None:
@@ -218,7 +221,7 @@ def test_session_expiry_is_reported_with_what_to_run(home: Path, cloud: MockClou
     assert cloud.request("POST", "/v1/auth/logout", session=stored_token(home))[0] == 204
     result = cli(home, "cloud", "sessions")
     assert result.returncode == 1
-    assert "has ended or expired: run `camagent cloud login --profile mock`" in result.stderr
+    assert f"has ended or expired: run `{PROGRAM} cloud login --profile mock`" in result.stderr
     assert not (home / "camagent" / "sessions" / "mock").exists()
 
 
@@ -422,7 +425,7 @@ def test_python_api_for_other_commands(
     from agent.account.errors import CloudError, NotLoggedInError
 
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
-    with pytest.raises(NotLoggedInError, match="run `camagent cloud login --profile mock`"):
+    with pytest.raises(NotLoggedInError, match="cloud login --profile mock`"):
         open_session()
     assert login(home, "eve").returncode == 0
     session = open_session("mock")
@@ -493,7 +496,8 @@ def test_finder_push_with_a_wrong_then_the_right_password(home, cloud, fleet):
         assert status == 200
         return [c for c in body["cameras"] if c["device_id"] == device_id]
 
-    push = ("finder", "push", target, "--profile", "mock", "--password-stdin")
+    # No terminal to ask on: the first contact at host:port is accepted by option.
+    push = ("finder", "push", target, "--profile", "mock", "--password-stdin", "--accept-new-fp")
     wrong = cli(home, *push, "--name", "typo", stdin="not-the-label-password\n")
     assert wrong.returncode == 1, wrong.stdout
     assert "refused the password" in wrong.stderr
@@ -516,7 +520,7 @@ def test_finder_push_over_a_waiting_camera_says_it_corrected_its_password(home, 
     agent, local, device_id, password = start_device(fleet)
     cloud.add_camera(cloud.login(), device_id, "a-typo-at-the-desk", "lobby")
     push = ("finder", "push", f"127.0.0.1:{local['port']}", "--profile", "mock")
-    result = cli(home, *push, "--password-stdin", stdin=password + "\n")
+    result = cli(home, *push, "--password-stdin", "--accept-new-fp", stdin=password + "\n")
     assert result.returncode == 0, result.stderr
     assert "was waiting in the cloud with another password: corrected" in result.stdout
     assert "added in the cloud" not in result.stdout
@@ -529,7 +533,7 @@ def test_one_ctrl_c_ends_finder_push_at_its_password_prompt(home, fleet):
     from tests.e2e.test_local_api_e2e import start_device
 
     _agent, local, _device_id, _password = start_device(fleet)
-    argv = ["finder", "push", f"127.0.0.1:{local['port']}", "--profile", "mock"]
+    argv = ["finder", "push", f"127.0.0.1:{local['port']}", "--profile", "mock", "--accept-new-fp"]
     pid, master = pty.fork()
     if pid == 0:  # the child: the CLI, with the pty as its controlling terminal
         try:
@@ -555,3 +559,92 @@ def test_one_ctrl_c_ends_finder_push_at_its_password_prompt(home, fleet):
                 dialog.output += chunk.decode(errors="replace")
         os.close(master)
     assert "Traceback" not in dialog.output
+
+
+# -- finder at host:port: the first contact shows the fingerprint and asks, as ssh does ------
+
+
+def _finder_in_pty(home: Path, argv: list[str]) -> tuple[Dialog, int]:
+    pid, master = pty.fork()
+    if pid == 0:  # the child: the CLI, with the pty as its controlling terminal
+        try:
+            os.execve(sys.executable, [sys.executable, "-m", "agent", *argv], env_for(home))
+        finally:
+            os._exit(127)
+    return Dialog(master, master, pid), pid
+
+
+def _exit_code(dialog: Dialog, pid: int) -> int:
+    """Wait for the CLI, keeping what it printed last."""
+    deadline = time.monotonic() + TIMEOUT
+    try:
+        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0:
+            assert time.monotonic() < deadline, f"the CLI did not end:\n{dialog.output}"
+            with contextlib.suppress(OSError):
+                ready, _, _ = select.select([dialog.read_fd], [], [], 0.1)
+                if ready:
+                    dialog.output += os.read(dialog.read_fd, 65536).decode(errors="replace")
+        pid = 0
+        return os.waitstatus_to_exitcode(done[1])
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        with contextlib.suppress(OSError):
+            while chunk := os.read(dialog.read_fd, 65536):
+                dialog.output += chunk.decode(errors="replace")
+        os.close(dialog.read_fd)
+
+
+def _known(home: Path) -> dict[str, Any]:
+    path = home / "camagent" / "known_devices.json"
+    return dict(json.loads(path.read_text())["devices"]) if path.exists() else {}
+
+
+def test_first_contact_at_host_port_asks_on_a_terminal_n_then_y(home: Path, fleet: Any) -> None:
+    from tests.e2e.test_local_api_e2e import start_device
+
+    _agent, local, device_id, password = start_device(fleet)
+    argv = ["finder", "poll-now", f"127.0.0.1:{local['port']}"]
+
+    dialog, pid = _finder_in_pty(home, argv)
+    asked = dialog.expect(r"Trust this device and remember its fingerprint\? \[y/N\] ")
+    assert local["fp"] in dialog.output[: asked.start()]  # shown before the question
+    assert device_id in dialog.output
+    dialog.send("n")
+    assert _exit_code(dialog, pid) == 1
+    assert "not trusted: nothing was sent" in dialog.output
+    assert "Password of device" not in dialog.output  # no secret asked for, none sent
+    assert _known(home) == {}
+
+    dialog, pid = _finder_in_pty(home, argv)
+    dialog.consume(dialog.expect(r"\[y/N\] "))
+    dialog.send("y")
+    dialog.consume(dialog.expect(r"Password of device \S+ \(user admin\): "))
+    dialog.send(password)
+    assert _exit_code(dialog, pid) == 0, dialog.output
+    assert "is polling the cloud for its token now" in dialog.output
+    assert _known(home)[device_id]["fp"] == local["fp"]
+
+    # Known now: no question, even without a terminal.
+    again = cli(home, *argv, "--password-stdin", stdin=password + "\n")
+    assert again.returncode == 0, again.stderr
+    assert "[y/N]" not in again.stderr
+
+
+def test_first_contact_at_host_port_without_a_terminal_is_refused_unless_accepted(
+    home: Path, fleet: Any
+) -> None:
+    from tests.e2e.test_local_api_e2e import start_device
+
+    _agent, local, device_id, password = start_device(fleet)
+    argv = ["finder", "poll-now", f"127.0.0.1:{local['port']}", "--password-stdin"]
+    refused = cli(home, *argv, stdin=password + "\n")
+    assert refused.returncode == 1
+    assert local["fp"] in refused.stderr
+    assert "run the command again with --accept-new-fp" in refused.stderr
+    assert "nothing was sent" in refused.stderr
+    assert _known(home) == {}
+    accepted = cli(home, *argv, "--accept-new-fp", stdin=password + "\n")
+    assert accepted.returncode == 0, accepted.stderr
+    assert _known(home)[device_id]["fp"] == local["fp"]

@@ -80,22 +80,24 @@ class Avahi:
         bus_conf = self.directory / "bus.conf"
         bus_conf.write_text(BUS_CONFIG.format(socket=socket))
         self.bus = f"unix:path={socket}"
-        dbus = self.ns.popen(
-            ["dbus-daemon", f"--config-file={bus_conf}", "--nofork", "--nopidfile"],
-            stdout=subprocess.DEVNULL,
-            stderr=(self.directory / "dbus.log").open("wb"),
-        )
+        # The child keeps its own descriptor of each log: the parent's closes at once.
+        with (self.directory / "dbus.log").open("wb") as dbus_log:
+            dbus = self.ns.popen(
+                ["dbus-daemon", f"--config-file={bus_conf}", "--nofork", "--nopidfile"],
+                stdout=subprocess.DEVNULL,
+                stderr=dbus_log,
+            )
         self.processes.append(dbus)
         self._wait(lambda: socket.exists(), "dbus-daemon socket", dbus)
         conf = self.directory / "avahi-daemon.conf"
         conf.write_text(AVAHI_CONFIG.format(host=f"avahi-{os.getpid()}"))
-        log = (self.directory / "avahi.log").open("wb")
-        daemon = self.ns.popen(
-            ["avahi-daemon", "--no-drop-root", "--no-chroot", "--no-rlimits", "-f", str(conf)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=self.env(),
-        )
+        with (self.directory / "avahi.log").open("wb") as log:
+            daemon = self.ns.popen(
+                ["avahi-daemon", "--no-drop-root", "--no-chroot", "--no-rlimits", "-f", str(conf)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env(),
+            )
         self.processes.append(daemon)
         self._wait(self._running, "avahi-daemon", daemon)
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import sys
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -175,14 +177,24 @@ def test_push_with_profile_adds_in_cloud_and_connects(
 def test_poll_now_by_host_port(
     site: Site, dev1: Device, dev2: Device, finder_ns: Namespace
 ) -> None:
-    """host:port needs no mDNS; the key is learnt on first use. A device holding a token
-    refuses poll-now with its reason."""
-    port = dev2.local_api()["port"]
+    """host:port needs no mDNS: without a terminal to ask on, its first contact is
+    refused with the fingerprint and the option to accept it; with the option the key is
+    learnt. A device holding a token refuses poll-now with its reason, and the finder's
+    command to reset it."""
+    local = dev2.local_api()
+    target = f"{dev2.ns.address}:{local['port']}"
+    refused_new = site.finder(
+        finder_ns, "poll-now", target, "--password-stdin", stdin=dev2.password + "\n"
+    )
+    assert refused_new.returncode == 1
+    assert local["fp"] in refused_new.stderr
+    assert "--accept-new-fp" in refused_new.stderr
     result = site.finder(
         finder_ns,
         "poll-now",
-        f"{dev2.ns.address}:{port}",
+        target,
         "--password-stdin",
+        "--accept-new-fp",
         stdin=dev2.password + "\n",
     )
     assert result.returncode == 0, result.stderr
@@ -196,6 +208,8 @@ def test_poll_now_by_host_port(
     assert refused.returncode == 1
     assert "(HTTP 409)" in refused.stderr
     assert "holds a token" in refused.stderr
+    reset = shlex.join([sys.executable, "-m", "agent", "finder", "reset", dev1.device_id])
+    assert f"run `{reset}` first" in refused.stderr
     assert "Traceback" not in refused.stderr
     assert "Unclosed" not in refused.stderr
 
@@ -331,10 +345,14 @@ async def _raw_requests(address: str, port: int, fp: str, password: str) -> dict
         }
         for name, (path, data, ctype) in cases.items():
             digest = aiohttp.DigestAuthMiddleware("admin", password)
-            async with session.post(
-                base + path, data=data, headers={"Content-Type": ctype}, middlewares=(digest,)
-            ) as response:
-                statuses[name] = response.status
+            # aiohttp warns of a raw body over 1 MiB (it may block its loop); the huge one
+            # is sent raw on purpose, and Digest's retry must be able to send it again.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ResourceWarning)
+                async with session.post(
+                    base + path, data=data, headers={"Content-Type": ctype}, middlewares=(digest,)
+                ) as response:
+                    statuses[name] = response.status
     return statuses
 
 

@@ -4,11 +4,13 @@ tests/e2e/test_cloud_cli_e2e.py."""
 from __future__ import annotations
 
 import json
+import shlex
 import stat
 from pathlib import Path
 
 import pytest
 
+from agent import hints
 from agent.account import profiles, session_file
 from agent.account.session_file import StoredSession
 from agent.cli import main
@@ -88,7 +90,8 @@ def test_not_logged_in_tells_how_to_log_in(capsys: pytest.CaptureFixture[str]) -
     run(capsys, "servers", "add", "my lab", "lab.example")
     code, _, err = run(capsys, "sessions")
     assert code == 1
-    assert "run `camagent cloud login --profile 'my lab'`" in err
+    login = shlex.join([*hints.program(), "cloud", "login", "--profile", "my lab"])
+    assert f"run `{login}`" in err
     code, out, _ = run(capsys, "logout")
     assert code == 0
     assert "Not logged in" in out

@@ -13,6 +13,7 @@ from agent.errors import ConfigError, StateError, WireError
 from agent.nvr import checks, settings
 from agent.nvr.activation import Activation
 from agent.token_store import DeviceRecord
+from tests.agent.tokens import verified
 
 
 def activation(expires_at: float, lifetime: float) -> Activation:
@@ -43,7 +44,7 @@ def test_activation_round_trips_and_hides_its_secret() -> None:
 
 def test_a_new_token_or_a_reset_spends_the_code() -> None:
     record = DeviceRecord(device_id="d", activation=activation(1.0, 2.0).to_json())
-    assert record.with_token("t", "poll").activation is None
+    assert record.with_token(verified("poll")).activation is None
     assert record.without_token().activation is None
 
 
