@@ -71,6 +71,7 @@ HINTS: dict[str, Hint] = {
     "token set": _hint("token set", config=True, stdin="FILE"),
     "nvr register": _hint("nvr register --token-file -", config=True),
     "demo": _hint("demo"),
+    "qr make token": _hint("qr make token", stdin="FILE"),
     # The finder: the device named as the person named it.
     "finder scan": _hint("finder scan"),
     "finder reset": _hint("finder reset {device}", DEVICE),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -116,9 +117,21 @@ def get_str(
     return value
 
 
+def as_integer(value: object) -> int | None:
+    """`value` as JSON Schema's `integer` reads it (1, and also 1.0 or 1e2: a number whose
+    fractional part is zero), else None. A boolean is not a number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
 def get_int(data: Mapping[str, Any], name: str, *, minimum: int, maximum: int) -> int:
-    value = data.get(name)
-    if not isinstance(value, int) or isinstance(value, bool):
+    value = as_integer(data.get(name))
+    if value is None:
         raise ApiError(400, f"field {name!r} must be an integer")
     if not minimum <= value <= maximum:
         raise ApiError(400, f"field {name!r} must be from {minimum} to {maximum}")
@@ -140,3 +153,100 @@ def bearer_token(request: web.Request) -> str | None:
     if scheme.lower() != "bearer" or not value.strip():
         return None
     return value.strip()
+
+
+# --- methods per path ---------------------------------------------------------------------
+
+
+def _specificity(resource: web.Resource) -> tuple[int, ...]:
+    """Literal segments count before templated ones, from the left: OpenAPI matches a
+    concrete path (`/v1/registrators/sync-all`) before a template that also matches it
+    (`/v1/registrators/{id}`)."""
+    return tuple(0 if "{" in part else 1 for part in resource.canonical.split("/"))
+
+
+def _methods(resource: web.Resource) -> set[str]:
+    return {route.method for route in resource}
+
+
+class RouteTable:
+    """Which path template a request is for, as OpenAPI decides it, and so which methods
+    that path allows.
+
+    aiohttp takes the first resource that matches path and method, and on a 405 lists the
+    methods of every resource whose path matches: `GET /v1/registrators/sync-all` would
+    reach `GET /v1/registrators/{id}`, and its `Allow` would mix both paths' methods. Here
+    the most specific template decides: a request for a path whose method that template
+    lacks is 405 with that template's methods in `Allow`; `OPTIONS` answers 204 with them.
+    """
+
+    def __init__(self, router: web.UrlDispatcher) -> None:
+        self.resources = [
+            r for r in router.resources() if isinstance(r, web.Resource) and "*" not in _methods(r)
+        ]
+        # For each template, the more specific ones that may match some of its paths.
+        self.shadows: dict[web.AbstractResource, list[web.Resource]] = {}
+        for index, general in enumerate(self.resources):
+            pattern = general.get_info().get("pattern")
+            if not isinstance(general, web.DynamicResource) or pattern is None:
+                continue
+            key = _specificity(general)
+            found = []
+            for other_index, specific in enumerate(self.resources):
+                other = _specificity(specific)
+                probe = re.sub(r"\{[^}]*\}", "x", specific.canonical)
+                if len(other) != len(key) or other <= key or not pattern.fullmatch(probe):
+                    continue
+                shared = _methods(general) & _methods(specific)
+                if other_index > index and shared:
+                    raise RuntimeError(
+                        f"{general.canonical} is registered before {specific.canonical}, which "
+                        f"is more specific, with the same methods ({', '.join(sorted(shared))}): "
+                        "register the specific path first"
+                    )
+                found.append(specific)
+            if found:
+                self.shadows[general] = sorted(found, key=_specificity, reverse=True)
+
+    async def methods_for(self, request: web.Request) -> set[str] | None:
+        """The methods of the most specific template matching the request's path, or None
+        when none does (aiohttp's own answer stands)."""
+        best: tuple[tuple[int, ...], set[str]] | None = None
+        for resource in self.resources:
+            _, allowed = await resource.resolve(request)
+            if allowed and (best is None or _specificity(resource) > best[0]):
+                best = (_specificity(resource), set(allowed))
+        return best[1] if best else None
+
+    async def shadowing_methods(self, request: web.Request) -> set[str] | None:
+        """When the router matched a template that a more specific one also matches, the
+        specific one's methods (the request is not for the template matched); else None."""
+        resource = request.match_info.route.resource
+        for specific in self.shadows.get(resource, []) if resource is not None else []:
+            _, allowed = await specific.resolve(request)
+            if allowed:
+                return set(allowed)
+        return None
+
+
+ROUTE_TABLE = web.AppKey("route_table", RouteTable)
+
+
+@web.middleware
+async def allowed_methods_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    table = request.app.get(ROUTE_TABLE)
+    error = request.match_info.http_exception
+    if table is None:
+        return await handler(request)
+    if error is None:
+        methods = await table.shadowing_methods(request)
+    elif error.status == 405:
+        methods = await table.methods_for(request)
+    else:
+        methods = None
+    if methods is None:
+        return await handler(request)
+    allow = ",".join(sorted(methods | {"OPTIONS"}))
+    if request.method == "OPTIONS":
+        return web.Response(status=204, headers={"Allow": allow})
+    raise ApiError(405, "method not allowed", headers={"Allow": allow})

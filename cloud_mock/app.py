@@ -20,7 +20,13 @@ from cloud_mock import (
     test_hooks,
     users,
 )
-from cloud_mock.api import JSON_BODY_LIMIT, error_middleware
+from cloud_mock.api import (
+    JSON_BODY_LIMIT,
+    ROUTE_TABLE,
+    RouteTable,
+    allowed_methods_middleware,
+    error_middleware,
+)
 from cloud_mock.clock import MockClock
 from cloud_mock.keys import CLOCK, CONFIG, STORE, MockConfig
 from cloud_mock.store import Store
@@ -30,7 +36,10 @@ log = logging.getLogger("cloud_mock")
 
 
 def make_app(config: MockConfig, clock: MockClock | None = None) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=JSON_BODY_LIMIT)
+    app = web.Application(
+        middlewares=[error_middleware, allowed_methods_middleware],
+        client_max_size=JSON_BODY_LIMIT,
+    )
     app[CONFIG] = config
     app[CLOCK] = clock or MockClock()
     app.cleanup_ctx.append(_store_ctx)
@@ -48,6 +57,8 @@ def make_app(config: MockConfig, clock: MockClock | None = None) -> web.Applicat
     openapi_docs.add_routes(app)
     if config.test_hooks:
         test_hooks.add_routes(app)
+    # Made when every route is added (RuntimeError if one shadows a more specific one).
+    app[ROUTE_TABLE] = RouteTable(app.router)
     return app
 
 

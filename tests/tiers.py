@@ -3,7 +3,8 @@
 - unit: in-process and pure tests (the default: every file not listed below). The fast
   tier, `scripts/test.sh --fast`, runs these alone.
 - e2e: real subprocesses of the mock cloud, the daemon, the RTSP test camera, ffmpeg,
-  the packaging tools; and the long in-process runs (the conformance kit, schemathesis).
+  the packaging tools; and the long in-process runs (the conformance kit, schemathesis,
+  the attacks that fill the mock's tables or hold its connections).
 - faults: real daemons behind a fault-injecting proxy, in their own mount namespaces.
 - browser: the web console (and /docs) in Debian's chromium.
 - system: booted Debian containers (systemd-nspawn) and network namespaces (mDNS).
@@ -31,12 +32,14 @@ FILES: dict[str, str] = {
     "tests/cloud_mock/video/test_thumbnails_e2e.py": "e2e",
     "tests/contract/test_conformance.py": "e2e",
     "tests/contract/test_fuzz_openapi.py": "e2e",
+    "tests/contract/test_generated_client.py": "e2e",
     "tests/contract/test_minimal_device.py": "e2e",
     "tests/e2e/test_claims_e2e.py": "e2e",
     "tests/e2e/test_cli_e2e.py": "e2e",
     "tests/e2e/test_cli_streams_e2e.py": "e2e",
     "tests/e2e/test_cloud_cli_e2e.py": "e2e",
     "tests/e2e/test_daemon_e2e.py": "e2e",
+    "tests/e2e/test_hints_e2e.py": "e2e",
     "tests/e2e/test_local_api_e2e.py": "e2e",
     "tests/e2e/test_nvr_e2e.py": "e2e",
     "tests/e2e/test_provisioning_e2e.py": "e2e",
@@ -44,6 +47,8 @@ FILES: dict[str, str] = {
     "tests/e2e/test_video_e2e.py": "e2e",
     "tests/hardening/test_attack_connections.py": "e2e",
     "tests/hardening/test_attack_lockout.py": "e2e",
+    "tests/hardening/test_attacks_mock_growth.py": "e2e",
+    "tests/hardening/test_attacks_mock_net.py": "e2e",
     "tests/hardening/test_attacks_mock_store.py": "e2e",
     "tests/hardening/test_crash_safety.py": "e2e",
     "tests/install/test_script_static.py": "e2e",

@@ -68,7 +68,7 @@ def parse(text: str) -> str:
     when the check character does not match (a typo, not an unknown code).
     """
     if not isinstance(text, str):
-        raise ActivationCodeError("an activation code is text like ABCD-EFGH-JK12")
+        raise ActivationCodeError("an activation code is text like ABCD-EFGH-JK13")
     compact = "".join(text.split()).replace("-", "").upper().translate(_READ_AS)
     if len(compact) != LENGTH:
         raise ActivationCodeError(

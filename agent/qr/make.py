@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from agent.errors import CamagentError, QrPayloadError
@@ -24,13 +25,7 @@ SECRET_CARD_MODE = 0o640
 # secrets have no environment variable: one left there would change every card made.
 WIFI_PASSWORD = Secret("WiFi password", "--password", "--password-file", password=True)
 CARD_TOKEN = Secret("token", "--token", "--token-file")
-TOKEN_CARD = Secret(
-    "token",
-    "TOKEN",
-    "--token-file",
-    TOKEN_ENV,
-    instead=f"`camagent qr make token < FILE`, --token-file FILE or {TOKEN_ENV}=…",
-)
+TOKEN_CARD = Secret("token", "TOKEN", "--token-file", TOKEN_ENV)
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -82,7 +77,12 @@ def read_secrets(args: argparse.Namespace) -> None:
         args.password = read_secret(WIFI_PASSWORD, args.password, args.password_file) or ""
         args.token = read_secret(CARD_TOKEN, args.token, args.token_file) or ""
     elif args.qr_kind == "token":
-        args.token = read_secret(TOKEN_CARD, args.token, args.token_file, stdin=True)
+        from agent import hints
+
+        # The warning names the command as this command line runs it.
+        instead = f"`{hints.show('qr make token')}`, --token-file FILE or {TOKEN_ENV}=…"
+        spec = replace(TOKEN_CARD, instead=instead)
+        args.token = read_secret(spec, args.token, args.token_file, stdin=True)
 
 
 def payload_from_args(args: argparse.Namespace) -> str:

@@ -106,9 +106,6 @@ def test_every_command_the_daemon_or_the_offline_path_names_is_relayed() -> None
 LITERAL_OK = {
     *RELAYED,
     "agent/hints.py",
-    # Not this change's to edit; its warning should name `hints.show(...)` as
-    # agent/cli_commands.py's _advising does (reported).
-    "agent/qr/make.py",
 }
 
 

@@ -84,6 +84,35 @@ async def test_a_poll_with_another_spelling_of_the_mac_gets_its_token(
     assert unseal(sealed["sealed_token"], PASSWORD, "02:77:31:d1:af:ae") == camera["token"]
 
 
+async def test_a_poll_with_integral_floats_gets_its_token(
+    client: aiohttp.ClientSession, auth: dict[str, str]
+) -> None:
+    """JSON Schema's integers include 1.0 and 1e2: a `ts` or `wait` written so is taken
+    (the proof covers the integer's decimal form); a fraction is still 400."""
+    camera = await add_camera(client, auth)
+    body = poll_body(MAC, PASSWORD)
+    body["ts"], body["wait"] = float(body["ts"]), 0.0
+    raw = json.dumps(body).encode()
+    assert f'"ts": {body["ts"]:.1f},'.encode() in raw
+    status, sealed, _ = await do_poll(client, raw)
+    assert status == 200
+    assert unseal(sealed["sealed_token"], PASSWORD, MAC) == camera["token"]
+    body = poll_body(MAC, PASSWORD)
+    body["ts"] += 0.5
+    status, payload, _ = await do_poll(client, body)
+    assert status == 400
+    assert "ts must be an integer" in payload["error"]
+
+
+async def test_a_proof_of_31_bytes_is_400(client: aiohttp.ClientSession) -> None:
+    body = poll_body(MAC, PASSWORD, key=bytes(32))
+    body["proof"] = base64.b64encode(bytes(31)).decode()
+    assert len(body["proof"]) == 44
+    status, payload, _ = await do_poll(client, body)
+    assert status == 400
+    assert "32 bytes" in payload["error"]
+
+
 @pytest.mark.parametrize("device_id", ["02-77-31-D1-AF-O7", "02:77:31:d1:af:ae:", "0277.31d1.afae"])
 async def test_a_poll_with_a_mistyped_mac_is_400_naming_the_rule(
     client: aiohttp.ClientSession, device_id: str

@@ -229,3 +229,53 @@ def test_asyncapi_document_is_valid_asyncapi_3() -> None:
     broken = json.loads(json.dumps(document))
     broken["operations"]["sendCommand"]["action"] = "publish"
     assert not validator.is_valid(broken)
+
+
+def _walk(node: Any) -> list[dict[str, Any]]:
+    """Every object under `node`, `node` included."""
+    found: list[dict[str, Any]] = []
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            found.append(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
+def test_no_allof_restates_a_property_so_generators_can_model_every_schema() -> None:
+    """openapi-python-client cannot merge `error: {type: string}` with `error: {const: x}`
+    from two members of an allOf, and drops the schema with every answer using it (issue
+    23): a narrowed property is written once, in one flat object, with its type."""
+    document = openapi_document()
+    schemas = document["components"]["schemas"]
+
+    def properties(member: dict[str, Any]) -> set[str]:
+        ref = member.get("$ref", "")
+        target = (
+            schemas[ref.rsplit("/", 1)[1]] if ref.startswith("#/components/schemas/") else member
+        )
+        names = set(target.get("properties", {}))
+        for inner in target.get("allOf", []):
+            names |= properties(inner)
+        return names
+
+    checked = 0
+    for node in _walk(document):
+        members = node.get("allOf")
+        if not isinstance(members, list):
+            continue
+        seen: set[str] = set()
+        for member in members:
+            names = properties(member)
+            assert not names & seen, f"allOf restates {sorted(names & seen)}"
+            seen |= names
+        checked += 1
+        for name in node.get("properties", {}):
+            assert name not in seen, f"a property beside an allOf restates {name}"
+    assert checked > 5
+    for node in _walk(document):
+        if "const" in node or ("enum" in node and "properties" not in node):
+            assert "type" in node, node
