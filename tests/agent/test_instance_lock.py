@@ -21,6 +21,7 @@ from agent.config import load
 from agent.errors import CamagentError
 from agent.instance_lock import DaemonRunning, InstanceLock
 from agent.token_store import DeviceRecord, TokenStore
+from tests.eventually import eventually
 
 DEVICE = "aa:bb:cc:dd:ee:ff"
 
@@ -55,13 +56,6 @@ def camagent(config_path: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "agent", "--config", str(config_path), *args]
 
 
-def wait_for(condition: object, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-
-
 def answers(socket_path: Path) -> bool:
     try:
         control_socket.request(socket_path, "status", timeout=2)
@@ -77,12 +71,17 @@ def first_daemon(config_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     )
     socket_path = load(config_path).control_socket
     try:
-        wait_for(lambda: answers(socket_path) or process.poll() is not None)
+        eventually(
+            lambda: answers(socket_path) or process.poll() is not None,
+            timeout=20,
+            interval=0.02,
+            what="the first daemon answering (or exiting)",
+        )
         assert process.poll() is None, process.stderr.read() if process.stderr else ""
         yield process
     finally:
         process.terminate()
-        process.wait(10)
+        process.communicate(timeout=10)  # reaps it and closes its stderr pipe
 
 
 def test_a_second_daemon_exits_1_at_once_and_leaves_the_first_alone(
@@ -150,7 +149,7 @@ def test_an_offline_write_under_a_lock_holder_that_does_not_answer_changes_nothi
         assert store.load().token == "held.token"  # nothing written under the holder
     finally:
         holder.kill()
-        holder.wait()
+        holder.communicate()  # reaps it and closes its stdout pipe
     offline.reset(config)  # the holder is gone: the lock is free again, no stale lock
     assert store.load().token == ""
 

@@ -10,6 +10,7 @@ import threading
 import pytest
 
 from cloud_mock.password_check import ChecksBusy, PasswordChecks
+from tests.eventually import eventually_async
 
 DUMMY = "dummy-hash"
 
@@ -74,7 +75,7 @@ async def test_one_address_cannot_queue_more_than_its_share() -> None:
     verify = SlowVerify(0.2)
     checks = PasswordChecks(verify, DUMMY, workers=1, per_client=3)
     flood = [asyncio.create_task(checks.check("10.0.0.9", "x", "y")) for _ in range(3)]
-    await asyncio.sleep(0.01)
+    await eventually_async(lambda: len(checks) == 3, interval=0.001, what="three under way")
     with pytest.raises(ChecksBusy):
         await checks.check("10.0.0.9", "x", "y")
     # Another address still gets in line, and is answered.

@@ -112,7 +112,7 @@ def test_a_camera_moves_to_a_new_account_with_a_reset(
     assert status == 201
     # Without a reset nothing changes for A: a camera holding a token never polls.
     polled = len(polls(cloud, device_id))
-    time.sleep(1.0)  # two fast intervals: a polling device would have polled
+    time.sleep(1.0)  # time is the subject: two fast intervals, a polling device would poll
     assert len(polls(cloud, device_id)) == polled
     assert camera(cloud, a, cam_a["camera_id"])["status"] == "online"
 

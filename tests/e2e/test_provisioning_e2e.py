@@ -23,7 +23,7 @@ def test_long_poll_delivers_the_token_within_a_second_of_adding(fleet, cloud, ad
         interval=0.02,
         what="the first poll",
     )
-    # Part of the scenario: the add comes while the poll is held (>= 0.2 s into it, as
+    # Time is the subject: the add comes while the poll is held (>= 0.2 s into it, as
     # asserted below), not in a race with the poll's arrival. The mock exposes no
     # "held now" signal to wait on instead.
     time.sleep(0.3)

@@ -264,6 +264,7 @@ class FaultProxy:
                 if conn.blackholed:
                     continue
                 if fault.mode is Mode.DELAY:
+                    # time is the subject: the injected fault is this latency
                     await asyncio.sleep(fault.delay_s)
                 conn.upstream.write(data)
                 await conn.upstream.drain()
@@ -292,6 +293,7 @@ class FaultProxy:
                         return
                     continue
                 if fault.mode is Mode.DELAY:
+                    # time is the subject: the injected fault is this latency
                     await asyncio.sleep(fault.delay_s)
                 conn.client.write(data)
                 await conn.client.drain()

@@ -63,7 +63,8 @@ class Upstream:
                     self.received += data
                 if len(self.received) >= wanted:
                     conn.sendall(ANSWER)
-                    # Open past the client's 0.7 s: any close it sees is the proxy's.
+                    # Time is the subject: open past the client's 0.7 s, so that any
+                    # close it sees is the proxy's.
                     time.sleep(1.0)
 
 
@@ -81,7 +82,8 @@ def exchange(proxy: FaultProxy, fault: Fault) -> tuple[bytes, str]:
     proxy.set_fault(fault)
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=0.7) as client:
         client.sendall(HELLO + FINISHED)
-        time.sleep(0.05)  # two separate writes, as a TLS client's handshake and request are
+        # time is the subject: two separate writes, as a TLS client's handshake and request are
+        time.sleep(0.05)
         client.sendall(REQUEST)
         got = b""
         try:

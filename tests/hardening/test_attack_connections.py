@@ -34,6 +34,7 @@ from agent.errors import CamagentError
 from benchmarks.common import child_env
 from benchmarks.crash_bench import Device, Harness
 from cloud_mock import sandbox
+from tests.eventually import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -65,19 +66,23 @@ class LimitedDaemon:
         return answer
 
     def wait_for(self, check: Any, timeout: float, what: str) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def status() -> dict[str, Any]:
             assert self.process is not None
             if self.process.poll() is not None:
                 pytest.fail(f"the daemon exited ({self.process.returncode}): {self.tail()}")
-            try:
-                status = self.status()
-            except CamagentError:
-                status = None
-            if status is not None and check(status):
-                return status
-            time.sleep(0.1)
-        pytest.fail(f"no {what} after {timeout:.0f} s: {self.tail()}")
+            return self.status()
+
+        try:
+            return eventually(
+                status,
+                until=check,
+                timeout=timeout,
+                interval=0.1,
+                what=what,
+                retry_on=(CamagentError,),
+            )
+        except AssertionError as failure:
+            pytest.fail(f"{failure}: {self.tail()}")
 
     def log_lines(self) -> int:
         return len(self.log.read_bytes().splitlines())
@@ -178,7 +183,11 @@ def test_held_raw_connections_neither_starve_the_daemon_nor_flood_its_log(
 
     with Attacker(port, ATTACK_CONNECTIONS) as attacker:
         started = time.monotonic()
-        time.sleep(2.0)  # the daemon has met every connection by now
+        daemon.wait_for(
+            lambda s: s["local_api"]["connections"]["refused"] >= ATTACK_CONNECTIONS - 8,
+            RECOVERY_S,
+            "the daemon meeting every attacking connection",
+        )
         cloud.add_camera(session, device.device_id, device.password, "under attack")
         # Before, the token could not be saved while the attack went on ("cannot open the
         # state lock … Too many open files"); now the descriptor reserve leaves room.
@@ -187,8 +196,8 @@ def test_held_raw_connections_neither_starve_the_daemon_nor_flood_its_log(
             RECOVERY_S,
             "token and connection during the attack",
         )
-        # Held through more than one handshake timeout, so the daemon closes and the
-        # attacker re-opens: the attack goes on as long as the test holds it.
+        # Time is the subject: held through more than one handshake timeout, so the daemon
+        # closes and the attacker re-opens: the attack goes on as long as the test holds it.
         time.sleep(max(0.0, 14.0 - (time.monotonic() - started)))
         lines_during = daemon.log_lines() - lines_before
         counts = daemon.status()["local_api"]["connections"]

@@ -65,7 +65,10 @@ async def send_all(mock: RunningMock, requests: list[tuple[str, str, str, Any]])
     gate = asyncio.Semaphore(CONCURRENCY)
 
     async def one(address: str, method: str, path: str, body: Any) -> None:
-        session = sessions.setdefault(address, client_from(mock, address))
+        # made once per address (`setdefault` would make, and leave unclosed, one per request)
+        if address not in sessions:
+            sessions[address] = client_from(mock, address)
+        session = sessions[address]
         async with gate, session.request(method, path, json=body) as response:
             await response.read()
             statuses[response.status] = statuses.get(response.status, 0) + 1

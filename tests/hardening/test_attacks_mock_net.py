@@ -155,7 +155,7 @@ async def test_idle_and_header_dripping_tls_connections_are_closed(
         drip_writer.write(b"POST /v1/provisioning/poll HTTP/1.1\r\nHost: x\r\n")
         for _ in range(200):
             drip_writer.write(b"X")  # one byte of a header name at a time, for ever
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # time is the subject: a slow sender's pace
 
     dripping = asyncio.create_task(drip())
     try:

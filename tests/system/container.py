@@ -21,6 +21,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from tests.eventually import eventually
+
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("CAMAGENT_ROOTFS_CACHE", "/var/cache/camagent-tests"))
 RELEASES = ("bookworm", "trixie")
@@ -120,25 +122,32 @@ class Container:
             stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
+        nspawn = self.nspawn
+
         # nspawn's first child sets the namespaces up and only then becomes systemd: enter
         # the container through the process that already is systemd, nothing earlier.
-        while not self.leader:
-            if self.nspawn.poll() is not None or time.monotonic() > deadline:
+        def systemd_pid() -> int:
+            if nspawn.poll() is not None:
                 raise RuntimeError(f"the container did not start; see {log.name}")
-            self.leader = _descendant_named(self.nspawn.pid, "systemd")
-            time.sleep(0.05)
+            return _descendant_named(nspawn.pid, "systemd")
+
+        self.leader = eventually(
+            systemd_pid, timeout=timeout, interval=0.05, what=f"the container ({log.name})"
+        )
+
         # Until systemd inside listens on its bus, systemctl answers nothing (or "offline"
-        # while it is still starting): ask again.
-        answer = ""
-        while answer not in ("running", "degraded"):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the container's systemd is {answer or 'silent'!r}")
-            state = self.run(
-                ["systemctl", "is-system-running", "--wait"], check=False, timeout=timeout
-            )
-            answer = state.stdout.strip()
-            if answer not in ("running", "degraded", "starting", "initializing"):
-                time.sleep(0.1)
+        # while it is still starting): ask again (`--wait` waits out "starting").
+        def system_state() -> str:
+            argv = ["systemctl", "is-system-running", "--wait"]
+            return self.run(argv, check=False, timeout=timeout).stdout.strip()
+
+        eventually(
+            system_state,
+            until=lambda answer: answer in ("running", "degraded"),
+            timeout=max(0.0, deadline - time.monotonic()),
+            interval=0.1,
+            what="the container's systemd running",
+        )
         self._enforce_device_policies()
 
     def _enforce_device_policies(self) -> None:

@@ -17,6 +17,7 @@ import pytest
 from agent import identity
 from agent.config import Config
 from cloud_mock import sandbox
+from tests.eventually import eventually
 from tests.system.conftest import ROOT, copy_in
 from tests.system.container import Container
 
@@ -97,10 +98,13 @@ def test_nvr_one_liner_prints_its_code_and_connects_once_activated(box, served_c
     )
     assert status_code == 200, body
     box.run(["camagent", "poll-now"], check=False)  # in case the fast phase is over
-    deadline = time.monotonic() + 30
-    while json.loads(box.run(["camagent", "status", "--json"]).stdout)["state"] != "connected":
-        assert time.monotonic() < deadline, "the activated NVR did not connect"
-        time.sleep(0.2)
+    eventually(
+        lambda: json.loads(box.run(["camagent", "status", "--json"]).stdout)["state"],
+        until=lambda state: state == "connected",
+        timeout=30,
+        interval=0.2,
+        what="the activated NVR connecting",
+    )
 
 
 def test_running_it_again_changes_nothing(box, served_cloud):

@@ -18,7 +18,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import pytest
 from agent.provisioning.wire import derive_key, seal_token
 from cloud_mock import sandbox
 from tests.card_video import video_with_card
+from tests.eventually import eventually
 from tests.system.conftest import ROOT, copy_in
 from tests.system.container import Container, qr_extras, trust_cloud
 
@@ -106,14 +106,17 @@ def status(box: Container) -> dict:
 
 
 def wait_state(box: Container, state: str, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        current = status(box)
-        if current["state"] == state:
-            return current
-        time.sleep(0.3)
-    log = box.run(["journalctl", "-u", "camagent", "--no-pager", "-n", "40"], check=False)
-    raise AssertionError(f"state {state!r} not reached: {status(box)}\n{log.stdout}")
+    try:
+        return eventually(
+            lambda: status(box),
+            until=lambda current: current["state"] == state,
+            timeout=timeout,
+            interval=0.3,
+            what=f"state {state!r}",
+        )
+    except AssertionError as failure:
+        log = box.run(["journalctl", "-u", "camagent", "--no-pager", "-n", "40"], check=False)
+        raise AssertionError(f"{failure}\n{log.stdout}") from None
 
 
 def token_jti(token: str) -> str:
@@ -417,15 +420,19 @@ def test_the_service_reads_a_card_in_an_rtsp_stream_in_its_sandboxed_child(
     box = installed
     url, device, token = rtsp_stream
     configure(box, host_cloud, device, url)
+
     # The worker child while it watches the grey frames before the card.
-    deadline = time.monotonic() + 30
-    children: list[int] = []
-    main = 0
-    while not children:
-        assert time.monotonic() < deadline, "no QR worker started"
+    def daemon_and_workers() -> tuple[int, list[int]]:
         main = int(box.run(["systemctl", "show", "-p", "MainPID", "--value", "camagent"]).stdout)
-        children = qr_children(box, main) if main else []
-        time.sleep(0.2)
+        return main, qr_children(box, main) if main else []
+
+    main, children = eventually(
+        daemon_and_workers,
+        until=lambda found: bool(found[1]),
+        timeout=30,
+        interval=0.2,
+        what="a QR worker",
+    )
     parent, child = proc_status(box, main), proc_status(box, children[0])
     assert child["PPid"].strip() == str(main)
     assert child["Uid"].split() == parent["Uid"].split()
