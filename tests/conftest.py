@@ -58,3 +58,17 @@ def no_process_outlives_the_tests() -> Iterator[None]:
         except psutil.Error:
             continue
         print(f"\nconftest: a test left this process running: {command}", file=sys.stderr)
+
+
+@pytest.fixture(autouse=True)
+def cheap_login_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Users' passwords hashed with scrypt N=2**10 in the in-process mocks, as Django's
+    tests swap in a fast hasher: each test's mock hashes its admin password at start and
+    checks it at each login, 2 x 80 ms of CPU at the production N=2**14, about a third of
+    the unit tier. The work factor is the mock's own choice, not the wire's (a camera's K
+    keeps the N that docs/design.md §2 fixes), and a hash records its N, so every check is
+    still exact. The mocks the e2e tests start as processes keep the production cost, and
+    tests/cloud_mock/test_password_cost.py checks that cost there."""
+    import cloud_mock.user_accounts
+
+    monkeypatch.setattr(cloud_mock.user_accounts, "SCRYPT_N", 2**10)
