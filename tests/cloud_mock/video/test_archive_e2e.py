@@ -240,7 +240,7 @@ def test_off_stops_the_recorder_and_keeps_what_was_recorded(rig: Rig, session: s
     window = f"?from={time.time() - 3600:.0f}&to={time.time() + 60:.0f}"
     spans = api(rig, session, "GET", "/archive" + window)["spans"]
     assert spans
-    # Time itself is the subject: three segment lengths without a new segment.
+    # Time is the subject: three segment lengths without a new segment.
     time.sleep(3)
     assert segments(rig) == before
     assert not list(rig.archive_dir.rglob("*.tmp"))
