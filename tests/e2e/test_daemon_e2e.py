@@ -8,18 +8,20 @@ import re
 import signal
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from cloud_mock import sandbox
+from tests.e2e.conftest import AddCamera, Fleet, RunCli
 from tests.eventually import eventually
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def notify_socket(tmp_path: Path):
+def notify_socket(tmp_path: Path) -> Iterator[tuple[Path, socket.socket]]:
     path = tmp_path / "notify.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(path))
@@ -38,7 +40,9 @@ def _messages(sock: socket.socket, until: str, timeout: float = 10) -> list[str]
     raise AssertionError(f"{until!r} not received; got {seen}")
 
 
-def test_ready_watchdog_and_stopping_reach_the_notify_socket(fleet, notify_socket):
+def test_ready_watchdog_and_stopping_reach_the_notify_socket(
+    fleet: Fleet, notify_socket: tuple[Path, socket.socket]
+) -> None:
     path, sock = notify_socket
     config, device_id, _ = fleet.configure()
     agent = fleet.start(config, env={"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "400000"})
@@ -57,7 +61,7 @@ def test_ready_watchdog_and_stopping_reach_the_notify_socket(fleet, notify_socke
     assert any("STOPPING=1" in m for m in _messages(sock, "STOPPING=1"))
 
 
-def test_sigterm_exits_cleanly_and_removes_the_socket(fleet):
+def test_sigterm_exits_cleanly_and_removes_the_socket(fleet: Fleet) -> None:
     config, _, _ = fleet.configure()
     agent = fleet.start(config)
     assert agent.stop() == 0
@@ -65,7 +69,7 @@ def test_sigterm_exits_cleanly_and_removes_the_socket(fleet):
     assert "Traceback" not in agent.log_text()
 
 
-def test_sighup_applies_new_intervals_and_survives_a_broken_file(fleet):
+def test_sighup_applies_new_intervals_and_survives_a_broken_file(fleet: Fleet) -> None:
     config, _, _ = fleet.configure(fast_interval=30.0, long_poll=0.0)
     agent = fleet.start(config)
     original = config.read_text()
@@ -86,7 +90,7 @@ def test_sighup_applies_new_intervals_and_survives_a_broken_file(fleet):
     )
 
 
-def test_password_file_is_only_needed_once(fleet, add_camera):
+def test_password_file_is_only_needed_once(fleet: Fleet, add_camera: AddCamera) -> None:
     config, device_id, password = fleet.configure(fast_interval=0.5, long_poll=0.0)
     agent = fleet.start(config)
     eventually(
@@ -99,7 +103,9 @@ def test_password_file_is_only_needed_once(fleet, add_camera):
     agent.wait_for_state("connected")
 
 
-def test_state_is_encrypted_private_and_an_unreadable_one_is_set_aside(fleet, add_camera):
+def test_state_is_encrypted_private_and_an_unreadable_one_is_set_aside(
+    fleet: Fleet, add_camera: AddCamera
+) -> None:
     config, device_id, password = fleet.configure()
     camera = add_camera(device_id, password)
     agent = fleet.start(config)
@@ -117,7 +123,9 @@ def test_state_is_encrypted_private_and_an_unreadable_one_is_set_aside(fleet, ad
     assert "starting with a fresh state" in agent.log_text()
 
 
-def test_daemon_refuses_to_start_on_an_unwritable_run_dir(fleet, tmp_path, run_cli):
+def test_daemon_refuses_to_start_on_an_unwritable_run_dir(
+    fleet: Fleet, tmp_path: Path, run_cli: RunCli
+) -> None:
     config, _, _ = fleet.configure()
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
@@ -130,32 +138,35 @@ def test_daemon_refuses_to_start_on_an_unwritable_run_dir(fleet, tmp_path, run_c
     assert str(blocker) in result.stderr
 
 
-def test_demo_once_connects_and_exits_zero(run_cli):
+def test_demo_once_connects_and_exits_zero(run_cli: RunCli) -> None:
     result = run_cli(None, "demo", "--once")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "CONNECTED" in result.stdout
     assert "Done (--once)." in result.stdout
 
 
-def test_full_demo_tells_the_whole_story_then_stops_on_ctrl_c():
+def test_full_demo_tells_the_whole_story_then_stops_on_ctrl_c(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    process = subprocess.Popen(
-        [sys.executable, "-m", "agent", "demo"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    # stderr to a file: a pipe nobody reads would fill and stop the demo mid-write.
+    with (tmp_path / "stderr").open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "agent", "demo"],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
     lines = []
-    assert process.stdout is not None
-    deadline = time.monotonic() + 60
-    for line in process.stdout:
-        lines.append(line)
-        if "Press Ctrl-C" in line or time.monotonic() > deadline:
-            break
-    process.send_signal(signal.SIGINT)
-    assert process.wait(15) == 0
+    with process:  # closes its stdout once it has exited
+        assert process.stdout is not None
+        deadline = time.monotonic() + 60
+        for line in process.stdout:
+            lines.append(line)
+            if "Press Ctrl-C" in line or time.monotonic() > deadline:
+                break
+        process.send_signal(signal.SIGINT)
+        assert process.wait(120) == 0, (tmp_path / "stderr").read_text()[-2000:]
     story = "".join(lines)
     for step in (
         "poll 1",
@@ -174,7 +185,7 @@ def _workdirs(story: str) -> list[str]:
     return [w.rstrip(")") for w in story.split() if "camagent-demo-" in w and w.startswith("/")]
 
 
-def test_sandbox_surfaces_a_mock_that_cannot_start(tmp_path):
+def test_sandbox_surfaces_a_mock_that_cannot_start(tmp_path: Path) -> None:
     bad = tmp_path / "fixtures.json"
     bad.write_text("{not json")
     with pytest.raises(sandbox.MockCloudError, match=str(bad)):
