@@ -156,7 +156,7 @@ def transition(state: DeviceState | None, event: Event, *, kind: str = "camera")
         case ChannelLost():
             if state in _HOLDS_TOKEN:
                 return Transition(DeviceState.DISCONNECTED)
-        case PollNowRequested():
+        case PollNowRequested():  # pragma: no branch (every event has its case above)
             if state in UNLINKED:
                 return Transition(state, (StartPolling(),))
     # Anything else changes nothing: e.g. poll-now while holding a token (no polls, ever).

@@ -39,13 +39,13 @@ fi
 # Each tier adds its branch coverage (pyproject.toml's [tool.coverage]: agent and
 # cloud_mock, in-process code only) to one data file, reported once at the end; the run
 # fails under the floor. The floor is a measured total rounded down: raise it as tests
-# are added, never lower it to let a change through. 68: the unit tier alone measured
-# 68.56 % (2026-12-08); the full run adds what the other tiers run in process.
-COVERAGE_FLOOR=68
+# are added, never lower it to let a change through. 85: the full run measured 85.67 %
+# (agent 86.7 %, cloud_mock 84.8 %; 2026-12-08).
+COVERAGE_FLOOR=85
 # The agent's pure core (the provisioning wire, schedule and client, the state machine,
-# the backoff) is held near 100 % on its own: measured 98.97 %.
+# the backoff) is held at 100 % on its own.
 CORE="agent/provisioning/*,agent/lifecycle.py,agent/backoff.py"
-CORE_FLOOR=98
+CORE_FLOOR=100
 status=0
 tier() {
     name="$1"

@@ -105,22 +105,23 @@ class Container:
         conf = root / "etc" / "NetworkManager" / "conf.d" / "99-camagent-tests.conf"
         conf.parent.mkdir(parents=True, exist_ok=True)
         conf.write_text("[main]\nno-auto-default=*\n[keyfile]\nunmanaged-devices=*\n")
-        log = (root.parent / f"{self.name}-console.log").open("wb")
-        self.nspawn = subprocess.Popen(
-            [
-                "systemd-nspawn",
-                "-D",
-                str(root),
-                "--boot",
-                "--register=no",
-                "--keep-unit",
-                "--console=pipe",
-                f"--machine={self.name}",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        # nspawn writes to its own copy of the descriptor; ours is closed once it started.
+        with (root.parent / f"{self.name}-console.log").open("wb") as log:
+            self.nspawn = subprocess.Popen(
+                [
+                    "systemd-nspawn",
+                    "-D",
+                    str(root),
+                    "--boot",
+                    "--register=no",
+                    "--keep-unit",
+                    "--console=pipe",
+                    f"--machine={self.name}",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + timeout
         nspawn = self.nspawn
 

@@ -31,6 +31,7 @@ from cryptography.x509.oid import NameOID
 from agent.errors import WireError
 from agent.provisioning.client import (
     PollOutcome,
+    _clock_offset,
     fetch_keys,
     parse_retry_after,
     poll_once,
@@ -367,6 +368,27 @@ async def test_the_request_ts_and_the_offset_come_from_the_injected_wall_clock(
     assert outcome.clock_offset == cloud_now - booted_in_1970
     await poll(session, cloud.url, clock_offset=outcome.clock_offset, wall=lambda: booted_in_1970)
     assert cloud.seen[1]["ts"] == cloud_now
+
+
+async def test_a_date_header_that_is_no_date_teaches_no_offset(
+    cloud: FakeCloud, session: aiohttp.ClientSession
+) -> None:
+    async def respond(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        return web.Response(status=204, headers={"Date": "the day after tomorrow"})
+
+    cloud.respond = respond
+    outcome = await poll(session, cloud.url)
+    assert outcome.answered
+    assert outcome.clock_offset is None
+
+
+def test_an_answer_without_a_date_header_teaches_no_offset() -> None:
+    # aiohttp's server always sends Date: a response object without one stands in for a
+    # cloud (or a proxy) that leaves it out.
+    class NoDate:
+        headers: dict[str, str] = {}
+
+    assert _clock_offset(NoDate(), 1000.0) is None  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
