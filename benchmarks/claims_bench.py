@@ -133,9 +133,9 @@ def _app(ctx: Context) -> web.Application:
         device_id = _device(count)
         for n in range(count):
             org = f"org{n}"
-            store.upsert_org(org, False)
+            store.accounts.upsert_org(org, False)
             now = clock.now()
-            store.insert_camera(
+            store.devices.insert_camera(
                 Camera(
                     f"{device_id}-{n}",
                     org,

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-log = logging.getLogger("cloud_mock")
+log = logging.getLogger(__name__)
 
 JSON_BODY_LIMIT = 64 * 1024
 

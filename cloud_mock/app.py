@@ -32,7 +32,7 @@ from cloud_mock.keys import CLOCK, CONFIG, STORE, MockConfig
 from cloud_mock.store import Store
 from cloud_mock.video import routes as video
 
-log = logging.getLogger("cloud_mock")
+log = logging.getLogger(__name__)
 
 
 def make_app(config: MockConfig, clock: MockClock | None = None) -> web.Application:

@@ -30,7 +30,7 @@ from cloud_mock.users import Caller, account_settings, require_session
 from cloud_mock.video import sources as video_sources
 from cloud_mock.video.info import video_json
 
-log = logging.getLogger("cloud_mock.cameras")
+log = logging.getLogger(__name__)
 
 MAX_PASSWORD = 256
 MAX_NAME = 128
@@ -75,7 +75,7 @@ def camera_polls(
     app: web.Application, camera: Camera, limit: int = POLLS_SHOWN
 ) -> list[PollRecord]:
     """The provisioning requests this camera's claim saw (at most one row per poll)."""
-    return app[STORE].polls(camera.camera_id, limit=limit)
+    return app[STORE].devices.polls(camera.camera_id, limit=limit)
 
 
 def _require_changer(caller: Caller) -> None:
@@ -84,7 +84,7 @@ def _require_changer(caller: Caller) -> None:
 
 
 def _camera_of(request: web.Request, caller: Caller) -> Camera:
-    camera = request.app[STORE].get_camera(request.match_info["id"])
+    camera = request.app[STORE].devices.get_camera(request.match_info["id"])
     # Another org's camera is "not found": its existence is not the caller's business.
     if camera is None or camera.org != caller.user.org:
         raise ApiError(404, "no such camera")
@@ -97,7 +97,7 @@ def _check_free(app: web.Application, org: str, device_id: str) -> None:
     The 409 names the org's own camera (id and status), so that a client can change a
     waiting camera's password (PATCH) or delete a moved one and add it again."""
     store = app[STORE]
-    own = store.camera_of(org, device_id)
+    own = store.devices.camera_of(org, device_id)
     if own is not None:
         status = camera_json(app, own)["status"]
         hint = {
@@ -110,7 +110,7 @@ def _check_free(app: web.Application, org: str, device_id: str) -> None:
             f"a camera with device ID {device_id} already exists ({status}){hint}",
             extra={"camera_id": own.camera_id, "status": status},
         )
-    registrator = store.registrator_by_device(device_id)
+    registrator = store.registrators.registrator_by_device(device_id)
     if registrator is not None and registrator.org == org:
         raise ApiError(409, f"device ID {device_id} belongs to an NVR, not a camera")
 
@@ -178,7 +178,7 @@ def _claim(store: Store, camera: Camera) -> None:
     checks (the device's eight places) follows from the claims as they are
     (claims.places_for), so an add never drops a proven or connected claim, and the
     answer is the same whether the new claim got a place or waits for one."""
-    store.insert_camera(camera)
+    store.devices.insert_camera(camera)
 
 
 async def change_password(request: web.Request) -> web.Response:
@@ -194,11 +194,11 @@ async def change_password(request: web.Request) -> web.Response:
     store = request.app[STORE]
     _require_waiting(request.app, camera)
     key = await asyncio.to_thread(derive_key, password, camera.device_id)
-    current = store.get_camera(camera.camera_id)  # again: we awaited
+    current = store.devices.get_camera(camera.camera_id)  # again: we awaited
     if current is None or current.org != caller.user.org:
         raise ApiError(404, "no such camera")
     _require_waiting(request.app, current)
-    store.set_claim_password(current.camera_id, key, request.app[CLOCK].now())
+    store.devices.set_claim_password(current.camera_id, key, request.app[CLOCK].now())
     request.app[WAITERS].notify(current.device_id)
     log.info("camera %s of %s: password changed", current.device_id, current.org)
     assert current.token is not None  # a waiting claim has its token
@@ -236,7 +236,7 @@ def _require_waiting(app: web.Application, camera: Camera) -> None:
 
 async def list_cameras(request: web.Request) -> web.Response:
     caller = require_session(request)
-    cameras = request.app[STORE].cameras_of(caller.user.org)
+    cameras = request.app[STORE].devices.cameras_of(caller.user.org)
     return web.json_response({"cameras": [camera_json(request.app, c) for c in cameras]})
 
 
@@ -253,7 +253,7 @@ async def delete_camera(request: web.Request) -> web.Response:
     caller = require_session(request)
     camera = _camera_of(request, caller)
     _require_changer(caller)
-    request.app[STORE].delete_camera(camera.camera_id, request.app[CLOCK].now())
+    request.app[STORE].devices.delete_camera(camera.camera_id, request.app[CLOCK].now())
     channels = request.app[CHANNELS]
     channel = channels.get(camera.camera_id)
     if channel is not None:

@@ -25,7 +25,7 @@ from cloud_mock.api import bearer_token
 from cloud_mock.keys import CLOCK, CONFIG, STORE
 from cloud_mock.store import Store
 
-log = logging.getLogger("cloud_mock.devices")
+log = logging.getLogger(__name__)
 
 CLOSE_BAD_HELLO = 4400
 CLOSE_REVOKED = 4401
@@ -172,10 +172,10 @@ HELLO_HOOKS = web.AppKey("hello_hooks", HelloHooks)
 
 def lookup(store: Store, jti: str) -> Peer | None:
     """The camera or NVR whose current token has this jti, if any."""
-    camera = store.camera_by_jti(jti)
+    camera = store.devices.camera_by_jti(jti)
     if camera is not None:
         return Peer("camera", camera.camera_id, camera.device_id, jti)
-    registrator = store.registrator_by_jti(jti)
+    registrator = store.registrators.registrator_by_jti(jti)
     if registrator is not None and registrator.device_id is not None:
         return Peer("nvr", registrator.id, registrator.device_id, jti)
     return None
@@ -183,9 +183,9 @@ def lookup(store: Store, jti: str) -> Peer | None:
 
 def seen(store: Store, peer: Peer, at: float, *, hello: bool = False) -> None:
     if peer.kind == "camera":
-        store.camera_seen(peer.id, at, hello=hello)
+        store.devices.camera_seen(peer.id, at, hello=hello)
     else:
-        store.registrator_seen(peer.id, at, hello=hello)
+        store.registrators.registrator_seen(peer.id, at, hello=hello)
 
 
 def authorize(store: Store, request: web.Request) -> Peer | None:
@@ -200,7 +200,7 @@ def authorize(store: Store, request: web.Request) -> Peer | None:
         claims = parse_claims(token)
     except (TokenError, InvalidSignature):
         return None
-    if store.is_revoked(claims.jti):
+    if store.devices.is_revoked(claims.jti):
         return None
     peer = lookup(store, claims.jti)
     if peer is None or peer.device_id != claims.sub or peer.kind != claims.kind:

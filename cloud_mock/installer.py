@@ -30,7 +30,7 @@ from cloud_mock.api import ApiError
 from cloud_mock.keys import CONFIG
 from cloud_mock.pki import CA_CERT, public_pem
 
-log = logging.getLogger("cloud_mock.installer")
+log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
 TEMPLATE_PATH = STATIC / "install.sh"

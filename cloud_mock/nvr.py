@@ -32,7 +32,7 @@ from cloud_mock.users import Caller
 from cloud_mock.video.info import video_json
 from cloud_mock.video.sources import nvr_cameras
 
-log = logging.getLogger("cloud_mock.nvr")
+log = logging.getLogger(__name__)
 
 MANAGER_ROLES = ("owner", "manage_registrators")
 DEVICES = ("virtual", "network")
@@ -68,7 +68,7 @@ def require_manager(
             f"your role {user.role!r} may not {action}: ask the owner of {user.org!r} "
             "for the manage-registrators permission",
         )
-    if business and not request.app[STORE].org_is_business(user.org):
+    if business and not request.app[STORE].accounts.org_is_business(user.org):
         raise ApiError(403, no_business(user.org))
 
 
@@ -98,7 +98,7 @@ def device_id_of(data: Mapping[str, Any]) -> str:
 def parse_code(raw: object) -> str:
     """A code as a person typed it → `XXXX-XXXX-XXXX`; 400 says malformed or mistyped."""
     if not isinstance(raw, str) or len(raw) > 64:
-        raise ApiError(400, "field 'code' must be an activation code like ABCD-EFGH-JK12")
+        raise ApiError(400, "field 'code' must be an activation code like ABCD-EFGH-JK13")
     try:
         return activation_code.parse(raw)
     except CodeMistypedError as error:
@@ -195,9 +195,9 @@ def make_room(request: web.Request, device_id: str, org: str, secret_hash: bytes
     nothing against its owner, and the answer is the same as for a free ID.
     """
     store = request.app[STORE]
-    if store.camera_of(org, device_id) is not None:
+    if store.devices.camera_of(org, device_id) is not None:
         raise ApiError(409, f"device ID {device_id} belongs to a camera of {org!r}, not to an NVR")
-    current = store.registrator_of(org, device_id)
+    current = store.registrators.registrator_of(org, device_id)
     if current is None:
         return
     if current.secret_hash is not None and not hmac.compare_digest(
@@ -225,7 +225,7 @@ def let_go(app: web.Application, registrator_id: str, device_id: str, why: str =
     """The registrator forgets its NVR: token revoked, channel closed, and the next token
     waiting for an NVR of that device ID (another organization's) offered. `why` stays
     on it for the console."""
-    app[STORE].unlink_registrator(registrator_id, app[CLOCK].now(), why)
+    app[STORE].registrators.unlink_registrator(registrator_id, app[CLOCK].now(), why)
     close_channel(app, registrator_id)
     offer_tokens(app, device_id)
 
@@ -234,7 +234,7 @@ def offer_tokens(app: web.Application, device_id: str) -> int:
     """Put the token (of an activated code) that should wait for its NVR now where the
     NVR's poll finds it; wake the polls held for that device if it changed. How many
     were woken."""
-    if app[STORE].offer_nvr_token(device_id, app[CLOCK].now(), NVR_TOKEN_TURN_S):
+    if app[STORE].registrators.offer_nvr_token(device_id, app[CLOCK].now(), NVR_TOKEN_TURN_S):
         return app[WAITERS].notify(device_id)
     return 0
 

@@ -26,7 +26,7 @@ from cloud_mock.video import archive as video_archive
 from cloud_mock.video import sources as video_sources
 
 # The same logger as the registrator routes: one place to read an NVR's story.
-log = logging.getLogger("cloud_mock.nvr")
+log = logging.getLogger(__name__)
 
 MAX_CAMERAS = 1000
 MAX_URL = 2048
@@ -43,14 +43,14 @@ async def deliver_settings(app: web.Application, channel: Channel) -> tuple[bool
     """Send the registrator's settings; clear its pending flag if they are still current.
     ChannelClosed, TimeoutError."""
     store = app[STORE]
-    registrator = store.get_registrator(channel.peer.id)
+    registrator = store.registrators.get_registrator(channel.peer.id)
     if registrator is None:
         raise ChannelClosed
     args = _configure_args(registrator)
     ok, result = await channel.command("configure", args, app[CONFIG].command_timeout_s)
-    current = store.get_registrator(registrator.id)
+    current = store.registrators.get_registrator(registrator.id)
     if current is not None and _configure_args(current) == args:
-        store.update_registrator(registrator.id, pending_configure=False)
+        store.registrators.update_registrator(registrator.id, pending_configure=False)
     return ok, result
 
 
@@ -59,7 +59,7 @@ def token_collected(app: web.Application, channel: Channel) -> None:
     one waiting for this device ID (another organization's) may be offered."""
     if channel.peer.kind != "nvr":
         return
-    device_id = app[STORE].nvr_token_collected(channel.peer.id)
+    device_id = app[STORE].registrators.nvr_token_collected(channel.peer.id)
     if device_id is not None:
         offer_tokens(app, device_id)
 
@@ -68,7 +68,7 @@ def push_pending_settings(app: web.Application, channel: Channel) -> None:
     """Hello hook: settings changed while the NVR was away go to it now."""
     if channel.peer.kind != "nvr":
         return
-    registrator = app[STORE].get_registrator(channel.peer.id)
+    registrator = app[STORE].registrators.get_registrator(channel.peer.id)
     if registrator is None or not registrator.pending_configure:
         return
     app[TASKS].start(_push(app, channel))
@@ -149,19 +149,19 @@ async def sync_cameras(app: web.Application, registrator: Registrator) -> list[d
         raise ApiError(502, f"the NVR could not list its cameras: {result}")
     cameras = cameras_from(result)
     store = app[STORE]
-    current = store.get_registrator(registrator.id)
+    current = store.registrators.get_registrator(registrator.id)
     if current is None:
         return cameras
     before = {c.get("name") for c in current.cameras}
     after = {c["name"] for c in cameras}
-    store.update_registrator(registrator.id, cameras=cameras)
+    store.registrators.update_registrator(registrator.id, cameras=cameras)
     log.info("registrator %s synced: %d camera(s)", registrator.id, len(cameras))
     # Cameras gone from the NVR take their live streams, thumbnails and archive along;
     # new ones record as the registrator's Archive step says (§12.6).
     for source in video_sources.nvr_cameras(current):
         if source.name not in after:
             await app[video_sources.SOURCE_GONE].gone(app, source)
-    updated = store.get_registrator(registrator.id)
+    updated = store.registrators.get_registrator(registrator.id)
     if updated is not None:
         await video_archive.apply_registrator_archive(app, updated, only=after - before)
     return cameras

@@ -58,7 +58,7 @@ from cloud_mock.nvr import (
 from cloud_mock.store import Activation, Conflict, Link, RegistrationToken, Registrator, Store
 from cloud_mock.store.registrators import secret_hash_of
 
-log = logging.getLogger("cloud_mock.nvr")
+log = logging.getLogger(__name__)
 _quiet_log = RateLimitedLogger(log)
 
 CODES_KEPT = 5  # unused codes kept per NVR (device ID and secret): the newest
@@ -211,8 +211,8 @@ def register_activation(
     registering its own, and its answer says nothing of them.
     """
     limits = limits or DeviceCallLimits()
-    with store.transaction():
-        old = store.get_activation(activation.code)
+    with store.registrators.transaction():
+        old = store.registrators.get_activation(activation.code)
         if old is not None:
             live_or_used = old.activated_at is not None or old.expires_at > now
             same_nvr = old.device_id == activation.device_id and hmac.compare_digest(
@@ -220,21 +220,23 @@ def register_activation(
             )
             if same_nvr and live_or_used:
                 if old.activated_at is None:
-                    store.refresh_activation(activation)
-                return store.get_activation(activation.code) or old
+                    store.registrators.refresh_activation(activation)
+                return store.registrators.get_activation(activation.code) or old
             if live_or_used:
                 raise ApiError(409, "code already in use")
             if now < old.expires_at + CODE_GRACE_S:
                 raise ApiError(409, "code expired: register a new one")
-            store.delete_activation(activation.code)
+            store.registrators.delete_activation(activation.code)
         _check_room(store, activation.client, now, limits)
-        store.insert_activation(activation)
-        store.keep_newest_activations(activation.device_id, activation.secret, CODES_KEPT)
+        store.registrators.insert_activation(activation)
+        store.registrators.keep_newest_activations(
+            activation.device_id, activation.secret, CODES_KEPT
+        )
     return activation
 
 
 def _check_room(store: Store, client: str, now: float, limits: DeviceCallLimits) -> None:
-    if store.live_codes_of_client(client, now) >= limits.live_codes_per_client:
+    if store.registrators.live_codes_of_client(client, now) >= limits.live_codes_per_client:
         raise _refusal(
             429,
             "rate_limited",
@@ -242,9 +244,9 @@ def _check_room(store: Store, client: str, now: float, limits: DeviceCallLimits)
             "already: try again when some have expired or been used",
             FULL_RETRY_AFTER_S,
         )
-    if store.unused_codes() >= limits.unused_codes:
+    if store.registrators.unused_codes() >= limits.unused_codes:
         prune(store, now)
-        if store.unused_codes() >= limits.unused_codes:
+        if store.registrators.unused_codes() >= limits.unused_codes:
             _quiet_log.warning(
                 "%d unused activation codes: refusing new ones until some expire",
                 limits.unused_codes,
@@ -260,7 +262,7 @@ def _check_room(store: Store, client: str, now: float, limits: DeviceCallLimits)
 def prune(store: Store, now: float) -> int:
     """Forget codes that expired more than `CODE_GRACE_S` ago (activated ones after
     `USED_CODE_KEPT_S`, once their token no longer waits)."""
-    return store.prune_activations(now - CODE_GRACE_S, now - USED_CODE_KEPT_S)
+    return store.registrators.prune_activations(now - CODE_GRACE_S, now - USED_CODE_KEPT_S)
 
 
 # --- registration tokens ---------------------------------------------------------------------
@@ -273,7 +275,7 @@ def _usable(store: Store, token: RegistrationToken | None, now: float) -> Regist
         raise ApiError(409, "registration token already used")
     if now >= token.expires_at:
         raise ApiError(410, "registration token expired (valid 6 hours)")
-    creator = store.get_user(token.created_by)
+    creator = store.accounts.get_user(token.created_by)
     if creator is None:
         raise ApiError(
             403,
@@ -286,7 +288,7 @@ def _usable(store: Store, token: RegistrationToken | None, now: float) -> Regist
             f"{creator.login!r}, who made this registration token, may no longer add NVRs "
             f"to {token.org!r}: ask for a new token",
         )
-    if not store.org_is_business(token.org):
+    if not store.accounts.org_is_business(token.org):
         raise ApiError(403, no_business(token.org))
     return token
 
@@ -307,11 +309,11 @@ async def register_with_token(request: web.Request) -> web.Response:
     store = request.app[STORE]
     now = request.app[CLOCK].now()
     request.app[GUARD].admit(client_key(request.remote), now)
-    token = _usable(store, store.registration_token_by_hash(token_hash(text)), now)
+    token = _usable(store, store.registrators.registration_token_by_hash(token_hash(text)), now)
     digest = secret_hash_of(secret)
     # The same NVR (its secret) registering again, e.g. after `camagent reset`: its
     # registrator is linked anew rather than left behind, unlinked, beside a new one.
-    current = store.registrator_of(token.org, device_id)
+    current = store.registrators.registrator_of(token.org, device_id)
     if (
         current is None
         or current.secret_hash is None
@@ -326,11 +328,11 @@ async def register_with_token(request: web.Request) -> web.Response:
     link = Link(device_id, name, version, checks, jti, now, digest)
     try:
         if current is not None:
-            store.relink_by_token(token.id, registrator_id, link, now)
+            store.registrators.relink_by_token(token.id, registrator_id, link, now)
             close_channel(request.app, registrator_id)
             offer_tokens(request.app, device_id)
         else:
-            store.add_registrator_by_token(
+            store.registrators.add_registrator_by_token(
                 token.id, new_registrator(registrator_id, token, name, device_id, now), link
             )
     except Conflict:
@@ -377,7 +379,7 @@ class Housekeeping:
     def tick(self) -> None:
         app = self._app
         store = app[STORE]
-        for device_id in store.devices_with_waiting_tokens(at_least=2):
+        for device_id in store.registrators.devices_with_waiting_tokens(at_least=2):
             offer_tokens(app, device_id)
         if time.monotonic() - self._last_prune >= PRUNE_EVERY_S:
             self._last_prune = time.monotonic()

@@ -25,7 +25,7 @@ from cloud_mock.api import ApiError
 from cloud_mock.conformance.documents import METHODS, openapi_document, openapi_json
 from cloud_mock.keys import CONFIG
 
-log = logging.getLogger("cloud_mock.openapi_docs")
+log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
 RENDERER_DIR = STATIC / "apidocs"

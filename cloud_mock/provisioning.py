@@ -42,7 +42,7 @@ from cloud_mock.store import PollRecord, Store
 from cloud_mock.store.devices import Aggregated
 from cloud_mock.users import account_settings
 
-log = logging.getLogger("cloud_mock.provisioning")
+log = logging.getLogger(__name__)
 _cap_log = RateLimitedLogger(log)
 
 POLL_BODY_LIMIT = 4 * 1024
@@ -173,8 +173,8 @@ def _check(app: web.Application, poll: PollRequest) -> _Outcome:
     no write (claims.py)."""
     store, now = app[STORE], app[CLOCK].now()
     ttl = account_settings(store).claim_ttl_s
-    places = store.claim_places(poll.device_id)
-    entry = store.provisioning_entry(poll.device_id)
+    places = store.devices.claim_places(poll.device_id)
+    entry = store.devices.provisioning_entry(poll.device_id)
     verdict = claims.verify(places, entry.key if entry is not None else None, poll, now, ttl)
     if verdict.winner is not None:
         token = _win(app, poll.device_id, verdict, now)
@@ -194,15 +194,15 @@ def _win(app: web.Application, device_id: str, verdict: claims.Verdict, now: flo
     connected under with the same password lose it (claims.to_move says why only those)."""
     store, winner = app[STORE], verdict.winner
     assert winner is not None
-    camera = store.get_camera(winner.camera_id)
+    camera = store.devices.get_camera(winner.camera_id)
     if camera is None or camera.token is None:  # the places are rebuilt on every change
         log.error("camera %s of %s: a place without its claim", device_id, winner.org)
         return None
     moved = claims.to_move(verdict)
-    with store.transaction():
-        store.mark_proven(winner.camera_id, now)
+    with store.devices.transaction():
+        store.devices.mark_proven(winner.camera_id, now)
         for place in moved:
-            store.mark_moved(place.camera_id, now)
+            store.devices.mark_moved(place.camera_id, now)
     for place in moved:
         channel = app[CHANNELS].get(place.camera_id)
         if channel is not None:
@@ -272,13 +272,13 @@ class PollLog:
         ]
         self._written += len(rows) + len(aggregated)
         try:
-            self._store.log_polls(
+            self._store.devices.log_polls(
                 rows,
                 [Aggregated(r, p, n) for (r, p), n in aggregated.items()],
                 per_claim=POLL_LOG_ROWS_PER_CLAIM,
             )
             if traced:
-                self._store.trace_polls(traced, keep=TRACE_ROWS)
+                self._store.devices.trace_polls(traced, keep=TRACE_ROWS)
             if self._clock is not None:
                 self.maybe_prune(self._clock.now(), account_settings(self._store))
         except Exception:  # the log must never take a poll down with it
@@ -304,7 +304,9 @@ class PollLog:
             self.prune(now, settings)
 
     def prune(self, now: float, settings: AccountSettings) -> int:
-        return self._store.prune_poll_log(now - settings.poll_log_max_age_s, POLL_LOG_MAX_ROWS)
+        return self._store.devices.prune_poll_log(
+            now - settings.poll_log_max_age_s, POLL_LOG_MAX_ROWS
+        )
 
 
 POLL_LOG = web.AppKey("poll_log", PollLog)
@@ -319,7 +321,7 @@ class _NoncePruner:
     def maybe_prune(self, store: Store, now: float) -> None:
         if time.monotonic() - self._last >= NONCE_PRUNE_EVERY_S:
             self._last = time.monotonic()
-            store.prune_nonces(now - TS_WINDOW_S)
+            store.devices.prune_nonces(now - TS_WINDOW_S)
 
 
 PRUNER = web.AppKey("nonce_pruner", _NoncePruner)
@@ -405,7 +407,7 @@ async def poll(request: web.Request) -> web.StreamResponse:
         record(req.device_id, "clock_skew", req.wait)
         return web.Response(status=204)
     request.app[PRUNER].maybe_prune(store, now)
-    if not store.remember_nonce(req.nonce, req.ts):
+    if not store.devices.remember_nonce(req.nonce, req.ts):
         record(req.device_id, "replay", req.wait)
         return web.Response(status=204)
 

@@ -1,5 +1,5 @@
 """Registration tokens (docs/design.md §3): made by a user for an org, valid 6 hours by the mock
-clock, single use, pasted on an NVR (`camagent nvr register TOKEN`).
+clock, single use, pasted on an NVR (`camagent nvr register --token-file -`).
 
 Only a SHA-256 of a token is stored: the token itself is shown once, when it is made.
 """
@@ -20,7 +20,7 @@ from cloud_mock.nvr_device import token_hash
 from cloud_mock.store import RegistrationToken
 from cloud_mock.users import require_session
 
-log = logging.getLogger("cloud_mock.nvr")
+log = logging.getLogger(__name__)
 
 TOKEN_TTL_S = 6 * 3600
 TOKEN_PREFIX = "rt_"
@@ -60,7 +60,7 @@ async def create_token(request: web.Request) -> web.Response:
         created=now,
         expires_at=now + TOKEN_TTL_S,
     )
-    request.app[STORE].add_registration_token(token, token_hash(secret))
+    request.app[STORE].registrators.add_registration_token(token, token_hash(secret))
     log.info("registration token %s made for %s by %s", token.id, org, caller.user.login)
     return web.json_response({**_token_json(token, now), "token": secret}, status=201)
 
@@ -68,14 +68,16 @@ async def create_token(request: web.Request) -> web.Response:
 async def list_tokens(request: web.Request) -> web.Response:
     caller = require_session(request)
     now = request.app[CLOCK].now()
-    tokens = request.app[STORE].registration_tokens_of(caller.user.org)
+    tokens = request.app[STORE].registrators.registration_tokens_of(caller.user.org)
     return web.json_response({"tokens": [_token_json(t, now) for t in tokens]})
 
 
 async def delete_token(request: web.Request) -> web.Response:
     caller = require_session(request)
     require_manager(request, caller, "revoke registration tokens", business=False)
-    if not request.app[STORE].delete_registration_token(request.match_info["id"], caller.user.org):
+    if not request.app[STORE].registrators.delete_registration_token(
+        request.match_info["id"], caller.user.org
+    ):
         raise ApiError(404, "no such registration token")
     return web.Response(status=204)
 

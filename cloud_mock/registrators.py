@@ -44,14 +44,14 @@ from cloud_mock.users import Caller, require_session
 from cloud_mock.video import archive as video_archive
 from cloud_mock.video import sources as video_sources
 
-log = logging.getLogger("cloud_mock.nvr")
+log = logging.getLogger(__name__)
 
 
 # --- helpers --------------------------------------------------------------------------------
 
 
 def _registrator_of(request: web.Request, caller: Caller) -> Registrator:
-    registrator = request.app[STORE].get_registrator(request.match_info["id"])
+    registrator = request.app[STORE].registrators.get_registrator(request.match_info["id"])
     # Another org's registrator is "not found": its existence is not the caller's business.
     if registrator is None or registrator.org != caller.user.org:
         raise ApiError(404, "no such registrator")
@@ -59,7 +59,7 @@ def _registrator_of(request: web.Request, caller: Caller) -> Registrator:
 
 
 def _fresh(request: web.Request, registrator_id: str) -> Registrator:
-    registrator = request.app[STORE].get_registrator(registrator_id)
+    registrator = request.app[STORE].registrators.get_registrator(registrator_id)
     if registrator is None:  # deleted while we waited for the NVR
         raise ApiError(404, "no such registrator")
     return registrator
@@ -95,7 +95,7 @@ async def create_registrator(request: web.Request) -> web.Response:
         broadcast=dict(DEFAULT_BROADCAST),
         archive=dict(DEFAULT_ARCHIVE),
     )
-    request.app[STORE].add_registrator(registrator)
+    request.app[STORE].registrators.add_registrator(registrator)
     log.info("registrator %s (%r) added to %s", registrator.id, name, org)
     return web.json_response(registrator_json(request.app, registrator), status=201)
 
@@ -116,13 +116,13 @@ async def update_registrator(request: web.Request) -> web.Response:
     if device is not None:
         changes["device"] = device
     require_manager(request, caller, "change NVRs")
-    request.app[STORE].update_registrator(registrator.id, **changes)
+    request.app[STORE].registrators.update_registrator(registrator.id, **changes)
     return _answer(request, registrator.id)
 
 
 async def list_registrators(request: web.Request) -> web.Response:
     caller = require_session(request)
-    registrators = request.app[STORE].registrators_of(caller.user.org)
+    registrators = request.app[STORE].registrators.registrators_of(caller.user.org)
     return web.json_response(
         {"registrators": [registrator_json(request.app, r) for r in registrators]}
     )
@@ -137,7 +137,7 @@ async def delete_registrator(request: web.Request) -> web.Response:
     caller = require_session(request)
     registrator = _registrator_of(request, caller)
     require_manager(request, caller, "delete NVRs")
-    request.app[STORE].delete_registrator(registrator.id, request.app[CLOCK].now())
+    request.app[STORE].registrators.delete_registrator(registrator.id, request.app[CLOCK].now())
     close_channel(request.app, registrator.id)
     if registrator.device_id is not None:
         offer_tokens(request.app, registrator.device_id)  # another org's, if one waits
@@ -157,7 +157,7 @@ async def get_installation(request: web.Request) -> web.Response:
 
 
 def _known_activation(request: web.Request, code: str) -> Activation:
-    activation = request.app[STORE].get_activation(code)
+    activation = request.app[STORE].registrators.get_activation(code)
     if activation is None:
         raise ApiError(
             404, f"activation code {code} is unknown: check it against the code the NVR shows"
@@ -209,7 +209,7 @@ async def activate(request: web.Request) -> web.Response:
     code = parse_code(data["code"])
     require_manager(request, caller, "add NVRs")
     store = request.app[STORE]
-    activation = store.get_activation(code)
+    activation = store.registrators.get_activation(code)
     if registrator.device_id is not None:
         if activation is not None and activation.registrator_id == registrator.id:
             return _answer(request, registrator.id)  # a repeated click: already done
@@ -241,7 +241,7 @@ async def activate(request: web.Request) -> web.Response:
         digest,
     )
     try:
-        store.link_by_code(registrator.id, code, link, token, now)
+        store.registrators.link_by_code(registrator.id, code, link, token, now)
     except Conflict as error:
         raise ApiError(409, str(error)) from None
     # The token waits for the NVR under the code's secret; offered now (unless another
@@ -265,7 +265,7 @@ async def _store_and_apply(
     request: web.Request, registrator: Registrator, **changes: Any
 ) -> web.Response:
     store = request.app[STORE]
-    store.update_registrator(registrator.id, pending_configure=True, **changes)
+    store.registrators.update_registrator(registrator.id, pending_configure=True, **changes)
     channel = request.app[CHANNELS].get(registrator.id)
     if channel is None:
         return _answer(
@@ -386,7 +386,7 @@ async def sync(request: web.Request) -> web.Response:
 async def sync_all(request: web.Request) -> web.Response:
     caller = require_session(request)
     require_manager(request, caller, "sync NVRs", business=False)
-    registrators = request.app[STORE].registrators_of(caller.user.org)
+    registrators = request.app[STORE].registrators.registrators_of(caller.user.org)
 
     async def one(registrator: Registrator) -> dict[str, Any]:
         result: dict[str, Any] = {"id": registrator.id, "name": registrator.name}

@@ -39,7 +39,7 @@ from cloud_mock.keys import (
 from cloud_mock.pki import WILDCARD_HOSTS, ensure_pki
 from cloud_mock.video.settings import VideoSettings
 
-log = logging.getLogger("cloud_mock")
+log = logging.getLogger(__name__)
 
 URL_FILE = "url"
 LOCK_FILE = ".lock"

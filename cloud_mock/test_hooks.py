@@ -1,7 +1,7 @@
 """Hooks for tests, mounted only with `--test-hooks` (otherwise these paths are 404).
 
-They move the mock clock, read the provisioning log, inject poll failures, read captcha
-answers and change the account settings of a running mock.
+They move the mock clock, read the provisioning log and the number of held polls, inject
+poll failures, read captcha answers and change the account settings of a running mock.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from agent.provisioning.wire import normalize_device_id
 from cloud_mock.api import ApiError, get_int, get_number, read_json_object
 from cloud_mock.fixtures import parse_settings
 from cloud_mock.keys import CLOCK, STORE
-from cloud_mock.provisioning import FAULTS, Fault
+from cloud_mock.provisioning import FAULTS, WAITERS, Fault
 from cloud_mock.users import LOGIN_STATE
 
 FAULT_STATUSES = (429, 503)
@@ -41,8 +41,13 @@ async def provisioning_log(request: web.Request) -> web.Response:
         # "AA-BB-..." finds the polls of "aa:bb:..."; anything else is matched as given.
         with contextlib.suppress(WireError):
             device_id = normalize_device_id(device_id)
-    polls = request.app[STORE].traced_polls(device_id or None, limit=LOG_LIMIT)
+    polls = request.app[STORE].devices.traced_polls(device_id or None, limit=LOG_LIMIT)
     return web.json_response({"polls": [p.to_json() for p in polls]})
+
+
+async def provisioning_held(request: web.Request) -> web.Response:
+    """How many polls are held now: what a test waits on before it acts on a held poll."""
+    return web.json_response({"held": len(request.app[WAITERS])})
 
 
 async def provisioning_fault(request: web.Request) -> web.Response:
@@ -66,28 +71,29 @@ async def captcha_answer(request: web.Request) -> web.Response:
 
 
 async def get_settings(request: web.Request) -> web.Response:
-    return web.json_response(request.app[STORE].settings())
+    return web.json_response(request.app[STORE].accounts.settings())
 
 
 async def change_settings(request: web.Request) -> web.Response:
     """Merge the body into the settings, as fixtures would set them; null removes a key."""
     changes = await read_json_object(request)
     store = request.app[STORE]
-    merged = {**store.settings(), **changes}
+    merged = {**store.accounts.settings(), **changes}
     merged = {key: value for key, value in merged.items() if value is not None}
     try:
         parse_settings(merged)
     except ValueError as error:
         raise ApiError(400, str(error)) from None
-    store.delete_settings([key for key, value in changes.items() if value is None])
-    store.set_settings({key: value for key, value in changes.items() if value is not None})
-    return web.json_response(store.settings())
+    store.accounts.delete_settings([key for key, value in changes.items() if value is None])
+    store.accounts.set_settings({key: value for key, value in changes.items() if value is not None})
+    return web.json_response(store.accounts.settings())
 
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/test/clock", get_clock)
     app.router.add_post("/v1/test/clock", advance_clock)
     app.router.add_get("/v1/test/provisioning/log", provisioning_log)
+    app.router.add_get("/v1/test/provisioning/held", provisioning_held)
     app.router.add_post("/v1/test/provisioning/fault", provisioning_fault)
     app.router.add_get("/v1/test/captcha/{id}", captcha_answer)
     app.router.add_get("/v1/test/settings", get_settings)

@@ -267,6 +267,11 @@ class MockCloud(NamedTuple):
         ]
         return polls
 
+    def held_polls(self) -> int:
+        """How many polls the mock holds now, waiting for a token."""
+        held: int = self._ok(200, "GET", "/v1/test/provisioning/held")["held"]
+        return held
+
     def inject_poll_fault(self, status: int = 503, retry_after: int = 1, count: int = 1) -> None:
         self._ok(
             200,

@@ -72,19 +72,21 @@ DUMMY_HASH = hash_password(secrets.token_hex(16))
 
 def apply_fixtures(store: Store, fixtures: Fixtures) -> None:
     # Users of `demo` need it to exist before the built-in owner is made.
-    store.ensure_org(DEFAULT_ORG, True)
+    store.accounts.ensure_org(DEFAULT_ORG, True)
     for org in fixtures.orgs:
-        store.upsert_org(org.name, org.business)
+        store.accounts.upsert_org(org.name, org.business)
     for user in fixtures.users:
-        existing = store.get_user(user.login)
+        existing = store.accounts.get_user(user.login)
         password_hash = (
             existing.password_hash
             if existing is not None and verify_password(user.password, existing.password_hash)
             else hash_password(user.password)
         )
-        store.upsert_user(User(user.login, user.org, user.role, password_hash, user.max_sessions))
+        store.accounts.upsert_user(
+            User(user.login, user.org, user.role, password_hash, user.max_sessions)
+        )
     if fixtures.settings:
-        store.set_settings(fixtures.settings)
+        store.accounts.set_settings(fixtures.settings)
 
 
 def ensure_admin(store: Store, data_dir: Path) -> None:
@@ -92,13 +94,13 @@ def ensure_admin(store: Store, data_dir: Path) -> None:
 
     `demo` is made with a business account; fixtures may say otherwise, and win.
     """
-    store.ensure_org(DEFAULT_ORG, True)
+    store.accounts.ensure_org(DEFAULT_ORG, True)
     path = data_dir / ADMIN_PASSWORD_FILE
     password = path.read_text().strip() if path.exists() else ""
     if not password:
         password = secrets.token_urlsafe(12)
         write_atomic(path, (password + "\n").encode(), 0o600)
-    existing = store.get_user(ADMIN_LOGIN)
+    existing = store.accounts.get_user(ADMIN_LOGIN)
     if (
         existing is not None
         and existing.org == DEFAULT_ORG
@@ -106,7 +108,7 @@ def ensure_admin(store: Store, data_dir: Path) -> None:
         and verify_password(password, existing.password_hash)
     ):
         return
-    store.upsert_user(
+    store.accounts.upsert_user(
         User(
             ADMIN_LOGIN,
             DEFAULT_ORG,

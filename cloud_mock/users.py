@@ -75,7 +75,7 @@ from cloud_mock.user_accounts import DUMMY_HASH, verify_password
 from cloud_mock.user_accounts import apply_fixtures as apply_fixtures
 from cloud_mock.user_accounts import ensure_admin as ensure_admin
 
-log = logging.getLogger("cloud_mock.users")
+log = logging.getLogger(__name__)
 
 WRONG_LOGIN = "wrong login or password"
 NO_SESSION = "no valid session: log in with POST /v1/auth/login and send Authorization: Bearer"
@@ -102,7 +102,7 @@ def account_settings(store: Store) -> AccountSettings:
     """The stored settings; fixtures were checked at start, but a data directory from an
     older run might hold something else: then the defaults, with a warning."""
     try:
-        return parse_settings(store.settings())
+        return parse_settings(store.accounts.settings())
     except ValueError as error:
         log.warning("stored settings ignored, using defaults: %s", error)
         return AccountSettings()
@@ -113,7 +113,7 @@ def _client(request: web.Request) -> str:
 
 
 def _prune_idle(request: web.Request, settings: AccountSettings, now: float) -> None:
-    ended = request.app[STORE].delete_idle_sessions(now - settings.session_idle_s)
+    ended = request.app[STORE].accounts.delete_idle_sessions(now - settings.session_idle_s)
     if ended:
         log.info("ended %d session(s) idle for more than %g s", ended, settings.session_idle_s)
 
@@ -143,11 +143,11 @@ def caller_from_secret(request: web.Request, secret: str) -> Caller | None:
     store = request.app[STORE]
     now = request.app[CLOCK].now()
     _prune_idle(request, account_settings(store), now)
-    session = store.session_by_secret(_secret_hash(secret)) if secret else None
-    user = store.get_user(session.login) if session else None
+    session = store.accounts.session_by_secret(_secret_hash(secret)) if secret else None
+    user = store.accounts.get_user(session.login) if session else None
     if session is None or user is None:
         return None
-    store.touch_session(session.id, now)
+    store.accounts.touch_session(session.id, now)
     return Caller(user, session)
 
 
@@ -308,7 +308,7 @@ async def login_flow(request: web.Request, data: dict[str, Any]) -> dict[str, An
     ):
         await _check_captcha(request, attempt)
 
-    user = store.get_user(attempt.login)
+    user = store.accounts.get_user(attempt.login)
     try:
         matches = await state.passwords.check(
             client, attempt.password, user.password_hash if user else None
@@ -332,7 +332,7 @@ async def login_flow(request: web.Request, data: dict[str, Any]) -> dict[str, An
 
     _prune_idle(request, settings, now)
     limit = settings.session_limit(user.max_sessions)
-    sessions = store.sessions_of(user.login)
+    sessions = store.accounts.sessions_of(user.login)
     if limit is not None and len(sessions) >= limit:
         log.info("login %r refused: %d of %d sessions open", user.login, len(sessions), limit)
         token = state.grants.issue(user.login, client, now)
@@ -340,7 +340,7 @@ async def login_flow(request: web.Request, data: dict[str, Any]) -> dict[str, An
 
     secret = secrets.token_urlsafe(32)
     session = Session(uuid.uuid4().hex, user.login, attempt.device, attempt.software, now, now)
-    store.add_session(session, _secret_hash(secret))
+    store.accounts.add_session(session, _secret_hash(secret))
     log.info("login %r (%s, %s)", user.login, attempt.device, attempt.software)
     return {"session": secret, "session_id": session.id, "user": user_json(user)}
 
@@ -385,7 +385,7 @@ def end_session_as(request: web.Request, session_id: str, credential: str) -> No
         404, f"no session {session_id[:64]!r} among yours (it may have ended already)"
     )
     if caller is not None:
-        if not store.delete_session(session_id, caller.user.login):
+        if not store.accounts.delete_session(session_id, caller.user.login):
             raise not_found
         log.info("session %s of %r ended by %s", session_id, caller.user.login, caller.session.id)
         return
@@ -399,7 +399,7 @@ def end_session_as(request: web.Request, session_id: str, credential: str) -> No
             "the resolve token expired: log in again to get the session list and a new one",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    if not store.delete_session(session_id, grant.login):
+    if not store.accounts.delete_session(session_id, grant.login):
         raise not_found
     grants.use(credential)
     log.info("session %s of %r ended with a resolve token", session_id, grant.login)
@@ -424,13 +424,13 @@ async def captcha(request: web.Request) -> web.Response:
 
 async def logout(request: web.Request) -> web.Response:
     caller = require_session(request)
-    request.app[STORE].delete_session(caller.session.id, caller.user.login)
+    request.app[STORE].accounts.delete_session(caller.session.id, caller.user.login)
     return web.Response(status=204)
 
 
 async def list_sessions(request: web.Request) -> web.Response:
     caller = require_session(request)
-    sessions = request.app[STORE].sessions_of(caller.user.login)
+    sessions = request.app[STORE].accounts.sessions_of(caller.user.login)
     # A bare list, newest first (docs/design.md §4: the order the user picks one to end).
     return web.json_response(
         [{**session_json(s), "current": s.id == caller.session.id} for s in sessions]

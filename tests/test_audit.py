@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -109,7 +110,7 @@ def test_the_debs_dependencies_are_found_through_its_control_file(tmp_path: Path
     assert "the camagent .deb's dependencies" in done.stdout
 
 
-def _stand_in_pip_audit(tmp_path: Path, dependencies: list[dict[str, object]]) -> Path:
+def _stand_in_pip_audit(tmp_path: Path, dependencies: Sequence[Mapping[str, object]]) -> Path:
     """A pip-audit that writes this JSON report (-o FILE) and says what the real one says
     when it could look nothing up."""
     path = tmp_path / "pip-audit"

@@ -40,27 +40,7 @@ EXEMPT_FILES = frozenset({"tests/eventually.py"})
 # and then its entry goes. Keyed by file and enclosing function, not by line, so that edits
 # elsewhere in the file do not break the lint; the number is how many such sleeps it may
 # hold. An entry that is no longer needed fails `test_the_allowlist_holds_no_stale_entry`.
-TEMPORARY_ALLOWLIST: dict[str, int] = {
-    # polling loops: to become tests/eventually.py
-    "tests/agent/clock.py::eventually": 1,
-    "tests/console/test_console_browser.py::registrator_page": 1,
-    "tests/contract/test_channel_contract.py::_until": 1,
-    "tests/e2e/test_cli_e2e.py::_wait_blocked_or_done": 1,
-    "tests/e2e/test_cloud_cli_e2e.py::test_one_ctrl_c_ends_finder_push_at_its_password_prompt": 1,
-    # waits for something that can be observed: to become an `eventually` on it
-    "tests/agent/local_api/test_listener.py::"
-    "test_a_host_with_a_few_addresses_cannot_keep_the_owner_out": 1,
-    "tests/agent/local_api/test_listener.py::"
-    "test_headers_dripped_after_tls_cannot_keep_the_owner_out": 1,
-    "tests/agent/local_api/test_listener.py::"
-    "test_no_connection_is_taken_while_descriptors_are_short": 2,
-    # time is the subject: to say so
-    "tests/agent/local_api/test_listener.py::drip": 1,
-    "tests/cloud_mock/test_provisioning.py::test_long_poll_wakes_when_camera_is_added": 1,
-    # the mock shows no held poll from outside: to wait on a held-poll count once a test
-    # hook gives it (cloud_mock/test_hooks.py)
-    "tests/cloud_mock/test_main.py::test_signal_shuts_down_cleanly_even_with_held_polls": 1,
-}
+TEMPORARY_ALLOWLIST: dict[str, int] = {}
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,7 @@ async def token_card(request: web.Request) -> web.Response:
     check_csrf(request, caller)
     if not caller.may_change():
         raise ApiError(403, f"role {caller.user.role!r} may look at cameras but not change them")
-    camera = request.app[STORE].get_camera(request.match_info["id"])
+    camera = request.app[STORE].devices.get_camera(request.match_info["id"])
     if camera is None or camera.org != caller.user.org:
         raise ApiError(404, "no such camera")
     if camera.key is None or camera.token is None:

@@ -35,8 +35,8 @@ def sse(event: str, data: Any) -> bytes:
 def snapshot(app: web.Application, org: str) -> dict[str, Any]:
     store = app[STORE]
     return {
-        "cameras": [camera_json(app, c) for c in store.cameras_of(org)],
-        "registrators": [registrator_json(app, r) for r in store.registrators_of(org)],
+        "cameras": [camera_json(app, c) for c in store.devices.cameras_of(org)],
+        "registrators": [registrator_json(app, r) for r in store.registrators.registrators_of(org)],
     }
 
 
@@ -59,7 +59,9 @@ async def events(request: web.Request) -> web.StreamResponse:
                 checked = now
                 # A plain look, not caller_from_secret: watching must not keep the
                 # session from going idle.
-                if not any(s.id == caller.session.id for s in app[STORE].sessions_of(login)):
+                if not any(
+                    s.id == caller.session.id for s in app[STORE].accounts.sessions_of(login)
+                ):
                     await response.write(sse("logout", {}))
                     break
             current = snapshot(app, org)

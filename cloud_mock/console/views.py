@@ -33,7 +33,7 @@ from cloud_mock.keys import STORE
 from cloud_mock.nvr import registrator_json
 from cloud_mock.users import Caller
 
-log = logging.getLogger("cloud_mock.console")
+log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
 # The QR decoder vendor.sh fetches (scripts/setup.sh runs it); without it "Scan label" says so.
@@ -115,8 +115,8 @@ async def login_page(request: web.Request) -> web.Response:
 async def cameras_page(request: web.Request) -> web.Response:
     caller = _caller_or_login(request)
     store = request.app[STORE]
-    cameras = store.cameras_of(caller.user.org)
-    registrators = store.registrators_of(caller.user.org)
+    cameras = store.devices.cameras_of(caller.user.org)
+    registrators = store.registrators.registrators_of(caller.user.org)
     response = pages.render(
         request,
         "cameras.html",
@@ -134,7 +134,7 @@ async def cameras_page(request: web.Request) -> web.Response:
 async def camera_page(request: web.Request) -> web.Response:
     caller = _caller_or_login(request)
     store = request.app[STORE]
-    camera = store.get_camera(request.match_info["id"])
+    camera = store.devices.get_camera(request.match_info["id"])
     viewer = viewer_of(request, caller)
     if camera is None or camera.org != caller.user.org:
         return _not_found(request, viewer, "No such camera (it may have been deleted).")
@@ -154,7 +154,7 @@ async def camera_page(request: web.Request) -> web.Response:
 
 async def registrators_page(request: web.Request) -> web.Response:
     caller = _caller_or_login(request)
-    registrators = request.app[STORE].registrators_of(caller.user.org)
+    registrators = request.app[STORE].registrators.registrators_of(caller.user.org)
     return pages.render(
         request,
         "registrators.html",
@@ -167,7 +167,7 @@ async def registrators_page(request: web.Request) -> web.Response:
 
 async def registrator_page(request: web.Request) -> web.Response:
     caller = _caller_or_login(request)
-    registrator = request.app[STORE].get_registrator(request.match_info["id"])
+    registrator = request.app[STORE].registrators.get_registrator(request.match_info["id"])
     viewer = viewer_of(request, caller)
     if registrator is None or registrator.org != caller.user.org:
         missing = "No such registrator (it may have been deleted)."
@@ -186,7 +186,7 @@ async def nvr_camera_page(request: web.Request) -> web.Response:
     """One camera of an NVR (synced): its live view and archive, as a camera's page."""
     caller = _caller_or_login(request)
     store = request.app[STORE]
-    registrator = store.get_registrator(request.match_info["id"])
+    registrator = store.registrators.get_registrator(request.match_info["id"])
     viewer = viewer_of(request, caller)
     name = request.match_info["name"]
     mine = registrator is not None and registrator.org == caller.user.org
@@ -228,7 +228,7 @@ async def wizard_page(request: web.Request) -> web.Response:
 
 async def sessions_page(request: web.Request) -> web.Response:
     caller = _caller_or_login(request)
-    sessions = request.app[STORE].sessions_of(caller.user.login)
+    sessions = request.app[STORE].accounts.sessions_of(caller.user.login)
     rows = [{**users.session_json(s), "current": s.id == caller.session.id} for s in sessions]
     return pages.render(
         request,

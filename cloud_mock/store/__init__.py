@@ -26,15 +26,18 @@ from cloud_mock.store.video import Recording, VideoStore
 
 __all__ = [
     "DB_NAME",
+    "AccountsStore",
     "Activation",
     "Camera",
     "Conflict",
+    "DevicesStore",
     "Link",
     "PollRecord",
     "ProvisioningEntry",
     "Recording",
     "RegistrationToken",
     "Registrator",
+    "RegistratorsStore",
     "SchemaTooNew",
     "Session",
     "Store",
@@ -44,19 +47,26 @@ __all__ = [
 ]
 
 
-class Store(AccountsStore, DevicesStore, RegistratorsStore):
-    """The three aggregates over one database (one object, so that a change spanning
-    two of them can share a transaction)."""
+class Store:
+    """The aggregates over one database, each an object with its own rules: `accounts`
+    (orgs, users, sessions, settings), `devices` (claims, NVR entries, revoked tokens,
+    nonces, the poll log), `registrators` (virtual NVRs, activation codes, registration
+    tokens; it changes the devices' tables only through `devices`) and `video`.
+
+    They share one connection, so a change spanning two of them is atomic inside either
+    one's `transaction()`."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        database = Database(path)
-        super().__init__(database)
-        self.video = VideoStore(database)  # an aggregate of its own (§12.6)
+        self.database = Database(path)
+        self.accounts = AccountsStore(self.database)
+        self.devices = DevicesStore(self.database)
+        self.registrators = RegistratorsStore(self.database, self.devices)
+        self.video = VideoStore(self.database)  # docs/design.md §12.6
 
     @classmethod
     def open_in(cls, data_dir: Path) -> Store:
         return cls(data_dir / DB_NAME)
 
     def close(self) -> None:
-        self._database.close()
+        self.database.close()

@@ -51,23 +51,36 @@ class Database:
         self.db.execute("PRAGMA foreign_keys=ON")
         migrate(self.db)
         _secure_files(path)  # the WAL and SHM files exist now
+        self._after: list[Callable[[], None]] = []
 
     def close(self) -> None:
         self.db.close()
 
+    def after_transaction(self, callback: Callable[[], None]) -> None:
+        """Call `callback` whenever a transaction ends, committed or rolled back: for what
+        an aggregate keeps in memory beside its tables (the devices' claim places), which
+        any aggregate's transaction may change, since they share the connection."""
+        self._after.append(callback)
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """All or nothing; inside another transaction it is simply part of that one."""
+        """All or nothing; inside another transaction it is simply part of that one (the
+        `after_transaction` callbacks run once, when the outermost one ends)."""
         if self.db.in_transaction:
             yield self.db
             return
-        self.db.execute("BEGIN IMMEDIATE")
         try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+        finally:
+            if not self.db.in_transaction:
+                for callback in self._after:
+                    callback()
 
 
 def schema_version(db: sqlite3.Connection) -> int:

@@ -9,6 +9,8 @@ rules (cloud_mock/claims.py) and the services (cameras.py, provisioning.py); thi
 stores the outcome, and keeps in memory each device's places (`claims.places_for`),
 rebuilt from the table whenever one of its claims changes, so that a poll reads no claim
 row: one dictionary lookup, the same for an unknown device and for one with claims.
+The registrators aggregate changes these tables only through this one's methods
+(`put_nvr_entry`, `withdraw_nvr_entry`, `revoke`).
 
 The poll log holds, per claim, only the polls that proved that claim's K (at most
 `per_claim` rows each, newest kept: nobody else's polls can push a claim's rows out),
@@ -18,12 +20,14 @@ and one aggregated row per result and period for every other poll (nobody's hist
 from __future__ import annotations
 
 import contextlib
-import sqlite3
-from collections.abc import Iterable, Iterator
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import groupby
 from typing import Any
 
+from agent.errors import TokenError
+from agent.token_codec import split_token
 from cloud_mock import claims
 from cloud_mock.store.db import Aggregate, Database, from_row, insert, to_columns
 
@@ -118,17 +122,9 @@ class DevicesStore(Aggregate):
         ).fetchall()
         for device_id, group in groupby(rows, key=lambda row: str(row["device_id"])):
             self._places[device_id] = claims.places_for(from_row(Camera, r) for r in group)
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """As Aggregate's; the places of the devices it changed are rebuilt once it ends
-        (after a rollback too: from what is in the table)."""
-        try:
-            with self._database.transaction() as db:
-                yield db
-        finally:
-            if not self._db.in_transaction:
-                self._rebuild_places()
+        # The places of the devices a transaction changed are rebuilt once it ends (after
+        # a rollback too: from what is in the table), whichever aggregate opened it.
+        database.after_transaction(self._rebuild_places)
 
     # --- claims (cameras) ----------------------------------------------------------------
 
@@ -229,7 +225,7 @@ class DevicesStore(Aggregate):
                 "UPDATE cameras SET moved_at = ?, key = NULL, token = NULL WHERE camera_id = ?",
                 (at, camera_id),
             )
-            self._revoke(row["token_jti"], at)
+            self.revoke(row["token_jti"], at)
             self._claims_changed(row["device_id"])
 
     def mark_dropped(self, camera_id: str, at: float) -> None:
@@ -250,7 +246,7 @@ class DevicesStore(Aggregate):
             camera = from_row(Camera, row)
             db.execute("DELETE FROM cameras WHERE camera_id = ?", (camera_id,))
             db.execute("DELETE FROM poll_log WHERE camera_id = ?", (camera_id,))
-            self._revoke(camera.token_jti, at)
+            self.revoke(camera.token_jti, at)
             self._claims_changed(camera.device_id)
         return camera
 
@@ -272,13 +268,37 @@ class DevicesStore(Aggregate):
         ).fetchone()
         return None if row is None else from_row(ProvisioningEntry, row)
 
+    def put_nvr_entry(self, device_id: str, secret: bytes, token: str) -> None:
+        """Offer `token` to the NVR of `device_id` that proves `secret` (it replaces the
+        entry there: one NVR entry per device ID)."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO provisioning(device_id, key, token, camera_id) "
+            "VALUES (?, ?, ?, NULL)",
+            (device_id, secret, token),
+        )
+
+    def withdraw_nvr_entry(self, device_id: str, jti: str) -> None:
+        """Remove the NVR entry of `device_id` if it offers the token `jti` (another
+        organization's offered token stays)."""
+        with self.transaction() as db:
+            entry = db.execute(
+                "SELECT token FROM provisioning WHERE device_id = ? AND camera_id IS NULL",
+                (device_id,),
+            ).fetchone()
+            if entry is not None and _jti_of(entry["token"]) == jti:
+                db.execute(
+                    "DELETE FROM provisioning WHERE device_id = ? AND camera_id IS NULL",
+                    (device_id,),
+                )
+
     # --- revoked tokens ------------------------------------------------------------------
 
     def is_revoked(self, jti: str) -> bool:
         row = self._db.execute("SELECT 1 FROM revoked_jtis WHERE jti = ?", (jti,)).fetchone()
         return row is not None
 
-    def _revoke(self, jti: str, at: float) -> None:
+    def revoke(self, jti: str, at: float) -> None:
+        """No device may use the token `jti` from now on (revoking it again changes nothing)."""
         self._db.execute(
             "INSERT OR IGNORE INTO revoked_jtis(jti, revoked_at) VALUES (?, ?)", (jti, at)
         )
@@ -400,3 +420,14 @@ class DevicesStore(Aggregate):
             PollRecord(row["device_id"], row["at"], row["result"], row["wait"], row["held_s"])
             for row in reversed(rows)
         ]
+
+
+def _jti_of(token: str | None) -> str | None:
+    """The jti of a token this cloud signed (its signature is not checked again)."""
+    if not token:
+        return None
+    with contextlib.suppress(TokenError, ValueError, RecursionError):
+        payload = json.loads(split_token(token)[0])
+        if isinstance(payload, dict) and isinstance(payload.get("jti"), str):
+            return str(payload["jti"])
+    return None

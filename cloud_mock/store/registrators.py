@@ -7,19 +7,20 @@ A device ID may be linked in several organizations, one registrator each, every 
 with the SHA-256 of the secret of the NVR that made it. The provisioning service holds
 one NVR entry (secret and token) per device ID: when activations of several
 organizations wait for their NVRs, `offer_nvr_token` puts them there in turns.
+
+That entry and the revoked tokens are the devices aggregate's tables: this aggregate
+changes them only through its methods (`NvrEntries`), inside its own transaction (one
+shared connection keeps the change atomic).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import json
 import sqlite3
-from typing import Any
+from typing import Any, Protocol
 
-from agent.errors import TokenError
-from agent.token_codec import split_token
-from cloud_mock.store.db import Aggregate, from_row, insert, to_column, to_columns
+from cloud_mock.store.db import Aggregate, Database, from_row, insert, to_column, to_columns
 from cloud_mock.store.registrator_records import (
     Activation,
     Conflict,
@@ -35,6 +36,7 @@ __all__ = [
     "Activation",
     "Conflict",
     "Link",
+    "NvrEntries",
     "RegistrationToken",
     "Registrator",
     "RegistratorsStore",
@@ -60,7 +62,21 @@ _UNLINKED = (
 )
 
 
+class NvrEntries(Protocol):
+    """What registrators change in the devices aggregate (`DevicesStore`)."""
+
+    def put_nvr_entry(self, device_id: str, secret: bytes, token: str) -> None: ...
+
+    def withdraw_nvr_entry(self, device_id: str, jti: str) -> None: ...
+
+    def revoke(self, jti: str, at: float) -> None: ...
+
+
 class RegistratorsStore(Aggregate):
+    def __init__(self, database: Database, devices: NvrEntries) -> None:
+        super().__init__(database)
+        self._devices = devices
+
     # --- registrators (virtual NVRs) -----------------------------------------------------
 
     def add_registrator(self, registrator: Registrator) -> None:
@@ -167,7 +183,7 @@ class RegistratorsStore(Aggregate):
         """Forget the device, revoke its token; settings are kept. `why`, if given, is
         kept for the console (else it is "pending" again, to be set up)."""
         with self.transaction() as db:
-            registrator = _revoke_registrator(db, registrator_id, at)
+            registrator = self._revoke_registrator(db, registrator_id, at)
             if registrator is not None:
                 _unlink(db, registrator_id, why)
         return registrator
@@ -187,7 +203,7 @@ class RegistratorsStore(Aggregate):
             )
             if cursor.rowcount != 1:
                 raise Conflict("registration token already used")
-            registrator = _revoke_registrator(db, registrator_id, at)
+            registrator = self._revoke_registrator(db, registrator_id, at)
             if registrator is None:
                 raise Conflict("the registrator is gone")
             _unlink(db, registrator_id)
@@ -199,7 +215,7 @@ class RegistratorsStore(Aggregate):
         """Remove the registrator and the codes it was activated with, withdraw its token
         from the provisioning service and revoke it, at once."""
         with self.transaction() as db:
-            registrator = _revoke_registrator(db, registrator_id, at)
+            registrator = self._revoke_registrator(db, registrator_id, at)
             if registrator is not None:
                 db.execute("DELETE FROM activations WHERE registrator_id = ?", (registrator_id,))
                 db.execute("DELETE FROM registrators WHERE id = ?", (registrator_id,))
@@ -237,11 +253,7 @@ class RegistratorsStore(Aggregate):
             db.execute(
                 "UPDATE activations SET offered_at = ? WHERE code = ?", (now, chosen["code"])
             )
-            db.execute(
-                "INSERT OR REPLACE INTO provisioning(device_id, key, token, camera_id) "
-                "VALUES (?, ?, ?, NULL)",
-                (device_id, bytes(chosen["secret"]), chosen["token"]),
-            )
+            self._devices.put_nvr_entry(device_id, bytes(chosen["secret"]), chosen["token"])
             return True
 
     def nvr_token_collected(self, registrator_id: str) -> str | None:
@@ -356,6 +368,23 @@ class RegistratorsStore(Aggregate):
         )
         return cursor.rowcount > 0
 
+    def _revoke_registrator(
+        self, db: sqlite3.Connection, registrator_id: str, at: float
+    ) -> Registrator | None:
+        """Revoke the registrator's token; withdraw it from the provisioning service if it
+        is the one offered there (another organization's offered token stays), and from
+        the queue of waiting tokens."""
+        row = db.execute("SELECT * FROM registrators WHERE id = ?", (registrator_id,)).fetchone()
+        if row is None:
+            return None
+        registrator = from_row(Registrator, row)
+        if registrator.device_id is not None and registrator.token_jti is not None:
+            self._devices.withdraw_nvr_entry(registrator.device_id, registrator.token_jti)
+        _stop_waiting(db, registrator_id)
+        if registrator.token_jti is not None:
+            self._devices.revoke(registrator.token_jti, at)
+        return registrator
+
 
 def _unlink(db: sqlite3.Connection, registrator_id: str, why: str = "") -> None:
     db.execute(
@@ -408,43 +437,3 @@ def _stop_waiting(db: sqlite3.Connection, registrator_id: str) -> None:
         "WHERE registrator_id = ? AND token IS NOT NULL",
         (registrator_id,),
     )
-
-
-def _jti_of(token: str | None) -> str | None:
-    """The jti of a token this cloud signed (its signature is not checked again)."""
-    if not token:
-        return None
-    with contextlib.suppress(TokenError, ValueError, RecursionError):
-        payload = json.loads(split_token(token)[0])
-        if isinstance(payload, dict) and isinstance(payload.get("jti"), str):
-            return str(payload["jti"])
-    return None
-
-
-def _revoke_registrator(
-    db: sqlite3.Connection, registrator_id: str, at: float
-) -> Registrator | None:
-    """Revoke the registrator's token; withdraw it from the provisioning service if it is
-    the one offered there (another organization's offered token stays), and from the
-    queue of waiting tokens."""
-    row = db.execute("SELECT * FROM registrators WHERE id = ?", (registrator_id,)).fetchone()
-    if row is None:
-        return None
-    registrator = from_row(Registrator, row)
-    if registrator.device_id is not None and registrator.token_jti is not None:
-        entry = db.execute(
-            "SELECT token FROM provisioning WHERE device_id = ? AND camera_id IS NULL",
-            (registrator.device_id,),
-        ).fetchone()
-        if entry is not None and _jti_of(entry["token"]) == registrator.token_jti:
-            db.execute(
-                "DELETE FROM provisioning WHERE device_id = ? AND camera_id IS NULL",
-                (registrator.device_id,),
-            )
-    _stop_waiting(db, registrator_id)
-    if registrator.token_jti is not None:
-        db.execute(
-            "INSERT OR IGNORE INTO revoked_jtis(jti, revoked_at) VALUES (?, ?)",
-            (registrator.token_jti, at),
-        )
-    return registrator

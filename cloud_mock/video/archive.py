@@ -90,9 +90,9 @@ def existing_source(app: web.Application, key: str, org: str) -> VideoSource | N
         return None
     store = app[STORE]
     if source.kind == "camera":
-        camera = store.get_camera(source.peer_id)
+        camera = store.devices.get_camera(source.peer_id)
         return sources.camera(camera.camera_id, camera.org, camera.name) if camera else None
-    registrator = store.get_registrator(source.peer_id)
+    registrator = store.registrators.get_registrator(source.peer_id)
     if registrator is None:
         return None
     return next((s for s in sources.nvr_cameras(registrator) if s.name == source.name), None)

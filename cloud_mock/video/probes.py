@@ -363,7 +363,7 @@ PROBES = web.AppKey("video_probes", Probes)
 
 async def _source_gone(app: web.Application, source: VideoSource) -> None:
     # An NVR's entry stays while the NVR does: one camera dropped by Sync is not the NVR.
-    if source.kind == "camera" or app[STORE].get_registrator(source.peer_id) is None:
+    if source.kind == "camera" or app[STORE].registrators.get_registrator(source.peer_id) is None:
         app[PROBES].forget(source.peer_id)
 
 

@@ -33,7 +33,7 @@ def check_broadcast(app: web.Application, source: VideoSource) -> None:
     """An NVR camera streams live only if its registrator's Broadcast step allows it."""
     if source.kind != "nvr_camera":
         return
-    registrator = app[STORE].get_registrator(source.peer_id)
+    registrator = app[STORE].registrators.get_registrator(source.peer_id)
     broadcast = registrator.broadcast if registrator is not None else {}
     allowed = broadcast.get("cameras")
     if isinstance(allowed, list) and source.name not in allowed:

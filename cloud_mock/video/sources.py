@@ -68,14 +68,14 @@ class VideoSource:
 
 
 def camera_source(request: web.Request, caller: Caller) -> VideoSource:
-    camera = request.app[STORE].get_camera(request.match_info["id"])
+    camera = request.app[STORE].devices.get_camera(request.match_info["id"])
     if camera is None or camera.org != caller.user.org:
         raise ApiError(404, "no such camera")
     return VideoSource("camera", camera.org, camera.camera_id, camera.name)
 
 
 def nvr_camera_source(request: web.Request, caller: Caller) -> VideoSource:
-    registrator = request.app[STORE].get_registrator(request.match_info["id"])
+    registrator = request.app[STORE].registrators.get_registrator(request.match_info["id"])
     if registrator is None or registrator.org != caller.user.org:
         raise ApiError(404, "no such registrator")
     name = request.match_info["name"]

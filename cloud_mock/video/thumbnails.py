@@ -92,7 +92,7 @@ def broadcast_allowed(app: web.Application, source: VideoSource) -> bool:
     view checks it); a camera always may."""
     if source.kind != "nvr_camera":
         return True
-    registrator = app[STORE].get_registrator(source.peer_id)
+    registrator = app[STORE].registrators.get_registrator(source.peer_id)
     allowed = registrator.broadcast.get("cameras") if registrator is not None else None
     return not isinstance(allowed, list) or source.name in allowed
 
@@ -101,9 +101,9 @@ def device_sources(app: web.Application, channel: Channel) -> list[VideoSource]:
     """The sources behind one device: a camera itself, or the cameras an NVR synced."""
     store = app[STORE]
     if channel.peer.kind == "camera":
-        found = store.get_camera(channel.peer.id)
+        found = store.devices.get_camera(channel.peer.id)
         return [] if found is None else [camera(found.camera_id, found.org, found.name)]
-    registrator = store.get_registrator(channel.peer.id)
+    registrator = store.registrators.get_registrator(channel.peer.id)
     return [] if registrator is None else nvr_cameras(registrator)
 
 
@@ -153,7 +153,7 @@ class Thumbnails:
         """Why no picture can be taken now, or None if one can be tried."""
         if not app[CHANNELS].is_online(source.peer_id):
             if source.kind == "camera":
-                camera = app[STORE].get_camera(source.peer_id)
+                camera = app[STORE].devices.get_camera(source.peer_id)
                 if camera is not None and camera.hello_at is None:
                     return NEVER_CONNECTED
             return OFFLINE[source.kind]

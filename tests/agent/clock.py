@@ -8,6 +8,8 @@ import itertools
 import time
 from collections.abc import Callable
 
+from tests.eventually import eventually_async
+
 START = 1000.0
 
 
@@ -59,8 +61,4 @@ async def eventually(
     condition: Callable[[], object], timeout: float = 20.0, what: str = "condition"
 ) -> None:
     """Wait in real time for `condition()` to hold (the daemon works between checks)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(0.005)
+    await eventually_async(condition, timeout=timeout, interval=0.005, what=what)

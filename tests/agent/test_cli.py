@@ -197,7 +197,8 @@ def status_json(config_path: Path, capsys: pytest.CaptureFixture[str]) -> dict[s
     assert main(["--config", str(config_path), "status", "--json"]) == 0
     out = capsys.readouterr().out
     assert out.count("\n") == 1
-    return json.loads(out)
+    status: dict[str, Any] = json.loads(out)
+    return status
 
 
 def test_status_json_without_a_daemon(

@@ -110,7 +110,9 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 5) -> None:
     await eventually_async(predicate, timeout=timeout, interval=0.01)
 
 
-async def test_hello_first_then_commands_answered_with_results(cloud, session) -> None:
+async def test_hello_first_then_commands_answered_with_results(
+    cloud: ScriptedCloud, session: aiohttp.ClientSession
+) -> None:
     results: list[Any] = []
 
     async def script(ws: web.WebSocketResponse, _: web.Request) -> None:
@@ -145,7 +147,9 @@ async def test_hello_first_then_commands_answered_with_results(cloud, session) -
     assert rec.events == ["connected"]
 
 
-async def test_heartbeats_follow_the_cloud_and_silence_means_reconnect(cloud, session) -> None:
+async def test_heartbeats_follow_the_cloud_and_silence_means_reconnect(
+    cloud: ScriptedCloud, session: aiohttp.ClientSession
+) -> None:
     async def script(ws: web.WebSocketResponse, _: web.Request) -> None:
         await cloud.receive(ws)
         await ws.send_json({"type": "hello", "heartbeat_s": 0.1})
@@ -162,7 +166,9 @@ async def test_heartbeats_follow_the_cloud_and_silence_means_reconnect(cloud, se
 
 
 @pytest.mark.parametrize("how", ["close-4401", "http-401"])
-async def test_revocation_ends_the_channel(cloud, session, how) -> None:
+async def test_revocation_ends_the_channel(
+    cloud: ScriptedCloud, session: aiohttp.ClientSession, how: str
+) -> None:
     async def script(ws: web.WebSocketResponse, _: web.Request) -> None:
         await cloud.receive(ws)
         await ws.close(code=4401, message=b"token revoked")
@@ -175,7 +181,9 @@ async def test_revocation_ends_the_channel(cloud, session, how) -> None:
     assert cloud.connections == 1, "a revoked token is never retried"
 
 
-async def test_other_closes_are_retried_with_growing_capped_backoff(cloud, session) -> None:
+async def test_other_closes_are_retried_with_growing_capped_backoff(
+    cloud: ScriptedCloud, session: aiohttp.ClientSession
+) -> None:
     async def script(ws: web.WebSocketResponse, _: web.Request) -> None:
         await cloud.receive(ws)
         await ws.close(code=1011)
@@ -191,7 +199,7 @@ async def test_other_closes_are_retried_with_growing_capped_backoff(cloud, sessi
 
 
 async def test_a_malformed_hello_answer_still_connects_with_the_default_heartbeat(
-    cloud, session
+    cloud: ScriptedCloud, session: aiohttp.ClientSession
 ) -> None:
     async def script(ws: web.WebSocketResponse, _: web.Request) -> None:
         await cloud.receive(ws)

@@ -65,7 +65,8 @@ def raw_exchange(path: Path, line: bytes) -> dict[str, Any]:
         while chunk := sock.recv(65536):
             data += chunk
     assert data.endswith(b"\n")
-    return json.loads(data)
+    answer: dict[str, Any] = json.loads(data)
+    return answer
 
 
 async def test_a_request_gets_the_handlers_answer(daemon: FakeDaemon, sock_path: Path) -> None:

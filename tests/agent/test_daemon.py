@@ -9,7 +9,7 @@ import os
 import shutil
 import socket
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -47,10 +47,10 @@ SCHEDULE = ProvisioningConfig(
 
 
 @pytest.fixture
-def run_dir() -> AsyncIterator[Path]:
+def run_dir() -> Iterator[Path]:
     # A short path: a Unix socket's name has at most 107 bytes.
     path = Path(tempfile.mkdtemp(prefix="cad", dir="/tmp"))
-    yield path  # type: ignore[misc]
+    yield path
     shutil.rmtree(path, ignore_errors=True)
 
 
@@ -99,9 +99,13 @@ async def test_polls_on_schedule_then_hints_then_connects_with_the_token(
     async with daemon_running(tmp_path, run_dir) as (daemon, cloud, clock, url):
         await eventually(lambda: len(cloud.polls) == 1, what="the first poll")
         assert daemon.state is DeviceState.PROVISIONING
+
+        def polls_made(count: int) -> Callable[[], bool]:
+            return lambda: len(cloud.polls) == count
+
         for count in (2, 3, 4):
             await clock.skip_to_next_wake()
-            await eventually(lambda count=count: len(cloud.polls) == count)
+            await eventually(polls_made(count))
         # The first request at start, two more fast ones, then the hourly phase.
         assert [t - START for t in cloud.polls] == [0, 60, 120, 3720]
         status = daemon.status()
@@ -269,9 +273,14 @@ async def test_an_unhealthy_task_stops_the_watchdog_pings(
                 return messages
 
     seen: list[bytes] = []
+
+    def pinged() -> bool:
+        seen.extend(received())
+        return b"WATCHDOG=1" in seen
+
     with receiver:
         async with daemon_running(tmp_path, run_dir) as (daemon, _, clock, _):
-            await eventually(lambda: seen.extend(received()) or b"WATCHDOG=1" in seen)
+            await eventually(pinged)
             daemon.supervisor.backoff = Backoff(base=0.01, cap=0.01)
 
             async def wedged() -> None:

@@ -9,8 +9,9 @@ import shlex
 import socket
 import socketserver
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,7 +67,9 @@ def test_the_default_config_keeps_the_systemd_hint() -> None:
         (lambda p: p.mkdir() or p, "Is a directory"),
     ],
 )
-def test_an_unreadable_ca_file_says_so(config_path: Path, make, words: str) -> None:
+def test_an_unreadable_ca_file_says_so(
+    config_path: Path, make: Callable[[Path], Path], words: str
+) -> None:
     ca = make(config_path.parent / "ca.pem")
     config_path.write_text(
         config_path.read_text().replace(
@@ -102,7 +105,7 @@ def test_warnings_are_counted_never_all_passed() -> None:
     assert format_results([Check("a", "ok", "fine")]).splitlines()[-1] == "All checks passed."
 
 
-STATUS = {
+STATUS: dict[str, Any] = {
     "device_id": "cam-1",
     "kind": "camera",
     "name": "",

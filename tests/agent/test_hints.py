@@ -4,6 +4,7 @@ line, parses with camagent's own parser and names the same config, profile and d
 
 from __future__ import annotations
 
+import argparse
 import ast
 import html
 import re
@@ -24,7 +25,7 @@ INVOCATIONS = [
 ]
 
 
-def _parse(text: str, program: tuple[str, ...]) -> object:
+def _parse(text: str, program: tuple[str, ...]) -> argparse.Namespace:
     """The hint as a shell would split it, parsed by camagent's parser (stdin redirection
     is the shell's, not camagent's)."""
     words = shlex.split(text.split(" < ")[0])

@@ -28,7 +28,7 @@ def _args(tmp_path: Path, **kw: object) -> argparse.Namespace:
     return argparse.Namespace(**{**base, **kw})
 
 
-def test_generated_passwords_are_long_unambiguous_and_grouped():
+def test_generated_passwords_are_long_unambiguous_and_grouped() -> None:
     assert label.password_bits() >= 60
     seen = {label.generate_password() for _ in range(200)}
     assert len(seen) == 200
@@ -40,7 +40,9 @@ def test_generated_passwords_are_long_unambiguous_and_grouped():
     assert label.password_bits() == pytest.approx(15 * math.log2(31))
 
 
-def test_generate_writes_0640_and_never_overwrites_without_force(tmp_path, capsys):
+def test_generate_writes_0640_and_never_overwrites_without_force(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     svg = tmp_path / "label.svg"
     assert label.run(_args(tmp_path, generate=True, svg=svg)) == 0
     pw_file = tmp_path / "password"
@@ -59,7 +61,7 @@ def test_generate_writes_0640_and_never_overwrites_without_force(tmp_path, capsy
     assert texts == ["ID 00:11:22:33:44:55", f"PW {first.strip()}"]
 
 
-def test_generate_refuses_a_symlink_planted_where_the_file_goes(tmp_path):
+def test_generate_refuses_a_symlink_planted_where_the_file_goes(tmp_path: Path) -> None:
     target = tmp_path / "victim"
     target.write_text("keep me")
     (tmp_path / "password").symlink_to(target)
@@ -68,7 +70,7 @@ def test_generate_refuses_a_symlink_planted_where_the_file_goes(tmp_path):
     assert target.read_text() == "keep me"
 
 
-def test_an_existing_password_file_is_read_and_checked(tmp_path):
+def test_an_existing_password_file_is_read_and_checked(tmp_path: Path) -> None:
     with pytest.raises(CamagentError, match=r"does not exist.*--generate"):
         label.run(_args(tmp_path))
     (tmp_path / "password").write_text("\n")
@@ -87,7 +89,7 @@ def test_an_existing_password_file_is_read_and_checked(tmp_path):
 @pytest.mark.parametrize(
     "password", ["UH4YH-BEMUV-THWDS", 'a;b,c:d"e\\f', '"quoted"', "-starts-with-dash", "ünï 📷"]
 )
-def test_label_payload_reads_back_as_a_label(password):
+def test_label_payload_reads_back_as_a_label(password: str) -> None:
     text = label.payload(Label("cam:0042", password))
     payload = parse(text)
     assert payload.type == "label"
@@ -97,12 +99,12 @@ def test_label_payload_reads_back_as_a_label(password):
     assert payload.wifi is None
 
 
-def test_a_password_with_control_characters_makes_no_label():
+def test_a_password_with_control_characters_makes_no_label() -> None:
     with pytest.raises(CamagentError, match="control characters"):
         label.payload(Label("cam", "abc\x1b[2Jdef"))
 
 
-def test_png_is_a_png(tmp_path):
+def test_png_is_a_png(tmp_path: Path) -> None:
     png = tmp_path / "l.png"
     label.write_png(Label("cam", "PW"), label.payload(Label("cam", "PW")), png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -111,14 +113,16 @@ def test_png_is_a_png(tmp_path):
 # -- the label shows the password: its images are as private as the password file ---------
 
 
-def test_png_and_svg_are_created_0640_whatever_the_umask(tmp_path, monkeypatch):
+def test_png_and_svg_are_created_0640_whatever_the_umask(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import os
 
     png, svg = tmp_path / "l.png", tmp_path / "l.svg"
     seen: dict[str, int] = {}
     replace = os.replace
 
-    def spying_replace(src, dst):  # the file as it is the moment it gets its name
+    def spying_replace(src: str, dst: str) -> None:  # the file as it is the moment it gets its name
         seen[Path(dst).name] = stat.S_IMODE(os.stat(src).st_mode)
         replace(src, dst)
 
@@ -136,7 +140,7 @@ def test_png_and_svg_are_created_0640_whatever_the_umask(tmp_path, monkeypatch):
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_a_label_is_never_more_readable_than_its_password_file(tmp_path):
+def test_a_label_is_never_more_readable_than_its_password_file(tmp_path: Path) -> None:
     (tmp_path / "password").write_text("UH4YH-BEMUV-THWDS\n")
     (tmp_path / "password").chmod(0o600)
     svg = tmp_path / "l.svg"
@@ -147,7 +151,7 @@ def test_a_label_is_never_more_readable_than_its_password_file(tmp_path):
     assert "UH4YH-BEMUV-THWDS" in svg.read_text()
 
 
-def test_a_link_planted_at_the_label_path_is_replaced_not_followed(tmp_path):
+def test_a_link_planted_at_the_label_path_is_replaced_not_followed(tmp_path: Path) -> None:
     victim = tmp_path / "victim"
     victim.write_text("keep me")
     png = tmp_path / "l.png"
@@ -158,7 +162,7 @@ def test_a_link_planted_at_the_label_path_is_replaced_not_followed(tmp_path):
     assert stat.S_IMODE(png.stat().st_mode) == 0o640
 
 
-def test_a_label_that_cannot_be_written_says_where_and_leaves_nothing(tmp_path):
+def test_a_label_that_cannot_be_written_says_where_and_leaves_nothing(tmp_path: Path) -> None:
     (tmp_path / "password").write_text("UH4YH-BEMUV-THWDS\n")
     with pytest.raises(CamagentError, match=r"cannot write .*/missing/l\.png"):
         label.run(_args(tmp_path, png=tmp_path / "missing" / "l.png"))

@@ -85,7 +85,9 @@ def test_not_under_journal_when_stderr_has_no_file(monkeypatch: pytest.MonkeyPat
     assert under_journal() is False
 
 
-def make_record(level: int, message: str = "poll %d: %s", args: tuple = (3, "no token yet")):  # type: ignore[no-untyped-def]
+def make_record(
+    level: int, message: str = "poll %d: %s", args: tuple[object, ...] = (3, "no token yet")
+) -> logging.LogRecord:
     return logging.LogRecord("camagent", level, __file__, 1, message, args, None)
 
 
@@ -181,7 +183,7 @@ def _parse_native(datagram: bytes) -> dict[str, str]:
     return fields
 
 
-def test_native_journal_handler_sends_fields_with_context(tmp_path) -> None:
+def test_native_journal_handler_sends_fields_with_context(tmp_path: Path) -> None:
     import socket
 
     path = tmp_path / "journal.sock"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -43,16 +44,19 @@ else:
     print("OK")
 """
 
+# What `standins` gives: install(name, source, state) and the calls recorded so far.
+Standins = tuple[Callable[[str, str, dict[str, object]], None], Callable[[], list[list[str]]]]
+
 
 @pytest.fixture
-def standins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def standins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Standins:
     bindir = tmp_path / "bin"
     bindir.mkdir()
     log = tmp_path / "calls.jsonl"
     state = tmp_path / "state.json"
     state.write_text("{}")
 
-    def install(name: str, source: str, existing: dict) -> None:
+    def install(name: str, source: str, existing: dict[str, object]) -> None:
         script = bindir / name
         script.write_text(f"#!{sys.executable}\n{source}")
         script.chmod(0o755)
@@ -71,7 +75,9 @@ def standins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 HOSTILE = WifiNetwork('Café ";\\ $(reboot) `x`', 'p;a,s:s"w\\o r d $HOME', "WPA", hidden=True)
 
 
-def test_networkmanager_gets_argument_vectors_and_replaces_the_old_profile(standins):
+def test_networkmanager_gets_argument_vectors_and_replaces_the_old_profile(
+    standins: Standins,
+) -> None:
     install, calls = standins
     install(
         "nmcli",
@@ -104,7 +110,9 @@ def test_networkmanager_gets_argument_vectors_and_replaces_the_old_profile(stand
         ("nopass", []),
     ],
 )
-def test_networkmanager_security_kinds(standins, security, expected):
+def test_networkmanager_security_kinds(
+    standins: Standins, security: str, expected: list[str]
+) -> None:
     install, calls = standins
     install("nmcli", NMCLI, {})
     password = "" if security == "nopass" else ("abcde" if security == "WEP" else "longpassword")
@@ -116,7 +124,9 @@ def test_networkmanager_security_kinds(standins, security, expected):
         assert "wifi-sec.key-mgmt" not in add
 
 
-def test_a_refused_activation_is_a_clear_error(standins, monkeypatch):
+def test_a_refused_activation_is_a_clear_error(
+    standins: Standins, monkeypatch: pytest.MonkeyPatch
+) -> None:
     install, _ = standins
     install("nmcli", NMCLI, {})
     monkeypatch.setenv("STANDIN_FAIL_UP", "1")
@@ -124,7 +134,7 @@ def test_a_refused_activation_is_a_clear_error(standins, monkeypatch):
         wifi.apply(WifiNetwork("net", "longpassword", "WPA"))
 
 
-def test_wpa_supplicant_fallback(standins, tmp_path):
+def test_wpa_supplicant_fallback(standins: Standins, tmp_path: Path) -> None:
     install, calls = standins
     install("wpa_cli", WPA_CLI, {"0": "Home", "3": HOSTILE.ssid})
     sys_net = tmp_path / "net"
@@ -142,7 +152,7 @@ def test_wpa_supplicant_fallback(standins, tmp_path):
     assert recorded[-2:] == [["enable_network", "7"], ["save_config"]]
 
 
-def test_no_tool_and_no_interface_say_so(standins, tmp_path):
+def test_no_tool_and_no_interface_say_so(standins: Standins, tmp_path: Path) -> None:
     with pytest.raises(wifi.WifiError, match="neither NetworkManager"):
         wifi.apply(WifiNetwork("net", "longpassword", "WPA"))
     with pytest.raises(wifi.WifiError, match="no wireless interface"):
@@ -150,7 +160,9 @@ def test_no_tool_and_no_interface_say_so(standins, tmp_path):
 
 
 @pytest.mark.parametrize("value", ["--ask", "-a", "-", "--", "-h", "--help"])
-def test_values_that_look_like_options_stay_values(standins, tmp_path, value):
+def test_values_that_look_like_options_stay_values(
+    standins: Standins, tmp_path: Path, value: str
+) -> None:
     install, calls = standins
     install("nmcli", NMCLI, {value: ["802-11-wireless", value]})
     password = value + "-padding-to-8"
@@ -179,7 +191,9 @@ def test_values_that_look_like_options_stay_values(standins, tmp_path, value):
     "network",
     [WifiNetwork("net\x1b[2J", "longpassword", "WPA"), WifiNetwork("net", "long\npassword", "WPA")],
 )
-def test_control_characters_are_refused_before_any_tool_runs(standins, network):
+def test_control_characters_are_refused_before_any_tool_runs(
+    standins: Standins, network: WifiNetwork
+) -> None:
     install, calls = standins
     install("nmcli", NMCLI, {})
     with pytest.raises(wifi.WifiError, match="control characters"):

@@ -43,7 +43,7 @@ def payload(**changes: Any) -> dict[str, Any]:
     return data
 
 
-def signed(key: Ed25519PrivateKey = KEY, **changes: Any) -> str:
+def signed(key: Ed25519PrivateKey = KEY, /, **changes: Any) -> str:
     return sign_token(payload(**changes), key)
 
 

@@ -22,6 +22,7 @@ import pytest
 from aiohttp import web
 
 import cloud_mock.api
+import cloud_mock.app
 import cloud_mock.provisioning
 import cloud_mock.server
 from cloud_mock.conformance.documents import channel_contract, http_contract
@@ -52,7 +53,9 @@ def _on_prepare(violations: Violations) -> Any:
             headers = {k.lower(): v for k, v in response.headers.items()}
             if response.content_type and "content-type" not in headers:
                 headers["content-type"] = response.content_type
-            violations.add(where, contract.check_response(op, response.status, headers, body))
+            violations.add(
+                where, contract.check_response(op, response.status, headers, bytes(body))
+            )
         sent = request.get(BODY_KEY)
         if isinstance(sent, bytes) and response.status < 400:
             problems = contract.check_request_body(op, sent)
@@ -66,7 +69,7 @@ def _on_prepare(violations: Violations) -> Any:
 def contract_checked(monkeypatch: pytest.MonkeyPatch) -> Iterator[Violations]:
     violations = Violations()
     channel = channel_contract()
-    make_app = cloud_mock.server.make_app
+    make_app = cloud_mock.app.make_app  # what cloud_mock.server calls by this name
 
     def checked_app(*args: Any, **kwargs: Any) -> web.Application:
         app = make_app(*args, **kwargs)

@@ -220,7 +220,7 @@ async def test_a_claims_history_shows_only_the_polls_that_proved_its_key(
     assert [p["result"] for p in squat_polls] == ["token"]
     assert own_polls[0]["at"] < squat_polls[0]["at"]  # each its own poll, nothing else
     # The other polls are nobody's: counted for the operator, per result and minute.
-    aggregated = orgs.app[STORE].aggregated_polls()
+    aggregated = orgs.app[STORE].devices.aggregated_polls()
     assert sum(r.count for r in aggregated if r.result == "bad_proof") == 5
     assert {r.device_id for r in aggregated} == {""}
 
@@ -249,11 +249,11 @@ async def test_nobodys_polls_evict_no_history_and_a_claim_bounds_only_its_own_ro
     for _ in range(3 * 4):  # the squatter's own claim, proven again and again
         assert await poll(client, "made-up") == squat["token"]
     await settle(orgs)
-    assert [p.result for p in store.polls(own["camera_id"])] == ["token"]
-    assert [p.result for p in store.polls(other["camera_id"])] == ["token"]
-    assert len(store.polls(squat["camera_id"])) == 4
-    assert store.poll_rows_of_device(MAC) == 1 + 4  # the owner's row and the squatter's
-    assert len(store.aggregated_polls()) <= 3
+    assert [p.result for p in store.devices.polls(own["camera_id"])] == ["token"]
+    assert [p.result for p in store.devices.polls(other["camera_id"])] == ["token"]
+    assert len(store.devices.polls(squat["camera_id"])) == 4
+    assert store.devices.poll_rows_of_device(MAC) == 1 + 4  # the owner's row and the squatter's
+    assert len(store.devices.aggregated_polls()) <= 3
 
 
 @pytest.fixture
@@ -266,14 +266,14 @@ def bench_app(tmp_path: Path) -> web.Application:
 
 def _claim(store: Store, device_id: str, n: int, now: float, **changes: Any) -> None:
     org = f"org{n}"
-    store.upsert_org(org, False)
+    store.accounts.upsert_org(org, False)
     camera = Camera(
         f"{device_id}-{n}", org, device_id, "cam", now + n, f"{device_id}-j{n}", None, None,
         bytes([n + 1]) * 32, "token", now + n,
     )  # fmt: skip
-    store.insert_camera(camera)
+    store.devices.insert_camera(camera)
     if changes.get("proven"):
-        store.mark_proven(camera.camera_id, now + n)
+        store.devices.mark_proven(camera.camera_id, now + n)
 
 
 def test_a_poll_does_the_same_work_whatever_the_claims(
@@ -309,11 +309,11 @@ def test_a_poll_does_the_same_work_whatever_the_claims(
         def trace(sql: str, device_id: str = device_id) -> None:
             statements.append(sql.replace(device_id, "?"))
 
-        store._db.set_trace_callback(trace)
+        store.database.db.set_trace_callback(trace)
         outcome = provisioning._check(
             bench_app, PollRequest.build(b"w" * 32, device_id, int(time.time()), 0)
         )
-        store._db.set_trace_callback(None)
+        store.database.db.set_trace_callback(None)
         assert outcome.sealed is None
         work[case] = (list(statements), len(hmacs))
     assert len({json.dumps(w) for w in work.values()}) == 1, work

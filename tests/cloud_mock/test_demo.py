@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,11 @@ from agent.errors import CamagentError
 from cloud_mock import demo, sandbox
 
 
-def test_a_failed_demo_keeps_its_directory_and_names_it(monkeypatch, tmp_path, capsys):
+def test_a_failed_demo_keeps_its_directory_and_names_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.setattr(demo.signal, "signal", lambda *args: None)
+    monkeypatch.setattr(signal, "signal", lambda *args: None)
 
     def broken_cloud(directory: Path) -> Any:
         directory.mkdir(parents=True)
@@ -32,9 +35,11 @@ def test_a_failed_demo_keeps_its_directory_and_names_it(monkeypatch, tmp_path, c
     assert f"rm -r {workdir}" in err
 
 
-def test_a_demo_stopped_by_the_user_removes_its_directory(monkeypatch, tmp_path):
+def test_a_demo_stopped_by_the_user_removes_its_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.setattr(demo.signal, "signal", lambda *args: None)
+    monkeypatch.setattr(signal, "signal", lambda *args: None)
 
     def interrupted(directory: Path) -> Any:
         raise KeyboardInterrupt
@@ -44,7 +49,7 @@ def test_a_demo_stopped_by_the_user_removes_its_directory(monkeypatch, tmp_path)
     assert list(tmp_path.glob("camagent-demo-*")) == []
 
 
-def test_the_closing_hint_says_the_browser_warns_and_how_to_trust_the_ca(tmp_path):
+def test_the_closing_hint_says_the_browser_warns_and_how_to_trust_the_ca(tmp_path: Path) -> None:
     ca = tmp_path / "cloud" / "ca.pem"
     hint = demo.closing_hint(
         "https://127.0.0.1:1", "pw", tmp_path / "agent.toml", ["camagent"], ca_file=ca
@@ -88,7 +93,7 @@ class FakeCloud:
         self.process.polls = -100
 
 
-def test_the_demo_keeps_a_camera_without_a_token_in_its_fast_phase():
+def test_the_demo_keeps_a_camera_without_a_token_in_its_fast_phase() -> None:
     agent = FakeAgent(["fast", "slow", "fast"])
     said: list[str] = []
     demo._keep_fast(agent, FakeCloud(), said.append, check_every=0)  # type: ignore[arg-type]

@@ -6,7 +6,8 @@ import logging
 
 import pytest
 
-from cloud_mock.log_limit import LineBudget, RateLimitedLogger, RepeatFilter
+from agent.logging_setup import RepeatFilter
+from cloud_mock.log_limit import LineBudget, RateLimitedLogger
 
 
 class FakeClock:

@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from cloud_mock.testing import (
     start_mock_cloud,
 )
 from tests.cloud_mock.helpers import MAC, PASSWORD, poll_body, unseal, verify_token
+from tests.eventually import eventually
 
 
 def port_of(url: str) -> int:
@@ -181,14 +181,12 @@ def test_signal_shuts_down_cleanly_even_with_held_polls(
     result: dict[str, Any] = {}
     poller = threading.Thread(target=_held_poll, args=(cloud, result))
     poller.start()
-    # Let the poll reach the mock and be held: the subprocess offers nothing to wait on
-    # (the poll log records a poll when it ends).
-    time.sleep(0.5)
-    started = time.monotonic()
+    eventually(cloud.held_polls, until=lambda held: held == 1, what="the poll held by the mock")
     cloud.process.send_signal(signum)
-    assert cloud.process.wait(10) == 0
-    assert time.monotonic() - started < 5
-    poller.join(10)
+    # The poll is held for 60 s: ended well before that, the mock neither waited it out nor
+    # cut it off (it answers 204 at shutdown).
+    assert cloud.process.wait(30) == 0
+    poller.join(30)
     assert result["answer"] == (204, None)
     cloud.stop()
 

@@ -53,7 +53,7 @@ async def test_register_code_answers_code_expiry_and_url(
         "expires_at": pytest.approx(mock.clock.now() + DAY, abs=5),
         "activation_url": f"{mock.url}/registrators/activate?code={code}",
     }
-    stored = mock.app[STORE].get_activation(code)
+    stored = mock.app[STORE].registrators.get_activation(code)
     assert stored is not None
     assert (stored.device_id, stored.name, stored.version) == (NVR_ID, "NVR in the rack", "0.9.0")
     assert stored.checks == CHECKS
@@ -111,13 +111,13 @@ async def test_code_conflicts_renewals_and_the_five_newest(
     )
     assert (await nvr.register_code(client, code=code, secret=os.urandom(32)))[0] == 409
     # The same NVR sending it again (a retry) updates its details, not its expiry.
-    first = mock.app[STORE].get_activation(code)
+    first = mock.app[STORE].registrators.get_activation(code)
     assert first is not None
     mock.clock.advance(3600)
     status, again = await nvr.register_code(client, code=code, secret=secret, name="renamed")
     assert status == 201
     assert (again["code"], again["expires_at"]) == (code, first.expires_at)
-    assert mock.app[STORE].get_activation(code).name == "renamed"  # type: ignore[union-attr]
+    assert mock.app[STORE].registrators.get_activation(code).name == "renamed"  # type: ignore[union-attr]
     # Expired, it stays expired, whoever registers it: its text is free again only once
     # the code is forgotten (an hour later).
     mock.clock.advance(first.expires_at - mock.clock.now() + 1)
@@ -130,7 +130,7 @@ async def test_code_conflicts_renewals_and_the_five_newest(
     assert (await intruder.register_code(client, code=code))[0] == 201
 
     codes = [await nvr.code(client) for _ in range(7)]
-    kept = [a.code for a in mock.app[STORE].activations_of(NVR_ID)]
+    kept = [a.code for a in mock.app[STORE].registrators.activations_of(NVR_ID)]
     assert kept == codes[-5:]
 
 
@@ -344,7 +344,7 @@ async def test_concurrent_uses_of_one_token_link_exactly_once(
     answers = await asyncio.gather(*(n.register(client, made["token"]) for n in nvrs))
     statuses = sorted(status for status, _ in answers)
     assert statuses == [201] + [409] * 7
-    assert len(mock.app[STORE].registrators_of("demo")) == 1
+    assert len(mock.app[STORE].registrators.registrators_of("demo")) == 1
 
 
 async def test_registration_refused_when_its_maker_or_org_lost_the_right(
@@ -355,20 +355,20 @@ async def test_registration_refused_when_its_maker_or_org_lost_the_right(
         first = await registration_token(client, max_)
         second = await registration_token(client, max_)
         store = team.app[STORE]
-        user = store.get_user("max")
+        user = store.accounts.get_user("max")
         assert user is not None
-        store.upsert_user(dataclasses.replace(user, role="viewer"))
+        store.accounts.upsert_user(dataclasses.replace(user, role="viewer"))
         status, answer = await Nvr().register(client, first["token"])
         assert status == 403
         assert "'max'" in answer["error"]
         assert "may no longer add NVRs" in answer["error"]
 
-        store.upsert_user(user)
-        store.upsert_org("demo", False)
+        store.accounts.upsert_user(user)
+        store.accounts.upsert_org("demo", False)
         status, answer = await Nvr().register(client, second["token"])
         assert status == 403
         assert "business account" in answer["error"]
-        store.upsert_org("demo", True)
+        store.accounts.upsert_org("demo", True)
         # Refusals do not use the token up.
         assert (await Nvr().register(client, second["token"]))[0] == 201
 
@@ -390,8 +390,8 @@ async def test_a_device_linked_in_another_org_blocks_nothing_and_says_nothing(
         assert status == 201, answer
         assert set(answer) == {"registrator_id", "token"}  # as for a free ID
         store = team.app[STORE]
-        assert store.registrator_of("globex", NVR_ID).id == held["registrator_id"]  # type: ignore[union-attr]
-        assert store.registrator_of("demo", NVR_ID).id == answer["registrator_id"]  # type: ignore[union-attr]
+        assert store.registrators.registrator_of("globex", NVR_ID).id == held["registrator_id"]  # type: ignore[union-attr]
+        assert store.registrators.registrator_of("demo", NVR_ID).id == answer["registrator_id"]  # type: ignore[union-attr]
 
         # In demo, another secret cannot take the NVR from its registrator ...
         again = await registration_token(client, admin)
@@ -402,6 +402,6 @@ async def test_a_device_linked_in_another_org_blocks_nothing_and_says_nothing(
         # ... the same NVR (its secret) moves the link to the new registrator.
         status, moved = await owner.register(client, again["token"])
         assert status == 201, moved
-        linked = [r for r in store.registrators_of("demo") if r.device_id]
+        linked = [r for r in store.registrators.registrators_of("demo") if r.device_id]
         assert [r.id for r in linked] == [moved["registrator_id"]]
-        assert store.registrator_of("globex", NVR_ID) is not None  # untouched
+        assert store.registrators.registrator_of("globex", NVR_ID) is not None  # untouched

@@ -98,7 +98,7 @@ async def test_a_squatter_refreshing_its_code_for_days_keeps_no_nvr_out(
     again every 23 h (the NVR's registrations were refused at 23, 46 and 69 h)."""
     squatter, nvr = Nvr(), Nvr()
     held = await squatter.code(client)
-    first = mock.app[STORE].get_activation(held)
+    first = mock.app[STORE].registrators.get_activation(held)
     assert first is not None
     rid = (await add_registrator(client, auth, name="late"))["id"]
     for hour in (23, 46, 69):
@@ -138,7 +138,7 @@ async def test_expired_codes_are_forgotten_after_an_hour_and_used_ones_kept(
     store, housekeeping = mock.app[STORE], mock.app[HOUSEKEEPING]
     mock.clock.advance(DAY + 1)
     housekeeping.tick()
-    assert store.get_activation(unused) is not None  # says "expired" for a while
+    assert store.registrators.get_activation(unused) is not None  # says "expired" for a while
     other_rid = (await add_registrator(client, auth, name="other"))["id"]
     status, _ = await call(
         client, "GET", f"/v1/registrators/{other_rid}/activation", auth, params={"code": unused}
@@ -146,8 +146,8 @@ async def test_expired_codes_are_forgotten_after_an_hour_and_used_ones_kept(
     assert status == 410
     mock.clock.advance(CODE_GRACE_S)
     assert nvr_device.prune(store, mock.clock.now()) == 1
-    assert store.get_activation(unused) is None
-    assert store.get_activation(used) is not None
+    assert store.registrators.get_activation(unused) is None
+    assert store.registrators.get_activation(used) is not None
     assert (await call(client, "GET", path, auth, params={"code": used}))[0] == 200
 
 
@@ -165,7 +165,7 @@ async def test_a_squatters_token_link_keeps_neither_the_owners_code_nor_its_toke
     made = await registration_token(client, squatter)
     status, held = await fake.register(client, made["token"])
     assert status == 201, held
-    assert team.app[STORE].get_activation(code) is not None  # the NVR's code stays
+    assert team.app[STORE].registrators.get_activation(code) is not None  # the NVR's code stays
     rid, status, body = await activate(client, owner, code)
     assert status == 200, body
     status, answer = await poll(client, team, nvr.secret)
@@ -261,16 +261,16 @@ async def test_a_link_made_before_secrets_were_recorded_holds_nothing(
     status, old = await Nvr().register(client, made["token"])
     assert status == 201
     store = mock.app[STORE]
-    store._db.execute(  # as the migration leaves a link of an earlier mock
+    store.database.db.execute(  # as the migration leaves a link of an earlier mock
         "UPDATE registrators SET secret_hash = NULL WHERE id = ?", (old["registrator_id"],)
     )
     again = await registration_token(client, auth)
     status, new = await Nvr().register(client, again["token"])
     assert status == 201, new
-    linked = store.registrator_of("demo", NVR_ID)
+    linked = store.registrators.registrator_of("demo", NVR_ID)
     assert linked is not None
     assert linked.id == new["registrator_id"]
-    was = store.get_registrator(old["registrator_id"])
+    was = store.registrators.get_registrator(old["registrator_id"])
     assert was is not None
     assert was.device_id is None
 
@@ -407,7 +407,7 @@ async def test_unused_codes_together_are_bounded_until_the_expired_go(
     mock.clock.advance(DAY + CODE_GRACE_S + 1)  # expired and past their grace: pruned
     async with client_from(mock, addresses[-1]) as client:
         assert (await Nvr("02:00:00:00:00:99").register_code(client))[0] == 201
-    assert mock.app[STORE].unused_codes() == 1
+    assert mock.app[STORE].registrators.unused_codes() == 1
 
 
 @pytest.mark.parametrize(

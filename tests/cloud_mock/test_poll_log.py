@@ -31,18 +31,18 @@ async def test_rows_are_written_after_the_current_step_in_one_batch(store: Store
     writer = PollLog(store, trace=True)
     for n in range(3):
         writer.record(poll(n), None)
-    assert store.poll_log_rows() == 0  # nothing on the answer's path
+    assert store.devices.poll_log_rows() == 0  # nothing on the answer's path
     await asyncio.sleep(0)
-    assert [(p.result, p.count) for p in store.aggregated_polls()] == [("unknown", 3)]
-    assert len(store.traced_polls()) == 3
+    assert [(p.result, p.count) for p in store.devices.aggregated_polls()] == [("unknown", 3)]
+    assert len(store.devices.traced_polls()) == 3
 
 
 async def test_without_test_hooks_nothing_is_traced(store: Store) -> None:
     writer = PollLog(store, trace=False)
     writer.record(poll(1), None)
     await asyncio.sleep(0)
-    assert store.traced_polls() == []
-    assert store.poll_log_rows() == 1
+    assert store.devices.traced_polls() == []
+    assert store.devices.poll_log_rows() == 1
 
 
 async def test_pending_rows_are_bounded_and_drops_complained_about_once(
@@ -56,7 +56,7 @@ async def test_pending_rows_are_bounded_and_drops_complained_about_once(
     assert writer.dropped == 6
     assert len([r for r in caplog.records if "dropped" in r.message]) == 1
     await asyncio.sleep(0)
-    assert len(store.traced_polls()) == 4
+    assert len(store.devices.traced_polls()) == 4
 
 
 async def test_a_failing_write_loses_the_batch_not_the_poll(
@@ -65,7 +65,7 @@ async def test_a_failing_write_loses_the_batch_not_the_poll(
     def broken(*args: object, **kwargs: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(store, "log_polls", broken)
+    monkeypatch.setattr(store.devices, "log_polls", broken)
     writer = PollLog(store, trace=False)
     with caplog.at_level(logging.WARNING, "cloud_mock.provisioning"):
         for n in range(3):
@@ -97,48 +97,48 @@ async def test_a_poll_leaves_rows_only_for_the_claims_whose_key_it_proved(store:
     wrong = PollRecord("02:00:00:00:00:01", 61.0, "bad_proof", 0, 0.0)
     writer.record(wrong, provisioning._Outcome("bad_proof", None, _verdict(None, [])))
     await asyncio.sleep(0)
-    assert [p.result for p in store.polls("a")] == ["none"]  # proved, a newer claim won
-    assert [p.result for p in store.polls("b")] == ["token"]
-    assert store.polls("c") == []  # a claim of the device this poll did not prove
-    assert [(p.result, p.count) for p in store.aggregated_polls()] == [("bad_proof", 1)]
+    assert [p.result for p in store.devices.polls("a")] == ["none"]  # proved, a newer claim won
+    assert [p.result for p in store.devices.polls("b")] == ["token"]
+    assert store.devices.polls("c") == []  # a claim of the device this poll did not prove
+    assert [(p.result, p.count) for p in store.devices.aggregated_polls()] == [("bad_proof", 1)]
 
 
 def test_each_claim_keeps_its_own_newest_rows(store: Store) -> None:
-    store.upsert_org("o1", False)
-    store.upsert_org("o2", False)
-    store.insert_camera(_camera("a", "o1"))
-    store.insert_camera(_camera("b", "o2"))
-    store.log_polls([PollRecord("02:00:00:00:00:01", 1.0, "token", 0, 0.0, "a")], [])
+    store.accounts.upsert_org("o1", False)
+    store.accounts.upsert_org("o2", False)
+    store.devices.insert_camera(_camera("a", "o1"))
+    store.devices.insert_camera(_camera("b", "o2"))
+    store.devices.log_polls([PollRecord("02:00:00:00:00:01", 1.0, "token", 0, 0.0, "a")], [])
     noisy = [PollRecord("02:00:00:00:00:01", float(i), "token", 0, 0.0, "b") for i in range(50)]
-    store.log_polls(noisy, [], per_claim=5)
-    assert [p.at for p in store.polls("b")] == [45.0, 46.0, 47.0, 48.0, 49.0]
-    assert [p.at for p in store.polls("a")] == [1.0]  # b's rows never push a's out
-    assert store.poll_rows_of_device("02:00:00:00:00:01") == 6
+    store.devices.log_polls(noisy, [], per_claim=5)
+    assert [p.at for p in store.devices.polls("b")] == [45.0, 46.0, 47.0, 48.0, 49.0]
+    assert [p.at for p in store.devices.polls("a")] == [1.0]  # b's rows never push a's out
+    assert store.devices.poll_rows_of_device("02:00:00:00:00:01") == 6
 
 
 def test_pruning_by_count_touches_only_the_rows_that_are_nobodys(store: Store) -> None:
-    store.upsert_org("o1", False)
-    store.insert_camera(_camera("a", "o1"))
-    store.log_polls(
+    store.accounts.upsert_org("o1", False)
+    store.devices.insert_camera(_camera("a", "o1"))
+    store.devices.log_polls(
         [
             PollRecord("02:00:00:00:00:01", 100.0, "token", 0, 0.0, "a"),
             PollRecord("02:00:00:00:00:09", 101.0, "token", 0, 0.0, "gone"),  # deleted since
         ],
         [Aggregated("unknown", 60.0 * n, 1) for n in range(2, 12)],
     )
-    assert store.prune_poll_log(older_than=0.0, keep=3) == 8  # 7 aggregates + the orphan
-    assert [p.result for p in store.polls("a")] == ["token"]
-    assert [p.at for p in store.aggregated_polls()] == [540.0, 600.0, 660.0]
-    assert store.prune_poll_log(older_than=200.0, keep=3) == 1  # by age: the claim row too
-    assert store.polls("a") == []
+    assert store.devices.prune_poll_log(older_than=0.0, keep=3) == 8  # 7 aggregates + the orphan
+    assert [p.result for p in store.devices.polls("a")] == ["token"]
+    assert [p.at for p in store.devices.aggregated_polls()] == [540.0, 600.0, 660.0]
+    assert store.devices.prune_poll_log(older_than=200.0, keep=3) == 1  # by age: the claim row too
+    assert store.devices.polls("a") == []
 
 
 def test_deleting_a_camera_deletes_its_history(store: Store) -> None:
-    store.upsert_org("o1", False)
-    store.insert_camera(_camera("a", "o1"))
-    store.log_polls([PollRecord("02:00:00:00:00:01", 100.0, "token", 0, 0.0, "a")], [])
-    store.delete_camera("a", at=200.0)
-    assert store.poll_log_rows() == 0
+    store.accounts.upsert_org("o1", False)
+    store.devices.insert_camera(_camera("a", "o1"))
+    store.devices.log_polls([PollRecord("02:00:00:00:00:01", 100.0, "token", 0, 0.0, "a")], [])
+    store.devices.delete_camera("a", at=200.0)
+    assert store.devices.poll_log_rows() == 0
 
 
 async def test_with_a_clock_the_writer_prunes_after_writing(
@@ -150,4 +150,4 @@ async def test_with_a_clock_the_writer_prunes_after_writing(
     for n in range(5):  # five periods, one aggregated row each
         writer.record(PollRecord("", time.time() - 60.0 * n, "unknown", 0, 0.0), None)
         await asyncio.sleep(0)
-    assert store.poll_log_rows() == 2
+    assert store.devices.poll_log_rows() == 2

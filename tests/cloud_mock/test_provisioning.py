@@ -176,7 +176,8 @@ async def test_long_poll_wakes_when_camera_is_added(
     client: aiohttp.ClientSession, auth: dict[str, str], mock: RunningMock
 ) -> None:
     poll_task = asyncio.create_task(do_poll(client, poll_body(MAC, PASSWORD, wait=10)))
-    # The add comes 0.3 s into the hold: the log's held_s is checked against it below.
+    # Time is the subject: the add comes 0.3 s into the hold; the log's held_s is checked
+    # against it below.
     await asyncio.sleep(0.3)
     assert not poll_task.done()
     camera = await add_camera(client, auth)

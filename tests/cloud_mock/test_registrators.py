@@ -336,11 +336,11 @@ async def test_settings_applied_live_or_on_the_next_hello(
             "archive": {"enabled": False, "days": 7},
         }
 
-        async def registrator() -> Any:
+        async def shown() -> Any:
             return (await call(client, "GET", f"/v1/registrators/{rid}", auth))[1]
 
         await eventually_async(
-            registrator,
+            shown,
             until=lambda shown: shown["settings_pending"] is False,
             timeout=5,
             interval=0.02,
@@ -433,7 +433,7 @@ async def test_activated_nvr_connects_with_the_polled_token(
     # Deleting it also withdraws the token from the provisioning service.
     assert (await call(client, "DELETE", f"/v1/registrators/{rid}", auth))[0] == 204
     assert (await nvr.poll(client, nvr.secrets[code]))[0] == 204
-    assert mock.app[STORE].provisioning_entry(NVR_ID) is None
+    assert mock.app[STORE].devices.provisioning_entry(NVR_ID) is None
 
 
 async def test_registration_tokens_list_and_revoke(

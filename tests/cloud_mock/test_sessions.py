@@ -261,11 +261,14 @@ def test_store_from_before_the_session_indexes_opens_and_keeps_sessions(tmp_path
     db.close()
     store = Store.open_in(tmp_path)
     try:
-        assert store.get_session("s1") == Session("s1", "u", "d", "sw", 1.0, 10.0)
-        assert store.delete_idle_sessions(active_since=15.0) == 1
-        assert [s.id for s in store.sessions_of("u")] == ["s2"]
+        assert store.accounts.get_session("s1") == Session("s1", "u", "d", "sw", 1.0, 10.0)
+        assert store.accounts.delete_idle_sessions(active_since=15.0) == 1
+        assert [s.id for s in store.accounts.sessions_of("u")] == ["s2"]
         indexes = {
-            row[0] for row in store._db.execute("SELECT name FROM sqlite_master WHERE type='index'")
+            row[0]
+            for row in store.database.db.execute(
+                "SELECT name FROM sqlite_master WHERE type='index'"
+            )
         }
         assert {"sessions_last_activity", "sessions_login"} <= indexes
     finally:

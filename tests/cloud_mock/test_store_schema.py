@@ -77,18 +77,18 @@ def _old_database(path: Path) -> None:
 
 def test_a_new_database_is_at_the_newest_version(tmp_path: Path) -> None:
     store = Store.open_in(tmp_path)
-    assert schema_version(store._db) == len(MIGRATIONS)
+    assert schema_version(store.database.db) == len(MIGRATIONS)
     store.close()
 
 
 def test_an_unversioned_database_is_migrated_without_losing_rows(tmp_path: Path) -> None:
     _old_database(tmp_path / DB_NAME)
     store = Store.open_in(tmp_path)
-    assert schema_version(store._db) == len(MIGRATIONS)
-    assert store.get_user("bob") == User("bob", "other", "viewer", "h2", 3)
-    assert [s.id for s in store.sessions_of("admin")] == ["s1"]
-    assert store.org_is_business("other") is False
-    door = store.get_camera("c1")
+    assert schema_version(store.database.db) == len(MIGRATIONS)
+    assert store.accounts.get_user("bob") == User("bob", "other", "viewer", "h2", 3)
+    assert [s.id for s in store.accounts.sessions_of("admin")] == ["s1"]
+    assert store.accounts.org_is_business("other") is False
+    door = store.devices.get_camera("c1")
     assert door is not None
     assert (door.device_id, door.name, door.token_jti, door.hello_at) == (
         "aa:bb:cc:dd:ee:01",
@@ -98,26 +98,26 @@ def test_an_unversioned_database_is_migrated_without_losing_rows(tmp_path: Path)
     )
     # Each camera became its org's claim, with the K and token of its provisioning entry.
     assert (door.key, door.token, door.claimed_at, door.proven_at) == (b"kk", "token-1", 10.0, 11.0)
-    yard = store.get_camera("c2")
+    yard = store.devices.get_camera("c2")
     assert yard is not None
     assert (yard.key, yard.token, yard.proven_at) == (b"ll", "token-2", None)
-    assert [c.camera_id for c in store.claims_on("aa:bb:cc:dd:ee:02")] == ["c2"]
-    assert store.provisioning_entry("aa:bb:cc:dd:ee:01") is None  # NVR entries only now
-    assert store.is_revoked("old-jti")
-    assert [p.result for p in store.polls("c1")] == ["token"]
-    assert [p.result for p in store.traced_polls("aa:bb:cc:dd:ee:01")] == ["token"]
-    assert store.settings() == {"captcha": "always"}
-    rack = store.get_registrator("r1")
+    assert [c.camera_id for c in store.devices.claims_on("aa:bb:cc:dd:ee:02")] == ["c2"]
+    assert store.devices.provisioning_entry("aa:bb:cc:dd:ee:01") is None  # NVR entries only now
+    assert store.devices.is_revoked("old-jti")
+    assert [p.result for p in store.devices.polls("c1")] == ["token"]
+    assert [p.result for p in store.devices.traced_polls("aa:bb:cc:dd:ee:01")] == ["token"]
+    assert store.accounts.settings() == {"captcha": "always"}
+    rack = store.registrators.get_registrator("r1")
     assert rack is not None
     assert (rack.broadcast, rack.device_id, rack.token_jti) == ({"enabled": True}, "nvr-1", "jr")
-    code = store.get_activation("AAAA-BBBB-CCCC")
+    code = store.registrators.get_activation("AAAA-BBBB-CCCC")
     assert code is not None
     assert code.secret == b"ss"
-    assert store.registration_token_by_hash("th") is not None
+    assert store.registrators.registration_token_by_hash("th") is not None
     store.close()
     # Opening again runs nothing twice.
     store = Store.open_in(tmp_path)
-    assert store.get_camera("c1") is not None
+    assert store.devices.get_camera("c1") is not None
     store.close()
 
 
@@ -131,18 +131,18 @@ def test_a_newer_database_is_refused(tmp_path: Path) -> None:
 
 def test_rows_map_to_dataclasses_by_field_types(tmp_path: Path) -> None:
     store = Store.open_in(tmp_path)
-    store.upsert_org("demo", True)
+    store.accounts.upsert_org("demo", True)
     registrator = Registrator("r1", "demo", "n", "", "virtual", 1.0, {"a": [1]}, {"days": 7})
-    store.add_registrator(registrator)
-    store.update_registrator("r1", cameras=[{"id": "x"}], pending_configure=True)
-    got = store.get_registrator("r1")
+    store.registrators.add_registrator(registrator)
+    store.registrators.update_registrator("r1", cameras=[{"id": "x"}], pending_configure=True)
+    got = store.registrators.get_registrator("r1")
     assert got is not None
     assert got.broadcast == {"a": [1]}
     assert got.cameras == [{"id": "x"}]
     assert got.pending_configure is True
     code = Activation("AAAA-BBBB-CCCC", "d", b"\x00\x01", "n", "v", [{"name": "c"}], 1.0, 2.0)
-    store.insert_activation(code)
-    row = store._db.execute("SELECT * FROM activations").fetchone()
+    store.registrators.insert_activation(code)
+    row = store.database.db.execute("SELECT * FROM activations").fetchone()
     assert from_row(Activation, row) == code
     store.close()
 
@@ -154,7 +154,7 @@ def test_files_are_private_also_in_an_existing_lax_directory(tmp_path: Path) -> 
     (data_dir / DB_NAME).touch(mode=0o644)
     (data_dir / DB_NAME).chmod(0o644)
     store = Store.open_in(data_dir)
-    store.upsert_org("demo", True)  # the WAL exists now
+    store.accounts.upsert_org("demo", True)  # the WAL exists now
     assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
     for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm"):
         assert stat.S_IMODE((data_dir / name).stat().st_mode) == 0o600, name

@@ -139,8 +139,8 @@ async def test_fixture_users_and_roles(tmp_path: Path) -> None:
     )
     running = await start(mock_options(tmp_path / "cloud", fixtures=fixtures))
     try:
-        assert running.app[STORE].settings() == {"captcha": "off", "max_sessions": 5}
-        assert running.app[STORE].org_is_business("acme") is False
+        assert running.app[STORE].accounts.settings() == {"captcha": "off", "max_sessions": 5}
+        assert running.app[STORE].accounts.org_is_business("acme") is False
         async with client_for(running) as client:
             vera = await login(client, running.data_dir, login_name="vera", password="viewer-pass")
             olga = await login(client, running.data_dir, login_name="olga", password="owner-pass")
@@ -194,8 +194,8 @@ async def test_fixtures_may_put_users_in_demo_and_take_its_business_account(
     running = await start(mock_options(tmp_path / "cloud", fixtures=fixtures))
     try:
         store = running.app[STORE]
-        assert store.org_is_business("demo") is False
-        admin = store.get_user("admin")
+        assert store.accounts.org_is_business("demo") is False
+        admin = store.accounts.get_user("admin")
         assert admin is not None
         assert (admin.org, admin.role) == ("demo", "owner")
         async with client_for(running) as client:

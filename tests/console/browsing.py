@@ -145,7 +145,8 @@ class Tab:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         png = self.page.screenshot(full_page=True)
         path = SCREENSHOTS / f"{name}.png"
-        with Image.open(io.BytesIO(png)) as image:
+        with Image.open(io.BytesIO(png)) as opened:
+            image: Image.Image = opened
             viewport = self.page.viewport_size
             if viewport and image.width >= 2 * viewport["width"]:
                 # A phone's 3x pixels: half of them is plenty to read.
@@ -201,6 +202,7 @@ def wait_for_activation(agent: sandbox.Agent, timeout: float = 20) -> dict[str, 
         interval=0.1,
         what="an activation code in status",
     )
+    assert activation is not None
     return dict(activation)
 
 

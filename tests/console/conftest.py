@@ -66,6 +66,7 @@ class Browserless:
         headers: dict[str, str] | None = None,
     ) -> Reply:
         url = urllib.parse.urlsplit(self.cloud.url)
+        assert url.hostname is not None, self.cloud.url
         connection = http.client.HTTPSConnection(
             url.hostname, url.port, context=self.cloud.ssl_context(), timeout=30
         )

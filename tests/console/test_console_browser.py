@@ -114,7 +114,9 @@ def test_login_without_and_with_captcha(new_tab: Callable[[], Tab], cloud: MockC
         expect(image).to_be_visible()
         first = image.get_attribute("data-captcha-id")
         assert first
-        assert image.get_attribute("src", timeout=1000).startswith("data:image/png")
+        src = image.get_attribute("src", timeout=1000)
+        assert src is not None
+        assert src.startswith("data:image/png")
         page.get_by_role("button", name="Refresh captcha").click()
         expect(image).not_to_have_attribute("data-captcha-id", first)
         captcha_id = image.get_attribute("data-captcha-id")
@@ -480,10 +482,13 @@ def registrator_page(tab: Tab, cloud: MockCloud, nvr: sandbox.Agent, registrator
     status, _ = cloud.request("GET", f"/v1/registrators/{registrator_id}", session=session)
     assert status == 404
     # The NVR's channel was closed with "revoked": it leaves the connected state.
-    deadline = time.monotonic() + 15
-    while nvr.status()["state"] == "connected":
-        assert time.monotonic() < deadline, nvr.status()
-        time.sleep(0.1)
+    eventually(
+        lambda: nvr.status()["state"],
+        until=lambda s: s != "connected",
+        timeout=15,
+        interval=0.1,
+        what="the NVR leaving connected",
+    )
 
 
 def test_registration_token_tab(new_tab: Callable[[], Tab]) -> None:

@@ -131,7 +131,7 @@ def test_the_add_form_says_when_a_camera_connects_and_how_to_hurry_it() -> None:
 
 
 def test_a_left_over_registrator_says_why_and_offers_no_setup() -> None:
-    left_over = {
+    left_over: dict[str, Any] = {
         "id": "r1",
         "name": "Rack",
         "note": "",

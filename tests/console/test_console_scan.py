@@ -102,7 +102,7 @@ def fake_camera_y4m(label: Path, path: Path, angle: float = 4.0) -> Path:
         np.stack([110 + grain * 0.6, 150 + grain, 185 + grain], axis=-1), 0, 255
     ).astype(np.uint8)  # BGR: brown
     with Image.open(label) as image:
-        card = image.convert("RGBA").rotate(angle, expand=True, resample=Image.BICUBIC)
+        card = image.convert("RGBA").rotate(angle, expand=True, resample=Image.Resampling.BICUBIC)
     with path.open("wb") as out:
         out.write(f"YUV4MPEG2 W{width} H{height} F10:1 Ip A1:1 C420jpeg\n".encode())
         for frame in range(FRAMES):

@@ -22,6 +22,7 @@ from cloud_mock.server import RunningMock, start
 from tests.cloud_mock.conftest import client_for, mock_options
 from tests.cloud_mock.helpers import login
 from tests.cloud_mock.nvr_helpers import NVR_ID, call, linked_nvr
+from tests.eventually import eventually_async
 
 CAMERA_ID = "02:00:00:c0:ff:ee"
 
@@ -82,10 +83,7 @@ async def _answer(name: str, args: dict[str, Any]) -> tuple[bool, Any]:
 
 
 async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
-        await asyncio.sleep(0.02)
+    await eventually_async(condition, timeout=timeout, interval=0.02, what="condition")
 
 
 def _assert_conforms(frames: Frames) -> None:

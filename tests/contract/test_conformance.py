@@ -241,7 +241,7 @@ def _unsigned(monkeypatch: pytest.MonkeyPatch, app: web.Application) -> None:
 
 
 def _replay_accepted(monkeypatch: pytest.MonkeyPatch, app: web.Application) -> None:
-    monkeypatch.setattr(cloud_mock.store.Store, "remember_nonce", lambda *_: True)
+    monkeypatch.setattr(cloud_mock.store.DevicesStore, "remember_nonce", lambda *_: True)
 
 
 def _error_500_on_bad_input(monkeypatch: pytest.MonkeyPatch, app: web.Application) -> None:

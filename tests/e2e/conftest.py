@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,10 @@ import pytest
 from cloud_mock import sandbox
 
 _ids = itertools.count(1)
+
+# What the fixtures below hand a test
+AddCamera = Callable[..., dict[str, Any]]
+RunCli = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture
@@ -66,7 +72,7 @@ def fleet(tmp_path: Path, cloud: sandbox.Cloud) -> Iterator[Fleet]:
 
 
 @pytest.fixture
-def add_camera(cloud: sandbox.Cloud, session: str) -> Callable[..., dict[str, Any]]:
+def add_camera(cloud: sandbox.Cloud, session: str) -> AddCamera:
     def add(device_id: str, password: str, name: str = "test camera") -> dict[str, Any]:
         status, body = cloud.request(
             "POST",
@@ -87,10 +93,7 @@ def polls(cloud: sandbox.Cloud, device_id: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def run_cli() -> Callable[..., Any]:
-    import subprocess
-    import sys
-
+def run_cli() -> RunCli:
     def run(config: Path | None, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
         argv = [sys.executable, "-m", "agent"]
         if config is not None:

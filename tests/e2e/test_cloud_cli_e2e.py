@@ -28,6 +28,8 @@ from agent.provisioning.wire import derive_key, unseal_token
 from agent.token_codec import parse_claims
 from cloud_mock import sandbox
 from cloud_mock.testing import MockCloud, mock_env, start_mock_cloud
+from tests.e2e.conftest import Fleet
+from tests.eventually import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -49,7 +51,7 @@ PROGRAM = shlex.join([sys.executable, "-m", "agent"])  # how cli() runs it: what
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockCloud]:
     root = tmp_path_factory.mktemp("cloud")
     fixtures = root / "fixtures.json"
-    users = [
+    users: list[dict[str, object]] = [
         {"login": login, "password": pw, "org": "demo", "role": "owner"}
         for login, pw in USERS.items()
     ]
@@ -483,7 +485,9 @@ def test_nvr_register_through_the_profile(tmp_path: Path, cloud: MockCloud, home
 # -- finder push --profile: the device checks the password before the cloud hears of it ------
 
 
-def test_finder_push_with_a_wrong_then_the_right_password(home, cloud, fleet):
+def test_finder_push_with_a_wrong_then_the_right_password(
+    home: Path, cloud: MockCloud, fleet: Fleet
+) -> None:
     from tests.e2e.test_local_api_e2e import start_device
 
     assert login(home, "ann").returncode == 0
@@ -511,7 +515,9 @@ def test_finder_push_with_a_wrong_then_the_right_password(home, cloud, fleet):
     assert camera["name"] == "lobby"
 
 
-def test_finder_push_over_a_waiting_camera_says_it_corrected_its_password(home, cloud, fleet):
+def test_finder_push_over_a_waiting_camera_says_it_corrected_its_password(
+    home: Path, cloud: MockCloud, fleet: Fleet
+) -> None:
     """Issue 26: the camera was added earlier with a typo; the push corrects that claim's
     password, and says so, instead of saying "added"."""
     from tests.e2e.test_local_api_e2e import start_device
@@ -527,7 +533,7 @@ def test_finder_push_over_a_waiting_camera_says_it_corrected_its_password(home, 
     agent.wait_for_state("connected", timeout=TIMEOUT)
 
 
-def test_one_ctrl_c_ends_finder_push_at_its_password_prompt(home, fleet):
+def test_one_ctrl_c_ends_finder_push_at_its_password_prompt(home: Path, fleet: Fleet) -> None:
     """The prompt waits inside the finder's asyncio loop: one Ctrl-C (here the byte a
     terminal turns into SIGINT) must end it, with exit 130 and no traceback."""
     from tests.e2e.test_local_api_e2e import start_device
@@ -544,10 +550,13 @@ def test_one_ctrl_c_ends_finder_push_at_its_password_prompt(home, fleet):
     try:
         dialog.expect(r"Password of device \S+ \(user admin\): ")
         os.write(master, b"\x03")  # Ctrl-C, once
-        deadline = time.monotonic() + TIMEOUT
-        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0:
-            assert time.monotonic() < deadline, "one Ctrl-C did not end the prompt"
-            time.sleep(0.05)
+        done = eventually(
+            lambda: os.waitpid(pid, os.WNOHANG),
+            until=lambda d: d[0] != 0,
+            timeout=TIMEOUT,
+            interval=0.05,
+            what="one Ctrl-C ending the prompt",
+        )
         pid = 0
         assert os.waitstatus_to_exitcode(done[1]) == 130
     finally:

@@ -372,12 +372,13 @@ async def browse_for(device_id: str, want_state: str, timeout: float = 20.0) -> 
         return None
 
     try:
-        found: dict[str, str] = await eventually_async(
+        found = await eventually_async(
             announced,
             timeout=timeout,
             interval=0.2,
             what=f"{device_id} announced in state {want_state}",
         )
+        assert found is not None  # eventually returns only a truthy answer
         return found
     finally:
         await browser.async_cancel()

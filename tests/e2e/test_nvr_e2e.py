@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cloud_mock import sandbox
+from tests.e2e.conftest import Fleet, RunCli
 from tests.eventually import eventually
 
 pytestmark = pytest.mark.e2e
@@ -24,21 +27,23 @@ onvif_url = "http://10.1.1.6/onvif/device_service"
 """
 
 
-def nvr_config(fleet, **options):
+def nvr_config(fleet: Fleet, **options: Any) -> tuple[Path, str, str]:
     options.setdefault("fast_interval", 3.0)
     options.setdefault("long_poll", 2.0)
     return fleet.configure(kind="nvr", password="unused", extra=CAMERAS, **options)
 
 
-def wait_for_code(agent, timeout: float = 15) -> dict:
+def wait_for_code(agent: sandbox.Agent, timeout: float = 15) -> dict[str, Any]:
     status = eventually(
         agent.status, until=lambda s: s.get("activation"), timeout=timeout, what="activation code"
     )
     assert status["state"] == "awaiting_activation"
-    return status["activation"]
+    return dict(status["activation"])
 
 
-def new_registrator(cloud, session, name="Server room") -> dict:
+def new_registrator(
+    cloud: sandbox.Cloud, session: str, name: str = "Server room"
+) -> dict[str, Any]:
     status, body = cloud.request(
         "POST",
         "/v1/registrators",
@@ -46,20 +51,25 @@ def new_registrator(cloud, session, name="Server room") -> dict:
         session=session,
     )
     assert status == 201, body
-    return body
+    return dict(body)
 
 
-def wait_online(cloud, session, registrator_id, timeout=5.0) -> dict:
-    return eventually(
+def wait_online(
+    cloud: sandbox.Cloud, session: str, registrator_id: str, timeout: float = 5.0
+) -> dict[str, Any]:
+    body: dict[str, Any] = eventually(
         lambda: cloud.request("GET", f"/v1/registrators/{registrator_id}", session=session)[1],
         until=lambda body: body["status"] == "online",
         timeout=timeout,
         interval=0.02,
         what="the registrator online",
     )
+    return body
 
 
-def test_code_activate_online_sync_and_configure(fleet, cloud, session, run_cli):
+def test_code_activate_online_sync_and_configure(
+    fleet: Fleet, cloud: sandbox.Cloud, session: str, run_cli: RunCli
+) -> None:
     config, device_id, _ = nvr_config(fleet)
     agent = fleet.start(config)
     code = wait_for_code(agent)
@@ -113,7 +123,9 @@ def test_code_activate_online_sync_and_configure(fleet, cloud, session, run_cli)
     assert "broadcast/archive settings applied to 2 camera(s)" in agent.log_text()
 
 
-def test_mistyped_unknown_and_reused_codes_are_told_apart(fleet, cloud, session):
+def test_mistyped_unknown_and_reused_codes_are_told_apart(
+    fleet: Fleet, cloud: sandbox.Cloud, session: str
+) -> None:
     config, _, _ = nvr_config(fleet)
     agent = fleet.start(config)
     code = wait_for_code(agent)["code"]
@@ -144,7 +156,9 @@ def test_mistyped_unknown_and_reused_codes_are_told_apart(fleet, cloud, session)
     assert status == 409
 
 
-def test_only_the_registering_nvr_collects_the_token(fleet, cloud, session):
+def test_only_the_registering_nvr_collects_the_token(
+    fleet: Fleet, cloud: sandbox.Cloud, session: str
+) -> None:
     from agent.provisioning.wire import PollRequest
 
     config, device_id, _ = nvr_config(fleet)
@@ -158,7 +172,9 @@ def test_only_the_registering_nvr_collects_the_token(fleet, cloud, session):
     assert cloud.request("POST", "/v1/provisioning/poll", thief.to_json()) == (204, None)
 
 
-def test_registration_token_links_once_and_expires(fleet, cloud, session, run_cli):
+def test_registration_token_links_once_and_expires(
+    fleet: Fleet, cloud: sandbox.Cloud, session: str, run_cli: RunCli
+) -> None:
     status, made = cloud.request(
         "POST",
         "/v1/registrator-tokens",
@@ -194,7 +210,9 @@ def test_registration_token_links_once_and_expires(fleet, cloud, session, run_cl
     assert "Traceback" not in garbage.stderr
 
 
-def test_register_without_a_daemon_then_start_connects(fleet, cloud, session, run_cli):
+def test_register_without_a_daemon_then_start_connects(
+    fleet: Fleet, cloud: sandbox.Cloud, session: str, run_cli: RunCli
+) -> None:
     _, made = cloud.request("POST", "/v1/registrator-tokens", {}, session=session)
     config, _, _ = nvr_config(fleet)
     result = run_cli(config, "nvr", "register", made["token"])
@@ -203,11 +221,11 @@ def test_register_without_a_daemon_then_start_connects(fleet, cloud, session, ru
     agent.wait_for_state("connected")
 
 
-def test_code_is_renewed_before_it_expires_and_the_old_one_still_works(tmp_path, run_cli):
+def test_code_is_renewed_before_it_expires_and_the_old_one_still_works(
+    tmp_path: Path, run_cli: RunCli
+) -> None:
     short = sandbox.start_cloud(tmp_path / "cloud", env={"CAMAGENT_MOCK_CODE_TTL_S": "10"})
     try:
-        from tests.e2e.conftest import Fleet
-
         fleet = Fleet(tmp_path / "devices", short)
         config, _, _ = nvr_config(fleet, fast_interval=30.0, long_poll=0.0)
         agent = fleet.start(config)
@@ -242,7 +260,9 @@ def test_code_is_renewed_before_it_expires_and_the_old_one_still_works(tmp_path,
         short.stop()
 
 
-def test_reset_unlinks_and_shows_a_new_code(fleet, cloud, session, run_cli):
+def test_reset_unlinks_and_shows_a_new_code(
+    fleet: Fleet, cloud: sandbox.Cloud, session: str, run_cli: RunCli
+) -> None:
     _, made = cloud.request("POST", "/v1/registrator-tokens", {}, session=session)
     config, _, _ = nvr_config(fleet)
     agent = fleet.start(config)
@@ -257,7 +277,7 @@ def test_reset_unlinks_and_shows_a_new_code(fleet, cloud, session, run_cli):
     assert again["code"] != first["code"]
 
 
-def test_nvr_checks_command(fleet, run_cli):
+def test_nvr_checks_command(fleet: Fleet, run_cli: RunCli) -> None:
     config, _, _ = nvr_config(fleet)
     result = run_cli(config, "nvr", "checks", "--json")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -270,7 +290,9 @@ def test_nvr_checks_command(fleet, run_cli):
     assert 'device.kind = "nvr"' in refused.stderr
 
 
-def test_a_squatter_holding_the_ids_keeps_the_real_nvrs_out_of_nothing(tmp_path, run_cli):
+def test_a_squatter_holding_the_ids_keeps_the_real_nvrs_out_of_nothing(
+    tmp_path: Path, run_cli: RunCli
+) -> None:
     """Issue 25 (M3, M5) with the real agent: another organization linked the NVRs' IDs by
     token and by code first, and keeps a code of its own registered for them."""
     import base64
@@ -278,7 +300,6 @@ def test_a_squatter_holding_the_ids_keeps_the_real_nvrs_out_of_nothing(tmp_path,
 
     from agent.nvr import activation_code
     from tests.cloud_mock.nvr_helpers import PASSWORDS, write_team_fixtures
-    from tests.e2e.conftest import Fleet
 
     team = sandbox.start_cloud(
         tmp_path / "cloud", fixtures=write_team_fixtures(tmp_path / "team.json")

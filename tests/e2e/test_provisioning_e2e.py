@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cloud_mock import sandbox
-from tests.e2e.conftest import polls
+from tests.e2e.conftest import AddCamera, Fleet, RunCli, polls
 from tests.eventually import eventually
 
 pytestmark = pytest.mark.e2e
 
 
-def test_long_poll_delivers_the_token_within_a_second_of_adding(fleet, cloud, add_camera):
+def test_long_poll_delivers_the_token_within_a_second_of_adding(
+    fleet: Fleet, cloud: sandbox.Cloud, add_camera: AddCamera
+) -> None:
     config, device_id, password = fleet.configure(fast_interval=3.0, long_poll=2.0)
     agent = fleet.start(config)
     # Wait until a poll is being held by the cloud, then add the camera.
@@ -36,7 +40,7 @@ def test_long_poll_delivers_the_token_within_a_second_of_adding(fleet, cloud, ad
     assert log[-1]["held_s"] >= 0.2, "the token should have come back in the held long-poll"
 
 
-def test_fast_phase_then_slow_phase_cadence(fleet, cloud):
+def test_fast_phase_then_slow_phase_cadence(fleet: Fleet, cloud: sandbox.Cloud) -> None:
     """The real daemon walks its schedule's phases in order, by its own account and the
     cloud's log. The intervals themselves are the fake-clock daemon test's subject
     (tests/agent/test_daemon.py): here they would be times of real processes, which a busy
@@ -47,7 +51,7 @@ def test_fast_phase_then_slow_phase_cadence(fleet, cloud):
     agent = fleet.start(config)
     seen: set[tuple[int, str]] = set()
 
-    def six_polls() -> list[dict]:
+    def six_polls() -> list[dict[str, Any]]:
         provisioning = agent.status()["provisioning"]
         seen.add((provisioning["attempts"], provisioning["phase"]))
         return polls(cloud, device_id)
@@ -65,7 +69,9 @@ def test_fast_phase_then_slow_phase_cadence(fleet, cloud):
     assert 0 <= provisioning["next_poll_in"] <= 2.0
 
 
-def test_no_polls_while_a_token_is_held_even_after_restart_or_sigkill(fleet, cloud, add_camera):
+def test_no_polls_while_a_token_is_held_even_after_restart_or_sigkill(
+    fleet: Fleet, cloud: sandbox.Cloud, add_camera: AddCamera
+) -> None:
     config, device_id, password = fleet.configure(fast_interval=0.5, long_poll=0.0)
     add_camera(device_id, password)
     agent = fleet.start(config)
@@ -87,8 +93,8 @@ def test_no_polls_while_a_token_is_held_even_after_restart_or_sigkill(fleet, clo
 
 
 def test_cli_reset_and_cloud_revocation_start_provisioning_again(
-    fleet, cloud, session, add_camera, run_cli
-):
+    fleet: Fleet, cloud: sandbox.Cloud, session: str, add_camera: AddCamera, run_cli: RunCli
+) -> None:
     config, device_id, password = fleet.configure(fast_interval=1.0, long_poll=0.5)
     camera = add_camera(device_id, password)
     agent = fleet.start(config)
@@ -111,7 +117,9 @@ def test_cli_reset_and_cloud_revocation_start_provisioning_again(
     assert agent.status()["token"]["jti"] != jti
 
 
-def test_wrong_password_never_provisions(fleet, cloud, add_camera):
+def test_wrong_password_never_provisions(
+    fleet: Fleet, cloud: sandbox.Cloud, add_camera: AddCamera
+) -> None:
     config, device_id, _ = fleet.configure(fast_interval=0.5, long_poll=0.0)
     add_camera(device_id, "the-password-the-owner-typed")
     agent = fleet.start(config)
@@ -123,7 +131,9 @@ def test_wrong_password_never_provisions(fleet, cloud, add_camera):
     assert {p["result"] for p in polls(cloud, device_id)} == {"bad_proof"}
 
 
-def test_token_signed_by_an_untrusted_key_is_discarded(tmp_path, fleet, cloud, add_camera):
+def test_token_signed_by_an_untrusted_key_is_discarded(
+    tmp_path: Path, fleet: Fleet, cloud: sandbox.Cloud, add_camera: AddCamera
+) -> None:
     other = sandbox.start_cloud(tmp_path / "other-cloud")
     try:
         config, device_id, password = fleet.configure(fast_interval=0.5, long_poll=0.0)
@@ -145,7 +155,9 @@ def test_token_signed_by_an_untrusted_key_is_discarded(tmp_path, fleet, cloud, a
         other.stop()
 
 
-def test_token_for_another_cloud_url_is_refused(fleet, cloud, add_camera):
+def test_token_for_another_cloud_url_is_refused(
+    fleet: Fleet, cloud: sandbox.Cloud, add_camera: AddCamera
+) -> None:
     # Same server, but the device trusts https://localhost:PORT while tokens name 127.0.0.1.
     config, device_id, password = fleet.configure(fast_interval=0.5, long_poll=0.0)
     config.write_text(
@@ -163,7 +175,7 @@ def test_token_for_another_cloud_url_is_refused(fleet, cloud, add_camera):
     assert status["state"] == "provisioning"
 
 
-def test_retry_after_is_honoured(fleet, cloud):
+def test_retry_after_is_honoured(fleet: Fleet, cloud: sandbox.Cloud) -> None:
     status, _ = cloud.request(
         "POST", "/v1/test/provisioning/fault", {"status": 503, "retry_after": 2, "count": 1}
     )
@@ -183,8 +195,8 @@ def test_retry_after_is_honoured(fleet, cloud):
 
 
 def test_mock_restart_keeps_cameras_and_agents_come_back(
-    tmp_path, fleet, cloud, session, add_camera
-):
+    tmp_path: Path, fleet: Fleet, cloud: sandbox.Cloud, session: str, add_camera: AddCamera
+) -> None:
     configs = [fleet.configure(fast_interval=1.0, long_poll=0.5) for _ in range(3)]
     for _, device_id, password in configs:
         add_camera(device_id, password)
@@ -207,7 +219,9 @@ def test_mock_restart_keeps_cameras_and_agents_come_back(
         restarted.stop()
 
 
-def test_cloud_commands_reach_the_device(fleet, cloud, session, add_camera):
+def test_cloud_commands_reach_the_device(
+    fleet: Fleet, cloud: sandbox.Cloud, session: str, add_camera: AddCamera
+) -> None:
     config, device_id, password = fleet.configure()
     camera = add_camera(device_id, password)
     agent = fleet.start(config)
@@ -232,7 +246,7 @@ def test_cloud_commands_reach_the_device(fleet, cloud, session, add_camera):
     assert agent.status()["state"] == "connected"
 
 
-def test_a_replayed_poll_gets_nothing(cloud, add_camera):
+def test_a_replayed_poll_gets_nothing(cloud: sandbox.Cloud, add_camera: AddCamera) -> None:
     """An observer who recorded a camera's poll cannot replay it to get the token."""
     import base64
 
@@ -249,7 +263,9 @@ def test_a_replayed_poll_gets_nothing(cloud, add_camera):
     assert [p["result"] for p in polls(cloud, device_id)] == ["token", "replay"]
 
 
-def test_heartbeats_keep_the_camera_seen(tmp_path, fleet, add_camera):
+def test_heartbeats_keep_the_camera_seen(
+    tmp_path: Path, fleet: Fleet, add_camera: AddCamera
+) -> None:
     slow_cloud = sandbox.start_cloud(tmp_path / "hb-cloud", env={"CAMAGENT_MOCK_HEARTBEAT_S": "1"})
     try:
         session = slow_cloud.login()

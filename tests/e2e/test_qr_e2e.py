@@ -14,8 +14,9 @@ import pytest
 
 from agent.qr.payloads import parse
 from agent.trust import PLAIN_REFUSED
+from cloud_mock import sandbox
 from tests.card_video import video_with_card
-from tests.e2e.conftest import polls
+from tests.e2e.conftest import AddCamera, Fleet, RunCli, polls
 from tests.eventually import eventually
 
 pytestmark = pytest.mark.e2e
@@ -24,7 +25,9 @@ HOSTILE_SSID = 'Café ";\\: 📷'
 HOSTILE_PASSWORD = 'p;a,s:s"w\\o rd ü'
 
 
-def test_every_kind_round_trips_through_png_and_the_reader(tmp_path, run_cli, fleet, add_camera):
+def test_every_kind_round_trips_through_png_and_the_reader(
+    tmp_path: Path, run_cli: RunCli, fleet: Fleet, add_camera: AddCamera
+) -> None:
     _config, device_id, password = fleet.configure()
     token = add_camera(device_id, password)["sealed_token"]  # what a camera's card holds
     cards = {
@@ -75,8 +78,8 @@ def _rss_kib(pid: int) -> int:
 
 
 def test_the_daemon_reads_a_card_in_its_video_joins_wifi_and_connects(
-    tmp_path, fleet, cloud, session, run_cli
-):
+    tmp_path: Path, fleet: Fleet, cloud: sandbox.Cloud, session: str, run_cli: RunCli
+) -> None:
     # The provisioning service is down (every poll answers 503): polls never bring the
     # token, the card must. It holds the token the cloud sealed for the camera's label
     # (docs/design.md §2.9), as the owner's add answered it.
@@ -140,8 +143,14 @@ def test_the_daemon_reads_a_card_in_its_video_joins_wifi_and_connects(
     ],
 )
 def test_the_daemon_refuses_a_card_of_someone_who_added_its_id_with_another_password(
-    tmp_path, fleet, cloud, session, run_cli, field, reason
-):
+    tmp_path: Path,
+    fleet: Fleet,
+    cloud: sandbox.Cloud,
+    session: str,
+    run_cli: RunCli,
+    field: str,
+    reason: str,
+) -> None:
     """Issue 25: whoever adds the camera's ID gets a token the cloud signed for it; on a
     card in front of the camera, neither form of it is taken (docs/design.md §2.9)."""
     config, device_id, _ = fleet.configure(fast_interval=600.0, long_poll=0.0)
@@ -165,7 +174,9 @@ def test_the_daemon_refuses_a_card_of_someone_who_added_its_id_with_another_pass
     assert cloud.camera(session, squatter["camera_id"])["status"] == "waiting"
 
 
-def test_scan_apply_with_a_garbage_card_changes_nothing(tmp_path, run_cli, fleet):
+def test_scan_apply_with_a_garbage_card_changes_nothing(
+    tmp_path: Path, run_cli: RunCli, fleet: Fleet
+) -> None:
     config, _, _ = fleet.configure()
     card = tmp_path / "text.png"
     assert (
@@ -179,7 +190,9 @@ def test_scan_apply_with_a_garbage_card_changes_nothing(tmp_path, run_cli, fleet
     assert "no such file" in json.loads(missing.stdout)["error"]
 
 
-def test_a_card_shown_on_a_real_rtsp_stream_after_blank_seconds(tmp_path, run_cli):
+def test_a_card_shown_on_a_real_rtsp_stream_after_blank_seconds(
+    tmp_path: Path, run_cli: RunCli
+) -> None:
     import subprocess
 
     card = tmp_path / "card.png"
@@ -212,6 +225,7 @@ def test_a_card_shown_on_a_real_rtsp_stream_after_blank_seconds(tmp_path, run_cl
     )
     try:
         assert server.stdout is not None
+        assert server.stderr is not None
         ready, _, port = server.stdout.readline().strip().partition(" ")
         assert ready == "ready", server.stderr.read()
         started = time.monotonic()
@@ -239,7 +253,9 @@ def test_a_card_shown_on_a_real_rtsp_stream_after_blank_seconds(tmp_path, run_cl
     assert took >= 2.5, "the card only appears after the blank seconds"
 
 
-def test_a_video_is_watched_until_a_card_that_can_be_applied(tmp_path, run_cli):
+def test_a_video_is_watched_until_a_card_that_can_be_applied(
+    tmp_path: Path, run_cli: RunCli
+) -> None:
     import cv2
 
     url_card, wifi_card = tmp_path / "url.png", tmp_path / "wifi.png"
@@ -283,7 +299,9 @@ def test_a_video_is_watched_until_a_card_that_can_be_applied(tmp_path, run_cli):
     assert [p["type"] for p in json.loads(result.stdout)["payloads"]] == ["wifi"]
 
 
-def test_label_make_png_then_qr_scan_reads_the_label_and_applies_nothing(tmp_path, run_cli, fleet):
+def test_label_make_png_then_qr_scan_reads_the_label_and_applies_nothing(
+    tmp_path: Path, run_cli: RunCli, fleet: Fleet
+) -> None:
     config, _, _ = fleet.configure()
     password_file, png = tmp_path / "password", tmp_path / "label.png"
     made = run_cli(
@@ -326,7 +344,9 @@ def test_label_make_png_then_qr_scan_reads_the_label_and_applies_nothing(tmp_pat
     assert json.loads(run_cli(config, "status", "--json").stdout)["token"]["present"] is False
 
 
-def test_a_combined_card_applies_each_part_on_its_own(tmp_path, run_cli, fleet, add_camera):
+def test_a_combined_card_applies_each_part_on_its_own(
+    tmp_path: Path, run_cli: RunCli, fleet: Fleet, add_camera: AddCamera
+) -> None:
     # No radio here: nmcli is a stand-in on PATH that refuses to bring the network up.
     config, device_id, password = fleet.configure()
     token = add_camera(device_id, password)["sealed_token"]
@@ -361,7 +381,9 @@ def test_a_combined_card_applies_each_part_on_its_own(tmp_path, run_cli, fleet, 
     assert "→ token" in human.stdout
 
 
-def test_a_password_in_quotes_keeps_its_quotes_through_png_and_the_reader(tmp_path, run_cli):
+def test_a_password_in_quotes_keeps_its_quotes_through_png_and_the_reader(
+    tmp_path: Path, run_cli: RunCli
+) -> None:
     png = tmp_path / "quoted.png"
     made = run_cli(None, "qr", "make", "wifi", "--ssid", "net", "--password", '"abcdefgh"',
                    "--png", str(png))  # fmt: skip

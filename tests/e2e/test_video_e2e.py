@@ -77,7 +77,7 @@ class Devices:
 
     def live(self, camera_id: str, stream: str = "auto", **options: object) -> Watched:
         url = f"{self.cloud.url}/v1/cameras/{camera_id}/live?stream={stream}"
-        return watch_sync(url, self.session, self.cloud.ssl_context(), **options)  # type: ignore[arg-type]
+        return watch_sync(url, self.session, self.cloud.ssl_context(), **options)
 
 
 @pytest.fixture
@@ -130,6 +130,7 @@ def test_a_viewer_gets_the_cameras_picture_through_the_tunnel(
     assert len(codes) >= 20, "frames carry the camera's clock"
     assert codes == sorted(codes)
     assert codes[-1] - codes[0] >= 1000, "the picture moves on (a second and more)"
+    assert camera.password is not None, "the test camera asks for a password"
     assert camera.password not in agent.log_text()
 
 

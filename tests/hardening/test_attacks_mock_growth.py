@@ -46,7 +46,7 @@ async def mock(tmp_path: Path) -> AsyncIterator[RunningMock]:
 
 def database_bytes(mock: RunningMock) -> int:
     """The database file once the WAL is written into it (what stays on disk)."""
-    mock.app[STORE]._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    mock.app[STORE].database.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     path = mock.data_dir / DB_NAME
     wal = Path(f"{path}-wal")
     return path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
@@ -148,14 +148,14 @@ async def test_m4_from_many_addresses_is_bounded_in_all_and_pruned(mock: Running
     statuses = await send_all(mock, requests)
     full = database_bytes(mock)
     figure(f"filled: {len(requests)} more from {len(more)} addresses", after, full, statuses)
-    assert mock.app[STORE].unused_codes() == limits.unused_codes
+    assert mock.app[STORE].registrators.unused_codes() == limits.unused_codes
     assert statuses[503] > 0
     assert full < 30 * MB
 
     # A day and an hour later the codes are forgotten; a second wave reuses their pages.
     mock.clock.advance(86_400 + CODE_GRACE_S + 1)
     assert prune(mock.app[STORE], mock.clock.now()) == limits.unused_codes
-    assert mock.app[STORE].unused_codes() == 0
+    assert mock.app[STORE].registrators.unused_codes() == 0
     mock.clock.advance(limits.window_s)
     statuses = await send_all(mock, m4_requests(addresses))
     again = database_bytes(mock)
@@ -200,8 +200,8 @@ async def test_polls_for_made_up_devices_leave_nonces_for_five_minutes(mock: Run
     after = database_bytes(mock)
     figure("POST /v1/provisioning/poll, 1,500 made-up devices", before, after, statuses)
     assert statuses == {204: ATTACK}
-    nonces = mock.app[STORE]._db.execute("SELECT COUNT(*) FROM nonces").fetchone()[0]
-    log_rows = mock.app[STORE].poll_log_rows()
+    nonces = mock.app[STORE].database.db.execute("SELECT COUNT(*) FROM nonces").fetchone()[0]
+    log_rows = mock.app[STORE].devices.poll_log_rows()
     print(f"  {nonces} nonces (kept 300 s), {log_rows} poll-log row(s)")
     assert nonces == ATTACK
     assert log_rows <= 2

@@ -22,6 +22,7 @@ import aiohttp
 import pytest
 
 from agent.provisioning.wire import PollRequest
+from cloud_mock.accept import GuardedSite
 from cloud_mock.captcha import MAX_PER_CLIENT
 from cloud_mock.log_limit import ACCESS_LINES_PER_WINDOW
 from cloud_mock.login_guard import (
@@ -179,6 +180,7 @@ async def test_one_address_holds_at_most_its_share_of_connections(tmp_path: Path
     )
     port = int(running.url.rsplit(":", 1)[1])
     site = next(iter(running.runner.sites))
+    assert isinstance(site, GuardedSite)
     held = []
     try:
         for _ in range(60):

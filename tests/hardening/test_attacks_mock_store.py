@@ -57,7 +57,7 @@ async def test_registrations_under_another_secret_evict_nothing(
     # Issue 25: accepted beside the NVR's own code (a refusal held the ID for whoever
     # came first), and still nothing of the NVR's is pushed out.
     assert [status for status, _ in answers] == [201] * 7
-    codes = {a.code: a.secret for a in mock.app[STORE].activations_of(NVR_ID)}
+    codes = {a.code: a.secret for a in mock.app[STORE].registrators.activations_of(NVR_ID)}
     assert codes[code] == nvr.secrets[code]
     assert sum(secret == attacker.secret for secret in codes.values()) == 5  # its own newest
     # The admin activates the code the NVR shows, and the NVR collects its token.
@@ -97,10 +97,10 @@ async def test_polls_for_unknown_devices_are_aggregated(
 ) -> None:
     await _unknown_polls(client, 300)
     store = mock.app[STORE]
-    rows = store.aggregated_polls()
+    rows = store.devices.aggregated_polls()
     # One row per period (a minute) and result, not one per poll.
     assert sum(r.count for r in rows) == 300
-    assert store.poll_log_rows() <= 2
+    assert store.devices.poll_log_rows() <= 2
 
 
 async def test_the_provisioning_log_is_kept_by_age_and_count(
@@ -117,8 +117,8 @@ async def test_the_provisioning_log_is_kept_by_age_and_count(
     store = mock.app[STORE]
     # Pruned down to the bound on the next poll; between prunes it is exceeded by at most
     # the rows of one poll.
-    assert store.poll_log_rows() <= 41
-    assert len(store.polls(camera["camera_id"])) <= 41
+    assert store.devices.poll_log_rows() <= 41
+    assert len(store.devices.polls(camera["camera_id"])) <= 41
     # Eight days later (the default keeps seven) the old rows go.
     mock.app[CLOCK].advance(8 * 86_400)
     now = int(mock.app[CLOCK].now())
@@ -130,8 +130,8 @@ async def test_the_provisioning_log_is_kept_by_age_and_count(
         "/v1/provisioning/poll", json=poll_body("02:66:00:00:01:02", "x", ts=now, key=b"k" * 32)
     ) as response:
         assert response.status == 204
-    assert store.polls(camera["camera_id"]) == []
-    assert store.poll_log_rows() == 1  # today's aggregate
+    assert store.devices.polls(camera["camera_id"]) == []
+    assert store.devices.poll_log_rows() == 1  # today's aggregate
 
 
 async def test_the_poll_log_age_is_a_setting(client: aiohttp.ClientSession) -> None:

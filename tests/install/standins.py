@@ -30,7 +30,16 @@ from pathlib import Path
 from tests.install import REPO_ROOT
 
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-NAMES = ("apt-get", "dpkg", "dpkg-query", "systemctl", "camagent", "useradd", "getent", "id")
+NAMES: tuple[str, ...] = (
+    "apt-get",
+    "dpkg",
+    "dpkg-query",
+    "systemctl",
+    "camagent",
+    "useradd",
+    "getent",
+    "id",
+)
 NAMES += ("uname",)
 
 # Calls that only look: a --dry-run may make these, and nothing else.

@@ -44,7 +44,7 @@ def one_liner(
     *options: str,
     token: str = "",
     timeout: float = 300,
-):
+) -> subprocess.CompletedProcess[str]:
     """Exactly what a server admin pastes (with the mock's CA, which no system trusts);
     a token goes in the environment (`export CAMAGENT_TOKEN=…` first), never on a
     command line."""
@@ -61,7 +61,7 @@ def installed(box: Container) -> bool:
     return result.stdout.strip() == "install ok installed"
 
 
-def test_dry_run_changes_nothing(box, served_cloud):
+def test_dry_run_changes_nothing(box: Container, served_cloud: sandbox.Cloud) -> None:
     result = one_liner(box, served_cloud, "--nvr", "--dry-run")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "apt-get" in result.stdout + result.stderr
@@ -69,7 +69,9 @@ def test_dry_run_changes_nothing(box, served_cloud):
     assert not box.path("/etc/camagent/agent.toml").exists()
 
 
-def test_nvr_one_liner_prints_its_code_and_connects_once_activated(box, served_cloud):
+def test_nvr_one_liner_prints_its_code_and_connects_once_activated(
+    box: Container, served_cloud: sandbox.Cloud
+) -> None:
     started = time.monotonic()
     result = one_liner(box, served_cloud, "--nvr")
     took = time.monotonic() - started
@@ -107,7 +109,7 @@ def test_nvr_one_liner_prints_its_code_and_connects_once_activated(box, served_c
     )
 
 
-def test_running_it_again_changes_nothing(box, served_cloud):
+def test_running_it_again_changes_nothing(box: Container, served_cloud: sandbox.Cloud) -> None:
     pid = box.run(["systemctl", "show", "-p", "MainPID", "--value", "camagent"]).stdout
     config = box.path("/etc/camagent/agent.toml").read_text()
     result = one_liner(box, served_cloud, "--nvr")
@@ -116,7 +118,9 @@ def test_running_it_again_changes_nothing(box, served_cloud):
     assert box.run(["systemctl", "show", "-p", "MainPID", "--value", "camagent"]).stdout == pid
 
 
-def test_uninstall_then_a_camera_with_a_token_connects(box, served_cloud):
+def test_uninstall_then_a_camera_with_a_token_connects(
+    box: Container, served_cloud: sandbox.Cloud
+) -> None:
     result = one_liner(box, served_cloud, "--uninstall", "--purge")
     assert result.returncode == 0, result.stdout + result.stderr
     assert not installed(box)
@@ -158,7 +162,9 @@ def wheel_cloud(
     cloud.stop()
 
 
-def test_without_a_deb_the_venv_uses_debians_libraries_and_connects(box, served_cloud, wheel_cloud):
+def test_without_a_deb_the_venv_uses_debians_libraries_and_connects(
+    box: Container, served_cloud: sandbox.Cloud, wheel_cloud: sandbox.Cloud
+) -> None:
     assert one_liner(box, served_cloud, "--uninstall", "--purge").returncode == 0
     copy_in(box, wheel_cloud.ca_file, "/root/wheel-cloud-ca.pem")
     camera = wheel_cloud.add_camera(

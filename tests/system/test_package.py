@@ -8,13 +8,17 @@ import json
 import re
 import subprocess
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from cloud_mock import sandbox
 from cloud_mock.test_camera import running_test_camera
 from cloud_mock.video.viewer import watch_sync
 from tests.eventually import eventually
 from tests.system.conftest import ROOT, copy_in
+from tests.system.container import Container
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -22,13 +26,13 @@ DEVICE_IDS = {"bookworm": "02:5e:00:00:00:01", "trixie": "02:5e:00:00:00:02"}
 PASSWORD = "system-test-label-password"
 
 
-def main_pid(container) -> int:
+def main_pid(container: Container) -> int:
     return int(
         container.run(["systemctl", "show", "-p", "MainPID", "--value", "camagent"]).stdout.strip()
     )
 
 
-def wait_active(container, timeout: float = 30, not_pid: int = 0) -> int:
+def wait_active(container: Container, timeout: float = 30, not_pid: int = 0) -> int:
     def active_pid() -> int:
         state = container.run(["systemctl", "is-active", "camagent"], check=False).stdout.strip()
         pid = main_pid(container)
@@ -41,11 +45,12 @@ def wait_active(container, timeout: float = 30, not_pid: int = 0) -> int:
         raise AssertionError(f"{failure} (again, not pid {not_pid}):\n{log.stdout}") from None
 
 
-def status(container) -> dict:
-    return json.loads(container.run(["camagent", "status", "--json"]).stdout)
+def status(container: Container) -> dict[str, Any]:
+    answer: dict[str, Any] = json.loads(container.run(["camagent", "status", "--json"]).stdout)
+    return answer
 
 
-def wait_state(container, state: str, timeout: float = 20) -> dict:
+def wait_state(container: Container, state: str, timeout: float = 20) -> dict[str, Any]:
     return eventually(
         lambda: status(container),
         until=lambda current: current["state"] == state,
@@ -55,7 +60,7 @@ def wait_state(container, state: str, timeout: float = 20) -> dict:
     )
 
 
-def test_static_checks_of_the_package_and_unit(deb):
+def test_static_checks_of_the_package_and_unit(deb: Path) -> None:
     contents = subprocess.run(
         ["dpkg-deb", "--contents", str(deb)], capture_output=True, text=True, check=True
     ).stdout
@@ -82,7 +87,7 @@ def test_static_checks_of_the_package_and_unit(deb):
     assert float(exposure.group(1)) <= 2.0
 
 
-def test_install_starts_a_hardened_service_that_verifies_clean(box, deb):
+def test_install_starts_a_hardened_service_that_verifies_clean(box: Container, deb: Path) -> None:
     copy_in(box, deb, "/root/camagent.deb")
     box.run(["apt-get", "install", "-y", "/root/camagent.deb"], timeout=300)
     assert box.run(["systemctl", "is-enabled", "camagent"]).stdout.strip() == "enabled"
@@ -102,7 +107,9 @@ def test_install_starts_a_hardened_service_that_verifies_clean(box, deb):
     assert owner == ["camagent", "700"]
 
 
-def test_the_service_connects_to_the_cloud_on_the_host(box, host_cloud):
+def test_the_service_connects_to_the_cloud_on_the_host(
+    box: Container, host_cloud: sandbox.Cloud
+) -> None:
     device_id = DEVICE_IDS[box.release]
     copy_in(box, host_cloud.ca_file, "/etc/camagent/ca.pem")
     copy_in(box, host_cloud.signing_key_file, "/etc/camagent/cloud-keys.pem")
@@ -129,7 +136,9 @@ def test_the_service_connects_to_the_cloud_on_the_host(box, host_cloud):
     assert json.loads(fields[-1])["DEVICE_ID"] == device_id
 
 
-def test_the_service_relays_live_video_through_its_tunnel(box, host_cloud):
+def test_the_service_relays_live_video_through_its_tunnel(
+    box: Container, host_cloud: sandbox.Cloud
+) -> None:
     """The tunnel under the shipped unit's sandbox: the service reaches the camera's RTSP
     server (on the host: the container shares its network) and relays it to the cloud."""
     device_id = DEVICE_IDS[box.release]
@@ -158,17 +167,18 @@ def test_the_service_relays_live_video_through_its_tunnel(box, host_cloud):
     assert len(seen.fragments) == 10
     log = box.run(["journalctl", "-u", "camagent", "--no-pager"]).stdout
     assert re.search(r"tunnel \S+ to main \(127\.0\.0\.1:\d+\): open", log), log[-2000:]
+    assert camera.password is not None, "the test camera asks for a password"
     assert camera.password not in log
 
 
-def test_a_crashed_daemon_is_restarted_and_keeps_its_token(box):
+def test_a_crashed_daemon_is_restarted_and_keeps_its_token(box: Container) -> None:
     pid = wait_active(box)
     box.run(["systemctl", "kill", "--kill-whom=main", "-s", "SEGV", "camagent"])
     wait_active(box, not_pid=pid)
     wait_state(box, "connected")
 
 
-def test_a_hung_daemon_is_killed_by_the_watchdog_and_restarted(box):
+def test_a_hung_daemon_is_killed_by_the_watchdog_and_restarted(box: Container) -> None:
     dropin = box.path("/etc/systemd/system/camagent.service.d/watchdog.conf")
     dropin.parent.mkdir(parents=True, exist_ok=True)
     dropin.write_text("[Service]\nWatchdogSec=3\n")  # shrunk for the test
@@ -189,7 +199,7 @@ def test_a_hung_daemon_is_killed_by_the_watchdog_and_restarted(box):
     wait_state(box, "connected")
 
 
-def test_purge_removes_the_service_and_the_state(box):
+def test_purge_removes_the_service_and_the_state(box: Container) -> None:
     box.run(["apt-get", "purge", "-y", "camagent"], timeout=120)
     assert not box.path("/var/lib/camagent").exists()
     assert not box.path("/usr/bin/camagent").exists()

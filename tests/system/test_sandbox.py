@@ -20,6 +20,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -101,11 +102,12 @@ def sandboxed(box: Container, *argv: str, **override: str) -> subprocess.Complet
     )
 
 
-def status(box: Container) -> dict:
-    return json.loads(box.run(["camagent", "status", "--json"]).stdout)
+def status(box: Container) -> dict[str, Any]:
+    answer: dict[str, Any] = json.loads(box.run(["camagent", "status", "--json"]).stdout)
+    return answer
 
 
-def wait_state(box: Container, state: str, timeout: float = 60) -> dict:
+def wait_state(box: Container, state: str, timeout: float = 60) -> dict[str, Any]:
     try:
         return eventually(
             lambda: status(box),
@@ -121,7 +123,7 @@ def wait_state(box: Container, state: str, timeout: float = 60) -> dict:
 
 def token_jti(token: str) -> str:
     part = token.split(".")[0]
-    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))["jti"]
+    return str(json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))["jti"])
 
 
 def card_video(path: Path, card: str, blank_seconds: float) -> None:
@@ -395,7 +397,9 @@ def test_the_local_api_and_mdns_answer_under_the_address_family_filter(
 
 
 @pytest.fixture
-def rtsp_stream(tmp_path: Path, host_cloud: sandbox.Cloud, installed: Container) -> Iterator:
+def rtsp_stream(
+    tmp_path: Path, host_cloud: sandbox.Cloud, installed: Container
+) -> Iterator[tuple[str, str, str]]:
     device = device_id(installed, 2)
     token, card = card_for(host_cloud, device)
     video = tmp_path / "stream.avi"
@@ -415,7 +419,7 @@ def rtsp_stream(tmp_path: Path, host_cloud: sandbox.Cloud, installed: Container)
 
 
 def test_the_service_reads_a_card_in_an_rtsp_stream_in_its_sandboxed_child(
-    installed: Container, host_cloud: sandbox.Cloud, rtsp_stream
+    installed: Container, host_cloud: sandbox.Cloud, rtsp_stream: tuple[str, str, str]
 ) -> None:
     box = installed
     url, device, token = rtsp_stream

@@ -166,10 +166,10 @@ def test_odd_names_and_values_round_trip(name: str) -> None:
     assert profiles.parse(profiles.render(saved)) == saved
 
 
-_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+_text = st.text(st.characters(blacklist_categories=["Cs"]), max_size=40)
 
 
-_names = st.text(st.characters(blacklist_categories=("C",)), min_size=1, max_size=64).filter(
+_names = st.text(st.characters(blacklist_categories=["C"]), min_size=1, max_size=64).filter(
     str.strip
 )
 

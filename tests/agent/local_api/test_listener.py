@@ -33,6 +33,7 @@ from agent.local_api.listener import (
 from agent.local_api.lockout import Lockout, LockoutPolicy
 from agent.local_api.ratelog import RateLimitedLog
 from tests.agent.local_api.test_server import PASSWORD, FakeDevice
+from tests.eventually import eventually_async
 
 SMALL = Limits(
     max_connections=4,
@@ -312,7 +313,9 @@ async def test_a_host_with_a_few_addresses_cannot_keep_the_owner_out(served: Ser
     # Two attacking addresses fill the total cap (4) with connections that never start TLS.
     held = [await raw(served.port, s) for s in ("127.0.0.2", "127.0.0.2", "127.0.0.3")]
     held.append(await raw(served.port, "127.0.0.3"))
-    await asyncio.sleep(0.1)  # all four are admitted by now
+    await eventually_async(
+        lambda: served.running.listener.stats()["open"] == 4, what="four admitted"
+    )
     reader, writer = await tls(served, "127.0.0.1")  # the owner
     writer.write(GET_INFO)
     assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 200")
@@ -340,7 +343,9 @@ async def test_headers_dripped_after_tls_cannot_keep_the_owner_out(served: Serve
     await reader.readexactly(length)
     writer.write(b"GET /v1/info HTTP/1.1\r\nHo")  # … then a later request dripped
     held.append((reader, writer))
-    await asyncio.sleep(0.1)
+    await eventually_async(
+        lambda: served.running.listener.stats()["open"] == 4, what="four admitted"
+    )
     for _, w in held:
         w.write(b"s")
     for source in ("127.0.0.1", "127.0.0.4"):  # the owner, twice, from fresh addresses
@@ -401,6 +406,7 @@ async def test_a_later_request_dripped_is_cut_off_by_the_keepalive_time(served: 
 async def test_a_body_dripped_slower_than_the_body_time_is_refused(served: Served) -> None:
     async def drip() -> AsyncIterator[bytes]:
         yield b'{"token": "'
+        # time is the subject: a body slower than the body time
         await asyncio.sleep(SMALL.body_s * 4)
         yield b'x"}'
 
@@ -419,9 +425,12 @@ async def test_a_body_dripped_slower_than_the_body_time_is_refused(served: Serve
 
 async def test_no_connection_is_taken_while_descriptors_are_short(served: Served) -> None:
     served.headroom[0] = SMALL.fd_reserve - 1
-    await asyncio.sleep(0.6)  # the accept loop has seen it (it checks before each accept)
     pending = asyncio.ensure_future(tls(served))
-    await asyncio.sleep(1.0)
+    # The accept loop looks at the room when a connection is waiting: it pauses.
+    await eventually_async(
+        lambda: served.running.listener.stats()["accept_paused"] >= 1, what="accept paused"
+    )
+    await asyncio.sleep(1.0)  # time is the subject: a second in the backlog, not accepted
     assert not pending.done()  # in the kernel's backlog: no descriptor of ours spent on it
     served.headroom[0] = SMALL.fd_reserve + 100
     reader, writer = await asyncio.wait_for(pending, 5)

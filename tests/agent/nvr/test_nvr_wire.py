@@ -18,6 +18,7 @@ from agent import config as agent_config
 from agent.checks import Check
 from agent.config import Config
 from agent.nvr import activation, link
+from agent.nvr import checks as nvr_checks
 from agent.nvr.activation import (
     MAX_CHECK_TEXT,
     MAX_CHECKS,
@@ -78,7 +79,7 @@ def nvr_config(url: str) -> Config:
 @pytest.fixture(autouse=True)
 def no_network_checks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
-        link.nvr_checks, "run_checks", lambda config: [Check("memory", "ok", "2048 MiB")]
+        nvr_checks, "run_checks", lambda config: [Check("memory", "ok", "2048 MiB")]
     )
 
 

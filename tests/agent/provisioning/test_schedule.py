@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -77,7 +78,8 @@ def test_jitter_outside_minus_one_to_one_is_clamped(jitter: float) -> None:
 
 def test_phases_of_each_request() -> None:
     schedule = PollSchedule(DEFAULTS, now=0.0)
-    assert schedule.phase is Phase.FAST
+    first = schedule.phase  # read into a local: mypy would hold `schedule.phase` to FAST
+    assert first is Phase.FAST
     phases = []
     attempts = []
     for _ in range(8):
@@ -264,7 +266,7 @@ restart_op = st.tuples(st.just("restart"), st.floats(0, 10_000, allow_nan=False)
     start=st.floats(0, 1e6, allow_nan=False),
     ops=st.lists(st.one_of(poll_op, poll_op, poll_op, restart_op), max_size=40),
 )
-def test_schedule_property(s: ScheduleSettings, start: float, ops: list[tuple]) -> None:
+def test_schedule_property(s: ScheduleSettings, start: float, ops: list[tuple[Any, ...]]) -> None:
     schedule = PollSchedule(s, now=start)
     now = start
     previous = None  # the last plan since the last (re)start

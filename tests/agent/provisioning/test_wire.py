@@ -47,7 +47,7 @@ def independent_proof(key: bytes, device_id: str, ts: int, nonce: str) -> str:
     return base64.b64encode(digest).decode()
 
 
-def independent_seal(key: bytes, device_id: str, token: bytes, nonce12: bytes) -> str:
+def independent_seal(key: bytes, device_id: str, token: bytes, nonce12: bytes) -> bytes:
     return base64.b64encode(nonce12 + AESGCM(key).encrypt(nonce12, token, device_id.encode()))
 
 

@@ -93,6 +93,7 @@ def test_color_frames_are_accepted() -> None:
     import cv2
 
     bgr = cv2.imread(str(bench_dir() / "qrcode-1/13.png"), cv2.IMREAD_COLOR)
+    assert bgr is not None
     assert [d.text for d in decode_frame(bgr)] == ["http://google.com/gwt/n?u=bluenile.com"]
 
 
@@ -207,7 +208,9 @@ def test_code_with_photo_textured_modules_is_read_by_the_paper_pass() -> None:
     card = _textured_card(text, LOW, HIGH)
     for binarizer in (zxingcpp.Binarizer.LocalAverage, zxingcpp.Binarizer.GlobalHistogram):
         plain = zxingcpp.read_barcodes(
-            card, formats=zxingcpp.BarcodeFormat.QRCode, binarizer=binarizer
+            card,
+            formats=zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode),
+            binarizer=binarizer,
         )
         assert plain == []  # neither of the library's own binarizers reads it ...
     assert [d.text for d in decode_frame(card)] == [text]  # ... the pipeline does

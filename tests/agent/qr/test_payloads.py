@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -17,6 +18,13 @@ from tests.agent.tokens import sealed, signed
 
 TOKEN = "eyJhbGciOiJFZERTQSJ9." + "A" * 86
 SEALED = sealed(signed())  # a camera's card: its token sealed under its K (§2.9)
+
+
+def _wifi(text: str) -> WifiNetwork:
+    """The network of a card that must hold one."""
+    wifi = parse(text).wifi
+    assert wifi is not None, text
+    return wifi
 
 
 @pytest.mark.parametrize(
@@ -49,23 +57,23 @@ SEALED = sealed(signed())  # a camera's card: its token sealed under its K (§2.
         ("WIFI:T:WPA;S:trunc;P:password1", "trunc", "password1", "WPA", False),  # no ;;
     ],
 )
-def test_wifi_cards(text, ssid, password, security, hidden):
+def test_wifi_cards(text: str, ssid: str, password: str, security: str, hidden: bool) -> None:
     payload = parse(text)
     assert payload.type == "wifi"
     assert payload.wifi == WifiNetwork(ssid, password, security, hidden)
 
 
-def test_wpa3_percent_encoded_form():
+def test_wpa3_percent_encoded_form() -> None:
     payload = parse("WIFI:T:WPA;R:1;S:my%3Bnet%20%F0%9F%93%B7;P:pa%25ss%3Aword;K:MDkwEwYH;;")
     assert payload.wifi is not None
     assert payload.wifi.ssid == "my;net \U0001f4f7"
     assert payload.wifi.password == "pa%ss:word"
     assert payload.wifi.security == "SAE"
     # R:0 keeps WPA2 compatibility on: still a WPA network
-    assert parse("WIFI:T:WPA;R:0;S:x;P:password1;;").wifi.security == "WPA"
+    assert _wifi("WIFI:T:WPA;R:0;S:x;P:password1;;").security == "WPA"
 
 
-def test_combined_and_token_cards():
+def test_combined_and_token_cards() -> None:
     combined = parse(f"WIFI:T:WPA;S:site;P:password1;CT:{TOKEN};;")
     assert combined.type == "combined"
     assert combined.token == TOKEN
@@ -106,7 +114,7 @@ def test_a_cameras_sealed_token_is_a_token_on_every_card() -> None:
         ("ftp://x", "text"),
     ],
 )
-def test_everything_else_is_url_or_text(text, kind):
+def test_everything_else_is_url_or_text(text: str, kind: str) -> None:
     assert parse(text).type == kind
 
 
@@ -128,13 +136,13 @@ def test_everything_else_is_url_or_text(text, kind):
         ("CAMAGENT:T:nope;;", "does not hold"),
     ],
 )
-def test_malformed_payloads_say_why(text, words):
+def test_malformed_payloads_say_why(text: str, words: str) -> None:
     with pytest.raises(QrPayloadError, match=words.replace("\\", "\\\\")):
         parse(text)
 
 
 @given(st.text(max_size=300))
-def test_any_text_parses_or_is_a_clear_error(text):
+def test_any_text_parses_or_is_a_clear_error(text: str) -> None:
     try:
         payload = parse(text)
     except QrPayloadError as exc:
@@ -144,8 +152,8 @@ def test_any_text_parses_or_is_a_clear_error(text):
         assert payload.type in ("wifi", "token", "combined", "url", "text")
 
 
-@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=300))
-def test_truncated_wifi_payloads_never_crash(tail):
+@given(st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=300))
+def test_truncated_wifi_payloads_never_crash(tail: str) -> None:
     for cut in range(0, len(tail) + 1, 7):
         with contextlib.suppress(QrPayloadError):
             parse("WIFI:" + tail[:cut])
@@ -164,7 +172,9 @@ HOSTILE = st.text(
     hidden=st.booleans(),
     security=st.sampled_from(["WPA", "SAE", "WEP"]),
 )
-def test_make_then_parse_round_trips_any_network(ssid, password, hidden, security):
+def test_make_then_parse_round_trips_any_network(
+    ssid: str, password: str, hidden: bool, security: str
+) -> None:
     if len(ssid.encode()) > 32 or ssid.strip() != ssid:
         return
     network = WifiNetwork(ssid, password, security, hidden)
@@ -175,12 +185,12 @@ def test_make_then_parse_round_trips_any_network(ssid, password, hidden, securit
         assert payload.type == ("combined" if token else "wifi")
 
 
-def test_escape_and_token_payload():
+def test_escape_and_token_payload() -> None:
     assert escape('a;b,c:d"e\\f') == 'a\\;b\\,c\\:d\\"e\\\\f'
     assert token_payload(TOKEN) == f"CAMAGENT:T:{TOKEN};;"
 
 
-def _args(**kw):
+def _args(**kw: object) -> argparse.Namespace:
     base = {
         "qr_kind": "wifi",
         "ssid": "x",
@@ -193,9 +203,9 @@ def _args(**kw):
     return argparse.Namespace(**{**base, **kw})
 
 
-def test_qr_make_builds_what_was_asked_and_refuses_bad_cards(tmp_path):
-    assert parse(make.payload_from_args(_args(password="password1"))).wifi.security == "WPA"
-    assert parse(make.payload_from_args(_args())).wifi.security == "nopass"
+def test_qr_make_builds_what_was_asked_and_refuses_bad_cards(tmp_path: Path) -> None:
+    assert _wifi(make.payload_from_args(_args(password="password1"))).security == "WPA"
+    assert _wifi(make.payload_from_args(_args())).security == "nopass"
     combined = make.payload_from_args(_args(password="password1", token=TOKEN))
     assert parse(combined).type == "combined"
     assert make.payload_from_args(argparse.Namespace(qr_kind="token", token=TOKEN)) == (
@@ -229,12 +239,12 @@ def test_qr_make_builds_what_was_asked_and_refuses_bad_cards(tmp_path):
         ("CAMAGENT:ID:cam1;PW:a\x07b;;", "control characters"),
     ],
 )
-def test_broken_labels_say_why(text, words):
+def test_broken_labels_say_why(text: str, words: str) -> None:
     with pytest.raises(QrPayloadError, match=words):
         parse(text)
 
 
-def test_a_label_is_never_applicable():
+def test_a_label_is_never_applicable() -> None:
     from agent.qr.payloads import APPLICABLE, Label, label_payload
 
     payload = parse(label_payload(Label("00:11:22:33:44:55", "UH4YH-BEMUV-THWDS")))
@@ -270,7 +280,7 @@ ZXING_WIFI_CASES = [
 
 
 @pytest.mark.parametrize(("text", "ssid", "password", "zxing_type", "ours"), ZXING_WIFI_CASES)
-def test_zxing_wifi_cases(text, ssid, password, zxing_type, ours):
+def test_zxing_wifi_cases(text: str, ssid: str, password: str, zxing_type: str, ours: str) -> None:
     if ours.startswith("refused: "):
         with pytest.raises(QrPayloadError, match=ours.removeprefix("refused: ")):
             parse(text)
@@ -293,19 +303,21 @@ def test_zxing_wifi_cases(text, ssid, password, zxing_type, ours):
         ('WIFI:T:WPA;S:";P:password1;;', '"', "password1"),  # a lone quote is a character
     ],
 )
-def test_only_unescaped_surrounding_quotes_are_stripped(text, ssid, password):
+def test_only_unescaped_surrounding_quotes_are_stripped(
+    text: str, ssid: str, password: str
+) -> None:
     wifi = parse(text).wifi
     assert wifi is not None
     assert (wifi.ssid, wifi.password) == (ssid, password)
 
 
-def test_a_quoted_password_made_by_qr_make_round_trips():
+def test_a_quoted_password_made_by_qr_make_round_trips() -> None:
     network = WifiNetwork("net", '"abcdefgh"', "WPA")
     assert parse(wifi_payload(network)).wifi == network
 
 
 @pytest.mark.parametrize("bad", ["\x00", "\n", "\r", "\t", "\x1b", "\x7f", "\x85", "\x9f"])
-def test_control_characters_are_refused_by_one_rule_on_qr_and_lan(bad):
+def test_control_characters_are_refused_by_one_rule_on_qr_and_lan(bad: str) -> None:
     from agent.local_api import bodies
 
     ssid, password = f"net{bad}x", f"pass{bad}word1"

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
+
+import pytest
 
 from agent.config import QrConfig
 from agent.qr.payloads import Label, Payload, label_payload
@@ -27,7 +30,7 @@ def _handled(texts: list[str]) -> list[Payload]:
     return got
 
 
-def test_labels_urls_and_text_are_never_applied_cards_are():
+def test_labels_urls_and_text_are_never_applied_cards_are() -> None:
     label = label_payload(Label("00:11:22:33:44:55", "UH4YH-BEMUV-THWDS"))
     wifi = "WIFI:T:WPA;S:net;P:password1;;"
     got = _handled([label, "https://example.com/", "hello", wifi, f"CAMAGENT:T:{TOKEN};;"])
@@ -48,7 +51,9 @@ time.sleep(30)
 """
 
 
-def test_a_worker_that_floods_stderr_keeps_scanning_and_the_log_stays_bounded(tmp_path, caplog):
+def test_a_worker_that_floods_stderr_keeps_scanning_and_the_log_stays_bounded(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     import logging
     import sys
 
@@ -81,7 +86,9 @@ def test_a_worker_that_floods_stderr_keeps_scanning_and_the_log_stays_bounded(tm
     assert all(len(r.getMessage()) < 500 for r in worker_lines)
 
 
-def test_stderr_log_is_rate_limited_per_window_and_counts_the_rest(caplog):
+def test_stderr_log_is_rate_limited_per_window_and_counts_the_rest(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     import logging
 
     from agent.qr.watcher import StderrLog
@@ -105,7 +112,9 @@ def test_stderr_log_is_rate_limited_per_window_and_counts_the_rest(caplog):
     assert sink.last == "warning 10"
 
 
-def test_an_overlong_line_from_the_worker_restarts_it_and_the_task_lives(tmp_path, caplog):
+def test_an_overlong_line_from_the_worker_restarts_it_and_the_task_lives(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     import logging
     import sys
 

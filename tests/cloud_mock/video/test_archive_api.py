@@ -244,6 +244,7 @@ async def test_spans_playlist_and_files_of_an_archive(
 def raw_get(mock: RunningMock, path: str, auth: dict[str, str]) -> tuple[int, bytes]:
     """GET `path` exactly as written (no client normalizing dots or escapes)."""
     url = urllib.parse.urlsplit(mock.url)
+    assert url.hostname is not None
     context = ssl.create_default_context(cafile=str(mock.data_dir / "ca.pem"))
     connection = http.client.HTTPSConnection(url.hostname, url.port, context=context, timeout=10)
     try:

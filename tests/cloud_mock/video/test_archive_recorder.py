@@ -68,6 +68,7 @@ class ScriptedCamera:
             command = message.json()
             if command.get("type") != "command":
                 continue
+            data: object  # the result: a dict, or a string saying why not
             ok, data = True, {}
             if command["name"] == "tunnel_open":
                 self.tunnel_opens += 1
@@ -236,6 +237,7 @@ async def test_the_registrators_archive_step_records_its_cameras(
                 command = message.json()
                 if command.get("type") != "command":
                     continue
+                data: object  # the result: a dict, or a string saying why not
                 ok, data = True, {}
                 if command["name"] == "sync":
                     data = {"cameras": cameras}
@@ -286,7 +288,7 @@ async def test_the_registrators_archive_step_records_its_cameras(
             with contextlib.suppress(asyncio.CancelledError):
                 await answering_all
 
-    stored = mock.app[STORE].get_registrator(rid)
+    stored = mock.app[STORE].registrators.get_registrator(rid)
     assert stored is not None
     source = sources.nvr_cameras(stored)[0]
     write_run(mock.data_dir / "archive" / source.slug, time.time() - 60, [1.0])

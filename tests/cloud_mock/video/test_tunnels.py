@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from cloud_mock.devices_ws import CHANNELS
 from cloud_mock.server import RunningMock, start
 from cloud_mock.video import tunnels
 from cloud_mock.video.tunnels import (
@@ -117,7 +118,7 @@ async def device(
         client, camera["token"], camera["device_id"], ["main", TARGET], answers
     ) as _:
         await eventually_async(
-            lambda: mock.app[tunnels.CHANNELS].get(camera["camera_id"]) is not None,
+            lambda: mock.app[CHANNELS].get(camera["camera_id"]) is not None,
             what="the device online",
         )
         yield seen
@@ -220,7 +221,7 @@ async def test_the_devices_refusal_is_the_reason(
     answers: dict[str, Answer] = {"tunnel_open": lambda _: (False, reason)}
     async with scripted_device(client, camera["token"], camera["device_id"], ["main"], answers):
         await eventually_async(
-            lambda: mock.app[tunnels.CHANNELS].get(camera["camera_id"]) is not None,
+            lambda: mock.app[CHANNELS].get(camera["camera_id"]) is not None,
             what="online",
         )
         with pytest.raises(VideoUnavailable, match="refused the connection"):
