@@ -46,8 +46,11 @@ def run(once: bool = False) -> int:
     camera: test_camera.TestCamera | None = None
     say = Narrator().say
     succeeded = False  # else the directory and its logs are kept, and named
-    # Ctrl-C and SIGTERM both end the demo cleanly, children included.
+    # Ctrl-C and SIGTERM both end the demo cleanly, children included. SIGINT is set
+    # explicitly: started from a background job (`nohup`, `&` in a script) Python inherits
+    # it ignored, and a `kill -INT` would then leave the demo running.
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         say(f"Starting the mock cloud in {workdir}")
         cloud = sandbox.start_cloud(workdir / "cloud")

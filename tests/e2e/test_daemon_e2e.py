@@ -166,7 +166,10 @@ def test_full_demo_tells_the_whole_story_then_stops_on_ctrl_c(tmp_path: Path) ->
             if "Press Ctrl-C" in line or time.monotonic() > deadline:
                 break
         process.send_signal(signal.SIGINT)
-        assert process.wait(120) == 0, (tmp_path / "stderr").read_text()[-2000:]
+        try:
+            assert process.wait(120) == 0, (tmp_path / "stderr").read_text()[-2000:]
+        finally:
+            process.kill()  # so that leaving `with` cannot wait for ever
     story = "".join(lines)
     for step in (
         "poll 1",
