@@ -54,14 +54,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     return daemon.run(config, path)
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    config, _ = _config(args)
+def _ask(config: config_mod.Config, name: str) -> Any:
+    """The daemon's answer to command `name`, or, with no daemon, the same command of its
+    table carried out on the state on disk."""
     try:
-        status = _daemon(config, "status")
+        return _daemon(config, name)
     except DaemonUnavailable:
         from agent import offline
 
-        status = offline.status(config)
+        return offline.ask(config, name)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    config, _ = _config(args)
+    status = _ask(config, "status")
     if args.json:
         print(json.dumps(status))
     else:
@@ -163,12 +169,7 @@ def cmd_nvr(args: argparse.Namespace) -> int:
             return EXIT_OK
         print("Linked: the NVR is registered with the cloud and connects with its token.")
         return EXIT_OK
-    try:
-        activation = _daemon(config, "nvr_code")
-    except DaemonUnavailable:
-        from agent import offline
-
-        activation = offline.nvr_code(config)
+    activation = _ask(config, "nvr_code")
     if args.json:
         print(json.dumps(activation))
     else:

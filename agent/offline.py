@@ -71,6 +71,11 @@ def status(config: Config) -> dict[str, Any]:
     return result
 
 
+def ask(config: Config, name: str) -> Any:
+    """Command `name` (no arguments: `status`, `nvr_code`) answered from the state on disk."""
+    return _call(config, name, {})
+
+
 def reset(config: Config) -> None:
     _locked_or_through_daemon(config, lambda: _call(config, "reset", {}), "reset", {})
 
