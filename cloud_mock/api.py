@@ -16,6 +16,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from agent.provisioning.wire import json_integer
+
 log = logging.getLogger(__name__)
 
 JSON_BODY_LIMIT = 64 * 1024
@@ -117,20 +119,8 @@ def get_str(
     return value
 
 
-def as_integer(value: object) -> int | None:
-    """`value` as JSON Schema's `integer` reads it (1, and also 1.0 or 1e2: a number whose
-    fractional part is zero), else None. A boolean is not a number."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
-
-
 def get_int(data: Mapping[str, Any], name: str, *, minimum: int, maximum: int) -> int:
-    value = as_integer(data.get(name))
+    value = json_integer(data.get(name))
     if value is None:
         raise ApiError(400, f"field {name!r} must be an integer")
     if not minimum <= value <= maximum:

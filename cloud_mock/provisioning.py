@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import math
 import time
@@ -30,7 +29,7 @@ from aiohttp import web
 from agent.errors import WireError
 from agent.provisioning.wire import PollRequest, normalize_device_id, seal_token
 from cloud_mock import claims
-from cloud_mock.api import ApiError, as_integer, read_body
+from cloud_mock.api import ApiError, read_body
 from cloud_mock.clock import MockClock
 from cloud_mock.devices_ws import CHANNELS, CLOSE_REVOKED
 from cloud_mock.fixtures import AccountSettings
@@ -333,37 +332,11 @@ def parse_poll(body: bytes) -> PollRequest:
     An ID outside the grammar is a WireError (400 naming the rule), never a silent 204.
     The proof covers the canonical ID (docs/design.md).
     """
-    try:
-        request = PollRequest.parse(body)
-    except WireError:
-        integral = _integral_numbers_as_integers(body)
-        if integral is None:
-            raise
-        request = PollRequest.parse(integral)
+    request = PollRequest.parse(body)
     canonical = normalize_device_id(request.device_id)
     if canonical != request.device_id:
         request = dataclasses.replace(request, device_id=canonical)
     return request
-
-
-def _integral_numbers_as_integers(body: bytes) -> bytes | None:
-    """The poll again with `ts` and `wait` as integers where they are JSON Schema's
-    integers written with a fraction or an exponent (`98.0`, `1e2`), as the document
-    lets a device send them; None if there are none such."""
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(data, dict):
-        return None
-    changed = False
-    for name in ("ts", "wait"):
-        value = data.get(name)
-        integer = as_integer(value) if isinstance(value, float) else None
-        if integer is not None:
-            data[name] = integer
-            changed = True
-    return json.dumps(data).encode() if changed else None
 
 
 def _device_id_for_log(body: bytes) -> str:

@@ -194,6 +194,18 @@ def b64decode_strict(value: object, field: str) -> bytes:
         raise WireError(f"{field} is not valid base64") from None
 
 
+def json_integer(value: object) -> int | None:
+    """`value` as JSON Schema's `integer` reads it (1, and also 1.0 or 1e2: a number whose
+    fractional part is zero), else None. A boolean is not a number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
 @dataclass(frozen=True)
 class PollRequest:
     device_id: str
@@ -233,11 +245,11 @@ class PollRequest:
         device_id = data["device_id"]
         if not isinstance(device_id, str) or not device_id or len(device_id) > MAX_DEVICE_ID_LEN:
             raise WireError("device_id must be a non-empty string")
-        ts = data["ts"]
-        if not isinstance(ts, int) or isinstance(ts, bool) or not 0 <= ts <= MAX_TS:
+        ts = json_integer(data["ts"])
+        if ts is None or not 0 <= ts <= MAX_TS:
             raise WireError(f"ts must be an integer from 0 to {MAX_TS} (Unix seconds)")
-        wait = data.get("wait", 0)
-        if not isinstance(wait, int) or isinstance(wait, bool) or not 0 <= wait <= MAX_WAIT_S:
+        wait = json_integer(data.get("wait", 0))
+        if wait is None or not 0 <= wait <= MAX_WAIT_S:
             raise WireError(f"wait must be an integer from 0 to {MAX_WAIT_S}")
         nonce = data["nonce"]
         if len(b64decode_strict(nonce, "nonce")) != NONCE_BYTES:

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from agent.errors import WireError
 from agent.nvr import activation_code
-from agent.provisioning.wire import b64decode_strict, normalize_device_id
-from cloud_mock.api import ApiError, as_integer, get_int
+from agent.provisioning.wire import b64decode_strict, json_integer, normalize_device_id
+from cloud_mock.api import ApiError, get_int
 from cloud_mock.conformance.documents import openapi_document
 from cloud_mock.provisioning import parse_poll
 
@@ -156,7 +156,7 @@ def test_the_activation_code_schema_is_the_12_characters() -> None:
     [(98, 98), (98.0, 98), (1e2, 100), (-0.0, 0), (98.5, None), (True, None), ("98", None)],
 )
 def test_integers_are_what_json_schema_calls_integers(value: object, expected: int | None) -> None:
-    assert as_integer(value) == expected
+    assert json_integer(value) == expected
     schema = {"type": "integer"}
     assert jsonschema.Draft202012Validator(schema).is_valid(value) == (expected is not None)
 

@@ -261,6 +261,17 @@ def test_parse_a_valid_body() -> None:
     assert request.to_json() == body
 
 
+def test_parse_takes_integral_numbers_as_json_schema_does() -> None:
+    """The document says integer; JSON Schema's integers include 1.7e9 and 50.0."""
+    request = PollRequest.parse(json.dumps(valid_body(ts=1.7e9, wait=50.0)).encode())
+    assert (request.ts, request.wait) == (1_700_000_000, 50)
+    assert type(request.ts) is int
+    assert type(request.wait) is int
+    for bad in ({"ts": 1.7e9 + 0.5}, {"wait": 0.5}, {"ts": True}, {"wait": False}):
+        with pytest.raises(WireError, match="must be an integer"):
+            PollRequest.parse(json.dumps(valid_body(**bad)).encode())
+
+
 def test_parse_without_wait_means_a_plain_poll() -> None:
     body = valid_body()
     del body["wait"]
