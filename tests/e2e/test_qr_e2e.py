@@ -243,7 +243,7 @@ def test_a_card_shown_on_a_real_rtsp_stream_after_blank_seconds(
         took = time.monotonic() - started
     finally:
         server.terminate()
-        server.wait()
+        server.communicate()  # waits, and closes its pipes
     assert result.returncode == 0, result.stdout + result.stderr
     found = json.loads(result.stdout)
     assert found["found"] is True

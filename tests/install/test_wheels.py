@@ -156,14 +156,16 @@ def installed_mock(
 ) -> Iterator[tuple[str, Path]]:
     """`python -m cloud_mock --data-dir D --port 0` from the venv: (its URL, D)."""
     data = tmp_path_factory.mktemp("mockdata")
-    process = subprocess.Popen(
-        [str(venv / "bin" / "python"), "-m", "cloud_mock", "--data-dir", str(data), "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=(data / "stderr.log").open("wb"),
-        stdin=subprocess.DEVNULL,
-        cwd=data,
-        env=AWAY,
-    )
+    python = str(venv / "bin" / "python")
+    with (data / "stderr.log").open("wb") as stderr:
+        process = subprocess.Popen(
+            [python, "-m", "cloud_mock", "--data-dir", str(data), "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            stdin=subprocess.DEVNULL,
+            cwd=data,
+            env=AWAY,
+        )
     assert process.stdout is not None
     url = process.stdout.readline().decode().strip()  # its first line, once it listens
     try:
