@@ -23,7 +23,7 @@ from agent.token_codec import parse_claims
 from cloud_mock import sandbox
 from cloud_mock.claims import MAX_OPEN_CLAIMS
 from tests.e2e.conftest import Fleet, polls
-from tests.eventually import eventually
+from tests.eventually import eventually, eventually_async
 
 pytestmark = pytest.mark.e2e
 
@@ -90,8 +90,13 @@ def control_channel_close_code(cloud: sandbox.Cloud, token: str) -> int | None:
                 ssl=context,
             ) as ws,
         ):
+            sock = ws.get_extra_info("socket")
             msg = await ws.receive(timeout=10)
-            return msg.data if msg.type == aiohttp.WSMsgType.CLOSE else None
+            code = msg.data if msg.type == aiohttp.WSMsgType.CLOSE else None
+        # A closed WebSocket's TLS shutdown goes on after the `async with`: wait for the
+        # socket to close, else asyncio.run closes the loop under it (a ResourceWarning).
+        await eventually_async(lambda: sock is None or sock.fileno() == -1, what="socket closed")
+        return code
 
     return asyncio.run(run())
 
