@@ -130,7 +130,10 @@ def test_a_camera_moves_to_a_new_account_with_a_reset(
     # `last_seen` is the hello on B's channel; both times are the mock's clock.
     delay = online_b["last_seen"] - reset_poll["at"]
     print(f"B online {delay:.3f} s after the reset's poll")
-    assert delay < 1.0, delay
+    # Online on that poll's token (order, not a time: the run may be on a busy machine):
+    # the hello came after it, and the camera polled no more.
+    assert delay >= 0, delay
+    assert polls(cloud, device_id)[-1] == reset_poll
     assert agent.status()["token"]["org"] == "org2"
 
     moved = camera(cloud, a, cam_a["camera_id"])
