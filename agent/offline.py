@@ -66,11 +66,6 @@ def status_of(config: Config) -> Status:
     )
 
 
-def status(config: Config) -> dict[str, Any]:
-    result: dict[str, Any] = _call(config, "status", {})
-    return result
-
-
 def ask(config: Config, name: str) -> Any:
     """Command `name` (no arguments: `status`, `nvr_code`) answered from the state on disk."""
     return _call(config, name, {})
@@ -84,12 +79,6 @@ def set_token(config: Config, token: str) -> None:
     """Verify like any other token, then store it; the daemon connects with it on start."""
     args = {"token": token}
     _locked_or_through_daemon(config, lambda: _call(config, "token_set", args), "token_set", args)
-
-
-def nvr_code(config: Config) -> dict[str, Any]:
-    """The code the daemon registered last, if it is still valid."""
-    code: dict[str, Any] = _call(config, "nvr_code", {})
-    return code
 
 
 def nvr_register(config: Config, token: str) -> None:

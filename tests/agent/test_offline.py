@@ -73,7 +73,7 @@ run_dir = "{tmp_path / "run"}"
 
 
 def test_status_of_a_fresh_device(config: Config) -> None:
-    status = offline.status(config)
+    status = offline.ask(config, "status")
     assert status == {
         "device_id": DEVICE,
         "kind": "camera",
@@ -94,7 +94,7 @@ def test_set_token_stores_a_verified_token(config: Config, signer: Ed25519Privat
     offline.set_token(config, f" {sealed(token)}\n")  # a camera's: sealed for its label
     record = TokenStore(config.state_dir).load()
     assert (record.device_id, record.token, record.token_source) == (DEVICE, token, "cli")
-    status = offline.status(config)
+    status = offline.ask(config, "status")
     assert status["state"] == "disconnected"  # holds a token, the daemon is not running
     assert status["token"] == {
         "present": True,
@@ -122,7 +122,7 @@ def test_set_token_keeps_the_rest_of_the_state(
     offline.set_token(config, sealed(sign_token(claims(jti="new"), signer)))
     record = store.load()
     assert (record.key, record.key_stamp) == (kept, stamp)  # K is kept and opened the seal
-    assert offline.status(config)["token"]["jti"] == "new"
+    assert offline.ask(config, "status")["token"]["jti"] == "new"
 
 
 @pytest.mark.parametrize(
@@ -168,7 +168,7 @@ def test_a_state_of_another_device_is_not_shown_and_is_replaced(
 ) -> None:
     store = TokenStore(config.state_dir)
     store.save(DeviceRecord(device_id="11:22:33:44:55:66", key="S0tLSw==", token="other.tok"))
-    assert offline.status(config)["token"] == {"present": False}
+    assert offline.ask(config, "status")["token"] == {"present": False}
     token = sign_token(claims(), signer)
     offline.set_token(config, sealed(token))
     record = store.load()
@@ -182,7 +182,7 @@ def test_reset_forgets_the_token(config: Config, signer: Ed25519PrivateKey) -> N
     offline.reset(config)
     record = TokenStore(config.state_dir).load()
     assert (record.device_id, record.token, record.token_source) == (DEVICE, "", "")
-    assert offline.status(config)["state"] == "provisioning"
+    assert offline.ask(config, "status")["state"] == "provisioning"
 
 
 def test_reset_of_a_fresh_device_writes_an_empty_state(config: Config) -> None:
@@ -200,14 +200,14 @@ def test_an_unlinked_nvr_awaits_activation_as_the_daemon_says(config: Config) ->
     from dataclasses import replace
 
     nvr = replace(config, device=replace(config.device, kind="nvr"))
-    status = offline.status(nvr)
+    status = offline.ask(nvr, "status")
     assert status["state"] == "awaiting_activation"
     assert "activation" not in status  # no code registered yet
     from agent.nvr.activation import Activation
 
     code = Activation("ABCD-EFGH-JK", "c2VjcmV0", 4e9, 86400.0, "https://x/activate")
     TokenStore(config.state_dir).save(DeviceRecord(device_id=DEVICE, activation=code.to_json()))
-    status = offline.status(nvr)
+    status = offline.ask(nvr, "status")
     assert status["activation"] == code.public()
     assert offline.status_of(nvr).state.value == "awaiting_activation"
 
@@ -231,7 +231,7 @@ def test_an_nvr_without_a_live_code_says_why(
 ) -> None:
     TokenStore(config.state_dir).save(record)
     with pytest.raises(CamagentError) as caught:
-        offline.nvr_code(_nvr(config))
+        offline.ask(_nvr(config), "nvr_code")
     assert str(caught.value) == told
 
 
@@ -241,11 +241,11 @@ def test_an_nvr_shows_its_code_until_it_expires(config: Config) -> None:
     live = Activation("ABCD-EFGH-JK", "c2VjcmV0", 4e9, 86400.0, "https://x/activate")
     store = TokenStore(config.state_dir)
     store.save(DeviceRecord(device_id=DEVICE, activation=live.to_json()))
-    assert offline.nvr_code(_nvr(config)) == live.public()
+    assert offline.ask(_nvr(config), "nvr_code") == live.public()
     old = Activation("ABCD-EFGH-JK", "c2VjcmV0", 1e9, 86400.0, "https://x/activate")
     store.save(DeviceRecord(device_id=DEVICE, activation=old.to_json()))
     with pytest.raises(CamagentError, match=offline.CODE_EXPIRED):
-        offline.nvr_code(_nvr(config))
+        offline.ask(_nvr(config), "nvr_code")
 
 
 def test_a_linked_nvr_takes_no_registration_and_asks_no_cloud(config: Config) -> None:
@@ -280,5 +280,5 @@ def test_offline_changes_are_the_daemons_commands(
         monkeypatch.setitem(commands.COMMANDS, name, replace(real, handler=spy))
     offline.set_token(config, sealed(sign_token(claims(), signer)))
     offline.reset(config)
-    assert offline.status(config)["state"] == "provisioning"
+    assert offline.ask(config, "status")["state"] == "provisioning"
     assert called == [("token_set", "cli"), ("reset", "cli"), ("status", "cli")]
